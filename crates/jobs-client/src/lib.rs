@@ -1,0 +1,1 @@
+//! jobs-client (placeholder while the workspace is laid down).

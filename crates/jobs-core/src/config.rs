@@ -1,0 +1,423 @@
+//! Platform configuration: use cases, concurrency caps, default tolerances, tenant quotas and
+//! input limits, read from the environment with the variable names of the original service.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `ASYNC_JOBS_SQS_QUEUE_<USE_CASE>` | defines a use case and its SQS queue URL |
+//! | `ASYNC_JOBS_<USE_CASE>_MAX_CONCURRENT` | the use case's concurrency cap (dispatched + running) |
+//! | `ASYNC_JOBS_<USE_CASE>_DEFAULT_DELAY_TOLERANCE_SECONDS` | tolerance when a request gives none |
+//! | `ASYNC_JOBS_PER_TENANT_QUOTAS` | JSON quotas, see [`QuotaConfig`] |
+//!
+//! With no queue variable at all, the two use cases of the original are configured:
+//! `notifications` (cap 10, tolerance 300 s) and `message_labeling` (cap 5, tolerance 600 s).
+//! Use case names are the variable suffix in lower case.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A setting was missing or malformed. Displays as one line naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {variable}: expected {expected}, got {got:?}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub variable: String,
+    /// What it should contain.
+    pub expected: String,
+    /// What it contained.
+    pub got: String,
+}
+
+impl ConfigError {
+    fn new(variable: &str, expected: impl Into<String>, got: &str) -> Self {
+        ConfigError {
+            variable: variable.to_owned(),
+            expected: expected.into(),
+            got: got.chars().take(200).collect(),
+        }
+    }
+}
+
+/// One use case: a queue, a concurrency cap and a default tolerance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UseCaseConfig {
+    /// Lower-case name, e.g. `notifications`.
+    pub name: String,
+    /// The SQS queue URL, when configured.
+    pub queue_url: Option<String>,
+    /// At most this many jobs of the use case are dispatched or running at once.
+    pub max_concurrent: u32,
+    /// Tolerance applied when an enqueue gives none.
+    pub default_delay_tolerance: Duration,
+}
+
+impl UseCaseConfig {
+    /// A use case with the given cap and tolerance and no queue URL.
+    pub fn new(name: impl Into<String>, max_concurrent: u32, default_delay_tolerance: Duration) -> Self {
+        UseCaseConfig {
+            name: name.into(),
+            queue_url: None,
+            max_concurrent,
+            default_delay_tolerance,
+        }
+    }
+
+    /// The built-in defaults for the original use cases, if `name` is one of them.
+    fn builtin(name: &str) -> Option<UseCaseConfig> {
+        match name {
+            "notifications" => Some(UseCaseConfig::new(name, 10, Duration::from_secs(300))),
+            "message_labeling" => Some(UseCaseConfig::new(name, 5, Duration::from_secs(600))),
+            _ => None,
+        }
+    }
+}
+
+/// Fallback cap for a use case that is neither built in nor given a cap.
+pub const DEFAULT_MAX_CONCURRENT: u32 = 10;
+/// Fallback tolerance for a use case that is neither built in nor given one.
+pub const DEFAULT_DELAY_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// Per-tenant, per-use-case quotas: how many non-terminal jobs (pending, dispatched, running) a
+/// tenant may hold in a use case.
+///
+/// `ASYNC_JOBS_PER_TENANT_QUOTAS` is a JSON object keyed by tenant id (`"*"` is every tenant
+/// without an entry of its own). A value is either a number (one limit for every use case) or an
+/// object of use case → number:
+///
+/// ```json
+/// {"acme": {"notifications": 100, "message_labeling": 20}, "globex": 50, "*": {"notifications": 1000}}
+/// ```
+///
+/// Lookup order: tenant + use case, tenant, `"*"` + use case, `"*"`; no match means unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuotaConfig {
+    tenants: BTreeMap<String, TenantQuota>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct TenantQuota {
+    all: Option<u32>,
+    per_use_case: BTreeMap<String, u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum QuotaJson {
+    All(u32),
+    PerUseCase(BTreeMap<String, u32>),
+}
+
+/// The tenant key that applies to tenants without an entry of their own.
+pub const ANY_TENANT: &str = "*";
+
+impl QuotaConfig {
+    /// No quotas.
+    pub fn unlimited() -> Self {
+        QuotaConfig::default()
+    }
+
+    /// Sets one limit for every use case of `tenant` (use [`ANY_TENANT`] for the default).
+    pub fn with_tenant_limit(mut self, tenant: &str, limit: u32) -> Self {
+        self.tenants.entry(tenant.to_owned()).or_default().all = Some(limit);
+        self
+    }
+
+    /// Sets the limit of `tenant` in `use_case`.
+    pub fn with_limit(mut self, tenant: &str, use_case: &str, limit: u32) -> Self {
+        self.tenants
+            .entry(tenant.to_owned())
+            .or_default()
+            .per_use_case
+            .insert(use_case.to_owned(), limit);
+        self
+    }
+
+    /// Parses the JSON form (see the type docs).
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let raw: BTreeMap<String, QuotaJson> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let tenants = raw
+            .into_iter()
+            .map(|(tenant, q)| {
+                let quota = match q {
+                    QuotaJson::All(n) => TenantQuota {
+                        all: Some(n),
+                        per_use_case: BTreeMap::new(),
+                    },
+                    QuotaJson::PerUseCase(map) => TenantQuota {
+                        all: None,
+                        per_use_case: map.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
+                    },
+                };
+                (tenant, quota)
+            })
+            .collect();
+        Ok(QuotaConfig { tenants })
+    }
+
+    /// The limit for `tenant` in `use_case`, or `None` for unlimited.
+    pub fn limit_for(&self, tenant: &str, use_case: &str) -> Option<u32> {
+        let lookup = |key: &str| {
+            self.tenants
+                .get(key)
+                .and_then(|q| q.per_use_case.get(use_case).copied().or(q.all))
+        };
+        lookup(tenant).or_else(|| lookup(ANY_TENANT))
+    }
+}
+
+/// Bounds on enqueue input. Every bound has a distinct validation error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest payload, as serialized JSON bytes (default 256 KiB).
+    pub max_payload_bytes: usize,
+    /// Longest tenant id, in bytes (default 128).
+    pub max_tenant_len: usize,
+    /// Longest job type, in bytes (default 128).
+    pub max_kind_len: usize,
+    /// Longest idempotency key, in bytes (default 255).
+    pub max_idempotency_key_len: usize,
+    /// How far ahead `run_at` may be (default 366 days).
+    pub max_schedule_ahead: Duration,
+    /// Largest `max_attempts` (default 1000).
+    pub max_attempts: u32,
+    /// Largest delay tolerance (default 366 days).
+    pub max_delay_tolerance: Duration,
+    /// Largest per-attempt timeout (default 24 h).
+    pub max_timeout: Duration,
+    /// Default `max_attempts` (default 5).
+    pub default_max_attempts: u32,
+    /// Default per-attempt timeout (default 300 s).
+    pub default_timeout: Duration,
+    /// Most jobs in one batch enqueue (default 1000).
+    pub max_batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        const DAY: u64 = 24 * 3600;
+        Limits {
+            max_payload_bytes: 256 * 1024,
+            max_tenant_len: 128,
+            max_kind_len: 128,
+            max_idempotency_key_len: 255,
+            max_schedule_ahead: Duration::from_secs(366 * DAY),
+            max_attempts: 1000,
+            max_delay_tolerance: Duration::from_secs(366 * DAY),
+            max_timeout: Duration::from_secs(DAY),
+            default_max_attempts: 5,
+            default_timeout: Duration::from_secs(300),
+            max_batch: 1000,
+        }
+    }
+}
+
+/// Everything the domain needs to know about the deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformConfig {
+    /// Use cases by name.
+    pub use_cases: BTreeMap<String, UseCaseConfig>,
+    /// Tenant quotas.
+    pub quotas: QuotaConfig,
+    /// Input bounds.
+    pub limits: Limits,
+}
+
+impl Default for PlatformConfig {
+    /// The original's two use cases, no quotas, default limits.
+    fn default() -> Self {
+        let use_cases = ["notifications", "message_labeling"]
+            .into_iter()
+            .filter_map(UseCaseConfig::builtin)
+            .map(|uc| (uc.name.clone(), uc))
+            .collect();
+        PlatformConfig {
+            use_cases,
+            quotas: QuotaConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+const QUEUE_PREFIX: &str = "ASYNC_JOBS_SQS_QUEUE_";
+const QUOTAS_VAR: &str = "ASYNC_JOBS_PER_TENANT_QUOTAS";
+
+impl PlatformConfig {
+    /// A configuration with exactly these use cases, no quotas and default limits.
+    pub fn with_use_cases(use_cases: impl IntoIterator<Item = UseCaseConfig>) -> Self {
+        PlatformConfig {
+            use_cases: use_cases.into_iter().map(|uc| (uc.name.clone(), uc)).collect(),
+            quotas: QuotaConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Replaces the quotas.
+    pub fn with_quotas(mut self, quotas: QuotaConfig) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads configuration from `(name, value)` pairs (the environment, or a test's map).
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars: BTreeMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .filter(|(k, _)| k.starts_with("ASYNC_JOBS_"))
+            .collect();
+
+        let mut use_cases = BTreeMap::new();
+        for (name, url) in vars.iter().filter_map(|(k, v)| k.strip_prefix(QUEUE_PREFIX).map(|s| (s, v))) {
+            let variable = format!("{QUEUE_PREFIX}{name}");
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(ConfigError::new(&variable, "a use case suffix of letters, digits and _", name));
+            }
+            if url.trim().is_empty() {
+                return Err(ConfigError::new(&variable, "a queue URL", url));
+            }
+            let lower = name.to_lowercase();
+            let mut uc = UseCaseConfig::builtin(&lower)
+                .unwrap_or_else(|| UseCaseConfig::new(&lower, DEFAULT_MAX_CONCURRENT, DEFAULT_DELAY_TOLERANCE));
+            uc.queue_url = Some(url.trim().to_owned());
+            use_cases.insert(lower, uc);
+        }
+        if use_cases.is_empty() {
+            use_cases = PlatformConfig::default().use_cases;
+        }
+
+        for uc in use_cases.values_mut() {
+            let upper = uc.name.to_uppercase();
+            let cap_var = format!("ASYNC_JOBS_{upper}_MAX_CONCURRENT");
+            if let Some(raw) = vars.get(&cap_var) {
+                uc.max_concurrent = raw
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| ConfigError::new(&cap_var, "a whole number ≥ 1", raw))?;
+            }
+            let tol_var = format!("ASYNC_JOBS_{upper}_DEFAULT_DELAY_TOLERANCE_SECONDS");
+            if let Some(raw) = vars.get(&tol_var) {
+                uc.default_delay_tolerance = raw
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|s| crate::duration_secs::from_secs(s).ok())
+                    .filter(|d| *d <= Limits::default().max_delay_tolerance)
+                    .ok_or_else(|| ConfigError::new(&tol_var, "seconds from 0 to 31622400", raw))?;
+            }
+        }
+
+        let quotas = match vars.get(QUOTAS_VAR) {
+            Some(raw) if !raw.trim().is_empty() => QuotaConfig::from_json(raw).map_err(|e| {
+                ConfigError::new(
+                    QUOTAS_VAR,
+                    format!(r#"JSON like {{"tenant": 10}} or {{"tenant": {{"use_case": 10}}}} ({e})"#),
+                    raw,
+                )
+            })?,
+            _ => QuotaConfig::default(),
+        };
+
+        Ok(PlatformConfig {
+            use_cases,
+            quotas,
+            limits: Limits::default(),
+        })
+    }
+
+    /// The use case named `name`, if configured.
+    pub fn use_case(&self, name: &str) -> Option<&UseCaseConfig> {
+        self.use_cases.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<PlatformConfig, ConfigError> {
+        PlatformConfig::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let c = parse(&[]).unwrap();
+        let n = c.use_case("notifications").unwrap();
+        assert_eq!((n.max_concurrent, n.default_delay_tolerance), (10, Duration::from_secs(300)));
+        let m = c.use_case("message_labeling").unwrap();
+        assert_eq!((m.max_concurrent, m.default_delay_tolerance), (5, Duration::from_secs(600)));
+        assert_eq!(c.quotas.limit_for("anyone", "notifications"), None);
+    }
+
+    #[test]
+    fn queue_variables_define_use_cases() {
+        let c = parse(&[
+            ("ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS", "http://q/notifications"),
+            ("ASYNC_JOBS_SQS_QUEUE_BILLING", "http://q/billing"),
+            ("ASYNC_JOBS_BILLING_MAX_CONCURRENT", "3"),
+            ("ASYNC_JOBS_BILLING_DEFAULT_DELAY_TOLERANCE_SECONDS", "1.5"),
+            ("ASYNC_JOBS_NOTIFICATIONS_MAX_CONCURRENT", "20"),
+            ("UNRELATED", "x"),
+        ])
+        .unwrap();
+        assert_eq!(c.use_cases.len(), 2);
+        let b = c.use_case("billing").unwrap();
+        assert_eq!(b.queue_url.as_deref(), Some("http://q/billing"));
+        assert_eq!(b.max_concurrent, 3);
+        assert_eq!(b.default_delay_tolerance, Duration::from_millis(1500));
+        let n = c.use_case("notifications").unwrap();
+        assert_eq!((n.max_concurrent, n.default_delay_tolerance), (20, Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases: &[&[(&str, &str)]] = &[
+            &[("ASYNC_JOBS_NOTIFICATIONS_MAX_CONCURRENT", "ten")],
+            &[("ASYNC_JOBS_NOTIFICATIONS_MAX_CONCURRENT", "0")],
+            &[("ASYNC_JOBS_NOTIFICATIONS_MAX_CONCURRENT", "-1")],
+            &[("ASYNC_JOBS_NOTIFICATIONS_DEFAULT_DELAY_TOLERANCE_SECONDS", "-5")],
+            &[("ASYNC_JOBS_NOTIFICATIONS_DEFAULT_DELAY_TOLERANCE_SECONDS", "NaN")],
+            &[("ASYNC_JOBS_NOTIFICATIONS_DEFAULT_DELAY_TOLERANCE_SECONDS", "1e300")],
+            &[("ASYNC_JOBS_PER_TENANT_QUOTAS", "{not json")],
+            &[("ASYNC_JOBS_PER_TENANT_QUOTAS", r#"{"a": -1}"#)],
+            &[("ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS", " ")],
+            &[("ASYNC_JOBS_SQS_QUEUE_BAD-NAME", "http://q")],
+        ];
+        for vars in cases {
+            let err = parse(vars).unwrap_err();
+            assert_eq!(err.variable, vars[0].0, "{err}");
+            let line = err.to_string();
+            assert!(line.starts_with(&format!("invalid {}", vars[0].0)), "{line}");
+            assert!(!line.contains('\n'), "one line: {line}");
+        }
+    }
+
+    #[test]
+    fn quota_lookup_order() {
+        let q = QuotaConfig::from_json(
+            r#"{"acme": {"notifications": 100}, "globex": 50, "*": {"notifications": 7}, "initech": {"NOTIFICATIONS": 3}}"#,
+        )
+        .unwrap();
+        assert_eq!(q.limit_for("acme", "notifications"), Some(100));
+        assert_eq!(q.limit_for("acme", "message_labeling"), None);
+        assert_eq!(q.limit_for("globex", "notifications"), Some(50));
+        assert_eq!(q.limit_for("globex", "anything"), Some(50));
+        assert_eq!(q.limit_for("other", "notifications"), Some(7));
+        assert_eq!(q.limit_for("other", "message_labeling"), None);
+        assert_eq!(q.limit_for("initech", "notifications"), Some(3));
+        let q = QuotaConfig::unlimited().with_tenant_limit(ANY_TENANT, 2).with_limit("a", "x", 9);
+        assert_eq!(q.limit_for("a", "x"), Some(9));
+        assert_eq!(q.limit_for("a", "y"), Some(2));
+    }
+}

@@ -1,0 +1,84 @@
+//! # jobs-core — the domain of async-jobs
+//!
+//! Everything the platform *decides* lives here; everything it *does* over a network lives in the
+//! adapter crates. This crate has no database, queue or HTTP dependency.
+//!
+//! ## The parts
+//!
+//! - [`status`]: the six job statuses and the one table of legal transitions.
+//! - [`job`]: the job record, new jobs, dispatches and lease tokens.
+//! - [`deadline`] and [`backoff`]: pure, overflow-free time arithmetic.
+//! - [`enqueue`]: enqueue requests and their validation (one typed error per bad input).
+//! - [`config`]: use cases, caps, tolerances, quotas and limits from the environment.
+//! - Ports: [`store::JobStore`], [`transport::Transport`] and [`clock::Clock`], each documenting the
+//!   contract an adapter must honour.
+//! - [`service::JobService`]: the domain rules over any store.
+//! - [`handler`]: typed handlers, their registry, context and outcomes.
+//! - [`memory`]: in-memory store and transport with the real adapters' semantics, for unit tests
+//!   and the embedded quick start.
+//! - `testkit` (feature `testkit`): the conformance suites every store and transport must pass,
+//!   and helpers for testing your handlers.
+//!
+//! ## How a job moves
+//!
+//! ```text
+//!  enqueue ──► pending ──dispatch──► dispatched ──claim──► running ──succeed──► succeeded
+//!                ▲  ▲                   │                   │  │
+//!                │  └──expire_dispatch──┘                   │  └──fail_dead / expire_run_dead──► dead
+//!                └──fail_retry / expire_run_retry / release─┘
+//!  pending, dispatched ──cancel──► cancelled ◄──finish_cancelled── running
+//!  dead, cancelled ──retry──► pending
+//! ```
+//!
+//! ## Unit-testing a handler
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::sync::Arc;
+//! use jobs_core::{EnqueueRequest, HandlerRegistry, HandlerError, JobContext, JobService, JobStatus, PlatformConfig};
+//! use jobs_core::clock::SystemClock;
+//! use jobs_core::memory::MemoryStore;
+//!
+//! let store = Arc::new(MemoryStore::new(Arc::new(SystemClock)));
+//! let service = JobService::new(store.clone(), Arc::new(PlatformConfig::default()));
+//! let mut handlers = HandlerRegistry::new();
+//! handlers.register_fn("send_sms", |_ctx: JobContext, to: String| async move {
+//!     if to.starts_with('+') { Ok(()) } else { Err(HandlerError::permanent("not E.164")) }
+//! });
+//!
+//! let job = service
+//!     .enqueue(EnqueueRequest::new("acme", "notifications", "send_sms", serde_json::json!("+4412345")))
+//!     .await
+//!     .unwrap()
+//!     .job;
+//! # let _ = job; let _ = JobStatus::Pending; let _ = handlers;
+//! # }
+//! ```
+
+pub mod backoff;
+pub mod clock;
+pub mod config;
+pub mod deadline;
+pub mod duration_secs;
+pub mod enqueue;
+pub mod handler;
+pub mod job;
+pub mod memory;
+pub mod service;
+pub mod status;
+pub mod store;
+pub mod transport;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use backoff::{Backoff, BackoffStrategy, Jitter};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{ConfigError, Limits, PlatformConfig, QuotaConfig, UseCaseConfig};
+pub use enqueue::{EnqueueRequest, ValidationError};
+pub use handler::{CancellationSignal, Handler, HandlerError, HandlerRegistry, HandlerResult, JobContext};
+pub use job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
+pub use service::{JobService, TenantScope};
+pub use status::{IllegalTransition, JobStatus, Transition};
+pub use store::{ChangeError, EnqueueError, Failure, JobFilter, JobStore, LeaseError, Page, PageRequest, StoreError};
+pub use transport::{DispatchMessage, Transport, TransportError};

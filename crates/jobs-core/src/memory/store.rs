@@ -1,0 +1,504 @@
+//! The in-memory job store: one mutex over a map, every operation atomic under it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
+
+use crate::clock::Clock;
+use crate::deadline::{add_saturating, deadline_at, sub};
+use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
+use crate::status::{JobStatus, Transition};
+use crate::store::{
+    expiry_transition, failure_transition, ChangeError, EnqueueError, Failure, Heartbeat, JobFilter, JobStore, LeaseError,
+    Page, PageRequest, ReapReport, StatusCount, StoreError, Wakeup, WakeupStream,
+};
+
+#[derive(Debug, Default)]
+struct Inner {
+    jobs: BTreeMap<JobId, Job>,
+    idempotency: HashMap<(String, String), JobId>,
+}
+
+/// A [`JobStore`] in process memory. Cheap to clone (shared state).
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+    clock: Arc<dyn Clock>,
+    wake: broadcast::Sender<Wakeup>,
+}
+
+impl MemoryStore {
+    /// An empty store reading time from `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        let (wake, _) = broadcast::channel(64);
+        MemoryStore {
+            inner: Arc::new(Mutex::new(Inner::default())),
+            clock,
+            wake,
+        }
+    }
+
+    /// Every job, by id (a test helper).
+    pub fn snapshot(&self) -> Vec<Job> {
+        self.lock().jobs.values().cloned().collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a job half-written (each write is a whole
+        // struct assignment), so a poisoned lock is safe to keep using.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self, w: Wakeup) {
+        // No receivers is fine: nobody is waiting.
+        let _ = self.wake.send(w);
+    }
+
+    /// Applies a fenced change: the job must be `expected` with `token`.
+    fn fenced<T>(
+        &self,
+        id: JobId,
+        token: LeaseToken,
+        expected: JobStatus,
+        change: impl FnOnce(&mut Job, DateTime<Utc>) -> T,
+    ) -> Result<T, LeaseError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        match inner.jobs.get_mut(&id) {
+            Some(job) if job.status == expected && job.lease_token == Some(token) => {
+                job.updated_at = now;
+                Ok(change(job, now))
+            }
+            _ => Err(LeaseError::LeaseLost(id)),
+        }
+    }
+}
+
+fn in_flight(jobs: &BTreeMap<JobId, Job>, use_case: &str) -> u64 {
+    jobs.values()
+        .filter(|j| j.use_case == use_case && j.status.is_in_flight())
+        .count() as u64
+}
+
+fn quota_used(jobs: &BTreeMap<JobId, Job>, tenant: &str, use_case: &str) -> u64 {
+    jobs.values()
+        .filter(|j| j.tenant_id == tenant && j.use_case == use_case && j.status.counts_against_quota())
+        .count() as u64
+}
+
+/// Moves `job` along `event`, which the caller has established is legal from its status.
+fn set_status(job: &mut Job, event: Transition) {
+    if let Ok(to) = job.status.apply(event) {
+        job.status = to;
+    }
+}
+
+fn finish(job: &mut Job, event: Transition, now: DateTime<Utc>) {
+    set_status(job, event);
+    job.lease_token = None;
+    job.lease_expires_at = None;
+    if job.status.is_terminal() {
+        job.finished_at = Some(now);
+    }
+}
+
+fn back_to_pending(job: &mut Job, event: Transition, run_at: DateTime<Utc>, now: DateTime<Utc>) {
+    finish(job, event, now);
+    job.run_at = run_at;
+    job.deadline_at = add_saturating(run_at, job.delay_tolerance);
+}
+
+fn insert(inner: &mut Inner, new: NewJob, now: DateTime<Utc>) -> Result<Enqueued, EnqueueError> {
+    if let Some(key) = &new.idempotency_key {
+        if let Some(existing) = inner
+            .idempotency
+            .get(&(new.tenant_id.clone(), key.clone()))
+            .and_then(|id| inner.jobs.get(id))
+        {
+            return Ok(Enqueued {
+                job: existing.clone(),
+                created: false,
+            });
+        }
+    }
+    if let Some(limit) = new.quota {
+        if quota_used(&inner.jobs, &new.tenant_id, &new.use_case) >= u64::from(limit) {
+            return Err(EnqueueError::QuotaExceeded {
+                tenant_id: new.tenant_id,
+                use_case: new.use_case,
+                limit,
+            });
+        }
+    }
+    let run_at = new.run_at.unwrap_or(now);
+    let deadline = deadline_at(run_at, new.delay_tolerance)
+        .map_err(|e| EnqueueError::Store(StoreError::Internal(e.to_string())))?;
+    let job = Job {
+        id: new.id,
+        tenant_id: new.tenant_id,
+        use_case: new.use_case,
+        kind: new.kind,
+        payload: new.payload,
+        status: JobStatus::Pending,
+        priority: new.priority,
+        attempts: 0,
+        max_attempts: new.max_attempts,
+        backoff: new.backoff,
+        run_at,
+        delay_tolerance: new.delay_tolerance,
+        deadline_at: deadline,
+        timeout: new.timeout,
+        idempotency_key: new.idempotency_key,
+        lease_token: None,
+        lease_expires_at: None,
+        cancel_requested: false,
+        last_error: None,
+        created_at: now,
+        updated_at: now,
+        dispatched_at: None,
+        started_at: None,
+        finished_at: None,
+    };
+    if let Some(key) = &job.idempotency_key {
+        inner.idempotency.insert((job.tenant_id.clone(), key.clone()), job.id);
+    }
+    inner.jobs.insert(job.id, job.clone());
+    Ok(Enqueued { job, created: true })
+}
+
+#[async_trait]
+impl JobStore for MemoryStore {
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
+        let now = self.clock.now();
+        let enqueued = insert(&mut self.lock(), job, now)?;
+        if enqueued.created && enqueued.job.run_at <= now {
+            self.notify(Wakeup::JobDue);
+        }
+        Ok(enqueued)
+    }
+
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, EnqueueError> {
+        let now = self.clock.now();
+        let results = {
+            let mut inner = self.lock();
+            let before_jobs = inner.jobs.clone();
+            let before_keys = inner.idempotency.clone();
+            let mut results = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                match insert(&mut inner, job, now) {
+                    Ok(e) => results.push(e),
+                    Err(e) => {
+                        // All or none.
+                        inner.jobs = before_jobs;
+                        inner.idempotency = before_keys;
+                        return Err(e);
+                    }
+                }
+            }
+            results
+        };
+        if results.iter().any(|e| e.created && e.job.run_at <= now) {
+            self.notify(Wakeup::JobDue);
+        }
+        Ok(results)
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        Ok(self.lock().jobs.get(&id).cloned())
+    }
+
+    async fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<Page, StoreError> {
+        let inner = self.lock();
+        let limit = page.limit.max(1) as usize;
+        let upper = match page.after {
+            Some(after) => inner.jobs.range(..after),
+            None => inner.jobs.range(..),
+        };
+        let mut jobs: Vec<Job> = upper
+            .rev()
+            .map(|(_, j)| j)
+            .filter(|j| filter.matches(j))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let next = if jobs.len() > limit {
+            jobs.truncate(limit);
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        Ok(Page { jobs, next })
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<Job, ChangeError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let job = inner.jobs.get_mut(&id).ok_or(ChangeError::NotFound(id))?;
+        match job.status {
+            JobStatus::Cancelled => {}
+            JobStatus::Running => {
+                job.cancel_requested = true;
+                job.updated_at = now;
+            }
+            status => {
+                status.apply(Transition::Cancel)?;
+                finish(job, Transition::Cancel, now);
+                job.updated_at = now;
+            }
+        }
+        Ok(job.clone())
+    }
+
+    async fn retry(&self, id: JobId) -> Result<Job, ChangeError> {
+        let now = self.clock.now();
+        let job = {
+            let mut inner = self.lock();
+            let job = inner.jobs.get_mut(&id).ok_or(ChangeError::NotFound(id))?;
+            job.status.apply(Transition::Retry)?;
+            back_to_pending(job, Transition::Retry, now, now);
+            job.attempts = 0;
+            job.cancel_requested = false;
+            job.finished_at = None;
+            job.updated_at = now;
+            job.clone()
+        };
+        self.notify(Wakeup::JobDue);
+        Ok(job)
+    }
+
+    async fn lease_due(&self, use_case: &str, cap: u32, limit: u32, lease: Duration) -> Result<Vec<Dispatch>, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let free = u64::from(cap).saturating_sub(in_flight(&inner.jobs, use_case));
+        let take = free.min(u64::from(limit)) as usize;
+        if take == 0 {
+            return Ok(Vec::new());
+        }
+        let mut due: Vec<&Job> = inner
+            .jobs
+            .values()
+            .filter(|j| j.use_case == use_case && j.status == JobStatus::Pending && j.run_at <= now)
+            .collect();
+        due.sort_by(|a, b| {
+            a.deadline_at
+                .cmp(&b.deadline_at)
+                .then(b.priority.cmp(&a.priority))
+                .then(a.id.cmp(&b.id))
+        });
+        let ids: Vec<JobId> = due.into_iter().take(take).map(|j| j.id).collect();
+        let mut leased = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(job) = inner.jobs.get_mut(&id) {
+                let token = LeaseToken::generate();
+                set_status(job, Transition::Dispatch);
+                job.lease_token = Some(token);
+                job.lease_expires_at = Some(add_saturating(now, lease));
+                job.dispatched_at = Some(now);
+                job.updated_at = now;
+                leased.push(Dispatch {
+                    job_id: job.id,
+                    lease_token: token,
+                    tenant_id: job.tenant_id.clone(),
+                    use_case: job.use_case.clone(),
+                    kind: job.kind.clone(),
+                    attempt: job.attempts.saturating_add(1),
+                    deadline_at: job.deadline_at,
+                });
+            }
+        }
+        Ok(leased)
+    }
+
+    async fn claim(&self, id: JobId, token: LeaseToken, lease: Duration) -> Result<Job, LeaseError> {
+        self.fenced(id, token, JobStatus::Dispatched, |job, now| {
+            set_status(job, Transition::Claim);
+            job.attempts = job.attempts.saturating_add(1);
+            job.started_at = Some(now);
+            job.lease_expires_at = Some(add_saturating(now, lease));
+            job.clone()
+        })
+    }
+
+    async fn heartbeat(&self, id: JobId, token: LeaseToken, lease: Duration) -> Result<Heartbeat, LeaseError> {
+        self.fenced(id, token, JobStatus::Running, |job, now| {
+            let until = add_saturating(now, lease);
+            job.lease_expires_at = Some(until);
+            Heartbeat {
+                lease_expires_at: until,
+                cancel_requested: job.cancel_requested,
+            }
+        })
+    }
+
+    async fn complete(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
+        let job = self.fenced(id, token, JobStatus::Running, |job, now| {
+            finish(job, Transition::Succeed, now);
+            job.clone()
+        })?;
+        self.notify(Wakeup::CapacityFreed);
+        Ok(job)
+    }
+
+    async fn fail(&self, id: JobId, token: LeaseToken, failure: Failure) -> Result<Job, LeaseError> {
+        let job = self.fenced(id, token, JobStatus::Running, |job, now| {
+            job.last_error = Some(failure.error);
+            match (failure_transition(failure.retry_in.is_some(), job.cancel_requested), failure.retry_in) {
+                (Transition::FailRetry, Some(delay)) => {
+                    back_to_pending(job, Transition::FailRetry, add_saturating(now, delay), now)
+                }
+                (event, _) => finish(job, event, now),
+            }
+            job.clone()
+        })?;
+        self.notify(Wakeup::CapacityFreed);
+        Ok(job)
+    }
+
+    async fn finish_cancelled(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
+        let job = {
+            let now = self.clock.now();
+            let mut inner = self.lock();
+            match inner.jobs.get_mut(&id) {
+                Some(job)
+                    if job.status == JobStatus::Running && job.lease_token == Some(token) && job.cancel_requested =>
+                {
+                    finish(job, Transition::FinishCancelled, now);
+                    job.updated_at = now;
+                    job.clone()
+                }
+                _ => return Err(LeaseError::LeaseLost(id)),
+            }
+        };
+        self.notify(Wakeup::CapacityFreed);
+        Ok(job)
+    }
+
+    async fn release(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
+        let job = self.fenced(id, token, JobStatus::Running, |job, now| {
+            if job.cancel_requested {
+                finish(job, Transition::FinishCancelled, now);
+            } else {
+                finish(job, Transition::Release, now);
+                job.attempts = job.attempts.saturating_sub(1);
+                job.run_at = job.run_at.min(now);
+            }
+            job.clone()
+        })?;
+        self.notify(Wakeup::JobDue);
+        Ok(job)
+    }
+
+    async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError> {
+        let now = self.clock.now();
+        let mut report = ReapReport::default();
+        {
+            let mut inner = self.lock();
+            let expired = |j: &Job, status: JobStatus| j.status == status && j.lease_expires_at.is_some_and(|t| t <= now);
+            let dispatched: Vec<JobId> = inner
+                .jobs
+                .values()
+                .filter(|j| expired(j, JobStatus::Dispatched))
+                .take(limit as usize)
+                .map(|j| j.id)
+                .collect();
+            let running: Vec<JobId> = inner
+                .jobs
+                .values()
+                .filter(|j| expired(j, JobStatus::Running))
+                .take(limit as usize)
+                .map(|j| j.id)
+                .collect();
+            for id in dispatched {
+                if let Some(job) = inner.jobs.get_mut(&id) {
+                    finish(job, Transition::ExpireDispatch, now);
+                    job.updated_at = now;
+                    report.dispatch_expired += 1;
+                }
+            }
+            for id in running {
+                if let Some(job) = inner.jobs.get_mut(&id) {
+                    let event = expiry_transition(job.attempts, job.max_attempts, job.cancel_requested);
+                    job.last_error = Some("lease expired: the worker stopped heartbeating".to_owned());
+                    job.updated_at = now;
+                    match event {
+                        Transition::ExpireRunRetry => {
+                            back_to_pending(job, event, now, now);
+                            report.run_expired_retry += 1;
+                        }
+                        Transition::ExpireRunDead => {
+                            finish(job, event, now);
+                            report.run_expired_dead += 1;
+                        }
+                        _ => {
+                            finish(job, event, now);
+                            report.run_expired_cancelled += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if report.total() > 0 {
+            self.notify(Wakeup::JobDue);
+        }
+        Ok(report)
+    }
+
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        let inner = self.lock();
+        let mut counts: BTreeMap<(String, JobStatus), u64> = BTreeMap::new();
+        for job in inner.jobs.values() {
+            *counts.entry((job.use_case.clone(), job.status)).or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((use_case, status), count)| StatusCount { use_case, status, count })
+            .collect())
+    }
+
+    async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
+        let Ok(cutoff) = sub(self.clock.now(), older_than) else {
+            return Ok(0);
+        };
+        let mut inner = self.lock();
+        let doomed: Vec<JobId> = inner
+            .jobs
+            .values()
+            .filter(|j| j.status.is_terminal() && j.finished_at.is_some_and(|t| t < cutoff))
+            .take(limit as usize)
+            .map(|j| j.id)
+            .collect();
+        for id in &doomed {
+            if let Some(job) = inner.jobs.remove(id) {
+                if let Some(key) = job.idempotency_key {
+                    inner.idempotency.remove(&(job.tenant_id, key));
+                }
+            }
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
+        Ok(Box::new(MemoryWakeups(self.wake.subscribe())))
+    }
+}
+
+struct MemoryWakeups(broadcast::Receiver<Wakeup>);
+
+#[async_trait]
+impl WakeupStream for MemoryWakeups {
+    async fn next(&mut self) -> Option<Wakeup> {
+        match self.0.recv().await {
+            Ok(w) => Some(w),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some(Wakeup::Resync),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}

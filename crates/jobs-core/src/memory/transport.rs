@@ -1,0 +1,168 @@
+//! The in-memory transport: one queue per use case with SQS-like visibility timeouts.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::transport::{EntryFailure, OutgoingMessage, Receipt, ReceivedMessage, Transport, TransportError};
+
+#[derive(Debug)]
+struct Stored {
+    message_id: String,
+    body: String,
+    visible_at: Instant,
+    receive_count: u32,
+    receipt: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    messages: Vec<Stored>,
+}
+
+/// A [`Transport`] in process memory. Cheap to clone (shared state).
+#[derive(Debug, Clone)]
+pub struct MemoryTransport {
+    queues: Arc<Mutex<BTreeMap<String, Queue>>>,
+    arrived: Arc<Notify>,
+    visibility_timeout: Duration,
+}
+
+/// The default visibility timeout (as SQS's default).
+pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl MemoryTransport {
+    /// A transport with one empty queue per use case.
+    pub fn new<I, S>(use_cases: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        MemoryTransport {
+            queues: Arc::new(Mutex::new(
+                use_cases.into_iter().map(|u| (u.into(), Queue::default())).collect(),
+            )),
+            arrived: Arc::new(Notify::new()),
+            visibility_timeout: DEFAULT_VISIBILITY_TIMEOUT,
+        }
+    }
+
+    /// Sets how long a received message stays invisible.
+    pub fn with_visibility_timeout(mut self, timeout: Duration) -> Self {
+        self.visibility_timeout = timeout;
+        self
+    }
+
+    /// Messages in the use case's queue, visible or not (a test helper).
+    pub fn depth(&self, use_case: &str) -> usize {
+        self.lock().get(use_case).map_or(0, |q| q.messages.len())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Queue>> {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes up to `max` visible messages, or says when the next one becomes visible.
+    fn take(&self, use_case: &str, max: usize) -> Result<(Vec<ReceivedMessage>, Option<Instant>), TransportError> {
+        let now = Instant::now();
+        let mut queues = self.lock();
+        let queue = queues
+            .get_mut(use_case)
+            .ok_or_else(|| TransportError::UnknownQueue(use_case.to_owned()))?;
+        let mut out = Vec::new();
+        for m in queue.messages.iter_mut().filter(|m| m.visible_at <= now).take(max) {
+            let receipt = Uuid::new_v4().to_string();
+            m.receipt = Some(receipt.clone());
+            m.receive_count += 1;
+            m.visible_at = now + self.visibility_timeout;
+            out.push(ReceivedMessage {
+                message_id: m.message_id.clone(),
+                body: m.body.clone(),
+                receipt: Receipt(receipt),
+                receive_count: m.receive_count,
+            });
+        }
+        let next_visible = queue.messages.iter().map(|m| m.visible_at).min();
+        Ok((out, next_visible))
+    }
+}
+
+#[async_trait]
+impl Transport for MemoryTransport {
+    async fn send_batch(&self, use_case: &str, messages: Vec<OutgoingMessage>) -> Result<Vec<EntryFailure>, TransportError> {
+        {
+            let mut queues = self.lock();
+            let queue = queues
+                .get_mut(use_case)
+                .ok_or_else(|| TransportError::UnknownQueue(use_case.to_owned()))?;
+            let now = Instant::now();
+            queue.messages.extend(messages.into_iter().map(|m| Stored {
+                message_id: Uuid::new_v4().to_string(),
+                body: m.body,
+                visible_at: now,
+                receive_count: 0,
+                receipt: None,
+            }));
+        }
+        self.arrived.notify_waiters();
+        Ok(Vec::new())
+    }
+
+    async fn receive(&self, use_case: &str, max: u32, wait: Duration) -> Result<Vec<ReceivedMessage>, TransportError> {
+        let max = max.clamp(1, 10) as usize;
+        let deadline = Instant::now() + wait;
+        loop {
+            // Register interest before looking, so a send between the look and the wait wakes us.
+            let arrived = self.arrived.notified();
+            let (messages, next_visible) = self.take(use_case, max)?;
+            if !messages.is_empty() {
+                return Ok(messages);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let until = next_visible.filter(|t| *t > now).map_or(deadline, |t| t.min(deadline));
+            tokio::select! {
+                _ = arrived => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+
+    async fn delete_batch(&self, use_case: &str, receipts: Vec<Receipt>) -> Result<Vec<EntryFailure>, TransportError> {
+        let mut queues = self.lock();
+        let queue = queues
+            .get_mut(use_case)
+            .ok_or_else(|| TransportError::UnknownQueue(use_case.to_owned()))?;
+        // Like SQS, a stale receipt of a message that still exists deletes it; an unknown one is
+        // ignored.
+        queue
+            .messages
+            .retain(|m| !receipts.iter().any(|r| m.receipt.as_deref() == Some(r.0.as_str())));
+        Ok(Vec::new())
+    }
+
+    async fn change_visibility(&self, use_case: &str, receipt: Receipt, timeout: Duration) -> Result<(), TransportError> {
+        {
+            let mut queues = self.lock();
+            let queue = queues
+                .get_mut(use_case)
+                .ok_or_else(|| TransportError::UnknownQueue(use_case.to_owned()))?;
+            if let Some(m) = queue
+                .messages
+                .iter_mut()
+                .find(|m| m.receipt.as_deref() == Some(receipt.0.as_str()))
+            {
+                m.visible_at = Instant::now() + timeout;
+            }
+        }
+        self.arrived.notify_waiters();
+        Ok(())
+    }
+}

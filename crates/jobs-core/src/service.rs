@@ -1,0 +1,308 @@
+//! `JobService`: the domain rules on top of any [`JobStore`].
+//!
+//! Enqueue validates and resolves defaults and quotas, then lets the store insert atomically;
+//! cancel and retry are scoped to a tenant when the caller is; the failure path turns a handler's
+//! outcome into success, a retry with backoff, a dead job or a cancellation.
+
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::PlatformConfig;
+use crate::enqueue::{validate, EnqueueRequest, ValidationError};
+use crate::handler::{HandlerError, HandlerResult};
+use crate::job::{Enqueued, Job, JobId, LeaseToken};
+use crate::store::{ChangeError, EnqueueError, Failure, JobFilter, JobStore, LeaseError, Page, PageRequest, StoreError};
+
+/// Longest `last_error` kept, in bytes.
+pub const MAX_ERROR_BYTES: usize = 2000;
+
+/// Whose jobs a caller may see and change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantScope {
+    /// Every tenant (operators, trusted services).
+    All,
+    /// Only this tenant's jobs; anything else is reported as not found.
+    Tenant(String),
+}
+
+impl TenantScope {
+    /// True if the caller may act on `tenant_id`'s jobs.
+    pub fn allows(&self, tenant_id: &str) -> bool {
+        match self {
+            TenantScope::All => true,
+            TenantScope::Tenant(t) => t == tenant_id,
+        }
+    }
+}
+
+/// The failure to record for a handler error on `job` (whose `attempts` is the attempt that
+/// failed). `unit` in `[0, 1)` drives backoff jitter.
+pub fn failure_for(job: &Job, error: &HandlerError, unit: f64) -> Failure {
+    let attempts_left = job.attempts < job.max_attempts;
+    let retry_in = match error {
+        HandlerError::Permanent { .. } => None,
+        _ if !attempts_left => None,
+        HandlerError::Retryable {
+            retry_after: Some(delay),
+            ..
+        } => Some(*delay),
+        HandlerError::Retryable { retry_after: None, .. } | HandlerError::Cancelled => {
+            Some(job.backoff.delay(job.attempts, unit))
+        }
+    };
+    Failure {
+        error: truncate_error(&error.to_string()),
+        retry_in,
+    }
+}
+
+/// Cuts an error message to [`MAX_ERROR_BYTES`] on a character boundary.
+pub fn truncate_error(message: &str) -> String {
+    if message.len() <= MAX_ERROR_BYTES {
+        return message.to_owned();
+    }
+    let mut end = MAX_ERROR_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
+/// The domain service: enqueue, inspect, cancel, retry and record outcomes.
+#[derive(Debug, Clone)]
+pub struct JobService {
+    store: Arc<dyn JobStore>,
+    config: Arc<PlatformConfig>,
+    clock: Arc<dyn Clock>,
+}
+
+impl JobService {
+    /// A service over `store` with the host clock.
+    pub fn new(store: Arc<dyn JobStore>, config: Arc<PlatformConfig>) -> Self {
+        JobService {
+            store,
+            config,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Uses `clock` for validation (the `run_at` horizon).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Arc<PlatformConfig> {
+        &self.config
+    }
+
+    /// Validates and enqueues one job.
+    pub async fn enqueue(&self, req: EnqueueRequest) -> Result<Enqueued, EnqueueError> {
+        let job = validate(req, &self.config, self.clock.now())?;
+        self.store.enqueue(job).await
+    }
+
+    /// Validates and enqueues a batch in one transaction (all or none).
+    pub async fn enqueue_many(&self, reqs: Vec<EnqueueRequest>) -> Result<Vec<Enqueued>, EnqueueError> {
+        let max = self.config.limits.max_batch;
+        if reqs.is_empty() || reqs.len() > max {
+            return Err(ValidationError::BatchSize { max }.into());
+        }
+        let now = self.clock.now();
+        let jobs = reqs
+            .into_iter()
+            .enumerate()
+            .map(|(index, req)| validate(req, &self.config, now).map_err(|source| EnqueueError::InvalidInBatch { index, source }))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.store.enqueue_many(jobs).await
+    }
+
+    /// The job, if it exists and `scope` may see it.
+    pub async fn get(&self, id: JobId, scope: &TenantScope) -> Result<Option<Job>, StoreError> {
+        Ok(self.store.get(id).await?.filter(|job| scope.allows(&job.tenant_id)))
+    }
+
+    /// Lists jobs visible to `scope`. A tenant-scoped caller only ever sees its own tenant, whatever
+    /// the filter says.
+    pub async fn list(&self, mut filter: JobFilter, page: PageRequest, scope: &TenantScope) -> Result<Page, StoreError> {
+        if let TenantScope::Tenant(own) = scope {
+            match &filter.tenant_id {
+                Some(asked) if asked != own => return Ok(Page { jobs: Vec::new(), next: None }),
+                _ => filter.tenant_id = Some(own.clone()),
+            }
+        }
+        self.store.list(&filter, page).await
+    }
+
+    /// Cancels a job visible to `scope` (see [`JobStore::cancel`]).
+    pub async fn cancel(&self, id: JobId, scope: &TenantScope) -> Result<Job, ChangeError> {
+        self.visible(id, scope).await?;
+        self.store.cancel(id).await
+    }
+
+    /// Retries a dead or cancelled job visible to `scope`.
+    pub async fn retry(&self, id: JobId, scope: &TenantScope) -> Result<Job, ChangeError> {
+        self.visible(id, scope).await?;
+        self.store.retry(id).await
+    }
+
+    async fn visible(&self, id: JobId, scope: &TenantScope) -> Result<(), ChangeError> {
+        if *scope == TenantScope::All {
+            return Ok(());
+        }
+        // tenant_id never changes, so checking it before the write leaves no race.
+        match self.store.get(id).await? {
+            Some(job) if scope.allows(&job.tenant_id) => Ok(()),
+            _ => Err(ChangeError::NotFound(id)),
+        }
+    }
+
+    /// Records the outcome of an attempt of `job` (as returned by the claim) under `token`:
+    /// success completes it; a failure retries it with backoff or kills it, following
+    /// [`failure_for`]; a job with a pending cancel request ends cancelled.
+    pub async fn record_outcome(&self, job: &Job, token: LeaseToken, outcome: &HandlerResult) -> Result<Job, LeaseError> {
+        match outcome {
+            Ok(()) => self.store.complete(job.id, token).await,
+            Err(error) => {
+                let failure = failure_for(job, error, fastrand::f64());
+                self.store.fail(job.id, token, failure).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backoff::{Backoff, BackoffStrategy, Jitter};
+    use crate::clock::ManualClock;
+    use crate::memory::MemoryStore;
+    use crate::status::JobStatus;
+    use crate::store::MockJobStore;
+    use std::time::Duration;
+
+    fn job(attempts: u32, max_attempts: u32) -> Job {
+        let now = ManualClock::default().now();
+        Job {
+            id: crate::job::new_job_id(),
+            tenant_id: "t".into(),
+            use_case: "notifications".into(),
+            kind: "k".into(),
+            payload: serde_json::json!({}),
+            status: JobStatus::Running,
+            priority: 0,
+            attempts,
+            max_attempts,
+            backoff: Backoff {
+                strategy: BackoffStrategy::Exponential,
+                base: Duration::from_secs(2),
+                cap: Duration::from_secs(60),
+                jitter: Jitter::None,
+            },
+            run_at: now,
+            delay_tolerance: Duration::ZERO,
+            deadline_at: now,
+            timeout: Duration::from_secs(1),
+            idempotency_key: None,
+            lease_token: None,
+            lease_expires_at: None,
+            cancel_requested: false,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+            dispatched_at: None,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn failure_decisions() {
+        let retry = HandlerError::retryable("boom");
+        assert_eq!(failure_for(&job(1, 3), &retry, 0.0).retry_in, Some(Duration::from_secs(2)));
+        assert_eq!(failure_for(&job(2, 3), &retry, 0.0).retry_in, Some(Duration::from_secs(4)));
+        assert_eq!(failure_for(&job(3, 3), &retry, 0.0).retry_in, None, "last attempt → dead");
+        assert_eq!(failure_for(&job(1, 3), &HandlerError::permanent("x"), 0.0).retry_in, None);
+        let after = HandlerError::retry_after("slow down", Duration::from_secs(42));
+        assert_eq!(failure_for(&job(1, 3), &after, 0.0).retry_in, Some(Duration::from_secs(42)));
+        assert_eq!(failure_for(&job(1, 3), &HandlerError::Cancelled, 0.0).retry_in, Some(Duration::from_secs(2)));
+        let long = HandlerError::retryable("é".repeat(5000));
+        let f = failure_for(&job(1, 3), &long, 0.0);
+        assert!(f.error.len() <= MAX_ERROR_BYTES + '…'.len_utf8());
+    }
+
+    #[tokio::test]
+    async fn tenant_scope_hides_other_tenants() {
+        let clock = Arc::new(ManualClock::default());
+        let store = Arc::new(MemoryStore::new(clock.clone()));
+        let svc = JobService::new(store, Arc::new(PlatformConfig::default())).with_clock(clock);
+        let a = svc
+            .enqueue(EnqueueRequest::new("a", "notifications", "k", serde_json::json!({})))
+            .await
+            .unwrap()
+            .job;
+        let b_scope = TenantScope::Tenant("b".into());
+        assert_eq!(svc.get(a.id, &b_scope).await.unwrap(), None);
+        assert_eq!(svc.cancel(a.id, &b_scope).await, Err(ChangeError::NotFound(a.id)));
+        assert_eq!(svc.retry(a.id, &b_scope).await, Err(ChangeError::NotFound(a.id)));
+        let page = PageRequest { after: None, limit: 10 };
+        let filter = JobFilter {
+            tenant_id: Some("a".into()),
+            ..JobFilter::default()
+        };
+        assert!(svc.list(filter, page, &b_scope).await.unwrap().jobs.is_empty());
+        assert!(svc.list(JobFilter::default(), page, &b_scope).await.unwrap().jobs.is_empty());
+        let a_scope = TenantScope::Tenant("a".into());
+        assert_eq!(svc.list(JobFilter::default(), page, &a_scope).await.unwrap().jobs.len(), 1);
+        assert_eq!(svc.get(a.id, &a_scope).await.unwrap().map(|j| j.id), Some(a.id));
+        assert_eq!(svc.get(a.id, &b_scope).await.unwrap(), None);
+        assert_eq!(svc.cancel(a.id, &a_scope).await.unwrap().status, JobStatus::Cancelled);
+    }
+
+    #[tokio::test]
+    async fn store_failures_surface_as_typed_errors() {
+        let mut store = MockJobStore::new();
+        store
+            .expect_enqueue()
+            .returning(|_| Err(EnqueueError::Store(StoreError::Unavailable("connection refused".into()))));
+        store
+            .expect_complete()
+            .returning(|id, _| Err(LeaseError::LeaseLost(id)));
+        let svc = JobService::new(Arc::new(store), Arc::new(PlatformConfig::default()));
+        let err = svc
+            .enqueue(EnqueueRequest::new("a", "notifications", "k", serde_json::json!({})))
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, EnqueueError::Store(e) if e.is_retryable()), "{err:?}");
+        let j = job(1, 3);
+        assert_eq!(
+            svc.record_outcome(&j, LeaseToken::generate(), &Ok(())).await,
+            Err(LeaseError::LeaseLost(j.id))
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_requests_never_reach_the_store() {
+        // A mock with no expectations panics if called.
+        let svc = JobService::new(Arc::new(MockJobStore::new()), Arc::new(PlatformConfig::default()));
+        let err = svc
+            .enqueue(EnqueueRequest::new("", "notifications", "k", serde_json::json!({})))
+            .await
+            .unwrap_err();
+        assert_eq!(err, EnqueueError::Invalid(ValidationError::EmptyTenant));
+        let err = svc.enqueue_many(vec![]).await.unwrap_err();
+        assert!(matches!(err, EnqueueError::Invalid(ValidationError::BatchSize { .. })));
+        let reqs = vec![
+            EnqueueRequest::new("a", "notifications", "k", serde_json::json!({})),
+            EnqueueRequest::new("a", "nope", "k", serde_json::json!({})),
+        ];
+        let err = svc.enqueue_many(reqs).await.unwrap_err();
+        assert!(matches!(err, EnqueueError::InvalidInBatch { index: 1, .. }), "{err:?}");
+    }
+}

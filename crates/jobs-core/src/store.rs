@@ -1,0 +1,330 @@
+//! The `JobStore` port: everything the platform asks of its source of truth.
+//!
+//! A store holds jobs and performs every state change of [`crate::status::TRANSITIONS`] as one
+//! atomic, conditional write. The contract, which the conformance suite in
+//! [`crate::testkit::store`] checks against every implementation:
+//!
+//! - **Fencing.** [`claim`](JobStore::claim), [`heartbeat`](JobStore::heartbeat),
+//!   [`complete`](JobStore::complete), [`fail`](JobStore::fail),
+//!   [`finish_cancelled`](JobStore::finish_cancelled) and [`release`](JobStore::release) act only if
+//!   the job is in the expected status *and* holds the given lease token; otherwise they change
+//!   nothing and return [`LeaseError::LeaseLost`].
+//! - **Caps.** [`lease_due`](JobStore::lease_due) never leaves more than `cap` jobs of a use case
+//!   dispatched or running, even when called concurrently.
+//! - **Quotas.** [`enqueue`](JobStore::enqueue) never leaves a tenant with more non-terminal jobs in
+//!   a use case than [`NewJob::quota`], even under concurrent enqueues.
+//! - **Time.** Leases, `run_at` and deadlines are compared with the store's clock (the database's in
+//!   production), never the caller's.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
+use crate::status::{IllegalTransition, JobStatus, Transition};
+
+/// A store operation failed for a reason other than the job's state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached now (connection lost, pool exhausted, shutting down). Retry
+    /// with backoff.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A concurrent transaction conflicted (serialization failure, deadlock). Retry.
+    #[error("store conflict: {0}")]
+    Conflict(String),
+    /// Anything else: a bug, corrupt data or a refused query. Do not retry blindly.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// True when the same call may succeed if retried.
+    pub const fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Conflict(_))
+    }
+}
+
+/// Why an enqueue was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EnqueueError {
+    /// The request is invalid (see the inner error's code).
+    #[error(transparent)]
+    Invalid(#[from] crate::enqueue::ValidationError),
+    /// Job `index` of a batch is invalid.
+    #[error("job {index} of the batch: {source}")]
+    InvalidInBatch {
+        /// Position in the batch.
+        index: usize,
+        /// What is wrong with it.
+        source: crate::enqueue::ValidationError,
+    },
+    /// The tenant already holds `limit` non-terminal jobs in this use case.
+    #[error("quota exceeded: tenant '{tenant_id}' may hold {limit} unfinished '{use_case}' jobs")]
+    QuotaExceeded {
+        /// Tenant.
+        tenant_id: String,
+        /// Use case.
+        use_case: String,
+        /// The quota.
+        limit: u32,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A fenced write was refused, or the store failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    /// The job is not in the expected status with this token (another actor has it now, it was
+    /// reaped or cancelled, or it does not exist). Nothing was changed; drop the work.
+    #[error("lease lost on job {0}")]
+    LeaseLost(JobId),
+    /// The store failed; the lease may still be held.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a cancel or retry was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    /// No such job (or not visible to the caller).
+    #[error("job {0} not found")]
+    NotFound(JobId),
+    /// The job's status does not allow it.
+    #[error(transparent)]
+    Illegal(#[from] IllegalTransition),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A failed attempt as recorded by [`JobStore::fail`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The error message (truncated by the store if very long).
+    pub error: String,
+    /// `Some(delay)`: back to pending with `run_at = now + delay`. `None`: dead.
+    pub retry_in: Option<Duration>,
+}
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The lease now ends here.
+    pub lease_expires_at: DateTime<Utc>,
+    /// Someone asked to cancel the job; the handler should stop.
+    pub cancel_requested: bool,
+}
+
+/// What one reaper pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReapReport {
+    /// Dispatched jobs whose dispatch lease expired, returned to pending (no attempt counted).
+    pub dispatch_expired: u64,
+    /// Running jobs whose lease expired, back to pending (the attempt counted).
+    pub run_expired_retry: u64,
+    /// Running jobs whose lease expired on their last attempt, now dead.
+    pub run_expired_dead: u64,
+    /// Running jobs with a cancel request whose lease expired, now cancelled.
+    pub run_expired_cancelled: u64,
+}
+
+impl ReapReport {
+    /// Jobs changed in total.
+    pub const fn total(&self) -> u64 {
+        self.dispatch_expired + self.run_expired_retry + self.run_expired_dead + self.run_expired_cancelled
+    }
+}
+
+/// Filters for [`JobStore::list`]; `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Owner.
+    pub tenant_id: Option<String>,
+    /// Use case.
+    pub use_case: Option<String>,
+    /// Status.
+    pub status: Option<JobStatus>,
+    /// Job type.
+    pub kind: Option<String>,
+    /// `created_at >= created_after`.
+    pub created_after: Option<DateTime<Utc>>,
+    /// `created_at < created_before`.
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+impl JobFilter {
+    /// True if `job` matches (the reference semantics for every store).
+    pub fn matches(&self, job: &Job) -> bool {
+        self.tenant_id.as_ref().is_none_or(|t| &job.tenant_id == t)
+            && self.use_case.as_ref().is_none_or(|u| &job.use_case == u)
+            && self.status.is_none_or(|s| job.status == s)
+            && self.kind.as_ref().is_none_or(|k| &job.kind == k)
+            && self.created_after.is_none_or(|t| job.created_at >= t)
+            && self.created_before.is_none_or(|t| job.created_at < t)
+    }
+}
+
+/// A page request: newest first (descending id), after the cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Return jobs with an id strictly below this one (the previous page's `next`).
+    pub after: Option<JobId>,
+    /// Page size (≥ 1; callers bound it).
+    pub limit: u32,
+}
+
+/// One page of jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// Jobs, newest (highest id) first.
+    pub jobs: Vec<Job>,
+    /// The cursor for the next page, absent on the last page.
+    pub next: Option<JobId>,
+}
+
+/// How many jobs of a use case are in a status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCount {
+    /// Use case.
+    pub use_case: String,
+    /// Status.
+    pub status: JobStatus,
+    /// Count.
+    pub count: u64,
+}
+
+/// Why the scheduler should look again now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wakeup {
+    /// A job became due (enqueued, retried or released).
+    JobDue,
+    /// A job left running, so capacity freed up.
+    CapacityFreed,
+    /// The stream reconnected and may have missed events: rescan everything.
+    Resync,
+}
+
+/// A stream of [`Wakeup`]s. `None` means the stream ended for good.
+#[async_trait]
+pub trait WakeupStream: Send {
+    /// Waits for the next wake-up.
+    async fn next(&mut self) -> Option<Wakeup>;
+}
+
+/// A wake-up stream that never fires (for stores without notifications: poll instead).
+#[derive(Debug, Default)]
+pub struct NeverWake;
+
+#[async_trait]
+impl WakeupStream for NeverWake {
+    async fn next(&mut self) -> Option<Wakeup> {
+        std::future::pending().await
+    }
+}
+
+/// The source of truth for jobs. See the module docs for the contract every method must honour.
+#[cfg_attr(any(test, feature = "testkit"), mockall::automock)]
+#[async_trait]
+pub trait JobStore: Send + Sync + std::fmt::Debug {
+    /// Inserts a job in `pending`.
+    ///
+    /// MUST return the existing job with `created: false` when the tenant already has a job with
+    /// the same idempotency key (whatever its status), without a quota check. MUST return
+    /// [`EnqueueError::QuotaExceeded`] when `job.quota` is `Some(n)` and the tenant already holds
+    /// `n` non-terminal jobs in the use case, atomically with respect to concurrent enqueues.
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError>;
+
+    /// Inserts many jobs in one transaction: all or none. Quotas count the batch's own jobs.
+    /// Results are in input order.
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, EnqueueError>;
+
+    /// The job, if it exists.
+    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError>;
+
+    /// Jobs matching `filter`, newest first, keyset-paginated by id: walking every page returns
+    /// each matching job exactly once.
+    async fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<Page, StoreError>;
+
+    /// Cancels a job: `pending`/`dispatched` → `cancelled` now (lease cleared); `running` → sets
+    /// `cancel_requested` (the worker finishes it as cancelled); `cancelled` → unchanged. MUST
+    /// return [`ChangeError::Illegal`] for `succeeded` and `dead`.
+    async fn cancel(&self, id: JobId) -> Result<Job, ChangeError>;
+
+    /// Retries a `dead` or `cancelled` job by hand: `pending`, attempts 0, `run_at = now`,
+    /// deadline recomputed, cancel request cleared. MUST return [`ChangeError::Illegal`] otherwise.
+    async fn retry(&self, id: JobId) -> Result<Job, ChangeError>;
+
+    /// Leases due pending jobs of `use_case`, earliest deadline first (then higher priority, then
+    /// lower id): at most `min(limit, cap − in_flight)` of them, where `in_flight` counts the use
+    /// case's dispatched and running jobs. Each gets a new token and `lease_expires_at = now +
+    /// lease`. Concurrent callers together never exceed `cap`.
+    async fn lease_due(&self, use_case: &str, cap: u32, limit: u32, lease: Duration) -> Result<Vec<Dispatch>, StoreError>;
+
+    /// `dispatched` with `token` → `running`: attempts + 1, `started_at = now`,
+    /// `lease_expires_at = now + lease`. Returns the job (with payload).
+    async fn claim(&self, id: JobId, token: LeaseToken, lease: Duration) -> Result<Job, LeaseError>;
+
+    /// Extends a running lease to `now + lease` and reports whether cancellation was requested.
+    async fn heartbeat(&self, id: JobId, token: LeaseToken, lease: Duration) -> Result<Heartbeat, LeaseError>;
+
+    /// `running` with `token` → `succeeded`.
+    async fn complete(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError>;
+
+    /// Records a failed attempt of a `running` job with `token`: back to `pending` with `run_at =
+    /// now + retry_in` (deadline recomputed) or `dead`. A job with a cancel request ends
+    /// `cancelled` instead of going back to pending.
+    async fn fail(&self, id: JobId, token: LeaseToken, failure: Failure) -> Result<Job, LeaseError>;
+
+    /// `running` with `token` and a cancel request → `cancelled`.
+    async fn finish_cancelled(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError>;
+
+    /// Shutdown: `running` with `token` → `pending` due now, the attempt not counted
+    /// (attempts − 1). A job with a cancel request ends `cancelled`.
+    async fn release(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError>;
+
+    /// Returns expired leases, at most `limit` jobs per state: dispatched → pending (no attempt);
+    /// running → pending due now (attempt counted), or dead when attempts are exhausted, or
+    /// cancelled when a cancel was requested.
+    async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError>;
+
+    /// Job counts by use case and status (statuses with no jobs may be omitted).
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError>;
+
+    /// Deletes at most `limit` terminal jobs that finished more than `older_than` ago; returns how
+    /// many.
+    async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError>;
+
+    /// Checks the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Wake-ups for the scheduler: a job became due or capacity freed. Stores without
+    /// notifications return [`NeverWake`] and the scheduler polls.
+    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
+        Ok(Box::new(NeverWake))
+    }
+}
+
+/// The event a store applies for [`JobStore::fail`], given whether a retry was asked for and
+/// whether a cancel is pending. Kept here so every store decides the same way.
+pub fn failure_transition(retry: bool, cancel_requested: bool) -> Transition {
+    match (cancel_requested, retry) {
+        (true, _) => Transition::FinishCancelled,
+        (false, true) => Transition::FailRetry,
+        (false, false) => Transition::FailDead,
+    }
+}
+
+/// The event the reaper applies to a running job whose lease expired.
+pub fn expiry_transition(attempts: u32, max_attempts: u32, cancel_requested: bool) -> Transition {
+    if cancel_requested {
+        Transition::FinishCancelled
+    } else if attempts >= max_attempts {
+        Transition::ExpireRunDead
+    } else {
+        Transition::ExpireRunRetry
+    }
+}

@@ -1,0 +1,1 @@
+//! jobs-http (placeholder while the workspace is laid down).

@@ -1,0 +1,1 @@
+//! jobs-postgres (placeholder while the workspace is laid down).

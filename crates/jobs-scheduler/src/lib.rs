@@ -1,0 +1,1 @@
+//! jobs-scheduler (placeholder while the workspace is laid down).

@@ -1,0 +1,1 @@
+//! jobs-sqs (placeholder while the workspace is laid down).

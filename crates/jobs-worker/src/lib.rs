@@ -1,0 +1,1 @@
+//! jobs-worker (placeholder while the workspace is laid down).

@@ -1,0 +1,1 @@
+//! async-jobs umbrella (placeholder).
