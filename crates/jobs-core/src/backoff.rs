@@ -155,7 +155,11 @@ mod tests {
         ];
         for (strategy, attempt, expected) in cases {
             let b = policy(strategy, 1, 1000, Jitter::None);
-            assert_eq!(b.delay(attempt, 0.5), expected, "{strategy:?} attempt {attempt}");
+            assert_eq!(
+                b.delay(attempt, 0.5),
+                expected,
+                "{strategy:?} attempt {attempt}"
+            );
         }
     }
 

@@ -54,7 +54,11 @@ pub struct UseCaseConfig {
 
 impl UseCaseConfig {
     /// A use case with the given cap and tolerance and no queue URL.
-    pub fn new(name: impl Into<String>, max_concurrent: u32, default_delay_tolerance: Duration) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        max_concurrent: u32,
+        default_delay_tolerance: Duration,
+    ) -> Self {
         UseCaseConfig {
             name: name.into(),
             queue_url: None,
@@ -135,7 +139,8 @@ impl QuotaConfig {
 
     /// Parses the JSON form (see the type docs).
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let raw: BTreeMap<String, QuotaJson> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let raw: BTreeMap<String, QuotaJson> =
+            serde_json::from_str(text).map_err(|e| e.to_string())?;
         let tenants = raw
             .into_iter()
             .map(|(tenant, q)| {
@@ -146,7 +151,10 @@ impl QuotaConfig {
                     },
                     QuotaJson::PerUseCase(map) => TenantQuota {
                         all: None,
-                        per_use_case: map.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
+                        per_use_case: map
+                            .into_iter()
+                            .map(|(k, v)| (k.to_lowercase(), v))
+                            .collect(),
                     },
                 };
                 (tenant, quota)
@@ -246,7 +254,10 @@ impl PlatformConfig {
     /// A configuration with exactly these use cases, no quotas and default limits.
     pub fn with_use_cases(use_cases: impl IntoIterator<Item = UseCaseConfig>) -> Self {
         PlatformConfig {
-            use_cases: use_cases.into_iter().map(|uc| (uc.name.clone(), uc)).collect(),
+            use_cases: use_cases
+                .into_iter()
+                .map(|uc| (uc.name.clone(), uc))
+                .collect(),
             quotas: QuotaConfig::default(),
             limits: Limits::default(),
         }
@@ -277,17 +288,25 @@ impl PlatformConfig {
             .collect();
 
         let mut use_cases = BTreeMap::new();
-        for (name, url) in vars.iter().filter_map(|(k, v)| k.strip_prefix(QUEUE_PREFIX).map(|s| (s, v))) {
+        for (name, url) in vars
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(QUEUE_PREFIX).map(|s| (s, v)))
+        {
             let variable = format!("{QUEUE_PREFIX}{name}");
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(ConfigError::new(&variable, "a use case suffix of letters, digits and _", name));
+                return Err(ConfigError::new(
+                    &variable,
+                    "a use case suffix of letters, digits and _",
+                    name,
+                ));
             }
             if url.trim().is_empty() {
                 return Err(ConfigError::new(&variable, "a queue URL", url));
             }
             let lower = name.to_lowercase();
-            let mut uc = UseCaseConfig::builtin(&lower)
-                .unwrap_or_else(|| UseCaseConfig::new(&lower, DEFAULT_MAX_CONCURRENT, DEFAULT_DELAY_TOLERANCE));
+            let mut uc = UseCaseConfig::builtin(&lower).unwrap_or_else(|| {
+                UseCaseConfig::new(&lower, DEFAULT_MAX_CONCURRENT, DEFAULT_DELAY_TOLERANCE)
+            });
             uc.queue_url = Some(url.trim().to_owned());
             use_cases.insert(lower, uc);
         }
@@ -322,7 +341,9 @@ impl PlatformConfig {
             Some(raw) if !raw.trim().is_empty() => QuotaConfig::from_json(raw).map_err(|e| {
                 ConfigError::new(
                     QUOTAS_VAR,
-                    format!(r#"JSON like {{"tenant": 10}} or {{"tenant": {{"use_case": 10}}}} ({e})"#),
+                    format!(
+                        r#"JSON like {{"tenant": 10}} or {{"tenant": {{"use_case": 10}}}} ({e})"#
+                    ),
                     raw,
                 )
             })?,
@@ -354,16 +375,25 @@ mod tests {
     fn defaults_match_the_original() {
         let c = parse(&[]).unwrap();
         let n = c.use_case("notifications").unwrap();
-        assert_eq!((n.max_concurrent, n.default_delay_tolerance), (10, Duration::from_secs(300)));
+        assert_eq!(
+            (n.max_concurrent, n.default_delay_tolerance),
+            (10, Duration::from_secs(300))
+        );
         let m = c.use_case("message_labeling").unwrap();
-        assert_eq!((m.max_concurrent, m.default_delay_tolerance), (5, Duration::from_secs(600)));
+        assert_eq!(
+            (m.max_concurrent, m.default_delay_tolerance),
+            (5, Duration::from_secs(600))
+        );
         assert_eq!(c.quotas.limit_for("anyone", "notifications"), None);
     }
 
     #[test]
     fn queue_variables_define_use_cases() {
         let c = parse(&[
-            ("ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS", "http://q/notifications"),
+            (
+                "ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS",
+                "http://q/notifications",
+            ),
             ("ASYNC_JOBS_SQS_QUEUE_BILLING", "http://q/billing"),
             ("ASYNC_JOBS_BILLING_MAX_CONCURRENT", "3"),
             ("ASYNC_JOBS_BILLING_DEFAULT_DELAY_TOLERANCE_SECONDS", "1.5"),
@@ -377,7 +407,10 @@ mod tests {
         assert_eq!(b.max_concurrent, 3);
         assert_eq!(b.default_delay_tolerance, Duration::from_millis(1500));
         let n = c.use_case("notifications").unwrap();
-        assert_eq!((n.max_concurrent, n.default_delay_tolerance), (20, Duration::from_secs(300)));
+        assert_eq!(
+            (n.max_concurrent, n.default_delay_tolerance),
+            (20, Duration::from_secs(300))
+        );
     }
 
     #[test]
@@ -386,9 +419,18 @@ mod tests {
             &[("ASYNC_JOBS_NOTIFICATIONS_MAX_CONCURRENT", "ten")],
             &[("ASYNC_JOBS_NOTIFICATIONS_MAX_CONCURRENT", "0")],
             &[("ASYNC_JOBS_NOTIFICATIONS_MAX_CONCURRENT", "-1")],
-            &[("ASYNC_JOBS_NOTIFICATIONS_DEFAULT_DELAY_TOLERANCE_SECONDS", "-5")],
-            &[("ASYNC_JOBS_NOTIFICATIONS_DEFAULT_DELAY_TOLERANCE_SECONDS", "NaN")],
-            &[("ASYNC_JOBS_NOTIFICATIONS_DEFAULT_DELAY_TOLERANCE_SECONDS", "1e300")],
+            &[(
+                "ASYNC_JOBS_NOTIFICATIONS_DEFAULT_DELAY_TOLERANCE_SECONDS",
+                "-5",
+            )],
+            &[(
+                "ASYNC_JOBS_NOTIFICATIONS_DEFAULT_DELAY_TOLERANCE_SECONDS",
+                "NaN",
+            )],
+            &[(
+                "ASYNC_JOBS_NOTIFICATIONS_DEFAULT_DELAY_TOLERANCE_SECONDS",
+                "1e300",
+            )],
             &[("ASYNC_JOBS_PER_TENANT_QUOTAS", "{not json")],
             &[("ASYNC_JOBS_PER_TENANT_QUOTAS", r#"{"a": -1}"#)],
             &[("ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS", " ")],
@@ -398,7 +440,10 @@ mod tests {
             let err = parse(vars).unwrap_err();
             assert_eq!(err.variable, vars[0].0, "{err}");
             let line = err.to_string();
-            assert!(line.starts_with(&format!("invalid {}", vars[0].0)), "{line}");
+            assert!(
+                line.starts_with(&format!("invalid {}", vars[0].0)),
+                "{line}"
+            );
             assert!(!line.contains('\n'), "one line: {line}");
         }
     }
@@ -416,7 +461,9 @@ mod tests {
         assert_eq!(q.limit_for("other", "notifications"), Some(7));
         assert_eq!(q.limit_for("other", "message_labeling"), None);
         assert_eq!(q.limit_for("initech", "notifications"), Some(3));
-        let q = QuotaConfig::unlimited().with_tenant_limit(ANY_TENANT, 2).with_limit("a", "x", 9);
+        let q = QuotaConfig::unlimited()
+            .with_tenant_limit(ANY_TENANT, 2)
+            .with_limit("a", "x", 9);
         assert_eq!(q.limit_for("a", "x"), Some(9));
         assert_eq!(q.limit_for("a", "y"), Some(2));
     }

@@ -31,7 +31,10 @@ pub fn add_saturating(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 }
 
 /// The latest moment a job scheduled for `run_at` may start.
-pub fn deadline_at(run_at: DateTime<Utc>, delay_tolerance: Duration) -> Result<DateTime<Utc>, TimeOverflow> {
+pub fn deadline_at(
+    run_at: DateTime<Utc>,
+    delay_tolerance: Duration,
+) -> Result<DateTime<Utc>, TimeOverflow> {
     add(run_at, delay_tolerance)
 }
 
@@ -66,7 +69,10 @@ mod tests {
         assert!(deadline_at(t0(), Duration::MAX).is_err());
         assert!(deadline_at(DateTime::<Utc>::MAX_UTC, Duration::from_secs(1)).is_err());
         assert!(sub(DateTime::<Utc>::MIN_UTC, Duration::from_secs(1)).is_err());
-        assert_eq!(add_saturating(t0(), Duration::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            add_saturating(t0(), Duration::MAX),
+            DateTime::<Utc>::MAX_UTC
+        );
     }
 
     #[test]

@@ -289,14 +289,24 @@ pub fn validate(
             });
         }
     }
-    check_name(&req.tenant_id, "tenant_id", limits.max_tenant_len, ValidationError::EmptyTenant, |len, max| {
-        ValidationError::TenantTooLong { len, max }
-    })?;
-    check_name(&req.kind, "type", limits.max_kind_len, ValidationError::EmptyKind, |len, max| {
-        ValidationError::KindTooLong { len, max }
-    })?;
+    check_name(
+        &req.tenant_id,
+        "tenant_id",
+        limits.max_tenant_len,
+        ValidationError::EmptyTenant,
+        |len, max| ValidationError::TenantTooLong { len, max },
+    )?;
+    check_name(
+        &req.kind,
+        "type",
+        limits.max_kind_len,
+        ValidationError::EmptyKind,
+        |len, max| ValidationError::KindTooLong { len, max },
+    )?;
 
-    let size = serde_json::to_vec(&req.payload).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(&req.payload)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > limits.max_payload_bytes {
         return Err(ValidationError::PayloadTooLarge {
             size,
@@ -349,10 +359,14 @@ pub fn validate(
 
     let backoff = req.backoff.unwrap_or_default();
     if backoff.cap < backoff.base {
-        return Err(ValidationError::InvalidBackoff("cap_seconds must be at least base_seconds"));
+        return Err(ValidationError::InvalidBackoff(
+            "cap_seconds must be at least base_seconds",
+        ));
     }
     if backoff.cap > limits.max_delay_tolerance {
-        return Err(ValidationError::InvalidBackoff("cap_seconds is above the limit"));
+        return Err(ValidationError::InvalidBackoff(
+            "cap_seconds is above the limit",
+        ));
     }
 
     if let Some(key) = &req.idempotency_key {
@@ -392,7 +406,12 @@ mod tests {
     }
 
     fn ok_req() -> EnqueueRequest {
-        EnqueueRequest::new("acme", "notifications", "send_email", json!({"to": "a@b.c"}))
+        EnqueueRequest::new(
+            "acme",
+            "notifications",
+            "send_email",
+            json!({"to": "a@b.c"}),
+        )
     }
 
     fn check(req: EnqueueRequest) -> Result<NewJob, ValidationError> {
@@ -401,7 +420,11 @@ mod tests {
 
     #[test]
     fn defaults_are_applied() {
-        let config = PlatformConfig::default().with_quotas(QuotaConfig::unlimited().with_limit("acme", "notifications", 3));
+        let config = PlatformConfig::default().with_quotas(QuotaConfig::unlimited().with_limit(
+            "acme",
+            "notifications",
+            3,
+        ));
         let job = validate(ok_req(), &config, now()).unwrap();
         assert_eq!(job.delay_tolerance, Duration::from_secs(300));
         assert_eq!(job.max_attempts, 5);
@@ -409,7 +432,13 @@ mod tests {
         assert_eq!(job.backoff, Backoff::default());
         assert_eq!(job.quota, Some(3));
         assert_eq!(job.run_at, None);
-        let job = check(EnqueueRequest::new("a", "message_labeling", "label_message", json!(null))).unwrap();
+        let job = check(EnqueueRequest::new(
+            "a",
+            "message_labeling",
+            "label_message",
+            json!(null),
+        ))
+        .unwrap();
         assert_eq!(job.delay_tolerance, Duration::from_secs(600));
         assert_eq!(job.quota, None);
     }
@@ -436,15 +465,63 @@ mod tests {
         };
         let near_end = DateTime::<Utc>::MAX_UTC - chrono::TimeDelta::seconds(10);
         let cases: Vec<(EnqueueRequest, &str)> = vec![
-            (EnqueueRequest { use_case: "nope".into(), ..ok_req() }, "unknown_use_case"),
+            (
+                EnqueueRequest {
+                    use_case: "nope".into(),
+                    ..ok_req()
+                },
+                "unknown_use_case",
+            ),
             (queue, "queue_mismatch"),
-            (EnqueueRequest { tenant_id: "".into(), ..ok_req() }, "empty_tenant"),
-            (EnqueueRequest { tenant_id: "  ".into(), ..ok_req() }, "empty_tenant"),
-            (EnqueueRequest { tenant_id: "x".repeat(129), ..ok_req() }, "tenant_too_long"),
-            (EnqueueRequest { tenant_id: "a\u{0}b".into(), ..ok_req() }, "control_characters"),
-            (EnqueueRequest { kind: "".into(), ..ok_req() }, "empty_type"),
-            (EnqueueRequest { kind: "k".repeat(200), ..ok_req() }, "type_too_long"),
-            (EnqueueRequest { payload: json!("x".repeat(300 * 1024)), ..ok_req() }, "payload_too_large"),
+            (
+                EnqueueRequest {
+                    tenant_id: "".into(),
+                    ..ok_req()
+                },
+                "empty_tenant",
+            ),
+            (
+                EnqueueRequest {
+                    tenant_id: "  ".into(),
+                    ..ok_req()
+                },
+                "empty_tenant",
+            ),
+            (
+                EnqueueRequest {
+                    tenant_id: "x".repeat(129),
+                    ..ok_req()
+                },
+                "tenant_too_long",
+            ),
+            (
+                EnqueueRequest {
+                    tenant_id: "a\u{0}b".into(),
+                    ..ok_req()
+                },
+                "control_characters",
+            ),
+            (
+                EnqueueRequest {
+                    kind: "".into(),
+                    ..ok_req()
+                },
+                "empty_type",
+            ),
+            (
+                EnqueueRequest {
+                    kind: "k".repeat(200),
+                    ..ok_req()
+                },
+                "type_too_long",
+            ),
+            (
+                EnqueueRequest {
+                    payload: json!("x".repeat(300 * 1024)),
+                    ..ok_req()
+                },
+                "payload_too_large",
+            ),
             (ok_req().run_at(far), "run_at_too_far"),
             (ok_req().max_attempts(0), "max_attempts_zero"),
             (ok_req().max_attempts(u32::MAX), "max_attempts_too_large"),
@@ -455,7 +532,10 @@ mod tests {
             (timeout_neg, "invalid_timeout"),
             (ok_req().backoff(bad_backoff), "invalid_backoff"),
             (ok_req().idempotency_key(""), "invalid_idempotency_key"),
-            (ok_req().idempotency_key("k".repeat(300)), "invalid_idempotency_key"),
+            (
+                ok_req().idempotency_key("k".repeat(300)),
+                "invalid_idempotency_key",
+            ),
         ];
         for (req, code) in cases {
             let err = check(req.clone()).expect_err(code);
@@ -486,7 +566,10 @@ mod tests {
         .unwrap();
         let job = check(req).unwrap();
         assert_eq!(job.delay_tolerance, Duration::from_millis(12_500));
-        assert_eq!(job.backoff.strategy, crate::backoff::BackoffStrategy::Linear);
+        assert_eq!(
+            job.backoff.strategy,
+            crate::backoff::BackoffStrategy::Linear
+        );
         assert_eq!(job.priority, 4);
         assert!(serde_json::from_value::<EnqueueRequest>(json!({"tenant_id": "t"})).is_err());
         assert!(serde_json::from_value::<EnqueueRequest>(json!({

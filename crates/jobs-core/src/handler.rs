@@ -208,7 +208,11 @@ pub trait Handler: Send + Sync + 'static {
     const KIND: &'static str;
 
     /// Runs one attempt.
-    fn handle(&self, ctx: JobContext, payload: Self::Payload) -> impl Future<Output = HandlerResult> + Send;
+    fn handle(
+        &self,
+        ctx: JobContext,
+        payload: Self::Payload,
+    ) -> impl Future<Output = HandlerResult> + Send;
 }
 
 /// A boxed handler future.
@@ -293,8 +297,48 @@ impl HandlerRegistry {
             Some(handler) => handler(ctx, payload),
             None => {
                 let kind = ctx.kind.clone();
-                Box::pin(async move { Err(HandlerError::permanent(format!("no handler registered for type '{kind}'"))) })
+                Box::pin(async move {
+                    Err(HandlerError::permanent(format!(
+                        "no handler registered for type '{kind}'"
+                    )))
+                })
             }
+        }
+    }
+}
+
+/// Runs the handler for `ctx.kind` in its own task with `ctx.timeout` as the limit, so that a
+/// panic or a handler that never returns is contained: a panic becomes a retryable failure
+/// (`"handler panicked: …"`), a timeout a retryable failure (`"timed out after …"`), and the task
+/// is aborted. Workers and test helpers both run handlers through this.
+pub async fn run_guarded(
+    registry: &HandlerRegistry,
+    ctx: JobContext,
+    payload: serde_json::Value,
+) -> HandlerResult {
+    use tracing::Instrument;
+    let timeout = ctx.timeout;
+    let span = ctx.span.clone();
+    let mut task = tokio::spawn(registry.run(ctx, payload).instrument(span));
+    match tokio::time::timeout(timeout, &mut task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) if join.is_panic() => {
+            let panic = join.into_panic();
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_owned());
+            Err(HandlerError::retryable(format!(
+                "handler panicked: {message}"
+            )))
+        }
+        Ok(Err(_cancelled)) => Err(HandlerError::retryable("handler task was cancelled")),
+        Err(_elapsed) => {
+            task.abort();
+            Err(HandlerError::retryable(format!(
+                "timed out after {timeout:?}"
+            )))
         }
     }
 }
@@ -344,19 +388,29 @@ mod tests {
     #[tokio::test]
     async fn typed_and_closure_handlers_dispatch_by_kind() {
         let mut r = HandlerRegistry::new();
-        r.register(EchoHandler).register_fn("double", |_ctx, n: u64| async move {
-            if n.checked_mul(2).is_some() {
-                Ok(())
-            } else {
-                Err(HandlerError::permanent("overflow"))
-            }
-        });
+        r.register(EchoHandler)
+            .register_fn("double", |_ctx, n: u64| async move {
+                if n.checked_mul(2).is_some() {
+                    Ok(())
+                } else {
+                    Err(HandlerError::permanent("overflow"))
+                }
+            });
         assert_eq!(r.kinds().collect::<Vec<_>>(), ["double", "echo"]);
         assert_eq!(r.run(ctx("echo"), json!({})).await, Ok(()));
-        assert_eq!(r.run(ctx("echo"), json!({"fail": "permanent"})).await, Err(HandlerError::permanent("bad")));
-        assert_eq!(r.run(ctx("echo"), json!({"fail": "later"})).await, Err(HandlerError::retryable("later")));
+        assert_eq!(
+            r.run(ctx("echo"), json!({"fail": "permanent"})).await,
+            Err(HandlerError::permanent("bad"))
+        );
+        assert_eq!(
+            r.run(ctx("echo"), json!({"fail": "later"})).await,
+            Err(HandlerError::retryable("later"))
+        );
         assert_eq!(r.run(ctx("double"), json!(4)).await, Ok(()));
-        assert!(matches!(r.run(ctx("double"), json!(u64::MAX)).await, Err(HandlerError::Permanent { .. })));
+        assert!(matches!(
+            r.run(ctx("double"), json!(u64::MAX)).await,
+            Err(HandlerError::Permanent { .. })
+        ));
     }
 
     #[tokio::test]
@@ -364,9 +418,44 @@ mod tests {
         let mut r = HandlerRegistry::new();
         r.register(EchoHandler);
         let err = r.run(ctx("echo"), json!({"fail": 7})).await.unwrap_err();
-        assert!(matches!(&err, HandlerError::Permanent { message } if message.contains("does not decode")), "{err:?}");
+        assert!(
+            matches!(&err, HandlerError::Permanent { message } if message.contains("does not decode")),
+            "{err:?}"
+        );
         let err = r.run(ctx("nope"), json!({})).await.unwrap_err();
-        assert!(matches!(&err, HandlerError::Permanent { message } if message.contains("no handler")), "{err:?}");
+        assert!(
+            matches!(&err, HandlerError::Permanent { message } if message.contains("no handler")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn guarded_run_contains_panics_and_timeouts() {
+        let mut r = HandlerRegistry::new();
+        r.register_fn("panic", |_ctx, _p: serde_json::Value| async move {
+            if true {
+                panic!("kaboom");
+            }
+            Ok(())
+        });
+        r.register_fn("hang", |_ctx, _p: serde_json::Value| async move {
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+        r.register(EchoHandler);
+        let err = run_guarded(&r, ctx("panic"), json!({})).await.unwrap_err();
+        assert!(
+            matches!(&err, HandlerError::Retryable { message, .. } if message.contains("kaboom")),
+            "{err:?}"
+        );
+        let mut hang = ctx("hang");
+        hang.timeout = Duration::from_millis(50);
+        let err = run_guarded(&r, hang, json!({})).await.unwrap_err();
+        assert!(
+            matches!(&err, HandlerError::Retryable { message, .. } if message.contains("timed out")),
+            "{err:?}"
+        );
+        assert_eq!(run_guarded(&r, ctx("echo"), json!({})).await, Ok(()));
     }
 
     #[tokio::test]
@@ -381,6 +470,10 @@ mod tests {
         waiter.await.unwrap();
         assert!(signal.is_cancelled());
         let never = CancellationSignal::never();
-        assert!(tokio::time::timeout(Duration::from_millis(20), never.cancelled()).await.is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), never.cancelled())
+                .await
+                .is_err()
+        );
     }
 }

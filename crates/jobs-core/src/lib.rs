@@ -76,9 +76,15 @@ pub use backoff::{Backoff, BackoffStrategy, Jitter};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, Limits, PlatformConfig, QuotaConfig, UseCaseConfig};
 pub use enqueue::{EnqueueRequest, ValidationError};
-pub use handler::{CancellationSignal, Handler, HandlerError, HandlerRegistry, HandlerResult, JobContext};
+pub use handler::{
+    run_guarded, CancellationSignal, Handler, HandlerError, HandlerRegistry, HandlerResult,
+    JobContext,
+};
 pub use job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 pub use service::{JobService, TenantScope};
 pub use status::{IllegalTransition, JobStatus, Transition};
-pub use store::{ChangeError, EnqueueError, Failure, JobFilter, JobStore, LeaseError, Page, PageRequest, StoreError};
+pub use store::{
+    ChangeError, EnqueueError, Failure, JobFilter, JobStore, LeaseError, Page, PageRequest,
+    StoreError,
+};
 pub use transport::{DispatchMessage, Transport, TransportError};

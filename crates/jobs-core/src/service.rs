@@ -11,7 +11,10 @@ use crate::config::PlatformConfig;
 use crate::enqueue::{validate, EnqueueRequest, ValidationError};
 use crate::handler::{HandlerError, HandlerResult};
 use crate::job::{Enqueued, Job, JobId, LeaseToken};
-use crate::store::{ChangeError, EnqueueError, Failure, JobFilter, JobStore, LeaseError, Page, PageRequest, StoreError};
+use crate::store::{
+    ChangeError, EnqueueError, Failure, JobFilter, JobStore, LeaseError, Page, PageRequest,
+    StoreError,
+};
 
 /// Longest `last_error` kept, in bytes.
 pub const MAX_ERROR_BYTES: usize = 2000;
@@ -46,9 +49,10 @@ pub fn failure_for(job: &Job, error: &HandlerError, unit: f64) -> Failure {
             retry_after: Some(delay),
             ..
         } => Some(*delay),
-        HandlerError::Retryable { retry_after: None, .. } | HandlerError::Cancelled => {
-            Some(job.backoff.delay(job.attempts, unit))
+        HandlerError::Retryable {
+            retry_after: None, ..
         }
+        | HandlerError::Cancelled => Some(job.backoff.delay(job.attempts, unit)),
     };
     Failure {
         error: truncate_error(&error.to_string()),
@@ -109,7 +113,10 @@ impl JobService {
     }
 
     /// Validates and enqueues a batch in one transaction (all or none).
-    pub async fn enqueue_many(&self, reqs: Vec<EnqueueRequest>) -> Result<Vec<Enqueued>, EnqueueError> {
+    pub async fn enqueue_many(
+        &self,
+        reqs: Vec<EnqueueRequest>,
+    ) -> Result<Vec<Enqueued>, EnqueueError> {
         let max = self.config.limits.max_batch;
         if reqs.is_empty() || reqs.len() > max {
             return Err(ValidationError::BatchSize { max }.into());
@@ -118,22 +125,39 @@ impl JobService {
         let jobs = reqs
             .into_iter()
             .enumerate()
-            .map(|(index, req)| validate(req, &self.config, now).map_err(|source| EnqueueError::InvalidInBatch { index, source }))
+            .map(|(index, req)| {
+                validate(req, &self.config, now)
+                    .map_err(|source| EnqueueError::InvalidInBatch { index, source })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         self.store.enqueue_many(jobs).await
     }
 
     /// The job, if it exists and `scope` may see it.
     pub async fn get(&self, id: JobId, scope: &TenantScope) -> Result<Option<Job>, StoreError> {
-        Ok(self.store.get(id).await?.filter(|job| scope.allows(&job.tenant_id)))
+        Ok(self
+            .store
+            .get(id)
+            .await?
+            .filter(|job| scope.allows(&job.tenant_id)))
     }
 
     /// Lists jobs visible to `scope`. A tenant-scoped caller only ever sees its own tenant, whatever
     /// the filter says.
-    pub async fn list(&self, mut filter: JobFilter, page: PageRequest, scope: &TenantScope) -> Result<Page, StoreError> {
+    pub async fn list(
+        &self,
+        mut filter: JobFilter,
+        page: PageRequest,
+        scope: &TenantScope,
+    ) -> Result<Page, StoreError> {
         if let TenantScope::Tenant(own) = scope {
             match &filter.tenant_id {
-                Some(asked) if asked != own => return Ok(Page { jobs: Vec::new(), next: None }),
+                Some(asked) if asked != own => {
+                    return Ok(Page {
+                        jobs: Vec::new(),
+                        next: None,
+                    })
+                }
                 _ => filter.tenant_id = Some(own.clone()),
             }
         }
@@ -166,7 +190,12 @@ impl JobService {
     /// Records the outcome of an attempt of `job` (as returned by the claim) under `token`:
     /// success completes it; a failure retries it with backoff or kills it, following
     /// [`failure_for`]; a job with a pending cancel request ends cancelled.
-    pub async fn record_outcome(&self, job: &Job, token: LeaseToken, outcome: &HandlerResult) -> Result<Job, LeaseError> {
+    pub async fn record_outcome(
+        &self,
+        job: &Job,
+        token: LeaseToken,
+        outcome: &HandlerResult,
+    ) -> Result<Job, LeaseError> {
         match outcome {
             Ok(()) => self.store.complete(job.id, token).await,
             Err(error) => {
@@ -225,13 +254,32 @@ mod tests {
     #[test]
     fn failure_decisions() {
         let retry = HandlerError::retryable("boom");
-        assert_eq!(failure_for(&job(1, 3), &retry, 0.0).retry_in, Some(Duration::from_secs(2)));
-        assert_eq!(failure_for(&job(2, 3), &retry, 0.0).retry_in, Some(Duration::from_secs(4)));
-        assert_eq!(failure_for(&job(3, 3), &retry, 0.0).retry_in, None, "last attempt → dead");
-        assert_eq!(failure_for(&job(1, 3), &HandlerError::permanent("x"), 0.0).retry_in, None);
+        assert_eq!(
+            failure_for(&job(1, 3), &retry, 0.0).retry_in,
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            failure_for(&job(2, 3), &retry, 0.0).retry_in,
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(
+            failure_for(&job(3, 3), &retry, 0.0).retry_in,
+            None,
+            "last attempt → dead"
+        );
+        assert_eq!(
+            failure_for(&job(1, 3), &HandlerError::permanent("x"), 0.0).retry_in,
+            None
+        );
         let after = HandlerError::retry_after("slow down", Duration::from_secs(42));
-        assert_eq!(failure_for(&job(1, 3), &after, 0.0).retry_in, Some(Duration::from_secs(42)));
-        assert_eq!(failure_for(&job(1, 3), &HandlerError::Cancelled, 0.0).retry_in, Some(Duration::from_secs(2)));
+        assert_eq!(
+            failure_for(&job(1, 3), &after, 0.0).retry_in,
+            Some(Duration::from_secs(42))
+        );
+        assert_eq!(
+            failure_for(&job(1, 3), &HandlerError::Cancelled, 0.0).retry_in,
+            Some(Duration::from_secs(2))
+        );
         let long = HandlerError::retryable("é".repeat(5000));
         let f = failure_for(&job(1, 3), &long, 0.0);
         assert!(f.error.len() <= MAX_ERROR_BYTES + '…'.len_utf8());
@@ -243,46 +291,94 @@ mod tests {
         let store = Arc::new(MemoryStore::new(clock.clone()));
         let svc = JobService::new(store, Arc::new(PlatformConfig::default())).with_clock(clock);
         let a = svc
-            .enqueue(EnqueueRequest::new("a", "notifications", "k", serde_json::json!({})))
+            .enqueue(EnqueueRequest::new(
+                "a",
+                "notifications",
+                "k",
+                serde_json::json!({}),
+            ))
             .await
             .unwrap()
             .job;
         let b_scope = TenantScope::Tenant("b".into());
         assert_eq!(svc.get(a.id, &b_scope).await.unwrap(), None);
-        assert_eq!(svc.cancel(a.id, &b_scope).await, Err(ChangeError::NotFound(a.id)));
-        assert_eq!(svc.retry(a.id, &b_scope).await, Err(ChangeError::NotFound(a.id)));
-        let page = PageRequest { after: None, limit: 10 };
+        assert_eq!(
+            svc.cancel(a.id, &b_scope).await,
+            Err(ChangeError::NotFound(a.id))
+        );
+        assert_eq!(
+            svc.retry(a.id, &b_scope).await,
+            Err(ChangeError::NotFound(a.id))
+        );
+        let page = PageRequest {
+            after: None,
+            limit: 10,
+        };
         let filter = JobFilter {
             tenant_id: Some("a".into()),
             ..JobFilter::default()
         };
-        assert!(svc.list(filter, page, &b_scope).await.unwrap().jobs.is_empty());
-        assert!(svc.list(JobFilter::default(), page, &b_scope).await.unwrap().jobs.is_empty());
+        assert!(svc
+            .list(filter, page, &b_scope)
+            .await
+            .unwrap()
+            .jobs
+            .is_empty());
+        assert!(svc
+            .list(JobFilter::default(), page, &b_scope)
+            .await
+            .unwrap()
+            .jobs
+            .is_empty());
         let a_scope = TenantScope::Tenant("a".into());
-        assert_eq!(svc.list(JobFilter::default(), page, &a_scope).await.unwrap().jobs.len(), 1);
-        assert_eq!(svc.get(a.id, &a_scope).await.unwrap().map(|j| j.id), Some(a.id));
+        assert_eq!(
+            svc.list(JobFilter::default(), page, &a_scope)
+                .await
+                .unwrap()
+                .jobs
+                .len(),
+            1
+        );
+        assert_eq!(
+            svc.get(a.id, &a_scope).await.unwrap().map(|j| j.id),
+            Some(a.id)
+        );
         assert_eq!(svc.get(a.id, &b_scope).await.unwrap(), None);
-        assert_eq!(svc.cancel(a.id, &a_scope).await.unwrap().status, JobStatus::Cancelled);
+        assert_eq!(
+            svc.cancel(a.id, &a_scope).await.unwrap().status,
+            JobStatus::Cancelled
+        );
     }
 
     #[tokio::test]
     async fn store_failures_surface_as_typed_errors() {
         let mut store = MockJobStore::new();
-        store
-            .expect_enqueue()
-            .returning(|_| Err(EnqueueError::Store(StoreError::Unavailable("connection refused".into()))));
+        store.expect_enqueue().returning(|_| {
+            Err(EnqueueError::Store(StoreError::Unavailable(
+                "connection refused".into(),
+            )))
+        });
         store
             .expect_complete()
             .returning(|id, _| Err(LeaseError::LeaseLost(id)));
         let svc = JobService::new(Arc::new(store), Arc::new(PlatformConfig::default()));
         let err = svc
-            .enqueue(EnqueueRequest::new("a", "notifications", "k", serde_json::json!({})))
+            .enqueue(EnqueueRequest::new(
+                "a",
+                "notifications",
+                "k",
+                serde_json::json!({}),
+            ))
             .await
             .unwrap_err();
-        assert!(matches!(&err, EnqueueError::Store(e) if e.is_retryable()), "{err:?}");
+        assert!(
+            matches!(&err, EnqueueError::Store(e) if e.is_retryable()),
+            "{err:?}"
+        );
         let j = job(1, 3);
         assert_eq!(
-            svc.record_outcome(&j, LeaseToken::generate(), &Ok(())).await,
+            svc.record_outcome(&j, LeaseToken::generate(), &Ok(()))
+                .await,
             Err(LeaseError::LeaseLost(j.id))
         );
     }
@@ -290,19 +386,33 @@ mod tests {
     #[tokio::test]
     async fn invalid_requests_never_reach_the_store() {
         // A mock with no expectations panics if called.
-        let svc = JobService::new(Arc::new(MockJobStore::new()), Arc::new(PlatformConfig::default()));
+        let svc = JobService::new(
+            Arc::new(MockJobStore::new()),
+            Arc::new(PlatformConfig::default()),
+        );
         let err = svc
-            .enqueue(EnqueueRequest::new("", "notifications", "k", serde_json::json!({})))
+            .enqueue(EnqueueRequest::new(
+                "",
+                "notifications",
+                "k",
+                serde_json::json!({}),
+            ))
             .await
             .unwrap_err();
         assert_eq!(err, EnqueueError::Invalid(ValidationError::EmptyTenant));
         let err = svc.enqueue_many(vec![]).await.unwrap_err();
-        assert!(matches!(err, EnqueueError::Invalid(ValidationError::BatchSize { .. })));
+        assert!(matches!(
+            err,
+            EnqueueError::Invalid(ValidationError::BatchSize { .. })
+        ));
         let reqs = vec![
             EnqueueRequest::new("a", "notifications", "k", serde_json::json!({})),
             EnqueueRequest::new("a", "nope", "k", serde_json::json!({})),
         ];
         let err = svc.enqueue_many(reqs).await.unwrap_err();
-        assert!(matches!(err, EnqueueError::InvalidInBatch { index: 1, .. }), "{err:?}");
+        assert!(
+            matches!(err, EnqueueError::InvalidInBatch { index: 1, .. }),
+            "{err:?}"
+        );
     }
 }

@@ -191,17 +191,49 @@ const fn edge(from: JobStatus, event: Transition, to: JobStatus) -> Edge {
 /// Every legal edge. Anything not listed here is refused with [`IllegalTransition`].
 /// (Enqueue creates a job in `pending`; it has no `from`.)
 pub const TRANSITIONS: &[Edge] = &[
-    edge(JobStatus::Pending, Transition::Dispatch, JobStatus::Dispatched),
+    edge(
+        JobStatus::Pending,
+        Transition::Dispatch,
+        JobStatus::Dispatched,
+    ),
     edge(JobStatus::Dispatched, Transition::Claim, JobStatus::Running),
-    edge(JobStatus::Dispatched, Transition::ExpireDispatch, JobStatus::Pending),
-    edge(JobStatus::Running, Transition::Succeed, JobStatus::Succeeded),
-    edge(JobStatus::Running, Transition::FailRetry, JobStatus::Pending),
+    edge(
+        JobStatus::Dispatched,
+        Transition::ExpireDispatch,
+        JobStatus::Pending,
+    ),
+    edge(
+        JobStatus::Running,
+        Transition::Succeed,
+        JobStatus::Succeeded,
+    ),
+    edge(
+        JobStatus::Running,
+        Transition::FailRetry,
+        JobStatus::Pending,
+    ),
     edge(JobStatus::Running, Transition::FailDead, JobStatus::Dead),
-    edge(JobStatus::Running, Transition::ExpireRunRetry, JobStatus::Pending),
-    edge(JobStatus::Running, Transition::ExpireRunDead, JobStatus::Dead),
+    edge(
+        JobStatus::Running,
+        Transition::ExpireRunRetry,
+        JobStatus::Pending,
+    ),
+    edge(
+        JobStatus::Running,
+        Transition::ExpireRunDead,
+        JobStatus::Dead,
+    ),
     edge(JobStatus::Pending, Transition::Cancel, JobStatus::Cancelled),
-    edge(JobStatus::Dispatched, Transition::Cancel, JobStatus::Cancelled),
-    edge(JobStatus::Running, Transition::FinishCancelled, JobStatus::Cancelled),
+    edge(
+        JobStatus::Dispatched,
+        Transition::Cancel,
+        JobStatus::Cancelled,
+    ),
+    edge(
+        JobStatus::Running,
+        Transition::FinishCancelled,
+        JobStatus::Cancelled,
+    ),
     edge(JobStatus::Dead, Transition::Retry, JobStatus::Pending),
     edge(JobStatus::Cancelled, Transition::Retry, JobStatus::Pending),
     edge(JobStatus::Running, Transition::Release, JobStatus::Pending),
@@ -223,17 +255,49 @@ mod tests {
 
     /// The state table of DESIGN.md, written out independently of [`TRANSITIONS`].
     const EXPECTED: &[(JobStatus, Transition, JobStatus)] = &[
-        (JobStatus::Pending, Transition::Dispatch, JobStatus::Dispatched),
+        (
+            JobStatus::Pending,
+            Transition::Dispatch,
+            JobStatus::Dispatched,
+        ),
         (JobStatus::Dispatched, Transition::Claim, JobStatus::Running),
-        (JobStatus::Dispatched, Transition::ExpireDispatch, JobStatus::Pending),
-        (JobStatus::Running, Transition::Succeed, JobStatus::Succeeded),
-        (JobStatus::Running, Transition::FailRetry, JobStatus::Pending),
+        (
+            JobStatus::Dispatched,
+            Transition::ExpireDispatch,
+            JobStatus::Pending,
+        ),
+        (
+            JobStatus::Running,
+            Transition::Succeed,
+            JobStatus::Succeeded,
+        ),
+        (
+            JobStatus::Running,
+            Transition::FailRetry,
+            JobStatus::Pending,
+        ),
         (JobStatus::Running, Transition::FailDead, JobStatus::Dead),
-        (JobStatus::Running, Transition::ExpireRunRetry, JobStatus::Pending),
-        (JobStatus::Running, Transition::ExpireRunDead, JobStatus::Dead),
+        (
+            JobStatus::Running,
+            Transition::ExpireRunRetry,
+            JobStatus::Pending,
+        ),
+        (
+            JobStatus::Running,
+            Transition::ExpireRunDead,
+            JobStatus::Dead,
+        ),
         (JobStatus::Pending, Transition::Cancel, JobStatus::Cancelled),
-        (JobStatus::Dispatched, Transition::Cancel, JobStatus::Cancelled),
-        (JobStatus::Running, Transition::FinishCancelled, JobStatus::Cancelled),
+        (
+            JobStatus::Dispatched,
+            Transition::Cancel,
+            JobStatus::Cancelled,
+        ),
+        (
+            JobStatus::Running,
+            Transition::FinishCancelled,
+            JobStatus::Cancelled,
+        ),
         (JobStatus::Dead, Transition::Retry, JobStatus::Pending),
         (JobStatus::Cancelled, Transition::Retry, JobStatus::Pending),
         (JobStatus::Running, Transition::Release, JobStatus::Pending),

@@ -135,7 +135,10 @@ pub struct ReapReport {
 impl ReapReport {
     /// Jobs changed in total.
     pub const fn total(&self) -> u64 {
-        self.dispatch_expired + self.run_expired_retry + self.run_expired_dead + self.run_expired_cancelled
+        self.dispatch_expired
+            + self.run_expired_retry
+            + self.run_expired_dead
+            + self.run_expired_cancelled
     }
 }
 
@@ -262,14 +265,26 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// lower id): at most `min(limit, cap − in_flight)` of them, where `in_flight` counts the use
     /// case's dispatched and running jobs. Each gets a new token and `lease_expires_at = now +
     /// lease`. Concurrent callers together never exceed `cap`.
-    async fn lease_due(&self, use_case: &str, cap: u32, limit: u32, lease: Duration) -> Result<Vec<Dispatch>, StoreError>;
+    async fn lease_due(
+        &self,
+        use_case: &str,
+        cap: u32,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Dispatch>, StoreError>;
 
     /// `dispatched` with `token` → `running`: attempts + 1, `started_at = now`,
     /// `lease_expires_at = now + lease`. Returns the job (with payload).
-    async fn claim(&self, id: JobId, token: LeaseToken, lease: Duration) -> Result<Job, LeaseError>;
+    async fn claim(&self, id: JobId, token: LeaseToken, lease: Duration)
+        -> Result<Job, LeaseError>;
 
     /// Extends a running lease to `now + lease` and reports whether cancellation was requested.
-    async fn heartbeat(&self, id: JobId, token: LeaseToken, lease: Duration) -> Result<Heartbeat, LeaseError>;
+    async fn heartbeat(
+        &self,
+        id: JobId,
+        token: LeaseToken,
+        lease: Duration,
+    ) -> Result<Heartbeat, LeaseError>;
 
     /// `running` with `token` → `succeeded`.
     async fn complete(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError>;
@@ -277,7 +292,8 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// Records a failed attempt of a `running` job with `token`: back to `pending` with `run_at =
     /// now + retry_in` (deadline recomputed) or `dead`. A job with a cancel request ends
     /// `cancelled` instead of going back to pending.
-    async fn fail(&self, id: JobId, token: LeaseToken, failure: Failure) -> Result<Job, LeaseError>;
+    async fn fail(&self, id: JobId, token: LeaseToken, failure: Failure)
+        -> Result<Job, LeaseError>;
 
     /// `running` with `token` and a cancel request → `cancelled`.
     async fn finish_cancelled(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError>;

@@ -84,16 +84,34 @@ impl TransportError {
 pub trait Transport: Send + Sync + std::fmt::Debug {
     /// Sends messages to the use case's queue. Returns the entries that failed (empty when all
     /// were accepted).
-    async fn send_batch(&self, use_case: &str, messages: Vec<OutgoingMessage>) -> Result<Vec<EntryFailure>, TransportError>;
+    async fn send_batch(
+        &self,
+        use_case: &str,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<EntryFailure>, TransportError>;
 
     /// Waits up to `wait` for messages and returns up to `max` (1 to 10) of them.
-    async fn receive(&self, use_case: &str, max: u32, wait: Duration) -> Result<Vec<ReceivedMessage>, TransportError>;
+    async fn receive(
+        &self,
+        use_case: &str,
+        max: u32,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, TransportError>;
 
     /// Deletes received messages. Returns the entries that failed.
-    async fn delete_batch(&self, use_case: &str, receipts: Vec<Receipt>) -> Result<Vec<EntryFailure>, TransportError>;
+    async fn delete_batch(
+        &self,
+        use_case: &str,
+        receipts: Vec<Receipt>,
+    ) -> Result<Vec<EntryFailure>, TransportError>;
 
     /// Makes a received message visible again after `timeout` (zero = now).
-    async fn change_visibility(&self, use_case: &str, receipt: Receipt, timeout: Duration) -> Result<(), TransportError>;
+    async fn change_visibility(
+        &self,
+        use_case: &str,
+        receipt: Receipt,
+        timeout: Duration,
+    ) -> Result<(), TransportError>;
 }
 
 /// The version of [`DispatchMessage`] this build writes.
@@ -159,7 +177,8 @@ impl DispatchMessage {
         struct Version {
             v: u32,
         }
-        let version: Version = serde_json::from_str(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
+        let version: Version =
+            serde_json::from_str(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
         if version.v != MESSAGE_VERSION {
             return Err(MessageError::UnsupportedVersion(version.v));
         }
@@ -183,10 +202,19 @@ mod tests {
         };
         assert_eq!(DispatchMessage::decode(&m.encode()), Ok(m.clone()));
         for garbage in ["", "{", "null", "[]", "{\"v\":1}", "\u{0}", "{\"v\":\"1\"}"] {
-            assert!(matches!(DispatchMessage::decode(garbage), Err(MessageError::Malformed(_))), "{garbage:?}");
+            assert!(
+                matches!(
+                    DispatchMessage::decode(garbage),
+                    Err(MessageError::Malformed(_))
+                ),
+                "{garbage:?}"
+            );
         }
         let v2 = m.encode().replace("\"v\":1", "\"v\":2");
-        assert_eq!(DispatchMessage::decode(&v2), Err(MessageError::UnsupportedVersion(2)));
+        assert_eq!(
+            DispatchMessage::decode(&v2),
+            Err(MessageError::UnsupportedVersion(2))
+        );
         let huge = format!("{{\"v\":1,\"x\":\"{}\"}}", "a".repeat(MAX_MESSAGE_BYTES));
         assert!(DispatchMessage::decode(&huge).is_err());
     }

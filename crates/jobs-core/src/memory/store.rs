@@ -13,8 +13,9 @@ use crate::deadline::{add_saturating, deadline_at, sub};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::status::{JobStatus, Transition};
 use crate::store::{
-    expiry_transition, failure_transition, ChangeError, EnqueueError, Failure, Heartbeat, JobFilter, JobStore, LeaseError,
-    Page, PageRequest, ReapReport, StatusCount, StoreError, Wakeup, WakeupStream,
+    expiry_transition, failure_transition, ChangeError, EnqueueError, Failure, Heartbeat,
+    JobFilter, JobStore, LeaseError, Page, PageRequest, ReapReport, StatusCount, StoreError,
+    Wakeup, WakeupStream,
 };
 
 #[derive(Debug, Default)]
@@ -86,7 +87,9 @@ fn in_flight(jobs: &BTreeMap<JobId, Job>, use_case: &str) -> u64 {
 
 fn quota_used(jobs: &BTreeMap<JobId, Job>, tenant: &str, use_case: &str) -> u64 {
     jobs.values()
-        .filter(|j| j.tenant_id == tenant && j.use_case == use_case && j.status.counts_against_quota())
+        .filter(|j| {
+            j.tenant_id == tenant && j.use_case == use_case && j.status.counts_against_quota()
+        })
         .count() as u64
 }
 
@@ -164,7 +167,9 @@ fn insert(inner: &mut Inner, new: NewJob, now: DateTime<Utc>) -> Result<Enqueued
         finished_at: None,
     };
     if let Some(key) = &job.idempotency_key {
-        inner.idempotency.insert((job.tenant_id.clone(), key.clone()), job.id);
+        inner
+            .idempotency
+            .insert((job.tenant_id.clone(), key.clone()), job.id);
     }
     inner.jobs.insert(job.id, job.clone());
     Ok(Enqueued { job, created: true })
@@ -270,7 +275,13 @@ impl JobStore for MemoryStore {
         Ok(job)
     }
 
-    async fn lease_due(&self, use_case: &str, cap: u32, limit: u32, lease: Duration) -> Result<Vec<Dispatch>, StoreError> {
+    async fn lease_due(
+        &self,
+        use_case: &str,
+        cap: u32,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Dispatch>, StoreError> {
         let now = self.clock.now();
         let mut inner = self.lock();
         let free = u64::from(cap).saturating_sub(in_flight(&inner.jobs, use_case));
@@ -313,7 +324,12 @@ impl JobStore for MemoryStore {
         Ok(leased)
     }
 
-    async fn claim(&self, id: JobId, token: LeaseToken, lease: Duration) -> Result<Job, LeaseError> {
+    async fn claim(
+        &self,
+        id: JobId,
+        token: LeaseToken,
+        lease: Duration,
+    ) -> Result<Job, LeaseError> {
         self.fenced(id, token, JobStatus::Dispatched, |job, now| {
             set_status(job, Transition::Claim);
             job.attempts = job.attempts.saturating_add(1);
@@ -323,7 +339,12 @@ impl JobStore for MemoryStore {
         })
     }
 
-    async fn heartbeat(&self, id: JobId, token: LeaseToken, lease: Duration) -> Result<Heartbeat, LeaseError> {
+    async fn heartbeat(
+        &self,
+        id: JobId,
+        token: LeaseToken,
+        lease: Duration,
+    ) -> Result<Heartbeat, LeaseError> {
         self.fenced(id, token, JobStatus::Running, |job, now| {
             let until = add_saturating(now, lease);
             job.lease_expires_at = Some(until);
@@ -343,10 +364,18 @@ impl JobStore for MemoryStore {
         Ok(job)
     }
 
-    async fn fail(&self, id: JobId, token: LeaseToken, failure: Failure) -> Result<Job, LeaseError> {
+    async fn fail(
+        &self,
+        id: JobId,
+        token: LeaseToken,
+        failure: Failure,
+    ) -> Result<Job, LeaseError> {
         let job = self.fenced(id, token, JobStatus::Running, |job, now| {
             job.last_error = Some(failure.error);
-            match (failure_transition(failure.retry_in.is_some(), job.cancel_requested), failure.retry_in) {
+            match (
+                failure_transition(failure.retry_in.is_some(), job.cancel_requested),
+                failure.retry_in,
+            ) {
                 (Transition::FailRetry, Some(delay)) => {
                     back_to_pending(job, Transition::FailRetry, add_saturating(now, delay), now)
                 }
@@ -364,7 +393,9 @@ impl JobStore for MemoryStore {
             let mut inner = self.lock();
             match inner.jobs.get_mut(&id) {
                 Some(job)
-                    if job.status == JobStatus::Running && job.lease_token == Some(token) && job.cancel_requested =>
+                    if job.status == JobStatus::Running
+                        && job.lease_token == Some(token)
+                        && job.cancel_requested =>
                 {
                     finish(job, Transition::FinishCancelled, now);
                     job.updated_at = now;
@@ -397,7 +428,9 @@ impl JobStore for MemoryStore {
         let mut report = ReapReport::default();
         {
             let mut inner = self.lock();
-            let expired = |j: &Job, status: JobStatus| j.status == status && j.lease_expires_at.is_some_and(|t| t <= now);
+            let expired = |j: &Job, status: JobStatus| {
+                j.status == status && j.lease_expires_at.is_some_and(|t| t <= now)
+            };
             let dispatched: Vec<JobId> = inner
                 .jobs
                 .values()
@@ -421,8 +454,10 @@ impl JobStore for MemoryStore {
             }
             for id in running {
                 if let Some(job) = inner.jobs.get_mut(&id) {
-                    let event = expiry_transition(job.attempts, job.max_attempts, job.cancel_requested);
-                    job.last_error = Some("lease expired: the worker stopped heartbeating".to_owned());
+                    let event =
+                        expiry_transition(job.attempts, job.max_attempts, job.cancel_requested);
+                    job.last_error =
+                        Some("lease expired: the worker stopped heartbeating".to_owned());
                     job.updated_at = now;
                     match event {
                         Transition::ExpireRunRetry => {
@@ -451,11 +486,17 @@ impl JobStore for MemoryStore {
         let inner = self.lock();
         let mut counts: BTreeMap<(String, JobStatus), u64> = BTreeMap::new();
         for job in inner.jobs.values() {
-            *counts.entry((job.use_case.clone(), job.status)).or_default() += 1;
+            *counts
+                .entry((job.use_case.clone(), job.status))
+                .or_default() += 1;
         }
         Ok(counts
             .into_iter()
-            .map(|((use_case, status), count)| StatusCount { use_case, status, count })
+            .map(|((use_case, status), count)| StatusCount {
+                use_case,
+                status,
+                count,
+            })
             .collect())
     }
 

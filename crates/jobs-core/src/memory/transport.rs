@@ -9,7 +9,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::transport::{EntryFailure, OutgoingMessage, Receipt, ReceivedMessage, Transport, TransportError};
+use crate::transport::{
+    EntryFailure, OutgoingMessage, Receipt, ReceivedMessage, Transport, TransportError,
+};
 
 #[derive(Debug)]
 struct Stored {
@@ -45,7 +47,10 @@ impl MemoryTransport {
     {
         MemoryTransport {
             queues: Arc::new(Mutex::new(
-                use_cases.into_iter().map(|u| (u.into(), Queue::default())).collect(),
+                use_cases
+                    .into_iter()
+                    .map(|u| (u.into(), Queue::default()))
+                    .collect(),
             )),
             arrived: Arc::new(Notify::new()),
             visibility_timeout: DEFAULT_VISIBILITY_TIMEOUT,
@@ -68,14 +73,23 @@ impl MemoryTransport {
     }
 
     /// Takes up to `max` visible messages, or says when the next one becomes visible.
-    fn take(&self, use_case: &str, max: usize) -> Result<(Vec<ReceivedMessage>, Option<Instant>), TransportError> {
+    fn take(
+        &self,
+        use_case: &str,
+        max: usize,
+    ) -> Result<(Vec<ReceivedMessage>, Option<Instant>), TransportError> {
         let now = Instant::now();
         let mut queues = self.lock();
         let queue = queues
             .get_mut(use_case)
             .ok_or_else(|| TransportError::UnknownQueue(use_case.to_owned()))?;
         let mut out = Vec::new();
-        for m in queue.messages.iter_mut().filter(|m| m.visible_at <= now).take(max) {
+        for m in queue
+            .messages
+            .iter_mut()
+            .filter(|m| m.visible_at <= now)
+            .take(max)
+        {
             let receipt = Uuid::new_v4().to_string();
             m.receipt = Some(receipt.clone());
             m.receive_count += 1;
@@ -94,7 +108,11 @@ impl MemoryTransport {
 
 #[async_trait]
 impl Transport for MemoryTransport {
-    async fn send_batch(&self, use_case: &str, messages: Vec<OutgoingMessage>) -> Result<Vec<EntryFailure>, TransportError> {
+    async fn send_batch(
+        &self,
+        use_case: &str,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<EntryFailure>, TransportError> {
         {
             let mut queues = self.lock();
             let queue = queues
@@ -113,7 +131,12 @@ impl Transport for MemoryTransport {
         Ok(Vec::new())
     }
 
-    async fn receive(&self, use_case: &str, max: u32, wait: Duration) -> Result<Vec<ReceivedMessage>, TransportError> {
+    async fn receive(
+        &self,
+        use_case: &str,
+        max: u32,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, TransportError> {
         let max = max.clamp(1, 10) as usize;
         let deadline = Instant::now() + wait;
         loop {
@@ -127,7 +150,9 @@ impl Transport for MemoryTransport {
             if now >= deadline {
                 return Ok(Vec::new());
             }
-            let until = next_visible.filter(|t| *t > now).map_or(deadline, |t| t.min(deadline));
+            let until = next_visible
+                .filter(|t| *t > now)
+                .map_or(deadline, |t| t.min(deadline));
             tokio::select! {
                 _ = arrived => {}
                 _ = tokio::time::sleep_until(until) => {}
@@ -135,20 +160,31 @@ impl Transport for MemoryTransport {
         }
     }
 
-    async fn delete_batch(&self, use_case: &str, receipts: Vec<Receipt>) -> Result<Vec<EntryFailure>, TransportError> {
+    async fn delete_batch(
+        &self,
+        use_case: &str,
+        receipts: Vec<Receipt>,
+    ) -> Result<Vec<EntryFailure>, TransportError> {
         let mut queues = self.lock();
         let queue = queues
             .get_mut(use_case)
             .ok_or_else(|| TransportError::UnknownQueue(use_case.to_owned()))?;
         // Like SQS, a stale receipt of a message that still exists deletes it; an unknown one is
         // ignored.
-        queue
-            .messages
-            .retain(|m| !receipts.iter().any(|r| m.receipt.as_deref() == Some(r.0.as_str())));
+        queue.messages.retain(|m| {
+            !receipts
+                .iter()
+                .any(|r| m.receipt.as_deref() == Some(r.0.as_str()))
+        });
         Ok(Vec::new())
     }
 
-    async fn change_visibility(&self, use_case: &str, receipt: Receipt, timeout: Duration) -> Result<(), TransportError> {
+    async fn change_visibility(
+        &self,
+        use_case: &str,
+        receipt: Receipt,
+        timeout: Duration,
+    ) -> Result<(), TransportError> {
         {
             let mut queues = self.lock();
             let queue = queues
