@@ -63,6 +63,7 @@ pub mod duration_secs;
 pub mod enqueue;
 pub mod handler;
 pub mod job;
+pub mod leader;
 pub mod memory;
 pub mod service;
 pub mod status;

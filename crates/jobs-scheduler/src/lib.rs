@@ -1,1 +1,37 @@
-//! jobs-scheduler (placeholder while the workspace is laid down).
+//! # jobs-scheduler — dispatch due jobs earliest-deadline-first under each use case's cap
+//!
+//! The scheduler is the only component that moves jobs from `pending` to `dispatched`. Each tick
+//! it:
+//!
+//! 1. reaps expired leases (dispatched jobs no worker claimed, running jobs whose worker died);
+//! 2. for each use case, leases up to `cap − in_flight` due jobs, earliest deadline first — the
+//!    store does the pick atomically, so the cap holds even with two schedulers;
+//! 3. sends one wake-up message per job to the use case's queue, in batches;
+//! 4. now and then prunes terminal jobs past the retention.
+//!
+//! It ticks on an interval and whenever the store reports a wake-up (a due job was enqueued,
+//! capacity freed), so an idle system starts a job within milliseconds. Only the leader ticks
+//! ([`jobs_core::leader`]); standbys poll for leadership and take over when the leader's session
+//! ends. A failed send leaves its jobs `dispatched`; the reaper returns them to `pending` when the
+//! dispatch lease expires, so nothing is lost.
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn jobs_core::JobStore>, transport: std::sync::Arc<dyn jobs_core::Transport>) {
+//! use std::sync::Arc;
+//! use jobs_core::{leader::SoleLeader, PlatformConfig};
+//! use jobs_scheduler::{Dispatcher, Scheduler, SchedulerConfig};
+//!
+//! let dispatcher = Dispatcher::new(store, transport, Arc::new(PlatformConfig::default()), SchedulerConfig::default());
+//! Scheduler::new(dispatcher, Arc::new(SoleLeader))
+//!     .run(async { let _ = tokio::signal::ctrl_c().await; })
+//!     .await;
+//! # }
+//! ```
+
+mod config;
+mod dispatch;
+mod run;
+
+pub use config::SchedulerConfig;
+pub use dispatch::{Dispatcher, SchedulerError, TickReport};
+pub use run::{Scheduler, Stopped};

@@ -1,0 +1,173 @@
+//! One scheduler tick: reap expired leases, lease due jobs earliest-deadline-first under each use
+//! case's cap, and send them to the transport.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use jobs_core::store::ReapReport;
+use jobs_core::transport::OutgoingMessage;
+use jobs_core::{DispatchMessage, JobStore, PlatformConfig, StoreError, Transport, TransportError};
+
+use crate::config::SchedulerConfig;
+
+/// A tick could not do all of its work. The jobs involved are safe: leased jobs that were not
+/// sent are returned by the reaper when their dispatch lease expires.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchedulerError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The transport failed for a use case.
+    #[error("sending to '{use_case}' failed: {source}")]
+    Transport {
+        /// The use case whose queue failed.
+        use_case: String,
+        /// What failed.
+        source: TransportError,
+    },
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Expired leases returned.
+    pub reaped: ReapReport,
+    /// Jobs leased and handed to the transport.
+    pub dispatched: u64,
+    /// Jobs leased but not accepted by the transport (left for the reaper).
+    pub send_failed: u64,
+    /// True if some use case filled a whole batch: more due jobs may be waiting, tick again now.
+    pub saturated: bool,
+}
+
+/// Reaps, leases and sends: the scheduler's unit of work.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    store: Arc<dyn JobStore>,
+    transport: Arc<dyn Transport>,
+    platform: Arc<PlatformConfig>,
+    config: SchedulerConfig,
+}
+
+impl Dispatcher {
+    /// A dispatcher over the given ports.
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        transport: Arc<dyn Transport>,
+        platform: Arc<PlatformConfig>,
+        config: SchedulerConfig,
+    ) -> Self {
+        Dispatcher {
+            store,
+            transport,
+            platform,
+            config,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.store
+    }
+
+    /// One tick. A failing use case does not stop the others; the first error is returned after
+    /// every use case had its turn.
+    pub async fn tick(&self) -> Result<TickReport, SchedulerError> {
+        let started = Instant::now();
+        let mut report = TickReport {
+            reaped: self.store.reap_expired(self.config.reap_batch).await?,
+            ..TickReport::default()
+        };
+        if report.reaped.total() > 0 {
+            tracing::info!(?report.reaped, "returned expired leases");
+            metrics::counter!("async_jobs_reaped_total").increment(report.reaped.total());
+        }
+        let mut first_error = None;
+        for uc in self.platform.use_cases.values() {
+            if let Err(e) = self
+                .dispatch_use_case(&uc.name, uc.max_concurrent, &mut report)
+                .await
+            {
+                tracing::warn!(use_case = %uc.name, error = %e, "dispatch failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        metrics::histogram!("async_jobs_scheduler_tick_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    async fn dispatch_use_case(
+        &self,
+        use_case: &str,
+        cap: u32,
+        report: &mut TickReport,
+    ) -> Result<(), SchedulerError> {
+        let batch = self.config.dispatch_batch;
+        let leased = self
+            .store
+            .lease_due(use_case, cap, batch, self.config.dispatch_lease)
+            .await?;
+        if leased.is_empty() {
+            return Ok(());
+        }
+        if leased.len() as u32 >= batch {
+            report.saturated = true;
+        }
+        let messages: Vec<OutgoingMessage> = leased
+            .iter()
+            .enumerate()
+            .map(|(i, d)| OutgoingMessage {
+                id: i.to_string(),
+                body: DispatchMessage::for_dispatch(d).encode(),
+            })
+            .collect();
+        let count = leased.len() as u64;
+        match self.transport.send_batch(use_case, messages).await {
+            Ok(failures) => {
+                let failed = failures.len() as u64;
+                for f in &failures {
+                    tracing::warn!(use_case, entry = %f.id, reason = %f.reason, "send failed; the reaper will return the job");
+                }
+                report.dispatched += count - failed;
+                report.send_failed += failed;
+                metrics::counter!("async_jobs_dispatched_total", "use_case" => use_case.to_owned())
+                    .increment(count - failed);
+                if failed > 0 {
+                    metrics::counter!("async_jobs_dispatch_send_failures_total", "use_case" => use_case.to_owned())
+                        .increment(failed);
+                }
+                Ok(())
+            }
+            Err(source) => {
+                report.send_failed += count;
+                metrics::counter!("async_jobs_dispatch_send_failures_total", "use_case" => use_case.to_owned())
+                    .increment(count);
+                Err(SchedulerError::Transport {
+                    use_case: use_case.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Deletes terminal jobs past the retention; returns how many.
+    pub async fn prune(&self) -> Result<u64, StoreError> {
+        let pruned = self
+            .store
+            .prune(self.config.retention, self.config.prune_batch)
+            .await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "pruned old terminal jobs");
+        }
+        Ok(pruned)
+    }
+}

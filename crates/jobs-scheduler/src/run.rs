@@ -1,0 +1,165 @@
+//! The scheduler's main loop: become leader, then tick on an interval and on every wake-up from
+//! the store, back off on errors, prune now and then, and give leadership up on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jobs_core::leader::{LeaderElection, LeaderLease};
+use jobs_core::store::{NeverWake, WakeupStream};
+
+use crate::dispatch::Dispatcher;
+
+/// Why [`Scheduler::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The shutdown future completed.
+    Shutdown,
+}
+
+/// The scheduler process: leadership plus the dispatch loop.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    dispatcher: Dispatcher,
+    leader: Arc<dyn LeaderElection>,
+}
+
+enum Next {
+    Tick,
+    Shutdown,
+}
+
+impl Scheduler {
+    /// A scheduler that dispatches with `dispatcher` while `leader` grants leadership.
+    pub fn new(dispatcher: Dispatcher, leader: Arc<dyn LeaderElection>) -> Self {
+        Scheduler { dispatcher, leader }
+    }
+
+    /// Runs until `shutdown` completes. Never returns on store or transport errors: it logs,
+    /// backs off and tries again.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Stopped {
+        tokio::pin!(shutdown);
+        loop {
+            let Some(lease) = self.become_leader(&mut shutdown).await else {
+                return Stopped::Shutdown;
+            };
+            tracing::info!("became the leader; dispatching");
+            metrics::gauge!("async_jobs_scheduler_leader").set(1.0);
+            let stopped = self.lead(lease, &mut shutdown).await;
+            metrics::gauge!("async_jobs_scheduler_leader").set(0.0);
+            if let Some(stopped) = stopped {
+                return stopped;
+            }
+            tracing::warn!("lost leadership; standing by");
+        }
+    }
+
+    async fn become_leader(
+        &self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Option<Box<dyn LeaderLease>> {
+        let poll = self.dispatcher.config().leader_poll;
+        let mut announced = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.as_mut() => return None,
+                attempt = self.leader.try_acquire() => match attempt {
+                    Ok(Some(lease)) => return Some(lease),
+                    Ok(None) => {
+                        if !announced {
+                            tracing::info!("another scheduler is the leader; standing by");
+                            announced = true;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "leader election failed"),
+                },
+            }
+            tokio::select! {
+                _ = shutdown.as_mut() => return None,
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+
+    /// Leads until leadership is lost (`None`) or shutdown (`Some`).
+    async fn lead(
+        &self,
+        mut lease: Box<dyn LeaderLease>,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Option<Stopped> {
+        let config = self.dispatcher.config().clone();
+        let mut wakeups = self.subscribe().await;
+        let mut backoff = config.min_backoff;
+        let mut last_prune: Option<Instant> = None;
+        loop {
+            if !lease.is_held().await {
+                return None;
+            }
+            let delay = match self.dispatcher.tick().await {
+                Ok(report) => {
+                    backoff = config.min_backoff;
+                    if report.saturated {
+                        Duration::ZERO
+                    } else {
+                        config.tick_interval
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "tick failed; backing off");
+                    let delay = backoff;
+                    backoff = (backoff * 2).min(config.max_backoff);
+                    // Wake-ups must not cut an error backoff short.
+                    match sleep_or_shutdown(delay, shutdown).await {
+                        Next::Shutdown => {
+                            lease.release().await;
+                            return Some(Stopped::Shutdown);
+                        }
+                        Next::Tick => continue,
+                    }
+                }
+            };
+            if last_prune.is_none_or(|t| t.elapsed() >= config.prune_interval) {
+                last_prune = Some(Instant::now());
+                if let Err(e) = self.dispatcher.prune().await {
+                    tracing::warn!(error = %e, "prune failed");
+                }
+            }
+            if delay.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.as_mut() => {
+                    lease.release().await;
+                    return Some(Stopped::Shutdown);
+                }
+                _ = tokio::time::sleep(delay) => {}
+                woke = wakeups.next() => {
+                    if woke.is_none() {
+                        tracing::warn!("wake-up stream ended; resubscribing");
+                        wakeups = self.subscribe().await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn subscribe(&self) -> Box<dyn WakeupStream> {
+        match self.dispatcher.store().subscribe().await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to wake-ups; polling only");
+                Box::new(NeverWake)
+            }
+        }
+    }
+}
+
+async fn sleep_or_shutdown(
+    delay: Duration,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Next {
+    tokio::select! {
+        _ = shutdown.as_mut() => Next::Shutdown,
+        _ = tokio::time::sleep(delay) => Next::Tick,
+    }
+}
