@@ -1,4 +1,5 @@
 //! The shared conformance suites, run against the in-memory adapters.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 

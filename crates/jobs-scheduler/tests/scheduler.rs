@@ -1,4 +1,5 @@
 //! Scheduler behaviour against the in-memory adapters (the end-to-end suite runs the real binary
+#![allow(clippy::unwrap_used)]
 //! against Postgres and SQS).
 
 use std::sync::Arc;
