@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace against real services:
+#   formatting, clippy (-D warnings), examples, unit + conformance + integration + end-to-end
+#   tests (nextest), and doc tests.
+# It provisions what is missing: starts PostgreSQL (installing it from Debian's packages only if
+# absent), creates a fresh test database, and installs + starts moto's SQS server in a local
+# virtualenv. A service that cannot be started fails the run; nothing is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+PGHOST_ADDR=127.0.0.1
+PGPORT_NUM=5432
+pg_up() { pg_isready -q -h "$PGHOST_ADDR" -p "$PGPORT_NUM" 2>/dev/null; }
+if ! command -v pg_isready >/dev/null 2>&1 && ! ls /etc/postgresql >/dev/null 2>&1; then
+  log "installing PostgreSQL from Debian's packages"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-client
+fi
+if ! pg_up; then
+  log "starting PostgreSQL"
+  for v in $(ls /etc/postgresql); do
+    pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+  done
+  for _ in $(seq 1 60); do pg_up && break; sleep 0.5; done
+fi
+pg_up || { echo "PostgreSQL is not reachable on $PGHOST_ADDR:$PGPORT_NUM" >&2; exit 1; }
+
+TEST_DB=async_jobs_test
+export ASYNC_JOBS_TEST_DATABASE_URL="postgres://postgres@$PGHOST_ADDR:$PGPORT_NUM/$TEST_DB"
+log "recreating database $TEST_DB"
+psql -q -h "$PGHOST_ADDR" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+  -c "DROP DATABASE IF EXISTS $TEST_DB WITH (FORCE)" -c "CREATE DATABASE $TEST_DB"
+
+# --- SQS emulator (moto) ----------------------------------------------------------------------
+log "starting the SQS emulator"
+eval "$(scripts/moto.sh start)"
+trap 'scripts/moto.sh stop >/dev/null 2>&1 || true' EXIT
+
+# --- Rust checks and tests --------------------------------------------------------------------
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+log "building binaries and examples"
+cargo build --workspace --bins --examples --all-features
+log "tests"
+cargo nextest run --workspace --all-features --no-fail-fast
+log "doc tests"
+cargo test --workspace --all-features --doc
