@@ -1,1 +1,29 @@
-//! jobs-client (placeholder while the workspace is laid down).
+//! # jobs-client — a typed async client for the async-jobs HTTP API
+//!
+//! Every endpoint of `jobs-http` is a method of [`JobsClient`]; failures are typed
+//! ([`ClientError`]). Calls are retried with capped exponential backoff and jitter on connect
+//! errors, timeouts, 5xx and 429 (honouring `Retry-After`, bounded by
+//! [`ClientConfig::max_retry_after`]). An enqueue without an idempotency key gets one generated
+//! **once per logical enqueue** and reused on every retry, so a retried enqueue never creates two
+//! jobs.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), jobs_client::ClientError> {
+//! use std::time::Duration;
+//! use jobs_client::JobsClient;
+//! use jobs_core::EnqueueRequest;
+//!
+//! let client = JobsClient::builder("http://127.0.0.1:8080").bearer_token("s3cret").build()?;
+//! let job = client
+//!     .enqueue(EnqueueRequest::new("acme", "notifications", "send_sms", serde_json::json!("+4412345")))
+//!     .await?;
+//! let done = client.wait_for(job.id, Duration::from_secs(30)).await?;
+//! println!("{} ended {}", done.id, done.status);
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod error;
+
+pub use client::{ClientBuilder, ClientConfig, EnqueueOutcome, JobPage, JobsClient, ListQuery};
+pub use error::ClientError;

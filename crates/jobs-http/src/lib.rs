@@ -1,1 +1,45 @@
-//! jobs-http (placeholder while the workspace is laid down).
+//! # jobs-http — the async-jobs HTTP API as an axum router
+//!
+//! [`router`] serves the job API over a [`jobs_core::JobService`]; mount it at the root of a
+//! standalone server (the `jobs-api` binary) or under a prefix in your own service with
+//! [`axum::Router::nest`]. The router only maps: validation, quotas, tenant scope and state
+//! transitions are all decided by `jobs-core`.
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /jobs` (alias `POST /jobs/enqueue`) | enqueue one job: 201, or 200 on an idempotent replay |
+//! | `POST /jobs/batch` | enqueue `{"jobs": [...]}` all or none |
+//! | `GET /jobs/{id}` | one job |
+//! | `GET /jobs` | filtered, keyset-paginated list |
+//! | `POST /jobs/{id}/cancel`, `POST /jobs/{id}/retry` | change a job |
+//! | `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openapi.json` | operations (no auth) |
+//!
+//! Errors are JSON `{"error": {"code", "message"}}` with stable codes ([`error::codes`] and
+//! [`jobs_core::ValidationError::code`]); see `docs/http-api.md` for the full table.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use jobs_core::{clock::SystemClock, memory::MemoryStore, JobService, PlatformConfig};
+//! use jobs_http::{AppState, AuthConfig};
+//!
+//! let store = Arc::new(MemoryStore::new(Arc::new(SystemClock)));
+//! let service = JobService::new(store, Arc::new(PlatformConfig::default()));
+//! let api = jobs_http::router(AppState::new(service, AuthConfig::operator_token("s3cret")));
+//! let app: axum::Router = axum::Router::new().nest("/async-jobs", api);
+//! # let _ = app;
+//! ```
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+mod openapi;
+mod routes;
+pub mod server;
+pub mod state;
+
+pub use auth::{AuthConfig, Caller};
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use extract::JobList;
+pub use routes::{openapi, router, IDEMPOTENCY_KEY_HEADER};
+pub use state::{AppState, HttpSettings};

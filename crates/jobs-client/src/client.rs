@@ -1,0 +1,615 @@
+//! The client: configuration, the retrying request loop and one method per endpoint.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use jobs_core::{EnqueueRequest, Job, JobId, JobStatus};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::error::ClientError;
+
+/// Timeouts, retries and polling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Whole-request timeout of one attempt (default 10 s).
+    pub timeout: Duration,
+    /// Connect timeout (default 3 s).
+    pub connect_timeout: Duration,
+    /// Retries after the first attempt (default 3; 0 disables retries).
+    pub max_retries: u32,
+    /// First retry delay; doubles per retry, with jitter (default 100 ms).
+    pub initial_backoff: Duration,
+    /// Longest retry delay from backoff (default 5 s).
+    pub max_backoff: Duration,
+    /// Longest wait honoured from a `Retry-After` header (default 30 s).
+    pub max_retry_after: Duration,
+    /// Polling interval of [`JobsClient::wait_for`] (default 500 ms).
+    pub poll_interval: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Builds a [`JobsClient`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    base_url: String,
+    token: Option<String>,
+    config: ClientConfig,
+}
+
+impl ClientBuilder {
+    /// Sends `Authorization: Bearer <token>` (the operator token or a tenant API key).
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the per-attempt timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = timeout;
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the number of retries.
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.config.max_retries = retries;
+        self
+    }
+
+    /// Sets the backoff bounds.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.config.initial_backoff = initial;
+        self.config.max_backoff = max;
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<JobsClient, ClientError> {
+        let base = self.base_url.trim().trim_end_matches('/').to_owned();
+        let parsed = reqwest::Url::parse(&base)
+            .map_err(|e| ClientError::Config(format!("base URL {base:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ClientError::Config(format!(
+                "base URL {base:?} must be http or https"
+            )));
+        }
+        let mut headers = HeaderMap::new();
+        if let Some(token) = &self.token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                ClientError::Config("the bearer token must be visible ASCII".into())
+            })?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(self.config.timeout)
+            .connect_timeout(self.config.connect_timeout)
+            .user_agent(concat!("async-jobs-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        Ok(JobsClient {
+            http,
+            base,
+            config: self.config,
+        })
+    }
+}
+
+/// A job created or found by an enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnqueueOutcome {
+    /// The job.
+    pub job: Job,
+    /// False when the server answered with an existing job (same idempotency key) — including a
+    /// job this very call created on an attempt whose answer was lost.
+    pub created: bool,
+}
+
+/// Filters and page of [`JobsClient::list`]; `None` fields are not sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Tenant.
+    pub tenant_id: Option<String>,
+    /// Use case.
+    pub use_case: Option<String>,
+    /// Status.
+    pub status: Option<JobStatus>,
+    /// Job type.
+    pub kind: Option<String>,
+    /// `created_at >= created_after`.
+    pub created_after: Option<DateTime<Utc>>,
+    /// `created_at < created_before`.
+    pub created_before: Option<DateTime<Utc>>,
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size (1 to 500; server default 50).
+    pub limit: Option<u32>,
+}
+
+impl ListQuery {
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut q = Vec::new();
+        let mut push = |k, v: Option<String>| {
+            if let Some(v) = v {
+                q.push((k, v));
+            }
+        };
+        push("tenant_id", self.tenant_id.clone());
+        push("use_case", self.use_case.clone());
+        push("status", self.status.map(|s| s.as_str().to_owned()));
+        push("type", self.kind.clone());
+        push("created_after", self.created_after.map(|t| t.to_rfc3339()));
+        push(
+            "created_before",
+            self.created_before.map(|t| t.to_rfc3339()),
+        );
+        push("cursor", self.cursor.clone());
+        push("limit", self.limit.map(|l| l.to_string()));
+        q
+    }
+}
+
+/// One page of [`JobsClient::list`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct JobPage {
+    /// Jobs, newest first.
+    pub jobs: Vec<Job>,
+    /// The cursor of the next page; `None` on the last.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JobsBody {
+    jobs: Vec<Job>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+/// Which failures a call may retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RetryPolicy {
+    /// Safe to repeat (reads, keyed enqueues, cancel): connect errors, timeouts, 5xx, 429.
+    Idempotent,
+    /// Not safe to repeat once processed (manual retry): only when the server surely did not act —
+    /// connect errors, 429 and 503.
+    NotProcessed,
+    /// Probes: one attempt.
+    Never,
+}
+
+/// The async-jobs API client. Cheap to clone (shares its connection pool).
+#[derive(Debug, Clone)]
+pub struct JobsClient {
+    http: reqwest::Client,
+    base: String,
+    config: ClientConfig,
+}
+
+impl JobsClient {
+    /// A builder for the API at `base_url` (e.g. `http://127.0.0.1:8080`, or with the prefix the
+    /// router is nested under).
+    pub fn builder(base_url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            base_url: base_url.into(),
+            token: None,
+            config: ClientConfig::default(),
+        }
+    }
+
+    /// A client with default settings and no credentials.
+    pub fn new(base_url: impl Into<String>) -> Result<Self, ClientError> {
+        Self::builder(base_url).build()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Enqueues one job and returns it.
+    pub async fn enqueue(&self, req: EnqueueRequest) -> Result<Job, ClientError> {
+        self.enqueue_outcome(req).await.map(|o| o.job)
+    }
+
+    /// Enqueues one job; tells whether it was created or an existing job was returned. Without an
+    /// idempotency key, one is generated for this call and reused on every retry.
+    pub async fn enqueue_outcome(
+        &self,
+        mut req: EnqueueRequest,
+    ) -> Result<EnqueueOutcome, ClientError> {
+        req.idempotency_key.get_or_insert_with(generated_key);
+        let body = serde_json::to_vec(&req).map_err(|e| ClientError::Config(e.to_string()))?;
+        let resp = self
+            .send(
+                Method::POST,
+                "/jobs",
+                &[],
+                Some(body),
+                RetryPolicy::Idempotent,
+            )
+            .await?;
+        let created = resp.status() == StatusCode::CREATED;
+        let job = read_json(resp).await?;
+        Ok(EnqueueOutcome { job, created })
+    }
+
+    /// Enqueues a batch, all or none; jobs without an idempotency key get one (fixed across retries).
+    pub async fn enqueue_batch(&self, reqs: Vec<EnqueueRequest>) -> Result<Vec<Job>, ClientError> {
+        let jobs: Vec<EnqueueRequest> = reqs
+            .into_iter()
+            .map(|mut r| {
+                r.idempotency_key.get_or_insert_with(generated_key);
+                r
+            })
+            .collect();
+        let body = serde_json::to_vec(&serde_json::json!({ "jobs": jobs }))
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let resp = self
+            .send(
+                Method::POST,
+                "/jobs/batch",
+                &[],
+                Some(body),
+                RetryPolicy::Idempotent,
+            )
+            .await?;
+        Ok(read_json::<JobsBody>(resp).await?.jobs)
+    }
+
+    /// One job.
+    pub async fn get(&self, id: JobId) -> Result<Job, ClientError> {
+        let resp = self
+            .send(
+                Method::GET,
+                &format!("/jobs/{id}"),
+                &[],
+                None,
+                RetryPolicy::Idempotent,
+            )
+            .await?;
+        read_json(resp).await
+    }
+
+    /// One page of jobs.
+    pub async fn list(&self, query: &ListQuery) -> Result<JobPage, ClientError> {
+        let resp = self
+            .send(
+                Method::GET,
+                "/jobs",
+                &query.pairs(),
+                None,
+                RetryPolicy::Idempotent,
+            )
+            .await?;
+        read_json(resp).await
+    }
+
+    /// Every job matching `query`, walking all pages from `query.cursor`.
+    pub async fn list_all(&self, query: &ListQuery) -> Result<Vec<Job>, ClientError> {
+        let mut query = query.clone();
+        let mut jobs = Vec::new();
+        loop {
+            let page = self.list(&query).await?;
+            jobs.extend(page.jobs);
+            match page.next_cursor {
+                Some(next) => query.cursor = Some(next),
+                None => return Ok(jobs),
+            }
+        }
+    }
+
+    /// Cancels a job (idempotent for an already cancelled job).
+    pub async fn cancel(&self, id: JobId) -> Result<Job, ClientError> {
+        let resp = self
+            .send(
+                Method::POST,
+                &format!("/jobs/{id}/cancel"),
+                &[],
+                None,
+                RetryPolicy::Idempotent,
+            )
+            .await?;
+        read_json(resp).await
+    }
+
+    /// Retries a dead or cancelled job. Retried only when the server surely did not act (a second
+    /// retry of a job that went back to pending would be refused with 409).
+    pub async fn retry(&self, id: JobId) -> Result<Job, ClientError> {
+        let resp = self
+            .send(
+                Method::POST,
+                &format!("/jobs/{id}/retry"),
+                &[],
+                None,
+                RetryPolicy::NotProcessed,
+            )
+            .await?;
+        read_json(resp).await
+    }
+
+    /// Liveness (`/healthz`), one attempt.
+    pub async fn healthz(&self) -> Result<(), ClientError> {
+        self.send(Method::GET, "/healthz", &[], None, RetryPolicy::Never)
+            .await
+            .map(drop)
+    }
+
+    /// Readiness (`/readyz`), one attempt: an error when the server's store does not answer.
+    pub async fn readyz(&self) -> Result<(), ClientError> {
+        self.send(Method::GET, "/readyz", &[], None, RetryPolicy::Never)
+            .await
+            .map(drop)
+    }
+
+    /// The Prometheus metrics text.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let resp = self
+            .send(Method::GET, "/metrics", &[], None, RetryPolicy::Idempotent)
+            .await?;
+        resp.text()
+            .await
+            .map_err(|e| ClientError::InvalidResponse(e.to_string()))
+    }
+
+    /// The OpenAPI document.
+    pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
+        let resp = self
+            .send(
+                Method::GET,
+                "/openapi.json",
+                &[],
+                None,
+                RetryPolicy::Idempotent,
+            )
+            .await?;
+        read_json(resp).await
+    }
+
+    /// Polls the job every [`ClientConfig::poll_interval`] until it is succeeded, dead or
+    /// cancelled, or `timeout` passes ([`ClientError::WaitTimeout`]).
+    pub async fn wait_for(&self, id: JobId, timeout: Duration) -> Result<Job, ClientError> {
+        let start = tokio::time::Instant::now();
+        let deadline = start + timeout;
+        let mut last = None;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let timed_out = || ClientError::WaitTimeout {
+                job_id: id,
+                waited: start.elapsed(),
+                last: last.clone().map(Box::new),
+            };
+            if remaining.is_zero() {
+                return Err(timed_out());
+            }
+            let job = match tokio::time::timeout(remaining, self.get(id)).await {
+                Ok(job) => job?,
+                Err(_) => return Err(timed_out()),
+            };
+            if job.status.is_terminal() {
+                return Ok(job);
+            }
+            last = Some(job);
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            tokio::time::sleep(self.config.poll_interval.min(remaining)).await;
+        }
+    }
+
+    fn backoff(&self, retry: u32) -> Duration {
+        let exp = self
+            .config
+            .initial_backoff
+            .saturating_mul(1u32 << retry.min(20));
+        let capped = exp.min(self.config.max_backoff);
+        // Equal jitter: between half and all of the capped delay.
+        capped / 2 + capped.mul_f64(fastrand::f64() / 2.0)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&'static str, String)],
+        body: Option<Vec<u8>>,
+        policy: RetryPolicy,
+    ) -> Result<reqwest::Response, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let max_retries = if policy == RetryPolicy::Never {
+            0
+        } else {
+            self.config.max_retries
+        };
+        let mut retry = 0;
+        loop {
+            let mut req = self.http.request(method.clone(), &url);
+            if !query.is_empty() {
+                req = req.query(query);
+            }
+            if let Some(b) = &body {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b.clone());
+            }
+            let can_retry = retry < max_retries;
+            let wait = match req.send().await {
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retryable = match policy {
+                        RetryPolicy::Idempotent => {
+                            status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+                        }
+                        RetryPolicy::NotProcessed => {
+                            status == StatusCode::SERVICE_UNAVAILABLE
+                                || status == StatusCode::TOO_MANY_REQUESTS
+                        }
+                        RetryPolicy::Never => false,
+                    };
+                    if !(retryable && can_retry) {
+                        return Err(error_from(resp).await);
+                    }
+                    match retry_after(resp.headers()) {
+                        Some(after) if after > self.config.max_retry_after => {
+                            return Err(error_from(resp).await)
+                        }
+                        Some(after) => after,
+                        None => self.backoff(retry),
+                    }
+                }
+                Err(err) => {
+                    let retryable = err.is_connect()
+                        || (policy == RetryPolicy::Idempotent
+                            && (err.is_timeout() || err.is_request()));
+                    if !(retryable && can_retry) {
+                        return Err(if err.is_timeout() {
+                            ClientError::Timeout(err.to_string())
+                        } else {
+                            ClientError::Transport(err.to_string())
+                        });
+                    }
+                    self.backoff(retry)
+                }
+            };
+            tracing::debug!(%url, retry = retry + 1, ?wait, "retrying async-jobs API call");
+            tokio::time::sleep(wait).await;
+            retry += 1;
+        }
+    }
+}
+
+fn generated_key() -> String {
+    format!("auto-{}", uuid::Uuid::new_v4())
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+async fn read_json<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClientError> {
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::InvalidResponse(e.to_string()))
+}
+
+async fn error_from(resp: reqwest::Response) -> ClientError {
+    let status = resp.status();
+    let after = retry_after(resp.headers());
+    let text = resp.text().await.unwrap_or_default();
+    let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => (body.error.code, body.error.message),
+        Err(_) => ("unknown".to_owned(), text.chars().take(500).collect()),
+    };
+    match status {
+        StatusCode::BAD_REQUEST => ClientError::Validation { code, message },
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ClientError::AuthToken {
+            status: status.as_u16(),
+            code,
+            message,
+        },
+        StatusCode::NOT_FOUND if code == "not_found" => ClientError::JobNotFound { message },
+        StatusCode::TOO_MANY_REQUESTS => ClientError::QuotaExceeded {
+            message,
+            retry_after: after,
+        },
+        _ => ClientError::RemoteHttp {
+            status: status.as_u16(),
+            code,
+            message,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_jittered() {
+        let client = JobsClient::builder("http://127.0.0.1:1")
+            .backoff(Duration::from_millis(100), Duration::from_secs(1))
+            .build()
+            .unwrap();
+        for retry in [0, 1, 5, 40, u32::MAX] {
+            let d = client.backoff(retry);
+            assert!(d <= Duration::from_secs(1), "{retry}: {d:?}");
+            assert!(d >= Duration::from_millis(50), "{retry}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn bad_base_urls_are_refused() {
+        for bad in ["", "not a url", "ftp://x", "127.0.0.1:8080"] {
+            assert!(
+                matches!(JobsClient::new(bad), Err(ClientError::Config(_))),
+                "{bad}"
+            );
+        }
+        assert!(JobsClient::builder("http://x")
+            .bearer_token("a\nb")
+            .build()
+            .is_err());
+    }
+
+    #[test]
+    fn list_query_uses_the_api_names() {
+        let q = ListQuery {
+            kind: Some("k".into()),
+            status: Some(JobStatus::Dead),
+            limit: Some(7),
+            ..ListQuery::default()
+        };
+        assert_eq!(
+            q.pairs(),
+            vec![
+                ("status", "dead".to_owned()),
+                ("type", "k".to_owned()),
+                ("limit", "7".to_owned())
+            ]
+        );
+    }
+}

@@ -1,0 +1,343 @@
+//! The client against a real `jobs-api`-equivalent server on 127.0.0.1:0.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../jobs-http/tests/suite/flaky.rs"]
+mod flaky;
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flaky::{all_jobs, FlakyStore};
+use jobs_client::{ClientError, JobsClient, ListQuery};
+use jobs_core::clock::SystemClock;
+use jobs_core::config::QuotaConfig;
+use jobs_core::memory::MemoryStore;
+use jobs_core::{EnqueueRequest, JobService, JobStatus, PlatformConfig};
+use jobs_http::{AppState, AuthConfig};
+use tokio::sync::oneshot;
+
+struct Server {
+    url: String,
+    store: Arc<FlakyStore>,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start(auth: AuthConfig) -> Server {
+    let store = FlakyStore::new(Arc::new(MemoryStore::new(Arc::new(SystemClock))));
+    let config = PlatformConfig::default().with_quotas(QuotaConfig::unlimited().with_limit(
+        "quota",
+        "notifications",
+        1,
+    ));
+    let service = JobService::new(store.clone(), Arc::new(config));
+    let app = jobs_http::router(AppState::new(service, auth));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(jobs_http::server::serve(listener, app, async move {
+        let _ = stopped.await;
+    }));
+    Server {
+        url,
+        store,
+        _stop: stop,
+    }
+}
+
+fn client(url: &str) -> JobsClient {
+    JobsClient::builder(url)
+        .backoff(Duration::from_millis(5), Duration::from_millis(20))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+fn req(tenant: &str) -> EnqueueRequest {
+    EnqueueRequest::new(
+        tenant,
+        "notifications",
+        "send_email",
+        serde_json::json!({"to": "a@b.c"}),
+    )
+}
+
+#[tokio::test]
+async fn every_endpoint_round_trips() {
+    let server = start(AuthConfig::open()).await;
+    let c = client(&server.url);
+    c.healthz().await.unwrap();
+    c.readyz().await.unwrap();
+
+    let first = c
+        .enqueue_outcome(req("a").idempotency_key("k1"))
+        .await
+        .unwrap();
+    assert!(first.created);
+    let replay = c
+        .enqueue_outcome(req("a").idempotency_key("k1"))
+        .await
+        .unwrap();
+    assert_eq!((replay.created, replay.job.id), (false, first.job.id));
+    let auto = c.enqueue(req("a")).await.unwrap();
+    assert!(auto
+        .idempotency_key
+        .as_deref()
+        .is_some_and(|k| k.starts_with("auto-")));
+    let batch = c.enqueue_batch(vec![req("b"), req("b")]).await.unwrap();
+    assert_eq!(batch.len(), 2);
+
+    assert_eq!(c.get(first.job.id).await.unwrap(), first.job);
+    let page = c
+        .list(&ListQuery {
+            tenant_id: Some("b".into()),
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((page.jobs.len(), page.next_cursor), (2, None));
+    let all = c
+        .list_all(&ListQuery {
+            limit: Some(1),
+            status: Some(JobStatus::Pending),
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+
+    let cancelled = c.cancel(auto.id).await.unwrap();
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert_eq!(c.retry(auto.id).await.unwrap().status, JobStatus::Pending);
+
+    let metrics = c.metrics().await.unwrap();
+    assert!(metrics.contains("async_jobs_enqueued_total"), "{metrics}");
+    let doc = c.openapi().await.unwrap();
+    assert!(doc["paths"]["/jobs/{id}/retry"]["post"].is_object());
+
+    // Nested under a prefix, the base URL carries the prefix.
+    let prefixed = JobsClient::new(format!("{}/", server.url)).unwrap();
+    prefixed.healthz().await.unwrap();
+}
+
+#[tokio::test]
+async fn errors_are_typed() {
+    let server = start(AuthConfig::operator_token("op").with_tenant_key("key-a", "a")).await;
+    let op = JobsClient::builder(&server.url)
+        .bearer_token("op")
+        .build()
+        .unwrap();
+    let tenant_a = JobsClient::builder(&server.url)
+        .bearer_token("key-a")
+        .build()
+        .unwrap();
+    let nobody = client(&server.url);
+    let wrong = JobsClient::builder(&server.url)
+        .bearer_token("nope")
+        .build()
+        .unwrap();
+
+    let err = nobody.enqueue(req("a")).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::AuthToken { status: 401, code, .. } if code == "unauthorized"),
+        "{err:?}"
+    );
+    let err = wrong.get(uuid::Uuid::now_v7()).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::AuthToken { status: 401, .. }),
+        "{err:?}"
+    );
+    let err = tenant_a.enqueue(req("b")).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::AuthToken { status: 403, code, .. } if code == "forbidden_tenant"),
+        "{err:?}"
+    );
+    nobody.healthz().await.unwrap();
+
+    let err = op.get(uuid::Uuid::now_v7()).await.unwrap_err();
+    assert!(matches!(err, ClientError::JobNotFound { .. }), "{err:?}");
+    let b_job = op.enqueue(req("b")).await.unwrap();
+    let err = tenant_a.cancel(b_job.id).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::JobNotFound { .. }),
+        "another tenant's job is not found: {err:?}"
+    );
+
+    let mut bad = req("a");
+    bad.use_case = "nope".into();
+    let err = op.enqueue(bad).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Validation { code, .. } if code == "unknown_use_case"),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), Some("unknown_use_case"));
+    let err = op
+        .list(&ListQuery {
+            cursor: Some("forged".into()),
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("invalid_cursor"));
+
+    let err = op.retry(b_job.id).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::RemoteHttp { status: 409, code, .. } if code == "illegal_transition"),
+        "{err:?}"
+    );
+
+    // Quota: the server's Retry-After (5 s) is above the client's bound here, so it gives up at once.
+    let quick = JobsClient::builder(&server.url)
+        .bearer_token("op")
+        .config(jobs_client::ClientConfig {
+            max_retry_after: Duration::from_secs(1),
+            ..jobs_client::ClientConfig::default()
+        })
+        .build()
+        .unwrap();
+    quick.enqueue(req("quota")).await.unwrap();
+    let err = quick.enqueue(req("quota")).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::QuotaExceeded { retry_after: Some(d), .. } if d >= Duration::from_secs(1)),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(all_jobs(server.store.inner.as_ref()).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_503_then_success_makes_exactly_one_job() {
+    let server = start(AuthConfig::open()).await;
+    let c = client(&server.url);
+    server
+        .store
+        .faults
+        .enqueue_unavailable_before
+        .store(1, SeqCst);
+    let job = c.enqueue(req("a")).await.unwrap();
+    assert_eq!(
+        server.store.faults.enqueue_unavailable_before.load(SeqCst),
+        0,
+        "the 503 happened"
+    );
+    let jobs = all_jobs(server.store.inner.as_ref()).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].id, job.id);
+}
+
+#[tokio::test]
+async fn a_lost_answer_then_retry_makes_exactly_one_job() {
+    // The store commits, then the answer is lost (503): the retry carries the same key.
+    let server = start(AuthConfig::open()).await;
+    let c = client(&server.url);
+    server
+        .store
+        .faults
+        .enqueue_unavailable_after
+        .store(1, SeqCst);
+    let outcome = c.enqueue_outcome(req("a")).await.unwrap();
+    assert!(
+        !outcome.created,
+        "the retry found the job the first attempt made"
+    );
+    let jobs = all_jobs(server.store.inner.as_ref()).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].id, outcome.job.id);
+    // A 500 is retried too.
+    server.store.faults.enqueue_internal.store(1, SeqCst);
+    c.enqueue(req("a")).await.unwrap();
+    assert_eq!(all_jobs(server.store.inner.as_ref()).await.len(), 2);
+}
+
+#[tokio::test]
+async fn retries_are_bounded() {
+    let server = start(AuthConfig::open()).await;
+    let c = client(&server.url);
+    server
+        .store
+        .faults
+        .enqueue_unavailable_before
+        .store(100, SeqCst);
+    let err = c.enqueue(req("a")).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::RemoteHttp { status: 503, code, .. } if code == "store_unavailable"),
+        "{err:?}"
+    );
+    assert_eq!(
+        server.store.faults.enqueue_unavailable_before.load(SeqCst),
+        96,
+        "1 attempt + 3 retries"
+    );
+    assert!(all_jobs(server.store.inner.as_ref()).await.is_empty());
+}
+
+#[tokio::test]
+async fn transport_failures_and_timeouts() {
+    // Nothing listens on a port we just released.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let c = client(&format!("http://127.0.0.1:{port}"));
+    let err = c.get(uuid::Uuid::now_v7()).await.unwrap_err();
+    assert!(matches!(err, ClientError::Transport(_)), "{err:?}");
+    assert!(err.is_retryable());
+
+    // A server that accepts and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            held.push(sock);
+        }
+    });
+    let c = JobsClient::builder(format!("http://{addr}"))
+        .timeout(Duration::from_millis(200))
+        .max_retries(1)
+        .backoff(Duration::from_millis(1), Duration::from_millis(2))
+        .build()
+        .unwrap();
+    let err = c.get(uuid::Uuid::now_v7()).await.unwrap_err();
+    assert!(matches!(err, ClientError::Timeout(_)), "{err:?}");
+    hold.abort();
+}
+
+#[tokio::test]
+async fn wait_for_polls_until_terminal_or_timeout() {
+    let server = start(AuthConfig::open()).await;
+    let c = JobsClient::builder(&server.url)
+        .config(jobs_client::ClientConfig {
+            poll_interval: Duration::from_millis(20),
+            ..jobs_client::ClientConfig::default()
+        })
+        .build()
+        .unwrap();
+    let job = c.enqueue(req("a")).await.unwrap();
+    let err = c
+        .wait_for(job.id, Duration::from_millis(150))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::WaitTimeout { job_id, last: Some(last), .. } if *job_id == job.id && last.status == JobStatus::Pending),
+        "{err:?}"
+    );
+    // Cancelled while the client waits: it returns the terminal job.
+    let store = server.store.clone();
+    let id = job.id;
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        jobs_core::JobStore::cancel(store.as_ref(), id)
+            .await
+            .unwrap();
+    });
+    let done = c.wait_for(job.id, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(done.status, JobStatus::Cancelled);
+    canceller.await.unwrap();
+    let err = c
+        .wait_for(uuid::Uuid::now_v7(), Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::JobNotFound { .. }), "{err:?}");
+}

@@ -1,0 +1,280 @@
+//! Extractors that turn every malformed input into an [`ApiError`] with a stable code: JSON bodies
+//! (content type, size, syntax), job ids in the path, and the list query with its cursor.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use jobs_core::{EnqueueRequest, JobFilter, JobId, JobStatus, PageRequest};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{codes, ApiError};
+use crate::state::AppState;
+
+/// Default page size of `GET /jobs`.
+pub const DEFAULT_LIMIT: u32 = 50;
+/// Largest page size of `GET /jobs`.
+pub const MAX_LIMIT: u32 = 500;
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        codes::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than {limit} bytes"),
+    )
+}
+
+/// Reads a JSON body of at most `limit` bytes into `T`.
+async fn read_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T, ApiError> {
+    if !is_json(req.headers()) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            codes::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type: application/json",
+        ));
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|err| {
+            let inner = err.into_inner();
+            if inner.is::<http_body_util::LengthLimitError>() {
+                too_large(limit)
+            } else {
+                // The only other failure is a broken or malformed body stream.
+                ApiError::bad_request(
+                    codes::INVALID_BODY,
+                    format!("could not read the request body: {inner}"),
+                )
+            }
+        })?;
+    serde_json::from_slice(&bytes).map_err(|err| {
+        ApiError::bad_request(codes::INVALID_JSON, format!("invalid JSON body: {err}"))
+    })
+}
+
+/// The body of `POST /jobs`.
+#[derive(Debug)]
+pub struct EnqueueBody(pub EnqueueRequest);
+
+impl FromRequest<AppState> for EnqueueBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        read_json(req, state.settings().body_limit)
+            .await
+            .map(EnqueueBody)
+    }
+}
+
+/// The body of `POST /jobs/batch`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The jobs, enqueued all or none.
+    pub jobs: Vec<EnqueueRequest>,
+}
+
+impl FromRequest<AppState> for BatchRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, Self::Rejection> {
+        read_json(req, state.settings().batch_body_limit).await
+    }
+}
+
+/// A job id from the path; anything but a UUID is 400 `invalid_id`.
+#[derive(Debug, Clone, Copy)]
+pub struct JobIdPath(pub JobId);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let invalid = || ApiError::bad_request(codes::INVALID_ID, "the job id must be a UUID");
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| invalid())?;
+        uuid::Uuid::try_parse(&raw)
+            .map(JobIdPath)
+            .map_err(|_| invalid())
+    }
+}
+
+/// Query parameters of `GET /jobs`. Unknown parameters are refused (400 `invalid_query`).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this tenant's jobs (a tenant-scoped key only ever sees its own).
+    pub tenant_id: Option<String>,
+    /// Only this use case.
+    pub use_case: Option<String>,
+    /// Only this status: pending, dispatched, running, succeeded, dead or cancelled.
+    pub status: Option<String>,
+    /// Only this job type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub kind: Option<String>,
+    /// `created_at >= created_after` (RFC 3339).
+    pub created_after: Option<String>,
+    /// `created_at < created_before` (RFC 3339).
+    pub created_before: Option<String>,
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<String>,
+}
+
+/// A parsed list request.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// Filters.
+    pub filter: JobFilter,
+    /// Page.
+    pub page: PageRequest,
+}
+
+fn timestamp(name: &str, raw: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    raw.map(|s| {
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                ApiError::bad_request(
+                    codes::INVALID_TIMESTAMP,
+                    format!("{name} must be an RFC 3339 timestamp"),
+                )
+            })
+    })
+    .transpose()
+}
+
+impl ListParams {
+    /// Checks and converts the parameters.
+    pub fn parse(self) -> Result<ListQuery, ApiError> {
+        let status = self
+            .status
+            .map(|s| {
+                s.parse::<JobStatus>()
+                    .map_err(|e| ApiError::bad_request(codes::INVALID_STATUS, e.to_string()))
+            })
+            .transpose()?;
+        let limit = match self.limit {
+            None => DEFAULT_LIMIT,
+            Some(raw) => raw
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        codes::INVALID_LIMIT,
+                        format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
+                    )
+                })?,
+        };
+        let after = self.cursor.map(|c| decode_cursor(&c)).transpose()?;
+        Ok(ListQuery {
+            filter: JobFilter {
+                tenant_id: self.tenant_id,
+                use_case: self.use_case,
+                status,
+                kind: self.kind,
+                created_after: timestamp("created_after", self.created_after)?,
+                created_before: timestamp("created_before", self.created_before)?,
+            },
+            page: PageRequest { after, limit },
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(params) = Query::<ListParams>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(codes::INVALID_QUERY, e.body_text()))?;
+        params.parse()
+    }
+}
+
+/// The opaque cursor for the page after `id`: base64url (no padding) of the UUID's 16 bytes.
+pub fn encode_cursor(id: JobId) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+/// Decodes a cursor made by [`encode_cursor`]; anything else is 400 `invalid_cursor`.
+pub fn decode_cursor(cursor: &str) -> Result<JobId, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            codes::INVALID_CURSOR,
+            "the cursor is not one this API issued",
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor.as_bytes())
+        .map_err(|_| invalid())?;
+    let bytes: [u8; 16] = bytes.try_into().map_err(|_| invalid())?;
+    Ok(uuid::Uuid::from_bytes(bytes))
+}
+
+/// A page of jobs as `GET /jobs` answers it.
+#[derive(Debug, Clone, serde::Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    /// Jobs, newest first.
+    #[schema(value_type = Vec<crate::openapi::JobSchema>)]
+    pub jobs: Vec<jobs_core::Job>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let id = jobs_core::job::new_job_id();
+        assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), id);
+        for bad in [
+            "",
+            "abc",
+            "!!!!",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "' OR 1=1 --",
+            &"A".repeat(10_000),
+        ] {
+            assert_eq!(
+                decode_cursor(bad).unwrap_err().code,
+                codes::INVALID_CURSOR,
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Prometheus metrics: the recorder, the request counter middleware and the metric names.
+//!
+//! The router records through the [`metrics`] facade. [`prometheus_handle`] installs the
+//! Prometheus recorder as the process's global recorder the first time it is called; if the host
+//! application already installed a recorder of its own, it logs that and returns `None` (the
+//! counters then go to the host's recorder, and the host can pass its own
+//! [`PrometheusHandle`] to [`crate::AppState::with_metrics_handle`]). It never panics.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Counter: HTTP requests, labelled `method`, `route` (the matched route template, or
+/// `unmatched`) and `status`.
+pub const HTTP_REQUESTS: &str = "async_jobs_http_requests_total";
+/// Histogram: HTTP request duration in seconds, labelled `method` and `route`.
+pub const HTTP_DURATION: &str = "async_jobs_http_request_duration_seconds";
+/// Counter: jobs created through the API, labelled `use_case`.
+pub const JOBS_ENQUEUED: &str = "async_jobs_enqueued_total";
+/// Counter: enqueues answered from an existing job (idempotent replay), labelled `use_case`.
+pub const JOBS_DEDUPLICATED: &str = "async_jobs_enqueue_deduplicated_total";
+/// Gauge: jobs in the store by `use_case` and `status`, refreshed on each scrape.
+pub const JOBS: &str = "async_jobs_jobs";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process-wide Prometheus handle, installing the recorder on first call; `None` when another
+/// global recorder was installed first.
+pub fn prometheus_handle() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(handle) => Some(handle),
+            Err(err) => {
+                tracing::warn!(error = %err, "a metrics recorder is already installed; /metrics will not render jobs-http's own");
+                None
+            }
+        })
+        .clone()
+}
+
+/// Middleware counting every request by method, route template and status.
+pub(crate) async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!(HTTP_DURATION, "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,146 @@
+//! OpenAPI document: schema mirrors of the `jobs-core` wire types (which carry no OpenAPI derive;
+//! a test keeps each mirror's properties equal to the real type's JSON fields) and the document's
+//! frame. The paths come from the handlers' `#[utoipa::path]` attributes via `utoipa-axum`, so the
+//! document lists exactly the routes the router serves.
+
+#![allow(dead_code)] // The mirrors exist only for their schemas.
+
+use chrono::{DateTime, Utc};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use uuid::Uuid;
+
+/// Job status.
+#[derive(ToSchema)]
+#[schema(as = JobStatus)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum JobStatusSchema {
+    Pending,
+    Dispatched,
+    Running,
+    Succeeded,
+    Dead,
+    Cancelled,
+}
+
+/// Backoff strategy.
+#[derive(ToSchema)]
+#[schema(as = BackoffStrategy)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BackoffStrategySchema {
+    Exponential,
+    Linear,
+    Constant,
+}
+
+/// Backoff jitter.
+#[derive(ToSchema)]
+#[schema(as = Jitter)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum JitterSchema {
+    None,
+    Full,
+    Equal,
+}
+
+/// Retry policy.
+#[derive(ToSchema)]
+#[schema(as = Backoff)]
+pub(crate) struct BackoffSchema {
+    strategy: BackoffStrategySchema,
+    base_seconds: f64,
+    cap_seconds: f64,
+    jitter: JitterSchema,
+}
+
+/// A job.
+#[derive(ToSchema)]
+#[schema(as = Job)]
+pub(crate) struct JobSchema {
+    id: Uuid,
+    tenant_id: String,
+    use_case: String,
+    #[schema(rename = "type")]
+    r#type: String,
+    payload: serde_json::Value,
+    status: JobStatusSchema,
+    priority: i16,
+    attempts: u32,
+    max_attempts: u32,
+    backoff: BackoffSchema,
+    run_at: DateTime<Utc>,
+    delay_tolerance_seconds: f64,
+    deadline_at: DateTime<Utc>,
+    timeout_seconds: f64,
+    idempotency_key: Option<String>,
+    lease_token: Option<Uuid>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    cancel_requested: bool,
+    last_error: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    dispatched_at: Option<DateTime<Utc>>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+/// A request to enqueue one job (the original API's field names). Unknown fields are refused.
+#[derive(ToSchema)]
+#[schema(as = EnqueueRequest)]
+pub(crate) struct EnqueueRequestSchema {
+    tenant_id: String,
+    use_case: String,
+    #[schema(rename = "type")]
+    r#type: String,
+    payload: Option<serde_json::Value>,
+    run_at: Option<DateTime<Utc>>,
+    delay_tolerance_seconds: Option<f64>,
+    max_attempts: Option<u32>,
+    backoff: Option<BackoffSchema>,
+    queue: Option<String>,
+    priority: Option<i16>,
+    timeout_seconds: Option<f64>,
+    idempotency_key: Option<String>,
+}
+
+/// A batch enqueue: all jobs or none.
+#[derive(ToSchema)]
+#[schema(as = BatchRequest)]
+pub(crate) struct BatchRequestSchema {
+    jobs: Vec<EnqueueRequestSchema>,
+}
+
+/// The jobs of a batch enqueue, in request order.
+#[derive(ToSchema)]
+#[schema(as = BatchResponse)]
+pub(crate) struct BatchResponseSchema {
+    jobs: Vec<JobSchema>,
+}
+
+/// A liveness or readiness answer.
+#[derive(ToSchema)]
+#[schema(as = Health)]
+pub(crate) struct HealthSchema {
+    status: String,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document's frame; paths are added by the router.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "async-jobs API", description = "Enqueue, inspect, cancel and retry durable async jobs."),
+    modifiers(&BearerAuth),
+    tags((name = "jobs", description = "Jobs"), (name = "ops", description = "Health, readiness, metrics, this document"))
+)]
+pub(crate) struct ApiDoc;

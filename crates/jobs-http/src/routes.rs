@@ -1,0 +1,404 @@
+//! The handlers and the router. Each handler maps HTTP to one [`jobs_core::JobService`] call and
+//! the outcome back to HTTP; the domain decides.
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use jobs_core::{EnqueueRequest, Enqueued, Job, JobStatus, TenantScope};
+use serde_json::json;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Caller;
+use crate::error::{codes, ApiError, ErrorBody};
+use crate::extract::{
+    encode_cursor, BatchRequest, EnqueueBody, JobIdPath, JobList, ListParams, ListQuery,
+};
+use crate::metrics as m;
+use crate::openapi::{
+    ApiDoc, BatchRequestSchema, BatchResponseSchema, EnqueueRequestSchema, HealthSchema, JobSchema,
+};
+use crate::state::AppState;
+
+/// The `Idempotency-Key` request header.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// Applies the `Idempotency-Key` header to `req`: the header fills an absent body key; a body key
+/// that differs from the header is refused (400 `idempotency_key_mismatch`).
+fn apply_idempotency_header(headers: &HeaderMap, req: &mut EnqueueRequest) -> Result<(), ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(());
+    };
+    let key = value.to_str().map_err(|_| {
+        ApiError::bad_request(
+            codes::IDEMPOTENCY_KEY_MISMATCH,
+            "the Idempotency-Key header must be visible ASCII",
+        )
+    })?;
+    match &req.idempotency_key {
+        Some(body) if body != key => Err(ApiError::bad_request(
+            codes::IDEMPOTENCY_KEY_MISMATCH,
+            "the Idempotency-Key header and the body's idempotency_key differ",
+        )),
+        _ => {
+            req.idempotency_key = Some(key.to_owned());
+            Ok(())
+        }
+    }
+}
+
+fn check_tenant(scope: &TenantScope, tenant_id: &str) -> Result<(), ApiError> {
+    if scope.allows(tenant_id) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::FORBIDDEN_TENANT,
+            "this credential may not enqueue jobs for that tenant",
+        ))
+    }
+}
+
+fn count_enqueued(outcome: &Enqueued) {
+    let name = if outcome.created {
+        m::JOBS_ENQUEUED
+    } else {
+        m::JOBS_DEDUPLICATED
+    };
+    metrics::counter!(name, "use_case" => outcome.job.use_case.clone()).increment(1);
+}
+
+async fn enqueue_one(
+    state: &AppState,
+    scope: &TenantScope,
+    headers: &HeaderMap,
+    mut req: EnqueueRequest,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    apply_idempotency_header(headers, &mut req)?;
+    check_tenant(scope, &req.tenant_id)?;
+    let outcome = state
+        .service()
+        .enqueue(req)
+        .await
+        .map_err(|e| ApiError::from_enqueue(e, state.settings().quota_retry_after))?;
+    count_enqueued(&outcome);
+    let status = if outcome.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(outcome.job)))
+}
+
+/// Enqueues one job.
+#[utoipa::path(
+    post, path = "/jobs", tag = "jobs",
+    request_body = EnqueueRequestSchema,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Deduplication key; must equal the body's idempotency_key if both are given")),
+    responses(
+        (status = 201, description = "Created", body = JobSchema),
+        (status = 200, description = "An existing job with the same idempotency key", body = JobSchema),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+        (status = 403, description = "Tenant-scoped key enqueuing for another tenant", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+async fn enqueue(
+    State(state): State<AppState>,
+    Caller(scope): Caller,
+    headers: HeaderMap,
+    EnqueueBody(req): EnqueueBody,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    enqueue_one(&state, &scope, &headers, req).await
+}
+
+/// Enqueues one job (alias of `POST /jobs`, the original API's path).
+#[utoipa::path(
+    post, path = "/jobs/enqueue", tag = "jobs",
+    request_body = EnqueueRequestSchema,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Deduplication key")),
+    responses(
+        (status = 201, description = "Created", body = JobSchema),
+        (status = 200, description = "An existing job with the same idempotency key", body = JobSchema),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+async fn enqueue_alias(
+    State(state): State<AppState>,
+    Caller(scope): Caller,
+    headers: HeaderMap,
+    EnqueueBody(req): EnqueueBody,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    enqueue_one(&state, &scope, &headers, req).await
+}
+
+/// Enqueues a batch of jobs in one transaction: all or none.
+#[utoipa::path(
+    post, path = "/jobs/batch", tag = "jobs",
+    request_body = BatchRequestSchema,
+    responses(
+        (status = 201, description = "At least one job created (the rest are idempotent replays)", body = BatchResponseSchema),
+        (status = 200, description = "Every job already existed (idempotent replay)", body = BatchResponseSchema),
+        (status = 400, description = "Invalid request (the message names the job's index)", body = ErrorBody),
+        (status = 403, description = "A job of another tenant", body = ErrorBody),
+        (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+async fn enqueue_batch(
+    State(state): State<AppState>,
+    Caller(scope): Caller,
+    headers: HeaderMap,
+    batch: BatchRequest,
+) -> Result<Response, ApiError> {
+    if headers.contains_key(IDEMPOTENCY_KEY_HEADER) {
+        return Err(ApiError::bad_request(
+            codes::IDEMPOTENCY_KEY_MISMATCH,
+            "a batch takes idempotency keys per job in the body, not in the Idempotency-Key header",
+        ));
+    }
+    for req in &batch.jobs {
+        check_tenant(&scope, &req.tenant_id)?;
+    }
+    let outcomes = state
+        .service()
+        .enqueue_many(batch.jobs)
+        .await
+        .map_err(|e| ApiError::from_enqueue(e, state.settings().quota_retry_after))?;
+    outcomes.iter().for_each(count_enqueued);
+    let status = if outcomes.iter().any(|o| o.created) {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let jobs: Vec<Job> = outcomes.into_iter().map(|o| o.job).collect();
+    Ok((status, Json(json!({ "jobs": jobs }))).into_response())
+}
+
+/// One job.
+#[utoipa::path(
+    get, path = "/jobs/{id}", tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = JobSchema),
+        (status = 400, description = "Not a UUID", body = ErrorBody),
+        (status = 404, description = "No such job, or another tenant's", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+async fn get_job(
+    State(state): State<AppState>,
+    Caller(scope): Caller,
+    JobIdPath(id): JobIdPath,
+) -> Result<Json<Job>, ApiError> {
+    state
+        .service()
+        .get(id, &scope)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::job_not_found(id))
+}
+
+/// Lists jobs, newest first, keyset-paginated.
+#[utoipa::path(
+    get, path = "/jobs", tag = "jobs",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobList),
+        (status = 400, description = "Bad filter, cursor or limit", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+async fn list_jobs(
+    State(state): State<AppState>,
+    Caller(scope): Caller,
+    query: ListQuery,
+) -> Result<Json<JobList>, ApiError> {
+    let page = state
+        .service()
+        .list(query.filter, query.page, &scope)
+        .await?;
+    Ok(Json(JobList {
+        jobs: page.jobs,
+        next_cursor: page.next.map(encode_cursor),
+    }))
+}
+
+/// Cancels a job: pending or dispatched jobs now; a running job is asked to stop.
+#[utoipa::path(
+    post, path = "/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job after the cancel", body = JobSchema),
+        (status = 404, description = "No such job, or another tenant's", body = ErrorBody),
+        (status = 409, description = "Already succeeded or dead", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+async fn cancel_job(
+    State(state): State<AppState>,
+    Caller(scope): Caller,
+    JobIdPath(id): JobIdPath,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(state.service().cancel(id, &scope).await?))
+}
+
+/// Retries a dead or cancelled job by hand.
+#[utoipa::path(
+    post, path = "/jobs/{id}/retry", tag = "jobs",
+    params(("id" = uuid::Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job, pending again", body = JobSchema),
+        (status = 404, description = "No such job, or another tenant's", body = ErrorBody),
+        (status = 409, description = "Not dead or cancelled", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+async fn retry_job(
+    State(state): State<AppState>,
+    Caller(scope): Caller,
+    JobIdPath(id): JobIdPath,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(state.service().retry(id, &scope).await?))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive", body = HealthSchema)))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the store answers.
+#[utoipa::path(
+    get, path = "/readyz", tag = "ops",
+    responses(
+        (status = 200, description = "Ready", body = HealthSchema),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    )
+)]
+async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let timeout = state.settings().store_probe_timeout;
+    match tokio::time::timeout(timeout, state.service().store().ping()).await {
+        Ok(Ok(())) => Ok(Json(json!({ "status": "ready" }))),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "readiness check failed");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::STORE_UNAVAILABLE,
+                "the job store does not answer",
+            ))
+        }
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::STORE_UNAVAILABLE,
+            "the job store did not answer in time",
+        )),
+    }
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    refresh_job_gauges(&state).await;
+    let body = match state.metrics_handle() {
+        Some(handle) => {
+            handle.run_upkeep();
+            handle.render()
+        }
+        None => {
+            "# no Prometheus recorder owned by jobs-http (the host application installed its own)\n"
+                .to_owned()
+        }
+    };
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+/// Sets the job-count gauges from the store (zero for statuses it no longer reports).
+async fn refresh_job_gauges(state: &AppState) {
+    let timeout = state.settings().store_probe_timeout;
+    let Ok(Ok(counts)) = tokio::time::timeout(timeout, state.service().store().counts()).await
+    else {
+        return;
+    };
+    for use_case in state.service().config().use_cases.keys() {
+        for status in JobStatus::ALL {
+            metrics::gauge!(m::JOBS, "use_case" => use_case.clone(), "status" => status.as_str())
+                .set(0.0);
+        }
+    }
+    for c in counts {
+        metrics::gauge!(m::JOBS, "use_case" => c.use_case, "status" => c.status.as_str())
+            .set(c.count as f64);
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "The OpenAPI document", body = Object)))]
+async fn openapi_json() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let doc = DOC.get_or_init(|| openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
+    ([(header::CONTENT_TYPE, "application/json")], doc.clone()).into_response()
+}
+
+/// Every route with its OpenAPI description.
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(enqueue, list_jobs))
+        .routes(routes!(enqueue_alias))
+        .routes(routes!(enqueue_batch))
+        .routes(routes!(get_job))
+        .routes(routes!(cancel_job))
+        .routes(routes!(retry_job))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics_text))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI document of exactly the routes [`router`] serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::METHOD_NOT_ALLOWED,
+        "method not allowed on this route",
+    )
+}
+
+/// The API router. Mount it at the root or under a prefix with [`axum::Router::nest`].
+pub fn router(state: AppState) -> axum::Router {
+    let limit = state
+        .settings()
+        .body_limit
+        .max(state.settings().batch_body_limit);
+    let (router, _) = api_router().split_for_parts();
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(m::track))
+        .with_state(state)
+}

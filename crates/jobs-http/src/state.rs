@@ -1,0 +1,93 @@
+//! The router's shared state: the domain service, authentication, limits and the metrics handle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobs_core::JobService;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::auth::AuthConfig;
+
+/// Default largest body of `POST /jobs`: 1 MiB, comfortably above the 256 KiB payload limit.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// Default largest body of `POST /jobs/batch`: 8 MiB.
+pub const DEFAULT_BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// Tunables of the HTTP layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Largest body of a single enqueue, in bytes.
+    pub body_limit: usize,
+    /// Largest body of a batch enqueue, in bytes.
+    pub batch_body_limit: usize,
+    /// `Retry-After` sent with a 429 quota refusal.
+    pub quota_retry_after: Duration,
+    /// How long `/readyz` and `/metrics` wait for the store.
+    pub store_probe_timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            body_limit: DEFAULT_BODY_LIMIT,
+            batch_body_limit: DEFAULT_BATCH_BODY_LIMIT,
+            quota_retry_after: Duration::from_secs(5),
+            store_probe_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// State shared by every handler. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    service: JobService,
+    auth: Arc<AuthConfig>,
+    settings: Arc<HttpSettings>,
+    metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    /// State over `service` with `auth`, default settings, and the process-wide Prometheus recorder
+    /// (installed on first use, see [`crate::metrics::prometheus_handle`]).
+    pub fn new(service: JobService, auth: AuthConfig) -> Self {
+        AppState {
+            service,
+            auth: Arc::new(auth),
+            settings: Arc::new(HttpSettings::default()),
+            metrics: crate::metrics::prometheus_handle(),
+        }
+    }
+
+    /// Replaces the settings.
+    pub fn with_settings(mut self, settings: HttpSettings) -> Self {
+        self.settings = Arc::new(settings);
+        self
+    }
+
+    /// Renders `/metrics` from `handle` (e.g. the host application's own recorder), or serves no
+    /// metrics text with `None`.
+    pub fn with_metrics_handle(mut self, handle: Option<PrometheusHandle>) -> Self {
+        self.metrics = handle;
+        self
+    }
+
+    /// The domain service.
+    pub fn service(&self) -> &JobService {
+        &self.service
+    }
+
+    /// The authentication configuration.
+    pub fn auth(&self) -> &AuthConfig {
+        &self.auth
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &HttpSettings {
+        &self.settings
+    }
+
+    /// The Prometheus handle `/metrics` renders, if any.
+    pub fn metrics_handle(&self) -> Option<&PrometheusHandle> {
+        self.metrics.as_ref()
+    }
+}

@@ -1,0 +1,946 @@
+//! The HTTP API test suite. Every test body takes the store to run against (`Arc<dyn JobStore>`,
+//! fresh and empty), so the same suite runs over the in-memory store (`tests/memory.rs`) and over
+//! any real store: add a file that calls `api_suite!` with a function making a fresh store.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+pub mod flaky;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use jobs_core::config::QuotaConfig;
+use jobs_core::{Job, JobService, JobStatus, JobStore, PlatformConfig};
+use jobs_http::{AppState, AuthConfig};
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+
+pub use flaky::{all_jobs, FlakyStore};
+
+/// Generates one `#[tokio::test]` per suite test, each over a fresh store from `$make` (an async
+/// or sync expression yielding `Arc<dyn JobStore>`).
+#[macro_export]
+macro_rules! api_suite {
+    ($make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let store: std::sync::Arc<dyn jobs_core::JobStore> = $make;
+                suite::$name(store).await;
+            }
+        )*
+    };
+}
+
+/// The tenant with a quota of 2 notifications.
+pub const QUOTA_TENANT: &str = "quota-tenant";
+
+pub fn config() -> PlatformConfig {
+    PlatformConfig::default().with_quotas(QuotaConfig::unlimited().with_limit(
+        QUOTA_TENANT,
+        "notifications",
+        2,
+    ))
+}
+
+/// A router over `store` (wrapped for fault injection) with `auth`.
+pub struct Api {
+    pub router: Router,
+    pub store: Arc<FlakyStore>,
+}
+
+pub fn api(store: Arc<dyn JobStore>, auth: AuthConfig) -> Api {
+    let store = FlakyStore::new(store);
+    let service = JobService::new(store.clone(), Arc::new(config()));
+    Api {
+        router: jobs_http::router(AppState::new(service, auth)),
+        store,
+    }
+}
+
+/// A response, its body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub json: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// The error code, asserting the JSON error shape.
+    pub fn code(&self) -> &str {
+        assert!(
+            self.headers
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.to_str().unwrap().starts_with("application/json")),
+            "error is not JSON: {self:?}"
+        );
+        let msg = self.json["error"]["message"].as_str();
+        assert!(msg.is_some_and(|m| !m.is_empty()), "no message: {self:?}");
+        self.json["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code: {self:?}"))
+    }
+
+    pub fn job(&self) -> Job {
+        serde_json::from_value(self.json.clone())
+            .unwrap_or_else(|e| panic!("not a job ({e}): {self:?}"))
+    }
+}
+
+impl Api {
+    pub async fn raw(&self, req: Request<Body>) -> Reply {
+        let resp = self.router.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            json,
+            text,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        auth: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(token) = auth {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        };
+        self.raw(req.unwrap()).await
+    }
+
+    pub async fn get(&self, uri: &str) -> Reply {
+        self.call(Method::GET, uri, None, None).await
+    }
+
+    pub async fn post(&self, uri: &str, body: Value) -> Reply {
+        self.call(Method::POST, uri, None, Some(body)).await
+    }
+
+    pub async fn jobs(&self) -> Vec<Job> {
+        let mut jobs = all_jobs(self.store.inner.as_ref()).await;
+        jobs.sort_by_key(|j| j.id);
+        jobs
+    }
+
+    pub async fn enqueue(&self, tenant: &str) -> Job {
+        let r = self.post("/jobs", req(tenant)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        r.job()
+    }
+}
+
+pub fn req(tenant: &str) -> Value {
+    json!({"tenant_id": tenant, "use_case": "notifications", "type": "send_email", "payload": {"to": "a@b.c"}})
+}
+
+// ---------------------------------------------------------------------------------------------
+// Happy paths
+// ---------------------------------------------------------------------------------------------
+
+pub async fn enqueue_get_and_idempotent_replay(store: Arc<dyn JobStore>) {
+    let api = api(store, AuthConfig::open());
+    let created = api.post("/jobs", req("acme")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let job = created.job();
+    assert_eq!(
+        (job.tenant_id.as_str(), job.kind.as_str(), job.status),
+        ("acme", "send_email", JobStatus::Pending)
+    );
+    assert_eq!(
+        created.json["type"], "send_email",
+        "wire name of kind is `type`"
+    );
+
+    let got = api.get(&format!("/jobs/{}", job.id)).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.job(), job);
+
+    // The alias path.
+    let alias = api.post("/jobs/enqueue", req("acme")).await;
+    assert_eq!(alias.status, StatusCode::CREATED);
+
+    // Idempotency via the header; then the same key in the body; then a conflicting pair.
+    let with_header = |key: &str| {
+        Request::post("/jobs")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("Idempotency-Key", key)
+    };
+    let first = api
+        .raw(
+            with_header("k-1")
+                .body(Body::from(req("acme").to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = api
+        .raw(
+            with_header("k-1")
+                .body(Body::from(req("acme").to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "replay is 200");
+    assert_eq!(again.job(), first.job());
+    let mut body_key = req("acme");
+    body_key["idempotency_key"] = json!("k-1");
+    let via_body = api.post("/jobs", body_key.clone()).await;
+    assert_eq!(
+        (via_body.status, via_body.job().id),
+        (StatusCode::OK, first.job().id)
+    );
+    let before = api.jobs().await;
+    let mismatch = api
+        .raw(
+            with_header("k-2")
+                .body(Body::from(body_key.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        (mismatch.status, mismatch.code()),
+        (StatusCode::BAD_REQUEST, "idempotency_key_mismatch")
+    );
+    assert_eq!(api.jobs().await, before);
+    assert_eq!(before.len(), 3);
+}
+
+pub async fn batch_enqueue_is_all_or_none(store: Arc<dyn JobStore>) {
+    let api = api(store, AuthConfig::open());
+    let r = api
+        .post("/jobs/batch", json!({"jobs": [req("a"), req("b")]}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let jobs = r.json["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(
+        (jobs[0]["tenant_id"].as_str(), jobs[1]["tenant_id"].as_str()),
+        (Some("a"), Some("b"))
+    );
+    let before = api.jobs().await;
+
+    let r = api.post("/jobs/batch", json!({"jobs": []})).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_batch_size")
+    );
+    let mut bad = req("c");
+    bad["use_case"] = json!("nope");
+    let r = api
+        .post("/jobs/batch", json!({"jobs": [req("c"), bad]}))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "unknown_use_case")
+    );
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("job 1"),
+        "{r:?}"
+    );
+    let r = api.post("/jobs/batch", json!([req("c")])).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_json")
+    );
+    assert_eq!(api.jobs().await, before, "refused batches change nothing");
+
+    // A replayed batch (every job keyed) is 200 with the same jobs.
+    let mut keyed = req("d");
+    keyed["idempotency_key"] = json!("batch-key");
+    let first = api
+        .post("/jobs/batch", json!({"jobs": [keyed.clone()]}))
+        .await;
+    let second = api.post("/jobs/batch", json!({"jobs": [keyed]})).await;
+    assert_eq!(
+        (first.status, second.status),
+        (StatusCode::CREATED, StatusCode::OK)
+    );
+    assert_eq!(first.json, second.json);
+}
+
+pub async fn list_filters_and_pages(store: Arc<dyn JobStore>) {
+    let api = api(store, AuthConfig::open());
+    for i in 0..5 {
+        let mut r = req(if i % 2 == 0 { "even" } else { "odd" });
+        if i == 4 {
+            r["use_case"] = json!("message_labeling");
+            r["type"] = json!("label_message");
+        }
+        assert_eq!(api.post("/jobs", r).await.status, StatusCode::CREATED);
+    }
+    let count = |r: &Reply| {
+        r.json["jobs"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(usize::MAX)
+    };
+    assert_eq!(count(&api.get("/jobs").await), 5);
+    assert_eq!(count(&api.get("/jobs?tenant_id=even").await), 3);
+    assert_eq!(
+        count(&api.get("/jobs?tenant_id=even&use_case=notifications").await),
+        2
+    );
+    assert_eq!(count(&api.get("/jobs?type=label_message").await), 1);
+    assert_eq!(count(&api.get("/jobs?status=pending").await), 5);
+    assert_eq!(count(&api.get("/jobs?status=dead").await), 0);
+    assert_eq!(
+        count(&api.get("/jobs?created_after=2000-01-01T00:00:00Z").await),
+        5
+    );
+    assert_eq!(
+        count(
+            &api.get("/jobs?created_before=2000-01-01T00:00:00%2B02:00")
+                .await
+        ),
+        0
+    );
+
+    // Walk every page of 2: each job exactly once, newest first.
+    let mut seen = Vec::new();
+    let mut uri = "/jobs?limit=2".to_owned();
+    loop {
+        let page = api.get(&uri).await;
+        assert_eq!(page.status, StatusCode::OK, "{page:?}");
+        seen.extend(
+            page.json["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].as_str().unwrap().to_owned()),
+        );
+        match page.json["next_cursor"].as_str() {
+            Some(c) => uri = format!("/jobs?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.reverse();
+    sorted.dedup();
+    assert_eq!(seen, sorted, "newest first, no repeats");
+    assert_eq!(seen.len(), 5);
+
+    // SQL-looking and odd values are just values.
+    for uri in [
+        "/jobs?tenant_id=%27%20OR%201%3D1%20--",
+        "/jobs?use_case=notifications%27%3B%20DROP%20TABLE%20jobs%3B--",
+        "/jobs?type=%25",
+        "/jobs?tenant_id=%00",
+    ] {
+        let r = api.get(uri).await;
+        assert_eq!((r.status, count(&r)), (StatusCode::OK, 0), "{uri}: {r:?}");
+    }
+    assert_eq!(api.jobs().await.len(), 5);
+}
+
+pub async fn list_rejects_bad_parameters(store: Arc<dyn JobStore>) {
+    let api = api(store, AuthConfig::open());
+    api.enqueue("a").await;
+    for (uri, code) in [
+        ("/jobs?limit=0", "invalid_limit"),
+        ("/jobs?limit=501", "invalid_limit"),
+        ("/jobs?limit=-1", "invalid_limit"),
+        ("/jobs?limit=99999999999999999999999", "invalid_limit"),
+        ("/jobs?limit=ten", "invalid_limit"),
+        ("/jobs?cursor=not-a-cursor", "invalid_cursor"),
+        ("/jobs?cursor=AAAA", "invalid_cursor"),
+        ("/jobs?cursor=%27%20OR%201%3D1", "invalid_cursor"),
+        ("/jobs?status=exploded", "invalid_status"),
+        ("/jobs?created_after=yesterday", "invalid_timestamp"),
+        (
+            "/jobs?created_before=2020-13-45T99:00:00Z",
+            "invalid_timestamp",
+        ),
+        ("/jobs?tenant=a", "invalid_query"),
+        ("/jobs?limit=1&limit=2", "invalid_query"),
+    ] {
+        let r = api.get(uri).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, code),
+            "{uri}"
+        );
+    }
+    assert_eq!(api.get("/jobs?limit=500").await.status, StatusCode::OK);
+    assert_eq!(api.get("/jobs?limit=1").await.status, StatusCode::OK);
+}
+
+pub async fn cancel_and_retry(store: Arc<dyn JobStore>) {
+    let api = api(store, AuthConfig::open());
+    let job = api.enqueue("a").await;
+    let other = api.enqueue("a").await;
+    let r = api
+        .call(Method::POST, &format!("/jobs/{}/retry", job.id), None, None)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "illegal_transition")
+    );
+    let r = api
+        .call(
+            Method::POST,
+            &format!("/jobs/{}/cancel", job.id),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.job().status),
+        (StatusCode::OK, JobStatus::Cancelled)
+    );
+    let r = api
+        .call(
+            Method::POST,
+            &format!("/jobs/{}/cancel", job.id),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.job().status),
+        (StatusCode::OK, JobStatus::Cancelled),
+        "cancel is idempotent"
+    );
+    let r = api
+        .call(Method::POST, &format!("/jobs/{}/retry", job.id), None, None)
+        .await;
+    assert_eq!(
+        (r.status, r.job().status),
+        (StatusCode::OK, JobStatus::Pending)
+    );
+    let unknown = uuid::Uuid::now_v7();
+    for action in ["cancel", "retry"] {
+        let r = api
+            .call(
+                Method::POST,
+                &format!("/jobs/{unknown}/{action}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    }
+    let r = api.get(&format!("/jobs/{unknown}")).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    assert_eq!(
+        api.store.get(other.id).await.unwrap().unwrap(),
+        other,
+        "the other job is untouched"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: right status, JSON error, nothing changed
+// ---------------------------------------------------------------------------------------------
+
+fn post_bytes(uri: &str, content_type: Option<&str>, body: impl Into<Body>) -> Request<Body> {
+    let mut b = Request::post(uri);
+    if let Some(ct) = content_type {
+        b = b.header(header::CONTENT_TYPE, ct);
+    }
+    b.body(body.into()).unwrap()
+}
+
+pub async fn bad_bodies_are_json_errors(store: Arc<dyn JobStore>) {
+    let api = api(store, AuthConfig::open());
+    let existing = api.enqueue("a").await;
+    let before = api.jobs().await;
+    let json = Some("application/json");
+    let mut nested = String::new();
+    for _ in 0..100_000 {
+        nested.push_str("{\"a\":");
+    }
+    nested.push('1');
+    for _ in 0..100_000 {
+        nested.push('}');
+    }
+    let deep_payload = format!(
+        r#"{{"tenant_id":"a","use_case":"notifications","type":"k","payload":{}{}{}}}"#,
+        "[".repeat(5000),
+        "1",
+        "]".repeat(5000)
+    );
+    let mut bad_utf8 = br#"{"tenant_id":"a"#.to_vec();
+    bad_utf8.extend_from_slice(&[0xff, 0xfe, 0xc0]);
+    bad_utf8.extend_from_slice(br#"","use_case":"notifications","type":"k"}"#);
+    let ten_mb = format!(
+        r#"{{"tenant_id":"a","use_case":"notifications","type":"k","payload":"{}"}}"#,
+        "x".repeat(10 * 1024 * 1024)
+    );
+    let big_payload = json!({"tenant_id":"a","use_case":"notifications","type":"k","payload": "x".repeat(300 * 1024)}).to_string();
+
+    let cases: Vec<(&str, Request<Body>, StatusCode, &str)> = vec![
+        ("empty body", post_bytes("/jobs", json, ""), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("no content type", post_bytes("/jobs", None, req("a").to_string()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        ("text/plain", post_bytes("/jobs", Some("text/plain"), req("a").to_string()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        ("form", post_bytes("/jobs", Some("application/x-www-form-urlencoded"), "tenant_id=a"), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        ("not json", post_bytes("/jobs", json, "{nope"), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("array", post_bytes("/jobs", json, "[]"), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("wrong types", post_bytes("/jobs", json, r#"{"tenant_id":1,"use_case":"notifications","type":"k"}"#), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("unknown field", post_bytes("/jobs", json, r#"{"tenant_id":"a","use_case":"notifications","type":"k","evil":1}"#), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("deeply nested", post_bytes("/jobs", json, nested), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("deeply nested payload", post_bytes("/jobs", json, deep_payload), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("invalid utf-8", post_bytes("/jobs", json, bad_utf8), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("10 MB", post_bytes("/jobs", json, ten_mb.clone()), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        ("10 MB batch", post_bytes("/jobs/batch", json, format!(r#"{{"jobs":[{ten_mb}]}}"#)), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        ("payload over 256 KiB", post_bytes("/jobs", json, big_payload), StatusCode::BAD_REQUEST, "payload_too_large"),
+        ("unknown use case", post_bytes("/jobs", json, json!({"tenant_id":"a","use_case":"x","type":"k"}).to_string()), StatusCode::BAD_REQUEST, "unknown_use_case"),
+        ("empty tenant", post_bytes("/jobs", json, req("").to_string()), StatusCode::BAD_REQUEST, "empty_tenant"),
+        ("zero attempts", post_bytes("/jobs", json, json!({"tenant_id":"a","use_case":"notifications","type":"k","max_attempts":0}).to_string()), StatusCode::BAD_REQUEST, "max_attempts_zero"),
+        ("NaN-ish tolerance", post_bytes("/jobs", json, json!({"tenant_id":"a","use_case":"notifications","type":"k","delay_tolerance_seconds":1e300}).to_string()), StatusCode::BAD_REQUEST, "delay_tolerance_overflow"),
+        ("batch wrong ct", post_bytes("/jobs/batch", Some("text/plain"), "{}"), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+    ];
+    for (name, request, status, code) in cases {
+        let r = api.raw(request).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (status, code),
+            "{name}: {}",
+            &r.text[..r.text.len().min(300)]
+        );
+    }
+    // The 10 MB body without a Content-Length (streamed) is cut off at the limit too.
+    let chunks = futures_stream(ten_mb.into_bytes());
+    let r = api
+        .raw(post_bytes("/jobs", json, Body::from_stream(chunks)))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+    assert_eq!(api.jobs().await, before, "no bad request changed anything");
+    assert_eq!(api.store.get(existing.id).await.unwrap().unwrap(), existing);
+}
+
+/// A body stream in 64 KiB chunks (no Content-Length).
+fn futures_stream(bytes: Vec<u8>) -> futures_core_stream::Chunks {
+    futures_core_stream::chunks(bytes)
+}
+
+mod futures_core_stream {
+    //! A minimal chunked stream without a futures dependency.
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    pub struct Chunks {
+        bytes: Vec<u8>,
+        pos: usize,
+    }
+
+    pub fn chunks(bytes: Vec<u8>) -> Chunks {
+        Chunks { bytes, pos: 0 }
+    }
+
+    impl futures_util::Stream for Chunks {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            if self.pos >= self.bytes.len() {
+                return Poll::Ready(None);
+            }
+            let end = (self.pos + 64 * 1024).min(self.bytes.len());
+            let chunk = self.bytes[self.pos..end].to_vec();
+            self.pos = end;
+            Poll::Ready(Some(Ok(chunk)))
+        }
+    }
+}
+
+pub async fn bad_ids_and_routes_are_json_errors(store: Arc<dyn JobStore>) {
+    let api = api(store, AuthConfig::open());
+    let existing = api.enqueue("a").await;
+    let before = api.jobs().await;
+    for (method, uri, status, code) in [
+        (
+            Method::GET,
+            "/jobs/not-a-uuid",
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            Method::GET,
+            "/jobs/..%2F..%2Fetc%2Fpasswd",
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            Method::POST,
+            "/jobs/..%2F..%2Fetc%2Fpasswd/cancel",
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            Method::POST,
+            "/jobs/%27%20OR%201%3D1/retry",
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            Method::GET,
+            "/jobs/%00",
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            Method::GET,
+            "/jobs/../../etc/passwd",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (Method::GET, "/nope", StatusCode::NOT_FOUND, "not_found"),
+        (
+            Method::DELETE,
+            "/jobs",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            Method::PUT,
+            &format!("/jobs/{}", existing.id),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            Method::GET,
+            &format!("/jobs/{}/cancel", existing.id),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ] {
+        let r = api.call(method.clone(), uri, None, None).await;
+        assert_eq!((r.status, r.code()), (status, code), "{method} {uri}");
+    }
+    assert_eq!(api.jobs().await, before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quotas and store failures
+// ---------------------------------------------------------------------------------------------
+
+pub async fn quota_exceeded_is_429_with_retry_after(store: Arc<dyn JobStore>) {
+    let api = api(store, AuthConfig::open());
+    api.enqueue(QUOTA_TENANT).await;
+    api.enqueue(QUOTA_TENANT).await;
+    let before = api.jobs().await;
+    let r = api.post("/jobs", req(QUOTA_TENANT)).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
+    );
+    let after: u64 = r.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(after >= 1);
+    assert_eq!(api.jobs().await, before);
+    // Another use case and another tenant are not affected.
+    assert_eq!(
+        api.post("/jobs", req("someone-else")).await.status,
+        StatusCode::CREATED
+    );
+}
+
+pub async fn store_failures_map_to_503_and_500(store: Arc<dyn JobStore>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let api = api(store, AuthConfig::open());
+    assert_eq!(api.get("/readyz").await.status, StatusCode::OK);
+    api.store.faults.enqueue_unavailable_before.store(1, SeqCst);
+    let r = api.post("/jobs", req("a")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+    );
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    api.store.faults.enqueue_internal.store(1, SeqCst);
+    let r = api.post("/jobs", req("a")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+    );
+    assert!(
+        !r.text.contains("secret"),
+        "internal details are not sent: {}",
+        r.text
+    );
+    api.store.faults.reads_unavailable.store(true, SeqCst);
+    let r = api.get("/jobs").await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+    );
+    let r = api.get(&format!("/jobs/{}", uuid::Uuid::now_v7())).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+    );
+    api.store.faults.reads_unavailable.store(false, SeqCst);
+    api.store.faults.ping_fails.store(true, SeqCst);
+    let r = api.get("/readyz").await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+    );
+    assert_eq!(
+        api.get("/healthz").await.status,
+        StatusCode::OK,
+        "liveness does not depend on the store"
+    );
+    assert!(api.jobs().await.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication and tenant confinement
+// ---------------------------------------------------------------------------------------------
+
+pub async fn bearer_token_guards_jobs_but_not_ops(store: Arc<dyn JobStore>) {
+    let api = api(store, AuthConfig::operator_token("op-secret"));
+    for token in [None, Some("wrong"), Some("op-secre"), Some("op-secret ")] {
+        let r = api.call(Method::POST, "/jobs", token, Some(req("a"))).await;
+        // "op-secret " is trimmed by the header parser and therefore valid.
+        if token == Some("op-secret ") {
+            assert_eq!(r.status, StatusCode::CREATED);
+            continue;
+        }
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{token:?}"
+        );
+        assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer");
+    }
+    let r = api
+        .raw(
+            Request::get("/jobs")
+                .header(header::AUTHORIZATION, "Basic b3A6c2VjcmV0")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    for uri in ["/jobs", &format!("/jobs/{}", uuid::Uuid::now_v7())] {
+        assert_eq!(api.get(uri).await.status, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    // An unauthenticated 10 MB body is refused for the credentials, not read.
+    let r = api
+        .raw(post_bytes(
+            "/jobs",
+            Some("application/json"),
+            vec![b' '; 10 * 1024 * 1024],
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = api
+        .call(
+            Method::POST,
+            "/jobs",
+            Some("op-secret"),
+            Some(req("anyone")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = api
+        .call(Method::GET, "/jobs", Some("op-secret"), None)
+        .await;
+    assert_eq!(
+        r.json["jobs"].as_array().unwrap().len(),
+        2,
+        "the operator sees every tenant"
+    );
+    for uri in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        assert_eq!(
+            api.get(uri).await.status,
+            StatusCode::OK,
+            "{uri} needs no auth"
+        );
+    }
+}
+
+pub async fn tenant_keys_are_confined(store: Arc<dyn JobStore>) {
+    let auth = AuthConfig::operator_token("op")
+        .with_tenant_key("key-a", "tenant-a")
+        .with_tenant_key_hash(&jobs_http::auth::hash_key("key-b"), "tenant-b")
+        .unwrap();
+    let api = api(store, auth);
+    let call = |m: Method, uri: String, key: &'static str, body: Option<Value>| {
+        let api = &api;
+        async move { api.call(m, &uri, Some(key), body).await }
+    };
+    let a_job = call(Method::POST, "/jobs".into(), "key-a", Some(req("tenant-a")))
+        .await
+        .job();
+    let b_job = call(Method::POST, "/jobs".into(), "key-b", Some(req("tenant-b")))
+        .await
+        .job();
+    let mut b_dead = call(Method::POST, "/jobs".into(), "key-b", Some(req("tenant-b")))
+        .await
+        .job();
+    b_dead = call(
+        Method::POST,
+        format!("/jobs/{}/cancel", b_dead.id),
+        "key-b",
+        None,
+    )
+    .await
+    .job();
+    let before = api.jobs().await;
+
+    // A cannot read B's job.
+    let r = call(Method::GET, format!("/jobs/{}", b_job.id), "key-a", None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    // A cannot list B's jobs, with or without asking for them.
+    let r = call(
+        Method::GET,
+        "/jobs?tenant_id=tenant-b".into(),
+        "key-a",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json["jobs"].as_array().unwrap().len()),
+        (StatusCode::OK, 0)
+    );
+    let r = call(Method::GET, "/jobs".into(), "key-a", None).await;
+    let ids: Vec<_> = r.json["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, vec![a_job.id.to_string()]);
+    // A cannot enqueue for B (one job or in a batch).
+    let r = call(Method::POST, "/jobs".into(), "key-a", Some(req("tenant-b"))).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "forbidden_tenant")
+    );
+    let r = call(
+        Method::POST,
+        "/jobs/enqueue".into(),
+        "key-a",
+        Some(req("tenant-b")),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "forbidden_tenant")
+    );
+    let r = call(
+        Method::POST,
+        "/jobs/batch".into(),
+        "key-a",
+        Some(json!({"jobs": [req("tenant-a"), req("tenant-b")]})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "forbidden_tenant")
+    );
+    // A cannot cancel or retry B's jobs.
+    let r = call(
+        Method::POST,
+        format!("/jobs/{}/cancel", b_job.id),
+        "key-a",
+        None,
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let r = call(
+        Method::POST,
+        format!("/jobs/{}/retry", b_dead.id),
+        "key-a",
+        None,
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    assert_eq!(api.jobs().await, before, "nothing of B changed");
+
+    // B still can; the operator sees all.
+    let r = call(
+        Method::POST,
+        format!("/jobs/{}/retry", b_dead.id),
+        "key-b",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.job().status),
+        (StatusCode::OK, JobStatus::Pending)
+    );
+    let r = call(Method::GET, "/jobs".into(), "op", None).await;
+    assert_eq!(r.json["jobs"].as_array().unwrap().len(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations: metrics, OpenAPI, mounting
+// ---------------------------------------------------------------------------------------------
+
+pub async fn metrics_count_enqueues_and_requests(store: Arc<dyn JobStore>) {
+    let api = api(store, AuthConfig::open());
+    api.enqueue("metrics-tenant").await;
+    api.get("/jobs/not-a-uuid").await;
+    let r = api.get("/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert!(
+        r.text
+            .contains("async_jobs_enqueued_total{use_case=\"notifications\"}"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains("async_jobs_http_requests_total{"),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("route=\"/jobs/{id}\""), "{}", r.text);
+    assert!(r.text.contains("status=\"400\""), "{}", r.text);
+    assert!(r.text.contains("async_jobs_jobs{"), "{}", r.text);
+}
+
+pub async fn nests_under_a_prefix(store: Arc<dyn JobStore>) {
+    let inner = api(store, AuthConfig::open());
+    let api = Api {
+        router: Router::new().nest("/api/v1", inner.router.clone()),
+        store: inner.store.clone(),
+    };
+    let r = api.post("/api/v1/jobs", req("a")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let id = r.job().id;
+    assert_eq!(api.get(&format!("/api/v1/jobs/{id}")).await.job().id, id);
+    let r = api.get("/api/v1/jobs/x").await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_id")
+    );
+    assert_eq!(api.get("/api/v1/healthz").await.status, StatusCode::OK);
+}
