@@ -1,1 +1,59 @@
-//! jobs-postgres (placeholder while the workspace is laid down).
+//! # jobs-postgres — the async-jobs job store on PostgreSQL
+//!
+//! [`PgStore`] implements [`jobs_core::JobStore`] with tokio-postgres and a deadpool pool. Every
+//! state change is one conditional statement (fenced by status and lease token where a lease is
+//! involved); quotas and concurrency caps are made atomic with transaction-scoped advisory locks.
+//!
+//! ## Quick start
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use jobs_core::JobStore;
+//! use jobs_postgres::PgStore;
+//!
+//! let store = PgStore::connect("postgres://postgres@127.0.0.1/app", "async_jobs")?;
+//! store.migrate().await?; // or run the `jobs-migrate` binary at deploy time
+//! store.ping().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Enqueue inside your own transaction
+//!
+//! ```no_run
+//! # async fn demo(store: jobs_postgres::PgStore, job: jobs_core::NewJob) -> Result<(), Box<dyn std::error::Error>> {
+//! let mut client = store.pool().get().await?;
+//! let tx = client.transaction().await?;
+//! // ... your own writes on `tx` ...
+//! store.enqueue_in(&tx, job).await?; // exists only if the transaction commits
+//! tx.commit().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## The parts
+//!
+//! - [`migrate()`] and [`MIGRATIONS`]: versioned SQL embedded in the crate, applied under an
+//!   advisory lock into a configurable schema (also the `jobs-migrate` binary).
+//! - [`PgStore`]: the store; `with_clock` for tests that move time.
+//! - Wake-ups: triggers NOTIFY on `<schema>_wakeup` when a job becomes due or leaves
+//!   dispatched/running; [`JobStore::subscribe`](jobs_core::JobStore::subscribe) listens on a
+//!   dedicated connection that reconnects by itself.
+//! - Errors: connection loss and pool timeouts are [`StoreError::Unavailable`](jobs_core::StoreError),
+//!   serialization failures and deadlocks `Conflict`, everything else `Internal`.
+//!
+//! See `docs/postgres.md` for the schema, the locking and the query plans.
+
+mod enqueue;
+mod error;
+mod leader;
+pub mod migrate;
+mod notify;
+mod row;
+pub mod schema;
+#[doc(hidden)]
+pub mod sql;
+mod store;
+
+pub use leader::PgLeaderElection;
+pub use migrate::{migrate, MigrateError, Migration, MigrationReport, MigrationTarget, MIGRATIONS};
+pub use schema::{InvalidSchemaName, SchemaName, DEFAULT_SCHEMA};
+pub use store::{PgStore, PoolOptions};

@@ -1,0 +1,312 @@
+//! Enqueue: one job or a batch, on a pooled connection or inside the caller's transaction.
+//!
+//! Quotas are made atomic with a transaction-scoped advisory lock per (schema, tenant, use case):
+//! the lock is taken in one statement and the count happens in a later one, so under READ
+//! COMMITTED the count's snapshot sees every job committed by the previous holder of the lock.
+//! (Counting in the same statement as taking the lock would not: its snapshot predates the wait.)
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::StatementCache;
+use jobs_core::{EnqueueError, Enqueued, Job, NewJob, StoreError};
+use tokio_postgres::{GenericClient, Statement};
+
+use crate::error::Op;
+use crate::row::{self, jitter_str, micros, strategy_str};
+use crate::sql::Sql;
+
+/// A connection or transaction, with a statement cache when it comes from the pool.
+pub(crate) struct Db<'a, C> {
+    pub(crate) client: &'a C,
+    pub(crate) cache: Option<&'a StatementCache>,
+}
+
+impl<C: GenericClient + Sync> Db<'_, C> {
+    /// The prepared statement for `sql` (cached per connection when possible).
+    pub(crate) async fn stmt(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        match self.cache {
+            Some(cache) => cache.prepare(self.client.client(), sql).await,
+            None => self.client.prepare(sql).await,
+        }
+    }
+}
+
+/// The advisory-lock key of a quota.
+fn quota_key(sql: &Sql, tenant: &str, use_case: &str) -> String {
+    format!("{}\u{1f}{tenant}\u{1f}{use_case}", sql.schema)
+}
+
+fn quota_exceeded(job: &NewJob, limit: u32) -> EnqueueError {
+    EnqueueError::QuotaExceeded {
+        tenant_id: job.tenant_id.clone(),
+        use_case: job.use_case.clone(),
+        limit,
+    }
+}
+
+/// True when enqueueing `jobs` needs a transaction (locks or look-ups before the insert).
+pub(crate) fn needs_transaction(jobs: &[NewJob]) -> bool {
+    jobs.iter().any(|j| j.quota.is_some())
+}
+
+/// Inserts one job. With a quota, `db` must be a transaction (the lock lasts until its end).
+pub(crate) async fn one<C: GenericClient + Sync>(
+    db: &Db<'_, C>,
+    sql: &Sql,
+    now: Option<DateTime<Utc>>,
+    job: &NewJob,
+) -> Result<Enqueued, Op<EnqueueError>> {
+    if job.quota.is_some() {
+        let lock = db.stmt(&sql.quota_lock).await?;
+        db.client
+            .execute(
+                &lock,
+                &[&vec![quota_key(sql, &job.tenant_id, &job.use_case)]],
+            )
+            .await?;
+    }
+    let insert = db.stmt(&sql.insert_one).await?;
+    let quota = job.quota.map(i64::from);
+    let row = db
+        .client
+        .query_opt(
+            &insert,
+            &[
+                &now,
+                &job.id,
+                &job.tenant_id,
+                &job.use_case,
+                &job.kind,
+                &job.payload,
+                &job.priority,
+                &i64::from(job.max_attempts),
+                &strategy_str(job.backoff.strategy),
+                &micros(job.backoff.base),
+                &micros(job.backoff.cap),
+                &jitter_str(job.backoff.jitter),
+                &job.run_at,
+                &micros(job.delay_tolerance),
+                &micros(job.timeout),
+                &job.idempotency_key,
+                &quota,
+            ],
+        )
+        .await?;
+    if let Some(row) = row {
+        return Ok(Enqueued {
+            job: row::job(&row)?,
+            created: true,
+        });
+    }
+    if let Some(key) = &job.idempotency_key {
+        let by_key = db.stmt(&sql.by_key).await?;
+        if let Some(row) = db.client.query_opt(&by_key, &[&job.tenant_id, key]).await? {
+            return Ok(Enqueued {
+                job: row::job(&row)?,
+                created: false,
+            });
+        }
+    }
+    match job.quota {
+        Some(limit) => Err(Op::Fail(quota_exceeded(job, limit))),
+        // Only an idempotency conflict skips the insert, and then the key's job exists; it can
+        // only have vanished if it was pruned in between.
+        None => Err(Op::Fail(EnqueueError::Store(StoreError::Conflict(
+            format!(
+                "job {} was neither inserted nor found by its idempotency key; retry",
+                job.id
+            ),
+        )))),
+    }
+}
+
+/// Where one batch entry's result comes from.
+enum Slot {
+    Existing(Box<Job>),
+    Inserted(uuid::Uuid),
+    SameAs(usize),
+}
+
+/// Inserts a batch: all or none. `db` must be a transaction unless no job has a quota or an
+/// idempotency key ([`needs_transaction`]); a concurrent insert of the same idempotency key
+/// then fails the batch with a conflict.
+pub(crate) async fn many<C: GenericClient + Sync>(
+    db: &Db<'_, C>,
+    sql: &Sql,
+    now: Option<DateTime<Utc>>,
+    jobs: &[NewJob],
+) -> Result<Vec<Enqueued>, Op<EnqueueError>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Lock every quota the batch touches, in a fixed order so batches cannot deadlock.
+    let locks: BTreeSet<String> = jobs
+        .iter()
+        .filter(|j| j.quota.is_some())
+        .map(|j| quota_key(sql, &j.tenant_id, &j.use_case))
+        .collect();
+    if !locks.is_empty() {
+        let lock = db.stmt(&sql.quota_lock).await?;
+        db.client
+            .execute(&lock, &[&locks.into_iter().collect::<Vec<_>>()])
+            .await?;
+    }
+
+    let mut existing: HashMap<(String, String), Job> = HashMap::new();
+    let keyed: Vec<(&str, &str)> = jobs
+        .iter()
+        .filter_map(|j| {
+            j.idempotency_key
+                .as_deref()
+                .map(|k| (j.tenant_id.as_str(), k))
+        })
+        .collect();
+    if !keyed.is_empty() {
+        let by_keys = db.stmt(&sql.by_keys).await?;
+        let (tenants, keys): (Vec<&str>, Vec<&str>) = keyed.into_iter().unzip();
+        for r in db.client.query(&by_keys, &[&tenants, &keys]).await? {
+            let job = row::job(&r)?;
+            if let Some(key) = job.idempotency_key.clone() {
+                existing.insert((job.tenant_id.clone(), key), job);
+            }
+        }
+    }
+
+    let mut used: HashMap<(String, String), u64> = HashMap::new();
+    let quota_pairs: BTreeSet<(&str, &str)> = jobs
+        .iter()
+        .filter(|j| j.quota.is_some())
+        .map(|j| (j.tenant_id.as_str(), j.use_case.as_str()))
+        .collect();
+    if !quota_pairs.is_empty() {
+        let counts = db.stmt(&sql.quota_counts).await?;
+        let (tenants, use_cases): (Vec<&str>, Vec<&str>) = quota_pairs.into_iter().unzip();
+        for r in db.client.query(&counts, &[&tenants, &use_cases]).await? {
+            let n: i64 = r.get("used");
+            used.insert(
+                (r.get("tenant_id"), r.get("use_case")),
+                u64::try_from(n).unwrap_or(0),
+            );
+        }
+    }
+
+    // Decide each entry in order, exactly as inserting them one by one would.
+    let mut slots = Vec::with_capacity(jobs.len());
+    let mut batch_keys: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut to_insert: Vec<&NewJob> = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        if let Some(key) = job.idempotency_key.as_deref() {
+            if let Some(found) = existing.get(&(job.tenant_id.clone(), key.to_owned())) {
+                slots.push(Slot::Existing(Box::new(found.clone())));
+                continue;
+            }
+            if let Some(&first) = batch_keys.get(&(job.tenant_id.as_str(), key)) {
+                slots.push(Slot::SameAs(first));
+                continue;
+            }
+            batch_keys.insert((job.tenant_id.as_str(), key), i);
+        }
+        if let Some(count) = used.get_mut(&(job.tenant_id.clone(), job.use_case.clone())) {
+            if let Some(limit) = job.quota {
+                if *count >= u64::from(limit) {
+                    return Err(Op::Fail(quota_exceeded(job, limit)));
+                }
+            }
+            *count += 1;
+        }
+        slots.push(Slot::Inserted(job.id));
+        to_insert.push(job);
+    }
+
+    let mut inserted: HashMap<uuid::Uuid, Job> = HashMap::with_capacity(to_insert.len());
+    if !to_insert.is_empty() {
+        let insert = db.stmt(&sql.insert_many).await?;
+        let col = |f: &dyn Fn(&NewJob) -> i64| to_insert.iter().map(|j| f(j)).collect::<Vec<i64>>();
+        let ids: Vec<uuid::Uuid> = to_insert.iter().map(|j| j.id).collect();
+        let tenants: Vec<&str> = to_insert.iter().map(|j| j.tenant_id.as_str()).collect();
+        let use_cases: Vec<&str> = to_insert.iter().map(|j| j.use_case.as_str()).collect();
+        let kinds: Vec<&str> = to_insert.iter().map(|j| j.kind.as_str()).collect();
+        let payloads: Vec<&serde_json::Value> = to_insert.iter().map(|j| &j.payload).collect();
+        let priorities: Vec<i16> = to_insert.iter().map(|j| j.priority).collect();
+        let max_attempts = col(&|j| i64::from(j.max_attempts));
+        let strategies: Vec<&str> = to_insert
+            .iter()
+            .map(|j| strategy_str(j.backoff.strategy))
+            .collect();
+        let bases = col(&|j| micros(j.backoff.base));
+        let caps = col(&|j| micros(j.backoff.cap));
+        let jitters: Vec<&str> = to_insert
+            .iter()
+            .map(|j| jitter_str(j.backoff.jitter))
+            .collect();
+        let run_ats: Vec<Option<DateTime<Utc>>> = to_insert.iter().map(|j| j.run_at).collect();
+        let tolerances = col(&|j| micros(j.delay_tolerance));
+        let timeouts = col(&|j| micros(j.timeout));
+        let keys: Vec<Option<&str>> = to_insert
+            .iter()
+            .map(|j| j.idempotency_key.as_deref())
+            .collect();
+        let rows = db
+            .client
+            .query(
+                &insert,
+                &[
+                    &now,
+                    &ids,
+                    &tenants,
+                    &use_cases,
+                    &kinds,
+                    &payloads,
+                    &priorities,
+                    &max_attempts,
+                    &strategies,
+                    &bases,
+                    &caps,
+                    &jitters,
+                    &run_ats,
+                    &tolerances,
+                    &timeouts,
+                    &keys,
+                ],
+            )
+            .await
+            .map_err(|e| match e.code() {
+                Some(code) if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
+                    Op::Fail(EnqueueError::Store(StoreError::Conflict(format!(
+                        "a concurrent enqueue inserted the same job or idempotency key: {e}"
+                    ))))
+                }
+                _ => Op::Pg(e),
+            })?;
+        for r in &rows {
+            let job = row::job(r)?;
+            inserted.insert(job.id, job);
+        }
+    }
+
+    let mut results: Vec<Enqueued> = Vec::with_capacity(slots.len());
+    for slot in slots {
+        let enqueued = match slot {
+            Slot::Existing(job) => Enqueued {
+                job: *job,
+                created: false,
+            },
+            Slot::Inserted(id) => Enqueued {
+                job: inserted.get(&id).cloned().ok_or_else(|| {
+                    StoreError::Internal(format!("inserted job {id} was not returned"))
+                })?,
+                created: true,
+            },
+            Slot::SameAs(first) => Enqueued {
+                job: results
+                    .get(first)
+                    .map(|e| e.job.clone())
+                    .ok_or_else(|| StoreError::Internal("batch slot out of order".to_owned()))?,
+                created: false,
+            },
+        };
+        results.push(enqueued);
+    }
+    Ok(results)
+}

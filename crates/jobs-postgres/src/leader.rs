@@ -1,0 +1,109 @@
+//! Scheduler leader election on a Postgres session advisory lock.
+//!
+//! The leader holds `pg_try_advisory_lock(hashtext('async_jobs.scheduler:' || schema))` on a
+//! dedicated connection (never a pooled one: the lock belongs to the session). If the leader's
+//! process dies or its connection drops, Postgres ends the session and frees the lock, and a
+//! standby's next [`LeaderElection::try_acquire`] takes over.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jobs_core::leader::{LeaderElection, LeaderLease};
+use jobs_core::StoreError;
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Leader election for the schedulers of one schema.
+#[derive(Debug, Clone)]
+pub struct PgLeaderElection {
+    config: tokio_postgres::Config,
+    lock_name: String,
+}
+
+impl PgLeaderElection {
+    /// Election among schedulers using `schema`, connecting with `dsn`.
+    pub fn new(dsn: &str, schema: &str) -> Result<Self, StoreError> {
+        let mut config: tokio_postgres::Config = dsn
+            .parse()
+            .map_err(|e| StoreError::Internal(format!("invalid database DSN: {e}")))?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("async-jobs-scheduler-leader");
+        Ok(PgLeaderElection {
+            config,
+            lock_name: format!("async_jobs.scheduler:{schema}"),
+        })
+    }
+}
+
+struct PgLeaderLease {
+    client: Client,
+    connection: JoinHandle<()>,
+    lock_name: String,
+}
+
+#[async_trait]
+impl LeaderElection for PgLeaderElection {
+    async fn try_acquire(&self) -> Result<Option<Box<dyn LeaderLease>>, StoreError> {
+        let (client, connection) =
+            tokio::time::timeout(CONNECT_TIMEOUT, self.config.connect(NoTls))
+                .await
+                .map_err(|_| {
+                    StoreError::Unavailable("connecting for leader election timed out".into())
+                })?
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("connecting for leader election: {e}"))
+                })?;
+        let connection = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "leader-election connection closed");
+            }
+        });
+        let row = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext($1))",
+                &[&self.lock_name],
+            )
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("leader lock query: {e}")))?;
+        let acquired: bool = row.get(0);
+        if acquired {
+            Ok(Some(Box::new(PgLeaderLease {
+                client,
+                connection,
+                lock_name: self.lock_name.clone(),
+            })))
+        } else {
+            connection.abort();
+            Ok(None)
+        }
+    }
+}
+
+#[async_trait]
+impl LeaderLease for PgLeaderLease {
+    async fn is_held(&mut self) -> bool {
+        if self.client.is_closed() {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(CHECK_TIMEOUT, self.client.simple_query("SELECT 1")).await,
+            Ok(Ok(_))
+        )
+    }
+
+    async fn release(self: Box<Self>) {
+        let _ = tokio::time::timeout(
+            CHECK_TIMEOUT,
+            self.client.execute(
+                "SELECT pg_advisory_unlock(hashtext($1))",
+                &[&self.lock_name],
+            ),
+        )
+        .await;
+        drop(self.client);
+        self.connection.abort();
+    }
+}

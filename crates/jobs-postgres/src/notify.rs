@@ -1,0 +1,130 @@
+//! Wake-ups over LISTEN/NOTIFY, on a dedicated connection.
+//!
+//! The pool cannot carry notifications (its connection futures drop them), so each subscription
+//! opens its own connection, LISTENs on the schema's channel and forwards notifications from a
+//! spawned task that polls the connection's messages. When the connection is lost the task
+//! reconnects with capped exponential backoff, LISTENs again and emits [`Wakeup::Resync`],
+//! because notifications sent in between are gone. The task ends when the stream is dropped.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::poll_fn;
+use jobs_core::store::{Wakeup, WakeupStream};
+use jobs_core::StoreError;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+
+use crate::error;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A [`WakeupStream`] fed by a dedicated LISTEN connection.
+#[derive(Debug)]
+pub(crate) struct PgWakeups {
+    rx: mpsc::Receiver<Wakeup>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PgWakeups {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[async_trait]
+impl WakeupStream for PgWakeups {
+    async fn next(&mut self) -> Option<Wakeup> {
+        self.rx.recv().await
+    }
+}
+
+/// Connects, LISTENs on `channel` and starts forwarding. Fails if the first connection fails.
+pub(crate) async fn subscribe(config: Config, channel: String) -> Result<PgWakeups, StoreError> {
+    let (tx, rx) = mpsc::channel(256);
+    let (client, connection) = listen(&config, &channel).await?;
+    let task = tokio::spawn(forward(config, channel, tx, client, connection));
+    Ok(PgWakeups { rx, task })
+}
+
+type Connection =
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
+
+async fn listen(config: &Config, channel: &str) -> Result<(Client, Connection), StoreError> {
+    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| error::pg(&e))?;
+    // The connection must be polled for the LISTEN to complete; drive it until it does.
+    let statement = format!("LISTEN \"{channel}\"");
+    {
+        let listen = client.batch_execute(&statement);
+        tokio::pin!(listen);
+        loop {
+            tokio::select! {
+                done = &mut listen => {
+                    done.map_err(|e| error::pg(&e))?;
+                    break;
+                }
+                msg = poll_fn(|cx| connection.poll_message(cx)) => match msg {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(error::pg(&e)),
+                    None => return Err(StoreError::Unavailable("connection closed during LISTEN".to_owned())),
+                },
+            }
+        }
+    }
+    Ok((client, connection))
+}
+
+async fn forward(
+    config: Config,
+    channel: String,
+    tx: mpsc::Sender<Wakeup>,
+    client: Client,
+    connection: Connection,
+) {
+    let mut current = Some((client, connection));
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        if let Some((_client, mut connection)) = current.take() {
+            backoff = MIN_BACKOFF;
+            loop {
+                match poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notification(n))) => {
+                        let wakeup = match n.payload() {
+                            "freed" => Wakeup::CapacityFreed,
+                            _ => Wakeup::JobDue,
+                        };
+                        // A full channel already holds a wake-up; dropping this one loses nothing.
+                        match tx.try_send(wakeup) {
+                            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                            Err(mpsc::error::TrySendError::Closed(_)) => return,
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "wake-up connection lost; reconnecting");
+                        break;
+                    }
+                    None => {
+                        tracing::warn!("wake-up connection closed; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        match listen(&config, &channel).await {
+            Ok(pair) => {
+                current = Some(pair);
+                if tx.send(Wakeup::Resync).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "wake-up reconnect failed"),
+        }
+    }
+}

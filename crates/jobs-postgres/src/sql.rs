@@ -1,0 +1,294 @@
+//! The SQL of every store operation, rendered once per schema.
+//!
+//! Conventions: `$1` is always the injected clock's time or NULL, and `t.now` (from
+//! `coalesce($1, now())`) is the only "now" a statement uses, so production compares with the
+//! database clock and tests with their manual clock through the same text. Durations are bigint
+//! microseconds, turned into intervals with `* interval '1 microsecond'`.
+
+use crate::row::{job_columns, JOB_COLUMNS};
+use crate::schema::SchemaName;
+
+/// `interval` from a bigint microsecond expression.
+macro_rules! us {
+    ($e:expr) => {
+        concat!("(", $e, " * interval '1 microsecond')")
+    };
+}
+
+const NOW: &str = "(SELECT coalesce($1::timestamptz, now()) AS now) t";
+const UNFINISHED: &str = "('pending', 'dispatched', 'running')";
+const IN_FLIGHT: &str = "('dispatched', 'running')";
+
+/// Rendered statements for one schema.
+#[derive(Debug)]
+pub(crate) struct Sql {
+    pub(crate) schema: SchemaName,
+    pub(crate) insert_one: String,
+    pub(crate) insert_many: String,
+    pub(crate) by_key: String,
+    pub(crate) by_keys: String,
+    pub(crate) quota_counts: String,
+    pub(crate) quota_lock: String,
+    pub(crate) lease_lock: String,
+    pub(crate) lease_due: String,
+    pub(crate) get: String,
+    pub(crate) cancel: String,
+    pub(crate) retry: String,
+    pub(crate) status_of: String,
+    pub(crate) claim: String,
+    pub(crate) heartbeat: String,
+    pub(crate) complete: String,
+    pub(crate) fail: String,
+    pub(crate) finish_cancelled: String,
+    pub(crate) release: String,
+    pub(crate) reap_dispatched: String,
+    pub(crate) reap_running: String,
+    pub(crate) counts: String,
+    pub(crate) prune: String,
+}
+
+impl Sql {
+    pub(crate) fn new(schema: SchemaName) -> Sql {
+        let s = schema.as_str();
+        let jobs = format!("{s}.jobs");
+        let cols = job_columns("j");
+        let plain_cols = JOB_COLUMNS.join(", ");
+        let insert_columns = "id, tenant_id, use_case, kind, payload, status, priority, attempts, max_attempts, \
+             backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, delay_tolerance_us, \
+             deadline_at, timeout_us, idempotency_key, cancel_requested, created_at, updated_at";
+        // A fenced update: `set` applies to the job with id $2, status `status` and token $3.
+        let fenced = |status: &str, set: &str, extra: &str| {
+            format!(
+                "UPDATE {jobs} j SET {set}, updated_at = t.now FROM {NOW} \
+                 WHERE j.id = $2 AND j.status = '{status}' AND j.lease_token = $3{extra} RETURNING {cols}"
+            )
+        };
+        let cleared = "lease_token = NULL, lease_expires_at = NULL";
+        Sql {
+            insert_one: format!(
+                "INSERT INTO {jobs} ({insert_columns}) \
+                 SELECT $2::uuid, $3::text, $4::text, $5::text, $6::jsonb, 'pending', $7::smallint, 0, $8::bigint, \
+                        $9::text, $10::bigint, $11::bigint, $12::text, coalesce($13::timestamptz, t.now), $14::bigint, \
+                        coalesce($13::timestamptz, t.now) + {tol}, $15::bigint, $16::text, false, t.now, t.now \
+                 FROM {NOW} \
+                 WHERE $17::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
+                     WHERE q.tenant_id = $3 AND q.use_case = $4 AND q.status IN {UNFINISHED} LIMIT $17) c) < $17 \
+                 ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+                 RETURNING {plain_cols}",
+                tol = us!("$14::bigint"),
+            ),
+            insert_many: format!(
+                "INSERT INTO {jobs} ({insert_columns}) \
+                 SELECT u.id, u.tenant_id, u.use_case, u.kind, u.payload, 'pending', u.priority, 0, u.max_attempts, \
+                        u.strategy, u.base_us, u.cap_us, u.jitter, coalesce(u.run_at, t.now), u.tolerance_us, \
+                        coalesce(u.run_at, t.now) + {tol}, u.timeout_us, u.key, false, t.now, t.now \
+                 FROM {NOW}, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::smallint[], \
+                        $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], $13::timestamptz[], \
+                        $14::bigint[], $15::bigint[], $16::text[]) \
+                     AS u(id, tenant_id, use_case, kind, payload, priority, max_attempts, strategy, base_us, cap_us, \
+                          jitter, run_at, tolerance_us, timeout_us, key) \
+                 RETURNING {plain_cols}",
+                tol = us!("u.tolerance_us"),
+            ),
+            by_key: format!("SELECT {cols} FROM {jobs} j WHERE j.tenant_id = $1 AND j.idempotency_key = $2"),
+            by_keys: format!(
+                "SELECT {cols} FROM {jobs} j JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, key) \
+                 ON j.tenant_id = k.tenant_id AND j.idempotency_key = k.key"
+            ),
+            quota_counts: format!(
+                "SELECT k.tenant_id, k.use_case, (SELECT count(*) FROM {jobs} q WHERE q.tenant_id = k.tenant_id \
+                     AND q.use_case = k.use_case AND q.status IN {UNFINISHED}) AS used \
+                 FROM unnest($1::text[], $2::text[]) AS k(tenant_id, use_case)"
+            ),
+            // Two-key advisory locks: the first key names the purpose, the second hashes the
+            // schema and the subject. Keys are given as one array, locked in array order.
+            quota_lock: "SELECT count(pg_advisory_xact_lock(hashtext('async_jobs.quota'), hashtext(k))) \
+                         FROM unnest($1::text[]) AS k"
+                .to_owned(),
+            lease_lock: "SELECT pg_advisory_xact_lock(hashtext('async_jobs.lease'), hashtext($1))".to_owned(),
+            lease_due: format!(
+                "WITH picked AS ( \
+                     SELECT p.id FROM {jobs} p, {NOW} \
+                     WHERE p.use_case = $2 AND p.status = 'pending' AND p.run_at <= t.now \
+                     ORDER BY p.deadline_at, p.priority DESC, p.id \
+                     LIMIT greatest(0, least($3::bigint, $4::bigint - (SELECT count(*) FROM {jobs} f \
+                         WHERE f.use_case = $2 AND f.status IN {IN_FLIGHT}))) \
+                     FOR UPDATE OF p SKIP LOCKED) \
+                 UPDATE {jobs} j SET status = 'dispatched', lease_token = gen_random_uuid(), \
+                     lease_expires_at = t.now + {lease}, dispatched_at = t.now, updated_at = t.now \
+                 FROM picked, {NOW} WHERE j.id = picked.id \
+                 RETURNING j.id, j.lease_token, j.tenant_id, j.use_case, j.kind, j.attempts, j.deadline_at, j.priority",
+                lease = us!("$5::bigint"),
+            ),
+            get: format!("SELECT {cols} FROM {jobs} j WHERE j.id = $1"),
+            cancel: format!(
+                "UPDATE {jobs} j SET \
+                     status = CASE WHEN j.status IN ('pending', 'dispatched') THEN 'cancelled' ELSE j.status END, \
+                     cancel_requested = j.cancel_requested OR j.status = 'running', \
+                     lease_token = CASE WHEN j.status IN ('pending', 'dispatched') THEN NULL ELSE j.lease_token END, \
+                     lease_expires_at = CASE WHEN j.status IN ('pending', 'dispatched') THEN NULL ELSE j.lease_expires_at END, \
+                     finished_at = CASE WHEN j.status IN ('pending', 'dispatched') THEN t.now ELSE j.finished_at END, \
+                     updated_at = CASE WHEN j.status IN {UNFINISHED} THEN t.now ELSE j.updated_at END \
+                 FROM {NOW} WHERE j.id = $2 RETURNING {cols}"
+            ),
+            retry: format!(
+                "UPDATE {jobs} j SET status = 'pending', attempts = 0, run_at = t.now, \
+                     deadline_at = t.now + {tol}, {cleared}, cancel_requested = false, finished_at = NULL, \
+                     updated_at = t.now \
+                 FROM {NOW} WHERE j.id = $2 AND j.status IN ('dead', 'cancelled') RETURNING {cols}",
+                tol = us!("j.delay_tolerance_us"),
+            ),
+            status_of: format!("SELECT status FROM {jobs} WHERE id = $1"),
+            claim: fenced(
+                "dispatched",
+                &format!(
+                    "status = 'running', attempts = j.attempts + 1, started_at = t.now, lease_expires_at = t.now + {}",
+                    us!("$4::bigint")
+                ),
+                "",
+            ),
+            heartbeat: fenced("running", &format!("lease_expires_at = t.now + {}", us!("$4::bigint")), ""),
+            complete: fenced("running", &format!("status = 'succeeded', {cleared}, finished_at = t.now"), ""),
+            // $4: error text; $5: retry delay in µs or NULL for dead.
+            fail: fenced(
+                "running",
+                &format!(
+                    "last_error = $4::text, {cleared}, \
+                     status = CASE WHEN j.cancel_requested THEN 'cancelled' \
+                                   WHEN $5::bigint IS NOT NULL THEN 'pending' ELSE 'dead' END, \
+                     run_at = CASE WHEN NOT j.cancel_requested AND $5::bigint IS NOT NULL \
+                                   THEN t.now + {delay} ELSE j.run_at END, \
+                     deadline_at = CASE WHEN NOT j.cancel_requested AND $5::bigint IS NOT NULL \
+                                   THEN t.now + {delay} + {tol} ELSE j.deadline_at END, \
+                     finished_at = CASE WHEN j.cancel_requested OR $5::bigint IS NULL THEN t.now ELSE j.finished_at END",
+                    delay = us!("$5::bigint"),
+                    tol = us!("j.delay_tolerance_us"),
+                ),
+                "",
+            ),
+            finish_cancelled: fenced(
+                "running",
+                &format!("status = 'cancelled', {cleared}, finished_at = t.now"),
+                " AND j.cancel_requested",
+            ),
+            release: fenced(
+                "running",
+                &format!(
+                    "{cleared}, \
+                     status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'pending' END, \
+                     attempts = CASE WHEN j.cancel_requested THEN j.attempts ELSE greatest(j.attempts - 1, 0) END, \
+                     run_at = CASE WHEN j.cancel_requested THEN j.run_at ELSE least(j.run_at, t.now) END, \
+                     finished_at = CASE WHEN j.cancel_requested THEN t.now ELSE j.finished_at END"
+                ),
+                "",
+            ),
+            reap_dispatched: format!(
+                "WITH doomed AS ( \
+                     SELECT d.id FROM {jobs} d, {NOW} \
+                     WHERE d.status = 'dispatched' AND d.lease_expires_at <= t.now \
+                     ORDER BY d.lease_expires_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED) \
+                 UPDATE {jobs} j SET status = 'pending', {cleared}, updated_at = t.now \
+                 FROM doomed, {NOW} WHERE j.id = doomed.id RETURNING j.status"
+            ),
+            reap_running: format!(
+                "WITH doomed AS ( \
+                     SELECT d.id FROM {jobs} d, {NOW} \
+                     WHERE d.status = 'running' AND d.lease_expires_at <= t.now \
+                     ORDER BY d.lease_expires_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED) \
+                 UPDATE {jobs} j SET {cleared}, updated_at = t.now, \
+                     last_error = 'lease expired: the worker stopped heartbeating', \
+                     status = CASE WHEN j.cancel_requested THEN 'cancelled' \
+                                   WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'pending' END, \
+                     run_at = CASE WHEN NOT j.cancel_requested AND j.attempts < j.max_attempts \
+                                   THEN t.now ELSE j.run_at END, \
+                     deadline_at = CASE WHEN NOT j.cancel_requested AND j.attempts < j.max_attempts \
+                                   THEN t.now + {tol} ELSE j.deadline_at END, \
+                     finished_at = CASE WHEN j.cancel_requested OR j.attempts >= j.max_attempts \
+                                   THEN t.now ELSE j.finished_at END \
+                 FROM doomed, {NOW} WHERE j.id = doomed.id RETURNING j.status",
+                tol = us!("j.delay_tolerance_us"),
+            ),
+            counts: format!("SELECT use_case, status, count(*) AS n FROM {jobs} GROUP BY use_case, status ORDER BY 1, 2"),
+            prune: format!(
+                "WITH doomed AS ( \
+                     SELECT d.id FROM {jobs} d, {NOW} \
+                     WHERE d.finished_at < t.now - {age} AND d.status IN ('succeeded', 'dead', 'cancelled') \
+                     ORDER BY d.finished_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED) \
+                 DELETE FROM {jobs} j USING doomed WHERE j.id = doomed.id",
+                age = us!("$2::bigint"),
+            ),
+            schema,
+        }
+    }
+
+    /// The list query for the filters present (`Some` = filtered), parameters in the order
+    /// tenant, use case, status, kind, created_after, created_before, after-id, limit.
+    pub(crate) fn list(&self, present: [bool; 7]) -> String {
+        const CONDITIONS: [&str; 7] = [
+            "j.tenant_id = $",
+            "j.use_case = $",
+            "j.status = $",
+            "j.kind = $",
+            "j.created_at >= $",
+            "j.created_at < $",
+            "j.id < $",
+        ];
+        let mut clauses = Vec::new();
+        let mut n = 0;
+        for (cond, on) in CONDITIONS.iter().zip(present) {
+            if on {
+                n += 1;
+                clauses.push(format!("{cond}{n}"));
+            }
+        }
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        format!(
+            "SELECT {} FROM {}.jobs j {filter} ORDER BY j.id DESC LIMIT ${}",
+            job_columns("j"),
+            self.schema,
+            n + 1
+        )
+    }
+}
+
+/// The store's hot statements, for the `explain` example (which prints their plans at scale).
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct HotStatements {
+    /// `lease_due`: $1 now, $2 use case, $3 limit, $4 cap, $5 lease µs.
+    pub lease_due: String,
+    /// Dispatched-lease reaping: $1 now, $2 limit.
+    pub reap_dispatched: String,
+    /// Running-lease reaping: $1 now, $2 limit.
+    pub reap_running: String,
+    /// Single enqueue with the quota count (see the insert's parameters in `enqueue.rs`).
+    pub insert_one: String,
+    /// Idempotency look-up: $1 tenant, $2 key.
+    pub by_key: String,
+    /// Listing by tenant, keyset: $1 tenant, $2 after id, $3 limit.
+    pub list_by_tenant: String,
+    /// Claim: $1 now, $2 id, $3 token, $4 lease µs.
+    pub claim: String,
+    /// Prune: $1 now, $2 age µs, $3 limit.
+    pub prune: String,
+}
+
+/// The hot statements of `schema`.
+#[doc(hidden)]
+pub fn hot_statements(schema: SchemaName) -> HotStatements {
+    let sql = Sql::new(schema);
+    HotStatements {
+        list_by_tenant: sql.list([true, false, false, false, false, false, true]),
+        lease_due: sql.lease_due,
+        reap_dispatched: sql.reap_dispatched,
+        reap_running: sql.reap_running,
+        insert_one: sql.insert_one,
+        by_key: sql.by_key,
+        claim: sql.claim,
+        prune: sql.prune,
+    }
+}

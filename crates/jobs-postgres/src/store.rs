@@ -1,0 +1,543 @@
+//! [`PgStore`]: the [`JobStore`] port on PostgreSQL.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use jobs_core::store::{Heartbeat, ReapReport, StatusCount, WakeupStream};
+use jobs_core::{
+    ChangeError, Clock, Dispatch, EnqueueError, Enqueued, Failure, Job, JobFilter, JobId,
+    JobStatus, JobStore, LeaseError, LeaseToken, NewJob, Page, PageRequest, StoreError, Transition,
+};
+use tokio_postgres::NoTls;
+
+use crate::enqueue::{self, Db};
+use crate::error::{self, Op};
+use crate::migrate::{migrate, MigrateError, MigrationReport};
+use crate::notify;
+use crate::row::{self, error_text, interval_us, micros};
+use crate::schema::SchemaName;
+use crate::sql::Sql;
+
+/// Runs `$body` (an async block using the pooled connection `$c`, yielding
+/// `Result<T, Op<E>>`) and retries it once on a fresh connection when the first connection turns
+/// out to be dead.
+macro_rules! with_conn {
+    ($self:ident, |$c:ident| $body:expr) => {{
+        let mut retried = false;
+        loop {
+            #[allow(unused_mut)]
+            let mut $c = $self.conn().await?;
+            match $body.await {
+                Err(e) if !retried && e.is_connection_loss() => {
+                    tracing::debug!("connection lost; retrying once on a fresh connection");
+                    retried = true;
+                }
+                other => break other.map_err(Op::into_error),
+            }
+        }
+    }};
+}
+
+/// Pool settings used by [`PgStore::connect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Most connections (default 16).
+    pub max_size: usize,
+    /// How long a caller waits for a free connection before [`StoreError::Unavailable`]
+    /// (default 5 s).
+    pub wait_timeout: Duration,
+    /// Connect timeout (default 5 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_size: 16,
+            wait_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The PostgreSQL job store. Cheap to clone (a pool handle and shared statements).
+///
+/// Time: without [`with_clock`](PgStore::with_clock) every comparison uses the database's
+/// `now()`; with it, the clock's time is passed to each statement instead.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: Pool,
+    sql: Arc<Sql>,
+    clock: Option<Arc<dyn Clock>>,
+    listen_config: Option<tokio_postgres::Config>,
+}
+
+impl PgStore {
+    /// A store over `dsn` (a libpq-style key/value string or a `postgres://` URL; plain TCP, no
+    /// TLS) in `schema`, with default [`PoolOptions`]. Does not connect yet and does not migrate:
+    /// run [`migrate`](crate::migrate()) (or the `jobs-migrate` binary) first.
+    pub fn connect(dsn: &str, schema: &str) -> Result<PgStore, StoreError> {
+        PgStore::connect_with(dsn, schema, PoolOptions::default())
+    }
+
+    /// Like [`connect`](PgStore::connect) with explicit pool settings.
+    pub fn connect_with(
+        dsn: &str,
+        schema: &str,
+        options: PoolOptions,
+    ) -> Result<PgStore, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(dsn)
+            .map_err(|e| StoreError::Internal(format!("invalid database DSN: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.max_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.wait_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Internal(format!("building the connection pool: {e}")))?;
+        Ok(PgStore::new(pool, schema)?.with_listen_config(config))
+    }
+
+    /// A store over an existing pool. Call [`with_listen_config`](PgStore::with_listen_config)
+    /// too if you want [`subscribe`](JobStore::subscribe) (the pool does not reveal its
+    /// connection settings).
+    pub fn new(pool: Pool, schema: &str) -> Result<PgStore, StoreError> {
+        let schema = SchemaName::new(schema).map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok(PgStore {
+            pool,
+            sql: Arc::new(Sql::new(schema)),
+            clock: None,
+            listen_config: None,
+        })
+    }
+
+    /// Uses `clock` instead of the database's `now()` (for tests that move time).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> PgStore {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The connection settings for the dedicated LISTEN connection of
+    /// [`subscribe`](JobStore::subscribe).
+    pub fn with_listen_config(mut self, config: tokio_postgres::Config) -> PgStore {
+        self.listen_config = Some(config);
+        self
+    }
+
+    /// The schema the store's tables are in.
+    pub fn schema(&self) -> &str {
+        self.sql.schema.as_str()
+    }
+
+    /// The NOTIFY channel of this store's wake-ups.
+    pub fn channel(&self) -> String {
+        self.sql.schema.channel()
+    }
+
+    /// The pool (for the caller's own transactions, see [`enqueue_in`](PgStore::enqueue_in)).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Applies pending migrations to the store's schema.
+    pub async fn migrate(&self) -> Result<MigrationReport, MigrateError> {
+        migrate(&self.pool, self.schema()).await
+    }
+
+    /// Enqueues `job` inside the caller's transaction: the job exists if and only if the
+    /// transaction commits, and its wake-up is sent at commit. Quotas hold a transaction-scoped
+    /// lock on the tenant's use case until the transaction ends, so keep such transactions short.
+    ///
+    /// A `deadpool_postgres::Transaction` dereferences to the `tokio_postgres::Transaction` this
+    /// takes (`store.enqueue_in(&tx, job)`).
+    pub async fn enqueue_in(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        job: NewJob,
+    ) -> Result<Enqueued, EnqueueError> {
+        let db = Db {
+            client: tx,
+            cache: None,
+        };
+        enqueue::one(&db, &self.sql, self.now(), &job)
+            .await
+            .map_err(Op::into_error)
+    }
+
+    /// Enqueues a batch inside the caller's transaction (see [`enqueue_in`](PgStore::enqueue_in)).
+    pub async fn enqueue_many_in(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<Enqueued>, EnqueueError> {
+        let db = Db {
+            client: tx,
+            cache: None,
+        };
+        enqueue::many(&db, &self.sql, self.now(), &jobs)
+            .await
+            .map_err(Op::into_error)
+    }
+
+    fn now(&self) -> Option<DateTime<Utc>> {
+        self.clock.as_ref().map(|c| c.now())
+    }
+
+    async fn conn(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(error::pool)
+    }
+
+    /// Runs a fenced update (`sql` takes now, id, token and `extra`) and returns the job.
+    async fn fenced(
+        &self,
+        sql: &str,
+        id: JobId,
+        token: LeaseToken,
+        extra: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Job, LeaseError> {
+        let now = self.now();
+        let token = token.as_uuid();
+        with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(sql).await?;
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                vec![&now, &id, &token];
+            params.extend_from_slice(extra);
+            match c.query_opt(&stmt, &params).await? {
+                Some(r) => Ok::<_, Op<LeaseError>>(row::job(&r)?),
+                None => Err(Op::Fail(LeaseError::LeaseLost(id))),
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl JobStore for PgStore {
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
+        let now = self.now();
+        let sql = &*self.sql;
+        with_conn!(self, |c| async {
+            if job.quota.is_some() {
+                let tx = c.transaction().await?;
+                let db = Db {
+                    client: &*tx,
+                    cache: Some(&tx.statement_cache),
+                };
+                let out = enqueue::one(&db, sql, now, &job).await?;
+                tx.commit().await?;
+                Ok(out)
+            } else {
+                let db = Db {
+                    client: &**c,
+                    cache: Some(&c.statement_cache),
+                };
+                enqueue::one(&db, sql, now, &job).await
+            }
+        })
+    }
+
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, EnqueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let sql = &*self.sql;
+        with_conn!(self, |c| async {
+            if enqueue::needs_transaction(&jobs) {
+                let tx = c.transaction().await?;
+                let db = Db {
+                    client: &*tx,
+                    cache: Some(&tx.statement_cache),
+                };
+                let out = enqueue::many(&db, sql, now, &jobs).await?;
+                tx.commit().await?;
+                Ok(out)
+            } else {
+                let db = Db {
+                    client: &**c,
+                    cache: Some(&c.statement_cache),
+                };
+                enqueue::many(&db, sql, now, &jobs).await
+            }
+        })
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.get).await?;
+            match c.query_opt(&stmt, &[&id]).await? {
+                Some(r) => Ok::<_, Op<StoreError>>(Some(row::job(&r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    async fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<Page, StoreError> {
+        let limit = page.limit.max(1);
+        let status = filter.status.map(JobStatus::as_str);
+        let present = [
+            filter.tenant_id.is_some(),
+            filter.use_case.is_some(),
+            status.is_some(),
+            filter.kind.is_some(),
+            filter.created_after.is_some(),
+            filter.created_before.is_some(),
+            page.after.is_some(),
+        ];
+        let sql = self.sql.list(present);
+        let fetch = i64::from(limit) + 1;
+        with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&sql).await?;
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+            if let Some(v) = &filter.tenant_id {
+                params.push(v);
+            }
+            if let Some(v) = &filter.use_case {
+                params.push(v);
+            }
+            if let Some(v) = &status {
+                params.push(v);
+            }
+            if let Some(v) = &filter.kind {
+                params.push(v);
+            }
+            if let Some(v) = &filter.created_after {
+                params.push(v);
+            }
+            if let Some(v) = &filter.created_before {
+                params.push(v);
+            }
+            if let Some(v) = &page.after {
+                params.push(v);
+            }
+            params.push(&fetch);
+            let rows = c.query(&stmt, &params).await?;
+            let mut jobs = rows.iter().map(row::job).collect::<Result<Vec<_>, _>>()?;
+            let next = if jobs.len() > limit as usize {
+                jobs.truncate(limit as usize);
+                jobs.last().map(|j| j.id)
+            } else {
+                None
+            };
+            Ok::<_, Op<StoreError>>(Page { jobs, next })
+        })
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<Job, ChangeError> {
+        let now = self.now();
+        with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.cancel).await?;
+            let r = c
+                .query_opt(&stmt, &[&now, &id])
+                .await?
+                .ok_or(Op::Fail(ChangeError::NotFound(id)))?;
+            let job = row::job(&r)?;
+            match job.status {
+                JobStatus::Succeeded | JobStatus::Dead => Err(Op::Fail(ChangeError::Illegal(
+                    jobs_core::IllegalTransition {
+                        from: job.status,
+                        event: Transition::Cancel,
+                    },
+                ))),
+                _ => Ok(job),
+            }
+        })
+    }
+
+    async fn retry(&self, id: JobId) -> Result<Job, ChangeError> {
+        let now = self.now();
+        with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.retry).await?;
+            if let Some(r) = c.query_opt(&stmt, &[&now, &id]).await? {
+                return Ok(row::job(&r)?);
+            }
+            // Refused: say why.
+            let stmt = c.prepare_cached(&self.sql.status_of).await?;
+            match c.query_opt(&stmt, &[&id]).await? {
+                None => Err(Op::Fail(ChangeError::NotFound(id))),
+                Some(r) => {
+                    let from = row::status(r.get(0))?;
+                    Err(Op::Fail(ChangeError::Illegal(
+                        jobs_core::IllegalTransition {
+                            from,
+                            event: Transition::Retry,
+                        },
+                    )))
+                }
+            }
+        })
+    }
+
+    async fn lease_due(
+        &self,
+        use_case: &str,
+        cap: u32,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Dispatch>, StoreError> {
+        if cap == 0 || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let lock_key = format!("{}\u{1f}{use_case}", self.sql.schema);
+        let (cap, limit, lease) = (i64::from(cap), i64::from(limit), interval_us(lease));
+        with_conn!(self, |c| async {
+            let tx = c.transaction().await?;
+            let lock = tx.prepare_cached(&self.sql.lease_lock).await?;
+            let pick = tx.prepare_cached(&self.sql.lease_due).await?;
+            // Serialise pickers of this use case, then count in-flight jobs in a later statement
+            // (whose snapshot sees the previous picker's commit) and lease in the same one.
+            tx.execute(&lock, &[&lock_key]).await?;
+            let rows = tx
+                .query(&pick, &[&now, &use_case, &limit, &cap, &lease])
+                .await?;
+            tx.commit().await?;
+            let mut leased = rows
+                .iter()
+                .map(row::dispatch)
+                .collect::<Result<Vec<_>, _>>()?;
+            leased.sort_by(|(a, pa), (b, pb)| {
+                a.deadline_at
+                    .cmp(&b.deadline_at)
+                    .then(pb.cmp(pa))
+                    .then(a.job_id.cmp(&b.job_id))
+            });
+            Ok::<_, Op<StoreError>>(leased.into_iter().map(|(d, _)| d).collect())
+        })
+    }
+
+    async fn claim(
+        &self,
+        id: JobId,
+        token: LeaseToken,
+        lease: Duration,
+    ) -> Result<Job, LeaseError> {
+        self.fenced(&self.sql.claim, id, token, &[&interval_us(lease)])
+            .await
+    }
+
+    async fn heartbeat(
+        &self,
+        id: JobId,
+        token: LeaseToken,
+        lease: Duration,
+    ) -> Result<Heartbeat, LeaseError> {
+        let job = self
+            .fenced(&self.sql.heartbeat, id, token, &[&interval_us(lease)])
+            .await?;
+        Ok(Heartbeat {
+            lease_expires_at: job.lease_expires_at.ok_or_else(|| {
+                StoreError::Internal(format!("job {id} is running without a lease"))
+            })?,
+            cancel_requested: job.cancel_requested,
+        })
+    }
+
+    async fn complete(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
+        self.fenced(&self.sql.complete, id, token, &[]).await
+    }
+
+    async fn fail(
+        &self,
+        id: JobId,
+        token: LeaseToken,
+        failure: Failure,
+    ) -> Result<Job, LeaseError> {
+        let error = error_text(&failure.error);
+        let retry_in = failure.retry_in.map(interval_us);
+        self.fenced(&self.sql.fail, id, token, &[&error, &retry_in])
+            .await
+    }
+
+    async fn finish_cancelled(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
+        self.fenced(&self.sql.finish_cancelled, id, token, &[])
+            .await
+    }
+
+    async fn release(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
+        self.fenced(&self.sql.release, id, token, &[]).await
+    }
+
+    async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError> {
+        if limit == 0 {
+            return Ok(ReapReport::default());
+        }
+        let now = self.now();
+        let limit = i64::from(limit);
+        with_conn!(self, |c| async {
+            let mut report = ReapReport::default();
+            let stmt = c.prepare_cached(&self.sql.reap_dispatched).await?;
+            report.dispatch_expired = c.query(&stmt, &[&now, &limit]).await?.len() as u64;
+            let stmt = c.prepare_cached(&self.sql.reap_running).await?;
+            for r in c.query(&stmt, &[&now, &limit]).await? {
+                match row::status(r.get(0))? {
+                    JobStatus::Pending => report.run_expired_retry += 1,
+                    JobStatus::Dead => report.run_expired_dead += 1,
+                    _ => report.run_expired_cancelled += 1,
+                }
+            }
+            Ok::<_, Op<StoreError>>(report)
+        })
+    }
+
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.counts).await?;
+            let mut out = Vec::new();
+            for r in c.query(&stmt, &[]).await? {
+                let n: i64 = r.get("n");
+                out.push(StatusCount {
+                    use_case: r.get("use_case"),
+                    status: row::status(r.get("status"))?,
+                    count: u64::try_from(n).unwrap_or(0),
+                });
+            }
+            Ok::<_, Op<StoreError>>(out)
+        })
+    }
+
+    async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
+        // A cutoff further back than this finds nothing that any clock could have finished.
+        const MAX_AGE: Duration = Duration::from_secs(2000 * 366 * 24 * 3600);
+        if limit == 0 || older_than > MAX_AGE {
+            return Ok(0);
+        }
+        let now = self.now();
+        let (age, limit) = (micros(older_than), i64::from(limit));
+        with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.prune).await?;
+            Ok::<_, Op<StoreError>>(c.execute(&stmt, &[&now, &age, &limit]).await?)
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        with_conn!(self, |c| async {
+            c.simple_query("SELECT 1").await?;
+            Ok::<_, Op<StoreError>>(())
+        })
+    }
+
+    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
+        let config = self.listen_config.clone().ok_or_else(|| {
+            StoreError::Internal(
+                "PgStore::subscribe needs the connection settings: build the store with connect() or with_listen_config()"
+                    .to_owned(),
+            )
+        })?;
+        Ok(Box::new(notify::subscribe(config, self.channel()).await?))
+    }
+}

@@ -1,0 +1,683 @@
+//! PostgreSQL-specific behaviour of `PgStore`: concurrency from separate connections, fencing,
+//! wake-ups, reconnection and transactional enqueue. The shared semantics are in the
+//! conformance suite (tests/conformance.rs).
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{eventually, new_job, TestDb};
+use jobs_core::backoff::{Backoff, BackoffStrategy, Jitter};
+use jobs_core::store::Wakeup;
+use jobs_core::{
+    EnqueueError, Failure, JobFilter, JobStatus, JobStore, LeaseError, LeaseToken, ManualClock,
+    PageRequest, StoreError,
+};
+use jobs_postgres::{PgStore, PoolOptions};
+
+const LEASE: Duration = Duration::from_secs(300);
+const WAIT: Duration = Duration::from_secs(10);
+
+fn pool_of(n: usize) -> PoolOptions {
+    PoolOptions {
+        max_size: n,
+        ..PoolOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrations_are_idempotent_and_safe_to_run_concurrently() {
+    common::ensure_database().await;
+    let schema = common::fresh_schema();
+    let url = common::database_url();
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let (url, schema) = (url.clone(), schema.clone());
+        tasks.push(tokio::spawn(async move {
+            let store = PgStore::connect(&url, &schema).unwrap();
+            store.migrate().await.unwrap().applied
+        }));
+    }
+    let mut applied = Vec::new();
+    for t in tasks {
+        applied.extend(t.await.unwrap());
+    }
+    assert_eq!(applied, vec![1], "exactly one process applies migration 1");
+    let client = common::admin_client().await;
+    let rows = client
+        .query(
+            &format!("SELECT version FROM {schema}.schema_migrations"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    client
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+    assert!(jobs_postgres::migrate(&client, "Bad-Name").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_round_trip_exactly() {
+    let db = TestDb::new().await;
+    let mut job = new_job("acme", "notifications");
+    job.priority = -7;
+    job.max_attempts = 9;
+    job.backoff = Backoff {
+        strategy: BackoffStrategy::Linear,
+        base: Duration::from_micros(1_500_001),
+        cap: Duration::from_secs(86_400),
+        jitter: Jitter::Equal,
+    };
+    job.delay_tolerance = Duration::from_micros(12_345_678);
+    job.timeout = Duration::from_micros(999_999);
+    job.idempotency_key = Some("k-1".into());
+    job.payload = serde_json::json!({"nested": [1, 2.5, "x", null, {"é": true}]});
+    let run_at = chrono::DateTime::parse_from_rfc3339("2030-01-02T03:04:05.123456Z")
+        .unwrap()
+        .to_utc();
+    job.run_at = Some(run_at);
+    let out = db.store.enqueue(job.clone()).await.unwrap();
+    assert!(out.created);
+    let got = db.store.get(job.id).await.unwrap().unwrap();
+    assert_eq!(got, out.job);
+    assert_eq!(got.backoff, job.backoff);
+    assert_eq!(got.delay_tolerance, job.delay_tolerance);
+    assert_eq!(got.timeout, job.timeout);
+    assert_eq!(got.run_at, run_at);
+    assert_eq!(
+        got.deadline_at,
+        run_at + chrono::TimeDelta::microseconds(12_345_678)
+    );
+    assert_eq!(got.payload, job.payload);
+    assert_eq!(got.status, JobStatus::Pending);
+    // Same key again: the existing job, not a new one.
+    let again = db
+        .store
+        .enqueue(new_job("acme", "notifications").tap_key("k-1"))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.job.id, job.id);
+    db.drop().await;
+}
+
+trait TapKey {
+    fn tap_key(self, key: &str) -> Self;
+    fn tap_quota(self, quota: u32) -> Self;
+}
+
+impl TapKey for jobs_core::NewJob {
+    fn tap_key(mut self, key: &str) -> Self {
+        self.idempotency_key = Some(key.to_owned());
+        self
+    }
+    fn tap_quota(mut self, quota: u32) -> Self {
+        self.quota = Some(quota);
+        self
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_enqueues_against_a_quota_of_ten_accept_exactly_ten() {
+    let db = TestDb::with_options(pool_of(50)).await;
+    // Open 50 connections first so the enqueues really run side by side.
+    let conns: Vec<_> =
+        futures_util::future::join_all((0..50).map(|_| db.store.pool().get())).await;
+    drop(conns);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .enqueue(new_job("t1", "notifications").tap_quota(10))
+                .await
+        }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(e) => {
+                assert!(e.created);
+                ok += 1;
+            }
+            Err(EnqueueError::QuotaExceeded { limit: 10, .. }) => refused += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!((ok, refused), (10, 40));
+    let page = db
+        .store
+        .list(
+            &JobFilter::default(),
+            PageRequest {
+                after: None,
+                limit: 100,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.len(), 10);
+    // Another tenant is unaffected; a finished job frees a slot.
+    db.store
+        .enqueue(new_job("t2", "notifications").tap_quota(10))
+        .await
+        .unwrap();
+    db.store.cancel(page.jobs[0].id).await.unwrap();
+    db.store
+        .enqueue(new_job("t1", "notifications").tap_quota(10))
+        .await
+        .unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batch_enqueue_counts_its_own_jobs_and_is_all_or_none() {
+    let db = TestDb::new().await;
+    db.store
+        .enqueue(new_job("t", "u").tap_quota(3))
+        .await
+        .unwrap();
+    let batch: Vec<_> = (0..3).map(|_| new_job("t", "u").tap_quota(3)).collect();
+    let err = db.store.enqueue_many(batch).await.unwrap_err();
+    assert!(
+        matches!(err, EnqueueError::QuotaExceeded { limit: 3, .. }),
+        "{err}"
+    );
+    let all = JobFilter::default();
+    let page = |s: &PgStore| {
+        let s = s.clone();
+        let all = all.clone();
+        async move {
+            s.list(
+                &all,
+                PageRequest {
+                    after: None,
+                    limit: 100,
+                },
+            )
+            .await
+            .unwrap()
+            .jobs
+            .len()
+        }
+    };
+    assert_eq!(
+        page(&db.store).await,
+        1,
+        "nothing of the refused batch was inserted"
+    );
+
+    // Keys: one already stored, one repeated inside the batch.
+    db.store
+        .enqueue(new_job("t", "u").tap_key("old"))
+        .await
+        .unwrap();
+    let batch = vec![
+        new_job("t", "u").tap_key("old").tap_quota(3),
+        new_job("t", "u").tap_key("new").tap_quota(3),
+        new_job("t", "u").tap_key("new").tap_quota(3),
+        new_job("other", "u").tap_key("new").tap_quota(1),
+    ];
+    let out = db.store.enqueue_many(batch.clone()).await.unwrap();
+    assert_eq!(
+        out.iter().map(|e| e.created).collect::<Vec<_>>(),
+        vec![false, true, false, true]
+    );
+    assert_eq!(out[1].job.id, batch[1].id);
+    assert_eq!(out[2].job.id, batch[1].id);
+    assert_eq!(out[3].job.tenant_id, "other");
+    assert_eq!(page(&db.store).await, 4);
+    // Without quotas or keys: one statement.
+    let plain: Vec<_> = (0..100)
+        .map(|i| new_job(&format!("p{}", i % 3), "u"))
+        .collect();
+    let out = db.store.enqueue_many(plain.clone()).await.unwrap();
+    assert_eq!(
+        out.iter().map(|e| e.job.id).collect::<Vec<_>>(),
+        plain.iter().map(|j| j.id).collect::<Vec<_>>()
+    );
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_lease_due_never_exceeds_the_cap() {
+    let db = TestDb::new().await;
+    for round in 0..5 {
+        let use_case = format!("uc{round}");
+        let jobs: Vec<_> = (0..20).map(|_| new_job("t", &use_case)).collect();
+        db.store.enqueue_many(jobs).await.unwrap();
+        let a = db.other_store(pool_of(2));
+        let b = db.other_store(pool_of(2));
+        let (ra, rb) = tokio::join!(
+            a.lease_due(&use_case, 5, 20, LEASE),
+            b.lease_due(&use_case, 5, 20, LEASE)
+        );
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(
+            ra.len() + rb.len(),
+            5,
+            "round {round}: {} + {}",
+            ra.len(),
+            rb.len()
+        );
+        let ids: HashSet<_> = ra.iter().chain(&rb).map(|d| d.job_id).collect();
+        assert_eq!(ids.len(), 5);
+        // Full: nothing more until a slot frees.
+        assert!(db
+            .store
+            .lease_due(&use_case, 5, 20, LEASE)
+            .await
+            .unwrap()
+            .is_empty());
+        let d = &ra.first().or(rb.first()).unwrap();
+        db.store.cancel(d.job_id).await.unwrap();
+        assert_eq!(
+            db.store
+                .lease_due(&use_case, 5, 20, LEASE)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lease_due_is_earliest_deadline_first() {
+    let db = TestDb::new().await;
+    let clock = Arc::new(ManualClock::default());
+    let store = db.with_clock(clock.clone());
+    let now = clock.now_utc();
+    let mut late = new_job("t", "u");
+    late.delay_tolerance = Duration::from_secs(600);
+    let mut early = new_job("t", "u");
+    early.delay_tolerance = Duration::from_secs(10);
+    let mut early_high = early.clone();
+    early_high.id = jobs_core::job::new_job_id();
+    early_high.priority = 5;
+    let mut future = new_job("t", "u");
+    future.run_at = Some(now + chrono::TimeDelta::seconds(60));
+    future.delay_tolerance = Duration::ZERO;
+    store
+        .enqueue_many(vec![
+            late.clone(),
+            early.clone(),
+            early_high.clone(),
+            future.clone(),
+        ])
+        .await
+        .unwrap();
+    let leased = store.lease_due("u", 10, 10, LEASE).await.unwrap();
+    let order: Vec<_> = leased.iter().map(|d| d.job_id).collect();
+    assert_eq!(order, vec![early_high.id, early.id, late.id]);
+    assert!(leased.iter().all(|d| d.attempt == 1));
+    clock.advance(Duration::from_secs(60));
+    let leased = store.lease_due("u", 10, 10, LEASE).await.unwrap();
+    assert_eq!(
+        leased.iter().map(|d| d.job_id).collect::<Vec<_>>(),
+        vec![future.id]
+    );
+    db.drop().await;
+}
+
+trait NowUtc {
+    fn now_utc(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+impl NowUtc for ManualClock {
+    fn now_utc(&self) -> chrono::DateTime<chrono::Utc> {
+        jobs_core::Clock::now(self)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stale_tokens_change_nothing() {
+    let db = TestDb::new().await;
+    let clock = Arc::new(ManualClock::default());
+    let store = db.with_clock(clock.clone());
+    let job = store.enqueue(new_job("t", "u")).await.unwrap().job;
+    let first = store
+        .lease_due("u", 1, 1, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .remove(0);
+    let stale = LeaseToken::generate();
+    assert_eq!(
+        store.claim(job.id, stale, LEASE).await.unwrap_err(),
+        LeaseError::LeaseLost(job.id)
+    );
+    // The dispatch lease expires, the reaper returns the job, a new dispatch gets a new token.
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(store.reap_expired(100).await.unwrap().dispatch_expired, 1);
+    let second = store.lease_due("u", 1, 1, LEASE).await.unwrap().remove(0);
+    assert_ne!(first.lease_token, second.lease_token);
+    let before = store.get(job.id).await.unwrap().unwrap();
+    let old = first.lease_token;
+    assert_eq!(
+        store.claim(job.id, old, LEASE).await.unwrap_err(),
+        LeaseError::LeaseLost(job.id)
+    );
+    let running = store
+        .claim(job.id, second.lease_token, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(running.status, JobStatus::Running);
+    assert_eq!(running.attempts, 1);
+    let lost = LeaseError::LeaseLost(job.id);
+    assert_eq!(store.heartbeat(job.id, old, LEASE).await.unwrap_err(), lost);
+    assert_eq!(store.complete(job.id, old).await.unwrap_err(), lost);
+    let failure = Failure {
+        error: "x".into(),
+        retry_in: None,
+    };
+    assert_eq!(store.fail(job.id, old, failure).await.unwrap_err(), lost);
+    assert_eq!(store.release(job.id, old).await.unwrap_err(), lost);
+    assert_eq!(
+        store
+            .finish_cancelled(job.id, second.lease_token)
+            .await
+            .unwrap_err(),
+        lost,
+        "no cancel requested"
+    );
+    let after = store.get(job.id).await.unwrap().unwrap();
+    assert_eq!(after.status, JobStatus::Running);
+    assert_eq!(after.lease_token, Some(second.lease_token));
+    assert_ne!(before, after);
+    // The right token works; then even it is stale.
+    let failure = Failure {
+        error: "boom\0!".into(),
+        retry_in: Some(Duration::from_secs(30)),
+    };
+    let retried = store
+        .fail(job.id, second.lease_token, failure)
+        .await
+        .unwrap();
+    assert_eq!(retried.status, JobStatus::Pending);
+    assert_eq!(retried.last_error.as_deref(), Some("boom\u{FFFD}!"));
+    assert_eq!(
+        retried.run_at,
+        clock.now_utc() + chrono::TimeDelta::seconds(30)
+    );
+    assert_eq!(
+        retried.deadline_at,
+        retried.run_at + chrono::TimeDelta::seconds(300)
+    );
+    assert_eq!(
+        store
+            .complete(job.id, second.lease_token)
+            .await
+            .unwrap_err(),
+        lost
+    );
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reaper_applies_the_expiry_rule() {
+    let db = TestDb::new().await;
+    let clock = Arc::new(ManualClock::default());
+    let store = db.with_clock(clock.clone());
+    let mut last_try = new_job("t", "u");
+    last_try.max_attempts = 1;
+    let retry = new_job("t", "u");
+    let cancel = new_job("t", "u");
+    store
+        .enqueue_many(vec![last_try.clone(), retry.clone(), cancel.clone()])
+        .await
+        .unwrap();
+    for d in store.lease_due("u", 10, 10, LEASE).await.unwrap() {
+        store
+            .claim(d.job_id, d.lease_token, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    store.cancel(cancel.id).await.unwrap();
+    assert_eq!(
+        store.reap_expired(10).await.unwrap().total(),
+        0,
+        "nothing expired yet"
+    );
+    clock.advance(Duration::from_secs(10));
+    let report = store.reap_expired(10).await.unwrap();
+    assert_eq!(
+        (
+            report.run_expired_dead,
+            report.run_expired_retry,
+            report.run_expired_cancelled
+        ),
+        (1, 1, 1)
+    );
+    let get = |id| store.get(id);
+    assert_eq!(
+        get(last_try.id).await.unwrap().unwrap().status,
+        JobStatus::Dead
+    );
+    let r = get(retry.id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.status, r.run_at, r.lease_token),
+        (JobStatus::Pending, clock.now_utc(), None)
+    );
+    assert_eq!(
+        get(cancel.id).await.unwrap().unwrap().status,
+        JobStatus::Cancelled
+    );
+    // Limit bounds each state.
+    let many: Vec<_> = (0..5).map(|_| new_job("t", "v")).collect();
+    store.enqueue_many(many).await.unwrap();
+    store
+        .lease_due("v", 10, 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(store.reap_expired(2).await.unwrap().dispatch_expired, 2);
+    assert_eq!(store.reap_expired(10).await.unwrap().dispatch_expired, 3);
+    // Prune finished jobs older than an hour.
+    clock.advance(Duration::from_secs(3601));
+    assert_eq!(store.prune(Duration::from_secs(3600), 1).await.unwrap(), 1);
+    assert_eq!(store.prune(Duration::from_secs(3600), 10).await.unwrap(), 1);
+    assert_eq!(store.prune(Duration::MAX, 10).await.unwrap(), 0);
+    db.drop().await;
+}
+
+async fn next(w: &mut Box<dyn jobs_core::store::WakeupStream>) -> Option<Wakeup> {
+    tokio::time::timeout(WAIT, w.next())
+        .await
+        .expect("no wake-up within the timeout")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wakeups_arrive_and_survive_a_lost_connection() {
+    let db = TestDb::new().await;
+    let mut wakeups = db.store.subscribe().await.unwrap();
+    db.store.enqueue(new_job("t", "u")).await.unwrap();
+    assert_eq!(next(&mut wakeups).await, Some(Wakeup::JobDue));
+    let d = db
+        .store
+        .lease_due("u", 1, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    db.store
+        .claim(d.job_id, d.lease_token, LEASE)
+        .await
+        .unwrap();
+    db.store.complete(d.job_id, d.lease_token).await.unwrap();
+    assert_eq!(next(&mut wakeups).await, Some(Wakeup::CapacityFreed));
+
+    // Kill every backend of this test, the LISTEN connection included.
+    assert!(db.kill_backends().await >= 1);
+    assert_eq!(next(&mut wakeups).await, Some(Wakeup::Resync));
+    db.store.enqueue(new_job("t", "u")).await.unwrap();
+    assert_eq!(next(&mut wakeups).await, Some(Wakeup::JobDue));
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_backend_does_not_fail_the_next_call() {
+    let db = TestDb::with_options(pool_of(4)).await;
+    let job = db.store.enqueue(new_job("t", "u")).await.unwrap().job;
+    // Warm several pooled connections, then kill them all.
+    let conns: Vec<_> = futures_util::future::join_all((0..4).map(|_| db.store.pool().get())).await;
+    drop(conns);
+    for _ in 0..3 {
+        assert!(db.kill_backends().await >= 1);
+        assert_eq!(db.store.get(job.id).await.unwrap().unwrap().id, job.id);
+        db.store.ping().await.unwrap();
+        db.store.enqueue(new_job("t", "u")).await.unwrap();
+    }
+    // Mid-use: kill while calls are in flight; every call either succeeds or reports a
+    // retryable error, and the store is healthy afterwards.
+    let store = db.store.clone();
+    let load = tokio::spawn(async move {
+        let mut errors = 0;
+        for _ in 0..200 {
+            match store.enqueue(new_job("t", "load")).await {
+                Ok(_) => {}
+                Err(EnqueueError::Store(e)) if e.is_retryable() => errors += 1,
+                Err(e) => panic!("non-retryable error on connection loss: {e}"),
+            }
+        }
+        errors
+    });
+    db.kill_backends().await;
+    let _ = load.await.unwrap();
+    db.store.ping().await.unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unreachable_database_and_exhausted_pool_are_unavailable() {
+    let store = PgStore::connect_with(
+        "postgres://postgres@127.0.0.1:1/nothing",
+        "async_jobs",
+        PoolOptions {
+            connect_timeout: Duration::from_secs(1),
+            ..PoolOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+
+    let db = TestDb::with_options(PoolOptions {
+        max_size: 1,
+        wait_timeout: Duration::from_millis(200),
+        ..PoolOptions::default()
+    })
+    .await;
+    let held = db.store.pool().get().await.unwrap();
+    assert!(matches!(
+        db.store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    drop(held);
+    db.store.ping().await.unwrap();
+    assert!(PgStore::connect("postgres://x@y/z", "Bad Schema").is_err());
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enqueue_in_the_callers_transaction_commits_or_rolls_back() {
+    let db = TestDb::new().await;
+    let mut client = db.store.pool().get().await.unwrap();
+
+    let committed = new_job("t", "u").tap_quota(1);
+    let tx = client.transaction().await.unwrap();
+    let out = db.store.enqueue_in(&tx, committed.clone()).await.unwrap();
+    assert!(out.created);
+    assert!(
+        db.store.get(committed.id).await.unwrap().is_none(),
+        "invisible before commit"
+    );
+    tx.commit().await.unwrap();
+    assert!(db.store.get(committed.id).await.unwrap().is_some());
+
+    let rolled_back = new_job("t2", "u");
+    let tx = client.transaction().await.unwrap();
+    db.store
+        .enqueue_many_in(&tx, vec![rolled_back.clone()])
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert!(db.store.get(rolled_back.id).await.unwrap().is_none());
+
+    // The quota counts the committed job.
+    let tx = client.transaction().await.unwrap();
+    let err = db
+        .store
+        .enqueue_in(&tx, new_job("t", "u").tap_quota(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EnqueueError::QuotaExceeded { .. }));
+    drop(tx);
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn list_pages_by_id_with_filters() {
+    let db = TestDb::new().await;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let mut j = new_job(if i % 2 == 0 { "even" } else { "odd" }, "u");
+        j.kind = if i % 5 == 0 {
+            "five".into()
+        } else {
+            "other".into()
+        };
+        ids.push(db.store.enqueue(j).await.unwrap().job.id);
+    }
+    let filter = JobFilter {
+        tenant_id: Some("even".into()),
+        ..JobFilter::default()
+    };
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = db
+            .store
+            .list(&filter, PageRequest { after, limit: 4 })
+            .await
+            .unwrap();
+        seen.extend(page.jobs.iter().map(|j| j.id));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let mut expected: Vec<_> = ids.iter().step_by(2).copied().collect();
+    expected.reverse();
+    assert_eq!(seen, expected);
+    let five = JobFilter {
+        kind: Some("five".into()),
+        status: Some(JobStatus::Pending),
+        ..JobFilter::default()
+    };
+    let page = db
+        .store
+        .list(
+            &five,
+            PageRequest {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.len(), 5);
+    assert_eq!(page.next, None);
+    let counts = db.store.counts().await.unwrap();
+    assert_eq!(counts.len(), 1);
+    assert_eq!(counts[0].count, 25);
+    let _ = eventually(WAIT, || async { Some(()) }).await;
+    db.drop().await;
+}
