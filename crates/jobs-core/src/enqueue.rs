@@ -270,6 +270,19 @@ fn check_name(
     Ok(())
 }
 
+/// True if any string or key in `value` contains a NUL character, which no JSON column of a
+/// database can store.
+fn contains_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(contains_nul),
+        serde_json::Value::Object(map) => {
+            map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v))
+        }
+        _ => false,
+    }
+}
+
 /// Checks `req` against the configuration and builds the job to insert. `now` is used only to
 /// bound `run_at`; the store stamps times with its own clock.
 pub fn validate(
@@ -304,6 +317,9 @@ pub fn validate(
         |len, max| ValidationError::KindTooLong { len, max },
     )?;
 
+    if contains_nul(&req.payload) {
+        return Err(ValidationError::ControlCharacters { field: "payload" });
+    }
     let size = serde_json::to_vec(&req.payload)
         .map(|v| v.len())
         .unwrap_or(usize::MAX);
@@ -373,6 +389,11 @@ pub fn validate(
         if key.is_empty() || key.len() > limits.max_idempotency_key_len {
             return Err(ValidationError::InvalidIdempotencyKey {
                 max: limits.max_idempotency_key_len,
+            });
+        }
+        if key.chars().any(char::is_control) {
+            return Err(ValidationError::ControlCharacters {
+                field: "idempotency_key",
             });
         }
     }
@@ -532,6 +553,21 @@ mod tests {
             (timeout_neg, "invalid_timeout"),
             (ok_req().backoff(bad_backoff), "invalid_backoff"),
             (ok_req().idempotency_key(""), "invalid_idempotency_key"),
+            (ok_req().idempotency_key("a\nb"), "control_characters"),
+            (
+                EnqueueRequest {
+                    payload: json!({"deep": [{"x": "a\u{0}b"}]}),
+                    ..ok_req()
+                },
+                "control_characters",
+            ),
+            (
+                EnqueueRequest {
+                    payload: json!({"k\u{0}": 1}),
+                    ..ok_req()
+                },
+                "control_characters",
+            ),
             (
                 ok_req().idempotency_key("k".repeat(300)),
                 "invalid_idempotency_key",

@@ -307,6 +307,14 @@ impl HandlerRegistry {
     }
 }
 
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs the handler for `ctx.kind` in its own task with `ctx.timeout` as the limit, so that a
 /// panic or a handler that never returns is contained: a panic becomes a retryable failure
 /// (`"handler panicked: …"`), a timeout a retryable failure (`"timed out after …"`), and the task
@@ -320,6 +328,9 @@ pub async fn run_guarded(
     let timeout = ctx.timeout;
     let span = ctx.span.clone();
     let mut task = tokio::spawn(registry.run(ctx, payload).instrument(span));
+    // If the caller drops this future (a worker past its drain deadline), the handler task must
+    // stop too, or it would keep causing side effects after its job was released.
+    let _abort_on_drop = AbortOnDrop(task.abort_handle());
     match tokio::time::timeout(timeout, &mut task).await {
         Ok(Ok(result)) => result,
         Ok(Err(join)) if join.is_panic() => {

@@ -6,7 +6,11 @@ use std::collections::BTreeSet;
 use jobs_core::status::TRANSITIONS;
 
 fn doc() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/state_machine.md")).unwrap()
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/state_machine.md"
+    ))
+    .unwrap()
 }
 
 fn table() -> BTreeSet<(String, String, String)> {
@@ -26,7 +30,11 @@ fn diagram_edges_match_the_transition_table() {
         .map(|l| {
             let (from, rest) = l.split_once("-->").unwrap();
             let (to, event) = rest.split_once(':').unwrap();
-            (from.trim().to_owned(), event.trim().to_owned(), to.trim().to_owned())
+            (
+                from.trim().to_owned(),
+                event.trim().to_owned(),
+                to.trim().to_owned(),
+            )
         })
         .collect();
     assert_eq!(edges, table());
@@ -35,12 +43,25 @@ fn diagram_edges_match_the_transition_table() {
 #[test]
 fn markdown_table_rows_match_the_transition_table() {
     let doc = doc();
-    let statuses = ["pending", "dispatched", "running", "succeeded", "dead", "cancelled"];
+    let statuses = [
+        "pending",
+        "dispatched",
+        "running",
+        "succeeded",
+        "dead",
+        "cancelled",
+    ];
     let rows: BTreeSet<(String, String, String)> = doc
         .lines()
         .filter_map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            (cells.len() > 4 && statuses.contains(&cells[1])).then(|| (cells[1].to_owned(), cells[2].to_owned(), cells[3].to_owned()))
+            (cells.len() > 4 && statuses.contains(&cells[1])).then(|| {
+                (
+                    cells[1].to_owned(),
+                    cells[2].to_owned(),
+                    cells[3].to_owned(),
+                )
+            })
         })
         .collect();
     assert_eq!(rows, table());

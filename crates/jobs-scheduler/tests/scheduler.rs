@@ -1,6 +1,6 @@
 //! Scheduler behaviour against the in-memory adapters (the end-to-end suite runs the real binary
-#![allow(clippy::unwrap_used)]
 //! against Postgres and SQS).
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

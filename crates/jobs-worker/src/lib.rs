@@ -1,1 +1,106 @@
-//! jobs-worker (placeholder while the workspace is laid down).
+//! # jobs-worker — run your handlers for async-jobs
+//!
+//! A [`Worker`] long-polls one queue per use case, claims each job in the store before running
+//! it, runs the registered handler with the job's timeout (panics and hangs contained), keeps the
+//! lease alive with heartbeats, and records the outcome — success, a retry with backoff, dead, or
+//! cancelled. On shutdown it stops receiving, lets in-flight jobs finish within a grace period and
+//! returns the rest to `pending` without penalty.
+//!
+//! This crate is the runtime and a reference binary (`jobs-worker`, configured from the
+//! environment, for ECS). Bring your own handlers by building your own small binary, as below.
+//!
+//! ## Your own worker
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use jobs_core::{clock::SystemClock, memory::{MemoryStore, MemoryTransport}};
+//! use jobs_core::{HandlerError, HandlerRegistry, JobContext, JobService, PlatformConfig};
+//! use jobs_worker::{Worker, WorkerConfig};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Resize { image: String, width: u32 }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let mut handlers = HandlerRegistry::new();
+//!     handlers.register_fn("resize", |ctx: JobContext, p: Resize| async move {
+//!         if p.width == 0 { return Err(HandlerError::permanent("width is 0")); }
+//!         tracing::info!(job_id = %ctx.job_id, image = %p.image, "resized");
+//!         Ok(())
+//!     });
+//!     let config = Arc::new(PlatformConfig::from_env()?);
+//!     // In production: jobs_postgres's store and jobs_sqs's transport.
+//!     let store = Arc::new(MemoryStore::new(Arc::new(SystemClock)));
+//!     let transport = Arc::new(MemoryTransport::new(config.use_cases.keys().cloned()));
+//!     let worker = Worker::new(JobService::new(store, config), transport, handlers, WorkerConfig::from_env()?);
+//!     let report = worker.run(async { tokio::signal::ctrl_c().await.unwrap_or(()) }).await?;
+//!     println!("{report:?}");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The same program is `examples/custom_worker.rs`. Unit-test handlers without a worker with
+//! `jobs_core::testkit` (`run_handler`, `TestPlatform::work_until_idle`).
+//!
+//! ## The life of a message
+//!
+//! ```text
+//!  transport.receive (only while a slot is free; up to min(10, free slots))
+//!     │
+//!     ├─ body is not a dispatch message ───────────────► delete, warn, metric (malformed)
+//!     ├─ names another use case ───────────────────────► delete, warn, metric (use_case_mismatch)
+//!     ├─ store.claim(job, token, heartbeat lease)
+//!     │     ├─ lease lost (duplicate, reaped, cancelled) ► delete, debug, metric (stale)
+//!     │     ├─ store error ─────────────────────────────► keep the message (redelivered), back off
+//!     │     └─ ok ──► delete the message: the store holds the lease from now on
+//!     ▼
+//!  run_guarded(handler, ctx)        heartbeat every lease/3 ─┬─ cancel requested → ctx.cancel fires
+//!     │                                                     └─ lease lost → ctx.cancel fires,
+//!     ▼                                                        the outcome is discarded
+//!  service.record_outcome: succeeded │ pending (+backoff) │ dead │ cancelled
+//! ```
+//!
+//! The message is a wake-up hint, never the authority: every write after the claim is fenced by
+//! the lease token, so a duplicate or late message can never run a job twice or overwrite a newer
+//! state.
+//!
+//! ## Concepts
+//!
+//! - **Slots.** [`WorkerConfig::concurrency`] slots are shared by every use case; a use case
+//!   polls only while one is free, and a claimed job holds its slot until its outcome is recorded.
+//! - **Leases and heartbeats.** A claim takes [`WorkerConfig::heartbeat_lease`]; a heartbeat
+//!   renews it every third of that while the handler runs, for at most the job's timeout plus
+//!   [`WorkerConfig::lease_margin`]. A worker that dies loses its jobs to the scheduler's reaper
+//!   within one lease (the attempt counts).
+//! - **Failures.** Handler errors, panics and timeouts go through
+//!   [`JobService::record_outcome`](jobs_core::JobService::record_outcome): retryable → back to
+//!   `pending` after backoff until `max_attempts`, then `dead`; permanent → `dead` at once.
+//! - **Cancellation.** A cancel request on a running job reaches the handler through
+//!   `ctx.cancel`; when the handler stops, the job ends `cancelled`.
+//! - **Shutdown.** See [`Worker::run`]. Keep [`WorkerConfig::shutdown_grace`] below the ECS
+//!   `stopTimeout`.
+//! - **Observability.** Every log line of a job carries its id, tenant, use case, kind and attempt
+//!   (the [`JobContext`](jobs_core::JobContext) span). Metrics (via the `metrics` facade, a no-op
+//!   until a recorder is installed): [`METRIC_MESSAGES_DROPPED`](report::METRIC_MESSAGES_DROPPED),
+//!   [`METRIC_JOBS`](report::METRIC_JOBS), [`METRIC_LEASE_LOST`](report::METRIC_LEASE_LOST),
+//!   [`METRIC_JOB_SECONDS`](report::METRIC_JOB_SECONDS).
+//!
+//! ## Modules
+//!
+//! - [`config`]: [`WorkerConfig`] and its environment variables.
+//! - [`runtime`]: [`Worker`], its errors and live stats.
+//! - [`report`]: [`WorkerReport`] and metric names.
+//! - [`samples`]: the sample handlers (`send_email`, `send_sms`, `label_message`).
+
+pub mod config;
+mod execute;
+mod heartbeat;
+mod receive;
+pub mod report;
+pub mod runtime;
+pub mod samples;
+
+pub use config::WorkerConfig;
+pub use report::WorkerReport;
+pub use runtime::{Worker, WorkerError, WorkerStats};
+pub use samples::sample_registry;

@@ -52,15 +52,22 @@ fn init_tracing(format: &str) -> Result<(), BadSetting> {
 
 /// Chooses the job store.
 ///
-/// LEAD: add the Postgres store here — when `ASYNC_JOBS_DB_DSN` is set, build
-/// `jobs_postgres::PgStore` from it (run migrations) and return it; keep the in-memory fallback
-/// only for local development.
+/// The Postgres store when `ASYNC_JOBS_DB_DSN` is set (schema `ASYNC_JOBS_DB_SCHEMA`, default
+/// `async_jobs`; migrations applied unless `ASYNC_JOBS_AUTO_MIGRATE=false`), else the in-memory
+/// store for local development.
 async fn build_store() -> anyhow::Result<Arc<dyn JobStore>> {
-    if std::env::var_os("ASYNC_JOBS_DB_DSN").is_some() {
-        tracing::warn!("ASYNC_JOBS_DB_DSN is set but this build has no Postgres store wired in yet; using memory");
+    if let Ok(dsn) = std::env::var("ASYNC_JOBS_DB_DSN") {
+        let schema = std::env::var("ASYNC_JOBS_DB_SCHEMA")
+            .unwrap_or_else(|_| jobs_postgres::DEFAULT_SCHEMA.to_owned());
+        let store = jobs_postgres::PgStore::connect(&dsn, &schema)?;
+        if std::env::var("ASYNC_JOBS_AUTO_MIGRATE").map_or(true, |v| v != "false") {
+            store.migrate().await?;
+        }
+        tracing::info!(schema, "using the Postgres job store");
+        return Ok(Arc::new(store));
     }
     tracing::warn!(
-        "using the in-memory job store: jobs are NOT durable and are lost when the process exits"
+        "ASYNC_JOBS_DB_DSN is not set: using the in-memory job store; jobs are NOT durable and are lost when the process exits"
     );
     Ok(Arc::new(MemoryStore::new(Arc::new(SystemClock))))
 }

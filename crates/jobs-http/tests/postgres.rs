@@ -1,0 +1,34 @@
+//! The HTTP API suite over the real Postgres store (one fresh schema per test).
+
+#![allow(clippy::unwrap_used)]
+
+mod suite;
+
+use std::sync::Arc;
+
+use jobs_postgres::PgStore;
+
+async fn postgres() -> Arc<dyn jobs_core::JobStore> {
+    let url = std::env::var("ASYNC_JOBS_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/async_jobs_test".to_owned());
+    let schema = format!("http_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let store = PgStore::connect(&url, &schema).unwrap();
+    store.migrate().await.unwrap();
+    Arc::new(store)
+}
+
+api_suite!(postgres().await;
+    enqueue_get_and_idempotent_replay,
+    batch_enqueue_is_all_or_none,
+    list_filters_and_pages,
+    list_rejects_bad_parameters,
+    cancel_and_retry,
+    bad_bodies_are_json_errors,
+    bad_ids_and_routes_are_json_errors,
+    quota_exceeded_is_429_with_retry_after,
+    store_failures_map_to_503_and_500,
+    bearer_token_guards_jobs_but_not_ops,
+    tenant_keys_are_confined,
+    metrics_count_enqueues_and_requests,
+    nests_under_a_prefix,
+);

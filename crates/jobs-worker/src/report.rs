@@ -1,0 +1,147 @@
+//! What a worker did: counters kept while it runs, the report it returns, and the metrics it
+//! emits.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use jobs_core::JobStatus;
+
+/// Counter of messages deleted without running a job, labelled by `reason`.
+pub const METRIC_MESSAGES_DROPPED: &str = "async_jobs_worker_messages_dropped_total";
+/// Counter of finished attempts, labelled by `use_case` and `outcome`.
+pub const METRIC_JOBS: &str = "async_jobs_worker_jobs_total";
+/// Counter of fenced writes refused because another actor holds the job now, labelled by `stage`.
+pub const METRIC_LEASE_LOST: &str = "async_jobs_worker_lease_lost_total";
+/// Histogram of attempt durations in seconds, labelled by `use_case`.
+pub const METRIC_JOB_SECONDS: &str = "async_jobs_worker_job_duration_seconds";
+
+/// Why a message was deleted without running its job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The body is not a dispatch message this build reads.
+    Malformed,
+    /// The message names another use case than the queue it came from.
+    UseCaseMismatch,
+    /// The claim was refused: duplicate delivery, or the job was reaped, cancelled or re-dispatched.
+    Stale,
+}
+
+impl DropReason {
+    /// The `reason` label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::UseCaseMismatch => "use_case_mismatch",
+            DropReason::Stale => "stale",
+        }
+    }
+}
+
+/// What [`Worker::run`](crate::Worker::run) did, returned when it stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Jobs claimed (attempts started).
+    pub claimed: u64,
+    /// Attempts that succeeded.
+    pub succeeded: u64,
+    /// Attempts that failed and will be retried (job back to `pending` with backoff).
+    pub failed: u64,
+    /// Attempts that failed for good (job `dead`).
+    pub dead: u64,
+    /// Jobs that ended `cancelled` on a cancel request.
+    pub cancelled: u64,
+    /// Jobs returned to `pending` without penalty at shutdown.
+    pub released: u64,
+    /// Attempts whose lease was lost (another actor holds the job; nothing was recorded).
+    pub lease_lost: u64,
+    /// Attempts whose outcome could not be recorded because the store kept failing (the reaper
+    /// will expire their lease).
+    pub unrecorded: u64,
+    /// Messages deleted without running a job (malformed, misrouted or stale).
+    pub messages_dropped: u64,
+}
+
+/// Live counters behind a [`WorkerReport`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    claimed: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    dead: AtomicU64,
+    cancelled: AtomicU64,
+    released: AtomicU64,
+    lease_lost: AtomicU64,
+    unrecorded: AtomicU64,
+    messages_dropped: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn dropped(&self, reason: DropReason) {
+        bump(&self.messages_dropped);
+        metrics::counter!(METRIC_MESSAGES_DROPPED, "reason" => reason.as_str()).increment(1);
+    }
+
+    pub(crate) fn claimed(&self) {
+        bump(&self.claimed);
+    }
+
+    /// Counts a recorded outcome by the status the job ended in.
+    pub(crate) fn recorded(&self, use_case: &str, status: JobStatus) {
+        let outcome = match status {
+            JobStatus::Succeeded => {
+                bump(&self.succeeded);
+                "succeeded"
+            }
+            JobStatus::Dead => {
+                bump(&self.dead);
+                "dead"
+            }
+            JobStatus::Cancelled => {
+                bump(&self.cancelled);
+                "cancelled"
+            }
+            _ => {
+                bump(&self.failed);
+                "retry"
+            }
+        };
+        metrics::counter!(METRIC_JOBS, "use_case" => use_case.to_owned(), "outcome" => outcome)
+            .increment(1);
+    }
+
+    pub(crate) fn released(&self, use_case: &str, status: JobStatus) {
+        if status == JobStatus::Cancelled {
+            return self.recorded(use_case, status);
+        }
+        bump(&self.released);
+        metrics::counter!(METRIC_JOBS, "use_case" => use_case.to_owned(), "outcome" => "released")
+            .increment(1);
+    }
+
+    pub(crate) fn lease_lost(&self, stage: &'static str) {
+        bump(&self.lease_lost);
+        metrics::counter!(METRIC_LEASE_LOST, "stage" => stage).increment(1);
+    }
+
+    pub(crate) fn unrecorded(&self) {
+        bump(&self.unrecorded);
+    }
+
+    pub(crate) fn report(&self) -> WorkerReport {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        WorkerReport {
+            claimed: get(&self.claimed),
+            succeeded: get(&self.succeeded),
+            failed: get(&self.failed),
+            dead: get(&self.dead),
+            cancelled: get(&self.cancelled),
+            released: get(&self.released),
+            lease_lost: get(&self.lease_lost),
+            unrecorded: get(&self.unrecorded),
+            messages_dropped: get(&self.messages_dropped),
+        }
+    }
+}
