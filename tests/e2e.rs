@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{World, CAP};
-use jobs_core::{Backoff, BackoffStrategy, EnqueueRequest, JobId, JobStatus, Jitter, TenantScope};
+use jobs_core::{Backoff, BackoffStrategy, EnqueueRequest, Jitter, JobId, JobStatus, TenantScope};
 use serde_json::json;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -39,13 +39,22 @@ async fn a_job_enqueued_through_the_library_succeeds() {
     let mut w = World::new("ok").await;
     w.scheduler("scheduler");
     w.worker("worker", &[]);
-    let id = enqueue(&w, EnqueueRequest::new("acme", "notifications", "send_email", email(json!({})))).await;
+    let id = enqueue(
+        &w,
+        EnqueueRequest::new("acme", "notifications", "send_email", email(json!({}))),
+    )
+    .await;
     let job = w.wait_status(id, JobStatus::Succeeded, LONG).await;
     assert_eq!(job.attempts, 1);
     assert!(job.started_at.is_some() && job.finished_at.is_some());
     let labeled = enqueue(
         &w,
-        EnqueueRequest::new("globex", "message_labeling", "label_message", json!({"message_id": "m1", "text": "invoice overdue"})),
+        EnqueueRequest::new(
+            "globex",
+            "message_labeling",
+            "label_message",
+            json!({"message_id": "m1", "text": "invoice overdue"}),
+        ),
     )
     .await;
     w.wait_status(labeled, JobStatus::Succeeded, LONG).await;
@@ -59,9 +68,14 @@ async fn a_failing_job_retries_with_backoff_and_ends_dead() {
     w.worker("worker", &[]);
     let id = enqueue(
         &w,
-        EnqueueRequest::new("acme", "notifications", "send_email", email(json!({"fail": "retryable"})))
-            .max_attempts(3)
-            .backoff(quick_backoff()),
+        EnqueueRequest::new(
+            "acme",
+            "notifications",
+            "send_email",
+            email(json!({"fail": "retryable"})),
+        )
+        .max_attempts(3)
+        .backoff(quick_backoff()),
     )
     .await;
     let job = w.wait_status(id, JobStatus::Dead, LONG).await;
@@ -70,9 +84,14 @@ async fn a_failing_job_retries_with_backoff_and_ends_dead() {
     // A job that fails twice then succeeds ends succeeded on attempt 3.
     let flaky = enqueue(
         &w,
-        EnqueueRequest::new("acme", "notifications", "send_email", email(json!({"fail_times": 2})))
-            .max_attempts(5)
-            .backoff(quick_backoff()),
+        EnqueueRequest::new(
+            "acme",
+            "notifications",
+            "send_email",
+            email(json!({"fail_times": 2})),
+        )
+        .max_attempts(5)
+        .backoff(quick_backoff()),
     )
     .await;
     let job = w.wait_status(flaky, JobStatus::Succeeded, LONG).await;
@@ -87,10 +106,15 @@ async fn a_job_past_its_timeout_fails_and_retries() {
     w.worker("worker", &[]);
     let id = enqueue(
         &w,
-        EnqueueRequest::new("acme", "notifications", "send_email", email(json!({"fail": "hang"})))
-            .timeout(Duration::from_secs(1))
-            .max_attempts(2)
-            .backoff(quick_backoff()),
+        EnqueueRequest::new(
+            "acme",
+            "notifications",
+            "send_email",
+            email(json!({"fail": "hang"})),
+        )
+        .timeout(Duration::from_secs(1))
+        .max_attempts(2)
+        .backoff(quick_backoff()),
     )
     .await;
     let job = w.wait_status(id, JobStatus::Dead, LONG).await;
@@ -105,14 +129,25 @@ async fn a_cancelled_pending_job_never_runs() {
     w.scheduler("scheduler");
     w.worker("worker", &[]);
     let later = chrono::Utc::now() + chrono::TimeDelta::seconds(2);
-    let id = enqueue(&w, EnqueueRequest::new("acme", "notifications", "send_email", email(json!({}))).run_at(later)).await;
+    let id = enqueue(
+        &w,
+        EnqueueRequest::new("acme", "notifications", "send_email", email(json!({}))).run_at(later),
+    )
+    .await;
     let cancelled = w.service.cancel(id, &TenantScope::All).await.unwrap();
     assert_eq!(cancelled.status, JobStatus::Cancelled);
     // A job enqueued after it, due at the same time, succeeds: the system ran past the cancelled one.
-    let witness = enqueue(&w, EnqueueRequest::new("acme", "notifications", "send_email", email(json!({}))).run_at(later)).await;
+    let witness = enqueue(
+        &w,
+        EnqueueRequest::new("acme", "notifications", "send_email", email(json!({}))).run_at(later),
+    )
+    .await;
     w.wait_status(witness, JobStatus::Succeeded, LONG).await;
     let job = w.job(id).await;
-    assert_eq!((job.status, job.attempts, job.started_at), (JobStatus::Cancelled, 0, None));
+    assert_eq!(
+        (job.status, job.attempts, job.started_at),
+        (JobStatus::Cancelled, 0, None)
+    );
     w.cleanup().await;
 }
 
@@ -123,25 +158,49 @@ async fn the_cap_is_never_exceeded_while_200_jobs_run() {
     w.worker("worker-a", &[]);
     w.worker("worker-b", &[]);
     let reqs: Vec<EnqueueRequest> = (0..200)
-        .map(|i| EnqueueRequest::new(format!("tenant-{}", i % 3), "notifications", "send_email", email(json!({"sleep_ms": 30}))))
+        .map(|i| {
+            EnqueueRequest::new(
+                format!("tenant-{}", i % 3),
+                "notifications",
+                "send_email",
+                email(json!({"sleep_ms": 30})),
+            )
+        })
         .collect();
-    let ids: Vec<JobId> = w.service.enqueue_many(reqs).await.unwrap().into_iter().map(|e| e.job.id).collect();
+    let ids: Vec<JobId> = w
+        .service
+        .enqueue_many(reqs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.job.id)
+        .collect();
     let start = Instant::now();
     let mut max_in_flight = 0;
     let mut samples = 0;
     loop {
         let counts = w.counts().await;
-        let in_flight = counts.get(&JobStatus::Dispatched).copied().unwrap_or(0) + counts.get(&JobStatus::Running).copied().unwrap_or(0);
+        let in_flight = counts.get(&JobStatus::Dispatched).copied().unwrap_or(0)
+            + counts.get(&JobStatus::Running).copied().unwrap_or(0);
         max_in_flight = max_in_flight.max(in_flight);
         samples += 1;
-        assert!(in_flight <= u64::from(CAP), "{in_flight} in flight with a cap of {CAP}");
+        assert!(
+            in_flight <= u64::from(CAP),
+            "{in_flight} in flight with a cap of {CAP}"
+        );
         if counts.get(&JobStatus::Succeeded).copied().unwrap_or(0) == 200 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(240), "not done: {counts:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "not done: {counts:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(max_in_flight >= 2, "the sampling saw concurrency ({max_in_flight})");
+    assert!(
+        max_in_flight >= 2,
+        "the sampling saw concurrency ({max_in_flight})"
+    );
     assert!(samples > 10);
     for id in ids {
         assert_eq!(w.job(id).await.attempts, 1);
@@ -154,16 +213,28 @@ async fn a_second_scheduler_takes_over_when_the_leader_is_killed() {
     let mut w = World::new("failover").await;
     let leader = w.scheduler("scheduler-1");
     w.worker("worker", &[]);
-    let first = enqueue(&w, EnqueueRequest::new("acme", "notifications", "send_email", email(json!({})))).await;
+    let first = enqueue(
+        &w,
+        EnqueueRequest::new("acme", "notifications", "send_email", email(json!({}))),
+    )
+    .await;
     w.wait_status(first, JobStatus::Succeeded, LONG).await;
     // scheduler-1 is the leader (it dispatched alone); start a standby, then kill the leader.
     w.scheduler("scheduler-2");
     tokio::time::sleep(Duration::from_millis(500)).await;
     w.proc(leader).signal("KILL");
-    assert!(w.proc(leader).wait_exit(Duration::from_secs(5)).is_none_or(|_| true));
+    assert!(w
+        .proc(leader)
+        .wait_exit(Duration::from_secs(5))
+        .is_none_or(|_| true));
     let killed_at = Instant::now();
-    let second = enqueue(&w, EnqueueRequest::new("acme", "notifications", "send_email", email(json!({})))).await;
-    w.wait_status(second, JobStatus::Succeeded, Duration::from_secs(30)).await;
+    let second = enqueue(
+        &w,
+        EnqueueRequest::new("acme", "notifications", "send_email", email(json!({}))),
+    )
+    .await;
+    w.wait_status(second, JobStatus::Succeeded, Duration::from_secs(30))
+        .await;
     assert!(killed_at.elapsed() < Duration::from_secs(30));
     w.cleanup().await;
 }
@@ -176,11 +247,33 @@ async fn sigterm_on_a_busy_worker_drains_and_loses_nothing() {
     // Two quick jobs and three that outlast the grace period.
     let mut quick = Vec::new();
     for _ in 0..2 {
-        quick.push(enqueue(&w, EnqueueRequest::new("acme", "notifications", "send_email", email(json!({"sleep_ms": 200})))).await);
+        quick.push(
+            enqueue(
+                &w,
+                EnqueueRequest::new(
+                    "acme",
+                    "notifications",
+                    "send_email",
+                    email(json!({"sleep_ms": 200})),
+                ),
+            )
+            .await,
+        );
     }
     let mut slow = Vec::new();
     for _ in 0..3 {
-        slow.push(enqueue(&w, EnqueueRequest::new("acme", "notifications", "send_email", email(json!({"sleep_ms": 4000})))).await);
+        slow.push(
+            enqueue(
+                &w,
+                EnqueueRequest::new(
+                    "acme",
+                    "notifications",
+                    "send_email",
+                    email(json!({"sleep_ms": 4000})),
+                ),
+            )
+            .await,
+        );
     }
     for id in &slow {
         w.wait_status(*id, JobStatus::Running, LONG).await;

@@ -27,7 +27,11 @@ fn sqs_endpoint() -> String {
 /// `target/<profile>/<name>`, next to the test binary's `deps/` folder.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf();
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -60,7 +64,11 @@ impl Proc {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
         assert!(status.success(), "kill -{sig} {}", self.pid());
     }
 
@@ -124,7 +132,10 @@ impl World {
         set("ASYNC_JOBS_DB_DSN", &database_url());
         set("ASYNC_JOBS_DB_SCHEMA", &schema);
         set("ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS", &urls["notifications"]);
-        set("ASYNC_JOBS_SQS_QUEUE_MESSAGE_LABELING", &urls["message_labeling"]);
+        set(
+            "ASYNC_JOBS_SQS_QUEUE_MESSAGE_LABELING",
+            &urls["message_labeling"],
+        );
         set("ASYNC_JOBS_NOTIFICATIONS_MAX_CONCURRENT", &CAP.to_string());
         set("ASYNC_JOBS_SCHEDULER_TICK_MS", "200");
         set("ASYNC_JOBS_DISPATCH_LEASE_SECONDS", "5");
@@ -155,7 +166,8 @@ impl World {
     pub fn spawn(&mut self, bin: &str, name: &str, extra: &[(&str, &str)]) -> usize {
         let log_dir = binary(bin).parent().unwrap().join("e2e-logs");
         std::fs::create_dir_all(&log_dir).unwrap();
-        let log = std::fs::File::create(log_dir.join(format!("{}-{name}.log", self.schema))).unwrap();
+        let log =
+            std::fs::File::create(log_dir.join(format!("{}-{name}.log", self.schema))).unwrap();
         let mut cmd = Command::new(binary(bin));
         cmd.envs(&self.env)
             .envs(extra.iter().map(|(k, v)| (*k, *v)))
@@ -219,10 +231,15 @@ impl World {
         for url in &self.queue_urls {
             let _ = self.sqs.delete_queue(url).await;
         }
-        let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
         let _ = client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema))
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+                self.schema
+            ))
             .await;
     }
 }

@@ -32,7 +32,8 @@ async fn run() -> anyhow::Result<()> {
     let config = SchedulerConfig::from_env()?;
     let dsn = std::env::var("ASYNC_JOBS_DB_DSN")
         .context("invalid ASYNC_JOBS_DB_DSN: expected a Postgres connection string, got nothing")?;
-    let schema = std::env::var("ASYNC_JOBS_DB_SCHEMA").unwrap_or_else(|_| jobs_postgres::DEFAULT_SCHEMA.to_owned());
+    let schema = std::env::var("ASYNC_JOBS_DB_SCHEMA")
+        .unwrap_or_else(|_| jobs_postgres::DEFAULT_SCHEMA.to_owned());
     let store = PgStore::connect(&dsn, &schema)?;
     if std::env::var("ASYNC_JOBS_AUTO_MIGRATE").map_or(true, |v| v != "false") {
         store.migrate().await.context("applying migrations")?;
@@ -41,7 +42,9 @@ async fn run() -> anyhow::Result<()> {
     let leader = PgLeaderElection::new(&dsn, &schema)?;
     tracing::info!(schema, use_cases = ?platform.use_cases.keys().collect::<Vec<_>>(), "scheduler starting");
     let dispatcher = Dispatcher::new(Arc::new(store), Arc::new(transport), platform, config);
-    Scheduler::new(dispatcher, Arc::new(leader)).run(shutdown_signal()).await;
+    Scheduler::new(dispatcher, Arc::new(leader))
+        .run(shutdown_signal())
+        .await;
     tracing::info!("scheduler stopped");
     Ok(())
 }
@@ -73,7 +76,9 @@ async fn shutdown_signal() {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("ASYNC_JOBS_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {

@@ -19,7 +19,9 @@ async fn build_ports(
     platform: &PlatformConfig,
 ) -> anyhow::Result<(Arc<dyn JobStore>, Arc<dyn Transport>)> {
     let dsn = std::env::var("ASYNC_JOBS_DB_DSN").map_err(|_| {
-        anyhow::anyhow!("invalid ASYNC_JOBS_DB_DSN: expected a Postgres connection string, got nothing")
+        anyhow::anyhow!(
+            "invalid ASYNC_JOBS_DB_DSN: expected a Postgres connection string, got nothing"
+        )
     })?;
     let schema = std::env::var("ASYNC_JOBS_DB_SCHEMA")
         .unwrap_or_else(|_| jobs_postgres::DEFAULT_SCHEMA.to_owned());
