@@ -150,6 +150,8 @@ impl World {
         set("AWS_SECRET_ACCESS_KEY", "test");
         set("AWS_EC2_METADATA_DISABLED", "true");
         set("RUST_LOG", "info");
+        // Many processes share this host: no fixed ops port unless a test asks for one.
+        set("ASYNC_JOBS_HEALTH_ADDR", "off");
         World {
             schema,
             store,
@@ -164,12 +166,24 @@ impl World {
     /// Starts a process with the world's environment plus `extra`. Its output goes to
     /// `target/e2e-logs/<schema>-<name>.log`.
     pub fn spawn(&mut self, bin: &str, name: &str, extra: &[(&str, &str)]) -> usize {
+        self.spawn_args(bin, &[], name, extra)
+    }
+
+    /// [`World::spawn`] with command-line arguments (e.g. `async-jobs worker`).
+    pub fn spawn_args(
+        &mut self,
+        bin: &str,
+        args: &[&str],
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> usize {
         let log_dir = binary(bin).parent().unwrap().join("e2e-logs");
         std::fs::create_dir_all(&log_dir).unwrap();
         let log =
             std::fs::File::create(log_dir.join(format!("{}-{name}.log", self.schema))).unwrap();
         let mut cmd = Command::new(binary(bin));
-        cmd.envs(&self.env)
+        cmd.args(args)
+            .envs(&self.env)
             .envs(extra.iter().map(|(k, v)| (*k, *v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -242,6 +256,33 @@ impl World {
             ))
             .await;
     }
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The value of a Prometheus counter line `name{labels…} value` summed over matching lines.
+pub fn metric_sum(text: &str, name: &str, label_filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with(name) && l.contains(label_filter))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// GETs `http://127.0.0.1:{port}{path}` and returns the body.
+pub async fn http_get(port: u16, path: &str) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 fn uuid_suffix() -> String {

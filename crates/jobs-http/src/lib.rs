@@ -29,6 +29,7 @@
 //! # let _ = app;
 //! ```
 
+pub mod app;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -41,5 +42,5 @@ pub mod state;
 pub use auth::{AuthConfig, Caller};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use extract::JobList;
-pub use routes::{openapi, router, IDEMPOTENCY_KEY_HEADER};
+pub use routes::{openapi, ops_router, router, IDEMPOTENCY_KEY_HEADER};
 pub use state::{AppState, HttpSettings};

@@ -402,3 +402,16 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(axum::middleware::from_fn(m::track))
         .with_state(state)
 }
+
+/// The operations router of the scheduler and worker processes: `GET /healthz` (alive),
+/// `GET /readyz` (the store answers) and `GET /metrics` (Prometheus text), with the same
+/// handlers and JSON errors as the API. Serve it with [`crate::server::serve_ops`].
+pub fn ops_router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/readyz", axum::routing::get(readyz))
+        .route("/metrics", axum::routing::get(metrics_text))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}

@@ -28,6 +28,7 @@
 //! # }
 //! ```
 
+pub mod app;
 mod config;
 mod dispatch;
 mod run;

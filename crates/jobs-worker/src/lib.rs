@@ -92,6 +92,7 @@
 //! - [`report`]: [`WorkerReport`] and metric names.
 //! - [`samples`]: the sample handlers (`send_email`, `send_sms`, `label_message`).
 
+pub mod app;
 pub mod config;
 mod execute;
 mod heartbeat;
