@@ -51,6 +51,10 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 log "building binaries and examples"
 cargo build --workspace --bins --examples --all-features
 log "tests"
-cargo nextest run --workspace --all-features --no-fail-fast
+# Everything but the Postgres-restart fault test, which restarts the shared cluster and so runs
+# alone afterwards.
+cargo nextest run --workspace --all-features --no-fail-fast -E 'not binary(fault_postgres_restart)'
+log "fault suite: Postgres restart (alone)"
+cargo nextest run -p async-jobs --all-features --test fault_postgres_restart
 log "doc tests"
 cargo test --workspace --all-features --doc

@@ -63,9 +63,15 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dev { addr } => dev::run(addr, shutdown_signal()).await,
         Command::Api { addr } => jobs_http::app::run_from_env(addr, shutdown_signal()).await,
         Command::Scheduler => jobs_scheduler::app::run_from_env(shutdown_signal()).await,
-        Command::Worker => jobs_worker::app::run_from_env(jobs_worker::sample_registry(), shutdown_signal())
-            .await
-            .map(|_| ()),
+        Command::Worker => {
+            // Fault tests and demos: record each sample-handler run when configured.
+            if let Some(log) = jobs_worker::samples::SideEffectLog::from_env()? {
+                jobs_worker::samples::install_side_effect_log(std::sync::Arc::new(log));
+            }
+            jobs_worker::app::run_from_env(jobs_worker::sample_registry(), shutdown_signal())
+                .await
+                .map(|_| ())
+        }
         Command::Migrate => migrate().await,
         Command::Healthcheck { url } => healthcheck(&url).await,
     }

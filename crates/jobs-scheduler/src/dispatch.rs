@@ -122,6 +122,8 @@ impl Dispatcher {
         if leased.len() as u32 >= batch {
             report.saturated = true;
         }
+        #[cfg(feature = "fault-injection")]
+        fault::crash_after_lease();
         let messages: Vec<OutgoingMessage> = leased
             .iter()
             .enumerate()
@@ -169,5 +171,32 @@ impl Dispatcher {
             tracing::info!(pruned, "pruned old terminal jobs");
         }
         Ok(pruned)
+    }
+}
+
+/// Test-only crash points, compiled only with the `fault-injection` feature.
+#[cfg(feature = "fault-injection")]
+mod fault {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// With `ASYNC_JOBS_FAULT_CRASH_AFTER_LEASE=n` (n ≥ 1), the process aborts right after its
+    /// n-th non-empty lease is committed to the store and before the messages are sent: the
+    /// "scheduler died between the store commit and the SQS send" fault.
+    pub(super) const ENV_CRASH_AFTER_LEASE: &str = "ASYNC_JOBS_FAULT_CRASH_AFTER_LEASE";
+
+    static LEASES: AtomicU32 = AtomicU32::new(0);
+
+    pub(super) fn crash_after_lease() {
+        let Some(n) = std::env::var(ENV_CRASH_AFTER_LEASE)
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|n| *n >= 1)
+        else {
+            return;
+        };
+        if LEASES.fetch_add(1, Ordering::SeqCst) + 1 >= n {
+            eprintln!("fault injection: aborting after lease {n}, before the send");
+            std::process::abort();
+        }
     }
 }

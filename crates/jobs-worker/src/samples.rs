@@ -13,6 +13,15 @@
 //! | `"fail": "hang"` | never return, ignoring cancellation (the job's timeout ends it) |
 //! | `"fail_times": n` | fail only the first `n` attempts (`"fail"` defaults to `"retryable"`) |
 //!
+//! ## Side-effect log (fault tests)
+//!
+//! With a [`SideEffectLog`] installed ([`install_side_effect_log`]; the `jobs-worker` binary does so
+//! when `ASYNC_JOBS_SAMPLE_SIDE_EFFECTS_DSN` is set, in `ASYNC_JOBS_SAMPLE_SIDE_EFFECTS_SCHEMA`,
+//! default `public`), every sample handler run inserts `(job_id, attempt, worker_pid, at)` into a
+//! `handler_runs` table with `UNIQUE (job_id, attempt)` when it starts, and stamps `ok_at` when it
+//! returns `Ok`. A second run of the same attempt increments `duplicates` instead of failing. Off
+//! by default.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use jobs_core::testkit::run_handler;
@@ -27,10 +36,194 @@
 //! # }
 //! ```
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use jobs_core::{Handler, HandlerError, HandlerRegistry, HandlerResult, JobContext};
+use jobs_core::{Handler, HandlerError, HandlerRegistry, HandlerResult, JobContext, JobId};
 use serde::Deserialize;
+use tokio::sync::Mutex;
+
+/// The variable naming the database of the side-effect log (off when unset).
+pub const ENV_SIDE_EFFECTS_DSN: &str = "ASYNC_JOBS_SAMPLE_SIDE_EFFECTS_DSN";
+/// The variable naming the schema of the side-effect log's `handler_runs` table (default `public`).
+pub const ENV_SIDE_EFFECTS_SCHEMA: &str = "ASYNC_JOBS_SAMPLE_SIDE_EFFECTS_SCHEMA";
+
+/// How long the log keeps trying one write while the database is unreachable.
+const SIDE_EFFECT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The side-effect log could not be set up or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SideEffectError {
+    /// The schema name is not a plain identifier.
+    #[error("invalid {ENV_SIDE_EFFECTS_SCHEMA}: expected letters, digits and '_', got '{0}'")]
+    BadSchema(String),
+    /// The database could not be reached or refused the write.
+    #[error("side-effect log unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Records every sample-handler run in `<schema>.handler_runs` (see the module docs), so a test
+/// can count how many times each job's handler really ran. Reconnects after database failures.
+#[derive(Debug)]
+pub struct SideEffectLog {
+    dsn: String,
+    schema: String,
+    pid: u32,
+    client: Mutex<Option<tokio_postgres::Client>>,
+}
+
+impl SideEffectLog {
+    /// A log writing to `dsn`, in `schema` (created with the table on first use).
+    pub fn new(dsn: &str, schema: &str) -> Result<Self, SideEffectError> {
+        let plain = !schema.is_empty()
+            && schema.len() <= 63
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !plain {
+            return Err(SideEffectError::BadSchema(
+                schema.chars().take(80).collect(),
+            ));
+        }
+        Ok(SideEffectLog {
+            dsn: dsn.to_owned(),
+            schema: schema.to_owned(),
+            pid: std::process::id(),
+            client: Mutex::new(None),
+        })
+    }
+
+    /// The log the environment asks for: `None` when [`ENV_SIDE_EFFECTS_DSN`] is unset.
+    pub fn from_env() -> Result<Option<Self>, SideEffectError> {
+        let Ok(dsn) = std::env::var(ENV_SIDE_EFFECTS_DSN) else {
+            return Ok(None);
+        };
+        let schema = std::env::var(ENV_SIDE_EFFECTS_SCHEMA).unwrap_or_else(|_| "public".to_owned());
+        SideEffectLog::new(&dsn, &schema).map(Some)
+    }
+
+    /// The `CREATE` statements of the table (idempotent).
+    pub fn ddl(schema: &str) -> String {
+        format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
+             CREATE TABLE IF NOT EXISTS \"{schema}\".handler_runs (
+                 job_id uuid NOT NULL,
+                 attempt bigint NOT NULL,
+                 worker_pid bigint NOT NULL,
+                 at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                 ok_at timestamptz,
+                 duplicates integer NOT NULL DEFAULT 0,
+                 UNIQUE (job_id, attempt)
+             );"
+        )
+    }
+
+    async fn connect(&self) -> Result<tokio_postgres::Client, SideEffectError> {
+        let unavailable = |e: tokio_postgres::Error| SideEffectError::Unavailable(e.to_string());
+        let (client, conn) = tokio_postgres::connect(&self.dsn, tokio_postgres::NoTls)
+            .await
+            .map_err(unavailable)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "side-effect log connection ended");
+            }
+        });
+        // Concurrent first runs may race on CREATE ... IF NOT EXISTS; serialise them.
+        client
+            .batch_execute(&format!(
+                "SELECT pg_advisory_lock(7707); {} SELECT pg_advisory_unlock(7707);",
+                SideEffectLog::ddl(&self.schema)
+            ))
+            .await
+            .map_err(unavailable)?;
+        Ok(client)
+    }
+
+    /// Runs `sql` with `(job_id, attempt, pid)`, reconnecting and retrying for a while when the
+    /// database is unreachable.
+    async fn write(&self, sql: &str, job_id: JobId, attempt: u32) -> Result<(), SideEffectError> {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let result = async {
+                let mut guard = self.client.lock().await;
+                let client = match guard.take() {
+                    Some(c) if !c.is_closed() => c,
+                    _ => self.connect().await?,
+                };
+                let done = client
+                    .execute(sql, &[&job_id, &i64::from(attempt), &i64::from(self.pid)])
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| SideEffectError::Unavailable(e.to_string()));
+                if done.is_ok() {
+                    *guard = Some(client);
+                }
+                done
+            }
+            .await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if started.elapsed() < SIDE_EFFECT_PATIENCE => {
+                    tracing::warn!(error = %e, "side-effect log write failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Records that attempt `attempt` of `job_id` started here.
+    pub async fn record_start(&self, job_id: JobId, attempt: u32) -> Result<(), SideEffectError> {
+        let sql = format!(
+            "INSERT INTO \"{}\".handler_runs (job_id, attempt, worker_pid) VALUES ($1, $2, $3)
+             ON CONFLICT (job_id, attempt) DO UPDATE
+             SET duplicates = handler_runs.duplicates + 1, worker_pid = EXCLUDED.worker_pid",
+            self.schema
+        );
+        self.write(&sql, job_id, attempt).await
+    }
+
+    /// Records that attempt `attempt` of `job_id` returned `Ok` here.
+    pub async fn record_ok(&self, job_id: JobId, attempt: u32) -> Result<(), SideEffectError> {
+        let sql = format!(
+            "UPDATE \"{}\".handler_runs SET ok_at = clock_timestamp()
+             WHERE job_id = $1 AND attempt = $2 AND worker_pid = $3",
+            self.schema
+        );
+        self.write(&sql, job_id, attempt).await
+    }
+}
+
+static SIDE_EFFECT_LOG: OnceLock<Arc<SideEffectLog>> = OnceLock::new();
+
+/// Makes every sample handler of this process record its runs in `log`. Returns `false` (and
+/// changes nothing) if a log was installed already.
+pub fn install_side_effect_log(log: Arc<SideEffectLog>) -> bool {
+    SIDE_EFFECT_LOG.set(log).is_ok()
+}
+
+/// Called first by every sample handler: records the run when a log is installed. A log that
+/// stays unreachable fails the attempt (retryable), so no run goes unrecorded.
+async fn run_started(ctx: &JobContext) -> HandlerResult {
+    if let Some(log) = SIDE_EFFECT_LOG.get() {
+        log.record_start(ctx.job_id, ctx.attempt)
+            .await
+            .map_err(HandlerError::retryable)?;
+    }
+    Ok(())
+}
+
+/// Called by every sample handler that is about to return `Ok`.
+async fn run_succeeded(ctx: &JobContext) -> HandlerResult {
+    if let Some(log) = SIDE_EFFECT_LOG.get() {
+        log.record_ok(ctx.job_id, ctx.attempt)
+            .await
+            .map_err(HandlerError::retryable)?;
+    }
+    Ok(())
+}
 
 /// The `send_email` job type.
 pub const SEND_EMAIL: &str = "send_email";
@@ -134,6 +327,7 @@ impl Handler for SendEmail {
     const KIND: &'static str = SEND_EMAIL;
 
     async fn handle(&self, ctx: JobContext, p: SendEmailPayload) -> HandlerResult {
+        run_started(&ctx).await?;
         if !p.to.contains('@') {
             return Err(HandlerError::permanent(format!(
                 "'{}' is not an email address",
@@ -141,6 +335,7 @@ impl Handler for SendEmail {
             )));
         }
         p.demo.apply(&ctx, self.0.work_delay).await?;
+        run_succeeded(&ctx).await?;
         tracing::info!(to = %p.to, subject = %p.subject, body_len = p.body.len(), "email sent");
         Ok(())
     }
@@ -167,6 +362,7 @@ impl Handler for SendSms {
     const KIND: &'static str = SEND_SMS;
 
     async fn handle(&self, ctx: JobContext, p: SendSmsPayload) -> HandlerResult {
+        run_started(&ctx).await?;
         if !p.to.starts_with('+') {
             return Err(HandlerError::permanent(format!(
                 "'{}' is not an E.164 number",
@@ -174,6 +370,7 @@ impl Handler for SendSms {
             )));
         }
         p.demo.apply(&ctx, self.0.work_delay).await?;
+        run_succeeded(&ctx).await?;
         tracing::info!(to = %p.to, text_len = p.text.chars().count(), "sms sent");
         Ok(())
     }
@@ -237,11 +434,13 @@ impl Handler for LabelMessage {
     const KIND: &'static str = LABEL_MESSAGE;
 
     async fn handle(&self, ctx: JobContext, p: LabelMessagePayload) -> HandlerResult {
+        run_started(&ctx).await?;
         if p.message_id.trim().is_empty() {
             return Err(HandlerError::permanent("message_id is empty"));
         }
         p.demo.apply(&ctx, self.0.work_delay).await?;
         let labels = labels_for(&p.text);
+        run_succeeded(&ctx).await?;
         tracing::info!(message_id = %p.message_id, ?labels, "message labelled");
         Ok(())
     }
