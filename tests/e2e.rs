@@ -308,30 +308,73 @@ async fn process_metrics_move_during_a_run() {
     // Through the product binary's subcommands, which serve the ops endpoints.
     let sched_addr = format!("127.0.0.1:{sched_port}");
     let worker_addr = format!("127.0.0.1:{worker_port}");
-    w.spawn_args("async-jobs", &["scheduler"], "scheduler", &[("ASYNC_JOBS_HEALTH_ADDR", &sched_addr)]);
-    w.spawn_args("async-jobs", &["worker"], "worker", &[("ASYNC_JOBS_HEALTH_ADDR", &worker_addr)]);
+    w.spawn_args(
+        "async-jobs",
+        &["scheduler"],
+        "scheduler",
+        &[("ASYNC_JOBS_HEALTH_ADDR", &sched_addr)],
+    );
+    w.spawn_args(
+        "async-jobs",
+        &["worker"],
+        "worker",
+        &[("ASYNC_JOBS_HEALTH_ADDR", &worker_addr)],
+    );
     // Wait for both ops endpoints, then read the counters before any job ran.
     let start = Instant::now();
-    while reqwest::get(format!("http://127.0.0.1:{worker_port}/healthz")).await.is_err()
-        || reqwest::get(format!("http://127.0.0.1:{sched_port}/readyz")).await.is_err()
+    while reqwest::get(format!("http://127.0.0.1:{worker_port}/healthz"))
+        .await
+        .is_err()
+        || reqwest::get(format!("http://127.0.0.1:{sched_port}/readyz"))
+            .await
+            .is_err()
     {
         assert!(start.elapsed() < LONG, "ops endpoints never came up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let ok = r#"outcome="succeeded""#;
-    let before_done = common::metric_sum(&common::http_get(worker_port, "/metrics").await, "async_jobs_worker_jobs_total", ok);
-    let before_sent = common::metric_sum(&common::http_get(sched_port, "/metrics").await, "async_jobs_dispatched_total", "");
+    let before_done = common::metric_sum(
+        &common::http_get(worker_port, "/metrics").await,
+        "async_jobs_worker_jobs_total",
+        ok,
+    );
+    let before_sent = common::metric_sum(
+        &common::http_get(sched_port, "/metrics").await,
+        "async_jobs_dispatched_total",
+        "",
+    );
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(enqueue(&w, EnqueueRequest::new("acme", "notifications", "send_email", email(json!({})))).await);
+        ids.push(
+            enqueue(
+                &w,
+                EnqueueRequest::new("acme", "notifications", "send_email", email(json!({}))),
+            )
+            .await,
+        );
     }
     for id in &ids {
         w.wait_status(*id, JobStatus::Succeeded, LONG).await;
     }
-    let after_done = common::metric_sum(&common::http_get(worker_port, "/metrics").await, "async_jobs_worker_jobs_total", ok);
-    let after_sent = common::metric_sum(&common::http_get(sched_port, "/metrics").await, "async_jobs_dispatched_total", "");
-    assert_eq!(after_done - before_done, 3.0, "worker counted three successes");
-    assert!(after_sent - before_sent >= 3.0, "scheduler counted the dispatches: {before_sent} → {after_sent}");
+    let after_done = common::metric_sum(
+        &common::http_get(worker_port, "/metrics").await,
+        "async_jobs_worker_jobs_total",
+        ok,
+    );
+    let after_sent = common::metric_sum(
+        &common::http_get(sched_port, "/metrics").await,
+        "async_jobs_dispatched_total",
+        "",
+    );
+    assert_eq!(
+        after_done - before_done,
+        3.0,
+        "worker counted three successes"
+    );
+    assert!(
+        after_sent - before_sent >= 3.0,
+        "scheduler counted the dispatches: {before_sent} → {after_sent}"
+    );
     let ready = common::http_get(worker_port, "/readyz").await;
     assert!(ready.contains("ready"), "{ready}");
     w.cleanup().await;

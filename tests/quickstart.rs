@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn quickstart_lines() -> Vec<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let block = readme
         .split("<!-- quickstart:begin -->")
         .nth(1)
@@ -24,7 +25,11 @@ fn quickstart_lines() -> Vec<String> {
 
 fn sh(script: &str) -> String {
     let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
-    assert!(out.status.success(), "{script}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -48,7 +53,10 @@ fn the_readme_quick_start_works_as_printed() {
     let at = |l: &str| l.replace("localhost:8080", &format!("127.0.0.1:{port}"));
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "async-jobs dev did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "async-jobs dev did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -63,7 +71,10 @@ fn the_readme_quick_start_works_as_printed() {
         if out.contains(r#""status":"succeeded""#) {
             break out;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "never succeeded: {out}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never succeeded: {out}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(job.contains(r#""attempts":1"#), "{job}");

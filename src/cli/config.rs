@@ -10,7 +10,11 @@ pub(crate) fn redact_dsn(dsn: &str) -> String {
     if let Some((scheme, rest)) = dsn.split_once("://") {
         if let Some((userinfo, host)) = rest.split_once('@') {
             let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_owned() };
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
             return format!("{scheme}://{masked}@{host}");
         }
         return dsn.to_owned();
@@ -69,16 +73,31 @@ pub(crate) fn describe(command: &str) -> Result<String, CliError> {
     });
     if let Some(obj) = out.as_object_mut() {
         if matches!(command, "dev" | "api") {
-            obj.insert("api_addr".into(), json!(var("ASYNC_JOBS_API_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned())));
+            obj.insert(
+                "api_addr".into(),
+                json!(var("ASYNC_JOBS_API_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned())),
+            );
         }
         if matches!(command, "dev" | "scheduler") {
-            obj.insert("scheduler".into(), json!(format!("{:?}", jobs_scheduler::SchedulerConfig::from_env()?)));
+            obj.insert(
+                "scheduler".into(),
+                json!(format!(
+                    "{:?}",
+                    jobs_scheduler::SchedulerConfig::from_env()?
+                )),
+            );
         }
         if matches!(command, "dev" | "worker") {
-            obj.insert("worker".into(), json!(format!("{:?}", jobs_worker::WorkerConfig::from_env()?)));
+            obj.insert(
+                "worker".into(),
+                json!(format!("{:?}", jobs_worker::WorkerConfig::from_env()?)),
+            );
         }
         if matches!(command, "scheduler" | "worker") {
-            obj.insert("health_addr".into(), json!(jobs_http::server::ops_addr_from_env()?.map(|a| a.to_string())));
+            obj.insert(
+                "health_addr".into(),
+                json!(jobs_http::server::ops_addr_from_env()?.map(|a| a.to_string())),
+            );
         }
     }
     Ok(serde_json::to_string_pretty(&out)?)
@@ -90,8 +109,17 @@ mod tests {
 
     #[test]
     fn passwords_never_print() {
-        assert_eq!(redact_dsn("postgres://app:s3cret@db:5432/jobs"), "postgres://app:***@db:5432/jobs");
-        assert_eq!(redact_dsn("postgres://app@db/jobs"), "postgres://app@db/jobs");
-        assert_eq!(redact_dsn("host=db user=app password=s3cret"), "host=db user=app password=***");
+        assert_eq!(
+            redact_dsn("postgres://app:s3cret@db:5432/jobs"),
+            "postgres://app:***@db:5432/jobs"
+        );
+        assert_eq!(
+            redact_dsn("postgres://app@db/jobs"),
+            "postgres://app@db/jobs"
+        );
+        assert_eq!(
+            redact_dsn("host=db user=app password=s3cret"),
+            "host=db user=app password=***"
+        );
     }
 }

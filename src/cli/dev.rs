@@ -13,7 +13,10 @@ use super::{ports, CliError};
 
 /// Serves the API on `addr` and runs a scheduler and a worker (sample handlers) beside it until
 /// `shutdown`; then stops the API and the scheduler and lets the worker drain.
-pub(crate) async fn run(addr: SocketAddr, shutdown: impl Future<Output = ()>) -> Result<(), CliError> {
+pub(crate) async fn run(
+    addr: SocketAddr,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CliError> {
     let platform = Arc::new(PlatformConfig::from_env()?);
     let auth = jobs_http::AuthConfig::from_env()?;
     let scheduler_config = SchedulerConfig::from_env()?;
@@ -45,12 +48,28 @@ pub(crate) async fn run(addr: SocketAddr, shutdown: impl Future<Output = ()>) ->
         }
     };
 
-    let state = jobs_http::AppState::new(service.clone(), auth).with_metrics_handle(jobs_http::metrics::prometheus_handle());
-    let api = tokio::spawn(jobs_http::server::serve(listener, jobs_http::router(state), stopped()));
-    let dispatcher = Dispatcher::new(store.store.clone(), transport.clone(), platform.clone(), scheduler_config);
+    let state = jobs_http::AppState::new(service.clone(), auth)
+        .with_metrics_handle(jobs_http::metrics::prometheus_handle());
+    let api = tokio::spawn(jobs_http::server::serve(
+        listener,
+        jobs_http::router(state),
+        stopped(),
+    ));
+    let dispatcher = Dispatcher::new(
+        store.store.clone(),
+        transport.clone(),
+        platform.clone(),
+        scheduler_config,
+    );
     let scheduler = tokio::spawn(Scheduler::new(dispatcher, leader).run(stopped()));
     let worker = tokio::spawn(
-        Worker::new(service, transport, jobs_worker::sample_registry(), worker_config).run(stopped()),
+        Worker::new(
+            service,
+            transport,
+            jobs_worker::sample_registry(),
+            worker_config,
+        )
+        .run(stopped()),
     );
 
     shutdown.await;

@@ -19,10 +19,15 @@ pub(crate) fn leader_for(choice: &StoreChoice) -> Result<Arc<dyn LeaderElection>
 
 /// SQS when any use case has a queue URL (`ASYNC_JOBS_SQS_QUEUE_<USE_CASE>`), else the in-process
 /// transport.
-pub(crate) async fn transport_from_env(platform: &PlatformConfig) -> Result<(Arc<dyn Transport>, &'static str), CliError> {
+pub(crate) async fn transport_from_env(
+    platform: &PlatformConfig,
+) -> Result<(Arc<dyn Transport>, &'static str), CliError> {
     if platform.use_cases.values().any(|uc| uc.queue_url.is_some()) {
         let urls = jobs_sqs::queue_urls_from_config(platform)?;
-        Ok((Arc::new(jobs_sqs::SqsTransport::from_env(urls).await?), "sqs"))
+        Ok((
+            Arc::new(jobs_sqs::SqsTransport::from_env(urls).await?),
+            "sqs",
+        ))
     } else {
         Ok((
             Arc::new(MemoryTransport::new(platform.use_cases.keys().cloned())),
