@@ -287,8 +287,13 @@ async fn s07_an_sqs_outage_is_ridden_out() {
     let mut moto = PrivateMoto::start();
     let mut w = world("f07").await;
     moto.take_over(&mut w).await;
-    w.scheduler("scheduler");
-    w.worker("worker", &[]);
+    // Short SQS timeouts so failed calls surface (and are backed off from) within the outage.
+    let sqs_fast = [
+        ("ASYNC_JOBS_SQS_REQUEST_TIMEOUT_SECONDS", "2"),
+        ("ASYNC_JOBS_SQS_MAX_ATTEMPTS", "1"),
+    ];
+    w.spawn("jobs-scheduler", "scheduler", &sqs_fast);
+    w.worker("worker", &sqs_fast);
     let mut ids = Vec::new();
     for _ in 0..20 {
         ids.push(enqueue(&w, mail(json!({}))).await);
@@ -306,10 +311,15 @@ async fn s07_an_sqs_outage_is_ridden_out() {
     moto.signal("CONT");
     let resumed = Instant::now();
     let schema = w.schema.clone();
-    assert!(
-        log_of(&schema, "scheduler").contains("backing off"),
-        "the scheduler backed off"
-    );
+    // The failed sends surface within the 2 s timeout; allow the log a moment to be written.
+    let waited = Instant::now();
+    while !log_of(&schema, "scheduler").contains("backing off") {
+        assert!(
+            waited.elapsed() < Duration::from_secs(15),
+            "the scheduler backed off"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for id in &ids {
         w.wait_status(*id, JobStatus::Succeeded, LONG).await;
     }

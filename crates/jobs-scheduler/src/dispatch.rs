@@ -27,6 +27,16 @@ pub enum SchedulerError {
     },
 }
 
+/// Counts a failed dependency call (`async_jobs_scheduler_errors_total{dependency}`).
+fn count_error(e: SchedulerError) -> SchedulerError {
+    let dependency = match e {
+        SchedulerError::Store(_) => "store",
+        SchedulerError::Transport { .. } => "sqs",
+    };
+    metrics::counter!("async_jobs_scheduler_errors_total", "dependency" => dependency).increment(1);
+    e
+}
+
 /// What one tick did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TickReport {
@@ -79,8 +89,13 @@ impl Dispatcher {
     /// every use case had its turn.
     pub async fn tick(&self) -> Result<TickReport, SchedulerError> {
         let started = Instant::now();
+        let reaped = self
+            .store
+            .reap_expired(self.config.reap_batch)
+            .await
+            .map_err(|e| count_error(e.into()))?;
         let mut report = TickReport {
-            reaped: self.store.reap_expired(self.config.reap_batch).await?,
+            reaped,
             ..TickReport::default()
         };
         if report.reaped.total() > 0 {
@@ -89,10 +104,13 @@ impl Dispatcher {
         }
         let mut first_error = None;
         for uc in self.platform.use_cases.values() {
+            metrics::gauge!("async_jobs_use_case_cap", "use_case" => uc.name.clone())
+                .set(f64::from(uc.max_concurrent));
             if let Err(e) = self
                 .dispatch_use_case(&uc.name, uc.max_concurrent, &mut report)
                 .await
             {
+                let e = count_error(e);
                 tracing::warn!(use_case = %uc.name, error = %e, "dispatch failed");
                 first_error.get_or_insert(e);
             }

@@ -41,6 +41,59 @@ impl Default for SqsOptions {
 }
 
 impl SqsOptions {
+    /// The defaults overridden by `ASYNC_JOBS_SQS_CONNECT_TIMEOUT_SECONDS`,
+    /// `ASYNC_JOBS_SQS_REQUEST_TIMEOUT_SECONDS` (both > 0, fractions allowed) and
+    /// `ASYNC_JOBS_SQS_MAX_ATTEMPTS` (≥ 1). The error names the variable.
+    pub fn from_env() -> Result<Self, jobs_core::ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// [`SqsOptions::from_env`] over any variable lookup (for tests).
+    pub fn from_lookup(
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, jobs_core::ConfigError> {
+        let bad = |variable: &str, expected: &str, got: &str| jobs_core::ConfigError {
+            variable: variable.to_owned(),
+            expected: expected.to_owned(),
+            got: got.chars().take(200).collect(),
+        };
+        let seconds =
+            |variable: &str, default: Duration| -> Result<Duration, jobs_core::ConfigError> {
+                match get(variable) {
+                    None => Ok(default),
+                    Some(raw) => raw
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|s| *s > 0.0)
+                        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                        .ok_or_else(|| bad(variable, "seconds > 0", &raw)),
+                }
+            };
+        let defaults = SqsOptions::default();
+        let max_attempts = match get("ASYNC_JOBS_SQS_MAX_ATTEMPTS") {
+            None => defaults.max_attempts,
+            Some(raw) => raw
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| bad("ASYNC_JOBS_SQS_MAX_ATTEMPTS", "a whole number ≥ 1", &raw))?,
+        };
+        Ok(SqsOptions {
+            connect_timeout: seconds(
+                "ASYNC_JOBS_SQS_CONNECT_TIMEOUT_SECONDS",
+                defaults.connect_timeout,
+            )?,
+            request_timeout: seconds(
+                "ASYNC_JOBS_SQS_REQUEST_TIMEOUT_SECONDS",
+                defaults.request_timeout,
+            )?,
+            max_attempts,
+            ..defaults
+        })
+    }
+
     /// One attempt per call: failures surface at once (for tests of failure paths).
     pub fn without_retries(mut self) -> Self {
         self.max_attempts = 1;
@@ -80,6 +133,26 @@ impl SqsOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_overrides_and_errors() {
+        let none = SqsOptions::from_lookup(&|_| None).unwrap();
+        assert_eq!(none, SqsOptions::default());
+        let set =
+            |k: &'static str, v: &'static str| move |name: &str| (name == k).then(|| v.to_owned());
+        let o =
+            SqsOptions::from_lookup(&set("ASYNC_JOBS_SQS_REQUEST_TIMEOUT_SECONDS", "1.5")).unwrap();
+        assert_eq!(o.request_timeout, Duration::from_millis(1500));
+        let o = SqsOptions::from_lookup(&set("ASYNC_JOBS_SQS_MAX_ATTEMPTS", "1")).unwrap();
+        assert_eq!(o.max_attempts, 1);
+        for (k, v) in [
+            ("ASYNC_JOBS_SQS_MAX_ATTEMPTS", "0"),
+            ("ASYNC_JOBS_SQS_CONNECT_TIMEOUT_SECONDS", "-1"),
+            ("ASYNC_JOBS_SQS_REQUEST_TIMEOUT_SECONDS", "soon"),
+        ] {
+            assert_eq!(SqsOptions::from_lookup(&set(k, v)).unwrap_err().variable, k);
+        }
+    }
 
     #[test]
     fn receive_timeout_is_above_the_longest_wait() {

@@ -101,15 +101,17 @@ impl SqsTransport {
     }
 
     /// The transport for these queues (use case → queue URL) configured by the SDK's standard
-    /// chain (`AWS_REGION`, `AWS_ENDPOINT_URL_SQS`, credentials chain) with the default
-    /// [`SqsOptions`]. See [`crate::queue_urls_from_env`] for the queue map.
+    /// chain (`AWS_REGION`, `AWS_ENDPOINT_URL_SQS`, credentials chain) with
+    /// [`SqsOptions::from_env`] (the defaults unless `ASYNC_JOBS_SQS_*` overrides are set). See [`crate::queue_urls_from_env`] for the queue map.
     pub async fn from_env<I, K, V>(queue_urls: I) -> Result<Self, SqsConfigError>
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<String>,
         V: Into<String>,
     {
-        Self::builder(queue_urls).build().await
+        let options =
+            SqsOptions::from_env().map_err(|e| SqsConfigError::Platform(e.to_string()))?;
+        Self::builder(queue_urls).options(options).build().await
     }
 
     /// A transport on a client you configured yourself. The options' timeouts apply per call on

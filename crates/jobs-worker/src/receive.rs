@@ -88,6 +88,7 @@ impl ReceiveLoop {
                     Err(e) => {
                         drop(first);
                         failures = failures.saturating_add(1);
+                        crate::report::dependency_error("sqs", "receive");
                         if e.is_retryable() {
                             tracing::warn!(error = %e, failures, "receive failed; backing off");
                         } else {
@@ -169,7 +170,7 @@ impl ReceiveLoop {
             };
             match self.store().claim(msg.job_id, msg.lease_token, lease).await {
                 Ok(job) => {
-                    counters.claimed();
+                    counters.claimed(&job);
                     settled.push(m.receipt);
                     claimed.push(Claimed {
                         job,
@@ -190,6 +191,7 @@ impl ReceiveLoop {
                     spare.push(slot);
                 }
                 Err(LeaseError::Store(e)) => {
+                    crate::report::dependency_error("store", "claim");
                     tracing::warn!(
                         job_id = %msg.job_id,
                         error = %e,
@@ -215,6 +217,7 @@ impl ReceiveLoop {
                 }
             }
             Err(e) => {
+                crate::report::dependency_error("sqs", "delete");
                 tracing::warn!(error = %e, "deleting messages failed; they will come back as stale");
             }
         }

@@ -14,6 +14,21 @@ pub const METRIC_LEASE_LOST: &str = "async_jobs_worker_lease_lost_total";
 /// Histogram of attempt durations in seconds, labelled by `use_case`.
 pub const METRIC_JOB_SECONDS: &str = "async_jobs_worker_job_duration_seconds";
 
+/// Counter of attempts started (jobs claimed), labelled by `use_case`.
+pub const METRIC_STARTED: &str = "async_jobs_worker_jobs_started_total";
+/// Histogram of schedule lag in seconds (attempt start − `run_at`), labelled by `use_case`.
+pub const METRIC_SCHEDULE_LAG: &str = "async_jobs_schedule_lag_seconds";
+/// Counter of attempts that started after their job's deadline, labelled by `use_case`.
+pub const METRIC_DEADLINE_MISSES: &str = "async_jobs_deadline_misses_total";
+/// Counter of failed store or transport calls, labelled by `dependency` (`store`, `sqs`) and `op`.
+pub const METRIC_DEPENDENCY_ERRORS: &str = "async_jobs_worker_dependency_errors_total";
+
+/// Counts a failed call to the store or the transport.
+pub(crate) fn dependency_error(dependency: &'static str, op: &'static str) {
+    metrics::counter!(METRIC_DEPENDENCY_ERRORS, "dependency" => dependency, "op" => op)
+        .increment(1);
+}
+
 /// Why a message was deleted without running its job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
@@ -84,8 +99,19 @@ impl Counters {
         metrics::counter!(METRIC_MESSAGES_DROPPED, "reason" => reason.as_str()).increment(1);
     }
 
-    pub(crate) fn claimed(&self) {
+    /// Counts a started attempt, its schedule lag and whether it started past its deadline.
+    pub(crate) fn claimed(&self, job: &jobs_core::Job) {
         bump(&self.claimed);
+        let use_case = job.use_case.clone();
+        metrics::counter!(METRIC_STARTED, "use_case" => use_case.clone()).increment(1);
+        if let Some(started) = job.started_at {
+            let lag = jobs_core::deadline::schedule_lag(job.run_at, started);
+            metrics::histogram!(METRIC_SCHEDULE_LAG, "use_case" => use_case.clone())
+                .record(lag.as_secs_f64());
+            if started > job.deadline_at {
+                metrics::counter!(METRIC_DEADLINE_MISSES, "use_case" => use_case).increment(1);
+            }
+        }
     }
 
     /// Counts a recorded outcome by the status the job ended in.
