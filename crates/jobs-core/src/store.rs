@@ -278,6 +278,33 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     async fn claim(&self, id: JobId, token: LeaseToken, lease: Duration)
         -> Result<Job, LeaseError>;
 
+    /// Claims several dispatched jobs at once: for each `(id, token)`, exactly what
+    /// [`claim`](JobStore::claim) would do, with one result per entry in input order (a second
+    /// entry for a job already claimed in the same call is [`LeaseError::LeaseLost`]). The default
+    /// claims one by one; stores override it to claim the batch in one round trip.
+    async fn claim_many(
+        &self,
+        claims: Vec<(JobId, LeaseToken)>,
+        lease: Duration,
+    ) -> Vec<Result<Job, LeaseError>> {
+        let mut out = Vec::with_capacity(claims.len());
+        for (id, token) in claims {
+            out.push(self.claim(id, token, lease).await);
+        }
+        out
+    }
+
+    /// Completes several running jobs at once: for each `(id, token)`, exactly what
+    /// [`complete`](JobStore::complete) would do, with one result per entry in input order. The
+    /// default completes one by one; stores override it to write the batch in one round trip.
+    async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<Job, LeaseError>> {
+        let mut out = Vec::with_capacity(done.len());
+        for (id, token) in done {
+            out.push(self.complete(id, token).await);
+        }
+        out
+    }
+
     /// Extends a running lease to `now + lease` and reports whether cancellation was requested.
     async fn heartbeat(
         &self,

@@ -34,8 +34,9 @@
 //! - [`migrate()`] and [`MIGRATIONS`]: versioned SQL embedded in the crate, applied under an
 //!   advisory lock into a configurable schema (also the `jobs-migrate` binary).
 //! - [`PgStore`]: the store; `with_clock` for tests that move time.
-//! - Wake-ups: triggers NOTIFY on `<schema>_wakeup` when a job becomes due or leaves
-//!   dispatched/running; [`JobStore::subscribe`](jobs_core::JobStore::subscribe) listens on a
+//! - Wake-ups: NOTIFY on `<schema>_wakeup` when a job becomes due or leaves dispatched/running —
+//!   sent by triggers in other sessions, and coalesced by the store itself on its own pooled
+//!   connections (at most one NOTIFY transaction in flight, see migration 2); [`JobStore::subscribe`](jobs_core::JobStore::subscribe) listens on a
 //!   dedicated connection that reconnects by itself.
 //! - Errors: connection loss and pool timeouts are [`StoreError::Unavailable`](jobs_core::StoreError),
 //!   serialization failures and deadlocks `Conflict`, everything else `Internal`.
@@ -52,6 +53,7 @@ pub mod schema;
 #[doc(hidden)]
 pub mod sql;
 mod store;
+mod wake;
 
 pub use leader::PgLeaderElection;
 pub use migrate::{migrate, MigrateError, Migration, MigrationReport, MigrationTarget, MIGRATIONS};

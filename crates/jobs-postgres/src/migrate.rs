@@ -24,11 +24,18 @@ pub struct Migration {
 }
 
 /// Every migration of this crate, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "jobs",
-    sql: include_str!("../migrations/0001_jobs.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "jobs",
+        sql: include_str!("../migrations/0001_jobs.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "coalesced_wakeups",
+        sql: include_str!("../migrations/0002_coalesced_wakeups.sql"),
+    },
+];
 
 /// Migrating failed.
 #[derive(Debug, thiserror::Error)]

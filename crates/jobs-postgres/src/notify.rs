@@ -35,8 +35,16 @@ impl Drop for PgWakeups {
 
 #[async_trait]
 impl WakeupStream for PgWakeups {
+    /// Waits for a wake-up, then folds every wake-up already queued behind it into it (a
+    /// `Resync` among them wins), so a burst costs the scheduler one tick, not one per event.
     async fn next(&mut self) -> Option<Wakeup> {
-        self.rx.recv().await
+        let mut wakeup = self.rx.recv().await?;
+        while let Ok(more) = self.rx.try_recv() {
+            if more == Wakeup::Resync {
+                wakeup = Wakeup::Resync;
+            }
+        }
+        Some(wakeup)
     }
 }
 

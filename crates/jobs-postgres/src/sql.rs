@@ -36,6 +36,8 @@ pub(crate) struct Sql {
     pub(crate) retry: String,
     pub(crate) status_of: String,
     pub(crate) claim: String,
+    pub(crate) claim_many: String,
+    pub(crate) complete_many: String,
     pub(crate) heartbeat: String,
     pub(crate) complete: String,
     pub(crate) fail: String,
@@ -61,6 +63,14 @@ impl Sql {
             format!(
                 "UPDATE {jobs} j SET {set}, updated_at = t.now FROM {NOW} \
                  WHERE j.id = $2 AND j.status = '{status}' AND j.lease_token = $3{extra} RETURNING {cols}"
+            )
+        };
+        // The same for many jobs: $2 ids and $3 tokens as parallel arrays.
+        let fenced_many = |status: &str, set: &str| {
+            format!(
+                "UPDATE {jobs} j SET {set}, updated_at = t.now \
+                 FROM {NOW}, unnest($2::uuid[], $3::uuid[]) AS k(id, token) \
+                 WHERE j.id = k.id AND j.status = '{status}' AND j.lease_token = k.token RETURNING {cols}, k.token AS matched_token"
             )
         };
         let cleared = "lease_token = NULL, lease_expires_at = NULL";
@@ -146,6 +156,17 @@ impl Sql {
                     us!("$4::bigint")
                 ),
                 "",
+            ),
+            claim_many: fenced_many(
+                "dispatched",
+                &format!(
+                    "status = 'running', attempts = j.attempts + 1, started_at = t.now, lease_expires_at = t.now + {}",
+                    us!("$4::bigint")
+                ),
+            ),
+            complete_many: fenced_many(
+                "running",
+                &format!("status = 'succeeded', {cleared}, finished_at = t.now"),
             ),
             heartbeat: fenced("running", &format!("lease_expires_at = t.now + {}", us!("$4::bigint")), ""),
             complete: fenced("running", &format!("status = 'succeeded', {cleared}, finished_at = t.now"), ""),

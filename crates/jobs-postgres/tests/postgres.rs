@@ -45,7 +45,11 @@ async fn migrations_are_idempotent_and_safe_to_run_concurrently() {
     for t in tasks {
         applied.extend(t.await.unwrap());
     }
-    assert_eq!(applied, vec![1], "exactly one process applies migration 1");
+    let all: Vec<i32> = jobs_postgres::MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(applied, all, "exactly one process applies each migration");
     let client = common::admin_client().await;
     let rows = client
         .query(
@@ -54,7 +58,7 @@ async fn migrations_are_idempotent_and_safe_to_run_concurrently() {
         )
         .await
         .unwrap();
-    assert_eq!(rows.len(), 1);
+    assert_eq!(rows.len(), all.len());
     client
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await

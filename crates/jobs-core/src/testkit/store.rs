@@ -45,6 +45,7 @@ macro_rules! store_conformance_tests {
             lease_due_respects_the_cap,
             concurrent_lease_due_never_exceeds_the_cap,
             dispatch_claim_heartbeat_complete,
+            batch_claim_and_complete_match_one_by_one,
             stale_tokens_change_nothing,
             fail_retries_with_backoff_then_dies,
             reaper_returns_expired_dispatches_without_an_attempt,
@@ -623,6 +624,94 @@ where
     assert_eq!(
         f.store.complete(id, token).await,
         Err(LeaseError::LeaseLost(id))
+    );
+}
+
+pub async fn batch_claim_and_complete_match_one_by_one<F, Fut>(make: F)
+where
+    F: Fn(Arc<ManualClock>) -> Fut,
+    Fut: Future<Output = Arc<dyn JobStore>>,
+{
+    let f = fixture(make).await;
+    assert!(f.store.claim_many(Vec::new(), LEASE).await.is_empty());
+    assert!(f.store.complete_many(Vec::new()).await.is_empty());
+    let jobs = [
+        f.due("acme", "alpha").await,
+        f.due("acme", "alpha").await,
+        f.due("acme", "alpha").await,
+    ];
+    let leased = f.store.lease_due("alpha", 10, 10, LEASE).await.unwrap();
+    assert_eq!(leased.len(), 3);
+    let token = |id: JobId| {
+        leased
+            .iter()
+            .find(|d| d.job_id == id)
+            .expect("leased")
+            .lease_token
+    };
+    let (a, b, c) = (jobs[0].id, jobs[1].id, jobs[2].id);
+    f.clock.advance(SECOND);
+    let claimed = f
+        .store
+        .claim_many(
+            vec![
+                (a, token(a)),
+                (b, LeaseToken::generate()),
+                (c, token(c)),
+                (a, token(a)),
+            ],
+            Duration::from_secs(45),
+        )
+        .await;
+    assert_eq!(claimed.len(), 4);
+    for (i, id) in [(0, a), (2, c)] {
+        let job = claimed[i].as_ref().expect("claimed");
+        assert_eq!(job.id, id);
+        assert_eq!(job.status, JobStatus::Running);
+        assert_eq!(job.attempts, 1);
+        assert_eq!(job.started_at, Some(f.now()));
+        assert_eq!(
+            job.lease_expires_at,
+            Some(f.now() + chrono::TimeDelta::seconds(45))
+        );
+        assert_eq!(
+            job.payload, jobs[0].payload,
+            "the claim returns the payload"
+        );
+        assert_eq!(&f.get(id).await, job);
+    }
+    assert_eq!(claimed[1], Err(LeaseError::LeaseLost(b)));
+    assert_eq!(
+        claimed[3],
+        Err(LeaseError::LeaseLost(a)),
+        "claimed once only"
+    );
+    assert_eq!(f.get(b).await.status, JobStatus::Dispatched);
+    f.clock.advance(SECOND);
+    let done = f
+        .store
+        .complete_many(vec![
+            (c, LeaseToken::generate()),
+            (a, token(a)),
+            (b, token(b)),
+        ])
+        .await;
+    assert_eq!(done[0], Err(LeaseError::LeaseLost(c)));
+    let finished = done[1].as_ref().expect("completed");
+    assert_eq!(finished.status, JobStatus::Succeeded);
+    assert_eq!(finished.finished_at, Some(f.now()));
+    assert_eq!(finished.lease_token, None);
+    assert_eq!(&f.get(a).await, finished);
+    assert_eq!(
+        done[2],
+        Err(LeaseError::LeaseLost(b)),
+        "b was never claimed"
+    );
+    assert_eq!(f.get(c).await.status, JobStatus::Running);
+    assert_eq!(
+        f.store.complete_many(vec![(a, token(a))]).await,
+        vec![Err(LeaseError::LeaseLost(a))],
+        "one final state"
     );
 }
 

@@ -1,0 +1,208 @@
+//! The bench database: a fresh, migrated schema per scenario run, commit counters and raw SQL.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use jobs_core::{EnqueueRequest, PlatformConfig, UseCaseConfig};
+use jobs_postgres::{PgStore, PoolOptions};
+use tokio_postgres::{Client, NoTls};
+
+/// The use case every scenario enqueues into.
+pub const USE_CASE: &str = "bench";
+/// The no-op handler's kind.
+pub const KIND: &str = "noop";
+
+/// The bench database URL: `ASYNC_JOBS_BENCH_DATABASE_URL`, else the default on loopback.
+pub fn database_url() -> String {
+    std::env::var("ASYNC_JOBS_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/async_jobs_bench".to_owned())
+}
+
+/// A platform configuration with the one bench use case.
+pub fn platform(cap: u32) -> PlatformConfig {
+    PlatformConfig::with_use_cases([UseCaseConfig::new(USE_CASE, cap, Duration::from_secs(300))])
+}
+
+/// A no-op job request for `tenant`.
+pub fn request(tenant: &str) -> EnqueueRequest {
+    EnqueueRequest::new(tenant, USE_CASE, KIND, serde_json::json!({}))
+}
+
+/// A handler registry with the no-op handler.
+pub fn noop_registry() -> jobs_core::HandlerRegistry {
+    let mut registry = jobs_core::HandlerRegistry::new();
+    registry.register_fn(KIND, |_ctx, _p: serde_json::Value| async { Ok(()) });
+    registry
+}
+
+async fn connect(config: &tokio_postgres::Config) -> anyhow::Result<Client> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "admin connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// One scenario's schema in the bench database.
+#[derive(Debug)]
+pub struct BenchDb {
+    /// The database URL.
+    pub dsn: String,
+    /// The schema (fresh, migrated).
+    pub schema: String,
+    /// A raw connection for set-up SQL and counters.
+    pub admin: Client,
+    config: tokio_postgres::Config,
+}
+
+impl BenchDb {
+    /// Creates the database if missing and a fresh migrated schema named after `tag`.
+    pub async fn fresh(dsn: &str, tag: &str) -> anyhow::Result<BenchDb> {
+        let config = tokio_postgres::Config::from_str(dsn).context("invalid database URL")?;
+        let dbname = config.get_dbname().unwrap_or("postgres").to_owned();
+        let mut root = config.clone();
+        root.dbname("postgres");
+        let admin_root = connect(&root)
+            .await
+            .context("connecting to Postgres (is it running on the bench URL?)")?;
+        let exists = admin_root
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
+            .await?
+            .is_some();
+        if !exists {
+            let quoted = dbname.replace('"', "\"\"");
+            if let Err(e) = admin_root
+                .batch_execute(&format!("CREATE DATABASE \"{quoted}\""))
+                .await
+            {
+                // A concurrent run may have created it first.
+                if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+                    return Err(e).context("creating the bench database");
+                }
+            }
+        }
+        drop(admin_root);
+        let schema = format!(
+            "bench_{}_{}",
+            tag,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let admin = connect(&config).await?;
+        let store = PgStore::connect(dsn, &schema)?;
+        store
+            .migrate()
+            .await
+            .context("migrating the bench schema")?;
+        Ok(BenchDb {
+            dsn: dsn.to_owned(),
+            schema,
+            admin,
+            config,
+        })
+    }
+
+    /// A new store (own pool) on the schema.
+    pub fn store(&self, pool_size: usize) -> anyhow::Result<PgStore> {
+        Ok(PgStore::connect_with(
+            &self.dsn,
+            &self.schema,
+            PoolOptions {
+                max_size: pool_size,
+                ..PoolOptions::default()
+            },
+        )?)
+    }
+
+    /// A store behind an `Arc`.
+    pub fn shared_store(&self, pool_size: usize) -> anyhow::Result<Arc<PgStore>> {
+        Ok(Arc::new(self.store(pool_size)?))
+    }
+
+    /// Committed transactions of the whole bench database so far (from `pg_stat_database`).
+    ///
+    /// Backends publish their counters at transaction end at most once a second, and always when
+    /// they exit: read this after the measured connections have closed.
+    pub async fn xact_commit(&self) -> anyhow::Result<i64> {
+        self.admin
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await?;
+        let row = self
+            .admin
+            .query_one(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+                &[],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Counts jobs in `status`.
+    pub async fn count_status(&self, status: &str) -> anyhow::Result<i64> {
+        let row = self
+            .admin
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {}.jobs WHERE status = $1",
+                    self.schema
+                ),
+                &[&status],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Waits until `n` jobs are in `status` (polling every `every`), up to `timeout`.
+    pub async fn wait_status(
+        &self,
+        status: &str,
+        n: i64,
+        every: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let got = self.count_status(status).await?;
+            if got >= n {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("timed out: {got} of {n} jobs are {status}");
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// The Postgres server version and the settings that matter for the figures.
+    pub async fn server_info(&self) -> anyhow::Result<serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        for name in [
+            "server_version",
+            "shared_buffers",
+            "synchronous_commit",
+            "fsync",
+            "max_connections",
+            "work_mem",
+        ] {
+            let row = self.admin.query_one(&format!("SHOW {name}"), &[]).await?;
+            out.insert(name.to_owned(), serde_json::Value::String(row.get(0)));
+        }
+        Ok(serde_json::Value::Object(out))
+    }
+
+    /// Drops the schema.
+    pub async fn drop_schema(&self) -> anyhow::Result<()> {
+        self.admin
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+            .await?;
+        Ok(())
+    }
+
+    /// Opens another raw connection to the bench database.
+    pub async fn raw_connection(&self) -> anyhow::Result<Client> {
+        connect(&self.config).await
+    }
+}

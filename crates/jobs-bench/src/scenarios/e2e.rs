@@ -1,0 +1,462 @@
+//! Scenario 2 (end to end, no-op handler) and 6 (resident memory): (a) Postgres and the
+//! in-process transport, scheduler and worker in this process; (b) Postgres and the SQS
+//! emulator, with separate API, scheduler and worker processes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use jobs_core::leader::SoleLeader;
+use jobs_core::memory::MemoryTransport;
+use jobs_core::{DispatchMessage, JobService, JobStore, Transport};
+use jobs_scheduler::{Dispatcher, Scheduler, SchedulerConfig};
+use jobs_worker::{Worker, WorkerConfig};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::count::{Counters, CountingStore, CountingTransport};
+use crate::db::{self, BenchDb, USE_CASE};
+use crate::procs::{self, Role, RoleArgs, RoleProcess};
+use crate::scenarios::sqs_baseline;
+use crate::stats::{rate, round3};
+
+/// Scenario 2a's sizes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InprocArgs {
+    /// Jobs to run.
+    #[arg(long, default_value_t = 50_000)]
+    pub jobs: u64,
+    /// The use case's concurrency cap.
+    #[arg(long, default_value_t = 2000)]
+    pub cap: u32,
+    /// Worker concurrency.
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+    /// Jobs leased per use case per tick.
+    #[arg(long, default_value_t = 1000)]
+    pub dispatch_batch: u32,
+    /// Connection pool size (shared by scheduler and worker).
+    #[arg(long, default_value_t = 16)]
+    pub pool: usize,
+    /// Which worker runs the jobs.
+    #[arg(long, value_enum, default_value_t = WorkerKind::Production)]
+    pub worker: WorkerKind,
+    /// Receive loops of the batched prototype worker.
+    #[arg(long, default_value_t = 4)]
+    pub loops: usize,
+}
+
+/// The worker of an in-process run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkerKind {
+    /// `jobs_worker::Worker`, as shipped.
+    Production,
+    /// The bench's prototype of a batching worker: per received batch one `claim_many`, one
+    /// `delete_batch` and one `complete_many`, in `--loops` receive loops. Not production code:
+    /// it shows what the store reaches when the worker batches its writes.
+    Batched,
+}
+
+/// One receive loop of the batched prototype worker (no heartbeats, no failure handling: the
+/// no-op handler always succeeds).
+async fn batched_loop(
+    store: Arc<dyn JobStore>,
+    transport: Arc<dyn Transport>,
+    registry: Arc<jobs_core::HandlerRegistry>,
+    done: Arc<AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let lease = Duration::from_secs(60);
+    loop {
+        let msgs = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            got = transport.receive(USE_CASE, 10, Duration::from_millis(500)) => got,
+        };
+        let Ok(msgs) = msgs else { continue };
+        if msgs.is_empty() {
+            continue;
+        }
+        let mut claims = Vec::with_capacity(msgs.len());
+        let mut receipts = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            if let Ok(d) = DispatchMessage::decode(&m.body) {
+                claims.push((d.job_id, d.lease_token));
+            }
+            receipts.push(m.receipt);
+        }
+        let tokens: Vec<_> = claims.iter().map(|c| c.1).collect();
+        let claimed = store.claim_many(claims, lease).await;
+        let _ = transport.delete_batch(USE_CASE, receipts).await;
+        let mut finished = Vec::with_capacity(claimed.len());
+        for (result, token) in claimed.into_iter().zip(tokens) {
+            if let Ok(job) = result {
+                let ctx =
+                    jobs_core::JobContext::for_job(&job, jobs_core::CancellationSignal::never());
+                if registry.run(ctx, job.payload.clone()).await.is_ok() {
+                    finished.push((job.id, token));
+                }
+            }
+        }
+        let ok = store
+            .complete_many(finished)
+            .await
+            .iter()
+            .filter(|r| r.is_ok())
+            .count();
+        done.fetch_add(ok as u64, Ordering::Relaxed);
+    }
+}
+
+/// Enqueues `jobs` immediate jobs in batches of 1000 on a store of its own (closed afterwards
+/// so its commits are published before the measured part starts).
+pub async fn preload(bench: &BenchDb, jobs: u64) -> anyhow::Result<()> {
+    let store: Arc<dyn JobStore> = bench.shared_store(4)?;
+    let service = JobService::new(store, Arc::new(db::platform(1)));
+    let mut left = jobs;
+    while left > 0 {
+        let n = left.min(1000);
+        service
+            .enqueue_many((0..n).map(|_| db::request("t")).collect())
+            .await?;
+        left -= n;
+    }
+    Ok(())
+}
+
+/// A shutdown signal for in-process components.
+pub fn shutdown_pair() -> (
+    watch::Sender<bool>,
+    impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+) {
+    let (tx, rx) = watch::channel(false);
+    let wait = move || {
+        let mut rx = rx.clone();
+        Box::pin(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+    };
+    (tx, wait)
+}
+
+fn per_job(counters: &Counters, jobs: u64) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (k, v) in counters.snapshot() {
+        out.insert(k, json!(round3(v as f64 / jobs as f64)));
+    }
+    out.insert(
+        "total".into(),
+        json!(round3(counters.total() as f64 / jobs as f64)),
+    );
+    serde_json::Value::Object(out)
+}
+
+/// In-process scheduler and worker over one Postgres store and a memory transport.
+pub struct InProcess {
+    /// Store calls.
+    pub calls: Arc<Counters>,
+    /// Transport requests.
+    pub requests: Arc<Counters>,
+    /// Jobs completed so far.
+    pub succeeded: Arc<dyn Fn() -> u64 + Send + Sync>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl InProcess {
+    /// Starts a scheduler and a worker on `bench`.
+    pub fn start(
+        bench: &BenchDb,
+        cap: u32,
+        concurrency: usize,
+        dispatch_batch: u32,
+        pool: usize,
+        worker: WorkerKind,
+        loops: usize,
+    ) -> anyhow::Result<InProcess> {
+        let store = Arc::new(CountingStore::new(bench.store(pool)?));
+        let calls = Arc::clone(&store.calls);
+        let transport = Arc::new(CountingTransport::new(MemoryTransport::new([USE_CASE])));
+        let requests = Arc::clone(&transport.requests);
+        let platform = Arc::new(db::platform(cap));
+        let dispatcher = Dispatcher::new(
+            Arc::clone(&store) as Arc<dyn JobStore>,
+            Arc::clone(&transport) as Arc<dyn Transport>,
+            Arc::clone(&platform),
+            SchedulerConfig {
+                dispatch_batch,
+                ..SchedulerConfig::default()
+            },
+        );
+        let (stop, wait) = shutdown_pair();
+        let scheduler = tokio::spawn({
+            let w = wait();
+            async move {
+                Scheduler::new(dispatcher, Arc::new(SoleLeader))
+                    .run(w)
+                    .await;
+            }
+        });
+        let mut tasks = vec![scheduler];
+        let succeeded: Arc<dyn Fn() -> u64 + Send + Sync> = match worker {
+            WorkerKind::Production => {
+                let worker = Worker::new(
+                    JobService::new(store as Arc<dyn JobStore>, platform),
+                    transport as Arc<dyn Transport>,
+                    db::noop_registry(),
+                    WorkerConfig::default()
+                        .with_use_cases([USE_CASE])
+                        .with_concurrency(concurrency)
+                        .with_receive_wait(Duration::from_secs(1))
+                        .with_shutdown_grace(Duration::from_secs(5)),
+                );
+                let stats = worker.stats();
+                let w = wait();
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = worker.run(w).await {
+                        tracing::error!(error = %e, "worker failed");
+                    }
+                }));
+                Arc::new(move || stats.snapshot().succeeded)
+            }
+            WorkerKind::Batched => {
+                let done = Arc::new(AtomicU64::new(0));
+                let registry = Arc::new(db::noop_registry());
+                for _ in 0..loops.max(1) {
+                    tasks.push(tokio::spawn(batched_loop(
+                        Arc::clone(&store) as Arc<dyn JobStore>,
+                        Arc::clone(&transport) as Arc<dyn Transport>,
+                        Arc::clone(&registry),
+                        Arc::clone(&done),
+                        stop.subscribe(),
+                    )));
+                }
+                Arc::new(move || done.load(Ordering::Relaxed))
+            }
+        };
+        Ok(InProcess {
+            calls,
+            requests,
+            succeeded,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Waits until the worker has completed `n` jobs in all.
+    pub async fn wait_succeeded(&self, n: u64, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while (self.succeeded)() < n {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "timed out: {} of {n} jobs succeeded",
+                (self.succeeded)()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+
+    /// Stops both and waits for them.
+    pub async fn stop(self) {
+        self.stop.send_replace(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Runs scenario 2a.
+pub async fn run_inproc(args: InprocArgs) -> anyhow::Result<serde_json::Value> {
+    let bench = BenchDb::fresh(&db::database_url(), "e2e_inproc").await?;
+    preload(&bench, args.jobs).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let commits0 = bench.xact_commit().await?;
+    let start = Instant::now();
+    let world = InProcess::start(
+        &bench,
+        args.cap,
+        args.concurrency,
+        args.dispatch_batch,
+        args.pool,
+        args.worker,
+        args.loops,
+    )?;
+    world
+        .wait_succeeded(args.jobs, Duration::from_secs(120 + args.jobs / 100))
+        .await?;
+    let secs = start.elapsed().as_secs_f64();
+    let (calls, requests) = (Arc::clone(&world.calls), Arc::clone(&world.requests));
+    world.stop().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let commits = bench.xact_commit().await? - commits0;
+    let succeeded = bench.count_status("succeeded").await?;
+    anyhow::ensure!(
+        succeeded as u64 == args.jobs,
+        "{succeeded} of {} succeeded",
+        args.jobs
+    );
+    bench.drop_schema().await?;
+    Ok(json!({
+        "scenario": "e2e-inproc",
+        "jobs": args.jobs,
+        "cap": args.cap,
+        "concurrency": args.concurrency,
+        "dispatch_batch": args.dispatch_batch,
+        "worker": match args.worker {
+            WorkerKind::Production => "production".to_owned(),
+            WorkerKind::Batched => format!("batched-prototype x{}", args.loops),
+        },
+        "seconds": round3(secs),
+        "jobs_per_s": rate(args.jobs, secs),
+        "commits_per_job": round3(commits as f64 / args.jobs as f64),
+        "store_calls_per_job": per_job(&calls, args.jobs),
+        "transport_calls_per_job": per_job(&requests, args.jobs),
+    }))
+}
+
+/// Scenario 2b's sizes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SqsArgs {
+    /// Jobs to run.
+    #[arg(long, default_value_t = 5_000)]
+    pub jobs: u64,
+    /// The use case's concurrency cap.
+    #[arg(long, default_value_t = 200)]
+    pub cap: u32,
+    /// Worker concurrency.
+    #[arg(long, default_value_t = 100)]
+    pub concurrency: usize,
+    /// Jobs leased per tick.
+    #[arg(long, default_value_t = 100)]
+    pub dispatch_batch: u32,
+    /// Messages through the bare-SDK ceiling loop.
+    #[arg(long, default_value_t = 2_000)]
+    pub ceiling_messages: u64,
+}
+
+fn sum_requests(lines: &[&serde_json::Value]) -> (u64, serde_json::Map<String, serde_json::Value>) {
+    let mut total = 0;
+    let mut by_kind = serde_json::Map::new();
+    for line in lines {
+        if let Some(map) = line.get("sqs_requests").and_then(|v| v.as_object()) {
+            for (k, v) in map {
+                let n = v.as_u64().unwrap_or(0);
+                total += n;
+                let prev = by_kind.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+                by_kind.insert(k.clone(), json!(prev + n));
+            }
+        }
+    }
+    (total, by_kind)
+}
+
+/// Runs scenario 2b (and 6: the processes' resident memory at idle and at peak).
+pub async fn run_sqs(args: SqsArgs, scenario: &str) -> anyhow::Result<serde_json::Value> {
+    let bench = BenchDb::fresh(&db::database_url(), "e2e_sqs").await?;
+    let sqs = procs::sqs_transport("").await?;
+    let queue_url = sqs.create_queue(&format!("{}-bench", bench.schema)).await?;
+    let ceiling_url = sqs
+        .create_queue(&format!("{}-ceiling", bench.schema))
+        .await?;
+    let ceiling = sqs_baseline::ceiling(sqs.client(), &ceiling_url, args.ceiling_messages, 1)
+        .await
+        .context("emulator ceiling")?;
+
+    let role = RoleArgs {
+        dsn: bench.dsn.clone(),
+        schema: bench.schema.clone(),
+        queue_url: queue_url.clone(),
+        cap: args.cap,
+        concurrency: args.concurrency,
+        dispatch_batch: args.dispatch_batch,
+    };
+    let api = RoleProcess::spawn(Role::Api, &role).await?;
+    let scheduler = RoleProcess::spawn(Role::Scheduler, &role).await?;
+    let worker = RoleProcess::spawn(Role::Worker, &role).await?;
+    let addr = api.first_line["listening"]
+        .as_str()
+        .context("the API did not say where it listens")?
+        .to_owned();
+    // Idle: let start-up settle (first requests, pools) before reading memory.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = json!({
+        "api": api.rss_mib(), "scheduler": scheduler.rss_mib(), "worker": worker.rss_mib(),
+    });
+    let pids = [api.pid(), scheduler.pid(), worker.pid()];
+    let (peak_stop, peak_rx) = watch::channel(false);
+    let sampler = tokio::spawn(async move {
+        let mut peak = [0.0f64; 3];
+        loop {
+            for (p, pid) in peak.iter_mut().zip(pids) {
+                *p = p.max(pid.map(procs::rss_mib).unwrap_or(0.0));
+            }
+            if *peak_rx.borrow() {
+                return peak;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+
+    let commits0 = bench.xact_commit().await?;
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    let mut left = args.jobs;
+    while left > 0 {
+        let n = left.min(1000);
+        let jobs: Vec<_> = (0..n).map(|_| db::request("t")).collect();
+        let resp = client
+            .post(format!("http://{addr}/jobs/batch"))
+            .json(&json!({ "jobs": jobs }))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "batch enqueue: {}",
+            resp.status()
+        );
+        left -= n;
+    }
+    let enqueue_secs = start.elapsed().as_secs_f64();
+    bench
+        .wait_status(
+            "succeeded",
+            args.jobs as i64,
+            Duration::from_millis(100),
+            Duration::from_secs(120 + args.jobs / 20),
+        )
+        .await?;
+    let secs = start.elapsed().as_secs_f64();
+    peak_stop.send_replace(true);
+    let peak = sampler.await?;
+    let worker_line = worker.finish().await?;
+    let scheduler_line = scheduler.finish().await?;
+    let api_line = api.finish().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let commits = bench.xact_commit().await? - commits0;
+    let (sqs_total, sqs_by_kind) = sum_requests(&[&scheduler_line, &worker_line]);
+    let jobs_per_s = rate(args.jobs, secs);
+    let ceiling_rate = ceiling["messages_per_s"].as_f64().unwrap_or(0.0);
+    for url in [&queue_url, &ceiling_url] {
+        let _ = sqs.delete_queue(url).await;
+    }
+    bench.drop_schema().await?;
+    Ok(json!({
+        "scenario": scenario,
+        "jobs": args.jobs,
+        "cap": args.cap,
+        "concurrency": args.concurrency,
+        "seconds": round3(secs),
+        "enqueue_seconds": round3(enqueue_secs),
+        "jobs_per_s": jobs_per_s,
+        "emulator_ceiling": ceiling,
+        "ratio_to_ceiling": round3(if ceiling_rate > 0.0 { jobs_per_s / ceiling_rate } else { 0.0 }),
+        "sqs_requests_per_job": round3(sqs_total as f64 / args.jobs as f64),
+        "sqs_requests": sqs_by_kind,
+        "commits_per_job": round3(commits as f64 / args.jobs as f64),
+        "store_calls": {
+            "api": api_line["store_calls"], "scheduler": scheduler_line["store_calls"], "worker": worker_line["store_calls"],
+        },
+        "rss_mib": { "idle": idle, "peak": { "api": peak[0], "scheduler": peak[1], "worker": peak[2] } },
+    }))
+}

@@ -1,0 +1,154 @@
+//! Smoke run of every scenario with tiny sizes through the `jobs-bench` binary, so the harness
+//! never rots: each prints one JSON line whose figures are sane. Needs Postgres on the bench URL
+//! and, for the SQS scenarios, the emulator (`AWS_ENDPOINT_URL_SQS`, set by `scripts/test.sh`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_jobs-bench"))
+        .args(args)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("running jobs-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "jobs-bench {args:?} failed\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one JSON line expected, got {stdout}");
+    serde_json::from_str(lines[0]).expect("the line is JSON")
+}
+
+fn positive(v: &serde_json::Value, path: &str) -> f64 {
+    let mut cur = v;
+    for key in path.split('.') {
+        cur = &cur[key];
+    }
+    let x = cur
+        .as_f64()
+        .unwrap_or_else(|| panic!("{path} missing in {v}"));
+    assert!(x.is_finite() && x > 0.0, "{path} = {x} in {v}");
+    x
+}
+
+#[test]
+fn enqueue_smoke() {
+    let v = run(&[
+        "enqueue",
+        "--jobs",
+        "200",
+        "--tasks",
+        "4",
+        "--batch-size",
+        "50",
+        "--connections",
+        "4",
+    ]);
+    assert_eq!(v["scenario"], "enqueue");
+    for mode in ["single", "batch", "http"] {
+        positive(&v, &format!("{mode}.jobs_per_s"));
+    }
+}
+
+#[test]
+fn e2e_inproc_smoke() {
+    let v = run(&[
+        "e2e-inproc",
+        "--jobs",
+        "300",
+        "--cap",
+        "100",
+        "--concurrency",
+        "20",
+        "--dispatch-batch",
+        "50",
+    ]);
+    positive(&v, "jobs_per_s");
+    let claims = positive(&v, "store_calls_per_job.claim");
+    assert!((claims - 1.0).abs() < 1e-9, "one claim per job: {v}");
+    positive(&v, "commits_per_job");
+}
+
+#[test]
+fn e2e_sqs_and_memory_smoke() {
+    let v = run(&[
+        "e2e-sqs",
+        "--jobs",
+        "40",
+        "--cap",
+        "20",
+        "--concurrency",
+        "10",
+        "--ceiling-messages",
+        "40",
+    ]);
+    positive(&v, "jobs_per_s");
+    positive(&v, "emulator_ceiling.messages_per_s");
+    positive(&v, "sqs_requests_per_job");
+    for role in ["api", "scheduler", "worker"] {
+        let rss = positive(&v, &format!("rss_mib.peak.{role}"));
+        assert!(rss < 1024.0, "{role} uses {rss} MiB");
+    }
+}
+
+#[test]
+fn latency_smoke() {
+    let v = run(&[
+        "latency",
+        "--mode",
+        "inproc",
+        "--jobs",
+        "10",
+        "--interval-ms",
+        "10",
+    ]);
+    let p50 = positive(&v, "enqueue_to_start.p50_ms");
+    assert!(p50 < 5_000.0, "{v}");
+    assert!(v["enqueue_to_done"]["p99_ms"].as_f64().unwrap() >= p50);
+    let v = run(&[
+        "latency",
+        "--mode",
+        "sqs",
+        "--jobs",
+        "5",
+        "--interval-ms",
+        "20",
+        "--baseline-samples",
+        "5",
+    ]);
+    positive(&v, "enqueue_to_start.p50_ms");
+    positive(&v, "emulator_send_to_receive.p50_ms");
+}
+
+#[test]
+fn scale_smoke() {
+    let v = run(&[
+        "scale",
+        "--sizes",
+        "200,1000",
+        "--rounds",
+        "3",
+        "--due-per-round",
+        "10",
+        "--enqueue-samples",
+        "10",
+    ]);
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    positive(&steps[1], "tick.p50_ms");
+    positive(&steps[1], "enqueue.p50_ms");
+    assert!(steps[1]["pending_jobs"].as_i64().unwrap() >= 1000);
+}
+
+#[test]
+fn deadline_smoke() {
+    let v = run(&["deadline", "--duration-s", "40", "--cap", "4"]);
+    let edf = positive(&v, "edf.overall.hit_rate");
+    let fifo = positive(&v, "fifo.overall.hit_rate");
+    assert!(edf <= 1.0 && fifo <= 1.0);
+    assert!(v["edf"]["tenant:flood"]["jobs"].as_u64().unwrap() > 0);
+    assert_eq!(v["edf_beats_fifo"], serde_json::json!(edf > fifo));
+}
