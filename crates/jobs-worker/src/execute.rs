@@ -27,6 +27,8 @@ pub(crate) struct Executor {
     pub(crate) registry: Arc<HandlerRegistry>,
     pub(crate) config: Arc<WorkerConfig>,
     pub(crate) counters: Arc<Counters>,
+    /// Records successes in batches.
+    pub(crate) completer: crate::complete::Completer,
 }
 
 /// Completes when `rx` turns true; never if its sender is gone first.
@@ -106,7 +108,11 @@ impl Executor {
         let elapsed_ms = took.as_millis() as u64;
         let mut pause = WRITE_RETRY_BASE;
         for attempt in 1..=WRITE_ATTEMPTS {
-            match self.service.record_outcome(job, token, outcome).await {
+            let recorded = match outcome {
+                Ok(()) => self.completer.complete(job.id, token).await,
+                Err(_) => self.service.record_outcome(job, token, outcome).await,
+            };
+            match recorded {
                 Ok(done) => {
                     log_recorded(&done, outcome, elapsed_ms);
                     self.counters.recorded(&job.use_case, done.status);

@@ -93,6 +93,7 @@
 //! - [`samples`]: the sample handlers (`send_email`, `send_sms`, `label_message`).
 
 pub mod app;
+mod complete;
 pub mod config;
 mod execute;
 mod heartbeat;

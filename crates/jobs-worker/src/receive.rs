@@ -118,7 +118,8 @@ impl ReceiveLoop {
     }
 
     /// Sorts one batch: drops malformed, misrouted and stale messages, claims the rest while slots
-    /// last, deletes what is settled. Returns the claimed jobs and whether the store failed.
+    /// last — in one store round trip ([`jobs_core::JobStore::claim_many`]) — and deletes what is
+    /// settled. Returns the claimed jobs and whether the store failed.
     async fn sort(
         &self,
         messages: Vec<ReceivedMessage>,
@@ -128,8 +129,7 @@ impl ReceiveLoop {
         let lease = self.executor.config.heartbeat_lease;
         let mut spare = vec![first];
         let mut settled: Vec<Receipt> = Vec::new();
-        let mut claimed = Vec::new();
-        let mut store_failed = false;
+        let mut candidates = Vec::new();
         for m in messages {
             let msg = match DispatchMessage::decode(&m.body) {
                 Ok(msg) => msg,
@@ -156,10 +156,6 @@ impl ReceiveLoop {
                 settled.push(m.receipt);
                 continue;
             }
-            if store_failed {
-                // Leave it: it comes back after its visibility timeout.
-                continue;
-            }
             let Some(slot) = spare
                 .pop()
                 .or_else(|| Arc::clone(&self.slots).try_acquire_owned().ok())
@@ -168,7 +164,22 @@ impl ReceiveLoop {
                 self.return_message(m.receipt).await;
                 continue;
             };
-            match self.store().claim(msg.job_id, msg.lease_token, lease).await {
+            candidates.push((m, msg, slot));
+        }
+
+        let mut claimed = Vec::new();
+        let mut store_failed = false;
+        let results = if candidates.is_empty() {
+            Vec::new()
+        } else {
+            let claims = candidates
+                .iter()
+                .map(|(_, msg, _)| (msg.job_id, msg.lease_token))
+                .collect();
+            self.store().claim_many(claims, lease).await
+        };
+        for ((m, msg, slot), result) in candidates.into_iter().zip(results) {
+            match result {
                 Ok(job) => {
                     counters.claimed(&job);
                     settled.push(m.receipt);
@@ -188,17 +199,18 @@ impl ReceiveLoop {
                     );
                     counters.dropped(DropReason::Stale);
                     settled.push(m.receipt);
-                    spare.push(slot);
+                    drop(slot);
                 }
                 Err(LeaseError::Store(e)) => {
                     crate::report::dependency_error("store", "claim");
+                    // Leave the message: it comes back after its visibility timeout.
                     tracing::warn!(
                         job_id = %msg.job_id,
                         error = %e,
                         "claim failed; leaving the message for redelivery"
                     );
                     store_failed = true;
-                    spare.push(slot);
+                    drop(slot);
                 }
             }
         }

@@ -127,7 +127,9 @@ impl Worker {
         }
         let counters = Arc::clone(&self.counters);
         let config = Arc::new(self.config);
+        let completer = crate::complete::Completer::spawn(Arc::clone(self.service.store()));
         let executor = Arc::new(Executor {
+            completer,
             service: self.service,
             registry: Arc::new(self.registry),
             config: Arc::clone(&config),

@@ -1,0 +1,73 @@
+//! Batched completions: successes of concurrent executions are recorded together with one
+//! [`JobStore::complete_many`] call (one statement for the batch in the Postgres store), instead of
+//! one round trip each.
+//!
+//! A success waits at most [`LINGER`] for companions, so an idle worker records within a
+//! millisecond or two; under load a batch fills up to [`MAX_BATCH`] at once. Failures, releases and
+//! cancellations stay per job (they are rare and carry their own data).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobs_core::{Job, JobId, JobStore, LeaseError, LeaseToken, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most completions per store call.
+pub(crate) const MAX_BATCH: usize = 64;
+/// How long the first success of a batch waits for others.
+pub(crate) const LINGER: Duration = Duration::from_millis(1);
+
+type Request = (JobId, LeaseToken, oneshot::Sender<Result<Job, LeaseError>>);
+
+/// A handle to the batching task; cheap to clone. The task ends when every handle is dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct Completer {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Completer {
+    /// Starts the batching task on `store`.
+    pub(crate) fn spawn(store: Arc<dyn JobStore>) -> Self {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        tokio::spawn(run(store, rx));
+        Completer { tx }
+    }
+
+    /// Completes `id` under `token`, exactly as [`JobStore::complete`] would.
+    pub(crate) async fn complete(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || {
+            LeaseError::Store(StoreError::Unavailable(
+                "the completion batcher stopped".into(),
+            ))
+        };
+        self.tx.send((id, token, reply)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::Receiver<Request>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let linger = tokio::time::sleep(LINGER);
+        tokio::pin!(linger);
+        while batch.len() < MAX_BATCH {
+            tokio::select! {
+                next = rx.recv() => match next {
+                    Some(request) => batch.push(request),
+                    None => break,
+                },
+                () = &mut linger => break,
+            }
+        }
+        let (entries, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|(id, token, reply)| ((id, token), reply))
+            .unzip();
+        let results = store.complete_many(entries).await;
+        for (reply, result) in replies.into_iter().zip(results) {
+            // The execution may have been aborted meanwhile; its answer is then moot.
+            let _ = reply.send(result);
+        }
+    }
+}
