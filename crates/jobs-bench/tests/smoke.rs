@@ -67,8 +67,20 @@ fn e2e_inproc_smoke() {
         "50",
     ]);
     positive(&v, "jobs_per_s");
-    let claims = positive(&v, "store_calls_per_job.claim");
-    assert!((claims - 1.0).abs() < 1e-9, "one claim per job: {v}");
+    // The worker claims each received batch in one call and completes successes in batches:
+    // at most one call of each per job, and no single-job claims or completions.
+    let claims = positive(&v, "store_calls_per_job.claim_many");
+    assert!(claims <= 1.0, "at most one claim call per job: {v}");
+    let completes = positive(&v, "store_calls_per_job.complete_many");
+    assert!(completes <= 1.0, "at most one completion call per job: {v}");
+    assert!(
+        v["store_calls_per_job"]["claim"].is_null(),
+        "no single claims: {v}"
+    );
+    assert!(
+        v["store_calls_per_job"]["complete"].is_null(),
+        "no single completions: {v}"
+    );
     positive(&v, "commits_per_job");
 }
 

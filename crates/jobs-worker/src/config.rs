@@ -8,6 +8,7 @@
 //! | `ASYNC_JOBS_WORKER_RECEIVE_WAIT_SECONDS` | long-poll wait (0–20, SQS's limit) | 20 |
 //! | `ASYNC_JOBS_WORKER_HEARTBEAT_LEASE_SECONDS` | lease taken at claim and renewed by heartbeats (≥ 1) | 30 |
 //! | `ASYNC_JOBS_WORKER_LEASE_MARGIN_SECONDS` | how long past a job's timeout heartbeats may still renew it | 30 |
+//! | `ASYNC_JOBS_WORKER_RECEIVE_LOOPS` | concurrent receive loops per use case (1–64) | 1 |
 //!
 //! Keep the grace below the ECS task's `stopTimeout` (30 s by default) so jobs that outlast it are
 //! released back to `pending` before the container is killed.
@@ -49,6 +50,11 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// Pause after a store or transport failure before the receive loop tries again.
     pub error_backoff: Duration,
+    /// Receive loops per use case (≥ 1, default 1). One receive returns at most 10 messages, so
+    /// several loops keep a busy worker fed (in-process: ~2× the jobs/s with 4 loops); the price is
+    /// smaller receives, i.e. more SQS requests per job (≈ 0.42 instead of ≈ 0.33 with 4 loops on
+    /// the emulator), and one long poll per loop per `receive_wait` when idle.
+    pub receive_loops: usize,
 }
 
 impl Default for WorkerConfig {
@@ -61,9 +67,15 @@ impl Default for WorkerConfig {
             lease_margin: DEFAULT_LEASE_MARGIN,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             error_backoff: Duration::from_secs(1),
+            receive_loops: DEFAULT_RECEIVE_LOOPS,
         }
     }
 }
+
+/// Default receive loops per use case.
+pub const DEFAULT_RECEIVE_LOOPS: usize = 1;
+/// The environment variable for [`WorkerConfig::receive_loops`].
+pub const ENV_RECEIVE_LOOPS: &str = "ASYNC_JOBS_WORKER_RECEIVE_LOOPS";
 
 /// The environment variable for [`WorkerConfig::concurrency`].
 pub const ENV_CONCURRENCY: &str = "ASYNC_JOBS_WORKER_CONCURRENCY";
@@ -118,6 +130,12 @@ impl WorkerConfig {
                         _ => return Err(config_error(name, "an integer from 1 to 10000", raw)),
                     }
                 }
+                ENV_RECEIVE_LOOPS => {
+                    config.receive_loops = match raw.trim().parse::<usize>() {
+                        Ok(n) if (1..=64).contains(&n) => n,
+                        _ => return Err(config_error(name, "an integer from 1 to 64", raw)),
+                    }
+                }
                 ENV_SHUTDOWN_GRACE => config.shutdown_grace = seconds(name, raw, 0.0, 3600.0)?,
                 ENV_RECEIVE_WAIT => config.receive_wait = seconds(name, raw, 0.0, 20.0)?,
                 ENV_HEARTBEAT_LEASE => config.heartbeat_lease = seconds(name, raw, 1.0, 86_400.0)?,
@@ -141,6 +159,12 @@ impl WorkerConfig {
             }
         }
         Ok(config)
+    }
+
+    /// Sets the receive loops per use case (at least 1).
+    pub fn with_receive_loops(mut self, loops: usize) -> Self {
+        self.receive_loops = loops.max(1);
+        self
     }
 
     /// Sets the use cases to poll.

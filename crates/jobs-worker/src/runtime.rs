@@ -139,7 +139,10 @@ impl Worker {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (hard_stop_tx, hard_stop_rx) = watch::channel(false);
         let mut loops = JoinSet::new();
-        for use_case in &use_cases {
+        for use_case in use_cases
+            .iter()
+            .flat_map(|uc| std::iter::repeat_n(uc, config.receive_loops.max(1)))
+        {
             loops.spawn(
                 ReceiveLoop {
                     use_case: use_case.clone(),

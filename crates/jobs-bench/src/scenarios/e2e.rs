@@ -42,7 +42,8 @@ pub struct InprocArgs {
     /// Which worker runs the jobs.
     #[arg(long, value_enum, default_value_t = WorkerKind::Production)]
     pub worker: WorkerKind,
-    /// Receive loops of the batched prototype worker.
+    /// Receive loops per use case, for either worker (the production worker's
+    /// `WorkerConfig::receive_loops`, whose own default is 1).
     #[arg(long, default_value_t = 4)]
     pub loops: usize,
 }
@@ -208,7 +209,8 @@ impl InProcess {
                         .with_use_cases([USE_CASE])
                         .with_concurrency(concurrency)
                         .with_receive_wait(Duration::from_secs(1))
-                        .with_shutdown_grace(Duration::from_secs(5)),
+                        .with_shutdown_grace(Duration::from_secs(5))
+                        .with_receive_loops(loops),
                 );
                 let stats = worker.stats();
                 let w = wait();
