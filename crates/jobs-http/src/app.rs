@@ -24,6 +24,18 @@ pub struct StoreChoice {
 }
 
 impl StoreChoice {
+    /// The `(dsn, schema)` of a Postgres store, or the one-line error processes that need
+    /// Postgres (scheduler, worker) stop with.
+    pub fn require_postgres(&self) -> Result<(&str, &str), AppError> {
+        self.postgres
+            .as_ref()
+            .map(|(dsn, schema)| (dsn.as_str(), schema.as_str()))
+            .ok_or_else(|| {
+                "invalid ASYNC_JOBS_DB_DSN: expected a Postgres connection string, got nothing"
+                    .into()
+            })
+    }
+
     /// `postgres` or a warning that the store is not durable.
     pub fn describe(&self) -> &'static str {
         match self.postgres {

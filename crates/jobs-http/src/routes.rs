@@ -130,7 +130,12 @@ async fn enqueue(
         (status = 201, description = "Created", body = JobSchema),
         (status = 200, description = "An existing job with the same idempotency key", body = JobSchema),
         (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+        (status = 403, description = "Tenant-scoped key enqueuing for another tenant", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]

@@ -22,13 +22,9 @@ pub async fn run_from_env(shutdown: impl Future<Output = ()>) -> Result<(), AppE
     let config = SchedulerConfig::from_env()?;
     let ops = jobs_http::server::ops_addr_from_env()?;
     let choice = jobs_http::app::store_from_env().await?;
-    let Some((dsn, schema)) = choice.postgres.clone() else {
-        return Err(
-            "invalid ASYNC_JOBS_DB_DSN: expected a Postgres connection string, got nothing".into(),
-        );
-    };
+    let (dsn, schema) = choice.require_postgres()?;
     let transport = Arc::new(SqsTransport::from_env(queue_urls_from_config(&platform)?).await?);
-    let leader = Arc::new(PgLeaderElection::new(&dsn, &schema)?);
+    let leader = Arc::new(PgLeaderElection::new(dsn, schema)?);
     let _ops =
         jobs_http::server::spawn_ops(ops, JobService::new(choice.store.clone(), platform.clone()))
             .await?;

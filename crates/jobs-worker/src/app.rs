@@ -19,11 +19,7 @@ pub async fn ports_from_env(
     platform: &PlatformConfig,
 ) -> Result<(Arc<dyn JobStore>, Arc<dyn Transport>), AppError> {
     let choice = jobs_http::app::store_from_env().await?;
-    if choice.postgres.is_none() {
-        return Err(
-            "invalid ASYNC_JOBS_DB_DSN: expected a Postgres connection string, got nothing".into(),
-        );
-    }
+    choice.require_postgres()?;
     let urls = jobs_sqs::queue_urls_from_config(platform)?;
     let transport: Arc<dyn Transport> = Arc::new(jobs_sqs::SqsTransport::from_env(urls).await?);
     Ok((choice.store, transport))
