@@ -203,6 +203,9 @@ impl<T: Transport> Transport for CountingTransport<T> {
         self.requests.add("send_batch", requests(messages.len()));
         self.inner.send_batch(use_case, messages).await
     }
+    fn max_receive_batch(&self) -> u32 {
+        self.inner.max_receive_batch()
+    }
     async fn receive(
         &self,
         use_case: &str,

@@ -8,7 +8,8 @@
 //! - [`send_batch`](Transport::send_batch) accepts any number of messages (adapters split them into
 //!   the backend's batch size) and reports per-entry failures instead of failing the whole call.
 //! - [`receive`](Transport::receive) waits up to `wait` for at least one message and returns up to
-//!   `max`; a received message is invisible to other receivers until its visibility timeout ends,
+//!   `max` (and never more than [`max_receive_batch`](Transport::max_receive_batch), whatever
+//!   `max` says); a received message is invisible to other receivers until its visibility timeout ends,
 //!   then it is delivered again with a higher `receive_count` unless deleted.
 //! - [`delete_batch`](Transport::delete_batch) removes messages by receipt; deleting with a stale
 //!   receipt is not an error.
@@ -90,7 +91,15 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
         messages: Vec<OutgoingMessage>,
     ) -> Result<Vec<EntryFailure>, TransportError>;
 
-    /// Waits up to `wait` for messages and returns up to `max` (1 to 10) of them.
+    /// The most messages one [`receive`](Transport::receive) returns: SQS's 10 by default.
+    /// Receivers ask for up to this many; an in-process transport has no request cost and can
+    /// hand out larger batches, which workers then claim in one store round trip.
+    fn max_receive_batch(&self) -> u32 {
+        SQS_MAX_BATCH
+    }
+
+    /// Waits up to `wait` for messages and returns up to `max` of them (`max` is clamped to
+    /// `1..=`[`max_receive_batch`](Transport::max_receive_batch)).
     async fn receive(
         &self,
         use_case: &str,
@@ -113,6 +122,10 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
         timeout: Duration,
     ) -> Result<(), TransportError>;
 }
+
+/// SQS's batch limit: the most messages one `ReceiveMessage` returns and one
+/// `SendMessageBatch` / `DeleteMessageBatch` carries.
+pub const SQS_MAX_BATCH: u32 = 10;
 
 /// The version of [`DispatchMessage`] this build writes.
 pub const MESSAGE_VERSION: u32 = 1;

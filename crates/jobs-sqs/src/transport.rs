@@ -11,6 +11,7 @@ use aws_sdk_sqs::types::{
 };
 use jobs_core::transport::{
     EntryFailure, OutgoingMessage, Receipt, ReceivedMessage, Transport, TransportError,
+    SQS_MAX_BATCH,
 };
 
 use crate::batch::{self, PreparedSend};
@@ -340,7 +341,7 @@ impl Transport for SqsTransport {
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>, TransportError> {
         let url = self.url(use_case)?;
-        let max = i32::try_from(max.clamp(1, 10)).unwrap_or(10);
+        let max = i32::try_from(max.clamp(1, SQS_MAX_BATCH)).unwrap_or(10);
         let wait_secs = whole_secs(wait, MAX_WAIT.as_secs());
         let attempt = self
             .options

@@ -13,7 +13,7 @@ use jobs_core::{Job, JobId, JobStore, LeaseError, LeaseToken, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most completions per store call.
-pub(crate) const MAX_BATCH: usize = 64;
+pub(crate) const MAX_BATCH: usize = 256;
 /// How long the first success of a batch waits for others.
 pub(crate) const LINGER: Duration = Duration::from_millis(1);
 

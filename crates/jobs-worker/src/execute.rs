@@ -7,7 +7,7 @@ use jobs_core::{
     run_guarded, CancellationSignal, HandlerRegistry, HandlerResult, Job, JobContext, JobService,
     JobStatus, LeaseError, LeaseToken,
 };
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -29,6 +29,10 @@ pub(crate) struct Executor {
     pub(crate) counters: Arc<Counters>,
     /// Records successes in batches.
     pub(crate) completer: crate::complete::Completer,
+    /// Permits for outcomes being recorded (as many as slots). A finished handler swaps its slot
+    /// for one of these, so the next job can start while the outcome is written, and a slow store
+    /// still stops the receive loops once every permit waits on it.
+    pub(crate) recording: Arc<Semaphore>,
 }
 
 /// Completes when `rx` turns true; never if its sender is gone first.
@@ -41,14 +45,14 @@ pub(crate) async fn flag_raised(rx: &mut watch::Receiver<bool>) {
 impl Executor {
     /// Runs `job` (claimed with `token`) to the end: handler under its timeout with heartbeats,
     /// then its outcome recorded. When `hard_stop` is raised first (shutdown grace over), the
-    /// handler is cancelled and dropped and the job released to `pending`. `_slot` is the
-    /// concurrency permit, held until this returns.
+    /// handler is cancelled and dropped and the job released to `pending`. `slot` is the
+    /// concurrency permit, held while the handler runs and then swapped for a recording permit.
     pub(crate) async fn execute(
         self: Arc<Self>,
         job: Job,
         token: LeaseToken,
         hard_stop: watch::Receiver<bool>,
-        _slot: OwnedSemaphorePermit,
+        slot: OwnedSemaphorePermit,
     ) {
         let (cancel, signal) = CancellationSignal::new();
         let ctx = JobContext::for_job(&job, signal);
@@ -85,6 +89,10 @@ impl Executor {
                 }
             };
             let elapsed = started.elapsed();
+            // The handler is done: free the slot for the next job while the outcome is written.
+            // (The semaphore is never closed; if it were, the slot is simply kept.)
+            let _recording = Arc::clone(&self.recording).acquire_owned().await.ok();
+            drop(slot);
             metrics::histogram!(METRIC_JOB_SECONDS, "use_case" => job.use_case.clone())
                 .record(elapsed.as_secs_f64());
             if lease_lost {

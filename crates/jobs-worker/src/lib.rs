@@ -45,11 +45,12 @@
 //! ## The life of a message
 //!
 //! ```text
-//!  transport.receive (only while a slot is free; up to min(10, free slots))
+//!  transport.receive (only while a slot is free; up to min(transport batch limit, free slots):
+//!     │               10 on SQS, 250 in process)
 //!     │
 //!     ├─ body is not a dispatch message ───────────────► delete, warn, metric (malformed)
 //!     ├─ names another use case ───────────────────────► delete, warn, metric (use_case_mismatch)
-//!     ├─ store.claim(job, token, heartbeat lease)
+//!     ├─ store.claim_many(the batch's jobs and tokens, heartbeat lease), one round trip
 //!     │     ├─ lease lost (duplicate, reaped, cancelled) ► delete, debug, metric (stale)
 //!     │     ├─ store error ─────────────────────────────► keep the message (redelivered), back off
 //!     │     └─ ok ──► delete the message: the store holds the lease from now on
@@ -57,7 +58,9 @@
 //!  run_guarded(handler, ctx)        heartbeat every lease/3 ─┬─ cancel requested → ctx.cancel fires
 //!     │                                                     └─ lease lost → ctx.cancel fires,
 //!     ▼                                                        the outcome is discarded
-//!  service.record_outcome: succeeded │ pending (+backoff) │ dead │ cancelled
+//!  the slot is freed for the next job; the outcome is recorded under a recording permit:
+//!  succeeded → batched with other successes (complete_many, ≤ 1 ms linger)
+//!  pending (+backoff) │ dead │ cancelled → service.record_outcome, one job at a time
 //! ```
 //!
 //! The message is a wake-up hint, never the authority: every write after the claim is fenced by
@@ -67,7 +70,10 @@
 //! ## Concepts
 //!
 //! - **Slots.** [`WorkerConfig::concurrency`] slots are shared by every use case; a use case
-//!   polls only while one is free, and a claimed job holds its slot until its outcome is recorded.
+//!   polls only while one is free, and a claimed job holds its slot while its handler runs. Then
+//!   it swaps the slot for one of as many *recording* permits while its outcome is written, so
+//!   the next job starts without waiting for the store, and a store that falls behind still
+//!   stops the receiving once every recording permit waits on it.
 //! - **Leases and heartbeats.** A claim takes [`WorkerConfig::heartbeat_lease`]; a heartbeat
 //!   renews it every third of that while the handler runs, for at most the job's timeout plus
 //!   [`WorkerConfig::lease_margin`]. A worker that dies loses its jobs to the scheduler's reaper

@@ -13,8 +13,6 @@ use tracing::Instrument;
 use crate::execute::{flag_raised, Executor};
 use crate::report::DropReason;
 
-/// Most messages one receive call asks for (SQS's limit).
-const MAX_BATCH: usize = 10;
 /// Longest pause after repeated receive failures.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -64,7 +62,12 @@ impl ReceiveLoop {
                     },
                     () = flag_raised(&mut stop) => break,
                 };
-                let max = (self.slots.available_permits() + 1).min(MAX_BATCH) as u32;
+                // As many as free slots, up to the transport's batch limit (SQS: 10). While a
+                // batch is being claimed, slots freed by finished jobs add up, so the next
+                // receive is a large one under load.
+                let max = u32::try_from(self.slots.available_permits() + 1)
+                    .unwrap_or(u32::MAX)
+                    .min(self.transport.max_receive_batch().max(1));
                 let wait = self.executor.config.receive_wait;
                 let received = tokio::select! {
                     received = self.transport.receive(&self.use_case, max, wait) => received,

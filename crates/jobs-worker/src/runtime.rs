@@ -130,6 +130,7 @@ impl Worker {
         let completer = crate::complete::Completer::spawn(Arc::clone(self.service.store()));
         let executor = Arc::new(Executor {
             completer,
+            recording: Arc::new(Semaphore::new(config.concurrency)),
             service: self.service,
             registry: Arc::new(self.registry),
             config: Arc::clone(&config),

@@ -2,14 +2,13 @@
 //! in-process transport, scheduler and worker in this process; (b) Postgres and the SQS
 //! emulator, with separate API, scheduler and worker processes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use jobs_core::leader::SoleLeader;
 use jobs_core::memory::MemoryTransport;
-use jobs_core::{DispatchMessage, JobService, JobStore, Transport};
+use jobs_core::{JobService, JobStore, Transport};
 use jobs_scheduler::{Dispatcher, Scheduler, SchedulerConfig};
 use jobs_worker::{Worker, WorkerConfig};
 use serde_json::json;
@@ -39,74 +38,13 @@ pub struct InprocArgs {
     /// Connection pool size (shared by scheduler and worker).
     #[arg(long, default_value_t = 16)]
     pub pool: usize,
-    /// Which worker runs the jobs.
-    #[arg(long, value_enum, default_value_t = WorkerKind::Production)]
-    pub worker: WorkerKind,
-    /// Receive loops per use case, for either worker (the production worker's
-    /// `WorkerConfig::receive_loops`, whose own default is 1).
-    #[arg(long, default_value_t = 4)]
+    /// Receive loops per use case (`WorkerConfig::receive_loops`).
+    #[arg(long, default_value_t = 1)]
     pub loops: usize,
-}
-
-/// The worker of an in-process run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum WorkerKind {
-    /// `jobs_worker::Worker`, as shipped.
-    Production,
-    /// The bench's prototype of a batching worker: per received batch one `claim_many`, one
-    /// `delete_batch` and one `complete_many`, in `--loops` receive loops. Not production code:
-    /// it shows what the store reaches when the worker batches its writes.
-    Batched,
-}
-
-/// One receive loop of the batched prototype worker (no heartbeats, no failure handling: the
-/// no-op handler always succeeds).
-async fn batched_loop(
-    store: Arc<dyn JobStore>,
-    transport: Arc<dyn Transport>,
-    registry: Arc<jobs_core::HandlerRegistry>,
-    done: Arc<AtomicU64>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let lease = Duration::from_secs(60);
-    loop {
-        let msgs = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            got = transport.receive(USE_CASE, 10, Duration::from_millis(500)) => got,
-        };
-        let Ok(msgs) = msgs else { continue };
-        if msgs.is_empty() {
-            continue;
-        }
-        let mut claims = Vec::with_capacity(msgs.len());
-        let mut receipts = Vec::with_capacity(msgs.len());
-        for m in msgs {
-            if let Ok(d) = DispatchMessage::decode(&m.body) {
-                claims.push((d.job_id, d.lease_token));
-            }
-            receipts.push(m.receipt);
-        }
-        let tokens: Vec<_> = claims.iter().map(|c| c.1).collect();
-        let claimed = store.claim_many(claims, lease).await;
-        let _ = transport.delete_batch(USE_CASE, receipts).await;
-        let mut finished = Vec::with_capacity(claimed.len());
-        for (result, token) in claimed.into_iter().zip(tokens) {
-            if let Ok(job) = result {
-                let ctx =
-                    jobs_core::JobContext::for_job(&job, jobs_core::CancellationSignal::never());
-                if registry.run(ctx, job.payload.clone()).await.is_ok() {
-                    finished.push((job.id, token));
-                }
-            }
-        }
-        let ok = store
-            .complete_many(finished)
-            .await
-            .iter()
-            .filter(|r| r.is_ok())
-            .count();
-        done.fetch_add(ok as u64, Ordering::Relaxed);
-    }
+    /// Most messages one receive of the in-process transport returns
+    /// (`MemoryTransport::with_receive_batch`; SQS's limit is 10).
+    #[arg(long, default_value_t = jobs_core::memory::DEFAULT_RECEIVE_BATCH)]
+    pub receive_batch: u32,
 }
 
 /// Enqueues `jobs` immediate jobs in batches of 1000 on a store of its own (closed afterwards
@@ -172,12 +110,14 @@ impl InProcess {
         concurrency: usize,
         dispatch_batch: u32,
         pool: usize,
-        worker: WorkerKind,
         loops: usize,
+        receive_batch: u32,
     ) -> anyhow::Result<InProcess> {
         let store = Arc::new(CountingStore::new(bench.store(pool)?));
         let calls = Arc::clone(&store.calls);
-        let transport = Arc::new(CountingTransport::new(MemoryTransport::new([USE_CASE])));
+        let transport = Arc::new(CountingTransport::new(
+            MemoryTransport::new([USE_CASE]).with_receive_batch(receive_batch),
+        ));
         let requests = Arc::clone(&transport.requests);
         let platform = Arc::new(db::platform(cap));
         let dispatcher = Dispatcher::new(
@@ -199,43 +139,26 @@ impl InProcess {
             }
         });
         let mut tasks = vec![scheduler];
-        let succeeded: Arc<dyn Fn() -> u64 + Send + Sync> = match worker {
-            WorkerKind::Production => {
-                let worker = Worker::new(
-                    JobService::new(store as Arc<dyn JobStore>, platform),
-                    transport as Arc<dyn Transport>,
-                    db::noop_registry(),
-                    WorkerConfig::default()
-                        .with_use_cases([USE_CASE])
-                        .with_concurrency(concurrency)
-                        .with_receive_wait(Duration::from_secs(1))
-                        .with_shutdown_grace(Duration::from_secs(5))
-                        .with_receive_loops(loops),
-                );
-                let stats = worker.stats();
-                let w = wait();
-                tasks.push(tokio::spawn(async move {
-                    if let Err(e) = worker.run(w).await {
-                        tracing::error!(error = %e, "worker failed");
-                    }
-                }));
-                Arc::new(move || stats.snapshot().succeeded)
+        let worker = Worker::new(
+            JobService::new(store as Arc<dyn JobStore>, platform),
+            transport as Arc<dyn Transport>,
+            db::noop_registry(),
+            WorkerConfig::default()
+                .with_use_cases([USE_CASE])
+                .with_concurrency(concurrency)
+                .with_receive_wait(Duration::from_secs(1))
+                .with_shutdown_grace(Duration::from_secs(5))
+                .with_receive_loops(loops),
+        );
+        let stats = worker.stats();
+        let w = wait();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = worker.run(w).await {
+                tracing::error!(error = %e, "worker failed");
             }
-            WorkerKind::Batched => {
-                let done = Arc::new(AtomicU64::new(0));
-                let registry = Arc::new(db::noop_registry());
-                for _ in 0..loops.max(1) {
-                    tasks.push(tokio::spawn(batched_loop(
-                        Arc::clone(&store) as Arc<dyn JobStore>,
-                        Arc::clone(&transport) as Arc<dyn Transport>,
-                        Arc::clone(&registry),
-                        Arc::clone(&done),
-                        stop.subscribe(),
-                    )));
-                }
-                Arc::new(move || done.load(Ordering::Relaxed))
-            }
-        };
+        }));
+        let succeeded: Arc<dyn Fn() -> u64 + Send + Sync> =
+            Arc::new(move || stats.snapshot().succeeded);
         Ok(InProcess {
             calls,
             requests,
@@ -281,8 +204,8 @@ pub async fn run_inproc(args: InprocArgs) -> anyhow::Result<serde_json::Value> {
         args.concurrency,
         args.dispatch_batch,
         args.pool,
-        args.worker,
         args.loops,
+        args.receive_batch,
     )?;
     world
         .wait_succeeded(args.jobs, Duration::from_secs(120 + args.jobs / 100))
@@ -305,10 +228,8 @@ pub async fn run_inproc(args: InprocArgs) -> anyhow::Result<serde_json::Value> {
         "cap": args.cap,
         "concurrency": args.concurrency,
         "dispatch_batch": args.dispatch_batch,
-        "worker": match args.worker {
-            WorkerKind::Production => "production".to_owned(),
-            WorkerKind::Batched => format!("batched-prototype x{}", args.loops),
-        },
+        "receive_batch": args.receive_batch,
+        "loops": args.loops,
         "seconds": round3(secs),
         "jobs_per_s": rate(args.jobs, secs),
         "commits_per_job": round3(commits as f64 / args.jobs as f64),

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use jobs_core::memory::DEFAULT_RECEIVE_BATCH;
 use jobs_core::{JobId, JobService, JobStore};
 use serde_json::json;
 
 use crate::db::{self, BenchDb};
 use crate::procs::{self, Role, RoleArgs, RoleProcess};
-use crate::scenarios::e2e::{InProcess, WorkerKind};
+use crate::scenarios::e2e::InProcess;
 use crate::scenarios::sqs_baseline;
 use crate::stats::{percentiles, round3, Percentiles};
 
@@ -85,7 +86,7 @@ pub async fn run(args: LatencyArgs) -> anyhow::Result<serde_json::Value> {
     let wait_all = Duration::from_secs(60 + args.jobs * args.interval_ms / 1000);
     let out = match args.mode {
         Mode::Inproc => {
-            let world = InProcess::start(&bench, 10, 10, 100, 4, WorkerKind::Production, 1)?;
+            let world = InProcess::start(&bench, 10, 10, 100, 4, 1, DEFAULT_RECEIVE_BATCH)?;
             // Warm up the pools and the LISTEN connection.
             trickle(&service, 5, interval).await?;
             world.wait_succeeded(5, Duration::from_secs(30)).await?;

@@ -8,4 +8,4 @@ mod store;
 mod transport;
 
 pub use store::MemoryStore;
-pub use transport::{MemoryTransport, DEFAULT_VISIBILITY_TIMEOUT};
+pub use transport::{MemoryTransport, DEFAULT_RECEIVE_BATCH, DEFAULT_VISIBILITY_TIMEOUT};

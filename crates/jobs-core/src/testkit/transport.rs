@@ -208,6 +208,18 @@ where
     t.send_batch(ALPHA, messages("max", 5)).await.unwrap();
     let got = t.receive(ALPHA, 2, SHORT_WAIT).await.unwrap();
     assert!(!got.is_empty() && got.len() <= 2, "got {}", got.len());
+    // Asking for more than the transport's batch limit gets at most the limit.
+    let limit = t.max_receive_batch();
+    assert!(limit >= 1, "max_receive_batch is {limit}");
+    t.send_batch(ALPHA, messages("over", limit as usize + 3))
+        .await
+        .unwrap();
+    let got = t.receive(ALPHA, limit + 3, SHORT_WAIT).await.unwrap();
+    assert!(
+        !got.is_empty() && got.len() <= limit as usize,
+        "got {} with a limit of {limit}",
+        got.len()
+    );
 }
 
 pub async fn queues_are_separate<F, Fut>(make: F)
