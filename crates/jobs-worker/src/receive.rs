@@ -76,7 +76,16 @@ impl ReceiveLoop {
                 let pause = match received {
                     Ok(messages) => {
                         failures = 0;
-                        let (claimed, store_failed) = self.sort(messages, first).await;
+                        let (claimed, settled, store_failed) = self.sort(messages, first).await;
+                        // Settled messages are deleted while the loop receives again (the
+                        // store holds the claims already; a failed delete only means a stale
+                        // redelivery, which the claim's fencing drops).
+                        if !settled.is_empty() {
+                            executions.spawn(
+                                delete(Arc::clone(&self.transport), self.use_case.clone(), settled)
+                                    .in_current_span(),
+                            );
+                        }
                         for c in claimed {
                             let executor = Arc::clone(&self.executor);
                             executions.spawn(executor.execute(
@@ -122,12 +131,12 @@ impl ReceiveLoop {
 
     /// Sorts one batch: drops malformed, misrouted and stale messages, claims the rest while slots
     /// last — in one store round trip ([`jobs_core::JobStore::claim_many`]) — and deletes what is
-    /// settled. Returns the claimed jobs and whether the store failed.
+    /// settled. Returns the claimed jobs, the receipts to delete and whether the store failed.
     async fn sort(
         &self,
         messages: Vec<ReceivedMessage>,
         first: OwnedSemaphorePermit,
-    ) -> (Vec<Claimed>, bool) {
+    ) -> (Vec<Claimed>, Vec<Receipt>, bool) {
         let counters = &self.executor.counters;
         let lease = self.executor.config.heartbeat_lease;
         let mut spare = vec![first];
@@ -217,25 +226,7 @@ impl ReceiveLoop {
                 }
             }
         }
-        self.delete(settled).await;
-        (claimed, store_failed)
-    }
-
-    async fn delete(&self, receipts: Vec<Receipt>) {
-        if receipts.is_empty() {
-            return;
-        }
-        match self.transport.delete_batch(&self.use_case, receipts).await {
-            Ok(failed) => {
-                for f in failed {
-                    tracing::warn!(receipt = %f.id, reason = %f.reason, "deleting a message failed; it will come back as stale");
-                }
-            }
-            Err(e) => {
-                crate::report::dependency_error("sqs", "delete");
-                tracing::warn!(error = %e, "deleting messages failed; they will come back as stale");
-            }
-        }
+        (claimed, settled, store_failed)
     }
 
     async fn return_message(&self, receipt: Receipt) {
@@ -259,6 +250,21 @@ fn log_join(done: Result<(), tokio::task::JoinError>) {
     if let Err(e) = done {
         if e.is_panic() {
             tracing::error!(error = %e, "an execution task panicked");
+        }
+    }
+}
+
+/// Deletes settled messages.
+async fn delete(transport: Arc<dyn Transport>, use_case: String, receipts: Vec<Receipt>) {
+    match transport.delete_batch(&use_case, receipts).await {
+        Ok(failed) => {
+            for f in failed {
+                tracing::warn!(receipt = %f.id, reason = %f.reason, "deleting a message failed; it will come back as stale");
+            }
+        }
+        Err(e) => {
+            crate::report::dependency_error("sqs", "delete");
+            tracing::warn!(error = %e, "deleting messages failed; they will come back as stale");
         }
     }
 }

@@ -242,16 +242,19 @@ pub async fn run_inproc(args: InprocArgs) -> anyhow::Result<serde_json::Value> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SqsArgs {
     /// Jobs to run.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = 50_000)]
     pub jobs: u64,
-    /// The use case's concurrency cap.
-    #[arg(long, default_value_t = 200)]
+    /// The use case's concurrency cap. It bounds the jobs dispatched and not yet finished, i.e.
+    /// the queue's depth, and the emulator slows down sharply as its queue grows (~130
+    /// messages/s at a depth of 100, ~270 at 40, ~480 at 20), so the ceiling loop runs at the
+    /// same depth.
+    #[arg(long, default_value_t = 40)]
     pub cap: u32,
     /// Worker concurrency.
     #[arg(long, default_value_t = 100)]
     pub concurrency: usize,
     /// Jobs leased per tick.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 50)]
     pub dispatch_batch: u32,
     /// Messages through the bare-SDK ceiling loop.
     #[arg(long, default_value_t = 2_000)]
@@ -282,9 +285,15 @@ pub async fn run_sqs(args: SqsArgs, scenario: &str) -> anyhow::Result<serde_json
     let ceiling_url = sqs
         .create_queue(&format!("{}-ceiling", bench.schema))
         .await?;
-    let ceiling = sqs_baseline::ceiling(sqs.client(), &ceiling_url, args.ceiling_messages, 1)
-        .await
-        .context("emulator ceiling")?;
+    let ceiling = sqs_baseline::ceiling(
+        sqs.client(),
+        &ceiling_url,
+        args.ceiling_messages,
+        1,
+        u64::from(args.cap),
+    )
+    .await
+    .context("emulator ceiling")?;
 
     let role = RoleArgs {
         dsn: bench.dsn.clone(),
