@@ -150,6 +150,13 @@ impl<S: JobStore> JobStore for CountingStore<S> {
         self.calls.add("reap_expired", 1);
         self.inner.reap_expired(limit).await
     }
+    async fn return_dispatched(
+        &self,
+        dispatches: Vec<(JobId, LeaseToken)>,
+    ) -> Result<u64, StoreError> {
+        self.calls.add("return_dispatched", 1);
+        self.inner.return_dispatched(dispatches).await
+    }
     async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
         self.calls.add("counts", 1);
         self.inner.counts().await

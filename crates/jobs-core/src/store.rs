@@ -334,6 +334,23 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// cancelled when a cancel was requested.
     async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError>;
 
+    /// Takes back dispatches whose message the transport did not accept: for each `(id, token)`,
+    /// a `dispatched` job still holding `token` goes back to `pending` at once, exactly as when
+    /// its dispatch lease expires (not an attempt; lease cleared; `run_at` and deadline kept), so
+    /// it neither waits out the dispatch lease nor holds a place under the cap meanwhile. Entries
+    /// whose job has moved on (claimed, cancelled, returned already) are skipped. Returns how many
+    /// jobs went back.
+    ///
+    /// The default returns none, leaving them to [`reap_expired`](JobStore::reap_expired) when
+    /// their lease expires; the platform's stores override it.
+    async fn return_dispatched(
+        &self,
+        dispatches: Vec<(JobId, LeaseToken)>,
+    ) -> Result<u64, StoreError> {
+        let _ = dispatches;
+        Ok(0)
+    }
+
     /// Job counts by use case and status (statuses with no jobs may be omitted).
     async fn counts(&self) -> Result<Vec<StatusCount>, StoreError>;
 

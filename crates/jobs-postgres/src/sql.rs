@@ -44,6 +44,7 @@ pub(crate) struct Sql {
     pub(crate) finish_cancelled: String,
     pub(crate) release: String,
     pub(crate) reap_dispatched: String,
+    pub(crate) return_dispatched: String,
     pub(crate) reap_running: String,
     pub(crate) counts: String,
     pub(crate) prune: String,
@@ -210,6 +211,12 @@ impl Sql {
                      ORDER BY d.lease_expires_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED) \
                  UPDATE {jobs} j SET status = 'pending', {cleared}, updated_at = t.now \
                  FROM doomed, {NOW} WHERE j.id = doomed.id RETURNING j.status"
+            ),
+            // The reaper's dispatched → pending, early and fenced per entry by the token.
+            return_dispatched: format!(
+                "UPDATE {jobs} j SET status = 'pending', {cleared}, updated_at = t.now \
+                 FROM {NOW}, unnest($2::uuid[], $3::uuid[]) AS k(id, token) \
+                 WHERE j.id = k.id AND j.status = 'dispatched' AND j.lease_token = k.token"
             ),
             reap_running: format!(
                 "WITH doomed AS ( \

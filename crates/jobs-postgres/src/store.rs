@@ -669,6 +669,26 @@ impl JobStore for PgStore {
         Ok(report)
     }
 
+    async fn return_dispatched(
+        &self,
+        dispatches: Vec<(JobId, LeaseToken)>,
+    ) -> Result<u64, StoreError> {
+        if dispatches.is_empty() {
+            return Ok(0);
+        }
+        let now = self.now();
+        let ids: Vec<uuid::Uuid> = dispatches.iter().map(|(id, _)| *id).collect();
+        let tokens: Vec<uuid::Uuid> = dispatches.iter().map(|(_, t)| t.as_uuid()).collect();
+        let returned = with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.return_dispatched).await?;
+            Ok::<_, Op<StoreError>>(c.execute(&stmt, &[&now, &ids, &tokens]).await?)
+        })?;
+        if returned > 0 {
+            self.wake(true, true);
+        }
+        Ok(returned)
+    }
+
     async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
         with_conn!(self, |c| async {
             let stmt = c.prepare_cached(&self.sql.counts).await?;

@@ -6,12 +6,15 @@ use std::time::Instant;
 
 use jobs_core::store::ReapReport;
 use jobs_core::transport::OutgoingMessage;
-use jobs_core::{DispatchMessage, JobStore, PlatformConfig, StoreError, Transport, TransportError};
+use jobs_core::{
+    Dispatch, DispatchMessage, JobStore, PlatformConfig, StoreError, Transport, TransportError,
+};
 
 use crate::config::SchedulerConfig;
 
 /// A tick could not do all of its work. The jobs involved are safe: leased jobs that were not
-/// sent are returned by the reaper when their dispatch lease expires.
+/// sent go back to `pending` at once ([`JobStore::return_dispatched`]), or, if the store fails
+/// too, when the reaper finds their dispatch lease expired.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchedulerError {
     /// The store failed.
@@ -44,7 +47,7 @@ pub struct TickReport {
     pub reaped: ReapReport,
     /// Jobs leased and handed to the transport.
     pub dispatched: u64,
-    /// Jobs leased but not accepted by the transport (left for the reaper).
+    /// Jobs leased but not accepted by the transport (returned to `pending`).
     pub send_failed: u64,
     /// True if some use case filled a whole batch: more due jobs may be waiting, tick again now.
     pub saturated: bool,
@@ -151,30 +154,64 @@ impl Dispatcher {
             })
             .collect();
         let count = leased.len() as u64;
-        match self.transport.send_batch(use_case, messages).await {
+        let sent = self.transport.send_batch(use_case, messages).await;
+        // Entries the transport did not take: by index (the entry ids), or all of them.
+        let unsent: Vec<usize> = match &sent {
             Ok(failures) => {
-                let failed = failures.len() as u64;
-                for f in &failures {
-                    tracing::warn!(use_case, entry = %f.id, reason = %f.reason, "send failed; the reaper will return the job");
+                for f in failures {
+                    tracing::warn!(use_case, entry = %f.id, reason = %f.reason, "send failed; returning the job to pending");
                 }
-                report.dispatched += count - failed;
-                report.send_failed += failed;
-                metrics::counter!("async_jobs_dispatched_total", "use_case" => use_case.to_owned())
-                    .increment(count - failed);
-                if failed > 0 {
-                    metrics::counter!("async_jobs_dispatch_send_failures_total", "use_case" => use_case.to_owned())
-                        .increment(failed);
-                }
-                Ok(())
+                let mut unsent: Vec<usize> = failures
+                    .iter()
+                    .filter_map(|f| f.id.parse::<usize>().ok())
+                    .filter(|i| *i < leased.len())
+                    .collect();
+                unsent.sort_unstable();
+                unsent.dedup();
+                unsent
             }
-            Err(source) => {
-                report.send_failed += count;
-                metrics::counter!("async_jobs_dispatch_send_failures_total", "use_case" => use_case.to_owned())
-                    .increment(count);
-                Err(SchedulerError::Transport {
-                    use_case: use_case.to_owned(),
-                    source,
-                })
+            Err(_) => (0..leased.len()).collect(),
+        };
+        let failed = unsent.len() as u64;
+        report.dispatched += count - failed;
+        report.send_failed += failed;
+        metrics::counter!("async_jobs_dispatched_total", "use_case" => use_case.to_owned())
+            .increment(count - failed);
+        if failed > 0 {
+            metrics::counter!("async_jobs_dispatch_send_failures_total", "use_case" => use_case.to_owned())
+                .increment(failed);
+            self.return_unsent(use_case, unsent.iter().map(|i| &leased[*i]))
+                .await;
+        }
+        match sent {
+            Ok(_) => Ok(()),
+            Err(source) => Err(SchedulerError::Transport {
+                use_case: use_case.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Gives leased jobs whose message was not sent back to `pending` at once, so they neither
+    /// wait out the dispatch lease nor hold places under the cap. If the store fails too, the
+    /// reaper returns them when their dispatch lease expires.
+    async fn return_unsent<'a>(&self, use_case: &str, unsent: impl Iterator<Item = &'a Dispatch>) {
+        let entries: Vec<_> = unsent.map(|d| (d.job_id, d.lease_token)).collect();
+        let n = entries.len();
+        match self.store.return_dispatched(entries).await {
+            Ok(returned) => {
+                tracing::info!(
+                    use_case,
+                    unsent = n,
+                    returned,
+                    "returned unsent jobs to pending"
+                );
+                metrics::counter!("async_jobs_dispatch_returned_total", "use_case" => use_case.to_owned())
+                    .increment(returned);
+            }
+            Err(e) => {
+                count_error(e.clone().into());
+                tracing::warn!(use_case, unsent = n, error = %e, "could not return unsent jobs; the reaper will when their dispatch lease expires");
             }
         }
     }

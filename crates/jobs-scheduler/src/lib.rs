@@ -12,8 +12,10 @@
 //! It ticks on an interval and whenever the store reports a wake-up (a due job was enqueued,
 //! capacity freed), so an idle system starts a job within milliseconds. Only the leader ticks
 //! ([`jobs_core::leader`]); standbys poll for leadership and take over when the leader's session
-//! ends. A failed send leaves its jobs `dispatched`; the reaper returns them to `pending` when the
-//! dispatch lease expires, so nothing is lost.
+//! ends. Jobs whose message the transport refused go back to `pending` at once
+//! ([`JobStore::return_dispatched`](jobs_core::JobStore::return_dispatched)) and the loop backs
+//! off; if the store fails too, the reaper returns them when their dispatch lease expires, so
+//! nothing is lost either way.
 //!
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<dyn jobs_core::JobStore>, transport: std::sync::Arc<dyn jobs_core::Transport>) {

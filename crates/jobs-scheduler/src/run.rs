@@ -96,7 +96,7 @@ impl Scheduler {
                 return None;
             }
             let delay = match self.dispatcher.tick().await {
-                Ok(report) => {
+                Ok(report) if report.send_failed == 0 => {
                     backoff = config.min_backoff;
                     if report.saturated {
                         Duration::ZERO
@@ -104,8 +104,18 @@ impl Scheduler {
                         config.tick_interval
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "tick failed; backing off");
+                outcome => {
+                    // A failed tick, or messages the transport refused: the unsent jobs are
+                    // pending again and their wake-up would start the next tick at once, so
+                    // back off as from any failure.
+                    match outcome {
+                        Err(e) => {
+                            tracing::warn!(error = %e, retry_in = ?backoff, "tick failed; backing off");
+                        }
+                        Ok(report) => {
+                            tracing::warn!(send_failed = report.send_failed, retry_in = ?backoff, "the transport refused messages; backing off");
+                        }
+                    }
                     let delay = backoff;
                     backoff = (backoff * 2).min(config.max_backoff);
                     // Wake-ups must not cut an error backoff short.

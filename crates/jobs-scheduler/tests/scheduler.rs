@@ -83,7 +83,7 @@ async fn tick_dispatches_earliest_deadline_first_under_each_cap() {
 }
 
 #[tokio::test]
-async fn a_failed_send_leaves_jobs_for_the_reaper_and_nothing_is_lost() {
+async fn a_failed_send_returns_the_jobs_at_once_and_nothing_is_lost() {
     let clock = Arc::new(ManualClock::default());
     let store = Arc::new(MemoryStore::new(clock.clone()));
     let service = JobService::new(store.clone(), platform()).with_clock(clock.clone());
@@ -93,7 +93,7 @@ async fn a_failed_send_leaves_jobs_for_the_reaper_and_nothing_is_lost() {
         .expect_send_batch()
         .returning(|_, _| Err(TransportError::Unavailable("connection refused".into())));
     let config = SchedulerConfig {
-        dispatch_lease: Duration::from_secs(10),
+        dispatch_lease: Duration::from_secs(300),
         ..SchedulerConfig::default()
     };
     let d = Dispatcher::new(store.clone(), Arc::new(broken), platform(), config.clone());
@@ -102,27 +102,26 @@ async fn a_failed_send_leaves_jobs_for_the_reaper_and_nothing_is_lost() {
         matches!(err, SchedulerError::Transport { ref use_case, .. } if use_case == "alpha"),
         "{err:?}"
     );
+    // Not left dispatched until the 300 s dispatch lease expires: pending again, no attempt.
+    let back = store.get(job.id).await.unwrap().unwrap();
     assert_eq!(
-        store.get(job.id).await.unwrap().unwrap().status,
-        JobStatus::Dispatched
+        (back.status, back.attempts, back.lease_token),
+        (JobStatus::Pending, 0, None)
     );
-    // The transport recovers; once the dispatch lease expires the job goes out again.
+    // The transport recovers; the next tick sends the job without any clock movement.
     let transport = Arc::new(MemoryTransport::new(["alpha", "beta"]));
     let d = Dispatcher::new(store.clone(), transport.clone(), platform(), config);
-    assert_eq!(d.tick().await.unwrap().dispatched, 0, "still leased");
-    clock.advance(Duration::from_secs(11));
     let report = d.tick().await.unwrap();
-    assert_eq!((report.reaped.dispatch_expired, report.dispatched), (1, 1));
+    assert_eq!((report.reaped.total(), report.dispatched), (0, 1));
     let msg = transport
         .receive("alpha", 10, Duration::ZERO)
         .await
         .unwrap();
-    assert_eq!(
-        DispatchMessage::decode(&msg[0].body).unwrap().job_id,
-        job.id
-    );
+    let sent = DispatchMessage::decode(&msg[0].body).unwrap();
+    assert_eq!(sent.job_id, job.id);
     let now = store.get(job.id).await.unwrap().unwrap();
     assert_eq!((now.status, now.attempts), (JobStatus::Dispatched, 0));
+    assert_eq!(now.lease_token, Some(sent.lease_token));
 }
 
 #[tokio::test]
@@ -141,13 +140,23 @@ async fn a_partial_batch_failure_is_counted_per_entry() {
         }])
     });
     let d = Dispatcher::new(
-        store,
+        store.clone(),
         Arc::new(flaky),
         platform(),
         SchedulerConfig::default(),
     );
     let report = d.tick().await.unwrap();
     assert_eq!((report.dispatched, report.send_failed), (2, 1));
+    // The refused entry's job is pending again; the two sent stay dispatched.
+    let counts = store.counts().await.unwrap();
+    let n = |status: JobStatus| {
+        counts
+            .iter()
+            .filter(|c| c.use_case == "alpha" && c.status == status)
+            .map(|c| c.count)
+            .sum::<u64>()
+    };
+    assert_eq!((n(JobStatus::Pending), n(JobStatus::Dispatched)), (1, 2));
 }
 
 async fn wait_for_message(
@@ -197,6 +206,50 @@ async fn the_loop_wakes_on_enqueue_without_waiting_for_the_interval() {
         .await
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_messages_back_the_loop_off_instead_of_spinning() {
+    // Every entry refused: each tick returns the job to pending, whose wake-up would start the
+    // next tick at once. The loop must back off instead (200 ms, 400 ms, ...).
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    let service = JobService::new(store.clone(), platform()).with_clock(clock);
+    let job = enqueue(&service, "alpha", 60).await;
+    let sends = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut refusing = MockTransport::new();
+    let counted = Arc::clone(&sends);
+    refusing.expect_send_batch().returning(move |_, msgs| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(msgs
+            .iter()
+            .map(|m| jobs_core::transport::EntryFailure {
+                id: m.id.clone(),
+                reason: "throttled".into(),
+            })
+            .collect())
+    });
+    let d = Dispatcher::new(
+        store.clone(),
+        Arc::new(refusing),
+        platform(),
+        SchedulerConfig::default(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(Scheduler::new(d, Arc::new(SoleLeader)).run(async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .unwrap()
+        .unwrap();
+    let sends = sends.load(std::sync::atomic::Ordering::SeqCst);
+    // Ticks at ~0, 200 and 600 ms: 3 sends (4 on a slow machine), not hundreds.
+    assert!((2..=5).contains(&sends), "{sends} sends in 700 ms");
+    let now = store.get(job.id).await.unwrap().unwrap();
+    assert_eq!((now.status, now.attempts), (JobStatus::Pending, 0));
 }
 
 #[derive(Debug)]

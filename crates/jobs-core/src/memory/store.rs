@@ -423,6 +423,30 @@ impl JobStore for MemoryStore {
         Ok(job)
     }
 
+    async fn return_dispatched(
+        &self,
+        dispatches: Vec<(JobId, LeaseToken)>,
+    ) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let mut returned = 0;
+        {
+            let mut inner = self.lock();
+            for (id, token) in dispatches {
+                if let Some(job) = inner.jobs.get_mut(&id) {
+                    if job.status == JobStatus::Dispatched && job.lease_token == Some(token) {
+                        finish(job, Transition::ExpireDispatch, now);
+                        job.updated_at = now;
+                        returned += 1;
+                    }
+                }
+            }
+        }
+        if returned > 0 {
+            self.notify(Wakeup::JobDue);
+        }
+        Ok(returned)
+    }
+
     async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError> {
         let now = self.clock.now();
         let mut report = ReapReport::default();

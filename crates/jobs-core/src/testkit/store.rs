@@ -50,6 +50,7 @@ macro_rules! store_conformance_tests {
             fail_retries_with_backoff_then_dies,
             reaper_returns_expired_dispatches_without_an_attempt,
             reaper_counts_expired_runs_as_attempts,
+            unsent_dispatches_go_back_at_once,
             cancel_follows_the_state_table,
             running_cancel_is_cooperative,
             retry_follows_the_state_table,
@@ -951,6 +952,79 @@ where
         f.store.reap_expired(100).await.unwrap(),
         ReapReport::default()
     );
+}
+
+/// A dispatch the transport refused goes back to pending at once (the reaper's transition,
+/// early): fenced by its token, not an attempt, and it frees its place under the cap.
+pub async fn unsent_dispatches_go_back_at_once<F, Fut>(make: F)
+where
+    F: Fn(Arc<ManualClock>) -> Fut,
+    Fut: Future<Output = Arc<dyn JobStore>>,
+{
+    let f = fixture(make).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(f.due("acme", "alpha").await.id);
+    }
+    // Cap 3: three leased, the fourth waits.
+    let leased = f.store.lease_due("alpha", 3, 10, LEASE).await.unwrap();
+    assert_eq!(leased.len(), 3);
+    let (unsent, claimed, cancelled) = (&leased[0], &leased[1], &leased[2]);
+    f.store
+        .claim(claimed.job_id, claimed.lease_token, LEASE)
+        .await
+        .unwrap();
+    f.store.cancel(cancelled.job_id).await.unwrap();
+    let before = f.get(unsent.job_id).await;
+
+    // Only the first is still dispatched under its token: a wrong token, the claimed job and the
+    // cancelled one are skipped, and so is an unknown job.
+    let returned = f
+        .store
+        .return_dispatched(vec![
+            (unsent.job_id, LeaseToken::generate()),
+            (unsent.job_id, unsent.lease_token),
+            (claimed.job_id, claimed.lease_token),
+            (cancelled.job_id, cancelled.lease_token),
+            (new_job_id(), LeaseToken::generate()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(returned, 1);
+    let back = f.get(unsent.job_id).await;
+    assert_eq!(back.status, JobStatus::Pending);
+    assert_eq!(back.attempts, 0, "an unsent dispatch is not an attempt");
+    assert_eq!((back.lease_token, back.lease_expires_at), (None, None));
+    assert_eq!(
+        (back.run_at, back.deadline_at),
+        (before.run_at, before.deadline_at),
+        "it keeps its place in deadline order"
+    );
+    assert_eq!(f.get(claimed.job_id).await.status, JobStatus::Running);
+    assert_eq!(f.get(cancelled.job_id).await.status, JobStatus::Cancelled);
+    assert_eq!(
+        f.store
+            .claim(unsent.job_id, unsent.lease_token, LEASE)
+            .await,
+        Err(LeaseError::LeaseLost(unsent.job_id)),
+        "the returned dispatch's token is dead"
+    );
+    // Returning twice changes nothing.
+    assert_eq!(
+        f.store
+            .return_dispatched(vec![(unsent.job_id, unsent.lease_token)])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(f.store.return_dispatched(Vec::new()).await.unwrap(), 0);
+    // Its place under the cap is free again at once (1 running + 2 new leases = cap 3), without
+    // waiting for the dispatch lease to expire; the earlier deadline goes first.
+    let again = f.store.lease_due("alpha", 3, 10, LEASE).await.unwrap();
+    let again: Vec<JobId> = again.iter().map(|d| d.job_id).collect();
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert_eq!(again[0], unsent.job_id);
+    assert!(ids.contains(&again[1]) && again[1] != unsent.job_id);
 }
 
 pub async fn reaper_counts_expired_runs_as_attempts<F, Fut>(make: F)
