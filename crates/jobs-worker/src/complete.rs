@@ -2,20 +2,20 @@
 //! [`JobStore::complete_many`] call (one statement for the batch in the Postgres store), instead of
 //! one round trip each.
 //!
-//! A success waits at most [`LINGER`] for companions, so an idle worker records within a
-//! millisecond or two; under load a batch fills up to [`MAX_BATCH`] at once. Failures, releases and
-//! cancellations stay per job (they are rare and carry their own data).
+//! One batch is written at a time, and it takes every success already waiting (up to
+//! [`MAX_BATCH`]) without waiting for more. An idle worker's success is written at once. Under
+//! load, the successes that finish while one batch is being written make up the next one, so
+//! batches grow with the load and the store's latency, as in a database's group commit. A fixed
+//! 1 ms linger did as well for throughput and added ~2 ms to every idle job's enqueue-to-done.
+//! Failures, releases and cancellations stay per job (they are rare and carry their own data).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use jobs_core::{Job, JobId, JobStore, LeaseError, LeaseToken, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most completions per store call.
 pub(crate) const MAX_BATCH: usize = 256;
-/// How long the first success of a batch waits for others.
-pub(crate) const LINGER: Duration = Duration::from_millis(1);
 
 type Request = (JobId, LeaseToken, oneshot::Sender<Result<Job, LeaseError>>);
 
@@ -48,16 +48,14 @@ impl Completer {
 
 async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::Receiver<Request>) {
     while let Some(first) = rx.recv().await {
+        // Take whatever else is already waiting, without waiting for more: while one batch is
+        // being written, the next one gathers, so batches grow with the load and an idle worker
+        // records at once.
         let mut batch = vec![first];
-        let linger = tokio::time::sleep(LINGER);
-        tokio::pin!(linger);
         while batch.len() < MAX_BATCH {
-            tokio::select! {
-                next = rx.recv() => match next {
-                    Some(request) => batch.push(request),
-                    None => break,
-                },
-                () = &mut linger => break,
+            match rx.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
             }
         }
         let (entries, replies): (Vec<_>, Vec<_>) = batch

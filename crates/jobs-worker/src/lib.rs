@@ -59,7 +59,7 @@
 //!     │                                                     └─ lease lost → ctx.cancel fires,
 //!     ▼                                                        the outcome is discarded
 //!  the slot is freed for the next job; the outcome is recorded under a recording permit:
-//!  succeeded → batched with other successes (complete_many, ≤ 1 ms linger)
+//!  succeeded → batched with the successes waiting meanwhile (one complete_many at a time)
 //!  pending (+backoff) │ dead │ cancelled → service.record_outcome, one job at a time
 //! ```
 //!

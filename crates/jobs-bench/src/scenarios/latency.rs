@@ -53,13 +53,37 @@ async fn trickle(service: &JobService, n: u64, interval: Duration) -> anyhow::Re
     Ok(ids)
 }
 
-async fn measured(bench: &BenchDb, ids: &[JobId]) -> anyhow::Result<(Percentiles, Percentiles)> {
+/// Percentiles of one run's hops, from the database's own timestamps.
+struct Measured {
+    start: Percentiles,
+    done: Percentiles,
+    to_dispatch: Percentiles,
+    dispatch_to_start: Percentiles,
+}
+
+impl Measured {
+    /// The hops as JSON: enqueue → start and → done (the issue's figures), and enqueue → start
+    /// split at the lease commit (scheduler) and from there to the claim (send, transport,
+    /// receive, claim), which says where a slow tail comes from.
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "enqueue_to_start": self.start,
+            "enqueue_to_done": self.done,
+            "enqueue_to_dispatch": self.to_dispatch,
+            "dispatch_to_start": self.dispatch_to_start,
+        })
+    }
+}
+
+async fn measured(bench: &BenchDb, ids: &[JobId]) -> anyhow::Result<Measured> {
     let rows = bench
         .admin
         .query(
             &format!(
                 "SELECT extract(epoch FROM started_at - created_at)::float8 * 1000, \
-                        extract(epoch FROM finished_at - created_at)::float8 * 1000 \
+                        extract(epoch FROM finished_at - created_at)::float8 * 1000, \
+                        extract(epoch FROM dispatched_at - created_at)::float8 * 1000, \
+                        extract(epoch FROM started_at - dispatched_at)::float8 * 1000 \
                  FROM {}.jobs WHERE id = ANY($1) AND status = 'succeeded'",
                 bench.schema
             ),
@@ -72,9 +96,13 @@ async fn measured(bench: &BenchDb, ids: &[JobId]) -> anyhow::Result<(Percentiles
         rows.len(),
         ids.len()
     );
-    let start = rows.iter().map(|r| r.get::<_, f64>(0)).collect();
-    let done = rows.iter().map(|r| r.get::<_, f64>(1)).collect();
-    Ok((percentiles(start), percentiles(done)))
+    let column = |i: usize| percentiles(rows.iter().map(|r| r.get::<_, f64>(i)).collect());
+    Ok(Measured {
+        start: column(0),
+        done: column(1),
+        to_dispatch: column(2),
+        dispatch_to_start: column(3),
+    })
 }
 
 /// Runs scenario 3.
@@ -93,8 +121,7 @@ pub async fn run(args: LatencyArgs) -> anyhow::Result<serde_json::Value> {
             let ids = trickle(&service, args.jobs, interval).await?;
             world.wait_succeeded(5 + args.jobs, wait_all).await?;
             world.stop().await;
-            let (start, done) = measured(&bench, &ids).await?;
-            json!({ "enqueue_to_start": start, "enqueue_to_done": done })
+            measured(&bench, &ids).await?.json()
         }
         Mode::Sqs => {
             let sqs = procs::sqs_transport("").await?;
@@ -129,7 +156,7 @@ pub async fn run(args: LatencyArgs) -> anyhow::Result<serde_json::Value> {
                 .await?;
             worker.finish().await?;
             scheduler.finish().await?;
-            let (start, done) = measured(&bench, &ids).await?;
+            let hops = measured(&bench, &ids).await?;
             let baseline_url = sqs
                 .create_queue(&format!("{}-latency", bench.schema))
                 .await?;
@@ -144,16 +171,14 @@ pub async fn run(args: LatencyArgs) -> anyhow::Result<serde_json::Value> {
                 let _ = sqs.delete_queue(url).await;
             }
             let ratio = if baseline.p99_ms > 0.0 {
-                start.p99_ms / baseline.p99_ms
+                hops.start.p99_ms / baseline.p99_ms
             } else {
                 0.0
             };
-            json!({
-                "enqueue_to_start": start,
-                "enqueue_to_done": done,
-                "emulator_send_to_receive": baseline,
-                "start_p99_over_emulator_p99": round3(ratio),
-            })
+            let mut out = hops.json();
+            out["emulator_send_to_receive"] = json!(baseline);
+            out["start_p99_over_emulator_p99"] = json!(round3(ratio));
+            out
         }
     };
     bench.drop_schema().await?;
