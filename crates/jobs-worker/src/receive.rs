@@ -129,9 +129,10 @@ impl ReceiveLoop {
         .await;
     }
 
-    /// Sorts one batch: drops malformed, misrouted and stale messages, claims the rest while slots
-    /// last — in one store round trip ([`jobs_core::JobStore::claim_many`]) — and deletes what is
-    /// settled. Returns the claimed jobs, the receipts to delete and whether the store failed.
+    /// Sorts one batch: drops malformed, misrouted and stale messages and claims the rest while
+    /// slots last — in one store round trip ([`jobs_core::JobStore::claim_many`]). Returns the
+    /// claimed jobs, the receipts of the settled messages (to delete) and whether the store
+    /// failed.
     async fn sort(
         &self,
         messages: Vec<ReceivedMessage>,
