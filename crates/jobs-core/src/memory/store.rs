@@ -427,19 +427,12 @@ impl JobStore for MemoryStore {
         &self,
         dispatches: Vec<(JobId, LeaseToken)>,
     ) -> Result<u64, StoreError> {
-        let now = self.clock.now();
         let mut returned = 0;
-        {
-            let mut inner = self.lock();
-            for (id, token) in dispatches {
-                if let Some(job) = inner.jobs.get_mut(&id) {
-                    if job.status == JobStatus::Dispatched && job.lease_token == Some(token) {
-                        finish(job, Transition::ExpireDispatch, now);
-                        job.updated_at = now;
-                        returned += 1;
-                    }
-                }
-            }
+        for (id, token) in dispatches {
+            let back = self.fenced(id, token, JobStatus::Dispatched, |job, now| {
+                finish(job, Transition::ExpireDispatch, now);
+            });
+            returned += u64::from(back.is_ok());
         }
         if returned > 0 {
             self.notify(Wakeup::JobDue);
