@@ -81,9 +81,9 @@ impl<S: JobStore> JobStore for CountingStore<S> {
         self.calls.add("cancel", 1);
         self.inner.cancel(id).await
     }
-    async fn retry(&self, id: JobId) -> Result<Job, ChangeError> {
+    async fn retry(&self, id: JobId, quota: Option<u32>) -> Result<Job, ChangeError> {
         self.calls.add("retry", 1);
-        self.inner.retry(id).await
+        self.inner.retry(id, quota).await
     }
     async fn lease_due(
         &self,

@@ -179,10 +179,17 @@ impl JobService {
         self.store.cancel(id).await
     }
 
-    /// Retries a dead or cancelled job visible to `scope`.
+    /// Retries a dead or cancelled job visible to `scope`. The retried job counts against its
+    /// tenant's quota exactly as an enqueue does ([`ChangeError::QuotaExceeded`] when full).
     pub async fn retry(&self, id: JobId, scope: &TenantScope) -> Result<Job, ChangeError> {
-        self.visible(id, scope).await?;
-        self.store.retry(id).await
+        // tenant_id and use_case never change, so resolving the quota before the write leaves no
+        // race; the store counts and writes atomically.
+        let job = match self.store.get(id).await? {
+            Some(job) if scope.allows(&job.tenant_id) => job,
+            _ => return Err(ChangeError::NotFound(id)),
+        };
+        let quota = self.config.quotas.limit_for(&job.tenant_id, &job.use_case);
+        self.store.retry(id, quota).await
     }
 
     async fn visible(&self, id: JobId, scope: &TenantScope) -> Result<(), ChangeError> {

@@ -11,8 +11,9 @@
 //!   nothing and return [`LeaseError::LeaseLost`].
 //! - **Caps.** [`lease_due`](JobStore::lease_due) never leaves more than `cap` jobs of a use case
 //!   dispatched or running, even when called concurrently.
-//! - **Quotas.** [`enqueue`](JobStore::enqueue) never leaves a tenant with more non-terminal jobs in
-//!   a use case than [`NewJob::quota`], even under concurrent enqueues.
+//! - **Quotas.** [`enqueue`](JobStore::enqueue), [`enqueue_many`](JobStore::enqueue_many) and
+//!   [`retry`](JobStore::retry) never leave a tenant with more non-terminal jobs in a use case
+//!   than its quota, even when they run concurrently.
 //! - **Time.** Leases, `run_at` and deadlines are compared with the store's clock (the database's in
 //!   production), never the caller's.
 
@@ -34,6 +35,11 @@ pub enum StoreError {
     /// A concurrent transaction conflicted (serialization failure, deadlock). Retry.
     #[error("store conflict: {0}")]
     Conflict(String),
+    /// The store cannot do what was asked the way it was asked (for example a quota inside a
+    /// caller's transaction whose isolation level cannot make it exact). Retrying the same call
+    /// fails the same way; change the call.
+    #[error("unsupported by the store: {0}")]
+    Unsupported(String),
     /// Anything else: a bug, corrupt data or a refused query. Do not retry blindly.
     #[error("store error: {0}")]
     Internal(String),
@@ -96,6 +102,17 @@ pub enum ChangeError {
     /// The job's status does not allow it.
     #[error(transparent)]
     Illegal(#[from] IllegalTransition),
+    /// A retry would take the tenant over its quota: it already holds `limit` unfinished jobs in
+    /// the use case. Refused exactly as an enqueue would be.
+    #[error("quota exceeded: tenant '{tenant_id}' may hold {limit} unfinished '{use_case}' jobs")]
+    QuotaExceeded {
+        /// Tenant.
+        tenant_id: String,
+        /// Use case.
+        use_case: String,
+        /// The quota.
+        limit: u32,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -258,8 +275,14 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     async fn cancel(&self, id: JobId) -> Result<Job, ChangeError>;
 
     /// Retries a `dead` or `cancelled` job by hand: `pending`, attempts 0, `run_at = now`,
-    /// deadline recomputed, cancel request cleared. MUST return [`ChangeError::Illegal`] otherwise.
-    async fn retry(&self, id: JobId) -> Result<Job, ChangeError>;
+    /// deadline recomputed (`now + delay_tolerance`), cancel request cleared. MUST return
+    /// [`ChangeError::Illegal`] otherwise.
+    ///
+    /// A retry brings a finished job back into its tenant's quota, so it counts exactly as an
+    /// enqueue: with `quota = Some(n)` it MUST return [`ChangeError::QuotaExceeded`] (changing
+    /// nothing) when the tenant already holds `n` non-terminal jobs in the job's use case,
+    /// atomically with respect to concurrent enqueues and retries.
+    async fn retry(&self, id: JobId, quota: Option<u32>) -> Result<Job, ChangeError>;
 
     /// Leases due pending jobs of `use_case`, earliest deadline first (then higher priority, then
     /// lower id): at most `min(limit, cap − in_flight)` of them, where `in_flight` counts the use

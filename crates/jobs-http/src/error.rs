@@ -176,8 +176,10 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<ChangeError> for ApiError {
-    fn from(err: ChangeError) -> Self {
+impl ApiError {
+    /// The error for a refused cancel or retry; `quota_retry_after` goes into the 429's
+    /// `Retry-After` (a retry over quota is refused exactly as an enqueue would be).
+    pub fn from_change(err: ChangeError, quota_retry_after: Duration) -> Self {
         match err {
             ChangeError::NotFound(id) => Self::job_not_found(id),
             ChangeError::Illegal(e) => Self::new(
@@ -185,6 +187,12 @@ impl From<ChangeError> for ApiError {
                 codes::ILLEGAL_TRANSITION,
                 e.to_string(),
             ),
+            e @ ChangeError::QuotaExceeded { .. } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                codes::QUOTA_EXCEEDED,
+                e.to_string(),
+            )
+            .with_retry_after(quota_retry_after),
             ChangeError::Store(s) => Self::from_store(&s),
         }
     }

@@ -256,7 +256,12 @@ async fn cancel_job(
     Caller(scope): Caller,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(state.service().cancel(id, &scope).await?))
+    let job = state
+        .service()
+        .cancel(id, &scope)
+        .await
+        .map_err(|e| ApiError::from_change(e, state.settings().quota_retry_after))?;
+    Ok(Json(job))
 }
 
 /// Retries a dead or cancelled job by hand.
@@ -267,6 +272,7 @@ async fn cancel_job(
         (status = 200, description = "The job, pending again", body = JobSchema),
         (status = 404, description = "No such job, or another tenant's", body = ErrorBody),
         (status = 409, description = "Not dead or cancelled", body = ErrorBody),
+        (status = 429, description = "Tenant quota exceeded: the retried job would take the tenant over its quota (`quota_exceeded`, with `Retry-After`)", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
@@ -275,7 +281,12 @@ async fn retry_job(
     Caller(scope): Caller,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(state.service().retry(id, &scope).await?))
+    let job = state
+        .service()
+        .retry(id, &scope)
+        .await
+        .map_err(|e| ApiError::from_change(e, state.settings().quota_retry_after))?;
+    Ok(Json(job))
 }
 
 /// Liveness: the process answers.

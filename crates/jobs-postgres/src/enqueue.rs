@@ -33,7 +33,7 @@ impl<C: GenericClient + Sync> Db<'_, C> {
 }
 
 /// The advisory-lock key of a quota.
-fn quota_key(sql: &Sql, tenant: &str, use_case: &str) -> String {
+pub(crate) fn quota_key(sql: &Sql, tenant: &str, use_case: &str) -> String {
     format!("{}\u{1f}{tenant}\u{1f}{use_case}", sql.schema)
 }
 

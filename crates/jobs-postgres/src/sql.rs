@@ -142,14 +142,20 @@ impl Sql {
                      updated_at = CASE WHEN j.status IN {UNFINISHED} THEN t.now ELSE j.updated_at END \
                  FROM {NOW} WHERE j.id = $2 RETURNING {cols}"
             ),
+            // $3: the quota (NULL = none), counted in this statement: with a quota the caller
+            // holds the tenant's quota lock, taken in an earlier statement of the transaction.
             retry: format!(
                 "UPDATE {jobs} j SET status = 'pending', attempts = 0, run_at = t.now, \
                      deadline_at = t.now + {tol}, {cleared}, cancel_requested = false, finished_at = NULL, \
                      updated_at = t.now \
-                 FROM {NOW} WHERE j.id = $2 AND j.status IN ('dead', 'cancelled') RETURNING {cols}",
+                 FROM {NOW} WHERE j.id = $2 AND j.status IN ('dead', 'cancelled') \
+                     AND ($3::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
+                         WHERE q.tenant_id = j.tenant_id AND q.use_case = j.use_case \
+                         AND q.status IN {UNFINISHED} LIMIT $3) c) < $3) \
+                 RETURNING {cols}",
                 tol = us!("j.delay_tolerance_us"),
             ),
-            status_of: format!("SELECT status FROM {jobs} WHERE id = $1"),
+            status_of: format!("SELECT status, tenant_id, use_case FROM {jobs} WHERE id = $1"),
             claim: fenced(
                 "dispatched",
                 &format!(

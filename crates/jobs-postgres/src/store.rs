@@ -12,7 +12,7 @@ use jobs_core::{
     ChangeError, Clock, Dispatch, EnqueueError, Enqueued, Failure, Job, JobFilter, JobId,
     JobStatus, JobStore, LeaseError, LeaseToken, NewJob, Page, PageRequest, StoreError, Transition,
 };
-use tokio_postgres::NoTls;
+use tokio_postgres::{IsolationLevel, NoTls};
 
 use crate::enqueue::{self, Db};
 use crate::error::{self, Op};
@@ -42,6 +42,49 @@ macro_rules! with_conn {
         }
     }};
 }
+
+/// Starts a transaction at READ COMMITTED, whatever the session's or database's default: quotas and
+/// the cap count take a lock and then count in a later statement, which sees the previous lock
+/// holder's commit only under READ COMMITTED (under REPEATABLE READ or SERIALIZABLE the snapshot is
+/// taken before the lock is granted).
+async fn read_committed(
+    c: &mut Object,
+) -> Result<deadpool_postgres::Transaction<'_>, tokio_postgres::Error> {
+    c.build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+        .await
+}
+
+/// Readies a caller's transaction for an enqueue: wake-up triggers on for the rest of it (the
+/// caller's commit sends the NOTIFY) and, when a quota must be counted, a check that the
+/// transaction runs at READ COMMITTED (see [`PgStore::enqueue_in`]).
+async fn prepare_caller_tx(
+    tx: &tokio_postgres::Transaction<'_>,
+    counts_quota: bool,
+) -> Result<(), EnqueueError> {
+    let row = tx
+        .query_one(wake::TRIGGERS_ON_IN_TX, &[])
+        .await
+        .map_err(|e| EnqueueError::Store(error::pg(&e)))?;
+    let level: String = row
+        .try_get("isolation")
+        .map_err(|e| EnqueueError::Store(error::pg(&e)))?;
+    if counts_quota && level != "read committed" {
+        return Err(EnqueueError::Store(StoreError::Unsupported(format!(
+            "a job with a quota can only be enqueued in a READ COMMITTED transaction (this one is {}): \
+             at higher levels the quota count cannot see jobs committed while it waited for the \
+             tenant's lock; enqueue it in a READ COMMITTED transaction or without a quota",
+            level.to_uppercase()
+        ))));
+    }
+    Ok(())
+}
+
+/// Run on every new pooled connection: the store sends its own wake-ups (see `wake.rs`), and
+/// statements outside an explicit transaction run at READ COMMITTED too.
+const SESSION_SETUP: &str =
+    "SET async_jobs.notify = 'off'; SET default_transaction_isolation = 'read committed'";
 
 /// Pool settings used by [`PgStore::connect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +152,7 @@ impl PgStore {
             .post_create(deadpool_postgres::Hook::async_fn(|client, _| {
                 Box::pin(async move {
                     client
-                        .batch_execute(wake::SUPPRESS_TRIGGERS)
+                        .batch_execute(SESSION_SETUP)
                         .await
                         .map_err(deadpool_postgres::HookError::Backend)
                 })
@@ -179,14 +222,20 @@ impl PgStore {
     ///
     /// A `deadpool_postgres::Transaction` dereferences to the `tokio_postgres::Transaction` this
     /// takes (`store.enqueue_in(&tx, job)`).
+    ///
+    /// **Isolation.** A job with a quota needs the transaction at READ COMMITTED (PostgreSQL's
+    /// default): the quota is counted after the tenant's lock is granted, and only READ COMMITTED
+    /// lets that count see jobs committed while the transaction waited for the lock. At
+    /// REPEATABLE READ or SERIALIZABLE the snapshot predates the wait and two transactions
+    /// could both admit the last place, so such a transaction is refused with
+    /// [`StoreError::Unsupported`] (wrapped in [`EnqueueError::Store`]) before anything is
+    /// written; the transaction stays usable. Jobs without a quota may be enqueued at any level.
     pub async fn enqueue_in(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         job: NewJob,
     ) -> Result<Enqueued, EnqueueError> {
-        tx.batch_execute(wake::TRIGGERS_ON_IN_TX)
-            .await
-            .map_err(|e| EnqueueError::Store(error::pg(&e)))?;
+        prepare_caller_tx(tx, job.quota.is_some()).await?;
         let db = Db {
             client: tx,
             cache: None,
@@ -202,9 +251,7 @@ impl PgStore {
         tx: &tokio_postgres::Transaction<'_>,
         jobs: Vec<NewJob>,
     ) -> Result<Vec<Enqueued>, EnqueueError> {
-        tx.batch_execute(wake::TRIGGERS_ON_IN_TX)
-            .await
-            .map_err(|e| EnqueueError::Store(error::pg(&e)))?;
+        prepare_caller_tx(tx, enqueue::needs_transaction(&jobs)).await?;
         let db = Db {
             client: tx,
             cache: None,
@@ -329,7 +376,7 @@ impl PgStore {
         let sql = &*self.sql;
         with_conn!(self, |c| async {
             if job.quota.is_some() {
-                let tx = c.transaction().await?;
+                let tx = read_committed(&mut c).await?;
                 let db = Db {
                     client: &*tx,
                     cache: Some(&tx.statement_cache),
@@ -355,7 +402,7 @@ impl PgStore {
         let sql = &*self.sql;
         with_conn!(self, |c| async {
             if enqueue::needs_transaction(&jobs) {
-                let tx = c.transaction().await?;
+                let tx = read_committed(&mut c).await?;
                 let db = Db {
                     client: &*tx,
                     cache: Some(&tx.statement_cache),
@@ -484,25 +531,55 @@ impl JobStore for PgStore {
         Ok(job)
     }
 
-    async fn retry(&self, id: JobId) -> Result<Job, ChangeError> {
+    async fn retry(&self, id: JobId, quota: Option<u32>) -> Result<Job, ChangeError> {
         let now = self.now();
+        let sql = &*self.sql;
+        let quota = quota.map(i64::from);
         let job: Job = with_conn!(self, |c| async {
-            let stmt = c.prepare_cached(&self.sql.retry).await?;
-            if let Some(r) = c.query_opt(&stmt, &[&now, &id]).await? {
+            let status_of = c.prepare_cached(&sql.status_of).await?;
+            let retry = c.prepare_cached(&sql.retry).await?;
+            let written = match quota {
+                None => c.query_opt(&retry, &[&now, &id, &quota]).await?,
+                Some(_) => {
+                    // Count as an enqueue does: the tenant's quota lock first, then the count
+                    // and the write in a later statement (whose snapshot sees the previous
+                    // holder's commit).
+                    let Some(r) = c.query_opt(&status_of, &[&id]).await? else {
+                        return Err(Op::Fail(ChangeError::NotFound(id)));
+                    };
+                    let (tenant, use_case): (String, String) = (r.get(1), r.get(2));
+                    let lock = c.prepare_cached(&sql.quota_lock).await?;
+                    let tx = read_committed(&mut c).await?;
+                    tx.execute(&lock, &[&vec![enqueue::quota_key(sql, &tenant, &use_case)]])
+                        .await?;
+                    let written = tx.query_opt(&retry, &[&now, &id, &quota]).await?;
+                    tx.commit().await?;
+                    written
+                }
+            };
+            if let Some(r) = written {
                 return Ok(row::job(&r)?);
             }
             // Refused: say why.
-            let stmt = c.prepare_cached(&self.sql.status_of).await?;
-            match c.query_opt(&stmt, &[&id]).await? {
+            match c.query_opt(&status_of, &[&id]).await? {
                 None => Err(Op::Fail(ChangeError::NotFound(id))),
                 Some(r) => {
                     let from = row::status(r.get(0))?;
-                    Err(Op::Fail(ChangeError::Illegal(
-                        jobs_core::IllegalTransition {
-                            from,
-                            event: Transition::Retry,
-                        },
-                    )))
+                    match (from, quota) {
+                        (JobStatus::Dead | JobStatus::Cancelled, Some(limit)) => {
+                            Err(Op::Fail(ChangeError::QuotaExceeded {
+                                tenant_id: r.get(1),
+                                use_case: r.get(2),
+                                limit: u32::try_from(limit).unwrap_or(u32::MAX),
+                            }))
+                        }
+                        _ => Err(Op::Fail(ChangeError::Illegal(
+                            jobs_core::IllegalTransition {
+                                from,
+                                event: Transition::Retry,
+                            },
+                        ))),
+                    }
                 }
             }
         })?;
@@ -532,7 +609,7 @@ impl JobStore for PgStore {
             // transaction is aborted and the COMMIT rolls it back, so nothing is leased.
             let client: &tokio_postgres::Client = &c;
             let (begin, locked, rows, commit) = futures_util::future::join4(
-                client.batch_execute("BEGIN"),
+                client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
                 client.execute(&lock, &[&lock_key]),
                 client.query(&pick, &[&now, &use_case, &limit, &cap, &lease]),
                 client.batch_execute("COMMIT"),

@@ -12,10 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::Pool;
 
-/// The session setting that turns the wake-up triggers off (see migration 2).
-pub(crate) const SUPPRESS_TRIGGERS: &str = "SET async_jobs.notify = 'off'";
+// The store's pooled sessions turn the wake-up triggers off with `SET async_jobs.notify = 'off'`
+// (see migration 2 and `SESSION_SETUP` in store.rs).
 /// Turns them back on for the rest of a transaction (for `enqueue_in` on a pooled connection).
-pub(crate) const TRIGGERS_ON_IN_TX: &str = "SELECT set_config('async_jobs.notify', 'on', true)";
+/// Also reports the transaction's isolation level (column `isolation`).
+pub(crate) const TRIGGERS_ON_IN_TX: &str = "SELECT set_config('async_jobs.notify', 'on', true), \
+     current_setting('transaction_isolation') AS isolation";
 
 /// What has to be announced, and whether a sender is running.
 #[derive(Debug, Default)]

@@ -258,12 +258,22 @@ impl JobStore for MemoryStore {
         Ok(job.clone())
     }
 
-    async fn retry(&self, id: JobId) -> Result<Job, ChangeError> {
+    async fn retry(&self, id: JobId, quota: Option<u32>) -> Result<Job, ChangeError> {
         let now = self.clock.now();
         let job = {
             let mut inner = self.lock();
-            let job = inner.jobs.get_mut(&id).ok_or(ChangeError::NotFound(id))?;
+            let job = inner.jobs.get(&id).ok_or(ChangeError::NotFound(id))?;
             job.status.apply(Transition::Retry)?;
+            if let Some(limit) = quota {
+                if quota_used(&inner.jobs, &job.tenant_id, &job.use_case) >= u64::from(limit) {
+                    return Err(ChangeError::QuotaExceeded {
+                        tenant_id: job.tenant_id.clone(),
+                        use_case: job.use_case.clone(),
+                        limit,
+                    });
+                }
+            }
+            let job = inner.jobs.get_mut(&id).ok_or(ChangeError::NotFound(id))?;
             back_to_pending(job, Transition::Retry, now, now);
             job.attempts = 0;
             job.cancel_requested = false;

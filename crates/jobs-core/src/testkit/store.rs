@@ -40,6 +40,8 @@ macro_rules! store_conformance_tests {
             idempotent_enqueue_returns_the_same_job,
             quota_is_exact_under_concurrent_enqueues,
             quota_counts_only_unfinished_jobs,
+            retry_counts_against_the_quota,
+            quota_is_exact_under_concurrent_enqueues_and_retries,
             enqueue_many_is_all_or_nothing,
             lease_due_is_earliest_deadline_first,
             lease_due_respects_the_cap,
@@ -130,6 +132,23 @@ impl Fixture {
 
     async fn get(&self, id: JobId) -> Job {
         self.store.get(id).await.unwrap().expect("job exists")
+    }
+
+    /// How many of `tenant`'s jobs in `use_case` are unfinished (count against its quota).
+    async fn unfinished(&self, tenant: &str, use_case: &str) -> usize {
+        let filter = JobFilter {
+            tenant_id: Some(tenant.to_owned()),
+            use_case: Some(use_case.to_owned()),
+            ..JobFilter::default()
+        };
+        let page = PageRequest {
+            after: None,
+            limit: 10_000,
+        };
+        let jobs = self.store.list(&filter, page).await.unwrap().jobs;
+        jobs.iter()
+            .filter(|j| j.status.counts_against_quota())
+            .count()
     }
 
     async fn dispatch_one(&self, use_case: &str) -> (JobId, LeaseToken) {
@@ -360,6 +379,128 @@ where
         f.store.enqueue(limited()).await,
         Err(EnqueueError::QuotaExceeded { .. })
     ));
+}
+
+/// A manual retry brings a finished job back into its tenant's quota, so it is refused exactly as
+/// an enqueue would be (review finding: cancel a, enqueue c, retry a → 3 jobs at quota 2).
+pub async fn retry_counts_against_the_quota<F, Fut>(make: F)
+where
+    F: Fn(Arc<ManualClock>) -> Fut,
+    Fut: Future<Output = Arc<dyn JobStore>>,
+{
+    let f = fixture(make).await;
+    let limited = || {
+        let mut j = new_job("acme", "alpha");
+        j.quota = Some(2);
+        j
+    };
+    let a = f.store.enqueue(limited()).await.unwrap().job;
+    f.store.enqueue(limited()).await.unwrap();
+    assert!(matches!(
+        f.store.enqueue(limited()).await,
+        Err(EnqueueError::QuotaExceeded { .. })
+    ));
+    f.store.cancel(a.id).await.unwrap();
+    f.store.enqueue(limited()).await.unwrap();
+    assert_eq!(
+        f.store.retry(a.id, Some(2)).await,
+        Err(ChangeError::QuotaExceeded {
+            tenant_id: "acme".into(),
+            use_case: "alpha".into(),
+            limit: 2,
+        })
+    );
+    // Refused means unchanged.
+    let still = f.store.get(a.id).await.unwrap().unwrap();
+    assert_eq!(still.status, JobStatus::Cancelled);
+    assert_eq!(f.unfinished("acme", "alpha").await, 2);
+
+    // Dead jobs too, any number of them.
+    let mut dead = Vec::new();
+    for _ in 0..3 {
+        let (job, token) = f.running("acme", "beta").await;
+        f.store
+            .fail(
+                job.id,
+                token,
+                Failure {
+                    error: "boom".into(),
+                    retry_in: None,
+                },
+            )
+            .await
+            .unwrap();
+        dead.push(job.id);
+    }
+    let mut retried = 0;
+    for id in &dead {
+        match f.store.retry(*id, Some(2)).await {
+            Ok(job) => {
+                assert_eq!(job.status, JobStatus::Pending);
+                retried += 1;
+            }
+            Err(ChangeError::QuotaExceeded { limit: 2, .. }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(retried, 2);
+    assert_eq!(f.unfinished("acme", "beta").await, 2);
+    // Another tenant's budget is its own, and no quota means no limit.
+    assert_eq!(f.unfinished("globex", "beta").await, 0);
+    let third = dead[2];
+    assert_eq!(
+        f.store.retry(third, None).await.unwrap().status,
+        JobStatus::Pending
+    );
+    // A refused retry of a job that is not retryable still says why.
+    assert!(matches!(
+        f.store.retry(third, Some(0)).await,
+        Err(ChangeError::Illegal(e)) if e.from == JobStatus::Pending
+    ));
+}
+
+/// Mixed concurrent enqueues and retries at quota 10 never leave more than 10 unfinished jobs.
+pub async fn quota_is_exact_under_concurrent_enqueues_and_retries<F, Fut>(make: F)
+where
+    F: Fn(Arc<ManualClock>) -> Fut,
+    Fut: Future<Output = Arc<dyn JobStore>>,
+{
+    let f = fixture(make).await;
+    // 20 cancelled jobs to retry (enqueued without a quota, then cancelled).
+    let mut cancelled = Vec::new();
+    for _ in 0..20 {
+        let job = f.due("acme", "alpha").await;
+        f.store.cancel(job.id).await.unwrap();
+        cancelled.push(job.id);
+    }
+    // Three already unfinished.
+    for _ in 0..3 {
+        f.due("acme", "alpha").await;
+    }
+    let mut handles = Vec::new();
+    for (i, id) in cancelled.into_iter().enumerate() {
+        let store = f.store.clone();
+        handles.push(tokio::spawn(async move {
+            store.retry(id, Some(10)).await.is_ok()
+        }));
+        let store = f.store.clone();
+        let mut job = new_job("acme", "alpha");
+        job.quota = Some(10);
+        job.priority = i16::try_from(i).unwrap();
+        handles.push(tokio::spawn(async move {
+            match store.enqueue(job).await {
+                Ok(e) => e.created,
+                Err(EnqueueError::QuotaExceeded { .. }) => false,
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }));
+    }
+    let mut admitted = 0;
+    for h in handles {
+        admitted += usize::from(h.await.unwrap());
+    }
+    assert_eq!(admitted, 7, "3 were there, the quota is 10");
+    assert_eq!(f.unfinished("acme", "alpha").await, 10);
 }
 
 pub async fn enqueue_many_is_all_or_nothing<F, Fut>(make: F)
@@ -1224,7 +1365,7 @@ where
         .await
         .unwrap();
     f.clock.advance(Duration::from_secs(3600));
-    let retried = f.store.retry(dead.id).await.unwrap();
+    let retried = f.store.retry(dead.id, None).await.unwrap();
     assert_eq!(retried.status, JobStatus::Pending);
     assert_eq!(retried.attempts, 0);
     assert_eq!(retried.run_at, f.now());
@@ -1244,7 +1385,7 @@ where
 
     let cancelled = f.due("acme", "beta").await;
     f.store.cancel(cancelled.id).await.unwrap();
-    let again = f.store.retry(cancelled.id).await.unwrap();
+    let again = f.store.retry(cancelled.id, None).await.unwrap();
     assert_eq!(
         (again.status, again.cancel_requested),
         (JobStatus::Pending, false)
@@ -1252,19 +1393,19 @@ where
 
     let pending = f.due("acme", "beta").await;
     assert!(
-        matches!(f.store.retry(pending.id).await, Err(ChangeError::Illegal(e)) if e.from == JobStatus::Pending)
+        matches!(f.store.retry(pending.id, None).await, Err(ChangeError::Illegal(e)) if e.from == JobStatus::Pending)
     );
     let (running, t) = f.running("acme", "gamma").await;
     assert!(
-        matches!(f.store.retry(running.id).await, Err(ChangeError::Illegal(e)) if e.from == JobStatus::Running)
+        matches!(f.store.retry(running.id, None).await, Err(ChangeError::Illegal(e)) if e.from == JobStatus::Running)
     );
     f.store.complete(running.id, t).await.unwrap();
     assert!(
-        matches!(f.store.retry(running.id).await, Err(ChangeError::Illegal(e)) if e.from == JobStatus::Succeeded)
+        matches!(f.store.retry(running.id, None).await, Err(ChangeError::Illegal(e)) if e.from == JobStatus::Succeeded)
     );
     let unknown = new_job_id();
     assert_eq!(
-        f.store.retry(unknown).await,
+        f.store.retry(unknown, None).await,
         Err(ChangeError::NotFound(unknown))
     );
 }

@@ -98,8 +98,8 @@ impl JobStore for FlakyStore {
     async fn cancel(&self, id: JobId) -> Result<Job, ChangeError> {
         self.inner.cancel(id).await
     }
-    async fn retry(&self, id: JobId) -> Result<Job, ChangeError> {
-        self.inner.retry(id).await
+    async fn retry(&self, id: JobId, quota: Option<u32>) -> Result<Job, ChangeError> {
+        self.inner.retry(id, quota).await
     }
     async fn lease_due(
         &self,

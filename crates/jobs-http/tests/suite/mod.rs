@@ -664,6 +664,52 @@ pub async fn quota_exceeded_is_429_with_retry_after(store: Arc<dyn JobStore>) {
     );
 }
 
+/// The review's repro: quota 2, enqueue a and b, cancel a, enqueue c, retry a → refused as an
+/// enqueue would be, and the tenant still holds 2 unfinished jobs.
+pub async fn retry_over_quota_is_429_with_retry_after(store: Arc<dyn JobStore>) {
+    let api = api(store, AuthConfig::open());
+    let a = api.enqueue(QUOTA_TENANT).await;
+    api.enqueue(QUOTA_TENANT).await;
+    let cancelled = api
+        .call(Method::POST, &format!("/jobs/{}/cancel", a.id), None, None)
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
+    api.enqueue(QUOTA_TENANT).await;
+    let before = api.jobs().await;
+    let r = api
+        .call(Method::POST, &format!("/jobs/{}/retry", a.id), None, None)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
+        "{r:?}"
+    );
+    let after: u64 = r.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(after >= 1);
+    assert_eq!(api.jobs().await, before);
+    // Once a place frees up, the same retry goes through.
+    let other = before
+        .iter()
+        .find(|j| j.id != a.id && j.status == JobStatus::Pending)
+        .unwrap();
+    api.call(
+        Method::POST,
+        &format!("/jobs/{}/cancel", other.id),
+        None,
+        None,
+    )
+    .await;
+    let r = api
+        .call(Method::POST, &format!("/jobs/{}/retry", a.id), None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.job().status, JobStatus::Pending);
+}
+
 pub async fn store_failures_map_to_503_and_500(store: Arc<dyn JobStore>) {
     use std::sync::atomic::Ordering::SeqCst;
     let api = api(store, AuthConfig::open());
