@@ -685,3 +685,155 @@ async fn list_pages_by_id_with_filters() {
     let _ = eventually(WAIT, || async { Some(()) }).await;
     db.drop().await;
 }
+
+/// A store whose database defaults to REPEATABLE READ: its own transactions must still run at
+/// READ COMMITTED, or the quota count (after the lock) cannot see the previous holder's commit
+/// and admits more than the quota (review finding: 2 jobs admitted at quota 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quotas_stay_exact_when_the_database_defaults_to_repeatable_read() {
+    let db = TestDb::new().await;
+    let url = db.repeatable_read_url();
+    // The setting took: a plain session of this URL is at repeatable read.
+    let plain = common::connect(&url.parse().unwrap()).await.unwrap();
+    let level: String = plain
+        .query_one("SHOW default_transaction_isolation", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(level, "repeatable read");
+
+    let store = PgStore::connect_with(&url, &db.schema, pool_of(20)).unwrap();
+    let mut handles = Vec::new();
+    for _ in 0..40 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store.enqueue(new_job("t", "u").tap_quota(1)).await
+        }));
+    }
+    let mut admitted = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(e) => admitted += usize::from(e.created),
+            Err(EnqueueError::QuotaExceeded { .. }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(admitted, 1);
+
+    // Retries under the same default: 20 cancelled jobs retried at once at quota 1, with the
+    // one pending job cancelled first, admit exactly one.
+    let mut cancelled = Vec::new();
+    for _ in 0..20 {
+        let job = store.enqueue(new_job("r", "u")).await.unwrap().job;
+        store.cancel(job.id).await.unwrap();
+        cancelled.push(job.id);
+    }
+    let mut handles = Vec::new();
+    for id in cancelled {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store.retry(id, Some(1)).await.is_ok()
+        }));
+    }
+    let mut retried = 0;
+    for h in handles {
+        retried += usize::from(h.await.unwrap());
+    }
+    assert_eq!(retried, 1);
+    db.drop().await;
+}
+
+/// `enqueue_in` with a quota refuses a caller's transaction above READ COMMITTED with a typed
+/// error (and writes nothing), and works at READ COMMITTED and without a quota at any level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enqueue_in_refuses_a_quota_above_read_committed() {
+    use tokio_postgres::IsolationLevel;
+    let db = TestDb::new().await;
+    // The review's repro: a REPEATABLE READ transaction whose snapshot predates another
+    // enqueue's commit would admit a second job at quota 1.
+    let mut caller = db.store.pool().get().await.unwrap();
+    let tx = caller
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .unwrap();
+    tx.query_one("SELECT 1", &[]).await.unwrap(); // the snapshot is taken here
+    db.store
+        .enqueue(new_job("t", "u").tap_quota(1))
+        .await
+        .unwrap();
+    let err = db
+        .store
+        .enqueue_in(&tx, new_job("t", "u").tap_quota(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EnqueueError::Store(StoreError::Unsupported(m)) if m.contains("READ COMMITTED") && m.contains("REPEATABLE READ")),
+        "{err:?}"
+    );
+    let err = db
+        .store
+        .enqueue_many_in(&tx, vec![new_job("t", "u").tap_quota(5)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EnqueueError::Store(StoreError::Unsupported(_))),
+        "{err:?}"
+    );
+    // Still usable, and jobs without a quota are fine at any level.
+    let free = db
+        .store
+        .enqueue_in(&tx, new_job("free", "u"))
+        .await
+        .unwrap();
+    assert!(free.created);
+    tx.commit().await.unwrap();
+    assert!(db.store.get(free.job.id).await.unwrap().is_some());
+
+    // SERIALIZABLE is refused too.
+    let tx = caller
+        .build_transaction()
+        .isolation_level(IsolationLevel::Serializable)
+        .start()
+        .await
+        .unwrap();
+    assert!(matches!(
+        db.store
+            .enqueue_in(&tx, new_job("s", "u").tap_quota(1))
+            .await,
+        Err(EnqueueError::Store(StoreError::Unsupported(_)))
+    ));
+    drop(tx);
+
+    // A database that defaults to REPEATABLE READ: a plain transaction() is refused; one that
+    // asks for READ COMMITTED works and counts exactly.
+    let rr = PgStore::connect_with(&db.repeatable_read_url(), &db.schema, pool_of(2)).unwrap();
+    let mut plain = common::connect(&db.repeatable_read_url().parse().unwrap())
+        .await
+        .unwrap();
+    let tx = plain.transaction().await.unwrap();
+    assert!(matches!(
+        rr.enqueue_in(&tx, new_job("d", "u").tap_quota(1)).await,
+        Err(EnqueueError::Store(StoreError::Unsupported(_)))
+    ));
+    drop(tx);
+    let tx = plain
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+        .await
+        .unwrap();
+    assert!(
+        rr.enqueue_in(&tx, new_job("d", "u").tap_quota(1))
+            .await
+            .unwrap()
+            .created
+    );
+    assert!(matches!(
+        rr.enqueue_in(&tx, new_job("d", "u").tap_quota(1)).await,
+        Err(EnqueueError::QuotaExceeded { .. })
+    ));
+    tx.commit().await.unwrap();
+    db.drop().await;
+}

@@ -137,6 +137,16 @@ impl TestDb {
         PgStore::connect_with(&self.url, &self.schema, options).unwrap()
     }
 
+    /// This test's URL with sessions defaulting to REPEATABLE READ, as a database or role
+    /// configured with `default_transaction_isolation = 'repeatable read'` would give.
+    pub fn repeatable_read_url(&self) -> String {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{sep}options=-c%20default_transaction_isolation%3Drepeatable%5C%20read",
+            self.url
+        )
+    }
+
     pub async fn client(&self) -> tokio_postgres::Client {
         connect(&tokio_postgres::Config::from_str(&database_url()).unwrap())
             .await
