@@ -1,6 +1,13 @@
 //! Deadline arithmetic: a job may start anywhere in `[run_at, deadline_at]` with
 //! `deadline_at = run_at + delay_tolerance`.
 //!
+//! The rules (also in `docs/state_machine.md`): `deadline_at` is the latest start of the job's
+//! next attempt and the scheduler's EDF key. A failed attempt (handler failure or lost worker)
+//! and a manual retry open a new window (`run_at = now [+ backoff]`); dispatch expiry, a returned
+//! dispatch and a shutdown release keep it, since no attempt ran. A job past its deadline is
+//! still dispatched, and first. Met or missed is measured once per job, at its first start
+//! ([`first_start_outcome`]).
+//!
 //! All additions are checked: a tolerance or delay too large for the calendar is an error value,
 //! never a panic or a wrapped timestamp.
 
@@ -46,6 +53,32 @@ pub fn schedule_lag(run_at: DateTime<Utc>, started_at: DateTime<Utc>) -> Duratio
 /// Slack left before the deadline at `now` (zero once the deadline has passed).
 pub fn slack(deadline_at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     (deadline_at - now).to_std().unwrap_or(Duration::ZERO)
+}
+
+/// Whether a job met its deadline, measured at its first start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlineOutcome {
+    /// The job first started by its deadline.
+    Met,
+    /// The job first started after its deadline, `late` after it.
+    Missed {
+        /// First start − deadline.
+        late: Duration,
+    },
+}
+
+/// The deadline outcome of `job` as just returned by a claim, if that claim was the job's first
+/// start (`started_at == first_started_at`); `None` for a later attempt or a job not started. So
+/// counting the outcome of every claim counts each job exactly once.
+pub fn first_start_outcome(job: &crate::Job) -> Option<DeadlineOutcome> {
+    let started = job.started_at?;
+    if job.first_started_at != Some(started) {
+        return None;
+    }
+    Some(match (started - job.deadline_at).to_std() {
+        Ok(late) if !late.is_zero() => DeadlineOutcome::Missed { late },
+        _ => DeadlineOutcome::Met,
+    })
 }
 
 #[cfg(test)]

@@ -112,6 +112,10 @@ pub struct Job {
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a terminal state.
     pub finished_at: Option<DateTime<Utc>>,
+    /// When it first started (its first claim); never cleared, not even by a manual retry. The
+    /// deadline is measured once per job, at this moment (see `docs/state_machine.md`).
+    #[serde(default)]
+    pub first_started_at: Option<DateTime<Utc>>,
 }
 
 /// A validated job ready to insert (built by [`crate::JobService`] from an

@@ -264,6 +264,7 @@ mod tests {
             dispatched_at: None,
             started_at: None,
             finished_at: None,
+            first_started_at: None,
         }
     }
 
@@ -299,6 +300,29 @@ mod tests {
         let long = HandlerError::retryable("é".repeat(5000));
         let f = failure_for(&job(1, 3), &long, 0.0);
         assert!(f.error.len() <= MAX_ERROR_BYTES + '…'.len_utf8());
+    }
+
+    #[test]
+    fn a_deadline_is_measured_once_at_the_first_start() {
+        use crate::deadline::{first_start_outcome, DeadlineOutcome};
+        let mut j = job(1, 3);
+        let t = j.deadline_at;
+        assert_eq!(first_start_outcome(&j), None, "not started");
+        j.started_at = Some(t);
+        j.first_started_at = Some(t);
+        assert_eq!(first_start_outcome(&j), Some(DeadlineOutcome::Met));
+        let late = t + chrono::TimeDelta::seconds(7);
+        j.started_at = Some(late);
+        j.first_started_at = Some(late);
+        assert_eq!(
+            first_start_outcome(&j),
+            Some(DeadlineOutcome::Missed {
+                late: Duration::from_secs(7)
+            })
+        );
+        // A reclaim (release, retry) is not a first start.
+        j.started_at = Some(late + chrono::TimeDelta::seconds(60));
+        assert_eq!(first_start_outcome(&j), None);
     }
 
     #[tokio::test]

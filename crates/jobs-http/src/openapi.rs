@@ -82,6 +82,8 @@ pub(crate) struct JobSchema {
     dispatched_at: Option<DateTime<Utc>>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
+    /// When the job first started; its deadline is measured once, at this moment.
+    first_started_at: Option<DateTime<Utc>>,
 }
 
 /// A request to enqueue one job (the original API's field names). Unknown fields are refused.

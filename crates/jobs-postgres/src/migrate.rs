@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "coalesced_wakeups",
         sql: include_str!("../migrations/0002_coalesced_wakeups.sql"),
     },
+    Migration {
+        version: 3,
+        name: "due_pick",
+        sql: include_str!("../migrations/0003_due_pick.sql"),
+    },
 ];
 
 /// Migrating failed.
@@ -113,9 +118,29 @@ fn failed(version: i32, name: &'static str) -> impl Fn(tokio_postgres::Error) ->
     }
 }
 
+/// Brings `schema` up to migration `version` and no further: for tests that upgrade a database
+/// populated at an older version.
+#[doc(hidden)]
+pub async fn migrate_to(
+    client: &Client,
+    schema: &str,
+    version: i32,
+) -> Result<MigrationReport, MigrateError> {
+    let schema = SchemaName::new(schema)?;
+    run_upto(client, &schema, version).await
+}
+
 const LOCK_KEY: &str = "hashtext('async_jobs.migrate'), hashtext($1)";
 
 async fn run(client: &Client, schema: &SchemaName) -> Result<MigrationReport, MigrateError> {
+    run_upto(client, schema, i32::MAX).await
+}
+
+async fn run_upto(
+    client: &Client,
+    schema: &SchemaName,
+    upto: i32,
+) -> Result<MigrationReport, MigrateError> {
     let bookkeeping = failed(0, "schema_migrations");
     client
         .execute(
@@ -124,7 +149,7 @@ async fn run(client: &Client, schema: &SchemaName) -> Result<MigrationReport, Mi
         )
         .await
         .map_err(&bookkeeping)?;
-    let result = apply_pending(client, schema).await;
+    let result = apply_pending(client, schema, upto).await;
     // The lock is also released if the connection drops, so a failed unlock is harmless.
     if let Err(e) = client
         .execute(
@@ -141,6 +166,7 @@ async fn run(client: &Client, schema: &SchemaName) -> Result<MigrationReport, Mi
 async fn apply_pending(
     client: &Client,
     schema: &SchemaName,
+    upto: i32,
 ) -> Result<MigrationReport, MigrateError> {
     let bookkeeping = failed(0, "schema_migrations");
     client
@@ -165,7 +191,10 @@ async fn apply_pending(
         .map(|row| row.get(0))
         .collect();
     let mut report = MigrationReport::default();
-    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| m.version <= upto && !applied.contains(&m.version))
+    {
         let sql = format!(
             "BEGIN;\n{}\nINSERT INTO {}.schema_migrations (version, name) VALUES ({}, '{}');\nCOMMIT;",
             schema.render(m.sql),

@@ -36,6 +36,7 @@ pub(crate) const JOB_COLUMNS: &[&str] = &[
     "dispatched_at",
     "started_at",
     "finished_at",
+    "first_started_at",
 ];
 
 /// The job columns, each prefixed with `alias.`.
@@ -154,6 +155,7 @@ pub(crate) fn job(row: &Row) -> Result<Job, StoreError> {
         dispatched_at: get(row, "dispatched_at")?,
         started_at: get(row, "started_at")?,
         finished_at: get(row, "finished_at")?,
+        first_started_at: get(row, "first_started_at")?,
     })
 }
 

@@ -31,6 +31,7 @@ pub(crate) struct Sql {
     pub(crate) quota_lock: String,
     pub(crate) lease_lock: String,
     pub(crate) lease_due: String,
+    pub(crate) promote: String,
     pub(crate) get: String,
     pub(crate) cancel: String,
     pub(crate) retry: String,
@@ -58,7 +59,7 @@ impl Sql {
         let plain_cols = JOB_COLUMNS.join(", ");
         let insert_columns = "id, tenant_id, use_case, kind, payload, status, priority, attempts, max_attempts, \
              backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, delay_tolerance_us, \
-             deadline_at, timeout_us, idempotency_key, cancel_requested, created_at, updated_at";
+             deadline_at, timeout_us, idempotency_key, cancel_requested, created_at, updated_at, ready";
         // A fenced update: `set` applies to the job with id $2, status `status` and token $3.
         let fenced = |status: &str, set: &str, extra: &str| {
             format!(
@@ -80,7 +81,8 @@ impl Sql {
                 "INSERT INTO {jobs} ({insert_columns}) \
                  SELECT $2::uuid, $3::text, $4::text, $5::text, $6::jsonb, 'pending', $7::smallint, 0, $8::bigint, \
                         $9::text, $10::bigint, $11::bigint, $12::text, coalesce($13::timestamptz, t.now), $14::bigint, \
-                        coalesce($13::timestamptz, t.now) + {tol}, $15::bigint, $16::text, false, t.now, t.now \
+                        coalesce($13::timestamptz, t.now) + {tol}, $15::bigint, $16::text, false, t.now, t.now, \
+                        coalesce($13::timestamptz, t.now) <= t.now \
                  FROM {NOW} \
                  WHERE $17::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
                      WHERE q.tenant_id = $3 AND q.use_case = $4 AND q.status IN {UNFINISHED} LIMIT $17) c) < $17 \
@@ -92,7 +94,8 @@ impl Sql {
                 "INSERT INTO {jobs} ({insert_columns}) \
                  SELECT u.id, u.tenant_id, u.use_case, u.kind, u.payload, 'pending', u.priority, 0, u.max_attempts, \
                         u.strategy, u.base_us, u.cap_us, u.jitter, coalesce(u.run_at, t.now), u.tolerance_us, \
-                        coalesce(u.run_at, t.now) + {tol}, u.timeout_us, u.key, false, t.now, t.now \
+                        coalesce(u.run_at, t.now) + {tol}, u.timeout_us, u.key, false, t.now, t.now, \
+                        coalesce(u.run_at, t.now) <= t.now \
                  FROM {NOW}, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::smallint[], \
                         $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], $13::timestamptz[], \
                         $14::bigint[], $15::bigint[], $16::text[]) \
@@ -120,7 +123,7 @@ impl Sql {
             lease_due: format!(
                 "WITH picked AS ( \
                      SELECT p.id FROM {jobs} p, {NOW} \
-                     WHERE p.use_case = $2 AND p.status = 'pending' AND p.run_at <= t.now \
+                     WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready AND p.run_at <= t.now \
                      ORDER BY p.deadline_at, p.priority DESC, p.id \
                      LIMIT greatest(0, least($3::bigint, $4::bigint - (SELECT count(*) FROM {jobs} f \
                          WHERE f.use_case = $2 AND f.status IN {IN_FLIGHT}))) \
@@ -130,6 +133,15 @@ impl Sql {
                  FROM picked, {NOW} WHERE j.id = picked.id \
                  RETURNING j.id, j.lease_token, j.tenant_id, j.use_case, j.kind, j.attempts, j.deadline_at, j.priority",
                 lease = us!("$5::bigint"),
+            ),
+            // Scheduled → ready: pending jobs of use case $2 whose run_at has come, oldest first,
+            // at most $3 (run in the lease transaction, before the pick).
+            promote: format!(
+                "WITH due AS ( \
+                     SELECT s.id FROM {jobs} s, {NOW} \
+                     WHERE s.use_case = $2 AND s.status = 'pending' AND NOT s.ready AND s.run_at <= t.now \
+                     ORDER BY s.run_at LIMIT $3 FOR UPDATE OF s SKIP LOCKED) \
+                 UPDATE {jobs} j SET ready = true FROM due WHERE j.id = due.id"
             ),
             get: format!("SELECT {cols} FROM {jobs} j WHERE j.id = $1"),
             cancel: format!(
@@ -145,7 +157,7 @@ impl Sql {
             // $3: the quota (NULL = none), counted in this statement: with a quota the caller
             // holds the tenant's quota lock, taken in an earlier statement of the transaction.
             retry: format!(
-                "UPDATE {jobs} j SET status = 'pending', attempts = 0, run_at = t.now, \
+                "UPDATE {jobs} j SET status = 'pending', ready = true, attempts = 0, run_at = t.now, \
                      deadline_at = t.now + {tol}, {cleared}, cancel_requested = false, finished_at = NULL, \
                      updated_at = t.now \
                  FROM {NOW} WHERE j.id = $2 AND j.status IN ('dead', 'cancelled') \
@@ -159,7 +171,8 @@ impl Sql {
             claim: fenced(
                 "dispatched",
                 &format!(
-                    "status = 'running', attempts = j.attempts + 1, started_at = t.now, lease_expires_at = t.now + {}",
+                    "status = 'running', attempts = j.attempts + 1, started_at = t.now, \
+                     first_started_at = coalesce(j.first_started_at, t.now), lease_expires_at = t.now + {}",
                     us!("$4::bigint")
                 ),
                 "",
@@ -167,7 +180,8 @@ impl Sql {
             claim_many: fenced_many(
                 "dispatched",
                 &format!(
-                    "status = 'running', attempts = j.attempts + 1, started_at = t.now, lease_expires_at = t.now + {}",
+                    "status = 'running', attempts = j.attempts + 1, started_at = t.now, \
+                     first_started_at = coalesce(j.first_started_at, t.now), lease_expires_at = t.now + {}",
                     us!("$4::bigint")
                 ),
             ),
@@ -188,6 +202,7 @@ impl Sql {
                                    THEN t.now + {delay} ELSE j.run_at END, \
                      deadline_at = CASE WHEN NOT j.cancel_requested AND $5::bigint IS NOT NULL \
                                    THEN t.now + {delay} + {tol} ELSE j.deadline_at END, \
+                     ready = j.cancel_requested OR $5::bigint IS NULL OR {delay} <= interval '0', \
                      finished_at = CASE WHEN j.cancel_requested OR $5::bigint IS NULL THEN t.now ELSE j.finished_at END",
                     delay = us!("$5::bigint"),
                     tol = us!("j.delay_tolerance_us"),
@@ -203,7 +218,7 @@ impl Sql {
                 "running",
                 &format!(
                     "{cleared}, \
-                     status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'pending' END, \
+                     status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'pending' END, ready = true, \
                      attempts = CASE WHEN j.cancel_requested THEN j.attempts ELSE greatest(j.attempts - 1, 0) END, \
                      run_at = CASE WHEN j.cancel_requested THEN j.run_at ELSE least(j.run_at, t.now) END, \
                      finished_at = CASE WHEN j.cancel_requested THEN t.now ELSE j.finished_at END"
@@ -215,12 +230,12 @@ impl Sql {
                      SELECT d.id FROM {jobs} d, {NOW} \
                      WHERE d.status = 'dispatched' AND d.lease_expires_at <= t.now \
                      ORDER BY d.lease_expires_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED) \
-                 UPDATE {jobs} j SET status = 'pending', {cleared}, updated_at = t.now \
+                 UPDATE {jobs} j SET status = 'pending', ready = true, {cleared}, updated_at = t.now \
                  FROM doomed, {NOW} WHERE j.id = doomed.id RETURNING j.status"
             ),
             // The reaper's dispatched → pending, early and fenced per entry by the token.
             return_dispatched: format!(
-                "UPDATE {jobs} j SET status = 'pending', {cleared}, updated_at = t.now \
+                "UPDATE {jobs} j SET status = 'pending', ready = true, {cleared}, updated_at = t.now \
                  FROM {NOW}, unnest($2::uuid[], $3::uuid[]) AS k(id, token) \
                  WHERE j.id = k.id AND j.status = 'dispatched' AND j.lease_token = k.token"
             ),
@@ -229,7 +244,7 @@ impl Sql {
                      SELECT d.id FROM {jobs} d, {NOW} \
                      WHERE d.status = 'running' AND d.lease_expires_at <= t.now \
                      ORDER BY d.lease_expires_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED) \
-                 UPDATE {jobs} j SET {cleared}, updated_at = t.now, \
+                 UPDATE {jobs} j SET {cleared}, updated_at = t.now, ready = true, \
                      last_error = 'lease expired: the worker stopped heartbeating', \
                      status = CASE WHEN j.cancel_requested THEN 'cancelled' \
                                    WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'pending' END, \

@@ -86,6 +86,11 @@ async fn prepare_caller_tx(
 const SESSION_SETUP: &str =
     "SET async_jobs.notify = 'off'; SET default_transaction_isolation = 'read committed'";
 
+/// Most scheduled jobs one pick promotes to ready (in `run_at` order). Jobs that fall due in a
+/// larger burst are promoted over the next picks; until then the pick orders by deadline among
+/// the promoted ones.
+const PROMOTE_BATCH: i64 = 5_000;
+
 /// Pool settings used by [`PgStore::connect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolOptions {
@@ -602,21 +607,26 @@ impl JobStore for PgStore {
         let (cap, limit, lease) = (i64::from(cap), i64::from(limit), interval_us(lease));
         with_conn!(self, |c| async {
             let lock = c.prepare_cached(&self.sql.lease_lock).await?;
+            let promote = c.prepare_cached(&self.sql.promote).await?;
             let pick = c.prepare_cached(&self.sql.lease_due).await?;
-            // Serialise pickers of this use case, then count in-flight jobs in a later statement
-            // (whose snapshot sees the previous picker's commit) and lease in the same one. The
-            // four statements are pipelined: one round trip instead of four. If one fails, the
-            // transaction is aborted and the COMMIT rolls it back, so nothing is leased.
+            // Serialise pickers of this use case; promote the scheduled jobs whose run_at has
+            // come into the EDF index; then count in-flight jobs in a later statement (whose
+            // snapshot sees the previous picker's commit and the promotion) and lease in the same
+            // one. The five statements are pipelined: one round trip instead of five. If one
+            // fails, the transaction is aborted and the COMMIT rolls it back, so nothing is
+            // leased.
             let client: &tokio_postgres::Client = &c;
-            let (begin, locked, rows, commit) = futures_util::future::join4(
+            let (begin, locked, promoted, rows, commit) = futures_util::future::join5(
                 client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
                 client.execute(&lock, &[&lock_key]),
+                client.execute(&promote, &[&now, &use_case, &PROMOTE_BATCH]),
                 client.query(&pick, &[&now, &use_case, &limit, &cap, &lease]),
                 client.batch_execute("COMMIT"),
             )
             .await;
             begin?;
             locked?;
+            promoted?;
             let rows = rows?;
             commit?;
             let mut leased = rows

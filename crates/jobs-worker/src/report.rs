@@ -18,8 +18,14 @@ pub const METRIC_JOB_SECONDS: &str = "async_jobs_worker_job_duration_seconds";
 pub const METRIC_STARTED: &str = "async_jobs_worker_jobs_started_total";
 /// Histogram of schedule lag in seconds (attempt start − `run_at`), labelled by `use_case`.
 pub const METRIC_SCHEDULE_LAG: &str = "async_jobs_schedule_lag_seconds";
-/// Counter of attempts that started after their job's deadline, labelled by `use_case`.
+/// Counter of jobs whose first start came after their deadline, labelled by `use_case`: each job
+/// is counted once, at its first start (see `docs/state_machine.md`, "Deadlines").
 pub const METRIC_DEADLINE_MISSES: &str = "async_jobs_deadline_misses_total";
+/// Counter of jobs whose first start came by their deadline, labelled by `use_case` (each job once).
+pub const METRIC_DEADLINES_MET: &str = "async_jobs_deadlines_met_total";
+/// Histogram of how late missed jobs first started (first start − deadline, seconds), labelled by
+/// `use_case`.
+pub const METRIC_DEADLINE_LATENESS: &str = "async_jobs_deadline_lateness_seconds";
 /// Counter of failed store or transport calls, labelled by `dependency` (`store`, `sqs`) and `op`.
 pub const METRIC_DEPENDENCY_ERRORS: &str = "async_jobs_worker_dependency_errors_total";
 
@@ -73,6 +79,10 @@ pub struct WorkerReport {
     pub unrecorded: u64,
     /// Messages deleted without running a job (malformed, misrouted or stale).
     pub messages_dropped: u64,
+    /// Jobs whose first start (claimed by this worker) came by their deadline.
+    pub deadlines_met: u64,
+    /// Jobs whose first start (claimed by this worker) came after their deadline.
+    pub deadlines_missed: u64,
 }
 
 /// Live counters behind a [`WorkerReport`].
@@ -87,6 +97,8 @@ pub(crate) struct Counters {
     lease_lost: AtomicU64,
     unrecorded: AtomicU64,
     messages_dropped: AtomicU64,
+    deadlines_met: AtomicU64,
+    deadlines_missed: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -99,7 +111,9 @@ impl Counters {
         metrics::counter!(METRIC_MESSAGES_DROPPED, "reason" => reason.as_str()).increment(1);
     }
 
-    /// Counts a started attempt, its schedule lag and whether it started past its deadline.
+    /// Counts a started attempt and its schedule lag and, when this claim was the job's first
+    /// start, whether the job met its deadline (each job once: a reclaim after a release, a
+    /// retry or a manual retry is not a first start).
     pub(crate) fn claimed(&self, job: &jobs_core::Job) {
         bump(&self.claimed);
         let use_case = job.use_case.clone();
@@ -108,9 +122,20 @@ impl Counters {
             let lag = jobs_core::deadline::schedule_lag(job.run_at, started);
             metrics::histogram!(METRIC_SCHEDULE_LAG, "use_case" => use_case.clone())
                 .record(lag.as_secs_f64());
-            if started > job.deadline_at {
-                metrics::counter!(METRIC_DEADLINE_MISSES, "use_case" => use_case).increment(1);
+        }
+        match jobs_core::deadline::first_start_outcome(job) {
+            Some(jobs_core::deadline::DeadlineOutcome::Met) => {
+                bump(&self.deadlines_met);
+                metrics::counter!(METRIC_DEADLINES_MET, "use_case" => use_case).increment(1);
             }
+            Some(jobs_core::deadline::DeadlineOutcome::Missed { late }) => {
+                bump(&self.deadlines_missed);
+                metrics::counter!(METRIC_DEADLINE_MISSES, "use_case" => use_case.clone())
+                    .increment(1);
+                metrics::histogram!(METRIC_DEADLINE_LATENESS, "use_case" => use_case)
+                    .record(late.as_secs_f64());
+            }
+            None => {}
         }
     }
 
@@ -168,6 +193,8 @@ impl Counters {
             lease_lost: get(&self.lease_lost),
             unrecorded: get(&self.unrecorded),
             messages_dropped: get(&self.messages_dropped),
+            deadlines_met: get(&self.deadlines_met),
+            deadlines_missed: get(&self.deadlines_missed),
         }
     }
 }

@@ -165,6 +165,7 @@ fn insert(inner: &mut Inner, new: NewJob, now: DateTime<Utc>) -> Result<Enqueued
         dispatched_at: None,
         started_at: None,
         finished_at: None,
+        first_started_at: None,
     };
     if let Some(key) = &job.idempotency_key {
         inner
@@ -344,6 +345,7 @@ impl JobStore for MemoryStore {
             set_status(job, Transition::Claim);
             job.attempts = job.attempts.saturating_add(1);
             job.started_at = Some(now);
+            job.first_started_at.get_or_insert(now);
             job.lease_expires_at = Some(add_saturating(now, lease));
             job.clone()
         })

@@ -44,6 +44,8 @@ macro_rules! store_conformance_tests {
             quota_is_exact_under_concurrent_enqueues_and_retries,
             enqueue_many_is_all_or_nothing,
             lease_due_is_earliest_deadline_first,
+            scheduled_jobs_join_the_pick_when_due,
+            deadline_rules_per_transition,
             lease_due_respects_the_cap,
             concurrent_lease_due_never_exceeds_the_cap,
             dispatch_claim_heartbeat_complete,
@@ -624,6 +626,183 @@ where
     let two = f.store.lease_due("alpha", 100, 2, LEASE).await.unwrap();
     assert_eq!(two.len(), 2);
     assert!(two[0].deadline_at <= two[1].deadline_at);
+}
+
+/// Jobs scheduled for later whose deadlines sort before the due ones never take a due job's
+/// place, and join the EDF order as soon as their `run_at` comes — also a retry waiting out its
+/// backoff, and jobs that fall due between two picks.
+pub async fn scheduled_jobs_join_the_pick_when_due<F, Fut>(make: F)
+where
+    F: Fn(Arc<ManualClock>) -> Fut,
+    Fut: Future<Output = Arc<dyn JobStore>>,
+{
+    let f = fixture(make).await;
+    let now = f.now();
+    let mk = |run_at_offset: i64, tolerance: u64| {
+        let mut j = new_job("acme", "alpha");
+        j.run_at = Some(now + chrono::TimeDelta::seconds(run_at_offset));
+        j.delay_tolerance = Duration::from_secs(tolerance);
+        j
+    };
+    // 30 reminders 10 minutes ahead with 1 s of tolerance (deadline +601 s) sort before the
+    // due jobs with an hour of tolerance (deadline ≥ +3600 s).
+    let mut reminders = Vec::new();
+    for i in 0..30 {
+        reminders.push(f.add(mk(600, 1 + i)).await.id);
+    }
+    let due: Vec<JobId> = [
+        f.add(mk(-10, 3600)).await.id,
+        f.add(mk(0, 3700)).await.id,
+        f.add(mk(-5, 3800)).await.id,
+    ]
+    .to_vec();
+    let first = f.store.lease_due("alpha", 100, 2, LEASE).await.unwrap();
+    assert_eq!(
+        first.iter().map(|d| d.job_id).collect::<Vec<_>>(),
+        due[..2].to_vec(),
+        "the due jobs, earliest deadline first, whatever is scheduled ahead"
+    );
+    // A retry waiting out its backoff is not due either.
+    let (failing, token) = f.dispatch_one("alpha").await;
+    assert_eq!(failing, due[2]);
+    f.store.claim(failing, token, LEASE).await.unwrap();
+    f.store
+        .fail(
+            failing,
+            token,
+            Failure {
+                error: "boom".into(),
+                retry_in: Some(Duration::from_secs(300)),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(f
+        .store
+        .lease_due("alpha", 100, 100, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    // After the backoff the retry is due; the reminders are not yet.
+    f.clock.advance(Duration::from_secs(300));
+    let retried = f.store.lease_due("alpha", 100, 100, LEASE).await.unwrap();
+    assert_eq!(
+        retried.iter().map(|d| d.job_id).collect::<Vec<_>>(),
+        vec![due[2]]
+    );
+    // A later job with a long tolerance, due now: it must wait behind the reminders once they
+    // fall due, because their deadlines are earlier.
+    let patient = f.add(mk(300, 7200)).await.id;
+    f.clock.advance(Duration::from_secs(301));
+    let batch = f.store.lease_due("alpha", 100, 10, LEASE).await.unwrap();
+    assert_eq!(
+        batch.iter().map(|d| d.job_id).collect::<Vec<_>>(),
+        reminders[..10].to_vec(),
+        "promoted jobs take their place in deadline order"
+    );
+    let rest = f.store.lease_due("alpha", 100, 100, LEASE).await.unwrap();
+    let mut expected = reminders[10..].to_vec();
+    expected.push(patient);
+    assert_eq!(rest.iter().map(|d| d.job_id).collect::<Vec<_>>(), expected);
+}
+
+/// The deadline rules of `docs/state_machine.md`: `deadline_at` is the latest start of the next
+/// attempt (`run_at + delay_tolerance`); a failed attempt (handler failure or lost worker) and a
+/// manual retry open a new window; release and the return of a dispatch keep it (no attempt
+/// started). `first_started_at` is set by the first claim and never changes, so the deadline is
+/// measured once per job.
+pub async fn deadline_rules_per_transition<F, Fut>(make: F)
+where
+    F: Fn(Arc<ManualClock>) -> Fut,
+    Fut: Future<Output = Arc<dyn JobStore>>,
+{
+    let f = fixture(make).await;
+    let minute = chrono::TimeDelta::seconds(60);
+    let job = f.due("acme", "alpha").await;
+    let enqueued_at = f.now();
+    assert_eq!(job.deadline_at, enqueued_at + minute);
+    assert_eq!(job.first_started_at, None);
+
+    // Dispatch expiry and a returned dispatch keep the window.
+    let (id, token) = f.dispatch_one("alpha").await;
+    f.clock.advance(Duration::from_secs(61));
+    f.store.return_dispatched(vec![(id, token)]).await.unwrap();
+    assert_eq!(f.get(id).await.deadline_at, enqueued_at + minute);
+    let (_, token) = f.dispatch_one("alpha").await;
+    f.clock.advance(LEASE + SECOND);
+    f.store.reap_expired(100).await.unwrap();
+    assert_eq!(f.get(id).await.deadline_at, enqueued_at + minute);
+
+    // The first claim records the first start; release keeps the window and the first start.
+    let (_, token2) = f.dispatch_one("alpha").await;
+    assert_ne!(token, token2);
+    let first_start = f.now();
+    let claimed = f.store.claim(id, token2, LEASE).await.unwrap();
+    assert_eq!(claimed.first_started_at, Some(first_start));
+    assert_eq!(claimed.started_at, Some(first_start));
+    f.clock.advance(Duration::from_secs(5));
+    let released = f.store.release(id, token2).await.unwrap();
+    assert_eq!(released.deadline_at, enqueued_at + minute);
+    assert_eq!(released.first_started_at, Some(first_start));
+
+    // A reclaim is not a first start.
+    let (_, token3) = f.dispatch_one("alpha").await;
+    let again = f.store.claim_many(vec![(id, token3)], LEASE).await;
+    let again = again.into_iter().next().unwrap().unwrap();
+    assert_eq!(again.first_started_at, Some(first_start));
+    assert_eq!(again.started_at, Some(f.now()));
+
+    // A failed attempt opens a new window after the backoff.
+    let failed = f
+        .store
+        .fail(
+            id,
+            token3,
+            Failure {
+                error: "boom".into(),
+                retry_in: Some(Duration::from_secs(10)),
+            },
+        )
+        .await
+        .unwrap();
+    let retry_at = f.now() + chrono::TimeDelta::seconds(10);
+    assert_eq!(
+        (failed.run_at, failed.deadline_at),
+        (retry_at, retry_at + minute)
+    );
+    assert_eq!(failed.first_started_at, Some(first_start));
+
+    // So does a lost worker (running lease expired: a failed attempt, due now).
+    f.clock.advance(Duration::from_secs(10));
+    let (_, token4) = f.dispatch_one("alpha").await;
+    f.store.claim(id, token4, LEASE).await.unwrap();
+    f.clock.advance(LEASE + SECOND);
+    f.store.reap_expired(100).await.unwrap();
+    let reaped = f.get(id).await;
+    assert_eq!(reaped.status, JobStatus::Pending);
+    assert_eq!(
+        (reaped.run_at, reaped.deadline_at),
+        (f.now(), f.now() + minute)
+    );
+
+    // A manual retry opens a new window; the first start stays.
+    let (_, token5) = f.dispatch_one("alpha").await;
+    f.store.claim(id, token5, LEASE).await.unwrap();
+    f.store
+        .fail(
+            id,
+            token5,
+            Failure {
+                error: "boom".into(),
+                retry_in: None,
+            },
+        )
+        .await
+        .unwrap();
+    f.clock.advance(Duration::from_secs(3600));
+    let retried = f.store.retry(id, None).await.unwrap();
+    assert_eq!(retried.deadline_at, f.now() + minute);
+    assert_eq!(retried.first_started_at, Some(first_start));
 }
 
 pub async fn lease_due_respects_the_cap<F, Fut>(make: F)
