@@ -713,6 +713,134 @@ async fn s11_load_and_chaos() {
     w.cleanup().await;
 }
 
+// 13. The store stalls the worker's completion writes for longer than the lease, and no process
+//     dies (`ASYNC_JOBS_FAULT_STALL_COMPLETIONS_MS`, feature `fault-injection` of jobs-worker):
+//     heartbeats keep every lease through the recording, so the reaper takes nothing back and no
+//     handler runs twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s13_a_stalled_store_during_recording_reruns_nothing() {
+    let lease = Duration::from_secs(3);
+    let stall = Duration::from_secs(10);
+    let mut w = world("f13").await;
+    let scheduler = w.scheduler("scheduler");
+    let worker = w.worker(
+        "worker",
+        &[
+            ("ASYNC_JOBS_WORKER_HEARTBEAT_LEASE_SECONDS", "3"),
+            ("ASYNC_JOBS_FAULT_STALL_COMPLETIONS_MS", "10000"),
+        ],
+    );
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(enqueue(&w, mail(json!({}))).await);
+    }
+    // Wait for every job to end, however it ends, then judge by the side-effect log.
+    let schema = w.schema.clone();
+    let t = format!("\"{schema}\".jobs");
+    wait_for("every job terminal", LONG, || {
+        let t = t.clone();
+        async move {
+            let n: i64 = faults::db()
+                .await
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {t} WHERE status IN ('succeeded', 'dead', 'cancelled')"
+                    ),
+                    &[],
+                )
+                .await
+                .ok()?
+                .get(0);
+            (n == 5).then_some(())
+        }
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(
+        log_of(&w.schema, "worker").contains("fault injection: stalling"),
+        "the completion stall was injected (worker built with `--all-features`?)"
+    );
+    let ran = executions(&w.schema).await;
+    let mut rerun = Vec::new();
+    for id in &ids {
+        let n = ran.get(id).copied().unwrap_or(0);
+        if n != 1 {
+            let job = w.job(*id).await;
+            rerun.push((*id, n, job.status, job.attempts, job.last_error));
+        }
+    }
+    assert!(
+        rerun.is_empty(),
+        "every job ran exactly once; (job, executions, status, attempts, last error) of those \
+         that did not: {rerun:#?}"
+    );
+    for id in &ids {
+        let job = w.job(*id).await;
+        assert_eq!(
+            (job.status, job.attempts),
+            (JobStatus::Succeeded, 1),
+            "{job:?}"
+        );
+    }
+    // The outcomes really were recorded a stall (≫ the lease) after the handlers returned.
+    let recording: Vec<f64> = faults::db()
+        .await
+        .query(
+            &format!(
+                "SELECT extract(epoch FROM j.finished_at - r.ok_at)::float8
+                 FROM {t} j JOIN \"{schema}\".handler_runs r ON r.job_id = j.id"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(recording.len(), 5);
+    let (min, max) = recording
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
+    assert!(
+        min >= stall.as_secs_f64() - 0.5 && min > 2.0 * lease.as_secs_f64(),
+        "outcomes recorded {min:.1}–{max:.1} s after the handlers returned; stall {stall:?}"
+    );
+    assert!(
+        !log_of(&w.schema, "scheduler").contains("returned expired leases"),
+        "the reaper took no lease back"
+    );
+    // No process was killed, nor died: both still run, and the worker drains and exits 0.
+    for p in [scheduler, worker] {
+        assert!(
+            w.proc(p).child.try_wait().unwrap().is_none(),
+            "{} is still running",
+            w.proc(p).name
+        );
+    }
+    w.proc(worker).signal("TERM");
+    assert_eq!(w.proc(worker).wait_exit(LONG), Some(0));
+    let log = log_of(&w.schema, "worker");
+    let report = log
+        .lines()
+        .rfind(|l| l.contains("worker stopped"))
+        .expect("the worker's final report");
+    for field in ["succeeded: 5,", "lease_lost: 0,", "unrecorded: 0,"] {
+        assert!(report.contains(field), "{field} in {report}");
+    }
+    let f = check_invariants(&w.schema, Check::default()).await;
+    assert_eq!(
+        (f.count("succeeded"), f.executions, f.re_executed_jobs),
+        (5, 5, 0)
+    );
+    eprintln!(
+        "figures s13: lease {lease:?}, completions stalled {stall:?}: 5 jobs succeeded in {took:?}, \
+         outcomes recorded {min:.1}–{max:.1} s after the handlers returned, {} executions, {} re-executions",
+        f.executions, f.re_executed_jobs
+    );
+    w.cleanup().await;
+}
+
 /// A moto server of this test alone, on its own port, so it can be stopped without touching the
 /// shared one.
 struct PrivateMoto {

@@ -36,8 +36,10 @@ impl Completer {
     /// Completes `id` under `token`, exactly as [`JobStore::complete`] would.
     pub(crate) async fn complete(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
         let (reply, answer) = oneshot::channel();
+        // Only a bug (a panic in the batching task) stops the task while handles remain, and it
+        // does not come back: not retryable, so the execution gives up and the reaper retries.
         let gone = || {
-            LeaseError::Store(StoreError::Unavailable(
+            LeaseError::Store(StoreError::Internal(
                 "the completion batcher stopped".into(),
             ))
         };
@@ -62,10 +64,44 @@ async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::Receiver<Request>) {
             .into_iter()
             .map(|(id, token, reply)| ((id, token), reply))
             .unzip();
+        #[cfg(feature = "fault-injection")]
+        fault::stall_completions().await;
         let results = store.complete_many(entries).await;
         for (reply, result) in replies.into_iter().zip(results) {
             // The execution may have been aborted meanwhile; its answer is then moot.
             let _ = reply.send(result);
+        }
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+mod fault {
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    /// With `ASYNC_JOBS_FAULT_STALL_COMPLETIONS_MS=n` (n ≥ 1), every batch of successes waits `n`
+    /// ms before it is written to the store: the "store slow or unreachable while outcomes are
+    /// recorded" fault (heartbeats and every other call are untouched).
+    pub(super) const ENV_STALL_COMPLETIONS_MS: &str = "ASYNC_JOBS_FAULT_STALL_COMPLETIONS_MS";
+
+    fn stall() -> Option<Duration> {
+        static STALL: OnceLock<Option<Duration>> = OnceLock::new();
+        *STALL.get_or_init(|| {
+            std::env::var(ENV_STALL_COMPLETIONS_MS)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|ms| *ms >= 1)
+                .map(Duration::from_millis)
+        })
+    }
+
+    pub(super) async fn stall_completions() {
+        if let Some(stall) = stall() {
+            tracing::warn!(
+                stall_ms = stall.as_millis() as u64,
+                "fault injection: stalling a completion batch before the store write"
+            );
+            tokio::time::sleep(stall).await;
         }
     }
 }

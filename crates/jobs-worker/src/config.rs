@@ -7,7 +7,7 @@
 //! | `ASYNC_JOBS_WORKER_USE_CASES` | comma-separated use cases to poll | every configured one |
 //! | `ASYNC_JOBS_WORKER_RECEIVE_WAIT_SECONDS` | long-poll wait (0–20, SQS's limit) | 20 |
 //! | `ASYNC_JOBS_WORKER_HEARTBEAT_LEASE_SECONDS` | lease taken at claim and renewed by heartbeats (≥ 1) | 30 |
-//! | `ASYNC_JOBS_WORKER_LEASE_MARGIN_SECONDS` | how long past a job's timeout heartbeats may still renew it | 30 |
+//! | `ASYNC_JOBS_WORKER_LEASE_MARGIN_SECONDS` | how long past a job's timeout heartbeats may still renew it while the handler runs | 30 |
 //! | `ASYNC_JOBS_WORKER_RECEIVE_LOOPS` | concurrent receive loops per use case (1–64) | 1 |
 //!
 //! Keep the grace below the ECS task's `stopTimeout` (30 s by default) so jobs that outlast it are
@@ -39,11 +39,14 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// How long one receive call waits for messages.
     pub receive_wait: Duration,
-    /// The lease a claim takes and each heartbeat renews. Heartbeats run every third of it, so a
-    /// worker that dies loses its jobs to the reaper within one lease.
+    /// The lease a claim takes and each heartbeat renews. Heartbeats run every third of it, from
+    /// the claim until the outcome is recorded, so a worker that dies loses its jobs to the
+    /// reaper within one lease. See also [`lease_safety_margin`](Self::lease_safety_margin).
     pub heartbeat_lease: Duration,
-    /// Heartbeats stop renewing a job's lease once it has run for `timeout + lease_margin`: a
-    /// wedged attempt can never hold its job for ever.
+    /// Heartbeats stop renewing a job's lease once its handler has run for `timeout +
+    /// lease_margin`: a wedged attempt can never hold its job for ever. (Recording the outcome
+    /// afterwards is not bounded by it: it renews until the outcome is written or the lease is
+    /// lost or no longer confirmed.)
     pub lease_margin: Duration,
     /// After shutdown is requested, in-flight jobs get this long to finish before they are
     /// cancelled and released back to `pending`.
@@ -210,9 +213,26 @@ impl WorkerConfig {
         self
     }
 
-    /// How often a running job's lease is renewed: a third of the lease.
+    /// How often a job's lease is renewed: a third of the lease. After a failed renewal (store
+    /// error) the next one comes after at most a second.
     pub fn heartbeat_interval(&self) -> Duration {
         (self.heartbeat_lease / 3).max(Duration::from_millis(10))
+    }
+
+    /// How long before its lease's last *confirmed* expiry a handler is stopped: a sixth of the
+    /// lease (5 s of the default 30 s).
+    ///
+    /// The worker tracks, as a local instant, until when the store has confirmed each job's
+    /// lease: the instant the claim (or the last successful heartbeat) was *sent* plus the lease,
+    /// which the store's own `now() + lease` cannot precede. A handler still running when local
+    /// time reaches that instant minus this margin is cancelled and dropped and its outcome
+    /// discarded (metric `async_jobs_worker_lease_lost_total{stage="unconfirmed"}`): past the
+    /// expiry the reaper may already have handed the job on, and the handler would run unfenced.
+    /// With heartbeats every third of the lease, that takes about two and a half intervals of
+    /// failed (or hanging) renewals, or a process paused that long. The margin covers the time
+    /// it takes to stop the handler and some clock drift between the host and the database.
+    pub fn lease_safety_margin(&self) -> Duration {
+        self.heartbeat_lease / 6
     }
 }
 
@@ -242,6 +262,7 @@ mod tests {
         assert_eq!(c.use_cases, vec!["notifications", "message_labeling"]);
         assert_eq!(c.receive_wait, Duration::from_secs(1));
         assert_eq!(c.heartbeat_interval(), Duration::from_secs(3));
+        assert_eq!(c.lease_safety_margin(), Duration::from_millis(1500));
         assert_eq!(c.lease_margin, Duration::ZERO);
     }
 

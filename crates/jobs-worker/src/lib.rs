@@ -56,9 +56,12 @@
 //!     │     └─ ok ──► delete the message: the store holds the lease from now on
 //!     ▼
 //!  run_guarded(handler, ctx)        heartbeat every lease/3 ─┬─ cancel requested → ctx.cancel fires
-//!     │                                                     └─ lease lost → ctx.cancel fires,
-//!     ▼                                                        the outcome is discarded
-//!  the slot is freed for the next job; the outcome is recorded under a recording permit:
+//!     │                                                     ├─ lease lost → ctx.cancel fires, the
+//!     │                                                     │  handler is dropped, nothing recorded
+//!     │                                                     └─ lease still unconfirmed at its
+//!     ▼                                                        expiry − lease/6 → the same
+//!  the slot is freed for the next job; the outcome is recorded under a recording permit,
+//!  heartbeats going on until it is written (or the lease is lost or no longer confirmed):
 //!  succeeded → batched with the successes waiting meanwhile (one complete_many at a time)
 //!  pending (+backoff) │ dead │ cancelled → service.record_outcome, one job at a time
 //! ```
@@ -75,9 +78,17 @@
 //!   the next job starts without waiting for the store, and a store that falls behind still
 //!   stops the receiving once every recording permit waits on it.
 //! - **Leases and heartbeats.** A claim takes [`WorkerConfig::heartbeat_lease`]; a heartbeat
-//!   renews it every third of that while the handler runs, for at most the job's timeout plus
-//!   [`WorkerConfig::lease_margin`]. A worker that dies loses its jobs to the scheduler's reaper
-//!   within one lease (the attempt counts).
+//!   renews it every third of that (a second after a failed renewal) from the claim until the
+//!   outcome is recorded: while the handler runs, for at most the job's timeout plus
+//!   [`WorkerConfig::lease_margin`]; while the outcome is recorded (waiting for a permit, the
+//!   completion batch, retries of a failing store), until it is written, the lease is lost, or
+//!   the lease is no longer confirmed. So a slow store cannot let the lease of a job whose handler
+//!   succeeded lapse and have the job run again. The worker knows until when each lease is
+//!   *confirmed* (the local instant the claim or last successful renewal was sent, plus the
+//!   lease); a handler still running a [safety margin](WorkerConfig::lease_safety_margin)
+//!   (lease/6) before that instant is cancelled and dropped rather than left to run unfenced, and
+//!   recording gives up once the instant has passed. A worker that dies loses its jobs to the
+//!   scheduler's reaper within one lease (the attempt counts).
 //! - **Failures.** Handler errors, panics and timeouts go through
 //!   [`JobService::record_outcome`](jobs_core::JobService::record_outcome): retryable → back to
 //!   `pending` after backoff until `max_attempts`, then `dead`; permanent → `dead` at once.

@@ -8,6 +8,7 @@ use jobs_core::transport::{Receipt, ReceivedMessage};
 use jobs_core::{DispatchMessage, Job, JobStore, LeaseError, LeaseToken, Transport};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::execute::{flag_raised, Executor};
@@ -33,6 +34,8 @@ pub(crate) struct ReceiveLoop {
 struct Claimed {
     job: Job,
     token: LeaseToken,
+    /// When the claim request was sent: the lease lasts at least until this plus the lease.
+    claim_sent: Instant,
     slot: OwnedSemaphorePermit,
 }
 
@@ -91,6 +94,7 @@ impl ReceiveLoop {
                             executions.spawn(executor.execute(
                                 c.job,
                                 c.token,
+                                c.claim_sent,
                                 self.hard_stop.clone(),
                                 c.slot,
                             ));
@@ -182,6 +186,9 @@ impl ReceiveLoop {
 
         let mut claimed = Vec::new();
         let mut store_failed = false;
+        // The store computes each lease's expiry after it receives the request, so the lease
+        // lasts at least until this instant plus the lease (the executions count from here).
+        let claim_sent = Instant::now();
         let results = if candidates.is_empty() {
             Vec::new()
         } else {
@@ -199,6 +206,7 @@ impl ReceiveLoop {
                     claimed.push(Claimed {
                         job,
                         token: msg.lease_token,
+                        claim_sent,
                         slot,
                     });
                 }

@@ -97,7 +97,11 @@ async fn retryable_failures_back_off_then_die_after_max_attempts() {
     let report = h.shutdown().await;
     assert_eq!((report.failed, report.dead), (2, 1));
     assert_eq!(
-        (report.claimed, report.deadlines_met, report.deadlines_missed),
+        (
+            report.claimed,
+            report.deadlines_met,
+            report.deadlines_missed
+        ),
         (3, 1, 0),
         "three attempts of one job: its deadline is counted once, at the first start"
     );

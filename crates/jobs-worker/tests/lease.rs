@@ -1,0 +1,436 @@
+//! The lease from the claim until the outcome is recorded: a store that stalls completions for
+//! longer than the lease (the lease must be renewed throughout and nothing run twice), heartbeats
+//! that fail for longer than the lease (the handler must be stopped, nothing recorded), and the
+//! recording phase's own bounds (lease lost, lease no longer confirmed).
+//!
+//! The store's clock is a `ManualClock`; where a test needs the reaper, it advances that clock in
+//! step with real time and reaps (and re-dispatches) as the scheduler would.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use common::*;
+use jobs_core::clock::ManualClock;
+use jobs_core::memory::MemoryStore;
+use jobs_core::store::{Heartbeat, ReapReport, StatusCount, WakeupStream};
+use jobs_core::{
+    CancellationSignal, ChangeError, Dispatch, EnqueueError, Enqueued, Failure, HandlerRegistry,
+    Job, JobContext, JobFilter, JobId, JobStatus, JobStore, LeaseError, LeaseToken, NewJob, Page,
+    PageRequest, StoreError,
+};
+use serde_json::json;
+
+/// A memory store with faults switched on and off by the test: successful-outcome writes that
+/// stall before reaching the store, heartbeats that fail as if the database were unreachable.
+/// It counts what reached it.
+#[derive(Debug)]
+struct FaultyStore {
+    inner: Arc<MemoryStore>,
+    /// `complete` / `complete_many` wait this many ms before reaching the store.
+    stall_completions_ms: AtomicU64,
+    /// Heartbeats fail with `StoreError::Unavailable` while set.
+    fail_heartbeats: AtomicBool,
+    /// Completion calls that arrived (stalled or not).
+    completions_arrived: AtomicU32,
+    heartbeats_ok: AtomicU32,
+    heartbeats_failed: AtomicU32,
+    /// fail / finish_cancelled / release calls.
+    other_writes: AtomicU32,
+}
+
+impl FaultyStore {
+    fn over(inner: Arc<MemoryStore>) -> Self {
+        FaultyStore {
+            inner,
+            stall_completions_ms: AtomicU64::new(0),
+            fail_heartbeats: AtomicBool::new(false),
+            completions_arrived: AtomicU32::new(0),
+            heartbeats_ok: AtomicU32::new(0),
+            heartbeats_failed: AtomicU32::new(0),
+            other_writes: AtomicU32::new(0),
+        }
+    }
+
+    fn stall_completions(&self, stall: Duration) {
+        self.stall_completions_ms
+            .store(stall.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    async fn completion_arrives(&self) {
+        self.completions_arrived.fetch_add(1, Ordering::SeqCst);
+        let stall = self.stall_completions_ms.load(Ordering::SeqCst);
+        if stall > 0 {
+            tokio::time::sleep(Duration::from_millis(stall)).await;
+        }
+    }
+
+    fn count(counter: &AtomicU32) -> u32 {
+        counter.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl JobStore for FaultyStore {
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
+        self.inner.enqueue(job).await
+    }
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, EnqueueError> {
+        self.inner.enqueue_many(jobs).await
+    }
+    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<Page, StoreError> {
+        self.inner.list(filter, page).await
+    }
+    async fn cancel(&self, id: JobId) -> Result<Job, ChangeError> {
+        self.inner.cancel(id).await
+    }
+    async fn retry(&self, id: JobId, quota: Option<u32>) -> Result<Job, ChangeError> {
+        self.inner.retry(id, quota).await
+    }
+    async fn lease_due(
+        &self,
+        use_case: &str,
+        cap: u32,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Dispatch>, StoreError> {
+        self.inner.lease_due(use_case, cap, limit, lease).await
+    }
+    async fn claim(
+        &self,
+        id: JobId,
+        token: LeaseToken,
+        lease: Duration,
+    ) -> Result<Job, LeaseError> {
+        self.inner.claim(id, token, lease).await
+    }
+    async fn claim_many(
+        &self,
+        claims: Vec<(JobId, LeaseToken)>,
+        lease: Duration,
+    ) -> Vec<Result<Job, LeaseError>> {
+        self.inner.claim_many(claims, lease).await
+    }
+    async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<Job, LeaseError>> {
+        self.completion_arrives().await;
+        self.inner.complete_many(done).await
+    }
+    async fn heartbeat(
+        &self,
+        id: JobId,
+        token: LeaseToken,
+        lease: Duration,
+    ) -> Result<Heartbeat, LeaseError> {
+        if self.fail_heartbeats.load(Ordering::SeqCst) {
+            self.heartbeats_failed.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable("connection refused".into()).into());
+        }
+        let beat = self.inner.heartbeat(id, token, lease).await;
+        if beat.is_ok() {
+            self.heartbeats_ok.fetch_add(1, Ordering::SeqCst);
+        }
+        beat
+    }
+    async fn complete(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
+        self.completion_arrives().await;
+        self.inner.complete(id, token).await
+    }
+    async fn fail(
+        &self,
+        id: JobId,
+        token: LeaseToken,
+        failure: Failure,
+    ) -> Result<Job, LeaseError> {
+        self.other_writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.fail(id, token, failure).await
+    }
+    async fn finish_cancelled(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
+        self.other_writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.finish_cancelled(id, token).await
+    }
+    async fn release(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
+        self.other_writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.release(id, token).await
+    }
+    async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError> {
+        self.inner.reap_expired(limit).await
+    }
+    async fn return_dispatched(
+        &self,
+        dispatches: Vec<(JobId, LeaseToken)>,
+    ) -> Result<u64, StoreError> {
+        self.inner.return_dispatched(dispatches).await
+    }
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        self.inner.counts().await
+    }
+    async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
+        self.inner.prune(older_than, limit).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
+        self.inner.subscribe().await
+    }
+}
+
+/// A worker (test settings: 300 ms lease, so heartbeats every 100 ms and a 50 ms safety margin)
+/// over a [`FaultyStore`].
+fn start(registry: HandlerRegistry) -> (Harness, Arc<FaultyStore>) {
+    let clock = Arc::new(ManualClock::at(Utc::now()));
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    let faulty = Arc::new(FaultyStore::over(store.clone()));
+    let h = Harness::start_with(registry, worker_config(), clock, store, faulty.clone());
+    (h, faulty)
+}
+
+/// The lease of [`worker_config`].
+fn lease() -> Duration {
+    worker_config().heartbeat_lease
+}
+
+/// A registry with `counted`: counts its runs and succeeds at once.
+fn counted(runs: &Arc<AtomicUsize>) -> HandlerRegistry {
+    let mut registry = registry();
+    let runs = runs.clone();
+    registry.register_fn("counted", move |_ctx: JobContext, _p: serde_json::Value| {
+        let runs = runs.clone();
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    });
+    registry
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_stalled_past_the_lease_keep_it_renewed_and_rerun_nothing() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (mut h, faulty) = start(counted(&runs));
+    // Five leases' worth of stall on every completion.
+    let stall = lease() * 5;
+    faulty.stall_completions(stall);
+    let job = h.enqueue(NOTIFICATIONS, "counted", json!({})).await;
+    assert_eq!(h.dispatch().await, 1);
+    eventually(
+        "the handler's success to reach the stalled store",
+        || async { (FaultyStore::count(&faulty.completions_arrived) == 1).then_some(()) },
+    )
+    .await;
+    let beats_at_stall = FaultyStore::count(&faulty.heartbeats_ok);
+    // Play the scheduler while the completion stalls: store time moves with real time, expired
+    // leases are reaped and due jobs dispatched again, as they would be in production.
+    let step = Duration::from_millis(25);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut reaped = 0;
+    let mut redispatched = 0;
+    loop {
+        tokio::time::sleep(step).await;
+        h.clock.advance(step);
+        reaped += h.store.reap_expired(100).await.unwrap().total();
+        redispatched += h.dispatch().await;
+        if h.job(job.id).await.status.is_terminal() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not finished in time: {:?}",
+            h.job(job.id).await
+        );
+    }
+    let beats_during_stall = FaultyStore::count(&faulty.heartbeats_ok) - beats_at_stall;
+    let done = h.job(job.id).await;
+    assert_eq!(
+        (reaped, redispatched, runs.load(Ordering::SeqCst)),
+        (0, 0, 1),
+        "(leases reaped, re-dispatches, handler runs): the lease lapsed while the outcome was \
+         recorded and the job ran again; it ended {} after {} attempts",
+        done.status,
+        done.attempts
+    );
+    assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 1));
+    // One renewal per 100 ms for 1.5 s: require well over a lease's worth.
+    assert!(
+        beats_during_stall >= 5,
+        "only {beats_during_stall} renewals during a {stall:?} stall"
+    );
+    let report = h.shutdown().await;
+    assert_eq!(
+        (report.succeeded, report.lease_lost, report.unrecorded),
+        (1, 0, 0)
+    );
+}
+
+/// What a stubborn handler left behind when it was stopped.
+#[derive(Debug, Default)]
+struct Stopped {
+    started: AtomicBool,
+    /// Set when the handler's future was dropped (the worker stopped it).
+    dropped: AtomicBool,
+    /// Whether its cancellation signal had fired when it was dropped.
+    cancelled_when_dropped: AtomicBool,
+    signal: Mutex<Option<CancellationSignal>>,
+}
+
+/// Records, when dropped, that the handler was stopped and whether it had been cancelled.
+struct DropProbe(Arc<Stopped>, CancellationSignal);
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        self.0
+            .cancelled_when_dropped
+            .store(self.1.is_cancelled(), Ordering::SeqCst);
+        self.0.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A registry with `stubborn`: ignores cancellation and sleeps a minute.
+fn stubborn(seen: &Arc<Stopped>) -> HandlerRegistry {
+    let mut registry = registry();
+    let seen = seen.clone();
+    registry.register_fn("stubborn", move |ctx: JobContext, _p: serde_json::Value| {
+        let seen = seen.clone();
+        async move {
+            let _probe = DropProbe(seen.clone(), ctx.cancel.clone());
+            if let Ok(mut signal) = seen.signal.lock() {
+                *signal = Some(ctx.cancel.clone());
+            }
+            seen.started.store(true, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(())
+        }
+    });
+    registry
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_failing_past_the_lease_stop_the_handler_and_record_nothing() {
+    let seen = Arc::new(Stopped::default());
+    let (mut h, faulty) = start(stubborn(&seen));
+    faulty.fail_heartbeats.store(true, Ordering::SeqCst);
+    let job = h.enqueue(NOTIFICATIONS, "stubborn", json!({})).await;
+    assert_eq!(h.dispatch().await, 1);
+    eventually("the handler to start", || async {
+        seen.started.load(Ordering::SeqCst).then_some(())
+    })
+    .await;
+    let running = tokio::time::Instant::now();
+    // No renewal can be confirmed: the worker must stop the handler before the lease (300 ms
+    // from the claim) runs out, not let it sleep its minute unfenced.
+    eventually("the handler to be stopped", || async {
+        seen.dropped.load(Ordering::SeqCst).then_some(())
+    })
+    .await;
+    let stopped_after = running.elapsed();
+    // The worker's own deadline is claim + lease − margin (250 ms); allow for a loaded host,
+    // but not for the minute the handler would have slept.
+    assert!(
+        stopped_after < lease() * 3,
+        "stopped {stopped_after:?} after it started, the lease is {:?}",
+        lease()
+    );
+    assert!(
+        seen.cancelled_when_dropped.load(Ordering::SeqCst),
+        "the handler's cancellation signal fired before it was dropped"
+    );
+    let signal = seen.signal.lock().unwrap().clone();
+    assert!(signal.is_some_and(|s| s.is_cancelled()));
+    assert!(
+        FaultyStore::count(&faulty.heartbeats_failed) >= 2,
+        "failed heartbeats were retried"
+    );
+    eventually("the stop to be counted", || async {
+        (h.stats.snapshot().lease_lost == 1).then_some(())
+    })
+    .await;
+    // Nothing was recorded: the job is still running under the claim's lease, for the reaper.
+    let after = h.job(job.id).await;
+    assert_eq!(
+        (after.status, after.attempts, after.last_error.clone()),
+        (JobStatus::Running, 1, None),
+        "{after:?}"
+    );
+    assert_eq!(FaultyStore::count(&faulty.completions_arrived), 0);
+    assert_eq!(FaultyStore::count(&faulty.other_writes), 0);
+    h.clock.advance(lease() + Duration::from_millis(1));
+    assert_eq!(h.store.reap_expired(10).await.unwrap().total(), 1);
+    assert_eq!(h.job(job.id).await.status, JobStatus::Pending);
+    let report = h.shutdown().await;
+    assert_eq!(
+        (
+            report.lease_lost,
+            report.succeeded,
+            report.failed,
+            report.unrecorded
+        ),
+        (1, 0, 0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_gives_up_once_the_lease_is_no_longer_confirmed() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (mut h, faulty) = start(counted(&runs));
+    faulty.stall_completions(Duration::from_secs(60));
+    let job = h.enqueue(NOTIFICATIONS, "counted", json!({})).await;
+    h.dispatch().await;
+    eventually("the success to reach the stalled store", || async {
+        (FaultyStore::count(&faulty.completions_arrived) == 1).then_some(())
+    })
+    .await;
+    // The store goes away entirely: no renewal can be confirmed any more.
+    faulty.fail_heartbeats.store(true, Ordering::SeqCst);
+    let gone = tokio::time::Instant::now();
+    eventually("the worker to give up", || async {
+        (h.stats.snapshot().unrecorded == 1).then_some(())
+    })
+    .await;
+    // At most a lease after the last confirmed renewal (≤ 100 ms before the store went away);
+    // allow for a loaded host, but not for the minute the write would stall.
+    assert!(
+        gone.elapsed() < lease() * 4,
+        "gave up {:?} after the store went away",
+        gone.elapsed()
+    );
+    assert_eq!(h.job(job.id).await.status, JobStatus::Running);
+    let report = h.shutdown().await;
+    assert_eq!(
+        (report.unrecorded, report.succeeded, report.lease_lost),
+        (1, 0, 0)
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_lost_while_recording_abandons_the_write() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (mut h, faulty) = start(counted(&runs));
+    faulty.stall_completions(Duration::from_secs(60));
+    let job = h.enqueue(NOTIFICATIONS, "counted", json!({})).await;
+    h.dispatch().await;
+    eventually("the success to reach the stalled store", || async {
+        (FaultyStore::count(&faulty.completions_arrived) == 1).then_some(())
+    })
+    .await;
+    // Another actor takes the job over meanwhile: the next heartbeat is refused.
+    let token = h.job(job.id).await.lease_token.unwrap();
+    h.store.release(job.id, token).await.unwrap();
+    eventually("the lost lease to be noticed", || async {
+        (h.stats.snapshot().lease_lost == 1).then_some(())
+    })
+    .await;
+    assert_eq!(h.job(job.id).await.status, JobStatus::Pending);
+    let report = h.shutdown().await;
+    assert_eq!(
+        (report.lease_lost, report.succeeded, report.unrecorded),
+        (1, 0, 0)
+    );
+}
