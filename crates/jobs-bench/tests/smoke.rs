@@ -147,12 +147,39 @@ fn scale_smoke() {
         "10",
         "--enqueue-samples",
         "10",
+        "--idle-samples",
+        "5",
     ]);
     let steps = v["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 2);
     positive(&steps[1], "tick.p50_ms");
     positive(&steps[1], "enqueue.p50_ms");
+    positive(&steps[1], "idle_start.p50_ms");
     assert!(steps[1]["pending_jobs"].as_i64().unwrap() >= 1000);
+}
+
+#[test]
+fn scale_smoke_with_earlier_deadlines_ahead() {
+    let v = run(&[
+        "scale",
+        "--shape",
+        "earlier",
+        "--sizes",
+        "0,2000",
+        "--rounds",
+        "3",
+        "--due-per-round",
+        "10",
+        "--enqueue-samples",
+        "10",
+        "--idle-samples",
+        "5",
+    ]);
+    assert_eq!(v["shape"], "earlier");
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    positive(&steps[1], "idle_start.p50_ms");
+    assert!(steps[1]["pending_jobs"].as_i64().unwrap() >= 2000);
 }
 
 #[test]

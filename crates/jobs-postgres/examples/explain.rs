@@ -40,7 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "INSERT INTO {SCHEMA}.jobs (id, tenant_id, use_case, kind, payload, status, priority, attempts, max_attempts,
                  backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, delay_tolerance_us,
                  deadline_at, timeout_us, idempotency_key, lease_token, lease_expires_at, cancel_requested,
-                 created_at, updated_at, finished_at)
+                 created_at, updated_at, finished_at, ready)
              SELECT md5(g::text)::uuid, 't_' || (g % 1000), 'uc_' || (g % 4), 'send_email', '{{\"n\": 1}}'::jsonb,
                  s.status, (g % 3)::smallint, 1, 5, 'exponential', 1000000, 3600000000, 'full',
                  s.run_at, 300000000, s.run_at + interval '5 minutes', 30000000,
@@ -49,14 +49,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                  CASE WHEN s.status IN ('dispatched', 'running')
                       THEN now() + ((g % 3) - 1) * interval '10 minutes' END,
                  false, s.run_at - interval '1 minute', s.run_at,
-                 CASE WHEN s.status IN ('succeeded', 'dead', 'cancelled') THEN s.run_at + interval '1 minute' END
+                 CASE WHEN s.status IN ('succeeded', 'dead', 'cancelled') THEN s.run_at + interval '1 minute' END,
+                 s.status <> 'pending' OR s.run_at <= now()
              FROM generate_series(1, {rows}) g,
              LATERAL (SELECT CASE WHEN g % 100 < 10 THEN 'pending' WHEN g % 100 = 10 THEN 'dispatched'
                                   WHEN g % 100 = 11 THEN 'running' WHEN g % 100 < 14 THEN 'dead'
                                   WHEN g % 100 = 14 THEN 'cancelled' ELSE 'succeeded' END AS status,
                              CASE WHEN g % 100 < 10 THEN now() + ((g % 7200) - 3600) * interval '1 second'
                                   ELSE now() - (g % 2592000) * interval '1 second' END AS run_at) s;
-             ANALYZE {SCHEMA}.jobs;"
+             -- The shape that used to make the pick walk: use case uc_r holds {reminders} reminders
+             -- 10-20 minutes ahead with 0-60 s of tolerance, whose deadlines sort before its
+             -- 1,000 due jobs' (one hour of tolerance).
+             INSERT INTO {SCHEMA}.jobs (id, tenant_id, use_case, kind, payload, status, priority, attempts, max_attempts,
+                 backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, delay_tolerance_us,
+                 deadline_at, timeout_us, cancel_requested, created_at, updated_at, ready)
+             SELECT gen_random_uuid(), 't_' || (g % 1000), 'uc_r', 'remind', '{{}}'::jsonb, 'pending', 0, 0, 5,
+                 'exponential', 1000000, 3600000000, 'full', r.run_at, r.tol_s * 1000000,
+                 r.run_at + r.tol_s * interval '1 second', 30000000, false, now(), now(), r.run_at <= now()
+             FROM generate_series(1, {reminders} + 1000) g,
+             LATERAL (SELECT CASE WHEN g <= {reminders} THEN now() + interval '10 minutes' + (g % 600) * interval '1 second'
+                                  ELSE now() - interval '1 minute' END AS run_at,
+                             CASE WHEN g <= {reminders} THEN g % 61 ELSE 3600 END AS tol_s) r;
+             ANALYZE {SCHEMA}.jobs;",
+            reminders = rows / 5
         ))
         .await?;
     println!(
@@ -96,6 +111,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "lease_due (EDF pick under the cap, 50 of use case uc_1)",
             &sql.lease_due,
             vec![&none, &"uc_1", &50i64, &100_000i64, &300_000_000i64],
+        ),
+        (
+            "promote (scheduled jobs of uc_r whose run_at has come, limit 5000; none yet)",
+            &sql.promote,
+            vec![&none, &"uc_r", &5000i64],
+        ),
+        (
+            "lease_due with an earlier-deadline future backlog (50 of uc_r, behind 200,000 reminders)",
+            &sql.lease_due,
+            vec![&none, &"uc_r", &50i64, &100_000i64, &300_000_000i64],
         ),
         (
             "reap_expired: dispatched (limit 500)",

@@ -310,6 +310,9 @@ impl Sql {
 pub struct HotStatements {
     /// `lease_due`: $1 now, $2 use case, $3 limit, $4 cap, $5 lease µs.
     pub lease_due: String,
+    /// Promotion of scheduled jobs whose run_at has come (before each pick): $1 now, $2 use
+    /// case, $3 limit.
+    pub promote: String,
     /// Dispatched-lease reaping: $1 now, $2 limit.
     pub reap_dispatched: String,
     /// Running-lease reaping: $1 now, $2 limit.
@@ -333,6 +336,7 @@ pub fn hot_statements(schema: SchemaName) -> HotStatements {
     HotStatements {
         list_by_tenant: sql.list([true, false, false, false, false, false, true]),
         lease_due: sql.lease_due,
+        promote: sql.promote,
         reap_dispatched: sql.reap_dispatched,
         reap_running: sql.reap_running,
         insert_one: sql.insert_one,

@@ -1,5 +1,9 @@
-//! Scenario 4: cost at scale — the dispatch tick and a single enqueue with 10,000, 100,000 and
-//! 1,000,000 pending jobs in the table, almost all scheduled in the future.
+//! Scenario 4: cost at scale — the dispatch tick, a single enqueue and an idle start (one due job
+//! enqueued into an idle system, then one tick) with 0, 10,000, 100,000 and 1,000,000 pending
+//! jobs in the table, almost all scheduled in the future. Two shapes of that future backlog:
+//! `later` (deadlines after the due jobs', 1 hour to 30 days ahead) and `earlier` (reminders 20–30
+//! minutes ahead with 0–60 s of tolerance, whose deadlines sort *before* the due jobs' 1-hour
+//! deadlines: the shape that made the old pick walk the whole backlog on every tick).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,12 +16,34 @@ use serde_json::json;
 use crate::db::{self, BenchDb, USE_CASE};
 use crate::stats::{percentiles, round3};
 
+/// Where the future backlog's deadlines fall relative to the due jobs'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    /// `run_at` 1 hour to 30 days ahead, 300 s tolerance: deadlines after the due jobs'.
+    Later,
+    /// `run_at` 20–30 minutes ahead, 0–60 s tolerance: deadlines before the due jobs' (which get
+    /// one hour of tolerance).
+    Earlier,
+}
+
+impl Shape {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Shape::Later => "later",
+            Shape::Earlier => "earlier",
+        }
+    }
+}
+
 /// Scenario 4's sizes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScaleArgs {
-    /// Pending (future) jobs in the table at each step, ascending.
-    #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 100_000, 1_000_000])]
+    /// Pending (future) jobs in the table at each step, ascending (0: the empty-table baseline).
+    #[arg(long, value_delimiter = ',', default_values_t = [0u64, 10_000, 100_000, 1_000_000])]
     pub sizes: Vec<u64>,
+    /// The future backlog's shape.
+    #[arg(long, value_enum, default_value_t = Shape::Later)]
+    pub shape: Shape,
     /// Ticks measured per size.
     #[arg(long, default_value_t = 30)]
     pub rounds: u32,
@@ -27,18 +53,32 @@ pub struct ScaleArgs {
     /// Single enqueues timed per size.
     #[arg(long, default_value_t = 300)]
     pub enqueue_samples: u32,
+    /// Idle starts timed per size (enqueue one due job, then one tick).
+    #[arg(long, default_value_t = 100)]
+    pub idle_samples: u32,
 }
 
-/// Inserts future pending jobs with ordinals `from..to` in one statement.
-async fn fill(bench: &BenchDb, from: u64, to: u64) -> anyhow::Result<()> {
+/// Inserts future pending jobs with ordinals `from..to` in one statement, as the store's enqueue
+/// would write them (scheduled: not `ready` until the pick promotes them).
+async fn fill(bench: &BenchDb, shape: Shape, from: u64, to: u64) -> anyhow::Result<()> {
+    let (run_at, tolerance_s) = match shape {
+        Shape::Later => (
+            "now() + interval '1 hour' + random() * interval '30 days'",
+            "300",
+        ),
+        Shape::Earlier => (
+            "now() + interval '20 minutes' + random() * interval '10 minutes'",
+            "floor(random() * 61)",
+        ),
+    };
     let sql = format!(
         "INSERT INTO {s}.jobs (id, tenant_id, use_case, kind, payload, status, priority, attempts, \
              max_attempts, backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, \
-             delay_tolerance_us, deadline_at, timeout_us, cancel_requested, created_at, updated_at) \
+             delay_tolerance_us, deadline_at, timeout_us, cancel_requested, created_at, updated_at, ready) \
          SELECT gen_random_uuid(), 'tenant_' || (g % 100), '{USE_CASE}', 'noop', '{{}}'::jsonb, 'pending', 0, 0, \
-             3, 'exponential', 1000000, 60000000, 'full', r, 300000000, r + interval '300 seconds', \
-             60000000, false, now(), now() \
-         FROM (SELECT g, now() + interval '1 hour' + random() * interval '30 days' AS r \
+             3, 'exponential', 1000000, 60000000, 'full', r, tol * 1000000, r + tol * interval '1 second', \
+             60000000, false, now(), now(), r <= now() \
+         FROM (SELECT g, {run_at} AS r, ({tolerance_s})::bigint AS tol \
                FROM generate_series($1::bigint, $2::bigint - 1) g) x",
         s = bench.schema
     );
@@ -80,7 +120,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<serde_json::Value> {
     for &size in &args.sizes {
         let fill_start = Instant::now();
         if size > filled {
-            fill(&bench, filled, size).await?;
+            fill(&bench, args.shape, filled, size).await?;
             filled = size;
         }
         let fill_s = fill_start.elapsed().as_secs_f64();
@@ -88,9 +128,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<serde_json::Value> {
         dispatcher.tick().await?;
         let mut ticks = Vec::new();
         for _ in 0..args.rounds {
-            let due = (0..args.due_per_round)
-                .map(|_| db::request("due"))
-                .collect();
+            let due = (0..args.due_per_round).map(|_| due(args.shape)).collect();
             service.enqueue_many(due).await?;
             let t = Instant::now();
             let report = dispatcher.tick().await?;
@@ -110,12 +148,27 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<serde_json::Value> {
             enqueues.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         bench.admin.execute(&settle, &[]).await?;
+        // Idle start: one due job into an idle system, dispatched by the next tick.
+        let mut idle = Vec::new();
+        for _ in 0..args.idle_samples {
+            let t = Instant::now();
+            service.enqueue(due(args.shape)).await?;
+            let report = dispatcher.tick().await?;
+            idle.push(t.elapsed().as_secs_f64() * 1000.0);
+            anyhow::ensure!(
+                report.dispatched == 1,
+                "an idle tick dispatched {} jobs",
+                report.dispatched
+            );
+            bench.admin.execute(&settle, &[]).await?;
+        }
         let pending = bench.count_status("pending").await?;
         steps.push(json!({
             "pending_jobs": pending,
             "fill_seconds": round3(fill_s),
             "tick": percentiles(ticks),
             "enqueue": percentiles(enqueues),
+            "idle_start": percentiles(idle),
         }));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -126,13 +179,26 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<serde_json::Value> {
             _ => 0.0,
         }
     };
-    let (tick_ratio, enqueue_ratio) = (ratio("tick"), ratio("enqueue"));
+    let (tick_ratio, enqueue_ratio, idle_ratio) =
+        (ratio("tick"), ratio("enqueue"), ratio("idle_start"));
     bench.drop_schema().await?;
     Ok(json!({
         "scenario": "scale",
+        "shape": args.shape.as_str(),
         "due_per_tick": args.due_per_round,
         "steps": steps,
         "tick_p50_largest_over_smallest": tick_ratio,
         "enqueue_p50_largest_over_smallest": enqueue_ratio,
+        "idle_start_p50_largest_over_smallest": idle_ratio,
     }))
+}
+
+/// A due job: the use case's 300 s tolerance, or an hour when the backlog's deadlines must sort
+/// before it.
+fn due(shape: Shape) -> jobs_core::EnqueueRequest {
+    let req = db::request("due");
+    match shape {
+        Shape::Later => req,
+        Shape::Earlier => req.delay_tolerance(Duration::from_secs(3600)),
+    }
 }
