@@ -64,7 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                  backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, delay_tolerance_us,
                  deadline_at, timeout_us, cancel_requested, created_at, updated_at, ready)
              SELECT gen_random_uuid(), 't_' || (g % 1000), 'uc_r', 'remind', '{{}}'::jsonb, 'pending', 0, 0, 5,
-                 'exponential', 1000000, 3600000000, 'full', r.run_at, r.tol_s * 1000000,
+                 'exponential', 1000000, 3600000000, 'full', r.run_at, r.tol_s::bigint * 1000000,
                  r.run_at + r.tol_s * interval '1 second', 30000000, false, now(), now(), r.run_at <= now()
              FROM generate_series(1, {reminders} + 1000) g,
              LATERAL (SELECT CASE WHEN g <= {reminders} THEN now() + interval '10 minutes' + (g % 600) * interval '1 second'

@@ -10,15 +10,22 @@
 -- `status` stays the one source of truth: `ready` only says which index a pending job sits in.
 --
 -- `first_started_at` is when the job first started (first claim), never cleared: the deadline
--- (start SLA) is measured once per job, met or missed, at that moment.
+-- (start SLA) is measured once per job, met or missed, at that moment. It is not backfilled (that
+-- would rewrite the whole history under this migration's lock): a claim sets it to
+-- `coalesce(first_started_at, started_at, now)`, so a job that started before the upgrade, or
+-- under an older binary during a rolling deploy, keeps its earlier start and is not counted again.
+--
+-- Locks: ADD COLUMN with a constant default is a catalog change, but it takes the table's ACCESS
+-- EXCLUSIVE lock, held to the end of this transaction (the UPDATE of future pending jobs and two
+-- partial-index builds, each a scan of the table). Give up rather than queue every other query
+-- behind a lock that cannot be had: the runner then fails and can be run again.
+SET LOCAL lock_timeout = '10s';
 
 ALTER TABLE __SCHEMA__.jobs ADD COLUMN ready boolean NOT NULL DEFAULT true;
 ALTER TABLE __SCHEMA__.jobs ADD COLUMN first_started_at timestamptz;
 
 -- Pending jobs that are not due yet wait for promotion.
 UPDATE __SCHEMA__.jobs SET ready = false WHERE status = 'pending' AND run_at > now();
--- Jobs that have started before were counted by the old rule; do not count them again.
-UPDATE __SCHEMA__.jobs SET first_started_at = started_at WHERE started_at IS NOT NULL;
 
 DROP INDEX __SCHEMA__.jobs_pick_idx;
 CREATE INDEX jobs_pick_idx ON __SCHEMA__.jobs (use_case, deadline_at, priority DESC, id)

@@ -36,6 +36,7 @@ pub(crate) struct Sql {
     pub(crate) cancel: String,
     pub(crate) retry: String,
     pub(crate) status_of: String,
+    pub(crate) status_for_update: String,
     pub(crate) claim: String,
     pub(crate) claim_many: String,
     pub(crate) complete_many: String,
@@ -168,11 +169,12 @@ impl Sql {
                 tol = us!("j.delay_tolerance_us"),
             ),
             status_of: format!("SELECT status, tenant_id, use_case FROM {jobs} WHERE id = $1"),
+            status_for_update: format!("SELECT status FROM {jobs} WHERE id = $1 FOR UPDATE"),
             claim: fenced(
                 "dispatched",
                 &format!(
                     "status = 'running', attempts = j.attempts + 1, started_at = t.now, \
-                     first_started_at = coalesce(j.first_started_at, t.now), lease_expires_at = t.now + {}",
+                     first_started_at = coalesce(j.first_started_at, j.started_at, t.now), lease_expires_at = t.now + {}",
                     us!("$4::bigint")
                 ),
                 "",
@@ -181,7 +183,7 @@ impl Sql {
                 "dispatched",
                 &format!(
                     "status = 'running', attempts = j.attempts + 1, started_at = t.now, \
-                     first_started_at = coalesce(j.first_started_at, t.now), lease_expires_at = t.now + {}",
+                     first_started_at = coalesce(j.first_started_at, j.started_at, t.now), lease_expires_at = t.now + {}",
                     us!("$4::bigint")
                 ),
             ),

@@ -86,6 +86,14 @@ async fn prepare_caller_tx(
 const SESSION_SETUP: &str =
     "SET async_jobs.notify = 'off'; SET default_transaction_isolation = 'read committed'";
 
+/// The refusal of a retry of a job in `from`.
+fn illegal_retry(from: JobStatus) -> ChangeError {
+    ChangeError::Illegal(jobs_core::IllegalTransition {
+        from,
+        event: Transition::Retry,
+    })
+}
+
 /// Most scheduled jobs one pick promotes to ready (in `run_at` order). Jobs that fall due in a
 /// larger burst are promoted over the next picks; until then the pick orders by deadline among
 /// the promoted ones.
@@ -543,49 +551,45 @@ impl JobStore for PgStore {
         let job: Job = with_conn!(self, |c| async {
             let status_of = c.prepare_cached(&sql.status_of).await?;
             let retry = c.prepare_cached(&sql.retry).await?;
-            let written = match quota {
-                None => c.query_opt(&retry, &[&now, &id, &quota]).await?,
-                Some(_) => {
-                    // Count as an enqueue does: the tenant's quota lock first, then the count
-                    // and the write in a later statement (whose snapshot sees the previous
-                    // holder's commit).
-                    let Some(r) = c.query_opt(&status_of, &[&id]).await? else {
-                        return Err(Op::Fail(ChangeError::NotFound(id)));
-                    };
-                    let (tenant, use_case): (String, String) = (r.get(1), r.get(2));
-                    let lock = c.prepare_cached(&sql.quota_lock).await?;
-                    let tx = read_committed(&mut c).await?;
-                    tx.execute(&lock, &[&vec![enqueue::quota_key(sql, &tenant, &use_case)]])
-                        .await?;
-                    let written = tx.query_opt(&retry, &[&now, &id, &quota]).await?;
-                    tx.commit().await?;
-                    written
+            let Some(limit) = quota else {
+                if let Some(r) = c.query_opt(&retry, &[&now, &id, &quota]).await? {
+                    return Ok(row::job(&r)?);
                 }
+                // Refused: say why.
+                return match c.query_opt(&status_of, &[&id]).await? {
+                    None => Err(Op::Fail(ChangeError::NotFound(id))),
+                    Some(r) => Err(Op::Fail(illegal_retry(row::status(r.get(0))?))),
+                };
             };
-            if let Some(r) = written {
-                return Ok(row::job(&r)?);
+            // Count as an enqueue does: the tenant's quota lock first, then the count and the
+            // write in a later statement (whose snapshot sees the previous holder's commit). The
+            // job's row is locked before the write, so when the write admits nothing the only
+            // reason left is the quota.
+            let Some(r) = c.query_opt(&status_of, &[&id]).await? else {
+                return Err(Op::Fail(ChangeError::NotFound(id)));
+            };
+            let (tenant, use_case): (String, String) = (r.get(1), r.get(2));
+            let lock = c.prepare_cached(&sql.quota_lock).await?;
+            let lock_row = c.prepare_cached(&sql.status_for_update).await?;
+            let tx = read_committed(&mut c).await?;
+            tx.execute(&lock, &[&vec![enqueue::quota_key(sql, &tenant, &use_case)]])
+                .await?;
+            let Some(r) = tx.query_opt(&lock_row, &[&id]).await? else {
+                return Err(Op::Fail(ChangeError::NotFound(id)));
+            };
+            let from = row::status(r.get(0))?;
+            if !matches!(from, JobStatus::Dead | JobStatus::Cancelled) {
+                return Err(Op::Fail(illegal_retry(from)));
             }
-            // Refused: say why.
-            match c.query_opt(&status_of, &[&id]).await? {
-                None => Err(Op::Fail(ChangeError::NotFound(id))),
-                Some(r) => {
-                    let from = row::status(r.get(0))?;
-                    match (from, quota) {
-                        (JobStatus::Dead | JobStatus::Cancelled, Some(limit)) => {
-                            Err(Op::Fail(ChangeError::QuotaExceeded {
-                                tenant_id: r.get(1),
-                                use_case: r.get(2),
-                                limit: u32::try_from(limit).unwrap_or(u32::MAX),
-                            }))
-                        }
-                        _ => Err(Op::Fail(ChangeError::Illegal(
-                            jobs_core::IllegalTransition {
-                                from,
-                                event: Transition::Retry,
-                            },
-                        ))),
-                    }
-                }
+            let written = tx.query_opt(&retry, &[&now, &id, &quota]).await?;
+            tx.commit().await?;
+            match written {
+                Some(r) => Ok(row::job(&r)?),
+                None => Err(Op::Fail(ChangeError::QuotaExceeded {
+                    tenant_id: tenant,
+                    use_case,
+                    limit: u32::try_from(limit).unwrap_or(u32::MAX),
+                })),
             }
         })?;
         self.wake(true, false);

@@ -720,8 +720,8 @@ async fn quotas_stay_exact_when_the_database_defaults_to_repeatable_read() {
     }
     assert_eq!(admitted, 1);
 
-    // Retries under the same default: 20 cancelled jobs retried at once at quota 1, with the
-    // one pending job cancelled first, admit exactly one.
+    // Retries under the same default: 20 cancelled jobs of another tenant (none of its jobs
+    // unfinished) retried at once at quota 1 admit exactly one.
     let mut cancelled = Vec::new();
     for _ in 0..20 {
         let job = store.enqueue(new_job("r", "u")).await.unwrap().job;

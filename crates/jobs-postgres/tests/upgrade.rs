@@ -137,9 +137,10 @@ async fn upgrade_from_v2_with_jobs_in_every_state() {
             "job {i}: only future pending jobs wait"
         );
         assert_eq!(
-            first, started,
-            "job {i}: a started job keeps its first start"
+            first, None,
+            "job {i}: no backfill (the claim takes started_at)"
         );
+        assert_eq!(started, rows[i].5, "job {i} kept its start");
     }
 
     // The store works on every one of them.
@@ -169,7 +170,7 @@ async fn upgrade_from_v2_with_jobs_in_every_state() {
         store.retry(ids[6], None).await.unwrap().status,
         JobStatus::Pending
     );
-    // Future jobs are promoted when their run_at comes, in deadline order with the rest.
+    // Future jobs are promoted when their run_at comes and leased with the rest.
     clock.advance(Duration::from_secs(601));
     let later = store.lease_due("alpha", 100, 100, LEASE).await.unwrap();
     let mut later_ids: Vec<Uuid> = later.iter().map(|d| d.job_id).collect();
@@ -177,11 +178,18 @@ async fn upgrade_from_v2_with_jobs_in_every_state() {
     let mut expected = vec![ids[1], ids[5], ids[6], ids[7]];
     expected.sort();
     assert_eq!(later_ids, expected);
-    let kept = store.get(ids[7]).await.unwrap().unwrap();
-    assert!(
-        kept.first_started_at.is_some(),
-        "the retry's first start survived"
-    );
+    // A job that started before the upgrade keeps that start as its first: its next claim is
+    // not a first start.
+    let retry_token = later
+        .iter()
+        .find(|d| d.job_id == ids[7])
+        .unwrap()
+        .lease_token;
+    let reclaimed = store.claim(ids[7], retry_token, LEASE).await.unwrap();
+    assert_eq!(reclaimed.first_started_at, rows[7].5);
+    assert_ne!(reclaimed.started_at, reclaimed.first_started_at);
+    // One that never started gets its first start at its claim.
+    assert_eq!(claimed.first_started_at, claimed.started_at);
 
     admin
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))

@@ -10,6 +10,7 @@
 //! Failures, releases and cancellations stay per job (they are rare and carry their own data).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use jobs_core::{Job, JobId, JobStore, LeaseError, LeaseToken, StoreError};
 use tokio::sync::{mpsc, oneshot};
@@ -27,9 +28,13 @@ pub(crate) struct Completer {
 
 impl Completer {
     /// Starts the batching task on `store`.
-    pub(crate) fn spawn(store: Arc<dyn JobStore>) -> Self {
+    /// Starts the batching task on `store`. A batch write that has not answered after
+    /// `call_timeout` is given up and answered [`StoreError::Unavailable`] (each entry's
+    /// execution then retries it under its lease), so one hung connection cannot stall every
+    /// later success: the store sets no statement timeout of its own.
+    pub(crate) fn spawn(store: Arc<dyn JobStore>, call_timeout: Duration) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-        tokio::spawn(run(store, rx));
+        tokio::spawn(run(store, rx, call_timeout));
         Completer { tx }
     }
 
@@ -48,7 +53,7 @@ impl Completer {
     }
 }
 
-async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::Receiver<Request>) {
+async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::Receiver<Request>, call_timeout: Duration) {
     while let Some(first) = rx.recv().await {
         // Take whatever else is already waiting, without waiting for more: while one batch is
         // being written, the next one gathers, so batches grow with the load and an idle worker
@@ -66,7 +71,23 @@ async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::Receiver<Request>) {
             .unzip();
         #[cfg(feature = "fault-injection")]
         fault::stall_completions().await;
-        let results = store.complete_many(entries).await;
+        let count = entries.len();
+        let results = match tokio::time::timeout(call_timeout, store.complete_many(entries)).await {
+            Ok(results) => results,
+            Err(_elapsed) => {
+                tracing::warn!(
+                    jobs = count,
+                    timeout_ms = call_timeout.as_millis() as u64,
+                    "a completion batch did not answer in time; its jobs retry under their leases"
+                );
+                let timed_out = StoreError::Unavailable(format!(
+                    "the completion write did not answer within {call_timeout:?}"
+                ));
+                (0..count)
+                    .map(|_| Err(LeaseError::Store(timed_out.clone())))
+                    .collect()
+            }
+        };
         for (reply, result) in replies.into_iter().zip(results) {
             // The execution may have been aborted meanwhile; its answer is then moot.
             let _ = reply.send(result);

@@ -234,6 +234,19 @@ impl WorkerConfig {
     pub fn lease_safety_margin(&self) -> Duration {
         self.heartbeat_lease / 6
     }
+
+    /// How long a finished job's outcome may take to be recorded while the worker keeps renewing
+    /// its lease: ten leases (5 minutes of the default 30 s lease).
+    ///
+    /// The lease is renewed from the claim until the outcome is written, so a slow store does not
+    /// hand a job whose handler succeeded to another worker. This bounds that wait for a store
+    /// that keeps renewing leases but never takes the write (a hung connection, a write that
+    /// keeps failing): past it renewals stop, the lease lapses, and the reaper retries the job,
+    /// which then runs again (at least once). The same bound applies to each batched completion
+    /// call, so one hung call cannot hold every later success.
+    pub fn recording_limit(&self) -> Duration {
+        self.heartbeat_lease.saturating_mul(10)
+    }
 }
 
 #[cfg(test)]

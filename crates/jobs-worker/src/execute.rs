@@ -60,6 +60,12 @@ pub(crate) async fn flag_raised(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+/// The instant an outcome being recorded from now on stops having its lease renewed
+/// ([`WorkerConfig::recording_limit`]).
+fn recording_limit(config: &WorkerConfig) -> Instant {
+    crate::heartbeat::later(Instant::now(), config.recording_limit())
+}
+
 /// How the handler phase ended.
 enum Ran {
     /// The handler returned (or panicked, or timed out): record this.
@@ -150,7 +156,7 @@ impl Executor {
                         drop(slot);
                         self.record(&job, token, &outcome, elapsed_ms).await;
                     };
-                    match hold_lease(&mut heartbeat, write).await {
+                    match hold_lease(&mut heartbeat, recording_limit(&self.config), write).await {
                         Held::Done => {}
                         Held::LeaseLost => {
                             tracing::warn!(
@@ -175,7 +181,7 @@ impl Executor {
                         drop(slot);
                         self.release(&job, token).await;
                     };
-                    match hold_lease(&mut heartbeat, write).await {
+                    match hold_lease(&mut heartbeat, recording_limit(&self.config), write).await {
                         Held::Done => {}
                         Held::LeaseLost => {
                             tracing::warn!("lease lost before the job could be released");
@@ -324,19 +330,26 @@ impl Executor {
 /// Runs `write` while the heartbeat keeps the lease, without the handler phase's bound: until the
 /// write ends, a heartbeat is refused, or local time passes the lease's confirmed expiry (a write
 /// that hangs on a stalled store is abandoned then; it is fenced, so if it lands later it changes
-/// nothing the reaper did not allow).
-async fn hold_lease(heartbeat: &mut Heartbeat<'_>, write: impl Future<Output = ()>) -> Held {
+/// nothing the reaper did not allow). Renewals stop at `renew_until` (the recording limit), so a
+/// store that keeps renewing leases but never takes the write cannot hold the job for ever: the
+/// lease then lapses and the reaper retries the job.
+async fn hold_lease(
+    heartbeat: &mut Heartbeat<'_>,
+    renew_until: Instant,
+    write: impl Future<Output = ()>,
+) -> Held {
     tokio::pin!(write);
+    let mut renewing = true;
     loop {
         let expires = heartbeat.confirmed_until();
         tokio::select! {
             biased;
             () = &mut write => return Held::Done,
-            beat = heartbeat.beat(None) => {
-                if beat == Beat::LeaseLost {
-                    return Held::LeaseLost;
-                }
-            }
+            beat = heartbeat.beat(Some(renew_until)), if renewing => match beat {
+                Beat::LeaseLost => return Held::LeaseLost,
+                Beat::StoppedRenewing => renewing = false,
+                Beat::Renewed | Beat::Failed => {}
+            },
             () = tokio::time::sleep_until(expires) => return Held::Unconfirmed,
         }
     }

@@ -16,6 +16,13 @@ use tokio::time::Instant;
 /// cost a whole interval of the lease.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// `t + d`, or a year after `t` when `d` is too long for an `Instant` (a huge configured lease
+/// must not panic).
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(365 * 24 * 3600))
+}
+
 /// What one beat did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Beat {
@@ -66,8 +73,8 @@ impl<'a> Heartbeat<'a> {
             lease,
             interval,
             cancel,
-            confirmed_until: claim_sent + lease,
-            next_at: claim_sent + interval,
+            confirmed_until: later(claim_sent, lease),
+            next_at: later(claim_sent, interval),
             cancel_seen: false,
         }
     }
@@ -101,8 +108,8 @@ impl<'a> Heartbeat<'a> {
         {
             Ok(beat) => {
                 tracing::trace!(lease_expires_at = %beat.lease_expires_at, "heartbeat");
-                self.confirmed_until = self.confirmed_until.max(sent + self.lease);
-                self.next_at = sent + self.interval;
+                self.confirmed_until = self.confirmed_until.max(later(sent, self.lease));
+                self.next_at = later(sent, self.interval);
                 if beat.cancel_requested && !self.cancel_seen {
                     self.cancel_seen = true;
                     tracing::info!("cancel requested; signalling the handler");
@@ -127,7 +134,7 @@ impl<'a> Heartbeat<'a> {
                     confirmed_for_ms = left.as_millis() as u64,
                     "heartbeat failed; will try again"
                 );
-                self.next_at = Instant::now() + retry_in;
+                self.next_at = later(Instant::now(), retry_in);
                 Beat::Failed
             }
         }

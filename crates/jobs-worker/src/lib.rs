@@ -82,8 +82,12 @@
 //!   outcome is recorded: while the handler runs, for at most the job's timeout plus
 //!   [`WorkerConfig::lease_margin`]; while the outcome is recorded (waiting for a permit, the
 //!   completion batch, retries of a failing store), until it is written, the lease is lost, or
-//!   the lease is no longer confirmed. So a slow store cannot let the lease of a job whose handler
-//!   succeeded lapse and have the job run again. The worker knows until when each lease is
+//!   the lease is no longer confirmed, for at most [`WorkerConfig::recording_limit`] (ten
+//!   leases; each batched completion call is bounded by it too). So a store slower than the lease
+//!   but answering within that limit cannot let the lease of a job whose handler succeeded lapse
+//!   and have the job run again. Past the limit, and when the worker is stopped (its shutdown
+//!   bound passed) with an outcome still unwritten, the lease lapses and the reaper retries the
+//!   job: at least once, as when a worker dies. The worker knows until when each lease is
 //!   *confirmed* (the local instant the claim or last successful renewal was sent, plus the
 //!   lease); a handler still running a [safety margin](WorkerConfig::lease_safety_margin)
 //!   (lease/6) before that instant is cancelled and dropped rather than left to run unfenced, and

@@ -127,7 +127,10 @@ impl Worker {
         }
         let counters = Arc::clone(&self.counters);
         let config = Arc::new(self.config);
-        let completer = crate::complete::Completer::spawn(Arc::clone(self.service.store()));
+        let completer = crate::complete::Completer::spawn(
+            Arc::clone(self.service.store()),
+            config.recording_limit(),
+        );
         let executor = Arc::new(Executor {
             completer,
             recording: Arc::new(Semaphore::new(config.concurrency)),

@@ -434,3 +434,41 @@ async fn a_lease_lost_while_recording_abandons_the_write() {
         (1, 0, 0)
     );
 }
+
+/// A completion write that never answers while heartbeats keep succeeding (a hung connection)
+/// cannot hold the job for ever: after the recording limit (ten leases) renewals stop and the
+/// worker gives up, and the completion batcher, whose call was bounded by the same limit, takes
+/// later successes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_that_never_answers_is_given_up_after_the_recording_limit() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (mut h, faulty) = start(counted(&runs));
+    faulty.stall_completions(Duration::from_secs(3600));
+    let stuck = h.enqueue(NOTIFICATIONS, "counted", json!({})).await;
+    h.dispatch().await;
+    eventually("the success to reach the hung store", || async {
+        (FaultyStore::count(&faulty.completions_arrived) >= 1).then_some(())
+    })
+    .await;
+    let hung = tokio::time::Instant::now();
+    eventually("the worker to give up", || async {
+        (h.stats.snapshot().unrecorded == 1).then_some(())
+    })
+    .await;
+    let limit = worker_config().recording_limit();
+    assert!(
+        hung.elapsed() >= limit - lease(),
+        "gave up after {:?}, before the recording limit {limit:?}",
+        hung.elapsed()
+    );
+    // The lease lapses; the store's reaper will hand the job on (at least once).
+    assert_eq!(h.job(stuck.id).await.status, JobStatus::Running);
+    // The store answers again: the next success goes through the same batcher.
+    faulty.stall_completions(Duration::ZERO);
+    let next = h.enqueue(NOTIFICATIONS, "counted", json!({})).await;
+    h.dispatch().await;
+    let done = h.wait_status(next.id, JobStatus::Succeeded).await;
+    assert_eq!(done.attempts, 1);
+    let report = h.shutdown().await;
+    assert_eq!((report.unrecorded, report.succeeded), (1, 1));
+}

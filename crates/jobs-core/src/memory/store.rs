@@ -344,8 +344,10 @@ impl JobStore for MemoryStore {
         self.fenced(id, token, JobStatus::Dispatched, |job, now| {
             set_status(job, Transition::Claim);
             job.attempts = job.attempts.saturating_add(1);
+            // As the Postgres store: a job whose start predates `first_started_at` keeps it.
+            let first = job.started_at.unwrap_or(now);
+            job.first_started_at.get_or_insert(first);
             job.started_at = Some(now);
-            job.first_started_at.get_or_insert(now);
             job.lease_expires_at = Some(add_saturating(now, lease));
             job.clone()
         })

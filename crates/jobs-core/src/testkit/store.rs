@@ -447,8 +447,23 @@ where
     }
     assert_eq!(retried, 2);
     assert_eq!(f.unfinished("acme", "beta").await, 2);
-    // Another tenant's budget is its own, and no quota means no limit.
-    assert_eq!(f.unfinished("globex", "beta").await, 0);
+    // Another tenant's budget is its own (acme's beta is full), and no quota means no limit.
+    let (other, token) = f.running("globex", "beta").await;
+    f.store
+        .fail(
+            other.id,
+            token,
+            Failure {
+                error: "boom".into(),
+                retry_in: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.retry(other.id, Some(2)).await.unwrap().status,
+        JobStatus::Pending
+    );
     let third = dead[2];
     assert_eq!(
         f.store.retry(third, None).await.unwrap().status,
