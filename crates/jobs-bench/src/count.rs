@@ -6,12 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use jobs_core::store::{Heartbeat, ReapReport, StatusCount, WakeupStream};
+use jobs_core::intercept::{InterceptedStore, Interceptor, StoreOp};
 use jobs_core::transport::{EntryFailure, OutgoingMessage, Receipt, ReceivedMessage};
-use jobs_core::{
-    ChangeError, Dispatch, EnqueueError, Enqueued, Failure, Job, JobFilter, JobId, JobStore,
-    LeaseError, LeaseToken, NewJob, Page, PageRequest, StoreError, Transport, TransportError,
-};
+use jobs_core::{JobStore, StoreError, Transport, TransportError};
 
 /// Named counters.
 #[derive(Debug, Default)]
@@ -41,137 +38,27 @@ impl Counters {
     }
 }
 
-/// A [`JobStore`] that counts calls per method and forwards them.
-#[derive(Debug)]
-pub struct CountingStore<S> {
-    inner: S,
+/// Counts store calls per method (`"claim_many"`, …), around any store.
+#[derive(Debug, Default)]
+pub struct CountCalls {
     /// Calls per method.
     pub calls: Arc<Counters>,
 }
 
-impl<S> CountingStore<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S) -> Self {
-        CountingStore {
-            inner,
-            calls: Arc::default(),
-        }
+#[async_trait]
+impl Interceptor for CountCalls {
+    async fn before(&self, op: StoreOp, _entries: usize) -> Result<(), StoreError> {
+        self.calls.add(op.as_str(), 1);
+        Ok(())
     }
 }
 
-#[async_trait]
-impl<S: JobStore> JobStore for CountingStore<S> {
-    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
-        self.calls.add("enqueue", 1);
-        self.inner.enqueue(job).await
-    }
-    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, EnqueueError> {
-        self.calls.add("enqueue_many", 1);
-        self.inner.enqueue_many(jobs).await
-    }
-    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        self.calls.add("get", 1);
-        self.inner.get(id).await
-    }
-    async fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<Page, StoreError> {
-        self.calls.add("list", 1);
-        self.inner.list(filter, page).await
-    }
-    async fn cancel(&self, id: JobId) -> Result<Job, ChangeError> {
-        self.calls.add("cancel", 1);
-        self.inner.cancel(id).await
-    }
-    async fn retry(&self, id: JobId, quota: Option<u32>) -> Result<Job, ChangeError> {
-        self.calls.add("retry", 1);
-        self.inner.retry(id, quota).await
-    }
-    async fn lease_due(
-        &self,
-        use_case: &str,
-        cap: u32,
-        limit: u32,
-        lease: Duration,
-    ) -> Result<Vec<Dispatch>, StoreError> {
-        self.calls.add("lease_due", 1);
-        self.inner.lease_due(use_case, cap, limit, lease).await
-    }
-    async fn claim(
-        &self,
-        id: JobId,
-        token: LeaseToken,
-        lease: Duration,
-    ) -> Result<Job, LeaseError> {
-        self.calls.add("claim", 1);
-        self.inner.claim(id, token, lease).await
-    }
-    async fn claim_many(
-        &self,
-        claims: Vec<(JobId, LeaseToken)>,
-        lease: Duration,
-    ) -> Vec<Result<Job, LeaseError>> {
-        self.calls.add("claim_many", 1);
-        self.inner.claim_many(claims, lease).await
-    }
-    async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<Job, LeaseError>> {
-        self.calls.add("complete_many", 1);
-        self.inner.complete_many(done).await
-    }
-    async fn heartbeat(
-        &self,
-        id: JobId,
-        token: LeaseToken,
-        lease: Duration,
-    ) -> Result<Heartbeat, LeaseError> {
-        self.calls.add("heartbeat", 1);
-        self.inner.heartbeat(id, token, lease).await
-    }
-    async fn complete(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
-        self.calls.add("complete", 1);
-        self.inner.complete(id, token).await
-    }
-    async fn fail(
-        &self,
-        id: JobId,
-        token: LeaseToken,
-        failure: Failure,
-    ) -> Result<Job, LeaseError> {
-        self.calls.add("fail", 1);
-        self.inner.fail(id, token, failure).await
-    }
-    async fn finish_cancelled(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
-        self.calls.add("finish_cancelled", 1);
-        self.inner.finish_cancelled(id, token).await
-    }
-    async fn release(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
-        self.calls.add("release", 1);
-        self.inner.release(id, token).await
-    }
-    async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError> {
-        self.calls.add("reap_expired", 1);
-        self.inner.reap_expired(limit).await
-    }
-    async fn return_dispatched(
-        &self,
-        dispatches: Vec<(JobId, LeaseToken)>,
-    ) -> Result<u64, StoreError> {
-        self.calls.add("return_dispatched", 1);
-        self.inner.return_dispatched(dispatches).await
-    }
-    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-        self.calls.add("counts", 1);
-        self.inner.counts().await
-    }
-    async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
-        self.calls.add("prune", 1);
-        self.inner.prune(older_than, limit).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.calls.add("ping", 1);
-        self.inner.ping().await
-    }
-    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
-        self.inner.subscribe().await
-    }
+/// A [`JobStore`] that counts calls per method and forwards them.
+pub type CountingStore = InterceptedStore<CountCalls>;
+
+/// Wraps `inner` in a [`CountingStore`].
+pub fn counting(inner: Arc<dyn JobStore>) -> CountingStore {
+    InterceptedStore::new(inner, CountCalls::default())
 }
 
 /// SQS's batch size: a batch call of `n` entries is `ceil(n / 10)` requests.

@@ -19,7 +19,7 @@ use jobs_worker::{Worker, WorkerConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use crate::count::{CountingStore, CountingTransport};
+use crate::count::{counting, CountingTransport};
 use crate::db::{self, USE_CASE};
 
 /// Which process to be.
@@ -88,8 +88,8 @@ async fn stdin_closed() {
 pub async fn run_role(role: Role, args: RoleArgs) -> anyhow::Result<()> {
     let platform = Arc::new(db::platform(args.cap));
     let pg = jobs_postgres::PgStore::connect(&args.dsn, &args.schema)?;
-    let store = Arc::new(CountingStore::new(pg));
-    let calls = Arc::clone(&store.calls);
+    let store = Arc::new(counting(Arc::new(pg)));
+    let calls = Arc::clone(&store.interceptor().calls);
     let out = match role {
         Role::Api => {
             let service = JobService::new(store as Arc<dyn JobStore>, platform);

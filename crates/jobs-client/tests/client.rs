@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flaky::{all_jobs, FlakyStore};
+use flaky::{all_jobs, flaky, FlakyStore};
 use jobs_client::{ClientError, JobsClient, ListQuery};
 use jobs_core::clock::SystemClock;
 use jobs_core::config::QuotaConfig;
@@ -25,7 +25,7 @@ struct Server {
 }
 
 async fn start(auth: AuthConfig) -> Server {
-    let store = FlakyStore::new(Arc::new(MemoryStore::new(Arc::new(SystemClock))));
+    let store = flaky(Arc::new(MemoryStore::new(Arc::new(SystemClock))));
     let config = PlatformConfig::default().with_quotas(QuotaConfig::unlimited().with_limit(
         "quota",
         "notifications",
@@ -203,7 +203,7 @@ async fn errors_are_typed() {
         "{err:?}"
     );
     assert!(err.is_retryable());
-    assert_eq!(all_jobs(server.store.inner.as_ref()).await.len(), 2);
+    assert_eq!(all_jobs(server.store.inner().as_ref()).await.len(), 2);
 }
 
 #[tokio::test]
@@ -212,16 +212,20 @@ async fn a_503_then_success_makes_exactly_one_job() {
     let c = client(&server.url);
     server
         .store
-        .faults
+        .interceptor()
         .enqueue_unavailable_before
         .store(1, SeqCst);
     let job = c.enqueue(req("a")).await.unwrap();
     assert_eq!(
-        server.store.faults.enqueue_unavailable_before.load(SeqCst),
+        server
+            .store
+            .interceptor()
+            .enqueue_unavailable_before
+            .load(SeqCst),
         0,
         "the 503 happened"
     );
-    let jobs = all_jobs(server.store.inner.as_ref()).await;
+    let jobs = all_jobs(server.store.inner().as_ref()).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].id, job.id);
 }
@@ -233,7 +237,7 @@ async fn a_lost_answer_then_retry_makes_exactly_one_job() {
     let c = client(&server.url);
     server
         .store
-        .faults
+        .interceptor()
         .enqueue_unavailable_after
         .store(1, SeqCst);
     let outcome = c.enqueue_outcome(req("a")).await.unwrap();
@@ -241,13 +245,13 @@ async fn a_lost_answer_then_retry_makes_exactly_one_job() {
         !outcome.created,
         "the retry found the job the first attempt made"
     );
-    let jobs = all_jobs(server.store.inner.as_ref()).await;
+    let jobs = all_jobs(server.store.inner().as_ref()).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].id, outcome.job.id);
     // A 500 is retried too.
-    server.store.faults.enqueue_internal.store(1, SeqCst);
+    server.store.interceptor().enqueue_internal.store(1, SeqCst);
     c.enqueue(req("a")).await.unwrap();
-    assert_eq!(all_jobs(server.store.inner.as_ref()).await.len(), 2);
+    assert_eq!(all_jobs(server.store.inner().as_ref()).await.len(), 2);
 }
 
 #[tokio::test]
@@ -256,7 +260,7 @@ async fn retries_are_bounded() {
     let c = client(&server.url);
     server
         .store
-        .faults
+        .interceptor()
         .enqueue_unavailable_before
         .store(100, SeqCst);
     let err = c.enqueue(req("a")).await.unwrap_err();
@@ -265,11 +269,15 @@ async fn retries_are_bounded() {
         "{err:?}"
     );
     assert_eq!(
-        server.store.faults.enqueue_unavailable_before.load(SeqCst),
+        server
+            .store
+            .interceptor()
+            .enqueue_unavailable_before
+            .load(SeqCst),
         96,
         "1 attempt + 3 retries"
     );
-    assert!(all_jobs(server.store.inner.as_ref()).await.is_empty());
+    assert!(all_jobs(server.store.inner().as_ref()).await.is_empty());
 }
 
 #[tokio::test]

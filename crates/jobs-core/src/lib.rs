@@ -62,6 +62,7 @@ pub mod deadline;
 pub mod duration_secs;
 pub mod enqueue;
 pub mod handler;
+pub mod intercept;
 pub mod job;
 pub mod leader;
 pub mod memory;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
-use flaky::{all_jobs, FlakyStore};
+use flaky::{all_jobs, flaky, FlakyStore};
 use jobs_core::clock::SystemClock;
 use jobs_core::memory::MemoryStore;
 use jobs_core::{EnqueueRequest, Job, JobId, JobService, JobStatus, PlatformConfig};
@@ -66,7 +66,7 @@ struct Api {
 }
 
 fn api() -> Api {
-    let store = FlakyStore::new(Arc::new(MemoryStore::new(Arc::new(SystemClock))));
+    let store = flaky(Arc::new(MemoryStore::new(Arc::new(SystemClock))));
     let service = JobService::new(store.clone(), Arc::new(PlatformConfig::default()));
     Api {
         router: jobs_http::router(AppState::new(service, auth())),
@@ -76,7 +76,7 @@ fn api() -> Api {
 
 impl Api {
     fn down(&self, down: bool) {
-        let f = &self.store.faults;
+        let f = self.store.interceptor();
         f.reads_unavailable.store(down, Ordering::SeqCst);
         f.ping_fails.store(down, Ordering::SeqCst);
         f.enqueue_unavailable_before
@@ -96,7 +96,7 @@ impl Api {
     }
 
     async fn jobs(&self) -> BTreeMap<JobId, Job> {
-        all_jobs(self.store.inner.as_ref())
+        all_jobs(self.store.inner().as_ref())
             .await
             .into_iter()
             .map(|j| (j.id, j))
@@ -105,7 +105,7 @@ impl Api {
 
     async fn seed(&self, tenant: &str) -> Job {
         let service = JobService::new(
-            self.store.inner.clone(),
+            self.store.inner().clone(),
             Arc::new(PlatformConfig::default()),
         );
         service
@@ -550,7 +550,10 @@ async fn tenant_isolation_matrix() {
         // Fresh jobs of tenant-a for every caller: a pending one and a cancelled one.
         let pending = api.seed("tenant-a").await;
         let cancelled = api.seed("tenant-a").await;
-        let service = JobService::new(api.store.inner.clone(), Arc::new(PlatformConfig::default()));
+        let service = JobService::new(
+            api.store.inner().clone(),
+            Arc::new(PlatformConfig::default()),
+        );
         service
             .cancel(cancelled.id, &jobs_core::TenantScope::All)
             .await

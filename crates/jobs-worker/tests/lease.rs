@@ -16,57 +16,33 @@ use async_trait::async_trait;
 use chrono::Utc;
 use common::*;
 use jobs_core::clock::ManualClock;
+use jobs_core::intercept::{InterceptedStore, Interceptor, StoreOp};
 use jobs_core::memory::MemoryStore;
-use jobs_core::store::{Heartbeat, ReapReport, StatusCount, WakeupStream};
-use jobs_core::{
-    CancellationSignal, ChangeError, Dispatch, EnqueueError, Enqueued, Failure, HandlerRegistry,
-    Job, JobContext, JobFilter, JobId, JobStatus, JobStore, LeaseError, LeaseToken, NewJob, Page,
-    PageRequest, StoreError,
-};
+use jobs_core::{CancellationSignal, HandlerRegistry, JobContext, JobStatus, JobStore, StoreError};
 use serde_json::json;
 
-/// A memory store with faults switched on and off by the test: successful-outcome writes that
+/// Faults switched on and off by the test, around a memory store: successful-outcome writes that
 /// stall before reaching the store, heartbeats that fail as if the database were unreachable.
-/// It counts what reached it.
-#[derive(Debug)]
-struct FaultyStore {
-    inner: Arc<MemoryStore>,
+/// It counts what reached the store.
+#[derive(Debug, Default)]
+struct Faults {
     /// `complete` / `complete_many` wait this many ms before reaching the store.
     stall_completions_ms: AtomicU64,
     /// Heartbeats fail with `StoreError::Unavailable` while set.
     fail_heartbeats: AtomicBool,
     /// Completion calls that arrived (stalled or not).
     completions_arrived: AtomicU32,
+    /// Heartbeats passed on to the store.
     heartbeats_ok: AtomicU32,
     heartbeats_failed: AtomicU32,
     /// fail / finish_cancelled / release calls.
     other_writes: AtomicU32,
 }
 
-impl FaultyStore {
-    fn over(inner: Arc<MemoryStore>) -> Self {
-        FaultyStore {
-            inner,
-            stall_completions_ms: AtomicU64::new(0),
-            fail_heartbeats: AtomicBool::new(false),
-            completions_arrived: AtomicU32::new(0),
-            heartbeats_ok: AtomicU32::new(0),
-            heartbeats_failed: AtomicU32::new(0),
-            other_writes: AtomicU32::new(0),
-        }
-    }
-
+impl Faults {
     fn stall_completions(&self, stall: Duration) {
         self.stall_completions_ms
             .store(stall.as_millis() as u64, Ordering::SeqCst);
-    }
-
-    async fn completion_arrives(&self) {
-        self.completions_arrived.fetch_add(1, Ordering::SeqCst);
-        let stall = self.stall_completions_ms.load(Ordering::SeqCst);
-        if stall > 0 {
-            tokio::time::sleep(Duration::from_millis(stall)).await;
-        }
     }
 
     fn count(counter: &AtomicU32) -> u32 {
@@ -75,121 +51,41 @@ impl FaultyStore {
 }
 
 #[async_trait]
-impl JobStore for FaultyStore {
-    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
-        self.inner.enqueue(job).await
-    }
-    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, EnqueueError> {
-        self.inner.enqueue_many(jobs).await
-    }
-    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<Page, StoreError> {
-        self.inner.list(filter, page).await
-    }
-    async fn cancel(&self, id: JobId) -> Result<Job, ChangeError> {
-        self.inner.cancel(id).await
-    }
-    async fn retry(&self, id: JobId, quota: Option<u32>) -> Result<Job, ChangeError> {
-        self.inner.retry(id, quota).await
-    }
-    async fn lease_due(
-        &self,
-        use_case: &str,
-        cap: u32,
-        limit: u32,
-        lease: Duration,
-    ) -> Result<Vec<Dispatch>, StoreError> {
-        self.inner.lease_due(use_case, cap, limit, lease).await
-    }
-    async fn claim(
-        &self,
-        id: JobId,
-        token: LeaseToken,
-        lease: Duration,
-    ) -> Result<Job, LeaseError> {
-        self.inner.claim(id, token, lease).await
-    }
-    async fn claim_many(
-        &self,
-        claims: Vec<(JobId, LeaseToken)>,
-        lease: Duration,
-    ) -> Vec<Result<Job, LeaseError>> {
-        self.inner.claim_many(claims, lease).await
-    }
-    async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<Job, LeaseError>> {
-        self.completion_arrives().await;
-        self.inner.complete_many(done).await
-    }
-    async fn heartbeat(
-        &self,
-        id: JobId,
-        token: LeaseToken,
-        lease: Duration,
-    ) -> Result<Heartbeat, LeaseError> {
-        if self.fail_heartbeats.load(Ordering::SeqCst) {
-            self.heartbeats_failed.fetch_add(1, Ordering::SeqCst);
-            return Err(StoreError::Unavailable("connection refused".into()).into());
+impl Interceptor for Faults {
+    async fn before(&self, op: StoreOp, _entries: usize) -> Result<(), StoreError> {
+        match op {
+            StoreOp::Complete | StoreOp::CompleteMany => {
+                self.completions_arrived.fetch_add(1, Ordering::SeqCst);
+                let stall = self.stall_completions_ms.load(Ordering::SeqCst);
+                if stall > 0 {
+                    tokio::time::sleep(Duration::from_millis(stall)).await;
+                }
+            }
+            StoreOp::Heartbeat if self.fail_heartbeats.load(Ordering::SeqCst) => {
+                self.heartbeats_failed.fetch_add(1, Ordering::SeqCst);
+                return Err(StoreError::Unavailable("connection refused".into()));
+            }
+            StoreOp::Heartbeat => {
+                self.heartbeats_ok.fetch_add(1, Ordering::SeqCst);
+            }
+            StoreOp::Fail | StoreOp::FinishCancelled | StoreOp::Release => {
+                self.other_writes.fetch_add(1, Ordering::SeqCst);
+            }
+            _ => {}
         }
-        let beat = self.inner.heartbeat(id, token, lease).await;
-        if beat.is_ok() {
-            self.heartbeats_ok.fetch_add(1, Ordering::SeqCst);
-        }
-        beat
-    }
-    async fn complete(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
-        self.completion_arrives().await;
-        self.inner.complete(id, token).await
-    }
-    async fn fail(
-        &self,
-        id: JobId,
-        token: LeaseToken,
-        failure: Failure,
-    ) -> Result<Job, LeaseError> {
-        self.other_writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.fail(id, token, failure).await
-    }
-    async fn finish_cancelled(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
-        self.other_writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.finish_cancelled(id, token).await
-    }
-    async fn release(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
-        self.other_writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.release(id, token).await
-    }
-    async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError> {
-        self.inner.reap_expired(limit).await
-    }
-    async fn return_dispatched(
-        &self,
-        dispatches: Vec<(JobId, LeaseToken)>,
-    ) -> Result<u64, StoreError> {
-        self.inner.return_dispatched(dispatches).await
-    }
-    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-        self.inner.counts().await
-    }
-    async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
-        self.inner.prune(older_than, limit).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
-        self.inner.subscribe().await
+        Ok(())
     }
 }
 
 /// A worker (test settings: 300 ms lease, so heartbeats every 100 ms and a 50 ms safety margin)
-/// over a [`FaultyStore`].
-fn start(registry: HandlerRegistry) -> (Harness, Arc<FaultyStore>) {
+/// over a memory store behind [`Faults`].
+fn start(registry: HandlerRegistry) -> (Harness, Arc<Faults>) {
     let clock = Arc::new(ManualClock::at(Utc::now()));
     let store = Arc::new(MemoryStore::new(clock.clone()));
-    let faulty = Arc::new(FaultyStore::over(store.clone()));
-    let h = Harness::start_with(registry, worker_config(), clock, store, faulty.clone());
-    (h, faulty)
+    let faults = Arc::new(Faults::default());
+    let intercepted = Arc::new(InterceptedStore::new(store.clone(), Arc::clone(&faults)));
+    let h = Harness::start_with(registry, worker_config(), clock, store, intercepted);
+    (h, faults)
 }
 
 /// The lease of [`worker_config`].
@@ -222,10 +118,10 @@ async fn completions_stalled_past_the_lease_keep_it_renewed_and_rerun_nothing() 
     assert_eq!(h.dispatch().await, 1);
     eventually(
         "the handler's success to reach the stalled store",
-        || async { (FaultyStore::count(&faulty.completions_arrived) == 1).then_some(()) },
+        || async { (Faults::count(&faulty.completions_arrived) == 1).then_some(()) },
     )
     .await;
-    let beats_at_stall = FaultyStore::count(&faulty.heartbeats_ok);
+    let beats_at_stall = Faults::count(&faulty.heartbeats_ok);
     // Play the scheduler while the completion stalls: store time moves with real time, expired
     // leases are reaped and due jobs dispatched again, as they would be in production.
     let step = Duration::from_millis(25);
@@ -246,7 +142,7 @@ async fn completions_stalled_past_the_lease_keep_it_renewed_and_rerun_nothing() 
             h.job(job.id).await
         );
     }
-    let beats_during_stall = FaultyStore::count(&faulty.heartbeats_ok) - beats_at_stall;
+    let beats_during_stall = Faults::count(&faulty.heartbeats_ok) - beats_at_stall;
     let done = h.job(job.id).await;
     assert_eq!(
         (reaped, redispatched, runs.load(Ordering::SeqCst)),
@@ -344,7 +240,7 @@ async fn heartbeats_failing_past_the_lease_stop_the_handler_and_record_nothing()
     let signal = seen.signal.lock().unwrap().clone();
     assert!(signal.is_some_and(|s| s.is_cancelled()));
     assert!(
-        FaultyStore::count(&faulty.heartbeats_failed) >= 2,
+        Faults::count(&faulty.heartbeats_failed) >= 2,
         "failed heartbeats were retried"
     );
     eventually("the stop to be counted", || async {
@@ -358,8 +254,8 @@ async fn heartbeats_failing_past_the_lease_stop_the_handler_and_record_nothing()
         (JobStatus::Running, 1, None),
         "{after:?}"
     );
-    assert_eq!(FaultyStore::count(&faulty.completions_arrived), 0);
-    assert_eq!(FaultyStore::count(&faulty.other_writes), 0);
+    assert_eq!(Faults::count(&faulty.completions_arrived), 0);
+    assert_eq!(Faults::count(&faulty.other_writes), 0);
     h.clock.advance(lease() + Duration::from_millis(1));
     assert_eq!(h.store.reap_expired(10).await.unwrap().total(), 1);
     assert_eq!(h.job(job.id).await.status, JobStatus::Pending);
@@ -383,7 +279,7 @@ async fn recording_gives_up_once_the_lease_is_no_longer_confirmed() {
     let job = h.enqueue(NOTIFICATIONS, "counted", json!({})).await;
     h.dispatch().await;
     eventually("the success to reach the stalled store", || async {
-        (FaultyStore::count(&faulty.completions_arrived) == 1).then_some(())
+        (Faults::count(&faulty.completions_arrived) == 1).then_some(())
     })
     .await;
     // The store goes away entirely: no renewal can be confirmed any more.
@@ -417,7 +313,7 @@ async fn a_lease_lost_while_recording_abandons_the_write() {
     let job = h.enqueue(NOTIFICATIONS, "counted", json!({})).await;
     h.dispatch().await;
     eventually("the success to reach the stalled store", || async {
-        (FaultyStore::count(&faulty.completions_arrived) == 1).then_some(())
+        (Faults::count(&faulty.completions_arrived) == 1).then_some(())
     })
     .await;
     // Another actor takes the job over meanwhile: the next heartbeat is refused.
@@ -447,7 +343,7 @@ async fn a_completion_that_never_answers_is_given_up_after_the_recording_limit()
     let stuck = h.enqueue(NOTIFICATIONS, "counted", json!({})).await;
     h.dispatch().await;
     eventually("the success to reach the hung store", || async {
-        (FaultyStore::count(&faulty.completions_arrived) >= 1).then_some(())
+        (Faults::count(&faulty.completions_arrived) >= 1).then_some(())
     })
     .await;
     let hung = tokio::time::Instant::now();

@@ -10,12 +10,9 @@ use async_trait::async_trait;
 use chrono::Utc;
 use common::*;
 use jobs_core::clock::ManualClock;
+use jobs_core::intercept::{InterceptedStore, Interceptor, StoreOp};
 use jobs_core::memory::MemoryStore;
-use jobs_core::store::{Heartbeat, ReapReport, StatusCount, WakeupStream};
-use jobs_core::{
-    ChangeError, Dispatch, EnqueueError, Enqueued, Failure, Job, JobContext, JobFilter, JobId,
-    JobStatus, JobStore, LeaseError, LeaseToken, NewJob, Page, PageRequest, StoreError,
-};
+use jobs_core::{JobContext, JobStatus, StoreError};
 use serde_json::json;
 
 fn sleeper(ms: u64) -> serde_json::Value {
@@ -97,96 +94,26 @@ async fn shutdown_with_nothing_running_returns_at_once() {
     assert_eq!(report, jobs_worker::WorkerReport::default());
 }
 
-/// A memory store whose first `claim_failures` claims fail as if the database were down.
+/// The first `claim_failures` claim calls fail as if the database were down.
 #[derive(Debug)]
 struct FlakyClaims {
-    inner: Arc<MemoryStore>,
     claim_failures: AtomicU32,
 }
 
 #[async_trait]
-impl JobStore for FlakyClaims {
-    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
-        self.inner.enqueue(job).await
-    }
-    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, EnqueueError> {
-        self.inner.enqueue_many(jobs).await
-    }
-    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<Page, StoreError> {
-        self.inner.list(filter, page).await
-    }
-    async fn cancel(&self, id: JobId) -> Result<Job, ChangeError> {
-        self.inner.cancel(id).await
-    }
-    async fn retry(&self, id: JobId, quota: Option<u32>) -> Result<Job, ChangeError> {
-        self.inner.retry(id, quota).await
-    }
-    async fn lease_due(
-        &self,
-        use_case: &str,
-        cap: u32,
-        limit: u32,
-        lease: Duration,
-    ) -> Result<Vec<Dispatch>, StoreError> {
-        self.inner.lease_due(use_case, cap, limit, lease).await
-    }
-    async fn claim(
-        &self,
-        id: JobId,
-        token: LeaseToken,
-        lease: Duration,
-    ) -> Result<Job, LeaseError> {
+impl Interceptor for FlakyClaims {
+    async fn before(&self, op: StoreOp, _entries: usize) -> Result<(), StoreError> {
+        if !matches!(op, StoreOp::Claim | StoreOp::ClaimMany) {
+            return Ok(());
+        }
         let failing = self
             .claim_failures
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if failing {
-            return Err(StoreError::Unavailable("connection refused".into()).into());
+            return Err(StoreError::Unavailable("connection refused".into()));
         }
-        self.inner.claim(id, token, lease).await
-    }
-    async fn heartbeat(
-        &self,
-        id: JobId,
-        token: LeaseToken,
-        lease: Duration,
-    ) -> Result<Heartbeat, LeaseError> {
-        self.inner.heartbeat(id, token, lease).await
-    }
-    async fn complete(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
-        self.inner.complete(id, token).await
-    }
-    async fn fail(
-        &self,
-        id: JobId,
-        token: LeaseToken,
-        failure: Failure,
-    ) -> Result<Job, LeaseError> {
-        self.inner.fail(id, token, failure).await
-    }
-    async fn finish_cancelled(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
-        self.inner.finish_cancelled(id, token).await
-    }
-    async fn release(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
-        self.inner.release(id, token).await
-    }
-    async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError> {
-        self.inner.reap_expired(limit).await
-    }
-    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-        self.inner.counts().await
-    }
-    async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
-        self.inner.prune(older_than, limit).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
-        self.inner.subscribe().await
+        Ok(())
     }
 }
 
@@ -195,10 +122,10 @@ async fn a_failed_claim_leaves_the_message_for_redelivery() {
     let clock = Arc::new(ManualClock::at(Utc::now()));
     let store = Arc::new(MemoryStore::new(clock.clone()));
     let flaky = Arc::new(FlakyClaims {
-        inner: store.clone(),
         claim_failures: AtomicU32::new(2),
     });
-    let mut h = Harness::start_with(registry(), worker_config(), clock, store, flaky.clone());
+    let intercepted = Arc::new(InterceptedStore::new(store.clone(), Arc::clone(&flaky)));
+    let mut h = Harness::start_with(registry(), worker_config(), clock, store, intercepted);
     let job = h.enqueue(NOTIFICATIONS, "send_sms", sleeper(0)).await;
     h.dispatch().await;
     // Redelivered after the 300 ms visibility timeout, twice, then claimed.

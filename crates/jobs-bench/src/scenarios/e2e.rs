@@ -14,7 +14,7 @@ use jobs_worker::{Worker, WorkerConfig};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::count::{Counters, CountingStore, CountingTransport};
+use crate::count::{counting, Counters, CountingTransport};
 use crate::db::{self, BenchDb, USE_CASE};
 use crate::procs::{self, Role, RoleArgs, RoleProcess};
 use crate::scenarios::sqs_baseline;
@@ -113,8 +113,8 @@ impl InProcess {
         loops: usize,
         receive_batch: u32,
     ) -> anyhow::Result<InProcess> {
-        let store = Arc::new(CountingStore::new(bench.store(pool)?));
-        let calls = Arc::clone(&store.calls);
+        let store = Arc::new(counting(Arc::new(bench.store(pool)?)));
+        let calls = Arc::clone(&store.interceptor().calls);
         let transport = Arc::new(CountingTransport::new(
             MemoryTransport::new([USE_CASE]).with_receive_batch(receive_batch),
         ));

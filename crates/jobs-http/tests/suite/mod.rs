@@ -17,7 +17,7 @@ use jobs_http::{AppState, AuthConfig};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
-pub use flaky::{all_jobs, FlakyStore};
+pub use flaky::{all_jobs, flaky, FlakyStore};
 
 /// Generates one `#[tokio::test]` per suite test, each over a fresh store from `$make` (an async
 /// or sync expression yielding `Arc<dyn JobStore>`).
@@ -52,7 +52,7 @@ pub struct Api {
 }
 
 pub fn api(store: Arc<dyn JobStore>, auth: AuthConfig) -> Api {
-    let store = FlakyStore::new(store);
+    let store = flaky(store);
     let service = JobService::new(store.clone(), Arc::new(config()));
     Api {
         router: jobs_http::router(AppState::new(service, auth)),
@@ -138,7 +138,7 @@ impl Api {
     }
 
     pub async fn jobs(&self) -> Vec<Job> {
-        let mut jobs = all_jobs(self.store.inner.as_ref()).await;
+        let mut jobs = all_jobs(self.store.inner().as_ref()).await;
         jobs.sort_by_key(|j| j.id);
         jobs
     }
@@ -714,14 +714,17 @@ pub async fn store_failures_map_to_503_and_500(store: Arc<dyn JobStore>) {
     use std::sync::atomic::Ordering::SeqCst;
     let api = api(store, AuthConfig::open());
     assert_eq!(api.get("/readyz").await.status, StatusCode::OK);
-    api.store.faults.enqueue_unavailable_before.store(1, SeqCst);
+    api.store
+        .interceptor()
+        .enqueue_unavailable_before
+        .store(1, SeqCst);
     let r = api.post("/jobs", req("a")).await;
     assert_eq!(
         (r.status, r.code()),
         (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
     );
     assert!(r.headers.contains_key(header::RETRY_AFTER));
-    api.store.faults.enqueue_internal.store(1, SeqCst);
+    api.store.interceptor().enqueue_internal.store(1, SeqCst);
     let r = api.post("/jobs", req("a")).await;
     assert_eq!(
         (r.status, r.code()),
@@ -732,7 +735,10 @@ pub async fn store_failures_map_to_503_and_500(store: Arc<dyn JobStore>) {
         "internal details are not sent: {}",
         r.text
     );
-    api.store.faults.reads_unavailable.store(true, SeqCst);
+    api.store
+        .interceptor()
+        .reads_unavailable
+        .store(true, SeqCst);
     let r = api.get("/jobs").await;
     assert_eq!(
         (r.status, r.code()),
@@ -743,8 +749,11 @@ pub async fn store_failures_map_to_503_and_500(store: Arc<dyn JobStore>) {
         (r.status, r.code()),
         (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
     );
-    api.store.faults.reads_unavailable.store(false, SeqCst);
-    api.store.faults.ping_fails.store(true, SeqCst);
+    api.store
+        .interceptor()
+        .reads_unavailable
+        .store(false, SeqCst);
+    api.store.interceptor().ping_fails.store(true, SeqCst);
     let r = api.get("/readyz").await;
     assert_eq!(
         (r.status, r.code()),

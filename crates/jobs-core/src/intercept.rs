@@ -1,0 +1,452 @@
+//! [`InterceptedStore`]: one decorator for every "do something around each store call" need —
+//! counting calls, injecting faults, stalling a method — instead of a hand-written delegating
+//! `JobStore` per need.
+//!
+//! The wrapper forwards every method, the batched ones included (so the inner store's batch
+//! implementation is used), after asking its [`Interceptor`] what to do with the call:
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # use std::sync::atomic::{AtomicBool, Ordering};
+//! use async_trait::async_trait;
+//! use jobs_core::intercept::{InterceptedStore, Interceptor, StoreOp};
+//! use jobs_core::{JobStore, ManualClock, StoreError};
+//! use jobs_core::memory::MemoryStore;
+//!
+//! /// Heartbeats fail while `down` is set, as if the database were unreachable.
+//! #[derive(Debug, Default)]
+//! struct HeartbeatOutage {
+//!     down: AtomicBool,
+//! }
+//!
+//! #[async_trait]
+//! impl Interceptor for HeartbeatOutage {
+//!     async fn before(&self, op: StoreOp, _entries: usize) -> Result<(), StoreError> {
+//!         if op == StoreOp::Heartbeat && self.down.load(Ordering::SeqCst) {
+//!             return Err(StoreError::Unavailable("injected".into()));
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let inner = Arc::new(MemoryStore::new(Arc::new(ManualClock::default())));
+//! let store = Arc::new(InterceptedStore::new(inner, HeartbeatOutage::default()));
+//! store.interceptor().down.store(true, Ordering::SeqCst);
+//! let _as_port: Arc<dyn JobStore> = store;
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
+use crate::store::{
+    ChangeError, EnqueueError, Failure, Heartbeat, JobFilter, JobStore, LeaseError, Page,
+    PageRequest, ReapReport, StatusCount, StoreError, WakeupStream,
+};
+
+/// A [`JobStore`] method, as an [`Interceptor`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StoreOp {
+    /// [`JobStore::enqueue`].
+    Enqueue,
+    /// [`JobStore::enqueue_many`].
+    EnqueueMany,
+    /// [`JobStore::get`].
+    Get,
+    /// [`JobStore::list`].
+    List,
+    /// [`JobStore::cancel`].
+    Cancel,
+    /// [`JobStore::retry`].
+    Retry,
+    /// [`JobStore::lease_due`].
+    LeaseDue,
+    /// [`JobStore::claim`].
+    Claim,
+    /// [`JobStore::claim_many`].
+    ClaimMany,
+    /// [`JobStore::complete_many`].
+    CompleteMany,
+    /// [`JobStore::heartbeat`].
+    Heartbeat,
+    /// [`JobStore::complete`].
+    Complete,
+    /// [`JobStore::fail`].
+    Fail,
+    /// [`JobStore::finish_cancelled`].
+    FinishCancelled,
+    /// [`JobStore::release`].
+    Release,
+    /// [`JobStore::reap_expired`].
+    ReapExpired,
+    /// [`JobStore::return_dispatched`].
+    ReturnDispatched,
+    /// [`JobStore::counts`].
+    Counts,
+    /// [`JobStore::prune`].
+    Prune,
+    /// [`JobStore::ping`].
+    Ping,
+    /// [`JobStore::subscribe`].
+    Subscribe,
+}
+
+impl StoreOp {
+    /// The method's name (`"claim_many"`, …), for counters and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StoreOp::Enqueue => "enqueue",
+            StoreOp::EnqueueMany => "enqueue_many",
+            StoreOp::Get => "get",
+            StoreOp::List => "list",
+            StoreOp::Cancel => "cancel",
+            StoreOp::Retry => "retry",
+            StoreOp::LeaseDue => "lease_due",
+            StoreOp::Claim => "claim",
+            StoreOp::ClaimMany => "claim_many",
+            StoreOp::CompleteMany => "complete_many",
+            StoreOp::Heartbeat => "heartbeat",
+            StoreOp::Complete => "complete",
+            StoreOp::Fail => "fail",
+            StoreOp::FinishCancelled => "finish_cancelled",
+            StoreOp::Release => "release",
+            StoreOp::ReapExpired => "reap_expired",
+            StoreOp::ReturnDispatched => "return_dispatched",
+            StoreOp::Counts => "counts",
+            StoreOp::Prune => "prune",
+            StoreOp::Ping => "ping",
+            StoreOp::Subscribe => "subscribe",
+        }
+    }
+}
+
+impl fmt::Display for StoreOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What to do around each call of an [`InterceptedStore`].
+#[async_trait]
+pub trait Interceptor: Send + Sync + fmt::Debug {
+    /// Runs before `op` reaches the inner store (`entries`: the batch size of a batched call, 1
+    /// otherwise). It may count, wait (a slow store), or return an error, which the caller gets
+    /// instead of the inner store's answer (as [`EnqueueError::Store`], [`ChangeError::Store`],
+    /// [`LeaseError::Store`] — one per entry of a batch — or the [`StoreError`] itself); the
+    /// inner store is then not called.
+    async fn before(&self, op: StoreOp, entries: usize) -> Result<(), StoreError>;
+
+    /// Runs after `op` succeeded in the inner store. An error replaces the store's answer: the
+    /// change was made but the caller hears a failure, as when a reply is lost. The default does
+    /// nothing.
+    async fn after(&self, op: StoreOp, entries: usize) -> Result<(), StoreError> {
+        let _ = (op, entries);
+        Ok(())
+    }
+}
+
+/// A shared interceptor, so the test (or the metrics) keeps a handle on it while the store owns it.
+#[async_trait]
+impl<T: Interceptor + ?Sized> Interceptor for Arc<T> {
+    async fn before(&self, op: StoreOp, entries: usize) -> Result<(), StoreError> {
+        (**self).before(op, entries).await
+    }
+
+    async fn after(&self, op: StoreOp, entries: usize) -> Result<(), StoreError> {
+        (**self).after(op, entries).await
+    }
+}
+
+/// A [`JobStore`] that asks an [`Interceptor`] before forwarding each call to `inner`.
+#[derive(Debug)]
+pub struct InterceptedStore<I> {
+    inner: Arc<dyn JobStore>,
+    interceptor: I,
+}
+
+impl<I: Interceptor> InterceptedStore<I> {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn JobStore>, interceptor: I) -> Self {
+        InterceptedStore { inner, interceptor }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &Arc<dyn JobStore> {
+        &self.inner
+    }
+
+    /// The interceptor (to change what it does while the store is in use).
+    pub fn interceptor(&self) -> &I {
+        &self.interceptor
+    }
+
+    /// `call` between the interceptor's `before` and `after` (the future does nothing until
+    /// awaited, so a refusal by `before` leaves the inner store untouched).
+    async fn around<T, E: From<StoreError>>(
+        &self,
+        op: StoreOp,
+        entries: usize,
+        call: impl std::future::Future<Output = Result<T, E>> + Send,
+    ) -> Result<T, E> {
+        self.interceptor.before(op, entries).await?;
+        let out = call.await?;
+        self.interceptor.after(op, entries).await?;
+        Ok(out)
+    }
+
+    /// The same for a batched call with one result per entry.
+    async fn around_each<T>(
+        &self,
+        op: StoreOp,
+        entries: usize,
+        call: impl std::future::Future<Output = Vec<Result<T, LeaseError>>> + Send,
+    ) -> Vec<Result<T, LeaseError>> {
+        let refused = |e: StoreError| (0..entries).map(|_| Err(e.clone().into())).collect();
+        if let Err(e) = self.interceptor.before(op, entries).await {
+            return refused(e);
+        }
+        let out = call.await;
+        match self.interceptor.after(op, entries).await {
+            Ok(()) => out,
+            Err(e) => refused(e),
+        }
+    }
+}
+
+#[async_trait]
+impl<I: Interceptor> JobStore for InterceptedStore<I> {
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
+        self.around(StoreOp::Enqueue, 1, self.inner.enqueue(job))
+            .await
+    }
+
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, EnqueueError> {
+        let entries = jobs.len();
+        self.around(StoreOp::EnqueueMany, entries, self.inner.enqueue_many(jobs))
+            .await
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        self.around(StoreOp::Get, 1, self.inner.get(id)).await
+    }
+
+    async fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<Page, StoreError> {
+        self.around(StoreOp::List, 1, self.inner.list(filter, page))
+            .await
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<Job, ChangeError> {
+        self.around(StoreOp::Cancel, 1, self.inner.cancel(id)).await
+    }
+
+    async fn retry(&self, id: JobId, quota: Option<u32>) -> Result<Job, ChangeError> {
+        self.around(StoreOp::Retry, 1, self.inner.retry(id, quota))
+            .await
+    }
+
+    async fn lease_due(
+        &self,
+        use_case: &str,
+        cap: u32,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Dispatch>, StoreError> {
+        let call = self.inner.lease_due(use_case, cap, limit, lease);
+        self.around(StoreOp::LeaseDue, 1, call).await
+    }
+
+    async fn claim(
+        &self,
+        id: JobId,
+        token: LeaseToken,
+        lease: Duration,
+    ) -> Result<Job, LeaseError> {
+        self.around(StoreOp::Claim, 1, self.inner.claim(id, token, lease))
+            .await
+    }
+
+    async fn claim_many(
+        &self,
+        claims: Vec<(JobId, LeaseToken)>,
+        lease: Duration,
+    ) -> Vec<Result<Job, LeaseError>> {
+        let entries = claims.len();
+        let call = self.inner.claim_many(claims, lease);
+        self.around_each(StoreOp::ClaimMany, entries, call).await
+    }
+
+    async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<Job, LeaseError>> {
+        let entries = done.len();
+        let call = self.inner.complete_many(done);
+        self.around_each(StoreOp::CompleteMany, entries, call).await
+    }
+
+    async fn heartbeat(
+        &self,
+        id: JobId,
+        token: LeaseToken,
+        lease: Duration,
+    ) -> Result<Heartbeat, LeaseError> {
+        let call = self.inner.heartbeat(id, token, lease);
+        self.around(StoreOp::Heartbeat, 1, call).await
+    }
+
+    async fn complete(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
+        self.around(StoreOp::Complete, 1, self.inner.complete(id, token))
+            .await
+    }
+
+    async fn fail(
+        &self,
+        id: JobId,
+        token: LeaseToken,
+        failure: Failure,
+    ) -> Result<Job, LeaseError> {
+        self.around(StoreOp::Fail, 1, self.inner.fail(id, token, failure))
+            .await
+    }
+
+    async fn finish_cancelled(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
+        let call = self.inner.finish_cancelled(id, token);
+        self.around(StoreOp::FinishCancelled, 1, call).await
+    }
+
+    async fn release(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
+        self.around(StoreOp::Release, 1, self.inner.release(id, token))
+            .await
+    }
+
+    async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError> {
+        self.around(StoreOp::ReapExpired, 1, self.inner.reap_expired(limit))
+            .await
+    }
+
+    async fn return_dispatched(
+        &self,
+        dispatches: Vec<(JobId, LeaseToken)>,
+    ) -> Result<u64, StoreError> {
+        let entries = dispatches.len();
+        let call = self.inner.return_dispatched(dispatches);
+        self.around(StoreOp::ReturnDispatched, entries, call).await
+    }
+
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        self.around(StoreOp::Counts, 1, self.inner.counts()).await
+    }
+
+    async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
+        self.around(StoreOp::Prune, 1, self.inner.prune(older_than, limit))
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.around(StoreOp::Ping, 1, self.inner.ping()).await
+    }
+
+    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
+        self.around(StoreOp::Subscribe, 1, self.inner.subscribe())
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::memory::MemoryStore;
+
+    /// Records every call and fails the ops in `failing`.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        calls: Mutex<Vec<(StoreOp, usize)>>,
+        failing: Mutex<Vec<StoreOp>>,
+    }
+
+    #[async_trait]
+    impl Interceptor for Recorder {
+        async fn before(&self, op: StoreOp, entries: usize) -> Result<(), StoreError> {
+            self.calls.lock().unwrap().push((op, entries));
+            if self.failing.lock().unwrap().contains(&op) {
+                return Err(StoreError::Unavailable(format!("{op} injected")));
+            }
+            Ok(())
+        }
+    }
+
+    fn new_job() -> NewJob {
+        NewJob {
+            id: crate::job::new_job_id(),
+            tenant_id: "acme".into(),
+            use_case: "alpha".into(),
+            kind: "k".into(),
+            payload: serde_json::json!({}),
+            priority: 0,
+            max_attempts: 3,
+            backoff: crate::backoff::Backoff::default(),
+            run_at: None,
+            delay_tolerance: Duration::from_secs(60),
+            timeout: Duration::from_secs(30),
+            idempotency_key: None,
+            quota: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn forwards_counts_and_fails_each_call_as_its_error_type() {
+        let inner = Arc::new(MemoryStore::new(Arc::new(ManualClock::default())));
+        let store = InterceptedStore::new(inner, Recorder::default());
+        let job = new_job();
+        let id = job.id;
+        store.enqueue(job).await.unwrap();
+        let leased = store
+            .lease_due("alpha", 10, 10, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let token = leased[0].lease_token;
+        store.interceptor().failing.lock().unwrap().extend([
+            StoreOp::ClaimMany,
+            StoreOp::Cancel,
+            StoreOp::Enqueue,
+        ]);
+        let refused = store
+            .claim_many(vec![(id, token), (id, token)], Duration::from_secs(60))
+            .await;
+        assert_eq!(refused.len(), 2);
+        assert!(refused
+            .iter()
+            .all(|r| matches!(r, Err(LeaseError::Store(StoreError::Unavailable(_))))));
+        assert!(matches!(
+            store.cancel(id).await,
+            Err(ChangeError::Store(StoreError::Unavailable(_)))
+        ));
+        assert!(matches!(
+            store.enqueue(new_job()).await,
+            Err(EnqueueError::Store(StoreError::Unavailable(_)))
+        ));
+        // Nothing reached the inner store: the job is still dispatched.
+        let job = store.inner().get(id).await.unwrap().unwrap();
+        assert_eq!(job.status, crate::JobStatus::Dispatched);
+        store.interceptor().failing.lock().unwrap().clear();
+        let claimed = store
+            .claim_many(vec![(id, token)], Duration::from_secs(60))
+            .await;
+        assert!(claimed[0].is_ok());
+        let calls = store.interceptor().calls.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            vec![
+                (StoreOp::Enqueue, 1),
+                (StoreOp::LeaseDue, 1),
+                (StoreOp::ClaimMany, 2),
+                (StoreOp::Cancel, 1),
+                (StoreOp::Enqueue, 1),
+                (StoreOp::ClaimMany, 1),
+            ]
+        );
+    }
+}
