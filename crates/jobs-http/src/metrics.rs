@@ -10,12 +10,13 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-/// Counter: HTTP requests, labelled `method`, `route` (the matched route template, or
-/// `unmatched`) and `status`.
+/// Counter: HTTP requests, labelled `method` (a standard method or `other`), `route` (the matched
+/// route template, or `unmatched`) and `status`.
 pub const HTTP_REQUESTS: &str = "async_jobs_http_requests_total";
 /// Histogram: HTTP request duration in seconds, labelled `method` and `route`.
 pub const HTTP_DURATION: &str = "async_jobs_http_request_duration_seconds";
@@ -42,18 +43,61 @@ pub fn prometheus_handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Middleware counting every request by method, route template and status.
+/// The `method` label of a request: one of the standard methods, or `other`. Every label value
+/// comes from a fixed set, so no request can create series (a made-up method such as `FOOBAR`
+/// used to add a series per spelling, never dropped).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Middleware counting every request by method ([`method_label`]), route template (or
+/// `unmatched`: the route set is the router's own) and status.
 pub(crate) async fn track(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!(HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status).increment(1);
     metrics::histogram!(HTTP_DURATION, "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// Middleware marking every response `X-Content-Type-Options: nosniff`: error bodies echo parts
+/// of the request, and no browser may read one as anything but its declared type.
+pub(crate) async fn nosniff(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    response.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_come_from_a_fixed_set() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::POST), "POST");
+        for made_up in ["FOOBAR", "GETX", "get", "PROPFIND", &"X".repeat(500)] {
+            let m = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), "other", "{made_up}");
+        }
+    }
 }

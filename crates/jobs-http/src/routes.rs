@@ -416,6 +416,7 @@ pub fn router(state: AppState) -> axum::Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(m::track))
+        .layer(axum::middleware::from_fn(m::nosniff))
         .with_state(state)
 }
 
@@ -429,5 +430,6 @@ pub fn ops_router(state: AppState) -> axum::Router {
         .route("/metrics", axum::routing::get(metrics_text))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(m::nosniff))
         .with_state(state)
 }

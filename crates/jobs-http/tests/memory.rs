@@ -22,6 +22,7 @@ api_suite!(memory();
     bad_bodies_are_json_errors,
     bad_ids_and_routes_are_json_errors,
     quota_exceeded_is_429_with_retry_after,
+    request_labels_are_bounded_and_responses_nosniff,
     retry_over_quota_is_429_with_retry_after,
     store_failures_map_to_503_and_500,
     bearer_token_guards_jobs_but_not_ops,
