@@ -94,7 +94,10 @@ pub struct Job {
     pub timeout: Duration,
     /// Optional client key: a second enqueue with the same key (per tenant) returns this job.
     pub idempotency_key: Option<String>,
-    /// The current fencing token while dispatched or running.
+    /// The current fencing token while dispatched or running. Internal: it is never serialized
+    /// (the API's job JSON leaves it out, so no caller can present another actor's token), and
+    /// reads back as `None` from JSON.
+    #[serde(skip_serializing, default)]
     pub lease_token: Option<LeaseToken>,
     /// When the current lease ends.
     pub lease_expires_at: Option<DateTime<Utc>>,

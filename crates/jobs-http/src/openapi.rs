@@ -73,7 +73,6 @@ pub(crate) struct JobSchema {
     deadline_at: DateTime<Utc>,
     timeout_seconds: f64,
     idempotency_key: Option<String>,
-    lease_token: Option<Uuid>,
     lease_expires_at: Option<DateTime<Utc>>,
     cancel_requested: bool,
     last_error: Option<String>,

@@ -345,11 +345,21 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     response
 }
 
-/// Sets the job-count gauges from the store (zero for statuses it no longer reports).
+/// Sets the job-count gauges from the store (zero for statuses it no longer reports), at most
+/// once per [`HttpSettings::job_counts_max_age`](crate::HttpSettings): a scrape within that
+/// interval of the last read, or one that arrives while a read runs, serves the last sample.
 async fn refresh_job_gauges(state: &AppState) {
+    let mut read_at = state.counts_read_at().lock().await;
+    let max_age = state.settings().job_counts_max_age;
+    if read_at.is_some_and(|at| at.elapsed() < max_age) {
+        return;
+    }
     let timeout = state.settings().store_probe_timeout;
-    let Ok(Ok(counts)) = tokio::time::timeout(timeout, state.service().store().counts()).await
-    else {
+    let counted = tokio::time::timeout(timeout, state.service().store().counts()).await;
+    // A failed or slow read also waits out the interval: an unreachable store is not asked again
+    // by every scrape.
+    *read_at = Some(tokio::time::Instant::now());
+    let Ok(Ok(counts)) = counted else {
         return;
     };
     for use_case in state.service().config().use_cases.keys() {

@@ -24,6 +24,11 @@ pub struct HttpSettings {
     pub quota_retry_after: Duration,
     /// How long `/readyz` and `/metrics` wait for the store.
     pub store_probe_timeout: Duration,
+    /// `/metrics` reads the job counts from the store at most once per this interval; scrapes
+    /// in between (and concurrent ones) serve the last sample. Counting is a scan of the jobs
+    /// table's status indexes, so this bounds what scrapes, which need no credentials, can cost
+    /// the database, whatever their rate.
+    pub job_counts_max_age: Duration,
 }
 
 impl Default for HttpSettings {
@@ -33,6 +38,7 @@ impl Default for HttpSettings {
             batch_body_limit: DEFAULT_BATCH_BODY_LIMIT,
             quota_retry_after: Duration::from_secs(5),
             store_probe_timeout: Duration::from_secs(2),
+            job_counts_max_age: Duration::from_secs(5),
         }
     }
 }
@@ -44,6 +50,9 @@ pub struct AppState {
     auth: Arc<AuthConfig>,
     settings: Arc<HttpSettings>,
     metrics: Option<PrometheusHandle>,
+    /// When the job-count gauges were last read from the store (`None`: never). Held while a
+    /// refresh runs, so concurrent scrapes wait for it instead of counting again.
+    counts_read_at: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl AppState {
@@ -55,6 +64,7 @@ impl AppState {
             auth: Arc::new(auth),
             settings: Arc::new(HttpSettings::default()),
             metrics: crate::metrics::prometheus_handle(),
+            counts_read_at: Arc::default(),
         }
     }
 
@@ -69,6 +79,11 @@ impl AppState {
     pub fn with_metrics_handle(mut self, handle: Option<PrometheusHandle>) -> Self {
         self.metrics = handle;
         self
+    }
+
+    /// The last time the job-count gauges were read, under the lock that serialises refreshes.
+    pub(crate) fn counts_read_at(&self) -> &tokio::sync::Mutex<Option<tokio::time::Instant>> {
+        &self.counts_read_at
     }
 
     /// The domain service.

@@ -27,6 +27,8 @@ api_suite!(postgres().await;
     bad_ids_and_routes_are_json_errors,
     quota_exceeded_is_429_with_retry_after,
     request_labels_are_bounded_and_responses_nosniff,
+    fencing_tokens_stay_internal,
+    metrics_scrapes_read_the_store_at_most_once_per_interval,
     retry_over_quota_is_429_with_retry_after,
     store_failures_map_to_503_and_500,
     bearer_token_guards_jobs_but_not_ops,

@@ -82,7 +82,7 @@ impl Sql {
                 "INSERT INTO {jobs} ({insert_columns}) \
                  SELECT $2::uuid, $3::text, $4::text, $5::text, $6::jsonb, 'pending', $7::smallint, 0, $8::bigint, \
                         $9::text, $10::bigint, $11::bigint, $12::text, coalesce($13::timestamptz, t.now), $14::bigint, \
-                        coalesce($13::timestamptz, t.now) + {tol}, $15::bigint, $16::text, false, t.now, t.now, \
+                        greatest(coalesce($13::timestamptz, t.now), t.now) + {tol}, $15::bigint, $16::text, false, t.now, t.now, \
                         coalesce($13::timestamptz, t.now) <= t.now \
                  FROM {NOW} \
                  WHERE $17::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
@@ -95,7 +95,7 @@ impl Sql {
                 "INSERT INTO {jobs} ({insert_columns}) \
                  SELECT u.id, u.tenant_id, u.use_case, u.kind, u.payload, 'pending', u.priority, 0, u.max_attempts, \
                         u.strategy, u.base_us, u.cap_us, u.jitter, coalesce(u.run_at, t.now), u.tolerance_us, \
-                        coalesce(u.run_at, t.now) + {tol}, u.timeout_us, u.key, false, t.now, t.now, \
+                        greatest(coalesce(u.run_at, t.now), t.now) + {tol}, u.timeout_us, u.key, false, t.now, t.now, \
                         coalesce(u.run_at, t.now) <= t.now \
                  FROM {NOW}, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::smallint[], \
                         $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], $13::timestamptz[], \

@@ -138,7 +138,9 @@ fn insert(inner: &mut Inner, new: NewJob, now: DateTime<Utc>) -> Result<Enqueued
         }
     }
     let run_at = new.run_at.unwrap_or(now);
-    let deadline = deadline_at(run_at, new.delay_tolerance)
+    // A run_at in the past is due at once and gets its tolerance from now: it cannot buy a
+    // deadline ahead of every other job.
+    let deadline = deadline_at(run_at.max(now), new.delay_tolerance)
         .map_err(|e| EnqueueError::Store(StoreError::Internal(e.to_string())))?;
     let job = Job {
         id: new.id,

@@ -46,6 +46,7 @@ macro_rules! store_conformance_tests {
             lease_due_is_earliest_deadline_first,
             scheduled_jobs_join_the_pick_when_due,
             deadline_rules_per_transition,
+            a_past_run_at_gets_its_deadline_from_now,
             lease_due_respects_the_cap,
             concurrent_lease_due_never_exceeds_the_cap,
             dispatch_claim_heartbeat_complete,
@@ -818,6 +819,47 @@ where
     let retried = f.store.retry(id, None).await.unwrap();
     assert_eq!(retried.deadline_at, f.now() + minute);
     assert_eq!(retried.first_started_at, Some(first_start));
+}
+
+/// A `run_at` far in the past is due at once, but its deadline counts from the enqueue, so it
+/// cannot sort ahead of every other job (review finding: a `run_at` in year 1 with a tolerance of
+/// 0 gave a deadline in year 1).
+pub async fn a_past_run_at_gets_its_deadline_from_now<F, Fut>(make: F)
+where
+    F: Fn(Arc<ManualClock>) -> Fut,
+    Fut: Future<Output = Arc<dyn JobStore>>,
+{
+    let f = fixture(make).await;
+    let now = f.now();
+    let mut honest = new_job("acme", "alpha");
+    honest.delay_tolerance = Duration::from_secs(5);
+    let honest = f.add(honest).await;
+    let mut gamer = new_job("mallory", "alpha");
+    gamer.run_at = Some(now - chrono::TimeDelta::days(365 * 50));
+    gamer.delay_tolerance = Duration::ZERO;
+    let gamer = f.add(gamer).await;
+    assert_eq!(
+        gamer.run_at,
+        now - chrono::TimeDelta::days(365 * 50),
+        "run_at kept"
+    );
+    assert_eq!(
+        gamer.deadline_at, now,
+        "deadline from now, not from the past run_at"
+    );
+    assert_eq!(honest.deadline_at, now + chrono::TimeDelta::seconds(5));
+    // The batch path does the same.
+    let mut batch = new_job("mallory", "alpha");
+    batch.run_at = Some(now - chrono::TimeDelta::days(1));
+    batch.delay_tolerance = Duration::from_secs(30);
+    let out = f.store.enqueue_many(vec![batch]).await.unwrap();
+    assert_eq!(out[0].job.deadline_at, now + chrono::TimeDelta::seconds(30));
+    // It is due at once, and in deadline order with the rest.
+    let leased = f.store.lease_due("alpha", 10, 10, LEASE).await.unwrap();
+    assert_eq!(
+        leased.iter().map(|d| d.job_id).collect::<Vec<_>>(),
+        vec![gamer.id, honest.id, out[0].job.id]
+    );
 }
 
 pub async fn lease_due_respects_the_cap<F, Fut>(make: F)

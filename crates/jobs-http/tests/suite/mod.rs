@@ -1030,6 +1030,110 @@ fn fastrand_suffix() -> u64 {
         .unwrap_or(0)
 }
 
+/// Fencing tokens stay internal: a dispatched job's JSON (get, list, cancel) has no
+/// `lease_token`, so no caller can present another actor's token.
+pub async fn fencing_tokens_stay_internal(store: Arc<dyn JobStore>) {
+    let api = api(store, AuthConfig::open());
+    let job = api.enqueue("token-tenant").await;
+    let leased = api
+        .store
+        .inner()
+        .lease_due(
+            "notifications",
+            100,
+            100,
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert!(leased.iter().any(|d| d.job_id == job.id));
+    let r = api.get(&format!("/jobs/{}", job.id)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["status"], "dispatched");
+    assert!(r.json.get("lease_token").is_none(), "{}", r.text);
+    assert!(
+        !r.text.contains(&leased[0].lease_token.to_string()),
+        "{}",
+        r.text
+    );
+    let r = api.get("/jobs?tenant_id=token-tenant").await;
+    assert!(!r.text.contains("lease_token"), "{}", r.text);
+    let r = api
+        .call(
+            Method::POST,
+            &format!("/jobs/{}/cancel", job.id),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json.get("lease_token").is_none(), "{}", r.text);
+}
+
+/// `/metrics` needs no credentials, so its job counts are read from the store at most once per
+/// `job_counts_max_age`, however many scrapes arrive (issue: a full-table count per scrape).
+pub async fn metrics_scrapes_read_the_store_at_most_once_per_interval(store: Arc<dyn JobStore>) {
+    use jobs_core::intercept::{InterceptedStore, Interceptor, StoreOp};
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+
+    #[derive(Debug, Default)]
+    struct CountReads(AtomicU32);
+
+    #[async_trait::async_trait]
+    impl Interceptor for CountReads {
+        async fn before(&self, op: StoreOp, _: usize) -> Result<(), jobs_core::StoreError> {
+            if op == StoreOp::Counts {
+                self.0.fetch_add(1, SeqCst);
+                // A slow count: concurrent scrapes must wait for it, not start their own.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Ok(())
+        }
+    }
+
+    let reads = Arc::new(CountReads::default());
+    let counted: Arc<dyn JobStore> = Arc::new(InterceptedStore::new(store, Arc::clone(&reads)));
+    let service = JobService::new(counted, Arc::new(config()));
+    let settings = jobs_http::HttpSettings {
+        job_counts_max_age: std::time::Duration::from_millis(400),
+        ..jobs_http::HttpSettings::default()
+    };
+    let router =
+        jobs_http::router(AppState::new(service, AuthConfig::open()).with_settings(settings));
+    let scrape = || {
+        let router = router.clone();
+        async move {
+            let req = Request::builder()
+                .uri("/metrics")
+                .body(Body::empty())
+                .unwrap();
+            let resp = router.oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+    };
+    let started = tokio::time::Instant::now();
+    let mut scrapes = Vec::new();
+    for _ in 0..40 {
+        scrapes.push(tokio::spawn(scrape()));
+    }
+    for s in scrapes {
+        s.await.unwrap();
+    }
+    // One count per started interval at most (one, unless this host stalled the 40 scrapes).
+    let intervals = 1 + started.elapsed().as_millis() / 400;
+    let read = u128::from(reads.0.load(SeqCst));
+    assert!(
+        (1..=intervals).contains(&read),
+        "40 concurrent scrapes in {intervals} interval(s) counted {read} times"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    scrape().await;
+    assert!(
+        reads.0.load(SeqCst) >= 2,
+        "the sample is refreshed after the interval"
+    );
+}
+
 pub async fn nests_under_a_prefix(store: Arc<dyn JobStore>) {
     let inner = api(store, AuthConfig::open());
     let api = Api {
