@@ -82,7 +82,8 @@ enum Ran {
 enum Held {
     /// The write ran to its end (it logged and counted its own result).
     Done,
-    /// A heartbeat was refused meanwhile: the write was abandoned (it is fenced anyway).
+    /// A heartbeat was refused meanwhile and the write had not answered by the confirmed
+    /// expiry: the write was abandoned (it is fenced anyway).
     LeaseLost,
     /// Local time passed the confirmed expiry first: the write was abandoned.
     Unconfirmed,
@@ -328,7 +329,7 @@ impl Executor {
 }
 
 /// Runs `write` while the heartbeat keeps the lease, without the handler phase's bound: until the
-/// write ends, a heartbeat is refused, or local time passes the lease's confirmed expiry (a write
+/// write ends or local time passes the lease's confirmed expiry (a write
 /// that hangs on a stalled store is abandoned then; it is fenced, so if it lands later it changes
 /// nothing the reaper did not allow). Renewals stop at `renew_until` (the recording limit), so a
 /// store that keeps renewing leases but never takes the write cannot hold the job for ever: the
@@ -340,17 +341,27 @@ async fn hold_lease(
 ) -> Held {
     tokio::pin!(write);
     let mut renewing = true;
+    let mut lost = false;
     loop {
         let expires = heartbeat.confirmed_until();
         tokio::select! {
             biased;
             () = &mut write => return Held::Done,
             beat = heartbeat.beat(Some(renew_until)), if renewing => match beat {
-                Beat::LeaseLost => return Held::LeaseLost,
+                // A refused renewal does not abandon the write at once: the write itself may
+                // just have committed (a heartbeat sent after the completion, answered before
+                // its reply), and its own fenced answer says which. Stop renewing and give it
+                // until the confirmed expiry.
+                Beat::LeaseLost => {
+                    lost = true;
+                    renewing = false;
+                }
                 Beat::StoppedRenewing => renewing = false,
                 Beat::Renewed | Beat::Failed => {}
             },
-            () = tokio::time::sleep_until(expires) => return Held::Unconfirmed,
+            () = tokio::time::sleep_until(expires) => {
+                return if lost { Held::LeaseLost } else { Held::Unconfirmed };
+            }
         }
     }
 }

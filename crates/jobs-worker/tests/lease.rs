@@ -37,6 +37,11 @@ struct Faults {
     heartbeats_failed: AtomicU32,
     /// fail / finish_cancelled / release calls.
     other_writes: AtomicU32,
+    /// Completions wait this many ms *after* the store wrote them before answering (a slow reply).
+    reply_delay_ms: AtomicU64,
+    /// Heartbeats sent while a completion's reply was delayed (the store refuses them: the job
+    /// has succeeded already).
+    beats_during_reply: AtomicU32,
 }
 
 impl Faults {
@@ -72,6 +77,19 @@ impl Interceptor for Faults {
                 self.other_writes.fetch_add(1, Ordering::SeqCst);
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    async fn after(&self, op: StoreOp, _entries: usize) -> Result<(), StoreError> {
+        if matches!(op, StoreOp::Complete | StoreOp::CompleteMany) {
+            let delay = self.reply_delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                let before = Faults::count(&self.heartbeats_ok);
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let sent = Faults::count(&self.heartbeats_ok) - before;
+                self.beats_during_reply.fetch_add(sent, Ordering::SeqCst);
+            }
         }
         Ok(())
     }
@@ -367,4 +385,38 @@ async fn a_completion_that_never_answers_is_given_up_after_the_recording_limit()
     assert_eq!(done.attempts, 1);
     let report = h.shutdown().await;
     assert_eq!((report.unrecorded, report.succeeded), (1, 1));
+}
+
+/// The race the recording phase must not lose: the completion commits, a heartbeat sent after it
+/// is refused (the job is no longer running), and only then does the completion's reply arrive.
+/// The refusal must not be taken for a lost lease: the write's own answer says it succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_refused_because_the_completion_landed_still_counts_the_success() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (mut h, faulty) = start(counted(&runs));
+    // Half a lease: heartbeats (every third of a lease) are refused meanwhile, and the reply
+    // still comes before the lease's confirmed expiry.
+    faulty
+        .reply_delay_ms
+        .store(lease().as_millis() as u64 / 2, Ordering::SeqCst);
+    let job = h.enqueue(NOTIFICATIONS, "counted", json!({})).await;
+    h.dispatch().await;
+    let done = h.wait_status(job.id, JobStatus::Succeeded).await;
+    assert_eq!(done.attempts, 1);
+    eventually("the outcome to be counted", || async {
+        let r = h.stats.snapshot();
+        (r.succeeded + r.lease_lost + r.unrecorded == 1).then_some(())
+    })
+    .await;
+    let report = h.shutdown().await;
+    assert_eq!(
+        (report.succeeded, report.lease_lost, report.unrecorded),
+        (1, 0, 0),
+        "a renewal refused after the completion committed was taken for a lost lease"
+    );
+    assert!(
+        Faults::count(&faulty.beats_during_reply) >= 1,
+        "no renewal was sent while the reply was delayed: the race was not exercised"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
 }

@@ -590,11 +590,11 @@ where
         j.priority = priority;
         j
     };
-    // deadline = run_at + tolerance
-    let late = f.add(mk(-100, 1000, 0)).await; // deadline +900
-    let urgent = f.add(mk(-10, 20, 0)).await; // deadline +10
-    let middle = f.add(mk(-50, 150, 0)).await; // deadline +100
-    let tie_low = f.add(mk(-5, 305, 1)).await; // deadline +300, priority 1
+    // deadline = max(run_at, now) + tolerance
+    let late = f.add(mk(-100, 900, 0)).await; // deadline +900
+    let urgent = f.add(mk(-10, 10, 0)).await; // deadline +10
+    let middle = f.add(mk(-50, 100, 0)).await; // deadline +100
+    let tie_low = f.add(mk(-5, 300, 1)).await; // deadline +300, priority 1
     let tie_high = f.add(mk(0, 300, 9)).await; // deadline +300, priority 9
     let future = f.add(mk(30, 1, 0)).await; // not due yet (deadline +31)
     let other_uc = f
