@@ -77,6 +77,16 @@ pub(crate) fn describe(command: &str) -> Result<String, CliError> {
                 "api_addr".into(),
                 json!(var("ASYNC_JOBS_API_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned())),
             );
+            let limits = jobs_http::ServerLimits::from_env()?;
+            obj.insert(
+                "http_limits".into(),
+                json!({
+                    "header_timeout_seconds": limits.header_timeout.as_secs_f64(),
+                    "body_timeout_seconds": limits.body_timeout.as_secs_f64(),
+                    "idle_timeout_seconds": limits.idle_timeout.as_secs_f64(),
+                    "max_connections": limits.max_connections,
+                }),
+            );
         }
         if matches!(command, "dev" | "scheduler") {
             obj.insert(

@@ -21,6 +21,7 @@ pub(crate) async fn run(
     let auth = jobs_http::AuthConfig::from_env()?;
     let scheduler_config = SchedulerConfig::from_env()?;
     let worker_config = WorkerConfig::from_env()?;
+    let limits = jobs_http::ServerLimits::from_env()?;
     let store = jobs_http::app::store_from_env().await?;
     let leader = ports::leader_for(&store)?;
     let (transport, transport_kind) = ports::transport_from_env(&platform).await?;
@@ -50,9 +51,10 @@ pub(crate) async fn run(
 
     let state = jobs_http::AppState::new(service.clone(), auth)
         .with_metrics_handle(jobs_http::metrics::prometheus_handle());
-    let api = tokio::spawn(jobs_http::server::serve(
+    let api = tokio::spawn(jobs_http::server::serve_with(
         listener,
         jobs_http::router(state),
+        limits,
         stopped(),
     ));
     let dispatcher = Dispatcher::new(

@@ -99,9 +99,7 @@ pub async fn run_role(role: Role, args: RoleArgs) -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({ "listening": listener.local_addr()?.to_string() })
             );
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stdin_closed())
-                .await?;
+            jobs_http::server::serve(listener, app, stdin_closed()).await?;
             serde_json::json!({ "role": "api" })
         }
         Role::Scheduler => {

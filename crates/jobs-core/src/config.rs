@@ -30,11 +30,38 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(variable: &str, expected: impl Into<String>, got: &str) -> Self {
+    /// The error for `variable` holding `got` (kept to its first 200 characters) where
+    /// `expected` was wanted.
+    pub fn new(variable: &str, expected: impl Into<String>, got: &str) -> Self {
         ConfigError {
             variable: variable.to_owned(),
             expected: expected.into(),
             got: got.chars().take(200).collect(),
+        }
+    }
+
+    /// Parses `raw`, the value of `variable`, as a number of seconds from `min` to `max`
+    /// (fractions allowed).
+    pub fn seconds(variable: &str, raw: &str, min: f64, max: f64) -> Result<Duration, Self> {
+        match raw.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && (min..=max).contains(&s) => Ok(Duration::from_secs_f64(s)),
+            _ => Err(ConfigError::new(
+                variable,
+                format!("a number of seconds from {min} to {max}"),
+                raw,
+            )),
+        }
+    }
+
+    /// Parses `raw`, the value of `variable`, as a whole number from `min` to `max`.
+    pub fn integer(variable: &str, raw: &str, min: u64, max: u64) -> Result<u64, Self> {
+        match raw.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(ConfigError::new(
+                variable,
+                format!("an integer from {min} to {max}"),
+                raw,
+            )),
         }
     }
 }

@@ -73,12 +73,14 @@ pub async fn store_from_env() -> Result<StoreChoice, AppError> {
 }
 
 /// Serves the API on `addr` until `shutdown`: platform settings from the environment, credentials
-/// from [`AuthConfig::from_env`], the store from [`store_from_env`], Prometheus metrics installed.
+/// from [`AuthConfig::from_env`], connection limits from [`crate::ServerLimits::from_env`], the
+/// store from [`store_from_env`], Prometheus metrics installed.
 pub async fn run_from_env(
     addr: SocketAddr,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
     let platform = Arc::new(PlatformConfig::from_env()?);
+    let limits = crate::ServerLimits::from_env()?;
     let auth = AuthConfig::from_env()?;
     if auth.is_open() {
         tracing::warn!("no ASYNC_JOBS_ENQUEUE_AUTH_TOKEN or ASYNC_JOBS_API_KEYS: the API is open to anyone who can reach it");
@@ -93,8 +95,8 @@ pub async fn run_from_env(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("invalid ASYNC_JOBS_API_ADDR: cannot listen on {addr}: {e}"))?;
-    tracing::info!(%addr, "API listening");
-    crate::server::serve(listener, crate::router(state), shutdown).await?;
+    tracing::info!(%addr, ?limits, "API listening");
+    crate::server::serve_with(listener, crate::router(state), limits, shutdown).await?;
     tracing::info!("API stopped");
     Ok(())
 }

@@ -25,6 +25,9 @@ pub mod codes {
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     /// 409: the job's status does not allow the change.
     pub const ILLEGAL_TRANSITION: &str = "illegal_transition";
+    /// 408: the request body did not fully arrive within the server's body timeout (the
+    /// connection is closed after the answer).
+    pub const BODY_TIMEOUT: &str = "body_timeout";
     /// 413: the request body is larger than the limit.
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     /// 415: the body is not `application/json`.
@@ -211,6 +214,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still be on its way: the connection cannot carry
+            // another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response

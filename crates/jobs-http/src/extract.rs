@@ -65,6 +65,12 @@ async fn read_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T,
             let inner = err.into_inner();
             if inner.is::<http_body_util::LengthLimitError>() {
                 too_large(limit)
+            } else if crate::server::BodyTimeout::is_cause_of(inner.as_ref()) {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    codes::BODY_TIMEOUT,
+                    "the request body did not arrive in time",
+                )
             } else {
                 // The only other failure is a broken or malformed body stream.
                 ApiError::bad_request(

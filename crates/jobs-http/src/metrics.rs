@@ -24,6 +24,11 @@ pub const HTTP_DURATION: &str = "async_jobs_http_request_duration_seconds";
 pub const JOBS_ENQUEUED: &str = "async_jobs_enqueued_total";
 /// Counter: enqueues answered from an existing job (idempotent replay), labelled `use_case`.
 pub const JOBS_DEDUPLICATED: &str = "async_jobs_enqueue_deduplicated_total";
+/// Gauge: connections the HTTP servers of this process hold.
+pub const HTTP_CONNECTIONS: &str = "async_jobs_http_connections";
+/// Counter: connections the server closed because of a limit, labelled `reason`:
+/// `header_timeout`, `idle_timeout` or `evicted` (replaced at the connection cap).
+pub const HTTP_CONNECTIONS_CLOSED: &str = "async_jobs_http_connections_closed_total";
 /// Gauge: jobs in the store by `use_case` and `status`, refreshed on each scrape.
 pub const JOBS: &str = "async_jobs_jobs";
 

@@ -105,6 +105,7 @@ async fn enqueue_one(
         (status = 400, description = "Invalid request", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
         (status = 403, description = "Tenant-scoped key enqueuing for another tenant", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout (`body_timeout`)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
@@ -132,6 +133,7 @@ async fn enqueue(
         (status = 400, description = "Invalid request", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
         (status = 403, description = "Tenant-scoped key enqueuing for another tenant", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout (`body_timeout`)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
@@ -157,6 +159,7 @@ async fn enqueue_alias(
         (status = 200, description = "Every job already existed (idempotent replay)", body = BatchResponseSchema),
         (status = 400, description = "Invalid request (the message names the job's index)", body = ErrorBody),
         (status = 403, description = "A job of another tenant", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout (`body_timeout`)", body = ErrorBody),
         (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
     ),
     security(("bearer" = []), ())

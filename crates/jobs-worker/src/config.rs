@@ -97,19 +97,11 @@ pub const ENV_HEARTBEAT_LEASE: &str = "ASYNC_JOBS_WORKER_HEARTBEAT_LEASE_SECONDS
 pub const ENV_LEASE_MARGIN: &str = "ASYNC_JOBS_WORKER_LEASE_MARGIN_SECONDS";
 
 fn config_error(variable: &str, expected: &str, got: &str) -> ConfigError {
-    ConfigError {
-        variable: variable.to_owned(),
-        expected: expected.to_owned(),
-        got: got.chars().take(200).collect(),
-    }
+    ConfigError::new(variable, expected, got)
 }
 
 fn seconds(variable: &str, raw: &str, min: f64, max: f64) -> Result<Duration, ConfigError> {
-    let expected = format!("a number of seconds from {min} to {max}");
-    match raw.trim().parse::<f64>() {
-        Ok(s) if s.is_finite() && (min..=max).contains(&s) => Ok(Duration::from_secs_f64(s)),
-        _ => Err(config_error(variable, &expected, raw)),
-    }
+    ConfigError::seconds(variable, raw, min, max)
 }
 
 impl WorkerConfig {

@@ -95,7 +95,12 @@ pub async fn run(args: EnqueueArgs) -> anyhow::Result<serde_json::Value> {
     let app = jobs_http::router(AppState::new(service.clone(), AuthConfig::open()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/jobs", listener.local_addr()?);
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    // The server loop users run (connection limits included), not a bare axum::serve.
+    let server = tokio::spawn(jobs_http::server::serve(
+        listener,
+        app,
+        std::future::pending(),
+    ));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections as usize)
         .build()?;
