@@ -3,6 +3,7 @@
 //! transaction** — the job exists if and only if the signup commits.
 //!
 //! ```sh
+//! export ASYNC_JOBS_ENQUEUE_AUTH_TOKEN=change-me   # the mounted job API requires credentials
 //! ASYNC_JOBS_DB_DSN=postgres://postgres@127.0.0.1:5432/async_jobs_test \
 //!   cargo run --example axum_app            # listens on 127.0.0.1:3000 (EXAMPLE_ADDR to change)
 //!
@@ -14,13 +15,17 @@
 //! curl -s -X POST localhost:3000/signup -H 'content-type: application/json' \
 //!   -d '{"tenant_id": "acme", "email": "bob@example.com", "fail_after_enqueue": true}'
 //!
-//! curl -s 'localhost:3000/async-jobs/jobs?tenant_id=acme&type=send_email'   # only Ada's job
+//! curl -s -H "authorization: Bearer $ASYNC_JOBS_ENQUEUE_AUTH_TOKEN" \
+//!   'localhost:3000/async-jobs/jobs?tenant_id=acme&type=send_email'   # only Ada's job
 //! ```
 //!
 //! The jobs wait as `pending` until a scheduler and a worker run against the same database
 //! (`async-jobs scheduler`, `async-jobs worker`, or `deploy/docker-compose.yml`). The platform
-//! settings (use cases, quotas, `ASYNC_JOBS_ENQUEUE_AUTH_TOKEN` for the mounted API) come from the
-//! same environment variables as the binaries; `ASYNC_JOBS_DB_SCHEMA` picks the jobs' schema.
+//! settings (use cases, quotas, credentials for the mounted API) come from the same environment
+//! variables as the binaries; `ASYNC_JOBS_DB_SCHEMA` picks the jobs' schema. Like `async-jobs api`,
+//! the service refuses to start without `ASYNC_JOBS_ENQUEUE_AUTH_TOKEN` or `ASYNC_JOBS_API_KEYS`
+//! unless `ASYNC_JOBS_AUTH=none` says the job API may run open (`/signup` is this example's own
+//! route and not protected).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +36,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use jobs_core::{EnqueueError, EnqueueRequest, JobService, PlatformConfig};
-use jobs_http::{AppState, AuthConfig};
+use jobs_http::auth::{ResolvedAuth, Serving};
+use jobs_http::AppState;
 use jobs_postgres::PgStore;
 use serde::Deserialize;
 use serde_json::json;
@@ -156,6 +162,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parse()?;
 
     let config = Arc::new(PlatformConfig::from_env()?);
+    // Credentials resolved like `async-jobs api` does: none configured is refused, not open.
+    let auth = ResolvedAuth::from_env(Serving::Api { addr })?;
+    auth.log();
     let store = PgStore::connect(&dsn, &schema)?;
     store.migrate().await?;
     store
@@ -167,7 +176,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The job API, over the same store, mounted under a prefix of this service.
     let service = JobService::new(Arc::new(store.clone()), config.clone());
-    let jobs_api = jobs_http::router(AppState::new(service, AuthConfig::from_env()?));
+    let jobs_api = jobs_http::router(AppState::new(service, auth.into_config()));
 
     let app = Router::new()
         .route("/signup", post(signup))

@@ -1,16 +1,19 @@
 //! Calling a remote async-jobs API with the typed client: enqueue, wait for the result, list.
 //!
 //! ```sh
-//! # an API to talk to: the whole stack (`async-jobs dev`, or deploy/docker-compose.yml), or just
-//! # the API with an in-memory store (its jobs stay pending: no worker runs them)
+//! # an API to talk to: the whole stack (`async-jobs dev`, open without credentials on 127.0.0.1;
+//! # or deploy/docker-compose.yml, token from ASYNC_JOBS_ENQUEUE_AUTH_TOKEN, default change-me),
+//! # or just the API with an in-memory store (its jobs stay pending: no worker runs them), which
+//! # refuses to start without credentials:
+//! export ASYNC_JOBS_ENQUEUE_AUTH_TOKEN=change-me
 //! cargo run -p jobs-http --bin jobs-api &
 //!
-//! cargo run --example remote_client
+//! cargo run --example remote_client     # sends the same token
 //! ```
 //!
 //! Settings: `ASYNC_JOBS_API_URL` (default `http://127.0.0.1:8080`, include the prefix if the
-//! router is mounted under one), `ASYNC_JOBS_ENQUEUE_AUTH_TOKEN` (bearer token, if the API has
-//! one), `EXAMPLE_WAIT_SECONDS` (how long to wait for the job, default 30).
+//! router is mounted under one), `ASYNC_JOBS_ENQUEUE_AUTH_TOKEN` (bearer token, if the API
+//! requires one), `EXAMPLE_WAIT_SECONDS` (how long to wait for the job, default 30).
 
 use std::time::Duration;
 

@@ -8,6 +8,8 @@
 //!   under `crates/*/src` and `src/`, a prefix literal (`"ASYNC_JOBS_SQS_QUEUE_"`) or a per-use-case
 //!   template (`"ASYNC_JOBS_{upper}_MAX_CONCURRENT"`) for a use case the same service defines;
 //! - `stop_grace_period` / `stopTimeout` exceed the worker's drain grace;
+//! - the binary accepts each service's configuration (`--print-config`), and the API requires
+//!   credentials;
 //! - the task role allows the SQS actions the processes call.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -869,6 +871,7 @@ fn the_binary_accepts_every_service_configuration() {
         if role != "migrate" {
             assert_both_use_cases(&what, &config);
         }
+        assert_api_requires_credentials(&what, &role, &config);
     }
     // The health-check command runs inside every container, under the image's environment.
     if let Some(config) = print_config("healthcheck", "healthcheck", &BTreeMap::new()) {
@@ -892,5 +895,17 @@ fn the_binary_accepts_every_service_configuration() {
         if role != "migrate" {
             assert_both_use_cases(&what, &config);
         }
+        assert_api_requires_credentials(&what, &role, &config);
+    }
+}
+
+/// A deployed API requires credentials (it would refuse to start without, so `--print-config`
+/// would already have failed; this also rules out `ASYNC_JOBS_AUTH=none`).
+fn assert_api_requires_credentials(what: &str, role: &str, config: &Value) {
+    if role == "api" {
+        assert_eq!(
+            config["auth"]["mode"], "required",
+            "{what}: the API must require credentials: {config}"
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! `--print-config`: what a command would run with, secrets redacted.
 
+use std::net::SocketAddr;
+
 use jobs_core::PlatformConfig;
+use jobs_http::auth::{ResolvedAuth, Serving};
 use serde_json::json;
 
 use super::CliError;
@@ -37,10 +40,16 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The resolved configuration of `command` as pretty JSON. Fails like the command would on a
-/// bad setting.
-pub(crate) fn describe(command: &str) -> Result<String, CliError> {
+/// The resolved configuration of `command` (listening on `api_addr` when it serves the API) as
+/// pretty JSON. Fails like the command would on a bad setting, missing credentials included.
+pub(crate) fn describe(command: &str, api_addr: Option<SocketAddr>) -> Result<String, CliError> {
     let platform = PlatformConfig::from_env()?;
+    // The same resolution the API processes run: the authentication actually in force.
+    let auth = match (command, api_addr) {
+        ("dev", Some(addr)) => Some(ResolvedAuth::from_env(Serving::Dev { addr })?),
+        (_, Some(addr)) => Some(ResolvedAuth::from_env(Serving::Api { addr })?),
+        (_, None) => None,
+    };
     let use_cases: Vec<_> = platform
         .use_cases
         .values()
@@ -61,10 +70,6 @@ pub(crate) fn describe(command: &str) -> Result<String, CliError> {
         },
         "use_cases": use_cases,
         "per_tenant_quotas": var("ASYNC_JOBS_PER_TENANT_QUOTAS"),
-        "auth": {
-            "bearer_token": if var("ASYNC_JOBS_ENQUEUE_AUTH_TOKEN").is_some() { "set (redacted)" } else { "unset" },
-            "tenant_api_keys": if var("ASYNC_JOBS_API_KEYS").is_some() { "set (hashes, redacted)" } else { "unset" },
-        },
         "log_format": var("ASYNC_JOBS_LOG_FORMAT").unwrap_or_else(|| "text".to_owned()),
         "aws": {
             "region": var("AWS_REGION"),
@@ -72,11 +77,9 @@ pub(crate) fn describe(command: &str) -> Result<String, CliError> {
         },
     });
     if let Some(obj) = out.as_object_mut() {
-        if matches!(command, "dev" | "api") {
-            obj.insert(
-                "api_addr".into(),
-                json!(var("ASYNC_JOBS_API_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned())),
-            );
+        if let (Some(addr), Some(auth)) = (api_addr, &auth) {
+            obj.insert("api_addr".into(), json!(addr.to_string()));
+            obj.insert("auth".into(), auth.report());
             let limits = jobs_http::ServerLimits::from_env()?;
             obj.insert(
                 "http_limits".into(),

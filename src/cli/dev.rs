@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use jobs_core::{JobService, PlatformConfig};
+use jobs_http::auth::{ResolvedAuth, Serving};
 use jobs_scheduler::{Dispatcher, Scheduler, SchedulerConfig};
 use jobs_worker::{Worker, WorkerConfig};
 use tokio::sync::watch;
@@ -18,7 +19,9 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CliError> {
     let platform = Arc::new(PlatformConfig::from_env()?);
-    let auth = jobs_http::AuthConfig::from_env()?;
+    // Open without credentials on a loopback address only; refused elsewhere unless
+    // ASYNC_JOBS_AUTH=none.
+    let auth = ResolvedAuth::from_env(Serving::Dev { addr })?;
     let scheduler_config = SchedulerConfig::from_env()?;
     let worker_config = WorkerConfig::from_env()?;
     let limits = jobs_http::ServerLimits::from_env()?;
@@ -40,6 +43,7 @@ pub(crate) async fn run(
     if store.postgres.is_none() {
         tracing::warn!("the in-memory store is not durable: set ASYNC_JOBS_DB_DSN to use Postgres");
     }
+    auth.log();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -49,7 +53,7 @@ pub(crate) async fn run(
         }
     };
 
-    let state = jobs_http::AppState::new(service.clone(), auth)
+    let state = jobs_http::AppState::new(service.clone(), auth.into_config())
         .with_metrics_handle(jobs_http::metrics::prometheus_handle());
     let api = tokio::spawn(jobs_http::server::serve_with(
         listener,

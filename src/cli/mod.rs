@@ -56,7 +56,10 @@ enum Command {
 
 pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     if cli.print_config {
-        println!("{}", config::describe(command_name(&cli.command))?);
+        println!(
+            "{}",
+            config::describe(command_name(&cli.command), api_addr(&cli.command))?
+        );
         return Ok(());
     }
     match cli.command {
@@ -85,6 +88,14 @@ fn command_name(c: &Command) -> &'static str {
         Command::Worker => "worker",
         Command::Migrate => "migrate",
         Command::Healthcheck { .. } => "healthcheck",
+    }
+}
+
+/// The API address of the commands that serve it.
+fn api_addr(c: &Command) -> Option<SocketAddr> {
+    match c {
+        Command::Dev { addr } | Command::Api { addr } => Some(*addr),
+        _ => None,
     }
 }
 

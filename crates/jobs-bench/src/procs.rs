@@ -93,6 +93,9 @@ pub async fn run_role(role: Role, args: RoleArgs) -> anyhow::Result<()> {
     let out = match role {
         Role::Api => {
             let service = JobService::new(store as Arc<dyn JobStore>, platform);
+            // Deliberately open (no credentials): it listens on a loopback port of its own for
+            // the parent bench process only, like `async-jobs dev` on loopback. It is not
+            // `async-jobs api` (which would refuse without credentials or ASYNC_JOBS_AUTH=none).
             let app = jobs_http::router(AppState::new(service, AuthConfig::open()));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             println!(

@@ -9,7 +9,8 @@ use jobs_core::clock::SystemClock;
 use jobs_core::memory::MemoryStore;
 use jobs_core::{JobService, JobStore, PlatformConfig};
 
-use crate::{AppState, AuthConfig};
+use crate::auth::{ResolvedAuth, Serving};
+use crate::AppState;
 
 /// Why the process could not start or serve (each message names the setting at fault).
 pub type AppError = Box<dyn std::error::Error + Send + Sync>;
@@ -73,18 +74,18 @@ pub async fn store_from_env() -> Result<StoreChoice, AppError> {
 }
 
 /// Serves the API on `addr` until `shutdown`: platform settings from the environment, credentials
-/// from [`AuthConfig::from_env`], connection limits from [`crate::ServerLimits::from_env`], the
-/// store from [`store_from_env`], Prometheus metrics installed.
+/// from [`ResolvedAuth::from_env`] (refuses to start without one unless `ASYNC_JOBS_AUTH=none`),
+/// connection limits from [`crate::ServerLimits::from_env`], the store from [`store_from_env`],
+/// Prometheus metrics installed.
 pub async fn run_from_env(
     addr: SocketAddr,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
     let platform = Arc::new(PlatformConfig::from_env()?);
     let limits = crate::ServerLimits::from_env()?;
-    let auth = AuthConfig::from_env()?;
-    if auth.is_open() {
-        tracing::warn!("no ASYNC_JOBS_ENQUEUE_AUTH_TOKEN or ASYNC_JOBS_API_KEYS: the API is open to anyone who can reach it");
-    }
+    let auth = ResolvedAuth::from_env(Serving::Api { addr })?;
+    auth.log();
+    let auth = auth.into_config();
     let choice = store_from_env().await?;
     if choice.postgres.is_none() {
         tracing::warn!("ASYNC_JOBS_DB_DSN is not set: {}", choice.describe());

@@ -92,6 +92,8 @@ pub async fn run(args: EnqueueArgs) -> anyhow::Result<serde_json::Value> {
     })
     .await?;
 
+    // Deliberately open (no credentials): an in-process server on a loopback port of its own,
+    // for the benchmark's client only (the same as `async-jobs dev` on loopback).
     let app = jobs_http::router(AppState::new(service.clone(), AuthConfig::open()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/jobs", listener.local_addr()?);
