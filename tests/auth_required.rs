@@ -270,3 +270,32 @@ async fn dev_on_loopback_runs_open_and_says_so() {
     );
     drop(proc);
 }
+
+/// A variable that is not UTF-8 anywhere in the environment is no reason to panic; one of ours
+/// that is not UTF-8 is a setting error naming it.
+#[cfg(unix)]
+#[test]
+fn settings_that_are_not_utf8_never_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    let out = command(&["--print-config", "api"], &[(TOKEN_VAR, "s3cret")])
+        .env("SOME_OTHER_VARIABLE", bad)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = command(&["--print-config", "api"], &[(TOKEN_VAR, "s3cret")])
+        .env("ASYNC_JOBS_HTTP_MAX_CONNECTIONS", bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("ASYNC_JOBS_HTTP_MAX_CONNECTIONS"),
+        "{stderr}"
+    );
+}

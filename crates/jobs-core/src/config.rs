@@ -17,6 +17,18 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The process environment as `(name, value)` pairs for the `from_vars` readers. Unlike
+/// `std::env::vars()` it never panics: a name or value that is not UTF-8 is converted lossily, so
+/// a setting of ours holding one fails to parse with an error naming it instead.
+pub fn env_vars() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().map(|(k, v)| {
+        (
+            k.to_string_lossy().into_owned(),
+            v.to_string_lossy().into_owned(),
+        )
+    })
+}
+
 /// A setting was missing or malformed. Displays as one line naming the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {variable}: expected {expected}, got {got:?}")]
@@ -298,7 +310,7 @@ impl PlatformConfig {
 
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(std::env::vars())
+        Self::from_vars(env_vars())
     }
 
     /// Reads configuration from `(name, value)` pairs (the environment, or a test's map).

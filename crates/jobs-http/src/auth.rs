@@ -212,7 +212,7 @@ impl AuthConfig {
     /// credentials only; a process serving the API uses [`ResolvedAuth::from_env`], which also
     /// applies [`AUTH_MODE_VAR`] and refuses to run without credentials.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(std::env::vars())
+        Self::from_vars(jobs_core::config::env_vars())
     }
 
     /// Reads the two variables from `(name, value)` pairs. A blank value counts as unset; the
@@ -416,7 +416,7 @@ pub struct ResolvedAuth {
 impl ResolvedAuth {
     /// Resolves from the process environment (see [`ResolvedAuth::from_vars`]).
     pub fn from_env(serving: Serving) -> Result<Self, AuthError> {
-        Self::from_vars(std::env::vars(), serving)
+        Self::from_vars(jobs_core::config::env_vars(), serving)
     }
 
     /// Resolves [`AUTH_MODE_VAR`], [`TOKEN_VAR`] and [`API_KEYS_VAR`] for `serving`: with a
