@@ -108,7 +108,7 @@ async fn enqueue_one(
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
-        (status = 503, description = "Store unavailable", body = ErrorBody),
+        (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
@@ -135,7 +135,7 @@ async fn enqueue(
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
-        (status = 503, description = "Store unavailable", body = ErrorBody),
+        (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
@@ -158,6 +158,7 @@ async fn enqueue_alias(
         (status = 400, description = "Invalid request (the message names the job's index)", body = ErrorBody),
         (status = 403, description = "A job of another tenant", body = ErrorBody),
         (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
+        (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
@@ -199,6 +200,7 @@ async fn enqueue_batch(
         (status = 200, description = "The job", body = JobSchema),
         (status = 400, description = "Not a UUID", body = ErrorBody),
         (status = 404, description = "No such job, or another tenant's", body = ErrorBody),
+        (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
@@ -222,6 +224,7 @@ async fn get_job(
     responses(
         (status = 200, description = "A page of jobs", body = JobList),
         (status = 400, description = "Bad filter, cursor or limit", body = ErrorBody),
+        (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
@@ -248,6 +251,7 @@ async fn list_jobs(
         (status = 200, description = "The job after the cancel", body = JobSchema),
         (status = 404, description = "No such job, or another tenant's", body = ErrorBody),
         (status = 409, description = "Already succeeded or dead", body = ErrorBody),
+        (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
@@ -273,6 +277,7 @@ async fn cancel_job(
         (status = 404, description = "No such job, or another tenant's", body = ErrorBody),
         (status = 409, description = "Not dead or cancelled", body = ErrorBody),
         (status = 429, description = "Tenant quota exceeded: the retried job would take the tenant over its quota (`quota_exceeded`, with `Retry-After`)", body = ErrorBody),
+        (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
