@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use jobs_core::PlatformConfig;
+use jobs_http::app::StoreRole;
 use jobs_http::auth::{ResolvedAuth, Serving};
 use serde_json::json;
 
@@ -38,6 +39,15 @@ pub(crate) fn schema() -> String {
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The role of the store `command` runs on (its statement timeout), if it has one.
+fn store_role(command: &str) -> Option<StoreRole> {
+    match command {
+        "dev" | "api" => Some(StoreRole::Api),
+        "scheduler" | "worker" => Some(StoreRole::Background),
+        _ => None,
+    }
 }
 
 /// The resolved configuration of `command` (listening on `api_addr` when it serves the API) as
@@ -104,6 +114,12 @@ pub(crate) fn describe(command: &str, api_addr: Option<SocketAddr>) -> Result<St
             obj.insert(
                 "worker".into(),
                 json!(format!("{:?}", jobs_worker::WorkerConfig::from_env()?)),
+            );
+        }
+        if let Some(role) = store_role(command) {
+            obj.insert(
+                "statement_timeout_seconds".into(),
+                json!(role.statement_timeout_from_env()?.map(|t| t.as_secs_f64())),
             );
         }
         if matches!(command, "scheduler" | "worker") {

@@ -205,10 +205,11 @@ struct ErrorDetail {
 /// Which failures a call may retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RetryPolicy {
-    /// Safe to repeat (reads, keyed enqueues, cancel): connect errors, timeouts, 5xx, 429.
+    /// Safe to repeat (reads, keyed enqueues, cancel): connect errors, timeouts, 5xx, 429 —
+    /// except a 503 `store_timeout` (see `ClientError::is_retryable`).
     Idempotent,
     /// Not safe to repeat once processed (manual retry): only when the server surely did not act —
-    /// connect errors, 429 and 503.
+    /// connect errors, 429 and 503 (not `store_timeout`).
     NotProcessed,
     /// Probes: one attempt.
     Never,
@@ -484,13 +485,16 @@ impl JobsClient {
                     if !(retryable && can_retry) {
                         return Err(error_from(resp).await);
                     }
-                    match retry_after(resp.headers()) {
-                        Some(after) if after > self.config.max_retry_after => {
-                            return Err(error_from(resp).await)
-                        }
-                        Some(after) => after,
-                        None => self.backoff(retry),
+                    let after = retry_after(resp.headers());
+                    let err = error_from(resp).await;
+                    // A query the server cut at its statement timeout would likely run as long
+                    // again: not repeated blindly (the caller may retry later).
+                    if err.code() == Some(STORE_TIMEOUT)
+                        || after.is_some_and(|a| a > self.config.max_retry_after)
+                    {
+                        return Err(err);
                     }
+                    after.unwrap_or_else(|| self.backoff(retry))
                 }
                 Err(err) => {
                     let retryable = err.is_connect()
@@ -512,6 +516,9 @@ impl JobsClient {
         }
     }
 }
+
+/// The server's code for a request whose query ran past the store's statement timeout.
+const STORE_TIMEOUT: &str = "store_timeout";
 
 fn generated_key() -> String {
     format!("auto-{}", uuid::Uuid::new_v4())

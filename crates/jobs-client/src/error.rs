@@ -75,6 +75,11 @@ pub enum ClientError {
 
 impl ClientError {
     /// True for errors a caller may retry later (quota, 5xx, timeouts, transport).
+    ///
+    /// The client's own bounded retries repeat these at once, except a 503 `store_timeout` (the
+    /// server cut the request's query at its statement timeout): repeating a query that just ran
+    /// out of time would likely run as long again, so that one comes back on the first answer;
+    /// retry it later, deliberately.
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::QuotaExceeded { .. }

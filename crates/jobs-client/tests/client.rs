@@ -281,6 +281,23 @@ async fn retries_are_bounded() {
 }
 
 #[tokio::test]
+async fn a_store_timeout_is_not_repeated() {
+    let server = start(AuthConfig::open()).await;
+    let c = client(&server.url);
+    let faults = server.store.interceptor();
+    faults.enqueue_timeout.store(100, SeqCst);
+    let err = c.enqueue(req("a")).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::RemoteHttp { status: 503, code, .. } if code == "store_timeout"),
+        "{err:?}"
+    );
+    assert_eq!(faults.enqueue_timeout.load(SeqCst), 99, "one attempt only");
+    assert!(err.is_retryable(), "the caller may retry it later");
+    faults.enqueue_timeout.store(0, SeqCst);
+    c.enqueue(req("a")).await.unwrap();
+}
+
+#[tokio::test]
 async fn transport_failures_and_timeouts() {
     // Nothing listens on a port we just released.
     let port = {

@@ -43,10 +43,23 @@ pub enum StoreError {
     /// Anything else: a bug, corrupt data or a refused query. Do not retry blindly.
     #[error("store error: {0}")]
     Internal(String),
+    /// The store gave up on the call because it ran longer than the store allows (PostgreSQL:
+    /// the pool's `statement_timeout` cut the statement, SQLSTATE 57014; its transaction was
+    /// rolled back). Not [retryable](StoreError::is_retryable) blindly: the same call may take as
+    /// long again (an expensive query) and repeating it at once adds load to a store that is
+    /// already slow; it may succeed later if it only waited on a lock or an overloaded server.
+    #[error("store timeout: {0}")]
+    Timeout(String),
 }
 
 impl StoreError {
-    /// True when the same call may succeed if retried.
+    /// True when the same call may succeed if retried at once (with backoff): [`Unavailable`]
+    /// and [`Conflict`]. [`Timeout`] is not: a caller may retry it later, deliberately, but a
+    /// retry loop should not repeat a call that just ran out of time.
+    ///
+    /// [`Unavailable`]: StoreError::Unavailable
+    /// [`Conflict`]: StoreError::Conflict
+    /// [`Timeout`]: StoreError::Timeout
     pub const fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_) | StoreError::Conflict(_))
     }

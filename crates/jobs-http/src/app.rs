@@ -4,10 +4,11 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use jobs_core::clock::SystemClock;
 use jobs_core::memory::MemoryStore;
-use jobs_core::{JobService, JobStore, PlatformConfig};
+use jobs_core::{ConfigError, JobService, JobStore, PlatformConfig};
 
 use crate::auth::{ResolvedAuth, Serving};
 use crate::AppState;
@@ -46,9 +47,80 @@ impl StoreChoice {
     }
 }
 
-/// Postgres when `ASYNC_JOBS_DB_DSN` is set (schema `ASYNC_JOBS_DB_SCHEMA`, default `async_jobs`;
-/// migrated unless `ASYNC_JOBS_AUTO_MIGRATE=false`), else the in-memory store.
+/// Which process a Postgres store is for; decides the statement timeout of its pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreRole {
+    /// The HTTP API (`api`, and `dev`, whose scheduler and worker share the API's store): every
+    /// statement is bounded by `ASYNC_JOBS_API_STATEMENT_TIMEOUT` (seconds, default 5, `0` = no
+    /// limit), so one expensive request cannot hold a connection and a backend for long; a
+    /// request cut by it answers 503 `store_timeout`.
+    Api,
+    /// The scheduler and the worker: no statement timeout. Their statements are the store's own
+    /// bounded, indexed ones (no caller-chosen filters); when they are slow it is because the
+    /// database is, and cutting them would turn slow progress into none: a cut pick or reap is
+    /// repeated whole on the next tick, a cut outcome write leaves a finished job to the reaper
+    /// to run again. The pool's wait and connect timeouts still bound a stalled database.
+    Background,
+}
+
+impl StoreRole {
+    /// The statement timeout of this role's store, from the environment. `Err` names the
+    /// variable and what it should hold.
+    pub fn statement_timeout_from_env(self) -> Result<Option<Duration>, ConfigError> {
+        match self {
+            StoreRole::Api => statement_timeout(
+                API_STATEMENT_TIMEOUT_VAR,
+                std::env::var(API_STATEMENT_TIMEOUT_VAR).ok().as_deref(),
+                DEFAULT_API_STATEMENT_TIMEOUT,
+            ),
+            StoreRole::Background => Ok(None),
+        }
+    }
+}
+
+/// The API's statement timeout setting.
+pub const API_STATEMENT_TIMEOUT_VAR: &str = "ASYNC_JOBS_API_STATEMENT_TIMEOUT";
+
+/// The API's statement timeout when [`API_STATEMENT_TIMEOUT_VAR`] is not set.
+pub const DEFAULT_API_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads a statement timeout in seconds (fractions allowed; `0` = no limit; empty or unset =
+/// `default`).
+fn statement_timeout(
+    var: &str,
+    value: Option<&str>,
+    default: Duration,
+) -> Result<Option<Duration>, ConfigError> {
+    let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(Some(default));
+    };
+    let secs = raw
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| jobs_core::duration_secs::from_secs(s).ok())
+        .filter(|d| *d <= MAX_STATEMENT_TIMEOUT)
+        .ok_or_else(|| ConfigError {
+            variable: var.to_owned(),
+            expected: "seconds ≥ 0 (fractions allowed, at most 2000000; 0 = no limit)".to_owned(),
+            got: raw.chars().take(200).collect(),
+        })?;
+    Ok((!secs.is_zero()).then_some(secs))
+}
+
+/// PostgreSQL takes `statement_timeout` in milliseconds up to `i32::MAX` (about 24 days).
+const MAX_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2_000_000);
+
+/// [`store_for`] the API: Postgres when `ASYNC_JOBS_DB_DSN` is set, with the API's statement
+/// timeout ([`StoreRole::Api`]), else the in-memory store.
 pub async fn store_from_env() -> Result<StoreChoice, AppError> {
+    store_for(StoreRole::Api).await
+}
+
+/// Postgres when `ASYNC_JOBS_DB_DSN` is set (schema `ASYNC_JOBS_DB_SCHEMA`, default `async_jobs`;
+/// migrated unless `ASYNC_JOBS_AUTO_MIGRATE=false`; the statement timeout of `role`), else the
+/// in-memory store.
+pub async fn store_for(role: StoreRole) -> Result<StoreChoice, AppError> {
+    let statement_timeout = role.statement_timeout_from_env()?;
     let Some(dsn) = std::env::var("ASYNC_JOBS_DB_DSN")
         .ok()
         .filter(|v| !v.trim().is_empty())
@@ -60,7 +132,14 @@ pub async fn store_from_env() -> Result<StoreChoice, AppError> {
     };
     let schema = std::env::var("ASYNC_JOBS_DB_SCHEMA")
         .unwrap_or_else(|_| jobs_postgres::DEFAULT_SCHEMA.to_owned());
-    let store = jobs_postgres::PgStore::connect(&dsn, &schema)?;
+    let store = jobs_postgres::PgStore::connect_with(
+        &dsn,
+        &schema,
+        jobs_postgres::PoolOptions {
+            statement_timeout,
+            ..jobs_postgres::PoolOptions::default()
+        },
+    )?;
     if std::env::var("ASYNC_JOBS_AUTO_MIGRATE").map_or(true, |v| v.trim() != "false") {
         store
             .migrate()
@@ -100,4 +179,37 @@ pub async fn run_from_env(
     crate::server::serve_with(listener, crate::router(state), limits, shutdown).await?;
     tracing::info!("API stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VAR: &str = API_STATEMENT_TIMEOUT_VAR;
+    const FIVE: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn statement_timeout_is_seconds_with_zero_for_none() {
+        assert_eq!(statement_timeout(VAR, None, FIVE), Ok(Some(FIVE)));
+        assert_eq!(statement_timeout(VAR, Some(" "), FIVE), Ok(Some(FIVE)));
+        assert_eq!(statement_timeout(VAR, Some("0"), FIVE), Ok(None));
+        assert_eq!(
+            statement_timeout(VAR, Some("30"), FIVE),
+            Ok(Some(Duration::from_secs(30)))
+        );
+        assert_eq!(
+            statement_timeout(VAR, Some("0.25"), FIVE),
+            Ok(Some(Duration::from_millis(250)))
+        );
+        for bad in ["-1", "five", "NaN", "inf", "1e300", "2000001"] {
+            let err = statement_timeout(VAR, Some(bad), FIVE).unwrap_err();
+            assert_eq!(err.variable, VAR, "{bad}");
+            assert_eq!(err.got, bad);
+        }
+    }
+
+    #[test]
+    fn background_processes_have_no_statement_timeout() {
+        assert_eq!(StoreRole::Background.statement_timeout_from_env(), Ok(None));
+    }
 }

@@ -54,6 +54,9 @@ pub mod codes {
     pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
     /// 503: the store cannot be reached now; retry.
     pub const STORE_UNAVAILABLE: &str = "store_unavailable";
+    /// 503: a query took longer than the store's statement timeout and was cancelled (its
+    /// transaction rolled back); retry later, or narrow the request.
+    pub const STORE_TIMEOUT: &str = "store_timeout";
     /// 500: a non-retryable store failure.
     pub const INTERNAL: &str = "internal";
 }
@@ -90,6 +93,11 @@ pub struct ApiError {
 
 /// Seconds a client should wait before retrying after a 503.
 const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
+
+/// Seconds a client should wait before retrying a request whose query ran out of time: longer
+/// than after `store_unavailable`, so that repeating an expensive query does not add to the
+/// load that may have slowed it.
+const TIMEOUT_RETRY_AFTER_SECS: u64 = 5;
 
 impl ApiError {
     /// An error with a status, code and message.
@@ -135,9 +143,18 @@ impl ApiError {
         self
     }
 
-    /// The error for a store failure: 503 when retryable, 500 otherwise (details logged, not sent).
+    /// The error for a store failure: 503 `store_timeout` for a query cut by the statement
+    /// timeout, 503 `store_unavailable` when retryable, 500 otherwise (details logged, not sent).
     pub fn from_store(err: &StoreError) -> Self {
-        if err.is_retryable() {
+        if let StoreError::Timeout(_) = err {
+            tracing::warn!(error = %err, "store query timed out");
+            Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::STORE_TIMEOUT,
+                "the query took too long: the job store cancelled it at its statement timeout; retry later",
+            )
+            .with_retry_after(Duration::from_secs(TIMEOUT_RETRY_AFTER_SECS))
+        } else if err.is_retryable() {
             tracing::warn!(error = %err, "store unavailable");
             Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -109,7 +109,7 @@ async fn enqueue_one(
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
-        (status = 503, description = "Store unavailable", body = ErrorBody),
+        (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
@@ -137,7 +137,7 @@ async fn enqueue(
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
-        (status = 503, description = "Store unavailable", body = ErrorBody),
+        (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
@@ -161,6 +161,7 @@ async fn enqueue_alias(
         (status = 403, description = "A job of another tenant", body = ErrorBody),
         (status = 408, description = "The body did not arrive within the body timeout (`body_timeout`)", body = ErrorBody),
         (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
+        (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
@@ -202,6 +203,7 @@ async fn enqueue_batch(
         (status = 200, description = "The job", body = JobSchema),
         (status = 400, description = "Not a UUID", body = ErrorBody),
         (status = 404, description = "No such job, or another tenant's", body = ErrorBody),
+        (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
@@ -225,6 +227,7 @@ async fn get_job(
     responses(
         (status = 200, description = "A page of jobs", body = JobList),
         (status = 400, description = "Bad filter, cursor or limit", body = ErrorBody),
+        (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
@@ -251,6 +254,7 @@ async fn list_jobs(
         (status = 200, description = "The job after the cancel", body = JobSchema),
         (status = 404, description = "No such job, or another tenant's", body = ErrorBody),
         (status = 409, description = "Already succeeded or dead", body = ErrorBody),
+        (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
@@ -276,6 +280,7 @@ async fn cancel_job(
         (status = 404, description = "No such job, or another tenant's", body = ErrorBody),
         (status = 409, description = "Not dead or cancelled", body = ErrorBody),
         (status = 429, description = "Tenant quota exceeded: the retried job would take the tenant over its quota (`quota_exceeded`, with `Retry-After`)", body = ErrorBody),
+        (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]

@@ -167,3 +167,22 @@ async fn schemas_match_the_wire_types() {
         .collect();
     assert_eq!(statuses, real);
 }
+
+#[test]
+fn every_jobs_operation_documents_the_store_503s() {
+    let doc = serde_json::to_value(jobs_http::openapi()).unwrap();
+    let mut checked = 0;
+    for (method, path) in documented(&doc) {
+        if !path.starts_with("/jobs") {
+            continue;
+        }
+        let description = doc["paths"][&path][&method]["responses"]["503"]["description"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} documents no 503"));
+        for code in ["store_unavailable", "store_timeout"] {
+            assert!(description.contains(code), "{method} {path}: {description}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 7);
+}

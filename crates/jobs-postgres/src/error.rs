@@ -4,7 +4,12 @@
 //! |---|---|
 //! | connection lost, refused or closed; server shutting down (SQLSTATE class 08, 57P01–57P03); too many connections (53300); pool timeout or closed | [`StoreError::Unavailable`] |
 //! | serialization failure (40001), deadlock (40P01) | [`StoreError::Conflict`] |
+//! | statement cancelled (57014 `query_canceled`): it ran past the session's `statement_timeout` ([`PoolOptions::statement_timeout`](crate::PoolOptions::statement_timeout)), or an operator cancelled it | [`StoreError::Timeout`] |
 //! | anything else | [`StoreError::Internal`] |
+//!
+//! A cancel by `pg_cancel_backend` shares the SQLSTATE with the timeout and only the (possibly
+//! translated) message tells them apart, so both are `Timeout`: either way the statement was cut
+//! before it finished and its transaction rolled back.
 
 use deadpool_postgres::PoolError;
 use jobs_core::StoreError;
@@ -19,6 +24,7 @@ pub(crate) fn pg(e: &tokio_postgres::Error) -> StoreError {
         {
             StoreError::Conflict(e.to_string())
         }
+        Some(code) if *code == SqlState::QUERY_CANCELED => StoreError::Timeout(describe(e)),
         Some(code) if is_unavailable_code(code) => StoreError::Unavailable(describe(e)),
         Some(_) => StoreError::Internal(describe(e)),
         // No SQLSTATE: an I/O error, a closed connection, a timeout or a protocol failure.

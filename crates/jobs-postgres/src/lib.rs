@@ -39,7 +39,8 @@
 //!   connections (at most one NOTIFY transaction in flight, see migration 2); [`JobStore::subscribe`](jobs_core::JobStore::subscribe) listens on a
 //!   dedicated connection that reconnects by itself.
 //! - Errors: connection loss and pool timeouts are [`StoreError::Unavailable`](jobs_core::StoreError),
-//!   serialization failures and deadlocks `Conflict`, everything else `Internal`.
+//!   serialization failures and deadlocks `Conflict`, a statement cut by the pool's
+//!   [`PoolOptions::statement_timeout`] `Timeout`, everything else `Internal`.
 //!
 //! See `docs/postgres.md` for the schema, the locking and the query plans.
 

@@ -6,6 +6,11 @@
 //! schema name, applied in its own transaction and recorded in `<schema>.schema_migrations`.
 //! The whole run holds a session advisory lock, so several processes may migrate at once: one
 //! applies, the others wait and then find nothing left to do.
+//!
+//! A migration may rewrite a large table and the wait for another process's run may be long, so
+//! the run lifts the session's `statement_timeout` (a pool built with
+//! [`PoolOptions::statement_timeout`](crate::PoolOptions::statement_timeout) sets one) and puts
+//! the session's value back afterwards.
 
 use async_trait::async_trait;
 use tokio_postgres::Client;
@@ -137,6 +142,37 @@ async fn run(client: &Client, schema: &SchemaName) -> Result<MigrationReport, Mi
 }
 
 async fn run_upto(
+    client: &Client,
+    schema: &SchemaName,
+    upto: i32,
+) -> Result<MigrationReport, MigrateError> {
+    let bookkeeping = failed(0, "schema_migrations");
+    // No statement timeout while migrating (see the module docs); the session's own comes back
+    // at the end.
+    let saved_timeout: String = client
+        .query_one(
+            "SELECT current_setting('statement_timeout'), set_config('statement_timeout', '0', false)",
+            &[],
+        )
+        .await
+        .map_err(&bookkeeping)?
+        .try_get(0)
+        .map_err(&bookkeeping)?;
+    let result = locked(client, schema, upto).await;
+    if let Err(e) = client
+        .execute(
+            "SELECT set_config('statement_timeout', $1, false)",
+            &[&saved_timeout],
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "restoring the session's statement_timeout after migrating failed");
+    }
+    result
+}
+
+/// Applies the pending migrations under the migration lock.
+async fn locked(
     client: &Client,
     schema: &SchemaName,
     upto: i32,

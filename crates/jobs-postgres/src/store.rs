@@ -109,6 +109,17 @@ pub struct PoolOptions {
     pub wait_timeout: Duration,
     /// Connect timeout (default 5 s).
     pub connect_timeout: Duration,
+    /// The longest any one statement on the pool's connections may run (PostgreSQL's
+    /// `statement_timeout`, set on each session when it is created, rounded up to whole
+    /// milliseconds); a statement that runs longer, including one waiting for a lock, is cancelled
+    /// and its call fails with [`StoreError::Timeout`]. `None` (the default) leaves the
+    /// server's setting (normally no limit).
+    ///
+    /// Migrations run without it ([`PgStore::migrate`] and [`migrate`](crate::migrate()) on this
+    /// pool lift it for their session while they run). Your own statements on connections from
+    /// [`PgStore::pool`] are bounded by it too (`SET LOCAL statement_timeout` in a transaction
+    /// overrides it).
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for PoolOptions {
@@ -117,6 +128,19 @@ impl Default for PoolOptions {
             max_size: 16,
             wait_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            statement_timeout: None,
+        }
+    }
+}
+
+/// [`SESSION_SETUP`] plus the statement timeout, if any (in whole milliseconds, at least 1: `0`
+/// would mean no limit).
+fn session_setup(statement_timeout: Option<Duration>) -> String {
+    match statement_timeout {
+        None => SESSION_SETUP.to_owned(),
+        Some(t) => {
+            let ms = t.as_nanos().div_ceil(1_000_000).clamp(1, i32::MAX as u128);
+            format!("{SESSION_SETUP}; SET statement_timeout = {ms}")
         }
     }
 }
@@ -161,11 +185,13 @@ impl PgStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        let setup: Arc<str> = session_setup(options.statement_timeout).into();
         let pool = Pool::builder(manager)
-            .post_create(deadpool_postgres::Hook::async_fn(|client, _| {
+            .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+                let setup = Arc::clone(&setup);
                 Box::pin(async move {
                     client
-                        .batch_execute(SESSION_SETUP)
+                        .batch_execute(&setup)
                         .await
                         .map_err(deadpool_postgres::HookError::Backend)
                 })
@@ -825,5 +851,26 @@ impl JobStore for PgStore {
             )
         })?;
         Ok(Box::new(notify::subscribe(config, self.channel()).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_timeout_is_set_in_whole_milliseconds_never_zero() {
+        assert_eq!(session_setup(None), SESSION_SETUP);
+        let set = |t: Duration| {
+            session_setup(Some(t))
+                .strip_prefix(SESSION_SETUP)
+                .map(str::to_owned)
+        };
+        let ms = |n: u64| Some(format!("; SET statement_timeout = {n}"));
+        assert_eq!(set(Duration::from_secs(5)), ms(5000));
+        assert_eq!(set(Duration::from_micros(1500)), ms(2), "rounded up");
+        assert_eq!(set(Duration::from_nanos(1)), ms(1), "0 would mean no limit");
+        assert_eq!(set(Duration::ZERO), ms(1));
+        assert_eq!(set(Duration::from_secs(u64::MAX)), ms(i32::MAX as u64));
     }
 }

@@ -13,8 +13,8 @@ use common::{eventually, new_job, TestDb};
 use jobs_core::backoff::{Backoff, BackoffStrategy, Jitter};
 use jobs_core::store::Wakeup;
 use jobs_core::{
-    EnqueueError, Failure, JobFilter, JobStatus, JobStore, LeaseError, LeaseToken, ManualClock,
-    PageRequest, StoreError,
+    ChangeError, EnqueueError, Failure, JobFilter, JobStatus, JobStore, LeaseError, LeaseToken,
+    ManualClock, PageRequest, StoreError,
 };
 use jobs_postgres::{PgStore, PoolOptions};
 
@@ -836,4 +836,139 @@ async fn enqueue_in_refuses_a_quota_above_read_committed() {
     ));
     tx.commit().await.unwrap();
     db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_statement_timeout_cuts_a_write_blocked_on_a_row_lock() {
+    const TIMEOUT: Duration = Duration::from_millis(200);
+    let db = TestDb::new().await;
+    // One connection: the calls after the timeout reuse the session it cut.
+    let store = db.other_store(PoolOptions {
+        max_size: 1,
+        statement_timeout: Some(TIMEOUT),
+        ..PoolOptions::default()
+    });
+    let locked = store.enqueue(new_job("t", "u")).await.unwrap().job;
+    let free = store.enqueue(new_job("t", "u")).await.unwrap().job;
+
+    // Another session holds the job's row lock in an open transaction.
+    let mut holder = db.client().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.query(
+        &format!("SELECT id FROM {}.jobs WHERE id = $1 FOR UPDATE", db.schema),
+        &[&locked.id],
+    )
+    .await
+    .unwrap();
+
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(WAIT, store.cancel(locked.id))
+        .await
+        .expect("the cancel waited for the lock instead of being cut")
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        matches!(&err, ChangeError::Store(StoreError::Timeout(m)) if m.contains("57014")),
+        "{err:?}"
+    );
+    assert!(
+        matches!(&err, ChangeError::Store(e) if !e.is_retryable()),
+        "not retried blindly"
+    );
+    assert!(
+        waited >= TIMEOUT && waited < Duration::from_secs(2),
+        "cut after {waited:?}"
+    );
+
+    // The pool's one connection still works, and nothing was changed.
+    assert_eq!(
+        store.get(locked.id).await.unwrap().unwrap().status,
+        JobStatus::Pending
+    );
+    assert_eq!(
+        store.cancel(free.id).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        store.cancel(locked.id).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrations_are_not_cut_by_the_statement_timeout() {
+    const TIMEOUT: Duration = Duration::from_millis(100);
+    let admin = common::admin_client().await;
+    let schema = common::fresh_schema();
+    let store = PgStore::connect_with(
+        &common::url_with_app_name(&schema),
+        &schema,
+        PoolOptions {
+            max_size: 1,
+            statement_timeout: Some(TIMEOUT),
+            ..PoolOptions::default()
+        },
+    )
+    .unwrap();
+
+    // Another process is migrating: it holds the migration lock for many timeouts.
+    let lock = "hashtext('async_jobs.migrate'), hashtext($1)";
+    admin
+        .execute(&format!("SELECT pg_advisory_lock({lock})"), &[&schema])
+        .await
+        .unwrap();
+    let migrating = tokio::spawn({
+        let store = store.clone();
+        async move { store.migrate().await }
+    });
+    // Until the store's session has waited for the lock for five timeouts (or has given up).
+    eventually(WAIT, || {
+        let (migrating, admin, schema) = (&migrating, &admin, &schema);
+        async move {
+            if migrating.is_finished() {
+                return Some(());
+            }
+            let waiting: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+                     AND wait_event_type = 'Lock' \
+                     AND clock_timestamp() - query_start > interval '500 milliseconds'",
+                    &[schema],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (waiting > 0).then_some(())
+        }
+    })
+    .await;
+    admin
+        .execute(&format!("SELECT pg_advisory_unlock({lock})"), &[&schema])
+        .await
+        .unwrap();
+    let report = migrating
+        .await
+        .unwrap()
+        .expect("migrated despite the timeout");
+    let all: Vec<i32> = jobs_postgres::MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(report.applied, all);
+
+    // The session has its statement timeout back.
+    let c = store.pool().get().await.unwrap();
+    let timeout: String = c
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(timeout, "100ms");
+    drop(c);
+    admin
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .unwrap();
 }

@@ -14,14 +14,15 @@ use crate::{Dispatcher, Scheduler, SchedulerConfig};
 pub type AppError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs the production scheduler until `shutdown` completes: the Postgres store from
-/// `ASYNC_JOBS_DB_DSN` (see [`jobs_http::app::store_from_env`]), `SqsTransport` from the use
+/// `ASYNC_JOBS_DB_DSN` (see [`jobs_http::app::store_for`]; no statement timeout,
+/// [`StoreRole::Background`](jobs_http::app::StoreRole::Background)), `SqsTransport` from the use
 /// cases' queue URLs and the AWS SDK's environment, a Postgres leader lock, and `/healthz`,
 /// `/readyz`, `/metrics` on `ASYNC_JOBS_HEALTH_ADDR`.
 pub async fn run_from_env(shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
     let platform = Arc::new(PlatformConfig::from_env()?);
     let config = SchedulerConfig::from_env()?;
     let ops = jobs_http::server::ops_addr_from_env()?;
-    let choice = jobs_http::app::store_from_env().await?;
+    let choice = jobs_http::app::store_for(jobs_http::app::StoreRole::Background).await?;
     let (dsn, schema) = choice.require_postgres()?;
     let transport = Arc::new(SqsTransport::from_env(queue_urls_from_config(&platform)?).await?);
     let leader = Arc::new(PgLeaderElection::new(dsn, schema)?);

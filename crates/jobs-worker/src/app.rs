@@ -13,12 +13,13 @@ use crate::{Worker, WorkerConfig, WorkerReport};
 pub type AppError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The production ports: the Postgres store from `ASYNC_JOBS_DB_DSN` (see
-/// [`jobs_http::app::store_from_env`]) and `SqsTransport` from the use cases' queue URLs and the
-/// AWS SDK's environment.
+/// [`jobs_http::app::store_for`]; no statement timeout,
+/// [`StoreRole::Background`](jobs_http::app::StoreRole::Background)) and `SqsTransport` from the
+/// use cases' queue URLs and the AWS SDK's environment.
 pub async fn ports_from_env(
     platform: &PlatformConfig,
 ) -> Result<(Arc<dyn JobStore>, Arc<dyn Transport>), AppError> {
-    let choice = jobs_http::app::store_from_env().await?;
+    let choice = jobs_http::app::store_for(jobs_http::app::StoreRole::Background).await?;
     choice.require_postgres()?;
     let urls = jobs_sqs::queue_urls_from_config(platform)?;
     let transport: Arc<dyn Transport> = Arc::new(jobs_sqs::SqsTransport::from_env(urls).await?);

@@ -19,6 +19,8 @@ pub struct Faults {
     pub enqueue_unavailable_after: AtomicU32,
     /// Fail this many enqueues with `Internal`.
     pub enqueue_internal: AtomicU32,
+    /// Fail this many enqueues with `Timeout` (a statement cut by the statement timeout).
+    pub enqueue_timeout: AtomicU32,
     /// Fail reads (get/list) with `Unavailable` while set.
     pub reads_unavailable: AtomicBool,
     /// Fail `ping` while set.
@@ -41,6 +43,9 @@ impl Interceptor for Faults {
                 }
                 if take(&self.enqueue_internal) {
                     return Err(StoreError::Internal("injected secret detail".into()));
+                }
+                if take(&self.enqueue_timeout) {
+                    return Err(StoreError::Timeout("injected".into()));
                 }
             }
             StoreOp::Get | StoreOp::List if self.reads_unavailable.load(Ordering::SeqCst) => {

@@ -735,6 +735,17 @@ pub async fn store_failures_map_to_503_and_500(store: Arc<dyn JobStore>) {
         "internal details are not sent: {}",
         r.text
     );
+    api.store.interceptor().enqueue_timeout.store(1, SeqCst);
+    let r = api.post("/jobs", req("a")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "store_timeout")
+    );
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    assert!(r.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("took too long"));
     api.store
         .interceptor()
         .reads_unavailable

@@ -177,7 +177,7 @@ impl TestDb {
 }
 
 /// The test database URL with `application_name` set to `name`, to find our backends.
-fn url_with_app_name(name: &str) -> String {
+pub fn url_with_app_name(name: &str) -> String {
     let url = database_url();
     let sep = if url.contains('?') { '&' } else { '?' };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
