@@ -19,9 +19,11 @@
 //! serving, new connections wait in the listen queue until one finishes.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -82,11 +84,27 @@ impl BodyTimeout {
 }
 
 /// A server: the accept loop, and the connections it holds. Cheap to clone; clones share the
-/// connection count.
+/// connections (and the cap).
 #[derive(Debug, Clone)]
 pub struct Server {
     limits: ServerLimits,
     registry: Arc<Registry>,
+}
+
+/// How long a connection keeps its slot before it may be replaced at the cap (from its accept,
+/// or from the end of its last response): time to send a request, so that a queued client is
+/// never dropped before it could speak, and a kept-alive connection is not closed just as its
+/// client reuses it.
+const EVICTION_GRACE: Duration = Duration::from_millis(500);
+
+/// What the accept loop tells the connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Running,
+    /// Finish the request in progress, then close; close at once if none is.
+    Draining,
+    /// The drain deadline passed: close now.
+    Abort,
 }
 
 impl Server {
@@ -106,37 +124,37 @@ impl Server {
         self.registry.len()
     }
 
-    /// Held connections serving a request now (the rest are idle or receiving a request head).
+    /// Held connections serving a request now (reading its body, running its handler or
+    /// sending its response); the rest are idle or receiving a request head.
     pub fn serving_connections(&self) -> usize {
         self.registry
             .conns()
             .values()
-            .filter(|c| c.waiting_since().is_none())
+            .filter(|c| c.is_serving())
             .count()
     }
 
-    /// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets each
-    /// connection finish the request it is serving, and returns once every connection is closed.
+    /// Serves `app` on `listener` until `shutdown` completes; then stops accepting, closes the
+    /// connections that are not serving a request, lets the others finish theirs for up to
+    /// [`ServerLimits::shutdown_grace`], closes what is left, and returns.
     pub async fn serve(
         &self,
         listener: TcpListener,
         app: axum::Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(Stop::Running);
         let mut shutdown = pin!(shutdown);
         let max = self.limits.max_connections;
         'accept: loop {
-            // Wait for room: a free slot, or a held connection that may give its slot up.
-            while !self.registry.has_room(max) {
-                tokio::select! {
-                    () = self.registry.changed.notified() => {}
-                    () = &mut shutdown => break 'accept,
-                }
+            // Wait for room before accepting, so that while every slot is taken by requests in
+            // progress new connections wait in the listen queue, not in this process.
+            if !self.wait_for_room(max, &mut shutdown).await {
+                break 'accept;
             }
-            let stream = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _peer)) => stream,
+                    Ok(accepted) => accepted,
                     Err(err) if is_connection_error(&err) => continue,
                     Err(err) => {
                         // Out of file descriptors and the like: give the process a moment
@@ -148,19 +166,17 @@ impl Server {
                 },
                 () = &mut shutdown => break 'accept,
             };
-            // The room seen before `accept` may be gone (the connection that could give its
-            // slot up has begun a request meanwhile): hold this one, unserved, until there is.
-            while self.registry.len() >= max && !self.registry.evict_longest_waiting() {
-                tokio::select! {
-                    () = self.registry.changed.notified() => {}
-                    () = &mut shutdown => break 'accept,
-                }
+            // The room seen before `accept` may be gone by now: this connection takes a slot
+            // only once one is actually free.
+            if !self.wait_for_room(max, &mut shutdown).await {
+                break 'accept;
             }
             // Small JSON responses: send them at once.
             let _ = stream.set_nodelay(true);
             let (id, conn) = self.registry.insert();
             tokio::spawn(run_connection(
                 stream,
+                peer,
                 app.clone(),
                 self.limits,
                 conn,
@@ -172,11 +188,66 @@ impl Server {
             ));
         }
         drop(listener);
-        let _ = stop_tx.send(true);
-        while self.registry.len() > 0 {
-            self.registry.changed.notified().await;
+        let _ = stop_tx.send(Stop::Draining);
+        let drained =
+            tokio::time::timeout(self.limits.shutdown_grace, self.wait_until_empty()).await;
+        if drained.is_err() {
+            tracing::warn!(
+                open = self.registry.len(),
+                "closing connections still serving after the shutdown grace"
+            );
+            let _ = stop_tx.send(Stop::Abort);
+            self.wait_until_empty().await;
         }
         Ok(())
+    }
+
+    /// Waits until fewer than `max` connections are held, replacing the longest-waiting
+    /// replaceable connection when there is one. False when `shutdown` completed first.
+    async fn wait_for_room<F: Future<Output = ()>>(
+        &self,
+        max: usize,
+        shutdown: &mut Pin<&mut F>,
+    ) -> bool {
+        loop {
+            let mut changed = self.registry.changed.subscribe();
+            let (held, closing) = self.registry.counts();
+            if held < max {
+                return true;
+            }
+            // Replace one connection per missing slot, never more: a victim leaves the count
+            // only when its task has closed it.
+            let next_candidate = if held - closing >= max {
+                match self.registry.evict(Instant::now()) {
+                    Eviction::Done => None,
+                    Eviction::NotBefore(at) => Some(at),
+                    Eviction::NoCandidate => None,
+                }
+            } else {
+                None
+            };
+            let wake = async {
+                match next_candidate {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = changed.changed() => {}
+                () = wake => {}
+                () = shutdown.as_mut() => return false,
+            }
+        }
+    }
+
+    async fn wait_until_empty(&self) {
+        loop {
+            let mut changed = self.registry.changed.subscribe();
+            if self.registry.len() == 0 {
+                return;
+            }
+            let _ = changed.changed().await;
+        }
     }
 }
 
@@ -193,12 +264,28 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 /// Where a connection is in its life (see the module docs).
 #[derive(Debug, Clone, Copy)]
 enum Phase {
-    /// No request in progress since this instant.
+    /// Accepted at this instant; nothing read yet.
+    Fresh(Instant),
+    /// No request in progress since this instant (the end of the last response).
     Idle(Instant),
     /// A request's first byte arrived at this instant; its head is not complete.
     Head(Instant),
-    /// A request is being served.
-    Serving,
+    /// A request is being served: its body read, its handler run. `next_head` is when bytes
+    /// of a following (pipelined) request began to arrive, once the body was complete.
+    Serving {
+        body_done: bool,
+        next_head: Option<Instant>,
+    },
+    /// The response is being produced and sent since `since`; `handed_over` once its body has
+    /// been given to the connection in full (what remains is hyper's write buffer, drained at
+    /// the client's pace: the connection is idle once it is flushed).
+    Sending {
+        since: Instant,
+        handed_over: bool,
+        next_head: Option<Instant>,
+    },
+    /// Chosen to be replaced at the cap: its task closes it.
+    Closing,
 }
 
 /// Why the server closed a connection.
@@ -206,7 +293,9 @@ enum Phase {
 enum CloseReason {
     HeaderTimeout,
     IdleTimeout,
+    SendStalled,
     Evicted,
+    Shutdown,
 }
 
 impl CloseReason {
@@ -214,7 +303,9 @@ impl CloseReason {
         match self {
             CloseReason::HeaderTimeout => "header_timeout",
             CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::SendStalled => "send_stalled",
             CloseReason::Evicted => "evicted",
+            CloseReason::Shutdown => "shutdown",
         }
     }
 }
@@ -223,56 +314,138 @@ impl CloseReason {
 #[derive(Debug)]
 struct Conn {
     phase: Mutex<Phase>,
-    evicted: AtomicBool,
-    /// Wakes the connection's task to re-read its phase or eviction.
+    /// When the connection was accepted: the origin of `last_write_us`.
+    opened: Instant,
+    /// When the client last took response bytes (µs after `opened`). A response keeps being
+    /// written after its body has been handed over (the socket drains it at the client's pace),
+    /// so "idle" and "stalled" count from the later of this and the phase's start.
+    last_write_us: AtomicU64,
+    /// Wakes the connection's task to re-read its phase.
     wake: Notify,
+    /// The registry's change signal (a connection that stops serving may give its slot up).
+    changed: Arc<watch::Sender<u64>>,
 }
 
 impl Conn {
-    fn phase(&self) -> Phase {
-        *self.phase.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Phase> {
+        self.phase.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn set_phase(&self, phase: Phase) {
-        *self.phase.lock().unwrap_or_else(PoisonError::into_inner) = phase;
+    fn phase(&self) -> Phase {
+        *self.lock()
+    }
+
+    /// Changes the phase with `f` and wakes the task.
+    fn update(&self, f: impl FnOnce(Phase) -> Phase) {
+        let mut phase = self.lock();
+        *phase = f(*phase);
+        drop(phase);
         self.wake.notify_one();
     }
 
-    /// Bytes arrived: an idle connection starts a request head.
+    /// Bytes arrived.
     fn on_read(&self) {
-        let mut phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Phase::Idle(_) = *phase {
-            *phase = Phase::Head(Instant::now());
+        let now = Instant::now();
+        self.update(|phase| match phase {
+            Phase::Fresh(_) | Phase::Idle(_) => Phase::Head(now),
+            Phase::Serving {
+                body_done: true,
+                next_head: None,
+            } => Phase::Serving {
+                body_done: true,
+                next_head: Some(now),
+            },
+            Phase::Sending {
+                since,
+                handed_over,
+                next_head: None,
+            } => Phase::Sending {
+                since,
+                handed_over,
+                next_head: Some(now),
+            },
+            other => other,
+        });
+    }
+
+    /// The client took bytes of a response.
+    fn on_write(&self) {
+        let us = u64::try_from(self.opened.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_write_us.store(us, Ordering::Relaxed);
+    }
+
+    /// hyper flushed the socket: its write buffer is empty. A response handed over in full has
+    /// now been written out; the connection waits for its client again.
+    fn on_flush(&self) {
+        let mut phase = self.lock();
+        if let Phase::Sending {
+            handed_over: true,
+            next_head,
+            ..
+        } = *phase
+        {
+            *phase = next_head.map_or(Phase::Idle(Instant::now()), Phase::Head);
             drop(phase);
             self.wake.notify_one();
+            self.changed.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
-    /// Since when it has been waiting for a client (idle or in a head), if it is.
-    fn waiting_since(&self) -> Option<Instant> {
-        match self.phase() {
-            Phase::Idle(at) | Phase::Head(at) => Some(at),
-            Phase::Serving => None,
-        }
+    /// The later of `at` and the last time the client took response bytes.
+    fn or_last_write(&self, at: Instant) -> Instant {
+        let written =
+            self.opened + Duration::from_micros(self.last_write_us.load(Ordering::Relaxed));
+        at.max(written)
+    }
+
+    fn is_serving(&self) -> bool {
+        matches!(self.phase(), Phase::Serving { .. } | Phase::Sending { .. })
     }
 
     /// When the current phase's bound runs out, and why.
     fn deadline(&self, limits: &ServerLimits) -> Option<(Instant, CloseReason)> {
         match self.phase() {
-            Phase::Idle(at) => Some((at + limits.idle_timeout, CloseReason::IdleTimeout)),
+            Phase::Fresh(at) | Phase::Idle(at) => Some((
+                self.or_last_write(at) + limits.idle_timeout,
+                CloseReason::IdleTimeout,
+            )),
             Phase::Head(at) => Some((at + limits.header_timeout, CloseReason::HeaderTimeout)),
-            Phase::Serving => None,
+            Phase::Sending { since, .. } => Some((
+                self.or_last_write(since) + limits.body_timeout,
+                CloseReason::SendStalled,
+            )),
+            Phase::Serving { .. } | Phase::Closing => None,
         }
     }
 }
 
 /// The held connections.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Registry {
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     next_id: AtomicU64,
-    /// A connection closed, or stopped serving a request (so it may give its slot up).
-    changed: Notify,
+    /// Bumped when a connection closes or stops serving (so it may give its slot up).
+    changed: Arc<watch::Sender<u64>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            conns: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            changed: Arc::new(watch::Sender::new(0)),
+        }
+    }
+}
+
+/// The outcome of [`Registry::evict`].
+enum Eviction {
+    /// A connection was chosen; it leaves once its task has closed it.
+    Done,
+    /// None may be replaced yet; one may at this instant.
+    NotBefore(Instant),
+    /// Every held connection is serving a request.
+    NoCandidate,
 }
 
 impl Registry {
@@ -284,12 +457,29 @@ impl Registry {
         self.conns().len()
     }
 
+    /// Connections held, and how many of them are being closed.
+    fn counts(&self) -> (usize, usize) {
+        let conns = self.conns();
+        let closing = conns
+            .values()
+            .filter(|c| matches!(c.phase(), Phase::Closing))
+            .count();
+        (conns.len(), closing)
+    }
+
+    fn notify_changed(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     fn insert(&self) -> (u64, Arc<Conn>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
         let conn = Arc::new(Conn {
-            phase: Mutex::new(Phase::Idle(Instant::now())),
-            evicted: AtomicBool::new(false),
+            phase: Mutex::new(Phase::Fresh(now)),
+            opened: now,
+            last_write_us: AtomicU64::new(0),
             wake: Notify::new(),
+            changed: self.changed.clone(),
         });
         self.conns().insert(id, conn.clone());
         metrics::gauge!(m::HTTP_CONNECTIONS).increment(1.0);
@@ -300,37 +490,46 @@ impl Registry {
         if self.conns().remove(&id).is_some() {
             metrics::gauge!(m::HTTP_CONNECTIONS).decrement(1.0);
         }
-        self.changed.notify_one();
+        self.notify_changed();
     }
 
-    /// True when one more connection may be accepted: below `max`, or some held connection is
-    /// waiting for its client and not already being evicted.
-    fn has_room(&self, max: usize) -> bool {
+    /// Chooses the connection to replace: one waiting for its client for at least
+    /// [`EVICTION_GRACE`] — first those that have not completed a request since they last
+    /// waited (new, or mid-head), then idle kept-alive ones — the longest-waiting first. The
+    /// choice and the phase change happen under the connection's lock, so a connection that
+    /// has just begun a request is never chosen.
+    fn evict(&self, now: Instant) -> Eviction {
         let conns = self.conns();
-        conns.len() < max
-            || conns
-                .values()
-                .any(|c| !c.evicted.load(Ordering::Relaxed) && c.waiting_since().is_some())
-    }
-
-    /// Closes the connection that has waited longest for its client; false when every held
-    /// connection is serving a request.
-    fn evict_longest_waiting(&self) -> bool {
-        let conns = self.conns();
-        let victim = conns
-            .values()
-            .filter(|c| !c.evicted.load(Ordering::Relaxed))
-            .filter_map(|c| c.waiting_since().map(|since| (since, c)))
-            .min_by_key(|(since, _)| *since)
-            .map(|(_, c)| c.clone());
-        drop(conns);
-        match victim {
-            Some(c) => {
-                c.evicted.store(true, Ordering::Relaxed);
-                c.wake.notify_one();
-                true
+        let mut best: Option<((u8, Instant), &Arc<Conn>)> = None;
+        let mut soonest: Option<Instant> = None;
+        for c in conns.values() {
+            let (class, since) = match c.phase() {
+                Phase::Fresh(at) | Phase::Head(at) => (0, at),
+                // Still draining its last response into the socket counts as busy.
+                Phase::Idle(at) => (1, c.or_last_write(at)),
+                _ => continue,
+            };
+            let eligible_at = since + EVICTION_GRACE;
+            if eligible_at > now {
+                soonest = Some(soonest.map_or(eligible_at, |s| s.min(eligible_at)));
+                continue;
             }
-            None => false,
+            if best.as_ref().is_none_or(|(key, _)| (class, since) < *key) {
+                best = Some(((class, since), c));
+            }
+        }
+        let Some((_, victim)) = best else {
+            return soonest.map_or(Eviction::NoCandidate, Eviction::NotBefore);
+        };
+        let mut phase = victim.lock();
+        // Still waiting (the phase is re-read under the lock the reader takes).
+        if matches!(*phase, Phase::Fresh(_) | Phase::Head(_) | Phase::Idle(_)) {
+            *phase = Phase::Closing;
+            drop(phase);
+            victim.wake.notify_one();
+            Eviction::Done
+        } else {
+            Eviction::NotBefore(now)
         }
     }
 }
@@ -347,34 +546,79 @@ impl Drop for ConnSlot {
     }
 }
 
-/// Marks a connection as serving a request until dropped (response produced, or the request
-/// abandoned), then idle again.
+/// Marks a connection as serving a request until dropped: from the end of the request head,
+/// through the handler, until the response has been handed to the socket (or abandoned). Then
+/// the connection is idle, or receiving the next request's head if one began meanwhile.
 struct Serving {
     conn: Arc<Conn>,
     registry: Arc<Registry>,
 }
 
 impl Serving {
-    fn begin(conn: Arc<Conn>, registry: Arc<Registry>) -> Self {
-        conn.set_phase(Phase::Serving);
+    fn begin(conn: Arc<Conn>, registry: Arc<Registry>, body_done: bool) -> Self {
+        conn.update(|phase| match phase {
+            Phase::Closing => Phase::Closing,
+            _ => Phase::Serving {
+                body_done,
+                next_head: None,
+            },
+        });
         Serving { conn, registry }
+    }
+
+    /// The request body has been read to its end.
+    fn body_done(&self) {
+        self.conn.update(|phase| match phase {
+            Phase::Serving { next_head, .. } => Phase::Serving {
+                body_done: true,
+                next_head,
+            },
+            other => other,
+        });
+    }
+
+    /// The handler produced the response; sending begins.
+    fn sending(&self) {
+        self.conn.update(|phase| match phase {
+            Phase::Serving { next_head, .. } => Phase::Sending {
+                since: Instant::now(),
+                handed_over: false,
+                next_head,
+            },
+            other => other,
+        });
     }
 }
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        self.conn.set_phase(Phase::Idle(Instant::now()));
-        self.registry.changed.notify_one();
+        let now = Instant::now();
+        self.conn.update(|phase| match phase {
+            Phase::Closing => Phase::Closing,
+            // The body is with the connection: idle once it has been written out (on_flush).
+            Phase::Sending {
+                since, next_head, ..
+            } => Phase::Sending {
+                since,
+                handed_over: true,
+                next_head,
+            },
+            // The request was abandoned without a response.
+            Phase::Serving { next_head, .. } => next_head.map_or(Phase::Idle(now), Phase::Head),
+            _ => Phase::Idle(now),
+        });
+        self.registry.notify_changed();
     }
 }
 
 async fn run_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     app: axum::Router,
     limits: ServerLimits,
     conn: Arc<Conn>,
     slot: ConnSlot,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Stop>,
 ) {
     let io = TokioIo::new(Watched {
         inner: stream,
@@ -383,25 +627,52 @@ async fn run_connection(
     let registry = slot.registry.clone();
     let service_conn = conn.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let serving = Serving::begin(service_conn.clone(), registry.clone());
+        let body_done = http_body::Body::is_end_stream(req.body());
+        let serving = Arc::new(Serving::begin(
+            service_conn.clone(),
+            registry.clone(),
+            body_done,
+        ));
         let mut app = app.clone();
-        let req = req.map(|body| Body::new(DeadlineBody::new(body, limits.body_timeout)));
+        let body_serving = serving.clone();
+        let req =
+            req.map(|body| Body::new(DeadlineBody::new(body, limits.body_timeout, body_serving)));
         async move {
             std::future::poll_fn(|cx| tower::Service::<Request<Body>>::poll_ready(&mut app, cx))
                 .await?;
-            let response = app.call(req).await;
-            drop(serving);
-            response
+            let response = app.call(req).await?;
+            serving.sending();
+            // The connection serves this request until the response body has been handed
+            // to the socket (the guard goes with the body).
+            Ok::<_, Infallible>(response.map(|body| {
+                Body::new(GuardedBody {
+                    inner: body,
+                    serving: Some(serving),
+                })
+            }))
         }
     });
     let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
     let mut connection = pin!(connection);
     let mut draining = false;
-    if *stop.borrow_and_update() {
-        draining = true;
-        connection.as_mut().graceful_shutdown();
-    }
     let closed_by_us = loop {
+        let stop_now = *stop.borrow_and_update();
+        if stop_now == Stop::Abort {
+            break Some(CloseReason::Shutdown);
+        }
+        if stop_now == Stop::Draining {
+            if !draining {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            // Not serving a request: nothing to finish.
+            if !conn.is_serving() && !matches!(conn.phase(), Phase::Closing) {
+                break Some(CloseReason::Shutdown);
+            }
+        }
+        if matches!(conn.phase(), Phase::Closing) {
+            break Some(CloseReason::Evicted);
+        }
         let deadline = conn.deadline(&limits);
         let bound = async {
             match deadline {
@@ -412,7 +683,7 @@ async fn run_connection(
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(err) = result {
-                    tracing::debug!(error = %err, "connection ended with an error");
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
                 }
                 break None;
             }
@@ -425,19 +696,17 @@ async fn run_connection(
                     }
                 }
             }
-            () = conn.wake.notified() => {
-                if conn.evicted.load(Ordering::Relaxed) && conn.waiting_since().is_some() {
-                    break Some(CloseReason::Evicted);
+            () = conn.wake.notified() => {}
+            changed = stop.changed() => {
+                // The accept loop is gone (its task was dropped): nothing will drain us.
+                if changed.is_err() {
+                    break Some(CloseReason::Shutdown);
                 }
-            }
-            _ = stop.changed(), if !draining => {
-                draining = true;
-                connection.as_mut().graceful_shutdown();
             }
         }
     };
     if let Some(reason) = closed_by_us {
-        tracing::debug!(reason = reason.label(), "closing a connection");
+        tracing::debug!(%peer, reason = reason.label(), "closing a connection");
         metrics::counter!(m::HTTP_CONNECTIONS_CLOSED, "reason" => reason.label()).increment(1);
     }
     // Dropping the connection closes the socket; dropping the slot frees its place.
@@ -445,7 +714,7 @@ async fn run_connection(
     drop(slot);
 }
 
-/// The socket, noting each read in the connection's phase.
+/// The socket, noting each read and each write in the connection's phase.
 struct Watched {
     inner: TcpStream,
     conn: Arc<Conn>,
@@ -467,13 +736,24 @@ impl AsyncRead for Watched {
     }
 }
 
+impl Watched {
+    fn wrote(&self, result: &Poll<std::io::Result<usize>>) {
+        if matches!(result, Poll::Ready(Ok(n)) if *n > 0) {
+            self.conn.on_write();
+        }
+    }
+}
+
 impl AsyncWrite for Watched {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.wrote(&result);
+        result
     }
 
     fn poll_write_vectored(
@@ -481,7 +761,10 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(&result);
+        result
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -489,7 +772,13 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        // hyper flushes the socket only once its own write buffer is empty.
+        if matches!(result, Poll::Ready(Ok(()))) {
+            this.conn.on_flush();
+        }
+        result
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -498,22 +787,25 @@ impl AsyncWrite for Watched {
 }
 
 /// A request body that fails with [`BodyTimeout`] once its deadline passes (a total bound from
-/// the end of the head, not reset by each chunk: a body trickled a byte at a time still ends).
+/// the end of the head, not reset by each chunk: a body trickled a byte at a time still ends),
+/// and tells the connection when it has been read to its end.
 struct DeadlineBody {
     inner: Incoming,
     timeout: Duration,
     deadline: Instant,
     /// Armed on the first read that has to wait.
     timer: Option<Pin<Box<Sleep>>>,
+    serving: Arc<Serving>,
 }
 
 impl DeadlineBody {
-    fn new(inner: Incoming, timeout: Duration) -> Self {
+    fn new(inner: Incoming, timeout: Duration, serving: Arc<Serving>) -> Self {
         DeadlineBody {
             inner,
             timeout,
             deadline: Instant::now() + timeout,
             timer: None,
+            serving,
         }
     }
 }
@@ -528,6 +820,9 @@ impl http_body::Body for DeadlineBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if frame.is_none() || http_body::Body::is_end_stream(&this.inner) {
+                this.serving.body_done();
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         let deadline = this.deadline;
@@ -535,7 +830,11 @@ impl http_body::Body for DeadlineBody {
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout))))),
+            Poll::Ready(()) => {
+                metrics::counter!(m::HTTP_CONNECTIONS_CLOSED, "reason" => "body_timeout")
+                    .increment(1);
+                Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout)))))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -546,6 +845,38 @@ impl http_body::Body for DeadlineBody {
 
     fn size_hint(&self) -> SizeHint {
         http_body::Body::size_hint(&self.inner)
+    }
+}
+
+/// A response body that keeps its connection serving until it has been sent to its end (or
+/// dropped).
+struct GuardedBody {
+    inner: Body,
+    serving: Option<Arc<Serving>>,
+}
+
+impl http_body::Body for GuardedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            this.serving = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
