@@ -208,7 +208,7 @@ impl ListParams {
                 created_after: timestamp("created_after", self.created_after)?,
                 created_before: timestamp("created_before", self.created_before)?,
             },
-            page: PageRequest { after, limit },
+            page: PageRequest::new(after, limit),
         })
     }
 }

@@ -272,9 +272,28 @@ impl Sql {
         }
     }
 
-    /// The list query for the filters present (`Some` = filtered), parameters in the order
-    /// tenant, use case, status, kind, created_after, created_before, after-id, limit.
-    pub(crate) fn list(&self, present: [bool; 7]) -> String {
+    /// The list query of `shape`. Parameters, in this order, only for what is present: tenant,
+    /// use case, status, kind, created_after, created_before, after-id; then the rows to fetch
+    /// (page size + 1); then the scan window (`bounded`); then the byte budget (`budget`).
+    ///
+    /// Unbounded and without a budget it is one flat `SELECT … WHERE <filters> ORDER BY id DESC
+    /// LIMIT n` (no `$n IS NULL OR …`, which defeats indexes under generic plans). Otherwise:
+    ///
+    /// - **Scan bound.** The innermost query walks the candidates, `WHERE tenant_id = $t AND id <
+    ///   $after ORDER BY id DESC LIMIT $scan` (the tenant's index `jobs_tenant_list_idx`, or the
+    ///   primary key backwards without a tenant), and only marks which rows pass the other
+    ///   filters (`hit`). The outer query keeps the hits plus the window's last row (`rn =
+    ///   $scan`, the marker the store turns into `next` when the window ends before the page
+    ///   fills) and stops at the page size + 1: the executor pulls rows lazily, so a page that
+    ///   fills early reads no further, and a sparse filter reads at most `$scan` rows.
+    /// - **Byte budget.** A running `sum(octet_length(payload::text))` over the hits (one
+    ///   window, in id order) says whether each hit still fits; a payload that does not is not
+    ///   sent (`NULL`), so rows past the cut carry no payload. `octet_length(payload::text)` is
+    ///   the length of the JSON text the API will send (PostgreSQL prints a space after each `:`
+    ///   and `,`, so a little above the compact JSON); `pg_column_size(payload)` would be cheaper
+    ///   (no de-TOASTing) but counts the compressed binary form, which for a compressible payload
+    ///   is many times smaller than its text and would let a page go far over its budget.
+    pub(crate) fn list(&self, shape: ListShape) -> String {
         const CONDITIONS: [&str; 7] = [
             "j.tenant_id = $",
             "j.use_case = $",
@@ -284,26 +303,122 @@ impl Sql {
             "j.created_at < $",
             "j.id < $",
         ];
-        let mut clauses = Vec::new();
+        // Conditions the candidate walk applies itself: the tenant (its index) and the cursor.
+        const WALK: [bool; 7] = [true, false, false, false, false, false, true];
+        let mut walk = Vec::new();
+        let mut others = Vec::new();
         let mut n = 0;
-        for (cond, on) in CONDITIONS.iter().zip(present) {
+        for (i, (cond, on)) in CONDITIONS.iter().zip(shape.present).enumerate() {
             if on {
                 n += 1;
-                clauses.push(format!("{cond}{n}"));
+                let clause = format!("{cond}{n}");
+                if WALK[i] || !shape.bounded {
+                    walk.push(clause);
+                } else {
+                    others.push(clause);
+                }
             }
         }
-        let filter = if clauses.is_empty() {
-            String::new()
+        let fetch = n + 1;
+        let scan = n + 2;
+        let budget = if shape.bounded { n + 3 } else { n + 2 };
+        let where_ = |clauses: &[String]| {
+            if clauses.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", clauses.join(" AND "))
+            }
+        };
+        let columns: Vec<&str> = JOB_COLUMNS
+            .iter()
+            .copied()
+            .filter(|c| shape.payload || *c != "payload")
+            .collect();
+        let cols = |alias: &str| {
+            columns
+                .iter()
+                .map(|c| format!("{alias}.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let jobs = format!("{}.jobs", self.schema);
+        if !shape.bounded && !shape.budget {
+            return format!(
+                "SELECT {} FROM {jobs} j{} ORDER BY j.id DESC LIMIT ${fetch}",
+                cols("j"),
+                where_(&walk)
+            );
+        }
+        let hit = if others.is_empty() {
+            "true".to_owned()
         } else {
-            format!("WHERE {}", clauses.join(" AND "))
+            others.join(" AND ")
+        };
+        let source = if shape.bounded {
+            format!(
+                "SELECT {}, {hit} AS hit FROM {jobs} j{} ORDER BY j.id DESC LIMIT ${scan}::bigint",
+                cols("j"),
+                where_(&walk)
+            )
+        } else {
+            format!(
+                "SELECT {}, true AS hit FROM {jobs} j{}",
+                cols("j"),
+                where_(&walk)
+            )
+        };
+        let (bytes, fits) = if shape.budget {
+            (
+                ", sum(CASE WHEN w.hit THEN octet_length(w.payload::text) ELSE 0 END) OVER win AS bytes_through",
+                format!("(m.hit_no = 1 OR m.bytes_through <= ${budget}::bigint)"),
+            )
+        } else {
+            ("", "true".to_owned())
+        };
+        let outer: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                if *c == "payload" && shape.budget {
+                    format!("CASE WHEN {fits} THEN m.payload END AS payload")
+                } else {
+                    format!("m.{c}")
+                }
+            })
+            .collect();
+        let (rn, marker) = if shape.bounded {
+            ("m.rn", format!(" WHERE m.hit OR m.rn = ${scan}::bigint"))
+        } else {
+            ("NULL::bigint", String::new())
         };
         format!(
-            "SELECT {} FROM {}.jobs j {filter} ORDER BY j.id DESC LIMIT ${}",
-            job_columns("j"),
-            self.schema,
-            n + 1
+            "SELECT {outer}, m.hit, {rn} AS rn, {fits} AS fits FROM ( \
+                 SELECT w.*, row_number() OVER win AS rn, count(*) FILTER (WHERE w.hit) OVER win AS hit_no{bytes} \
+                 FROM ({source}) w \
+                 WINDOW win AS (ORDER BY w.id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) m\
+             {marker} ORDER BY m.id DESC LIMIT ${fetch}",
+            outer = outer.join(", "),
         )
     }
+}
+
+/// What a list statement reads and how it bounds itself (see [`Sql::list`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListShape {
+    /// Filters present: tenant, use case, status, kind, created_after, created_before, after-id.
+    pub present: [bool; 7],
+    /// Read the payload column.
+    pub payload: bool,
+    /// Cut the page at a payload byte budget (only with `payload`).
+    pub budget: bool,
+    /// Examine at most a window of candidates.
+    pub bounded: bool,
+}
+
+/// The list statement of `shape` in `schema`, for the `explain` example.
+#[doc(hidden)]
+pub fn list_statement(schema: SchemaName, shape: ListShape) -> String {
+    Sql::new(schema).list(shape)
 }
 
 /// The store's hot statements, for the `explain` example (which prints their plans at scale).
@@ -323,7 +438,8 @@ pub struct HotStatements {
     pub insert_one: String,
     /// Idempotency look-up: $1 tenant, $2 key.
     pub by_key: String,
-    /// Listing by tenant, keyset: $1 tenant, $2 after id, $3 limit.
+    /// Listing by tenant as the API asks (no payloads, scan window): $1 tenant, $2 after id, $3
+    /// limit + 1, $4 scan window.
     pub list_by_tenant: String,
     /// Claim: $1 now, $2 id, $3 token, $4 lease µs.
     pub claim: String,
@@ -336,7 +452,12 @@ pub struct HotStatements {
 pub fn hot_statements(schema: SchemaName) -> HotStatements {
     let sql = Sql::new(schema);
     HotStatements {
-        list_by_tenant: sql.list([true, false, false, false, false, false, true]),
+        list_by_tenant: sql.list(ListShape {
+            present: [true, false, false, false, false, false, true],
+            payload: false,
+            budget: false,
+            bounded: true,
+        }),
         lease_due: sql.lease_due,
         promote: sql.promote,
         reap_dispatched: sql.reap_dispatched,

@@ -20,7 +20,7 @@ use crate::migrate::{migrate, MigrateError, MigrationReport};
 use crate::notify;
 use crate::row::{self, error_text, interval_us, micros};
 use crate::schema::SchemaName;
-use crate::sql::Sql;
+use crate::sql::{ListShape, Sql};
 use crate::wake::{self, Coalescer};
 
 /// Runs `$body` (an async block using the pooled connection `$c`, yielding
@@ -471,17 +471,25 @@ impl JobStore for PgStore {
     async fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<Page, StoreError> {
         let limit = page.limit.max(1);
         let status = filter.status.map(JobStatus::as_str);
-        let present = [
-            filter.tenant_id.is_some(),
-            filter.use_case.is_some(),
-            status.is_some(),
-            filter.kind.is_some(),
-            filter.created_after.is_some(),
-            filter.created_before.is_some(),
-            page.after.is_some(),
-        ];
-        let sql = self.sql.list(present);
+        let shape = ListShape {
+            present: [
+                filter.tenant_id.is_some(),
+                filter.use_case.is_some(),
+                status.is_some(),
+                filter.kind.is_some(),
+                filter.created_after.is_some(),
+                filter.created_before.is_some(),
+                page.after.is_some(),
+            ],
+            payload: page.include_payload,
+            budget: page.include_payload && page.max_bytes.is_some(),
+            bounded: page.max_scanned.is_some(),
+        };
+        let sql = self.sql.list(shape);
         let fetch = i64::from(limit) + 1;
+        let scan = page.max_scanned.map(|n| i64::from(n.max(1)));
+        let budget = page.max_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+        let plain = !shape.bounded && !shape.budget;
         with_conn!(self, |c| async {
             let stmt = c.prepare_cached(&sql).await?;
             let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
@@ -507,14 +515,33 @@ impl JobStore for PgStore {
                 params.push(v);
             }
             params.push(&fetch);
+            if let Some(v) = &scan {
+                params.push(v);
+            }
+            if let (true, Some(v)) = (shape.budget, &budget) {
+                params.push(v);
+            }
             let rows = c.query(&stmt, &params).await?;
-            let mut jobs = rows.iter().map(row::job).collect::<Result<Vec<_>, _>>()?;
-            let next = if jobs.len() > limit as usize {
-                jobs.truncate(limit as usize);
-                jobs.last().map(|j| j.id)
-            } else {
-                None
-            };
+            // Rows: up to `limit + 1` hits (the last only says there is more), and with a scan
+            // window its last row when the walk reached it (`rn = scan`, hit or not).
+            let mut jobs = Vec::with_capacity(rows.len().min(limit as usize));
+            let mut next = None;
+            for r in &rows {
+                let hit = plain || row::get::<bool>(r, "hit")?;
+                if hit {
+                    let fits = plain || row::get::<bool>(r, "fits")?;
+                    if jobs.len() == limit as usize || !fits {
+                        // Full, or the byte budget is spent: continue after the last job sent.
+                        next = jobs.last().map(|j: &jobs_core::Job| j.id);
+                        break;
+                    }
+                    jobs.push(row::job_from(r, shape.payload)?);
+                }
+                if scan.is_some() && row::get::<Option<i64>>(r, "rn")? == scan {
+                    // The window ended before the page filled: continue after the last examined.
+                    next = Some(row::get(r, "id")?);
+                }
+            }
             Ok::<_, Op<StoreError>>(Page { jobs, next })
         })
     }

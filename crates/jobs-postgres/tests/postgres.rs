@@ -157,13 +157,7 @@ async fn fifty_concurrent_enqueues_against_a_quota_of_ten_accept_exactly_ten() {
     assert_eq!((ok, refused), (10, 40));
     let page = db
         .store
-        .list(
-            &JobFilter::default(),
-            PageRequest {
-                after: None,
-                limit: 100,
-            },
-        )
+        .list(&JobFilter::default(), PageRequest::new(None, 100))
         .await
         .unwrap();
     assert_eq!(page.jobs.len(), 10);
@@ -198,17 +192,11 @@ async fn batch_enqueue_counts_its_own_jobs_and_is_all_or_none() {
         let s = s.clone();
         let all = all.clone();
         async move {
-            s.list(
-                &all,
-                PageRequest {
-                    after: None,
-                    limit: 100,
-                },
-            )
-            .await
-            .unwrap()
-            .jobs
-            .len()
+            s.list(&all, PageRequest::new(None, 100))
+                .await
+                .unwrap()
+                .jobs
+                .len()
         }
     };
     assert_eq!(
@@ -649,7 +637,7 @@ async fn list_pages_by_id_with_filters() {
     loop {
         let page = db
             .store
-            .list(&filter, PageRequest { after, limit: 4 })
+            .list(&filter, PageRequest::new(after, 4))
             .await
             .unwrap();
         seen.extend(page.jobs.iter().map(|j| j.id));
@@ -668,13 +656,7 @@ async fn list_pages_by_id_with_filters() {
     };
     let page = db
         .store
-        .list(
-            &five,
-            PageRequest {
-                after: None,
-                limit: 10,
-            },
-        )
+        .list(&five, PageRequest::new(None, 10))
         .await
         .unwrap();
     assert_eq!(page.jobs.len(), 5);
