@@ -1972,7 +1972,7 @@ where
         let job = f.add(job).await;
         all.push((job.id, (*n as u64) + 2, job.tenant_id));
     }
-    all.sort_by(|a, b| b.0.cmp(&a.0));
+    all.sort_by_key(|j| std::cmp::Reverse(j.0));
     let size_of = |id: JobId| all.iter().find(|j| j.0 == id).map(|j| j.1).unwrap();
     let budget = 2500u64;
     for (filter, max_scanned) in [
