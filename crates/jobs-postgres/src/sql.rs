@@ -274,25 +274,36 @@ impl Sql {
 
     /// The list query of `shape`. Parameters, in this order, only for what is present: tenant,
     /// use case, status, kind, created_after, created_before, after-id; then the rows to fetch
-    /// (page size + 1); then the scan window (`bounded`); then the byte budget (`budget`).
+    /// (page size + 1); then, unless the shape is plain, the scan window (`i64::MAX` for none)
+    /// and, with a budget, the byte budget.
     ///
-    /// Unbounded and without a budget it is one flat `SELECT … WHERE <filters> ORDER BY id DESC
+    /// Plain (no window, no budget) it is one flat `SELECT … WHERE <filters> ORDER BY id DESC
     /// LIMIT n` (no `$n IS NULL OR …`, which defeats indexes under generic plans). Otherwise:
     ///
-    /// - **Scan bound.** The innermost query walks the candidates, `WHERE tenant_id = $t AND id <
-    ///   $after ORDER BY id DESC LIMIT $scan` (the tenant's index `jobs_tenant_list_idx`, or the
-    ///   primary key backwards without a tenant), and only marks which rows pass the other
-    ///   filters (`hit`). The outer query keeps the hits plus the window's last row (`rn =
-    ///   $scan`, the marker the store turns into `next` when the window ends before the page
-    ///   fills) and stops at the page size + 1: the executor pulls rows lazily, so a page that
-    ///   fills early reads no further, and a sparse filter reads at most `$scan` rows.
-    /// - **Byte budget.** A running `sum(octet_length(payload::text))` over the hits (one
-    ///   window, in id order) says whether each hit still fits; a payload that does not is not
-    ///   sent (`NULL`), so rows past the cut carry no payload. `octet_length(payload::text)` is
-    ///   the length of the JSON text the API will send (PostgreSQL prints a space after each `:`
-    ///   and `,`, so a little above the compact JSON); `pg_column_size(payload)` would be cheaper
-    ///   (no de-TOASTing) but counts the compressed binary form, which for a compressible payload
-    ///   is many times smaller than its text and would let a page go far over its budget.
+    /// - **Scan window.** The innermost query walks the candidates' ids, `WHERE tenant_id = $t AND
+    ///   id < $after ORDER BY id DESC LIMIT $window` (the tenant's index `jobs_tenant_list_idx`,
+    ///   index-only when there is no other filter, or the primary key backwards without a
+    ///   tenant), and only marks which pass the other filters (`hit`) and their position (`rn`).
+    ///   The rows kept, the hits and the window's last row (`rn = $window`: the store turns it
+    ///   into `next` when the window ends before the page fills), are joined back to the table by
+    ///   primary key for their columns. The executor pulls rows lazily, so a page that fills
+    ///   early reads no further, and a sparse filter reads at most `$window` candidates. The
+    ///   window's `LIMIT` is a scalar subquery on purpose: the planner cannot see its value, so
+    ///   it plans the walk as an ordered index scan that can stop early. With a plain `$window`
+    ///   it may pick a bitmap scan plus sort when it expects the tenant to hold fewer rows than
+    ///   the window (seen at 1,000,000 rows for a 1,000-job tenant); a bitmap scan reads every
+    ///   row of the tenant before the `LIMIT` applies, so a wrong row estimate (a tenant that
+    ///   grew since `ANALYZE`, or one outside its most-common-values list) would turn it into
+    ///   the unbounded scan the window is there to prevent.
+    /// - **Byte budget.** A running `sum(octet_length(payload::text))` over the hits says whether
+    ///   each still fits; a payload that does not is not sent (`NULL`). `octet_length(payload::
+    ///   text)` is the length of the JSON text the API will send (PostgreSQL prints a space after
+    ///   each `:` and `,`, so a little above the compact JSON); `pg_column_size(payload)` would
+    ///   not need to read the payload but counts its stored, compressed form, which for a
+    ///   compressible payload is many times smaller than its text and would let a page go far
+    ///   over its budget. The store fetches such a statement through a portal, a few rows at a
+    ///   time, and stops at the first job that does not fit, so payloads past the cut are not
+    ///   even read.
     pub(crate) fn list(&self, shape: ListShape) -> String {
         const CONDITIONS: [&str; 7] = [
             "j.tenant_id = $",
@@ -305,6 +316,7 @@ impl Sql {
         ];
         // Conditions the candidate walk applies itself: the tenant (its index) and the cursor.
         const WALK: [bool; 7] = [true, false, false, false, false, false, true];
+        let plain = !shape.bounded && !shape.budget;
         let mut walk = Vec::new();
         let mut others = Vec::new();
         let mut n = 0;
@@ -312,7 +324,7 @@ impl Sql {
             if on {
                 n += 1;
                 let clause = format!("{cond}{n}");
-                if WALK[i] || !shape.bounded {
+                if WALK[i] || plain {
                     walk.push(clause);
                 } else {
                     others.push(clause);
@@ -320,14 +332,12 @@ impl Sql {
             }
         }
         let fetch = n + 1;
-        let scan = n + 2;
-        let budget = if shape.bounded { n + 3 } else { n + 2 };
-        let where_ = |clauses: &[String]| {
-            if clauses.is_empty() {
-                String::new()
-            } else {
-                format!(" WHERE {}", clauses.join(" AND "))
-            }
+        let window = n + 2;
+        let budget = n + 3;
+        let where_ = if walk.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", walk.join(" AND "))
         };
         let columns: Vec<&str> = JOB_COLUMNS
             .iter()
@@ -342,11 +352,10 @@ impl Sql {
                 .join(", ")
         };
         let jobs = format!("{}.jobs", self.schema);
-        if !shape.bounded && !shape.budget {
+        if plain {
             return format!(
-                "SELECT {} FROM {jobs} j{} ORDER BY j.id DESC LIMIT ${fetch}",
+                "SELECT {} FROM {jobs} j{where_} ORDER BY j.id DESC LIMIT ${fetch}",
                 cols("j"),
-                where_(&walk)
             );
         }
         let hit = if others.is_empty() {
@@ -354,49 +363,46 @@ impl Sql {
         } else {
             others.join(" AND ")
         };
-        let source = if shape.bounded {
-            format!(
-                "SELECT {}, {hit} AS hit FROM {jobs} j{} ORDER BY j.id DESC LIMIT ${scan}::bigint",
-                cols("j"),
-                where_(&walk)
-            )
-        } else {
-            format!(
-                "SELECT {}, true AS hit FROM {jobs} j{}",
-                cols("j"),
-                where_(&walk)
-            )
-        };
-        let (bytes, fits) = if shape.budget {
+        const WINDOW: &str =
+            "(ORDER BY m.id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)";
+        let walked = format!(
+            "SELECT w.id, w.hit, row_number() OVER (ORDER BY w.id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS rn \
+             FROM (SELECT j.id, {hit} AS hit FROM {jobs} j{where_} ORDER BY j.id DESC LIMIT (SELECT ${window}::bigint)) w"
+        );
+        let (sums, fits) = if shape.budget {
             (
-                ", sum(CASE WHEN w.hit THEN octet_length(w.payload::text) ELSE 0 END) OVER win AS bytes_through",
-                format!("(m.hit_no = 1 OR m.bytes_through <= ${budget}::bigint)"),
+                format!(
+                    ", count(*) FILTER (WHERE m.hit) OVER {WINDOW} AS hit_no, \
+                     sum(CASE WHEN m.hit THEN octet_length(j.payload::text) ELSE 0 END) OVER {WINDOW} AS bytes_through"
+                ),
+                format!("(b.hit_no = 1 OR b.bytes_through <= ${budget}::bigint)"),
             )
         } else {
-            ("", "true".to_owned())
+            (String::new(), "true".to_owned())
         };
         let outer: Vec<String> = columns
             .iter()
             .map(|c| {
                 if *c == "payload" && shape.budget {
-                    format!("CASE WHEN {fits} THEN m.payload END AS payload")
+                    format!("CASE WHEN {fits} THEN b.payload END AS payload")
                 } else {
-                    format!("m.{c}")
+                    format!("b.{c}")
                 }
             })
             .collect();
-        let (rn, marker) = if shape.bounded {
-            ("m.rn", format!(" WHERE m.hit OR m.rn = ${scan}::bigint"))
+        let bytes = if shape.budget {
+            "b.bytes_through"
         } else {
-            ("NULL::bigint", String::new())
+            "NULL::bigint"
         };
         format!(
-            "SELECT {outer}, m.hit, {rn} AS rn, {fits} AS fits FROM ( \
-                 SELECT w.*, row_number() OVER win AS rn, count(*) FILTER (WHERE w.hit) OVER win AS hit_no{bytes} \
-                 FROM ({source}) w \
-                 WINDOW win AS (ORDER BY w.id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) m\
-             {marker} ORDER BY m.id DESC LIMIT ${fetch}",
+            "SELECT {outer}, b.hit, b.rn, {fits} AS fits, {bytes} AS bytes_through FROM ( \
+                 SELECT {cols}, m.hit, m.rn{sums} \
+                 FROM ({walked}) m JOIN {jobs} j ON j.id = m.id \
+                 WHERE m.hit OR m.rn = ${window}::bigint) b \
+             ORDER BY b.id DESC LIMIT ${fetch}",
             outer = outer.join(", "),
+            cols = cols("j"),
         )
     }
 }

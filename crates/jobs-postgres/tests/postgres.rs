@@ -668,6 +668,67 @@ async fn list_pages_by_id_with_filters() {
     db.drop().await;
 }
 
+/// The list's scan window is an ordered index walk that stops, never a bitmap scan plus sort of
+/// all the tenant's rows (which the planner picks for a plain `LIMIT $n` above the tenant's
+/// estimated row count, and which a wrong estimate would turn into a scan of the whole tenant).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_list_window_walks_the_index_in_order() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let s = &db.schema;
+    // 20 tenants × 1,000 jobs; tenant t_3 holds 100 of a rare type.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO {s}.jobs (id, tenant_id, use_case, kind, payload, status, priority, attempts, max_attempts,
+                 backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, delay_tolerance_us,
+                 deadline_at, timeout_us, cancel_requested, created_at, updated_at, ready)
+             SELECT gen_random_uuid(), 't_' || (g % 20), 'u', CASE WHEN g % 200 = 3 THEN 'rare' ELSE 'common' END,
+                 '{{}}'::jsonb, 'succeeded', 0, 1, 5, 'exponential', 1000000, 3600000000, 'full', now(),
+                 0, now(), 1000000, false, now(), now(), true
+             FROM generate_series(1, 20000) g;
+             ANALYZE {s}.jobs;"
+        ))
+        .await
+        .unwrap();
+    let statement = jobs_postgres::sql::list_statement(
+        jobs_postgres::SchemaName::new(s).unwrap(),
+        jobs_postgres::sql::ListShape {
+            present: [true, false, false, true, false, false, false],
+            payload: false,
+            budget: false,
+            bounded: true,
+        },
+    );
+    let plan: serde_json::Value = client
+        .query_one(
+            &format!("EXPLAIN (FORMAT JSON) {statement}"),
+            &[&"t_3", &"rare", &51i64, &5000i64],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let text = plan.to_string();
+    assert!(
+        !text.contains("Bitmap") && !text.contains("\"Sort\""),
+        "the window must be an ordered walk: {plan:#}"
+    );
+    assert!(text.contains("jobs_tenant_list_idx"), "{plan:#}");
+    // And the store reads every rare job of the tenant through it.
+    let filter = JobFilter {
+        tenant_id: Some("t_3".into()),
+        kind: Some("rare".into()),
+        ..JobFilter::default()
+    };
+    let page = PageRequest {
+        include_payload: false,
+        max_scanned: Some(5000),
+        ..PageRequest::new(None, 500)
+    };
+    let got = db.store.list(&filter, page).await.unwrap();
+    assert_eq!((got.jobs.len(), got.next), (100, None));
+    db.drop().await;
+}
+
 /// A store whose database defaults to REPEATABLE READ: its own transactions must still run at
 /// READ COMMITTED, or the quota count (after the lock) cannot see the previous holder's commit
 /// and admits more than the quota (review finding: 2 jobs admitted at quota 1).

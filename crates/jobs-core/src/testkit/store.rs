@@ -2048,6 +2048,48 @@ where
             assert!(p.jobs.len() == 1 || p.jobs.last().map(|j| j.id) == Some(big));
         }
     }
+    // Many small payloads: pages of exactly what the budget holds, however the store fetches.
+    let mut tiny = Vec::new();
+    for _ in 0..45 {
+        let mut job = new_job("tiny", "alpha");
+        job.payload = json!("x".repeat(10)); // 12 bytes
+        tiny.push(f.add(job).await.id);
+    }
+    tiny.sort_by(|a, b| b.cmp(a));
+    let filter = JobFilter {
+        tenant_id: Some("tiny".into()),
+        ..JobFilter::default()
+    };
+    for max_scanned in [None, Some(5_000)] {
+        let pages = walk(
+            f.store.as_ref(),
+            &filter,
+            PageRequest {
+                include_payload: true,
+                max_bytes: Some(12 * 20),
+                max_scanned,
+                ..PageRequest::new(None, 100)
+            },
+        )
+        .await;
+        let sizes: Vec<usize> = pages.iter().map(|(_, p)| p.jobs.len()).collect();
+        assert_eq!(sizes, vec![20, 20, 5], "{max_scanned:?}");
+        assert_eq!(walked_ids(&pages), tiny);
+        let all = f
+            .store
+            .list(
+                &filter,
+                PageRequest {
+                    include_payload: true,
+                    max_bytes: Some(1 << 20),
+                    max_scanned,
+                    ..PageRequest::new(None, 100)
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((all.jobs.len(), all.next), (45, None), "{max_scanned:?}");
+    }
     // A budget below every payload: one job per page, each page but the last with a cursor.
     let pages = walk(
         f.store.as_ref(),
@@ -2059,7 +2101,7 @@ where
         },
     )
     .await;
-    assert_eq!(pages.len(), sizes.len());
+    assert_eq!(pages.len(), sizes.len() + 45);
     assert!(pages.iter().all(|(_, p)| p.jobs.len() == 1));
     // Payloads left out are not counted: the budget does not cut.
     let page = f
@@ -2074,7 +2116,7 @@ where
         )
         .await
         .unwrap();
-    assert_eq!((page.jobs.len(), page.next), (sizes.len(), None));
+    assert_eq!((page.jobs.len(), page.next), (sizes.len() + 45, None));
 }
 
 /// The page [`PageRequest`] defines for a scan bound (no byte budget): `candidates` newest
