@@ -152,6 +152,10 @@ pub struct ListQuery {
     pub cursor: Option<String>,
     /// Page size (1 to 500; server default 50).
     pub limit: Option<u32>,
+    /// Ask for each job's payload (`include_payload=true`). Without it the server leaves
+    /// payloads out and the jobs' `payload` is `null`. A page with payloads stops at the server's
+    /// byte budget (4 MiB by default), with a cursor to the rest.
+    pub include_payload: bool,
 }
 
 impl ListQuery {
@@ -173,6 +177,10 @@ impl ListQuery {
         );
         push("cursor", self.cursor.clone());
         push("limit", self.limit.map(|l| l.to_string()));
+        push(
+            "include_payload",
+            self.include_payload.then(|| "true".to_owned()),
+        );
         q
     }
 }
@@ -308,7 +316,8 @@ impl JobsClient {
         read_json(resp).await
     }
 
-    /// One page of jobs.
+    /// One page of jobs. The server examines a bounded number of jobs per call, so a page can be
+    /// short, or empty, and still have a `next_cursor`: only its absence ends the list.
     pub async fn list(&self, query: &ListQuery) -> Result<JobPage, ClientError> {
         let resp = self
             .send(
@@ -322,7 +331,8 @@ impl JobsClient {
         read_json(resp).await
     }
 
-    /// Every job matching `query`, walking all pages from `query.cursor`.
+    /// Every job matching `query`, walking all pages from `query.cursor`, through short and empty
+    /// pages, until a page has no `next_cursor`.
     pub async fn list_all(&self, query: &ListQuery) -> Result<Vec<Job>, ClientError> {
         let mut query = query.clone();
         let mut jobs = Vec::new();
@@ -330,6 +340,12 @@ impl JobsClient {
             let page = self.list(&query).await?;
             jobs.extend(page.jobs);
             match page.next_cursor {
+                Some(next) if query.cursor.as_ref() == Some(&next) => {
+                    // A cursor that does not move would loop forever.
+                    return Err(ClientError::InvalidResponse(format!(
+                        "the server answered cursor {next} with itself"
+                    )));
+                }
                 Some(next) => query.cursor = Some(next),
                 None => return Ok(jobs),
             }
@@ -618,5 +634,10 @@ mod tests {
                 ("limit", "7".to_owned())
             ]
         );
+        let q = ListQuery {
+            include_payload: true,
+            ..ListQuery::default()
+        };
+        assert_eq!(q.pairs(), vec![("include_payload", "true".to_owned())]);
     }
 }

@@ -25,6 +25,10 @@ struct Server {
 }
 
 async fn start(auth: AuthConfig) -> Server {
+    start_with(auth, jobs_http::HttpSettings::default()).await
+}
+
+async fn start_with(auth: AuthConfig, settings: jobs_http::HttpSettings) -> Server {
     let store = flaky(Arc::new(MemoryStore::new(Arc::new(SystemClock))));
     let config = PlatformConfig::default().with_quotas(QuotaConfig::unlimited().with_limit(
         "quota",
@@ -32,7 +36,7 @@ async fn start(auth: AuthConfig) -> Server {
         1,
     ));
     let service = JobService::new(store.clone(), Arc::new(config));
-    let app = jobs_http::router(AppState::new(service, auth));
+    let app = jobs_http::router(AppState::new(service, auth).with_settings(settings));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -119,6 +123,60 @@ async fn every_endpoint_round_trips() {
     // Nested under a prefix, the base URL carries the prefix.
     let prefixed = JobsClient::new(format!("{}/", server.url)).unwrap();
     prefixed.healthz().await.unwrap();
+}
+
+#[tokio::test]
+async fn list_all_walks_through_short_and_empty_pages() {
+    // The server examines 3 jobs per call: a rare type among 20 jobs comes in empty and short
+    // pages, each with a cursor.
+    let server = start_with(
+        AuthConfig::open(),
+        jobs_http::HttpSettings {
+            list_max_scanned: 3,
+            ..jobs_http::HttpSettings::default()
+        },
+    )
+    .await;
+    let c = client(&server.url);
+    let mut rare = Vec::new();
+    for i in 0..20 {
+        let mut r = req("a");
+        r.payload = serde_json::json!({"n": i});
+        if i == 1 || i == 2 || i == 9 {
+            r.kind = "rare_kind".into();
+            rare.push(c.enqueue(r).await.unwrap());
+        } else {
+            c.enqueue(r).await.unwrap();
+        }
+    }
+    rare.reverse(); // newest first
+    let query = ListQuery {
+        tenant_id: Some("a".into()),
+        kind: Some("rare_kind".into()),
+        ..ListQuery::default()
+    };
+    let first = c.list(&query).await.unwrap();
+    assert!(
+        first.jobs.is_empty() && first.next_cursor.is_some(),
+        "the newest 3 jobs hold no match: an empty page with a cursor, {first:?}"
+    );
+    let all = c.list_all(&query).await.unwrap();
+    assert_eq!(
+        all.iter().map(|j| j.id).collect::<Vec<_>>(),
+        rare.iter().map(|j| j.id).collect::<Vec<_>>()
+    );
+    assert!(
+        all.iter().all(|j| j.payload.is_null()),
+        "no payloads unless asked"
+    );
+    let with = c
+        .list_all(&ListQuery {
+            include_payload: true,
+            ..query
+        })
+        .await
+        .unwrap();
+    assert_eq!(with, rare, "with payloads: the jobs as enqueued");
 }
 
 #[tokio::test]

@@ -70,7 +70,9 @@ pub struct Job {
     /// The handler name.
     #[serde(rename = "type")]
     pub kind: String,
-    /// The handler's input.
+    /// The handler's input. `null` in a list page that left payloads out (see
+    /// [`crate::PageRequest::include_payload`]); an absent `payload` key in JSON reads as `null`.
+    #[serde(default)]
     pub payload: serde_json::Value,
     /// Where the job is in its life.
     pub status: JobStatus,

@@ -350,10 +350,7 @@ mod tests {
             svc.retry(a.id, &b_scope).await,
             Err(ChangeError::NotFound(a.id))
         );
-        let page = PageRequest {
-            after: None,
-            limit: 10,
-        };
+        let page = PageRequest::new(None, 10);
         let filter = JobFilter {
             tenant_id: Some("a".into()),
             ..JobFilter::default()

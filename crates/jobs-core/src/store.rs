@@ -202,12 +202,59 @@ impl JobFilter {
 }
 
 /// A page request: newest first (descending id), after the cursor.
+///
+/// Three optional bounds keep one call's cost and answer size in check whatever the data (the
+/// HTTP API sets all three; [`PageRequest::new`] and [`Default`] set none, as before they
+/// existed):
+///
+/// - **Payloads** ([`include_payload`](Self::include_payload)): with `false` the store does not
+///   read payloads from storage at all and every job's `payload` is [`serde_json::Value::Null`].
+/// - **Byte budget** ([`max_bytes`](Self::max_bytes)): the page stops *before* the job whose
+///   payload would take the page's payload bytes over the budget, but always holds at least one
+///   job; a page cut this way has a `next` cursor. Payload bytes are the length of the payload's
+///   JSON text (the in-memory store counts compact JSON, as the enqueue size limit does;
+///   PostgreSQL counts `jsonb` as it prints it, a space after each `:` and `,`, so slightly more).
+///   Only read payloads count: without `include_payload` the budget never cuts.
+/// - **Scan bound** ([`max_scanned`](Self::max_scanned)): the store examines at most this many
+///   candidate jobs per call, in descending id order from the cursor: the tenant's jobs when the
+///   filter names a tenant, every job otherwise. The other filters are checked on those
+///   candidates only. When it has examined that many without filling the page, it returns the
+///   matches found so far (possibly none) with `next` = the last examined id, so a sparse filter
+///   costs several short (or empty) pages instead of one long scan, and walking every page still
+///   returns each matching job exactly once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
     /// Return jobs with an id strictly below this one (the previous page's `next`).
     pub after: Option<JobId>,
     /// Page size (≥ 1; callers bound it).
     pub limit: u32,
+    /// Read the jobs' payloads; `false` leaves them unread (`payload` is `null`).
+    pub include_payload: bool,
+    /// Largest total payload bytes of one page (at least one job is always returned); `None`:
+    /// no budget.
+    pub max_bytes: Option<u64>,
+    /// Most candidate jobs examined by one call (≥ 1); `None`: no bound.
+    pub max_scanned: Option<u32>,
+}
+
+impl PageRequest {
+    /// `limit` jobs after `after`, payloads included, no byte budget and no scan bound.
+    pub const fn new(after: Option<JobId>, limit: u32) -> Self {
+        PageRequest {
+            after,
+            limit,
+            include_payload: true,
+            max_bytes: None,
+            max_scanned: None,
+        }
+    }
+}
+
+impl Default for PageRequest {
+    /// The first page of 50, payloads included, unbounded (see [`PageRequest::new`]).
+    fn default() -> Self {
+        PageRequest::new(None, 50)
+    }
 }
 
 /// One page of jobs.
@@ -215,7 +262,8 @@ pub struct PageRequest {
 pub struct Page {
     /// Jobs, newest (highest id) first.
     pub jobs: Vec<Job>,
-    /// The cursor for the next page, absent on the last page.
+    /// The cursor for the next page, absent on the last page. Present on a page cut by the byte
+    /// budget or ended by the scan bound, which may then be short or even empty.
     pub next: Option<JobId>,
 }
 
@@ -279,7 +327,8 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError>;
 
     /// Jobs matching `filter`, newest first, keyset-paginated by id: walking every page returns
-    /// each matching job exactly once.
+    /// each matching job exactly once. MUST honour the payload choice, the byte budget and the
+    /// scan bound of `page` as [`PageRequest`] defines them.
     async fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<Page, StoreError>;
 
     /// Cancels a job: `pending`/`dispatched` → `cancelled` now (lease cleared); `running` → sets

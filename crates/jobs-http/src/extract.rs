@@ -155,6 +155,10 @@ pub struct ListParams {
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
     pub limit: Option<String>,
+    /// `true` to include each job's `payload` (default `false`: the key is left out). A page
+    /// with payloads stops at the server's byte budget (4 MiB by default) with a `next_cursor`.
+    #[param(value_type = Option<bool>)]
+    pub include_payload: Option<String>,
 }
 
 /// A parsed list request.
@@ -205,6 +209,16 @@ impl ListParams {
                 })?,
         };
         let after = self.cursor.map(|c| decode_cursor(&c)).transpose()?;
+        let include_payload = match self.include_payload.as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    codes::INVALID_QUERY,
+                    "include_payload must be true or false",
+                ))
+            }
+        };
         Ok(ListQuery {
             filter: JobFilter {
                 tenant_id: self.tenant_id,
@@ -214,7 +228,10 @@ impl ListParams {
                 created_after: timestamp("created_after", self.created_after)?,
                 created_before: timestamp("created_before", self.created_before)?,
             },
-            page: PageRequest { after, limit },
+            page: PageRequest {
+                include_payload,
+                ..PageRequest::new(after, limit)
+            },
         })
     }
 }
@@ -251,13 +268,58 @@ pub fn decode_cursor(cursor: &str) -> Result<JobId, ApiError> {
 }
 
 /// A page of jobs as `GET /jobs` answers it.
-#[derive(Debug, Clone, serde::Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct JobList {
     /// Jobs, newest first.
-    #[schema(value_type = Vec<crate::openapi::JobSchema>)]
+    #[schema(value_type = Vec<crate::openapi::ListedJobSchema>)]
     pub jobs: Vec<jobs_core::Job>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor` for the next page; absent on the last page. A page can be short, or even
+    /// empty, and still have one (cut at the byte budget, or the scan window ended).
     pub next_cursor: Option<String>,
+    /// Whether the jobs carry their payloads (`include_payload=true`). When false each job's
+    /// JSON leaves the `payload` key out (not `null`: a payload can be `null`). Not itself part
+    /// of the JSON; a deserialized page has it false.
+    #[serde(skip)]
+    pub payloads: bool,
+}
+
+/// A job of a list page without its payload: the job's JSON minus the `payload` key.
+struct WithoutPayload<'a>(&'a jobs_core::Job);
+
+impl serde::Serialize for WithoutPayload<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut value = serde_json::to_value(self.0).map_err(serde::ser::Error::custom)?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.remove("payload");
+        }
+        value.serialize(serializer)
+    }
+}
+
+impl serde::Serialize for JobList {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq as _, SerializeStruct as _};
+
+        struct Jobs<'a>(&'a [jobs_core::Job], bool);
+        impl serde::Serialize for Jobs<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+                for job in self.0 {
+                    if self.1 {
+                        seq.serialize_element(job)?;
+                    } else {
+                        seq.serialize_element(&WithoutPayload(job))?;
+                    }
+                }
+                seq.end()
+            }
+        }
+
+        let mut page = serializer.serialize_struct("JobList", 2)?;
+        page.serialize_field("jobs", &Jobs(&self.jobs, self.payloads))?;
+        page.serialize_field("next_cursor", &self.next_cursor)?;
+        page.end()
+    }
 }
 
 #[cfg(test)]

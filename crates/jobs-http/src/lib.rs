@@ -10,7 +10,7 @@
 //! | `POST /jobs` (alias `POST /jobs/enqueue`) | enqueue one job: 201, or 200 on an idempotent replay |
 //! | `POST /jobs/batch` | enqueue `{"jobs": [...]}` all or none |
 //! | `GET /jobs/{id}` | one job |
-//! | `GET /jobs` | filtered, keyset-paginated list |
+//! | `GET /jobs` | filtered, keyset-paginated list; payloads only with `include_payload=true`, pages bounded in bytes and in jobs examined ([`HttpSettings`]) |
 //! | `POST /jobs/{id}/cancel`, `POST /jobs/{id}/retry` | change a job |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openapi.json` | operations (no auth) |
 //!

@@ -53,37 +53,56 @@ pub(crate) struct BackoffSchema {
     jitter: JitterSchema,
 }
 
-/// A job.
-#[derive(ToSchema)]
-#[schema(as = Job)]
-pub(crate) struct JobSchema {
-    id: Uuid,
-    tenant_id: String,
-    use_case: String,
-    #[schema(rename = "type")]
-    r#type: String,
-    payload: serde_json::Value,
-    status: JobStatusSchema,
-    priority: i16,
-    attempts: u32,
-    max_attempts: u32,
-    backoff: BackoffSchema,
-    run_at: DateTime<Utc>,
-    delay_tolerance_seconds: f64,
-    deadline_at: DateTime<Utc>,
-    timeout_seconds: f64,
-    idempotency_key: Option<String>,
-    lease_expires_at: Option<DateTime<Utc>>,
-    cancel_requested: bool,
-    last_error: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    dispatched_at: Option<DateTime<Utc>>,
-    started_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
-    /// When the job first started; its deadline is measured once, at this moment.
-    first_started_at: Option<DateTime<Utc>>,
+/// The job schema, twice: `Job` (with its payload) and `ListedJob` (a list page's job, whose
+/// payload is there only when asked for), from one field list so they cannot drift apart.
+macro_rules! job_schema {
+    ($(#[$meta:meta])* $name:ident as $schema:ident, payload: $payload:ty) => {
+        $(#[$meta])*
+        #[derive(ToSchema)]
+        #[schema(as = $schema)]
+        pub(crate) struct $name {
+            id: Uuid,
+            tenant_id: String,
+            use_case: String,
+            #[schema(rename = "type")]
+            r#type: String,
+            payload: $payload,
+            status: JobStatusSchema,
+            priority: i16,
+            attempts: u32,
+            max_attempts: u32,
+            backoff: BackoffSchema,
+            run_at: DateTime<Utc>,
+            delay_tolerance_seconds: f64,
+            deadline_at: DateTime<Utc>,
+            timeout_seconds: f64,
+            idempotency_key: Option<String>,
+            lease_expires_at: Option<DateTime<Utc>>,
+            cancel_requested: bool,
+            last_error: Option<String>,
+            created_at: DateTime<Utc>,
+            updated_at: DateTime<Utc>,
+            dispatched_at: Option<DateTime<Utc>>,
+            started_at: Option<DateTime<Utc>>,
+            finished_at: Option<DateTime<Utc>>,
+            /// When the job first started; its deadline is measured once, at this moment.
+            first_started_at: Option<DateTime<Utc>>,
+        }
+    };
 }
+
+job_schema!(
+    /// A job.
+    JobSchema as Job,
+    payload: serde_json::Value
+);
+
+job_schema!(
+    /// A job in a `GET /jobs` page: a `Job` whose `payload` key is present only with
+    /// `include_payload=true`.
+    ListedJobSchema as ListedJob,
+    payload: Option<serde_json::Value>
+);
 
 /// A request to enqueue one job (the original API's field names). Unknown fields are refused.
 #[derive(ToSchema)]

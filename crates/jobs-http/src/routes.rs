@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use jobs_core::{EnqueueRequest, Enqueued, Job, JobStatus, TenantScope};
+use jobs_core::{EnqueueRequest, Enqueued, Job, JobStatus, PageRequest, TenantScope};
 use serde_json::json;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
@@ -220,12 +220,15 @@ async fn get_job(
         .ok_or_else(|| ApiError::job_not_found(id))
 }
 
-/// Lists jobs, newest first, keyset-paginated.
+/// Lists jobs, newest first, keyset-paginated. Payloads are left out unless
+/// `include_payload=true`; a page with payloads stops at the server's byte budget. One call
+/// examines a bounded number of candidate jobs (the tenant's, or all), so with a sparse filter a
+/// page can be short or empty and still carry a `next_cursor`: follow it until it is absent.
 #[utoipa::path(
     get, path = "/jobs", tag = "jobs",
     params(ListParams),
     responses(
-        (status = 200, description = "A page of jobs", body = JobList),
+        (status = 200, description = "A page of jobs (possibly short or empty; follow next_cursor until absent)", body = JobList),
         (status = 400, description = "Bad filter, cursor or limit", body = ErrorBody),
         (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
@@ -236,13 +239,17 @@ async fn list_jobs(
     Caller(scope): Caller,
     query: ListQuery,
 ) -> Result<Json<JobList>, ApiError> {
-    let page = state
-        .service()
-        .list(query.filter, query.page, &scope)
-        .await?;
+    let settings = state.settings();
+    let request = PageRequest {
+        max_bytes: Some(settings.list_max_bytes),
+        max_scanned: Some(settings.list_max_scanned),
+        ..query.page
+    };
+    let page = state.service().list(query.filter, request, &scope).await?;
     Ok(Json(JobList {
         jobs: page.jobs,
         next_cursor: page.next.map(encode_cursor),
+        payloads: request.include_payload,
     }))
 }
 

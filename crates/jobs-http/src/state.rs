@@ -12,6 +12,10 @@ use crate::auth::AuthConfig;
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 /// Default largest body of `POST /jobs/batch`: 8 MiB.
 pub const DEFAULT_BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// Default payload byte budget of one `GET /jobs` page with payloads: 4 MiB.
+pub const DEFAULT_LIST_MAX_BYTES: u64 = 4 * 1024 * 1024;
+/// Default number of candidate jobs one `GET /jobs` call examines: 5,000.
+pub const DEFAULT_LIST_MAX_SCANNED: u32 = 5_000;
 
 /// Tunables of the HTTP layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +33,15 @@ pub struct HttpSettings {
     /// table's status indexes, so this bounds what scrapes, which need no credentials, can cost
     /// the database, whatever their rate.
     pub job_counts_max_age: Duration,
+    /// Payload bytes one `GET /jobs?include_payload=true` page may carry: the page stops before
+    /// the job that would take it over (always at least one job) and hands a `next_cursor` that
+    /// continues from there. With 256 KiB payloads, 4 MiB is 16 jobs a page.
+    pub list_max_bytes: u64,
+    /// Candidate jobs one `GET /jobs` call examines (the tenant's, or all without a tenant
+    /// filter), newest first from the cursor; the other filters are checked on those only. A page
+    /// can therefore be short, even empty, and still have a `next_cursor`: this bounds what a
+    /// sparse filter costs the database per request.
+    pub list_max_scanned: u32,
 }
 
 impl Default for HttpSettings {
@@ -39,6 +52,8 @@ impl Default for HttpSettings {
             quota_retry_after: Duration::from_secs(5),
             store_probe_timeout: Duration::from_secs(2),
             job_counts_max_age: Duration::from_secs(5),
+            list_max_bytes: DEFAULT_LIST_MAX_BYTES,
+            list_max_scanned: DEFAULT_LIST_MAX_SCANNED,
         }
     }
 }

@@ -521,7 +521,7 @@ async fn a_slowly_read_response_is_neither_cut_at_the_idle_timeout_nor_replaced(
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(16 * 1024).unwrap();
     let mut s = socket.connect(api.addr).await.unwrap();
-    s.write_all(b"GET /jobs?limit=500 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /jobs?limit=500&include_payload=true HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut silent = Vec::new();
@@ -577,4 +577,53 @@ async fn shutdown_closes_waiting_connections_at_once_and_bounds_requests_in_prog
         started.elapsed()
     );
     assert_eq!(api.server.open_connections(), 0);
+}
+
+#[tokio::test]
+async fn a_worst_case_list_page_stays_within_its_byte_budget_over_the_wire() {
+    // The review's case: 250 KB payloads, `limit=500`. Without payloads a page is small; with
+    // them it stops at the 4 MiB budget and hands back a cursor.
+    let api = start(limits(10_000, 10_000, 30_000, 64)).await;
+    let payload = serde_json::json!({ "blob": "y".repeat(250_000) });
+    for i in 0..40 {
+        api.service
+            .enqueue(
+                serde_json::from_value(serde_json::json!({
+                    "tenant_id": "fat", "use_case": "notifications", "type": "send_email",
+                    "payload": payload, "idempotency_key": format!("w{i}"),
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let page = |path: &'static str| async move {
+        let mut s = TcpStream::connect(api.addr).await.unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let r = read_response(&mut s).await;
+        assert_eq!(r.status, 200);
+        (
+            r.body.len(),
+            serde_json::from_slice::<Value>(&r.body).unwrap(),
+        )
+    };
+    let (bytes, v) = page("/jobs?limit=500").await;
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 40);
+    assert!(v["jobs"][0].get("payload").is_none());
+    assert!(
+        bytes < 64 * 1024,
+        "a page without payloads is {bytes} bytes"
+    );
+    let (bytes, v) = page("/jobs?limit=500&include_payload=true").await;
+    let listed = v["jobs"].as_array().unwrap().len();
+    assert!((1..40).contains(&listed), "{listed}");
+    assert!(v["next_cursor"].is_string());
+    assert!(
+        bytes <= 4 * 1024 * 1024 + 64 * 1024,
+        "a page with payloads is {bytes} bytes"
+    );
 }

@@ -130,6 +130,27 @@ async fn schemas_match_the_wire_types() {
         .cloned()
         .collect();
     assert_eq!(properties(&doc, "Job"), wire);
+    // A list page's job is the same object, its payload present only when asked for.
+    assert_eq!(properties(&doc, "ListedJob"), wire);
+    let required = |schema: &str| -> BTreeSet<String> {
+        doc["components"]["schemas"][schema]["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(required("Job").contains("payload"));
+    let mut listed = required("ListedJob");
+    assert!(
+        listed.insert("payload".to_owned()),
+        "payload is optional in a list"
+    );
+    assert_eq!(listed, required("Job"));
+    assert_eq!(
+        doc["components"]["schemas"]["JobList"]["properties"]["jobs"]["items"]["$ref"],
+        "#/components/schemas/ListedJob"
+    );
     let backoff: BTreeSet<String> = serde_json::to_value(job.backoff)
         .unwrap()
         .as_object()

@@ -31,6 +31,8 @@ api_suite!(postgres().await;
     batch_enqueue_is_all_or_none,
     list_filters_and_pages,
     list_rejects_bad_parameters,
+    list_leaves_payloads_out_and_stops_at_the_byte_budget,
+    list_scan_bound_gives_short_pages_with_a_cursor,
     cancel_and_retry,
     bad_bodies_are_json_errors,
     bad_ids_and_routes_are_json_errors,

@@ -161,9 +161,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             vec![&"t_10", &"key-10010"],
         ),
         (
-            "list by tenant, keyset page of 50 after a cursor",
+            "list by tenant, keyset page of 50 after a cursor (as the API asks: no payloads, window of 5,000)",
             &sql.list_by_tenant,
-            vec![&"t_42", &some_id, &51i64],
+            vec![&"t_42", &some_id, &51i64, &5000i64],
         ),
         (
             "claim (fenced by status and token)",

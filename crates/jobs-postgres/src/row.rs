@@ -115,7 +115,7 @@ pub(crate) fn status(s: &str) -> Result<JobStatus, StoreError> {
         .map_err(|e: jobs_core::status::UnknownStatus| StoreError::Internal(e.to_string()))
 }
 
-fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+pub(crate) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a Row,
     column: &str,
 ) -> Result<T, StoreError> {
@@ -125,12 +125,23 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
 
 /// A job from a row holding [`JOB_COLUMNS`].
 pub(crate) fn job(row: &Row) -> Result<Job, StoreError> {
+    job_from(row, true)
+}
+
+/// A job from a row holding [`JOB_COLUMNS`], or all of them but `payload` when `with_payload` is
+/// false (the payload is then `null`, as it is when the column holds SQL NULL).
+pub(crate) fn job_from(row: &Row, with_payload: bool) -> Result<Job, StoreError> {
+    let payload = if with_payload {
+        get::<Option<serde_json::Value>>(row, "payload")?.unwrap_or(serde_json::Value::Null)
+    } else {
+        serde_json::Value::Null
+    };
     Ok(Job {
         id: get(row, "id")?,
         tenant_id: get(row, "tenant_id")?,
         use_case: get(row, "use_case")?,
         kind: get(row, "kind")?,
-        payload: get(row, "payload")?,
+        payload,
         status: status(get(row, "status")?)?,
         priority: get(row, "priority")?,
         attempts: u32_column(get(row, "attempts")?, "attempts")?,

@@ -272,9 +272,39 @@ impl Sql {
         }
     }
 
-    /// The list query for the filters present (`Some` = filtered), parameters in the order
-    /// tenant, use case, status, kind, created_after, created_before, after-id, limit.
-    pub(crate) fn list(&self, present: [bool; 7]) -> String {
+    /// The list query of `shape`. Parameters, in this order, only for what is present: tenant,
+    /// use case, status, kind, created_after, created_before, after-id; then the rows to fetch
+    /// (page size + 1); then, unless the shape is plain, the scan window (`i64::MAX` for none)
+    /// and, with a budget, the byte budget.
+    ///
+    /// Plain (no window, no budget) it is one flat `SELECT … WHERE <filters> ORDER BY id DESC
+    /// LIMIT n` (no `$n IS NULL OR …`, which defeats indexes under generic plans). Otherwise:
+    ///
+    /// - **Scan window.** The innermost query walks the candidates' ids, `WHERE tenant_id = $t AND
+    ///   id < $after ORDER BY id DESC LIMIT $window` (the tenant's index `jobs_tenant_list_idx`,
+    ///   index-only when there is no other filter, or the primary key backwards without a
+    ///   tenant), and only marks which pass the other filters (`hit`) and their position (`rn`).
+    ///   The rows kept, the hits and the window's last row (`rn = $window`: the store turns it
+    ///   into `next` when the window ends before the page fills), are joined back to the table by
+    ///   primary key for their columns. The executor pulls rows lazily, so a page that fills
+    ///   early reads no further, and a sparse filter reads at most `$window` candidates. The
+    ///   window's `LIMIT` is a scalar subquery on purpose: the planner cannot see its value, so
+    ///   it plans the walk as an ordered index scan that can stop early. With a plain `$window`
+    ///   it may pick a bitmap scan plus sort when it expects the tenant to hold fewer rows than
+    ///   the window (seen at 1,000,000 rows for a 1,000-job tenant); a bitmap scan reads every
+    ///   row of the tenant before the `LIMIT` applies, so a wrong row estimate (a tenant that
+    ///   grew since `ANALYZE`, or one outside its most-common-values list) would turn it into
+    ///   the unbounded scan the window is there to prevent.
+    /// - **Byte budget.** A running `sum(octet_length(payload::text))` over the hits says whether
+    ///   each still fits; a payload that does not is not sent (`NULL`). `octet_length(payload::
+    ///   text)` is the length of the JSON text the API will send (PostgreSQL prints a space after
+    ///   each `:` and `,`, so a little above the compact JSON); `pg_column_size(payload)` would
+    ///   not need to read the payload but counts its stored, compressed form, which for a
+    ///   compressible payload is many times smaller than its text and would let a page go far
+    ///   over its budget. The store fetches such a statement through a portal, a few rows at a
+    ///   time, and stops at the first job that does not fit, so payloads past the cut are not
+    ///   even read.
+    pub(crate) fn list(&self, shape: ListShape) -> String {
         const CONDITIONS: [&str; 7] = [
             "j.tenant_id = $",
             "j.use_case = $",
@@ -284,26 +314,117 @@ impl Sql {
             "j.created_at < $",
             "j.id < $",
         ];
-        let mut clauses = Vec::new();
+        // Conditions the candidate walk applies itself: the tenant (its index) and the cursor.
+        const WALK: [bool; 7] = [true, false, false, false, false, false, true];
+        let plain = !shape.bounded && !shape.budget;
+        let mut walk = Vec::new();
+        let mut others = Vec::new();
         let mut n = 0;
-        for (cond, on) in CONDITIONS.iter().zip(present) {
+        for (i, (cond, on)) in CONDITIONS.iter().zip(shape.present).enumerate() {
             if on {
                 n += 1;
-                clauses.push(format!("{cond}{n}"));
+                let clause = format!("{cond}{n}");
+                if WALK[i] || plain {
+                    walk.push(clause);
+                } else {
+                    others.push(clause);
+                }
             }
         }
-        let filter = if clauses.is_empty() {
+        let fetch = n + 1;
+        let window = n + 2;
+        let budget = n + 3;
+        let where_ = if walk.is_empty() {
             String::new()
         } else {
-            format!("WHERE {}", clauses.join(" AND "))
+            format!(" WHERE {}", walk.join(" AND "))
+        };
+        let columns: Vec<&str> = JOB_COLUMNS
+            .iter()
+            .copied()
+            .filter(|c| shape.payload || *c != "payload")
+            .collect();
+        let cols = |alias: &str| {
+            columns
+                .iter()
+                .map(|c| format!("{alias}.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let jobs = format!("{}.jobs", self.schema);
+        if plain {
+            return format!(
+                "SELECT {} FROM {jobs} j{where_} ORDER BY j.id DESC LIMIT ${fetch}",
+                cols("j"),
+            );
+        }
+        let hit = if others.is_empty() {
+            "true".to_owned()
+        } else {
+            others.join(" AND ")
+        };
+        const WINDOW: &str =
+            "(ORDER BY m.id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)";
+        let walked = format!(
+            "SELECT w.id, w.hit, row_number() OVER (ORDER BY w.id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS rn \
+             FROM (SELECT j.id, {hit} AS hit FROM {jobs} j{where_} ORDER BY j.id DESC LIMIT (SELECT ${window}::bigint)) w"
+        );
+        let (sums, fits) = if shape.budget {
+            (
+                format!(
+                    ", count(*) FILTER (WHERE m.hit) OVER {WINDOW} AS hit_no, \
+                     sum(CASE WHEN m.hit THEN octet_length(j.payload::text) ELSE 0 END) OVER {WINDOW} AS bytes_through"
+                ),
+                format!("(b.hit_no = 1 OR b.bytes_through <= ${budget}::bigint)"),
+            )
+        } else {
+            (String::new(), "true".to_owned())
+        };
+        let outer: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                if *c == "payload" && shape.budget {
+                    format!("CASE WHEN {fits} THEN b.payload END AS payload")
+                } else {
+                    format!("b.{c}")
+                }
+            })
+            .collect();
+        let bytes = if shape.budget {
+            "b.bytes_through"
+        } else {
+            "NULL::bigint"
         };
         format!(
-            "SELECT {} FROM {}.jobs j {filter} ORDER BY j.id DESC LIMIT ${}",
-            job_columns("j"),
-            self.schema,
-            n + 1
+            "SELECT {outer}, b.hit, b.rn, {fits} AS fits, {bytes} AS bytes_through FROM ( \
+                 SELECT {cols}, m.hit, m.rn{sums} \
+                 FROM ({walked}) m JOIN {jobs} j ON j.id = m.id \
+                 WHERE m.hit OR m.rn = ${window}::bigint) b \
+             ORDER BY b.id DESC LIMIT ${fetch}",
+            outer = outer.join(", "),
+            cols = cols("j"),
         )
     }
+}
+
+/// What a list statement reads and how it bounds itself (see [`Sql::list`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListShape {
+    /// Filters present: tenant, use case, status, kind, created_after, created_before, after-id.
+    pub present: [bool; 7],
+    /// Read the payload column.
+    pub payload: bool,
+    /// Cut the page at a payload byte budget (only with `payload`).
+    pub budget: bool,
+    /// Examine at most a window of candidates.
+    pub bounded: bool,
+}
+
+/// The list statement of `shape` in `schema`, for the `explain` example.
+#[doc(hidden)]
+pub fn list_statement(schema: SchemaName, shape: ListShape) -> String {
+    Sql::new(schema).list(shape)
 }
 
 /// The store's hot statements, for the `explain` example (which prints their plans at scale).
@@ -323,7 +444,8 @@ pub struct HotStatements {
     pub insert_one: String,
     /// Idempotency look-up: $1 tenant, $2 key.
     pub by_key: String,
-    /// Listing by tenant, keyset: $1 tenant, $2 after id, $3 limit.
+    /// Listing by tenant as the API asks (no payloads, scan window): $1 tenant, $2 after id, $3
+    /// limit + 1, $4 scan window.
     pub list_by_tenant: String,
     /// Claim: $1 now, $2 id, $3 token, $4 lease µs.
     pub claim: String,
@@ -336,7 +458,12 @@ pub struct HotStatements {
 pub fn hot_statements(schema: SchemaName) -> HotStatements {
     let sql = Sql::new(schema);
     HotStatements {
-        list_by_tenant: sql.list([true, false, false, false, false, false, true]),
+        list_by_tenant: sql.list(ListShape {
+            present: [true, false, false, false, false, false, true],
+            payload: false,
+            budget: false,
+            bounded: true,
+        }),
         lease_due: sql.lease_due,
         promote: sql.promote,
         reap_dispatched: sql.reap_dispatched,

@@ -20,7 +20,7 @@ use crate::migrate::{migrate, MigrateError, MigrationReport};
 use crate::notify;
 use crate::row::{self, error_text, interval_us, micros};
 use crate::schema::SchemaName;
-use crate::sql::Sql;
+use crate::sql::{ListShape, Sql};
 use crate::wake::{self, Coalescer};
 
 /// Runs `$body` (an async block using the pooled connection `$c`, yielding
@@ -495,19 +495,27 @@ impl JobStore for PgStore {
         self.get_inner(id).await
     }
     async fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<Page, StoreError> {
-        let limit = page.limit.max(1);
         let status = filter.status.map(JobStatus::as_str);
-        let present = [
-            filter.tenant_id.is_some(),
-            filter.use_case.is_some(),
-            status.is_some(),
-            filter.kind.is_some(),
-            filter.created_after.is_some(),
-            filter.created_before.is_some(),
-            page.after.is_some(),
-        ];
-        let sql = self.sql.list(present);
-        let fetch = i64::from(limit) + 1;
+        let shape = ListShape {
+            present: [
+                filter.tenant_id.is_some(),
+                filter.use_case.is_some(),
+                status.is_some(),
+                filter.kind.is_some(),
+                filter.created_after.is_some(),
+                filter.created_before.is_some(),
+                page.after.is_some(),
+            ],
+            payload: page.include_payload,
+            budget: page.include_payload && page.max_bytes.is_some(),
+            bounded: page.max_scanned.is_some(),
+        };
+        let sql = self.sql.list(shape);
+        let fetch = i64::from(page.limit.max(1)) + 1;
+        let window = page.max_scanned.map_or(i64::MAX, |n| i64::from(n.max(1)));
+        let budget = page
+            .max_bytes
+            .map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
         with_conn!(self, |c| async {
             let stmt = c.prepare_cached(&sql).await?;
             let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
@@ -533,15 +541,42 @@ impl JobStore for PgStore {
                 params.push(v);
             }
             params.push(&fetch);
-            let rows = c.query(&stmt, &params).await?;
-            let mut jobs = rows.iter().map(row::job).collect::<Result<Vec<_>, _>>()?;
-            let next = if jobs.len() > limit as usize {
-                jobs.truncate(limit as usize);
-                jobs.last().map(|j| j.id)
-            } else {
-                None
-            };
-            Ok::<_, Op<StoreError>>(Page { jobs, next })
+            if shape.bounded || shape.budget {
+                params.push(&window);
+            }
+            if shape.budget {
+                params.push(&budget);
+            }
+            let mut collect = ListRows::new(shape, page, window);
+            if !shape.budget {
+                for r in &c.query(&stmt, &params).await? {
+                    if !collect.push(r)? {
+                        break;
+                    }
+                }
+                return Ok::<_, Op<StoreError>>(collect.finish());
+            }
+            // With a byte budget, fetch through a portal a few rows at a time and stop at the
+            // first job that does not fit: the statement runs only as far as it is fetched, so
+            // the payloads past the cut are never read (their sizes never computed).
+            let tx = c.build_transaction().read_only(true).start().await?;
+            let portal = tx.bind(&stmt, &params).await?;
+            let mut batch = LIST_FIRST_BATCH;
+            'fetch: loop {
+                let rows = tx.query_portal(&portal, batch).await?;
+                for r in &rows {
+                    if !collect.push(r)? {
+                        break 'fetch;
+                    }
+                }
+                if rows.len() < usize::try_from(batch).unwrap_or(usize::MAX) {
+                    break;
+                }
+                batch = collect.next_batch(budget);
+            }
+            drop(portal);
+            tx.commit().await?;
+            Ok::<_, Op<StoreError>>(collect.finish())
         })
     }
 
@@ -851,6 +886,79 @@ impl JobStore for PgStore {
             )
         })?;
         Ok(Box::new(notify::subscribe(config, self.channel()).await?))
+    }
+}
+
+/// Rows of the first fetch of a list with a byte budget (later fetches are sized from the
+/// payloads seen: see [`ListRows::next_batch`]).
+const LIST_FIRST_BATCH: i32 = 16;
+
+/// Turns the rows of a list statement ([`crate::sql::Sql::list`]) into a page: up to `limit`
+/// hits, `next` after the last job when the page is full or the byte budget is spent, or after
+/// the last examined row when the scan window ended first.
+struct ListRows {
+    shape: ListShape,
+    limit: usize,
+    window: i64,
+    jobs: Vec<jobs_core::Job>,
+    next: Option<jobs_core::JobId>,
+    /// Payload bytes of the jobs kept, and the largest payload seen.
+    used: i64,
+    largest: i64,
+}
+
+impl ListRows {
+    fn new(shape: ListShape, page: PageRequest, window: i64) -> Self {
+        ListRows {
+            shape,
+            limit: page.limit.max(1) as usize,
+            window,
+            jobs: Vec::new(),
+            next: None,
+            used: 0,
+            largest: 0,
+        }
+    }
+
+    /// Takes one row; false when the page is complete (read no further).
+    fn push(&mut self, r: &tokio_postgres::Row) -> Result<bool, StoreError> {
+        let plain = !self.shape.bounded && !self.shape.budget;
+        let hit = plain || row::get::<bool>(r, "hit")?;
+        if hit {
+            let fits = plain || row::get::<bool>(r, "fits")?;
+            if self.jobs.len() == self.limit || !fits {
+                // Full, or the byte budget is spent: continue after the last job sent.
+                self.next = self.jobs.last().map(|j| j.id);
+                return Ok(false);
+            }
+            if self.shape.budget {
+                let through = row::get::<Option<i64>>(r, "bytes_through")?.unwrap_or(0);
+                self.largest = self.largest.max(through - self.used);
+                self.used = through;
+            }
+            self.jobs.push(row::job_from(r, self.shape.payload)?);
+        }
+        if !plain && row::get::<Option<i64>>(r, "rn")? == Some(self.window) {
+            // The window ended before the page filled: continue after the last examined row.
+            self.next = Some(row::get(r, "id")?);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// How many rows to fetch next: about as many as the rest of the budget holds at the
+    /// largest payload seen (at least 4 KiB each), 1 to 128.
+    fn next_batch(&self, budget: i64) -> i32 {
+        let per_row = self.largest.max(4096);
+        let rows = budget.saturating_sub(self.used) / per_row + 1;
+        i32::try_from(rows.clamp(1, 128)).unwrap_or(128)
+    }
+
+    fn finish(self) -> Page {
+        Page {
+            jobs: self.jobs,
+            next: self.next,
+        }
     }
 }
 

@@ -157,13 +157,7 @@ async fn fifty_concurrent_enqueues_against_a_quota_of_ten_accept_exactly_ten() {
     assert_eq!((ok, refused), (10, 40));
     let page = db
         .store
-        .list(
-            &JobFilter::default(),
-            PageRequest {
-                after: None,
-                limit: 100,
-            },
-        )
+        .list(&JobFilter::default(), PageRequest::new(None, 100))
         .await
         .unwrap();
     assert_eq!(page.jobs.len(), 10);
@@ -198,17 +192,11 @@ async fn batch_enqueue_counts_its_own_jobs_and_is_all_or_none() {
         let s = s.clone();
         let all = all.clone();
         async move {
-            s.list(
-                &all,
-                PageRequest {
-                    after: None,
-                    limit: 100,
-                },
-            )
-            .await
-            .unwrap()
-            .jobs
-            .len()
+            s.list(&all, PageRequest::new(None, 100))
+                .await
+                .unwrap()
+                .jobs
+                .len()
         }
     };
     assert_eq!(
@@ -649,7 +637,7 @@ async fn list_pages_by_id_with_filters() {
     loop {
         let page = db
             .store
-            .list(&filter, PageRequest { after, limit: 4 })
+            .list(&filter, PageRequest::new(after, 4))
             .await
             .unwrap();
         seen.extend(page.jobs.iter().map(|j| j.id));
@@ -668,13 +656,7 @@ async fn list_pages_by_id_with_filters() {
     };
     let page = db
         .store
-        .list(
-            &five,
-            PageRequest {
-                after: None,
-                limit: 10,
-            },
-        )
+        .list(&five, PageRequest::new(None, 10))
         .await
         .unwrap();
     assert_eq!(page.jobs.len(), 5);
@@ -683,6 +665,67 @@ async fn list_pages_by_id_with_filters() {
     assert_eq!(counts.len(), 1);
     assert_eq!(counts[0].count, 25);
     let _ = eventually(WAIT, || async { Some(()) }).await;
+    db.drop().await;
+}
+
+/// The list's scan window is an ordered index walk that stops, never a bitmap scan plus sort of
+/// all the tenant's rows (which the planner picks for a plain `LIMIT $n` above the tenant's
+/// estimated row count, and which a wrong estimate would turn into a scan of the whole tenant).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_list_window_walks_the_index_in_order() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let s = &db.schema;
+    // 20 tenants × 1,000 jobs; tenant t_3 holds 100 of a rare type.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO {s}.jobs (id, tenant_id, use_case, kind, payload, status, priority, attempts, max_attempts,
+                 backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, delay_tolerance_us,
+                 deadline_at, timeout_us, cancel_requested, created_at, updated_at, ready)
+             SELECT gen_random_uuid(), 't_' || (g % 20), 'u', CASE WHEN g % 200 = 3 THEN 'rare' ELSE 'common' END,
+                 '{{}}'::jsonb, 'succeeded', 0, 1, 5, 'exponential', 1000000, 3600000000, 'full', now(),
+                 0, now(), 1000000, false, now(), now(), true
+             FROM generate_series(1, 20000) g;
+             ANALYZE {s}.jobs;"
+        ))
+        .await
+        .unwrap();
+    let statement = jobs_postgres::sql::list_statement(
+        jobs_postgres::SchemaName::new(s).unwrap(),
+        jobs_postgres::sql::ListShape {
+            present: [true, false, false, true, false, false, false],
+            payload: false,
+            budget: false,
+            bounded: true,
+        },
+    );
+    let plan: serde_json::Value = client
+        .query_one(
+            &format!("EXPLAIN (FORMAT JSON) {statement}"),
+            &[&"t_3", &"rare", &51i64, &5000i64],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let text = plan.to_string();
+    assert!(
+        !text.contains("Bitmap") && !text.contains("\"Sort\""),
+        "the window must be an ordered walk: {plan:#}"
+    );
+    assert!(text.contains("jobs_tenant_list_idx"), "{plan:#}");
+    // And the store reads every rare job of the tenant through it.
+    let filter = JobFilter {
+        tenant_id: Some("t_3".into()),
+        kind: Some("rare".into()),
+        ..JobFilter::default()
+    };
+    let page = PageRequest {
+        include_payload: false,
+        max_scanned: Some(5000),
+        ..PageRequest::new(None, 500)
+    };
+    let got = db.store.list(&filter, page).await.unwrap();
+    assert_eq!((got.jobs.len(), got.next), (100, None));
     db.drop().await;
 }
 

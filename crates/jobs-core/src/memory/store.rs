@@ -18,6 +18,25 @@ use crate::store::{
     Wakeup, WakeupStream,
 };
 
+/// The length of `value`'s compact JSON text (as the enqueue size limit counts it), without
+/// building the text.
+fn json_len(value: &serde_json::Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len() as u64);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to an infallible writer cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     jobs: BTreeMap<JobId, Job>,
@@ -226,16 +245,52 @@ impl JobStore for MemoryStore {
             Some(after) => inner.jobs.range(..after),
             None => inner.jobs.range(..),
         };
-        let mut jobs: Vec<Job> = upper
+        // The candidates, as PostgreSQL walks them: the tenant's index, or the primary key.
+        let window = page.max_scanned.map_or(usize::MAX, |n| n.max(1) as usize);
+        let candidates = upper
             .rev()
             .map(|(_, j)| j)
-            .filter(|j| filter.matches(j))
-            .take(limit + 1)
-            .cloned()
-            .collect();
-        let next = if jobs.len() > limit {
-            jobs.truncate(limit);
+            .filter(|j| filter.tenant_id.as_ref().is_none_or(|t| &j.tenant_id == t))
+            .take(window);
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut bytes: u64 = 0;
+        let mut scanned = 0usize;
+        let mut last_scanned = None;
+        let mut cut = false;
+        for job in candidates {
+            scanned += 1;
+            last_scanned = Some(job.id);
+            if !filter.matches(job) {
+                continue;
+            }
+            if jobs.len() == limit {
+                cut = true;
+                break;
+            }
+            let size = if page.include_payload {
+                json_len(&job.payload)
+            } else {
+                0
+            };
+            if page
+                .max_bytes
+                .is_some_and(|max| !jobs.is_empty() && bytes.saturating_add(size) > max)
+            {
+                cut = true;
+                break;
+            }
+            bytes = bytes.saturating_add(size);
+            let mut listed = job.clone();
+            if !page.include_payload {
+                listed.payload = serde_json::Value::Null;
+            }
+            jobs.push(listed);
+        }
+        let next = if cut {
             jobs.last().map(|j| j.id)
+        } else if scanned == window {
+            // The window ended before the page filled: carry on from the last examined job.
+            last_scanned
         } else {
             None
         };

@@ -75,7 +75,7 @@ pub async fn enqueued(store: &dyn JobStore, kind: &str) -> Vec<Job> {
     let mut jobs = Vec::new();
     let mut after = None;
     loop {
-        let page = match store.list(&filter, PageRequest { after, limit: 500 }).await {
+        let page = match store.list(&filter, PageRequest::new(after, 500)).await {
             Ok(page) => page,
             Err(e) => panic!("listing jobs failed: {e}"),
         };

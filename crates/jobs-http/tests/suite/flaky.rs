@@ -81,7 +81,7 @@ pub async fn all_jobs(store: &dyn JobStore) -> Vec<Job> {
     let mut after = None;
     loop {
         let page = store
-            .list(&JobFilter::default(), PageRequest { after, limit: 500 })
+            .list(&JobFilter::default(), PageRequest::new(after, 500))
             .await
             .expect("list");
         out.extend(page.jobs);

@@ -52,10 +52,19 @@ pub struct Api {
 }
 
 pub fn api(store: Arc<dyn JobStore>, auth: AuthConfig) -> Api {
+    api_with(store, auth, jobs_http::HttpSettings::default())
+}
+
+/// [`api`] with `settings`.
+pub fn api_with(
+    store: Arc<dyn JobStore>,
+    auth: AuthConfig,
+    settings: jobs_http::HttpSettings,
+) -> Api {
     let store = flaky(store);
     let service = JobService::new(store.clone(), Arc::new(config()));
     Api {
-        router: jobs_http::router(AppState::new(service, auth)),
+        router: jobs_http::router(AppState::new(service, auth).with_settings(settings)),
         store,
     }
 }
@@ -357,6 +366,127 @@ pub async fn list_filters_and_pages(store: Arc<dyn JobStore>) {
     assert_eq!(api.jobs().await.len(), 5);
 }
 
+/// Every page of `uri` (which has a `?`), following `next_cursor`: the pages' JSON and body sizes.
+async fn walk_pages(api: &Api, uri: &str) -> Vec<(Value, usize)> {
+    let mut pages = Vec::new();
+    let mut next = uri.to_owned();
+    loop {
+        let page = api.get(&next).await;
+        assert_eq!(page.status, StatusCode::OK, "{next}: {}", page.text);
+        let cursor = page.json["next_cursor"].as_str().map(str::to_owned);
+        pages.push((page.json, page.text.len()));
+        assert!(pages.len() < 100, "the walk does not end");
+        match cursor {
+            Some(c) => next = format!("{uri}&cursor={c}"),
+            None => return pages,
+        }
+    }
+}
+
+fn page_ids(pages: &[(Value, usize)]) -> Vec<String> {
+    let ids: Vec<String> = pages
+        .iter()
+        .flat_map(|(p, _)| p["jobs"].as_array().unwrap().clone())
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.reverse();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "newest first, no repeats");
+    ids
+}
+
+/// Issue 13, item 3: `GET /jobs?limit=500` over 250 KB payloads answered 128 MB. A list leaves
+/// payloads out unless asked; with them, a page stops at the byte budget with a cursor.
+pub async fn list_leaves_payloads_out_and_stops_at_the_byte_budget(store: Arc<dyn JobStore>) {
+    let api = api(store, AuthConfig::open());
+    let blob = "x".repeat(250_000);
+    for n in 0..20 {
+        let mut r = req("big");
+        r["payload"] = json!({"blob": blob, "n": n});
+        assert_eq!(api.post("/jobs", r).await.status, StatusCode::CREATED);
+    }
+    // Without payloads: 20 jobs in well under 64 KiB, no `payload` key at all.
+    for uri in ["/jobs?limit=500", "/jobs?limit=500&include_payload=false"] {
+        let r = api.get(uri).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(
+            r.text.len() < 64 * 1024,
+            "{uri}: {} bytes for 20 jobs without payloads",
+            r.text.len()
+        );
+        let jobs = r.json["jobs"].as_array().unwrap();
+        assert_eq!((jobs.len(), &r.json["next_cursor"]), (20, &Value::Null));
+        assert!(
+            jobs.iter()
+                .all(|j| j.get("payload").is_none() && j["id"].is_string()),
+            "{uri}: the payload key is left out"
+        );
+    }
+    // With payloads: pages of at most the budget (4 MiB) plus the jobs' other fields, each cut
+    // before the job that would not fit, and the cursors reach every job once.
+    let budget = jobs_http::HttpSettings::default().list_max_bytes as usize;
+    let pages = walk_pages(&api, "/jobs?limit=500&include_payload=true").await;
+    assert!(pages.len() >= 2, "20 × 250 KB does not fit one page");
+    for (i, (page, size)) in pages.iter().enumerate() {
+        assert!(
+            *size <= budget + 64 * 1024,
+            "page {i}: {size} bytes over the {budget}-byte budget"
+        );
+        let jobs = page["jobs"].as_array().unwrap();
+        assert!(!jobs.is_empty());
+        assert!(jobs
+            .iter()
+            .all(|j| j["payload"]["blob"].as_str().map(str::len) == Some(250_000)));
+    }
+    // 16 payloads of ~250 KB fit 4 MiB, a 17th does not.
+    assert_eq!(pages[0].0["jobs"].as_array().unwrap().len(), 16);
+    assert_eq!(page_ids(&pages).len(), 20);
+}
+
+/// Issue 13, item 6: one call examines at most `list_max_scanned` candidate jobs, so a sparse
+/// filter comes in short or empty pages with a cursor, and the walk still reaches every match.
+pub async fn list_scan_bound_gives_short_pages_with_a_cursor(store: Arc<dyn JobStore>) {
+    let settings = jobs_http::HttpSettings {
+        list_max_scanned: 4,
+        ..jobs_http::HttpSettings::default()
+    };
+    let api = api_with(store, AuthConfig::open(), settings);
+    let mut rare = Vec::new();
+    for i in 0..12 {
+        let mut r = req("a");
+        if i < 2 {
+            r["type"] = json!("rare_kind");
+        }
+        let created = api.post("/jobs", r).await;
+        assert_eq!(created.status, StatusCode::CREATED);
+        if i < 2 {
+            rare.push(created.job().id.to_string());
+        }
+        api.enqueue("b").await; // another tenant's jobs are not candidates of a's list
+    }
+    rare.reverse();
+    let first = api.get("/jobs?tenant_id=a&type=rare_kind").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert!(
+        first.json["jobs"].as_array().unwrap().is_empty() && first.json["next_cursor"].is_string(),
+        "the newest 4 of a's jobs hold no match: an empty page with a cursor: {}",
+        first.text
+    );
+    let pages = walk_pages(&api, "/jobs?tenant_id=a&type=rare_kind").await;
+    assert_eq!(page_ids(&pages), rare);
+    assert!(
+        pages.len() >= 3,
+        "12 candidates, 4 per call: {}",
+        pages.len()
+    );
+    // Without a tenant the candidates are every job (24): status filters walk them the same way.
+    let pages = walk_pages(&api, "/jobs?status=pending&limit=500").await;
+    assert_eq!(page_ids(&pages).len(), 24);
+    assert!(pages.len() >= 6);
+}
+
 pub async fn list_rejects_bad_parameters(store: Arc<dyn JobStore>) {
     let api = api(store, AuthConfig::open());
     api.enqueue("a").await;
@@ -377,6 +507,12 @@ pub async fn list_rejects_bad_parameters(store: Arc<dyn JobStore>) {
         ),
         ("/jobs?tenant=a", "invalid_query"),
         ("/jobs?limit=1&limit=2", "invalid_query"),
+        ("/jobs?include_payload=yes", "invalid_query"),
+        ("/jobs?include_payload=1", "invalid_query"),
+        (
+            "/jobs?include_payload=true&include_payload=false",
+            "invalid_query",
+        ),
     ] {
         let r = api.get(uri).await;
         assert_eq!(
