@@ -98,6 +98,7 @@ pub(crate) fn describe(command: &str, api_addr: Option<SocketAddr>) -> Result<St
                     "body_timeout_seconds": limits.body_timeout.as_secs_f64(),
                     "idle_timeout_seconds": limits.idle_timeout.as_secs_f64(),
                     "max_connections": limits.max_connections,
+                    "shutdown_grace_seconds": limits.shutdown_grace.as_secs_f64(),
                 }),
             );
         }

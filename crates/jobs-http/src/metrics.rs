@@ -27,7 +27,9 @@ pub const JOBS_DEDUPLICATED: &str = "async_jobs_enqueue_deduplicated_total";
 /// Gauge: connections the HTTP servers of this process hold.
 pub const HTTP_CONNECTIONS: &str = "async_jobs_http_connections";
 /// Counter: connections the server closed because of a limit, labelled `reason`:
-/// `header_timeout`, `idle_timeout` or `evicted` (replaced at the connection cap).
+/// `header_timeout`, `idle_timeout`, `send_stalled` (a response the client stopped reading),
+/// `evicted` (replaced at the connection cap), `shutdown` (past the shutdown grace), or
+/// `body_timeout` (answered 408).
 pub const HTTP_CONNECTIONS_CLOSED: &str = "async_jobs_http_connections_closed_total";
 /// Gauge: jobs in the store by `use_case` and `status`, refreshed on each scrape.
 pub const JOBS: &str = "async_jobs_jobs";

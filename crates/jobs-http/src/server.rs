@@ -4,19 +4,28 @@
 //!
 //! A plain `axum::serve` waits for ever: a client that sends half a request head, or trickles a
 //! body one byte at a time, keeps its connection (and a file descriptor) for good, and enough of
-//! them starve everyone else. Here each connection is in one of three phases, and each phase has a
-//! bound:
+//! them starve everyone else. Here each connection is in one phase at a time, and each phase has
+//! a bound:
 //!
 //! | phase | from | bound |
 //! |---|---|---|
-//! | idle | accept, or the end of the previous response | [`ServerLimits::idle_timeout`], then closed |
+//! | idle | accept, or the moment the previous response was written out | [`ServerLimits::idle_timeout`], then closed |
 //! | head | the first byte of a request | [`ServerLimits::header_timeout`] to complete the head, then closed |
-//! | serving | the end of the head | the body must arrive within [`ServerLimits::body_timeout`] (else 408 `body_timeout`) |
+//! | serving | the end of the head, through the handler | the body must arrive within [`ServerLimits::body_timeout`] of the head (else 408 `body_timeout`) |
+//! | sending | the handler's response, until hyper has flushed it | closed when the client takes no bytes for [`ServerLimits::body_timeout`] |
 //!
 //! At most [`ServerLimits::max_connections`] are held. At the cap a new connection replaces the
-//! longest-waiting connection that is not serving a request, so clients that hold connections
-//! without completing requests cannot keep a prompt client out; when every held connection is
-//! serving, new connections wait in the listen queue until one finishes.
+//! connection that has waited longest for its client — new or mid-head ones first, then idle
+//! kept-alive ones, each only after half a second of waiting, so a queued client always gets time
+//! to send its request — and when every held connection is serving, new connections wait in the
+//! listen queue until one finishes. A connection takes a slot only once one is free: the cap holds.
+//!
+//! On shutdown, connections not serving a request are closed at once; the others finish their
+//! request for up to [`ServerLimits::shutdown_grace`], then are closed.
+//!
+//! Known bound: a partial request head that arrives in the same read as the request before it
+//! (pipelining) is bounded by the idle timeout rather than the header timeout (the server cannot
+//! tell where the first request ended); it stays replaceable at the cap like any idle connection.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -652,8 +661,9 @@ async fn run_connection(
             }))
         }
     });
-    let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
-    let mut connection = pin!(connection);
+    // Boxed so that dropping it below really closes the socket before the slot is given back.
+    let mut connection =
+        Box::pin(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
     let mut draining = false;
     let closed_by_us = loop {
         let stop_now = *stop.borrow_and_update();
