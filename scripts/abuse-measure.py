@@ -106,6 +106,7 @@ def main():
     env = dict(os.environ)
     env.setdefault("ASYNC_JOBS_API_ADDR", f"127.0.0.1:{PORT}")
     env.setdefault("ASYNC_JOBS_AUTH", "none")
+    env.setdefault("ASYNC_JOBS_STORE", "memory")
     env.setdefault("RUST_LOG", "warn")
     proc = subprocess.Popen([BIN, "api"], env=env, preexec_fn=limit_files,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -29,6 +29,8 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
         .env_clear()
         .env("RUST_LOG", "info")
         .env("ASYNC_JOBS_HEALTH_ADDR", "off")
+        // The in-memory store, asked for explicitly (only `dev` defaults to it).
+        .env("ASYNC_JOBS_STORE", "memory")
         .envs(env.iter().copied())
         .stdin(Stdio::null());
     cmd
@@ -298,4 +300,59 @@ fn settings_that_are_not_utf8_never_panic() {
         stderr.contains("ASYNC_JOBS_HTTP_MAX_CONNECTIONS"),
         "{stderr}"
     );
+}
+
+/// Only `dev` runs on the in-memory store without being asked to: `api`, `scheduler` and
+/// `worker` without `ASYNC_JOBS_DB_DSN` refuse to start with one line (issue 15, item 2).
+#[test]
+fn processes_other_than_dev_refuse_to_start_without_a_store() {
+    let no_store = [("ASYNC_JOBS_STORE", ""), (TOKEN_VAR, "s3cret")];
+    for args in [
+        &["api"][..],
+        &["scheduler"],
+        &["worker"],
+        &["--print-config", "api"],
+        &["--print-config", "worker"],
+    ] {
+        let out = run_to_exit(args, &no_store);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "`{}` started: {stderr}",
+            args.join(" ")
+        );
+        let lines: Vec<_> = stderr
+            .lines()
+            .filter(|l| l.contains("ASYNC_JOBS_DB_DSN"))
+            .collect();
+        assert_eq!(lines.len(), 1, "`{}`: {stderr}", args.join(" "));
+        assert!(lines[0].contains("ASYNC_JOBS_STORE=memory"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // Memory together with a DSN, or an unknown store, is a setting error naming the variable.
+    for (store, dsn) in [("memory", "postgres://x@127.0.0.1:1/db"), ("mysql", "")] {
+        let out = run_to_exit(
+            &["--print-config", "api"],
+            &[
+                ("ASYNC_JOBS_STORE", store),
+                ("ASYNC_JOBS_DB_DSN", dsn),
+                (TOKEN_VAR, "s3cret"),
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{store}: {stderr}");
+        assert!(
+            stderr.contains("invalid ASYNC_JOBS_STORE"),
+            "{store}: {stderr}"
+        );
+    }
+    // `dev` defaults to memory, and says so.
+    let out = run_to_exit(&["--print-config", "dev"], &no_store);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["store"]["kind"], "memory");
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use jobs_core::PlatformConfig;
-use jobs_http::app::StoreRole;
+use jobs_http::app::{StoreKind, StoreRole};
 use jobs_http::auth::{ResolvedAuth, Serving};
 use serde_json::json;
 
@@ -44,7 +44,8 @@ fn var(name: &str) -> Option<String> {
 /// The role of the store `command` runs on (its statement timeout), if it has one.
 fn store_role(command: &str) -> Option<StoreRole> {
     match command {
-        "dev" | "api" => Some(StoreRole::Api),
+        "dev" => Some(StoreRole::Dev),
+        "api" => Some(StoreRole::Api),
         "scheduler" | "worker" => Some(StoreRole::Background),
         _ => None,
     }
@@ -72,11 +73,22 @@ pub(crate) fn describe(command: &str, api_addr: Option<SocketAddr>) -> Result<St
             })
         })
         .collect();
+    // The store the command would run on (it fails the same way without one).
+    let store = match store_role(command) {
+        Some(role) => Some(StoreKind::from_env(role)?),
+        None => var("ASYNC_JOBS_DB_DSN").map(|dsn| StoreKind::Postgres {
+            dsn,
+            schema: schema(),
+        }),
+    };
     let mut out = json!({
         "command": command,
-        "store": match var("ASYNC_JOBS_DB_DSN") {
-            Some(dsn) => json!({"kind": "postgres", "dsn": redact_dsn(&dsn), "schema": schema()}),
-            None => json!({"kind": "memory", "durable": false}),
+        "store": match store {
+            Some(StoreKind::Postgres { dsn, schema }) => {
+                json!({"kind": "postgres", "dsn": redact_dsn(&dsn), "schema": schema})
+            }
+            Some(StoreKind::Memory) => json!({"kind": "memory", "durable": false}),
+            None => json!(null),
         },
         "use_cases": use_cases,
         "per_tenant_quotas": var("ASYNC_JOBS_PER_TENANT_QUOTAS"),

@@ -26,7 +26,7 @@ pub(crate) async fn run(
     let worker_config = WorkerConfig::from_env()?;
     let limits = jobs_http::ServerLimits::from_env()?;
     // One store for all three, with the API's statement timeout (ASYNC_JOBS_API_STATEMENT_TIMEOUT).
-    let store = jobs_http::app::store_from_env().await?;
+    let store = jobs_http::app::store_for(jobs_http::app::StoreRole::Dev).await?;
     let leader = ports::leader_for(&store)?;
     let (transport, transport_kind) = ports::transport_from_env(&platform).await?;
     let service = JobService::new(store.store.clone(), platform.clone());

@@ -32,7 +32,8 @@ enum Command {
         #[arg(long, env = "ASYNC_JOBS_API_ADDR", default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
     },
-    /// The HTTP API (Postgres when ASYNC_JOBS_DB_DSN is set, else an in-memory store).
+    /// The HTTP API on Postgres (ASYNC_JOBS_DB_DSN; refuses to start without it unless
+    /// ASYNC_JOBS_STORE=memory asks for the in-memory store).
     Api {
         /// Address to listen on.
         #[arg(long, env = "ASYNC_JOBS_API_ADDR", default_value = "127.0.0.1:8080")]

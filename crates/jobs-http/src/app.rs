@@ -47,9 +47,13 @@ impl StoreChoice {
     }
 }
 
-/// Which process a Postgres store is for; decides the statement timeout of its pool.
+/// Which process a store is for: decides whether it may run on the in-memory store without being
+/// asked to, and the statement timeout of a Postgres pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreRole {
+    /// `async-jobs dev`: the in-memory store when `ASYNC_JOBS_DB_DSN` is not set (the quick
+    /// start); otherwise like [`StoreRole::Api`] (its scheduler and worker share the store).
+    Dev,
     /// The HTTP API (`api`, and `dev`, whose scheduler and worker share the API's store): every
     /// statement is bounded by `ASYNC_JOBS_API_STATEMENT_TIMEOUT` (seconds, default 5, `0` = no
     /// limit), so one expensive request cannot hold a connection and a backend for long; a
@@ -68,7 +72,7 @@ impl StoreRole {
     /// variable and what it should hold.
     pub fn statement_timeout_from_env(self) -> Result<Option<Duration>, ConfigError> {
         match self {
-            StoreRole::Api => statement_timeout(
+            StoreRole::Api | StoreRole::Dev => statement_timeout(
                 API_STATEMENT_TIMEOUT_VAR,
                 std::env::var(API_STATEMENT_TIMEOUT_VAR).ok().as_deref(),
                 DEFAULT_API_STATEMENT_TIMEOUT,
@@ -110,28 +114,98 @@ fn statement_timeout(
 /// PostgreSQL takes `statement_timeout` in milliseconds up to `i32::MAX` (about 24 days).
 const MAX_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2_000_000);
 
-/// [`store_for`] the API: Postgres when `ASYNC_JOBS_DB_DSN` is set, with the API's statement
-/// timeout ([`StoreRole::Api`]), else the in-memory store.
+/// The variable asking for a store explicitly: `postgres` or `memory`.
+pub const STORE_VAR: &str = "ASYNC_JOBS_STORE";
+/// The Postgres connection string variable.
+pub const DSN_VAR: &str = "ASYNC_JOBS_DB_DSN";
+
+/// Which store a process runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Postgres at `dsn`, in `schema`.
+    Postgres {
+        /// The connection string.
+        dsn: String,
+        /// The schema (`ASYNC_JOBS_DB_SCHEMA`, default `async_jobs`).
+        schema: String,
+    },
+    /// The in-memory store: every job is lost when the process exits.
+    Memory,
+}
+
+impl StoreKind {
+    /// Resolves the store of a `role` process from `ASYNC_JOBS_STORE` (`postgres`, `memory`, or
+    /// unset) and `ASYNC_JOBS_DB_DSN`. Only `dev` runs on memory without being asked to: every
+    /// other process without a DSN refuses to start (on ECS a missing secret would otherwise mean
+    /// jobs accepted and lost), unless `ASYNC_JOBS_STORE=memory`. `memory` together with a DSN
+    /// is refused as a contradiction. `Err` is one line naming the variable.
+    pub fn from_env(role: StoreRole) -> Result<Self, ConfigError> {
+        Self::from_vars(jobs_core::config::env_vars(), role)
+    }
+
+    /// Like [`from_env`](Self::from_env) over `(name, value)` pairs. Empty values count as unset.
+    pub fn from_vars<I>(vars: I, role: StoreRole) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let (mut kind, mut dsn, mut schema) = (None, None, None);
+        for (name, value) in vars {
+            let value = value.trim().to_owned();
+            if value.is_empty() {
+                continue;
+            }
+            match name.as_str() {
+                STORE_VAR => kind = Some(value),
+                DSN_VAR => dsn = Some(value),
+                "ASYNC_JOBS_DB_SCHEMA" => schema = Some(value),
+                _ => {}
+            }
+        }
+        let schema = schema.unwrap_or_else(|| jobs_postgres::DEFAULT_SCHEMA.to_owned());
+        let postgres = |dsn: Option<String>| match dsn {
+            Some(dsn) => Ok(StoreKind::Postgres {
+                dsn,
+                schema: schema.clone(),
+            }),
+            None => Err(ConfigError::new(
+                DSN_VAR,
+                "a Postgres connection string (or ASYNC_JOBS_STORE=memory for the in-memory \
+                 store, which loses every job when the process exits)",
+                "",
+            )),
+        };
+        match kind.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None if dsn.is_none() && role == StoreRole::Dev => Ok(StoreKind::Memory),
+            None | Some("postgres") => postgres(dsn),
+            Some("memory") if dsn.is_some() => Err(ConfigError::new(
+                STORE_VAR,
+                "memory or postgres, not memory together with ASYNC_JOBS_DB_DSN",
+                "memory",
+            )),
+            Some("memory") => Ok(StoreKind::Memory),
+            Some(other) => Err(ConfigError::new(STORE_VAR, "postgres or memory", other)),
+        }
+    }
+}
+
+/// [`store_for`] the API ([`StoreRole::Api`]).
 pub async fn store_from_env() -> Result<StoreChoice, AppError> {
     store_for(StoreRole::Api).await
 }
 
-/// Postgres when `ASYNC_JOBS_DB_DSN` is set (schema `ASYNC_JOBS_DB_SCHEMA`, default `async_jobs`;
-/// migrated unless `ASYNC_JOBS_AUTO_MIGRATE=false`; the statement timeout of `role`), else the
-/// in-memory store.
+/// The store [`StoreKind::from_env`] chooses for `role`: Postgres (migrated unless
+/// `ASYNC_JOBS_AUTO_MIGRATE=false`; the statement timeout of `role`) or the in-memory store.
 pub async fn store_for(role: StoreRole) -> Result<StoreChoice, AppError> {
     let statement_timeout = role.statement_timeout_from_env()?;
-    let Some(dsn) = std::env::var("ASYNC_JOBS_DB_DSN")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-    else {
-        return Ok(StoreChoice {
-            store: Arc::new(MemoryStore::new(Arc::new(SystemClock))),
-            postgres: None,
-        });
+    let (dsn, schema) = match StoreKind::from_env(role)? {
+        StoreKind::Memory => {
+            return Ok(StoreChoice {
+                store: Arc::new(MemoryStore::new(Arc::new(SystemClock))),
+                postgres: None,
+            })
+        }
+        StoreKind::Postgres { dsn, schema } => (dsn, schema),
     };
-    let schema = std::env::var("ASYNC_JOBS_DB_SCHEMA")
-        .unwrap_or_else(|_| jobs_postgres::DEFAULT_SCHEMA.to_owned());
     let store = jobs_postgres::PgStore::connect_with(
         &dsn,
         &schema,
@@ -184,6 +258,51 @@ pub async fn run_from_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kind(vars: &[(&str, &str)], role: StoreRole) -> Result<StoreKind, ConfigError> {
+        StoreKind::from_vars(
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            role,
+        )
+    }
+
+    #[test]
+    fn only_dev_runs_on_memory_without_being_asked() {
+        let pg = StoreKind::Postgres {
+            dsn: "postgres://db".into(),
+            schema: jobs_postgres::DEFAULT_SCHEMA.into(),
+        };
+        assert_eq!(kind(&[], StoreRole::Dev).unwrap(), StoreKind::Memory);
+        for role in [StoreRole::Api, StoreRole::Background] {
+            let err = kind(&[(DSN_VAR, "  ")], role).unwrap_err();
+            assert_eq!(err.variable, DSN_VAR);
+            assert!(err.to_string().contains("ASYNC_JOBS_STORE=memory"));
+            assert_eq!(
+                kind(&[(STORE_VAR, "Memory")], role).unwrap(),
+                StoreKind::Memory
+            );
+        }
+        for role in [StoreRole::Dev, StoreRole::Api, StoreRole::Background] {
+            assert_eq!(kind(&[(DSN_VAR, "postgres://db")], role).unwrap(), pg);
+            assert_eq!(
+                kind(&[(DSN_VAR, "postgres://db"), (STORE_VAR, "postgres")], role).unwrap(),
+                pg
+            );
+            let both = kind(&[(DSN_VAR, "postgres://db"), (STORE_VAR, "memory")], role);
+            assert_eq!(both.unwrap_err().variable, STORE_VAR);
+            assert_eq!(
+                kind(&[(STORE_VAR, "sqlite")], role).unwrap_err().variable,
+                STORE_VAR
+            );
+        }
+        // `postgres` asked for explicitly needs the DSN, in dev too.
+        assert_eq!(
+            kind(&[(STORE_VAR, "postgres")], StoreRole::Dev)
+                .unwrap_err()
+                .variable,
+            DSN_VAR
+        );
+    }
 
     const VAR: &str = API_STATEMENT_TIMEOUT_VAR;
     const FIVE: Duration = Duration::from_secs(5);

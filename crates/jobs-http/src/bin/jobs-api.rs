@@ -3,9 +3,9 @@
 //! Configuration comes from the environment (see `docs/http-api.md` and the README):
 //! `ASYNC_JOBS_API_ADDR` (default `127.0.0.1:8080`), the platform settings, the credentials
 //! (required: `ASYNC_JOBS_ENQUEUE_AUTH_TOKEN` and/or `ASYNC_JOBS_API_KEYS`, unless
-//! `ASYNC_JOBS_AUTH=none`), and `ASYNC_JOBS_DB_DSN` for the Postgres store (without it: an
-//! in-memory store, not durable). A bad setting, or no credential, exits with status 2 and one
-//! line naming the variables. SIGTERM or SIGINT stops accepting
+//! `ASYNC_JOBS_AUTH=none`), and `ASYNC_JOBS_DB_DSN` for the Postgres store (required, unless
+//! `ASYNC_JOBS_STORE=memory` asks for the in-memory store, not durable). A bad setting, no
+//! credential or no store exits with status 2 and one line naming the variables. SIGTERM or SIGINT stops accepting
 //! connections and lets in-flight requests finish.
 
 use std::net::SocketAddr;
