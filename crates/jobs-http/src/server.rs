@@ -12,13 +12,14 @@
 //! | idle | accept, or the moment the previous response was written out | [`ServerLimits::idle_timeout`], then closed |
 //! | head | the first byte of a request | [`ServerLimits::header_timeout`] to complete the head, then closed |
 //! | serving | the end of the head, through the handler | the body must arrive within [`ServerLimits::body_timeout`] of the head (else 408 `body_timeout`) |
-//! | sending | the handler's response, until hyper has flushed it | closed when the client takes no bytes for [`ServerLimits::body_timeout`] |
+//! | sending | the handler's response, until hyper has flushed it | closed when the socket takes no bytes for [`ServerLimits::body_timeout`] (each connection's send buffer is 256 KiB, so that is a client that stopped reading, or one reading under about 4 KiB/s) |
 //!
 //! At most [`ServerLimits::max_connections`] are held. At the cap a new connection replaces the
 //! connection that has waited longest for its client — new or mid-head ones first, then idle
 //! kept-alive ones, each only after half a second of waiting, so a queued client always gets time
 //! to send its request — and when every held connection is serving, new connections wait in the
-//! listen queue until one finishes. A connection takes a slot only once one is free: the cap holds.
+//! listen queue until one finishes. A connection takes a slot only once one is free (the cap
+//! holds), and a held connection is replaced only for a newcomer that has actually arrived.
 //!
 //! On shutdown, connections not serving a request are closed at once; the others finish their
 //! request for up to [`ServerLimits::shutdown_grace`], then are closed.
@@ -156,9 +157,10 @@ impl Server {
         let mut shutdown = pin!(shutdown);
         let max = self.limits.max_connections;
         'accept: loop {
-            // Wait for room before accepting, so that while every slot is taken by requests in
-            // progress new connections wait in the listen queue, not in this process.
-            if !self.wait_for_room(max, &mut shutdown).await {
+            // Wait until a slot is free or replaceable before accepting, so that while every slot
+            // is taken by requests in progress new connections wait in the listen queue, not in
+            // this process. Nothing is replaced before a newcomer has actually arrived.
+            if !self.wait_for_room(max, Replace::No, &mut shutdown).await {
                 break 'accept;
             }
             let (stream, peer) = tokio::select! {
@@ -176,12 +178,16 @@ impl Server {
                 () = &mut shutdown => break 'accept,
             };
             // The room seen before `accept` may be gone by now: this connection takes a slot
-            // only once one is actually free.
-            if !self.wait_for_room(max, &mut shutdown).await {
+            // only once one is actually free, replacing a waiting connection if it must.
+            if !self.wait_for_room(max, Replace::Yes, &mut shutdown).await {
                 break 'accept;
             }
             // Small JSON responses: send them at once.
             let _ = stream.set_nodelay(true);
+            // A bounded send buffer: the kernel then takes more of a response each time a
+            // slow client has read a little, so "no bytes taken for the body timeout" means a
+            // client that stopped reading, not a steady slow one behind a multi-MiB buffer.
+            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
             let (id, conn) = self.registry.insert();
             tokio::spawn(run_connection(
                 stream,
@@ -197,25 +203,30 @@ impl Server {
             ));
         }
         drop(listener);
+        // Each connection of this loop holds a receiver: the channel closes when the last of
+        // them has ended (connections of another loop on the same `Server` do not count).
+        drop(stop_rx);
         let _ = stop_tx.send(Stop::Draining);
-        let drained =
-            tokio::time::timeout(self.limits.shutdown_grace, self.wait_until_empty()).await;
+        let drained = tokio::time::timeout(self.limits.shutdown_grace, stop_tx.closed()).await;
         if drained.is_err() {
             tracing::warn!(
-                open = self.registry.len(),
+                open = stop_tx.receiver_count(),
                 "closing connections still serving after the shutdown grace"
             );
             let _ = stop_tx.send(Stop::Abort);
-            self.wait_until_empty().await;
+            stop_tx.closed().await;
         }
         Ok(())
     }
 
-    /// Waits until fewer than `max` connections are held, replacing the longest-waiting
-    /// replaceable connection when there is one. False when `shutdown` completed first.
+    /// With [`Replace::Yes`], waits until fewer than `max` connections are held, replacing the
+    /// longest-waiting replaceable connection when there is one; with [`Replace::No`], waits
+    /// until a slot is free, being freed, or replaceable now. False when `shutdown` completed
+    /// first.
     async fn wait_for_room<F: Future<Output = ()>>(
         &self,
         max: usize,
+        replace: Replace,
         shutdown: &mut Pin<&mut F>,
     ) -> bool {
         loop {
@@ -224,16 +235,20 @@ impl Server {
             if held < max {
                 return true;
             }
-            // Replace one connection per missing slot, never more: a victim leaves the count
-            // only when its task has closed it.
-            let next_candidate = if held - closing >= max {
-                match self.registry.evict(Instant::now()) {
-                    Eviction::Done => None,
-                    Eviction::NotBefore(at) => Some(at),
-                    Eviction::NoCandidate => None,
+            let next_candidate = if held - closing < max {
+                // A slot is being freed already.
+                if replace == Replace::No {
+                    return true;
                 }
-            } else {
                 None
+            } else {
+                // Replace one connection per missing slot, never more: a victim leaves the
+                // count only when its task has closed it.
+                match self.registry.evict(Instant::now(), replace) {
+                    Eviction::Done if replace == Replace::No => return true,
+                    Eviction::Done | Eviction::NoCandidate => None,
+                    Eviction::NotBefore(at) => Some(at),
+                }
             };
             let wake = async {
                 match next_candidate {
@@ -246,16 +261,6 @@ impl Server {
                 () = wake => {}
                 () = shutdown.as_mut() => return false,
             }
-        }
-    }
-
-    async fn wait_until_empty(&self) {
-        loop {
-            let mut changed = self.registry.changed.subscribe();
-            if self.registry.len() == 0 {
-                return;
-            }
-            let _ = changed.changed().await;
         }
     }
 }
@@ -271,7 +276,7 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 }
 
 /// Where a connection is in its life (see the module docs).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Accepted at this instant; nothing read yet.
     Fresh(Instant),
@@ -344,12 +349,16 @@ impl Conn {
         *self.lock()
     }
 
-    /// Changes the phase with `f` and wakes the task.
+    /// Changes the phase with `f` and wakes the task if it changed.
     fn update(&self, f: impl FnOnce(Phase) -> Phase) {
         let mut phase = self.lock();
-        *phase = f(*phase);
+        let next = f(*phase);
+        let changed = next != *phase;
+        *phase = next;
         drop(phase);
-        self.wake.notify_one();
+        if changed {
+            self.wake.notify_one();
+        }
     }
 
     /// Bytes arrived.
@@ -407,6 +416,17 @@ impl Conn {
         at.max(written)
     }
 
+    /// `(class, since)` when a connection in `phase` may be replaced at the cap: class 0 for
+    /// new or mid-head connections, 1 for idle ones; `since` when it began waiting (an idle one
+    /// still draining its last response into the socket counts as busy until the last write).
+    fn replaceable_since(&self, phase: Phase) -> Option<(u8, Instant)> {
+        match phase {
+            Phase::Fresh(at) | Phase::Head(at) => Some((0, at)),
+            Phase::Idle(at) => Some((1, self.or_last_write(at))),
+            _ => None,
+        }
+    }
+
     fn is_serving(&self) -> bool {
         matches!(self.phase(), Phase::Serving { .. } | Phase::Sending { .. })
     }
@@ -447,9 +467,22 @@ impl Default for Registry {
     }
 }
 
+/// Whether [`Registry::evict`] may close the connection it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replace {
+    /// Only look: is there a connection that could be replaced now?
+    No,
+    /// Replace it.
+    Yes,
+}
+
+/// The send buffer of each connection (see where it is set).
+const SEND_BUFFER: usize = 256 * 1024;
+
 /// The outcome of [`Registry::evict`].
 enum Eviction {
-    /// A connection was chosen; it leaves once its task has closed it.
+    /// A connection was chosen (and, with [`Replace::Yes`], told to close; it leaves once its
+    /// task has closed it).
     Done,
     /// None may be replaced yet; one may at this instant.
     NotBefore(Instant),
@@ -507,16 +540,13 @@ impl Registry {
     /// waited (new, or mid-head), then idle kept-alive ones — the longest-waiting first. The
     /// choice and the phase change happen under the connection's lock, so a connection that
     /// has just begun a request is never chosen.
-    fn evict(&self, now: Instant) -> Eviction {
+    fn evict(&self, now: Instant, replace: Replace) -> Eviction {
         let conns = self.conns();
         let mut best: Option<((u8, Instant), &Arc<Conn>)> = None;
         let mut soonest: Option<Instant> = None;
         for c in conns.values() {
-            let (class, since) = match c.phase() {
-                Phase::Fresh(at) | Phase::Head(at) => (0, at),
-                // Still draining its last response into the socket counts as busy.
-                Phase::Idle(at) => (1, c.or_last_write(at)),
-                _ => continue,
+            let Some((class, since)) = c.replaceable_since(c.phase()) else {
+                continue;
             };
             let eligible_at = since + EVICTION_GRACE;
             if eligible_at > now {
@@ -530,9 +560,15 @@ impl Registry {
         let Some((_, victim)) = best else {
             return soonest.map_or(Eviction::NoCandidate, Eviction::NotBefore);
         };
+        if replace == Replace::No {
+            return Eviction::Done;
+        }
         let mut phase = victim.lock();
-        // Still waiting (the phase is re-read under the lock the reader takes).
-        if matches!(*phase, Phase::Fresh(_) | Phase::Head(_) | Phase::Idle(_)) {
+        // Still waiting, and for long enough (re-read under the lock every phase change takes).
+        let still = victim
+            .replaceable_since(*phase)
+            .is_some_and(|(_, since)| since + EVICTION_GRACE <= now);
+        if still {
             *phase = Phase::Closing;
             drop(phase);
             victim.wake.notify_one();

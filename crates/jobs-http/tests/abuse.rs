@@ -627,3 +627,31 @@ async fn a_worst_case_list_page_stays_within_its_byte_budget_over_the_wire() {
         "a page with payloads is {bytes} bytes"
     );
 }
+
+#[tokio::test]
+async fn connections_at_the_cap_are_kept_until_a_newcomer_needs_a_slot() {
+    // Exactly the cap of kept-alive connections, and nobody else: none is replaced (only a
+    // connection that has actually arrived replaces one), each lasts to the idle timeout.
+    let api = start(limits(10_000, 10_000, 2_000, 4)).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(api.addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_response(&mut s).await.status, 200);
+        held.push(s);
+    }
+    // Well past the half second after which an idle connection may be replaced.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    for s in &mut held {
+        assert!(
+            closed_within(s, Duration::from_millis(100)).await.is_none(),
+            "a connection at the cap was closed with no newcomer"
+        );
+    }
+    assert_eq!(api.server.open_connections(), 4);
+    // A newcomer replaces one of them.
+    let (status, _) = prompt_get(api.addr, "/healthz").await;
+    assert_eq!(status, 200);
+}
