@@ -154,6 +154,35 @@ async fn slow_header(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// A connection that has sent a request head and the first byte of a 400-byte body, and stops
+/// (serving a request: its body is being read).
+async fn slow_body(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    s
+}
+
+/// Enqueues `n` jobs of `tenant` whose payloads are `bytes` long.
+async fn enqueue_large(api: &Running, tenant: &str, n: usize, bytes: usize) {
+    let payload = serde_json::json!({ "blob": "x".repeat(bytes) });
+    for i in 0..n {
+        api.service
+            .enqueue(
+                serde_json::from_value(serde_json::json!({
+                    "tenant_id": tenant, "use_case": "notifications", "type": "send_email",
+                    "payload": payload, "idempotency_key": format!("{tenant}{i}"),
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+}
+
 /// One prompt request on a fresh connection: status and how long it took.
 async fn prompt_get(addr: SocketAddr, path: &str) -> (u16, Duration) {
     let started = Instant::now();
@@ -229,12 +258,7 @@ async fn an_idle_connection_outlives_the_header_timeout_and_closes_at_the_idle_t
 #[tokio::test]
 async fn a_trickled_body_is_answered_408_at_the_body_timeout() {
     let api = start(limits(10_000, 500, 30_000, 64)).await;
-    let mut s = TcpStream::connect(api.addr).await.unwrap();
-    s.write_all(
-        b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{",
-    )
-    .await
-    .unwrap();
+    let s = slow_body(api.addr).await;
     let started = Instant::now();
     let (mut read, mut write) = s.into_split();
     let trickle = tokio::spawn(async move {
@@ -334,13 +358,7 @@ async fn when_every_held_connection_is_serving_new_ones_wait_for_a_free_slot() {
     let api = start(limits(10_000, 1_500, 30_000, 2)).await;
     let mut writers = Vec::new();
     for _ in 0..2 {
-        let mut s = TcpStream::connect(api.addr).await.unwrap();
-        s.write_all(
-            b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{",
-        )
-        .await
-        .unwrap();
-        writers.push(s);
+        writers.push(slow_body(api.addr).await);
     }
     eventually("both bodies being read", Duration::from_secs(5), || {
         api.server.serving_connections() == 2
@@ -452,13 +470,7 @@ async fn clients_queued_behind_a_full_server_are_all_answered() {
     let api = start(limits(10_000, 1_000, 30_000, 2)).await;
     let mut writers = Vec::new();
     for _ in 0..2 {
-        let mut s = TcpStream::connect(api.addr).await.unwrap();
-        s.write_all(
-            b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{",
-        )
-        .await
-        .unwrap();
-        writers.push(s);
+        writers.push(slow_body(api.addr).await);
     }
     eventually("both bodies being read", Duration::from_secs(5), || {
         api.server.serving_connections() == 2
@@ -505,19 +517,7 @@ async fn a_slowly_read_response_is_neither_cut_at_the_idle_timeout_nor_replaced(
     // 30 jobs of 200 KB: a page of about 6 MB, more than the socket buffers hold, read slowly
     // through a small receive buffer while silent connections press on a cap of 4.
     let api = start(limits(10_000, 10_000, 500, 4)).await;
-    let payload = serde_json::json!({ "blob": "x".repeat(200_000) });
-    for i in 0..30 {
-        api.service
-            .enqueue(
-                serde_json::from_value(serde_json::json!({
-                    "tenant_id": "t", "use_case": "notifications", "type": "send_email",
-                    "payload": payload, "idempotency_key": format!("k{i}"),
-                }))
-                .unwrap(),
-            )
-            .await
-            .unwrap();
-    }
+    enqueue_large(&api, "t", 30, 200_000).await;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(16 * 1024).unwrap();
     let mut s = socket.connect(api.addr).await.unwrap();
@@ -553,12 +553,7 @@ async fn a_slowly_read_response_is_neither_cut_at_the_idle_timeout_nor_replaced(
 async fn shutdown_closes_waiting_connections_at_once_and_bounds_requests_in_progress() {
     let api = start(limits(30_000, 30_000, 30_000, 64)).await;
     let _slow_head = slow_header(api.addr).await;
-    let mut body = TcpStream::connect(api.addr).await.unwrap();
-    body.write_all(
-        b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{",
-    )
-    .await
-    .unwrap();
+    let _body = slow_body(api.addr).await;
     eventually("the body being read", Duration::from_secs(5), || {
         api.server.serving_connections() == 1
     })
@@ -584,19 +579,7 @@ async fn a_worst_case_list_page_stays_within_its_byte_budget_over_the_wire() {
     // The review's case: 250 KB payloads, `limit=500`. Without payloads a page is small; with
     // them it stops at the 4 MiB budget and hands back a cursor.
     let api = start(limits(10_000, 10_000, 30_000, 64)).await;
-    let payload = serde_json::json!({ "blob": "y".repeat(250_000) });
-    for i in 0..40 {
-        api.service
-            .enqueue(
-                serde_json::from_value(serde_json::json!({
-                    "tenant_id": "fat", "use_case": "notifications", "type": "send_email",
-                    "payload": payload, "idempotency_key": format!("w{i}"),
-                }))
-                .unwrap(),
-            )
-            .await
-            .unwrap();
-    }
+    enqueue_large(&api, "fat", 40, 250_000).await;
     let page = |path: &'static str| async move {
         let mut s = TcpStream::connect(api.addr).await.unwrap();
         s.write_all(
