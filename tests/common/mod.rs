@@ -13,10 +13,7 @@ use jobs_core::{Job, JobId, JobService, JobStatus, JobStore, PlatformConfig, Use
 use jobs_postgres::PgStore;
 use jobs_sqs::SqsTransport;
 
-pub fn database_url() -> String {
-    std::env::var("ASYNC_JOBS_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/async_jobs_test".to_owned())
-}
+pub use jobs_testdb::database_url;
 
 fn sqs_endpoint() -> String {
     std::env::var("AWS_ENDPOINT_URL_SQS").expect(
@@ -96,7 +93,8 @@ pub const CAP: u32 = 5;
 
 impl World {
     pub async fn new(tag: &str) -> World {
-        let schema = format!("e2e_{tag}_{}", &uuid_suffix());
+        jobs_testdb::admin_client().await;
+        let schema = jobs_testdb::fresh_schema(&format!("e2e_{tag}"));
         let store = PgStore::connect(&database_url(), &schema).expect("store");
         store.migrate().await.expect("migrate");
         let sqs = SqsTransport::builder(BTreeMap::<String, String>::new())
@@ -283,8 +281,4 @@ pub async fn http_get(port: u16, path: &str) -> String {
         .text()
         .await
         .unwrap()
-}
-
-fn uuid_suffix() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..10].to_owned()
 }

@@ -11,17 +11,16 @@ use axum::http::{header, Method, StatusCode};
 use jobs_http::AuthConfig;
 use jobs_postgres::{PgStore, PoolOptions};
 
-fn url() -> String {
-    std::env::var("ASYNC_JOBS_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/async_jobs_test".to_owned())
-}
+use jobs_testdb::database_url as url;
 
-fn fresh_schema() -> String {
-    format!("http_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+/// A fresh schema for an API test; stale ones are swept on the way (see `jobs_testdb`).
+async fn fresh_schema() -> String {
+    jobs_testdb::admin_client().await;
+    jobs_testdb::fresh_schema("http")
 }
 
 async fn postgres() -> Arc<dyn jobs_core::JobStore> {
-    let store = PgStore::connect(&url(), &fresh_schema()).unwrap();
+    let store = PgStore::connect(&url(), &fresh_schema().await).unwrap();
     store.migrate().await.unwrap();
     Arc::new(store)
 }
@@ -50,7 +49,7 @@ api_suite!(postgres().await;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_past_the_statement_timeout_is_503_store_timeout() {
-    let schema = fresh_schema();
+    let schema = fresh_schema().await;
     let setup = PgStore::connect(&url(), &schema).unwrap();
     setup.migrate().await.unwrap();
     let store = PgStore::connect_with(

@@ -3,107 +3,18 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jobs_core::backoff::Backoff;
 use jobs_core::{Clock, NewJob};
 use jobs_postgres::{PgStore, PoolOptions};
-use tokio_postgres::NoTls;
 
-pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/async_jobs_test";
-const PREFIX: &str = "ajt_";
+#[allow(unused_imports)] // each test binary uses its own share of these
+pub use jobs_testdb::{admin_client, connect, database_url, ensure_database};
 
-pub fn database_url() -> String {
-    std::env::var("ASYNC_JOBS_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
-/// Creates the test database if it is missing. Panics (fails the test) if the server is not
-/// reachable: a missing database is a failure, never a skip.
-pub async fn ensure_database() {
-    let url = database_url();
-    let config = tokio_postgres::Config::from_str(&url)
-        .expect("ASYNC_JOBS_TEST_DATABASE_URL is not a valid DSN");
-    let db = config.get_dbname().unwrap_or("postgres").to_owned();
-    if connect(&config).await.is_ok() {
-        return;
-    }
-    let mut admin = config.clone();
-    admin.dbname("postgres");
-    let client = connect(&admin).await.unwrap_or_else(|e| {
-        panic!("cannot reach PostgreSQL at {url} (set ASYNC_JOBS_TEST_DATABASE_URL): {e}")
-    });
-    if let Err(e) = client
-        .batch_execute(&format!("CREATE DATABASE \"{db}\""))
-        .await
-    {
-        let code = e.code().map(|c| c.code().to_owned()).unwrap_or_default();
-        // 42P04: another test created it first; 23505: the same race seen in the catalog.
-        assert!(
-            code == "42P04" || code == "23505",
-            "creating database {db}: {e}"
-        );
-    }
-}
-
-pub async fn connect(
-    config: &tokio_postgres::Config,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-pub async fn admin_client() -> tokio_postgres::Client {
-    ensure_database().await;
-    connect(&tokio_postgres::Config::from_str(&database_url()).unwrap())
-        .await
-        .unwrap()
-}
-
-/// A fresh schema name; its creation time is in the name so stale ones can be swept.
+/// A fresh schema for a store test (swept by `jobs_testdb` when stale).
 pub fn fresh_schema() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    format!("{PREFIX}{secs}_{:016x}", fastrand_u64())
-}
-
-fn fastrand_u64() -> u64 {
-    // uuid v4 is random enough and already a dependency.
-    let b = uuid::Uuid::new_v4().into_bytes();
-    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-}
-
-/// Drops test schemas older than an hour (left by tests that panicked or by the conformance
-/// suite, whose stores outlive the test body).
-async fn sweep_stale(client: &tokio_postgres::Client) {
-    let cutoff = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .saturating_sub(3600);
-    let Ok(rows) = client
-        .query(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'ajt\\_%'",
-            &[],
-        )
-        .await
-    else {
-        return;
-    };
-    for row in rows {
-        let name: String = row.get(0);
-        let secs = name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|s| s.parse::<u64>().ok());
-        if secs.is_some_and(|s| s < cutoff) {
-            let _ = client
-                .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                .await;
-        }
-    }
+    jobs_testdb::fresh_schema("pg")
 }
 
 /// One test's schema and store.
@@ -119,8 +30,7 @@ impl TestDb {
     }
 
     pub async fn with_options(options: PoolOptions) -> TestDb {
-        let admin = admin_client().await;
-        sweep_stale(&admin).await;
+        let _admin = admin_client().await;
         let schema = fresh_schema();
         let url = url_with_app_name(&schema);
         let store = PgStore::connect_with(&url, &schema, options).unwrap();
@@ -178,13 +88,7 @@ impl TestDb {
 
 /// The test database URL with `application_name` set to `name`, to find our backends.
 pub fn url_with_app_name(name: &str) -> String {
-    let url = database_url();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        format!("{url}{sep}application_name={name}")
-    } else {
-        format!("{url} application_name={name}")
-    }
+    jobs_testdb::with_application_name(&database_url(), name)
 }
 
 /// A job for `tenant` in `use_case`, due now.
