@@ -65,11 +65,13 @@ pub mod handler;
 pub mod intercept;
 pub mod job;
 pub mod leader;
+pub mod rfc3339;
 pub mod memory;
 pub mod service;
 pub mod status;
 pub mod store;
 pub mod transport;
+pub mod whole;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
