@@ -7,10 +7,10 @@
 #   scripts/schemathesis.sh            # needs target/debug/async-jobs (cargo build --bins)
 #
 # Settings (environment, all optional):
-#   SCHEMATHESIS_MAX_EXAMPLES  test cases per operation and phase (default 40)
+#   SCHEMATHESIS_MAX_EXAMPLES  test cases per operation and phase (default 100)
 #   SCHEMATHESIS_SEED          the generator's seed (default 20261202: the same cases every run)
 #   SCHEMATHESIS_TIMEOUT       seconds the whole run may take before it is stopped (default 600)
-#   ASYNC_JOBS_BIN             the binary to test (default $CARGO_TARGET_DIR or target, /debug/async-jobs)
+#   SCHEMATHESIS_BIN             the binary to test (default $CARGO_TARGET_DIR or target, /debug/async-jobs)
 #
 # State: the virtualenv in .venv/schemathesis, the server log and Schemathesis' reports in
 # target/schemathesis/ (both git-ignored). The server runs on the in-memory store and transport,
@@ -22,10 +22,10 @@ VENV="$ROOT/.venv/schemathesis"
 STATE="$ROOT/target/schemathesis"
 # Pinned exactly: a newer Schemathesis can add checks or change what it generates.
 SCHEMATHESIS_VERSION="4.32.5"
-MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-40}"
+MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-100}"
 SEED="${SCHEMATHESIS_SEED:-20261202}"
 TIMEOUT="${SCHEMATHESIS_TIMEOUT:-600}"
-BIN="${ASYNC_JOBS_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/async-jobs}"
+BIN="${SCHEMATHESIS_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/async-jobs}"
 
 log() { echo "schemathesis.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }

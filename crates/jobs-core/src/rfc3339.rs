@@ -69,7 +69,9 @@ impl<'de> Visitor<'de> for OptionVisitor {
 }
 
 /// `deserialize_with` for an `Option<DateTime<Utc>>` field: `null` or a strict RFC 3339 string.
-pub fn deserialize_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+pub fn deserialize_option<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
     d.deserialize_option(OptionVisitor)
 }
 
@@ -86,7 +88,13 @@ mod tests {
         ] {
             assert!(parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "2026-01-31 12:00:00Z", "2026-01-31", "now", "2026-01-31T12:00:00"] {
+        for bad in [
+            "",
+            "2026-01-31 12:00:00Z",
+            "2026-01-31",
+            "now",
+            "2026-01-31T12:00:00",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
         assert_eq!(
@@ -111,9 +119,13 @@ mod tests {
         assert!(t.at.is_none());
         let t: T = serde_json::from_str(r#"{"at": "2026-01-31T12:00:00Z"}"#).unwrap();
         assert!(t.at.is_some());
-        let err = serde_json::from_str::<T>(r#"{"at": ""}"#).unwrap_err().to_string();
+        let err = serde_json::from_str::<T>(r#"{"at": ""}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("got an empty string"), "{err}");
-        let err = serde_json::from_str::<T>(r#"{"at": 5}"#).unwrap_err().to_string();
+        let err = serde_json::from_str::<T>(r#"{"at": 5}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expected an RFC 3339 date-time"), "{err}");
     }
 }

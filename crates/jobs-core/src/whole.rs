@@ -90,13 +90,16 @@ impl<'de, T: Whole> Visitor<'de> for OptionVisitor<T> {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(WholeVisitor(std::marker::PhantomData)).map(Some)
+        d.deserialize_any(WholeVisitor(std::marker::PhantomData))
+            .map(Some)
     }
 }
 
 /// `deserialize_with` for an `Option<u32>` or `Option<i16>` field: `null`, or a whole number in
 /// range (`3.0` included).
-pub fn deserialize_option<'de, D: Deserializer<'de>, T: Whole>(d: D) -> Result<Option<T>, D::Error> {
+pub fn deserialize_option<'de, D: Deserializer<'de>, T: Whole>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
     d.deserialize_option(OptionVisitor(std::marker::PhantomData))
 }
 

@@ -128,9 +128,18 @@ fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
 fn plain_types(message: &str) -> String {
     const WORDS: &[(&str, &str)] = &[
         ("expected f64", "expected a number"),
-        ("expected struct EnqueueRequest", "expected a JSON object (a job)"),
-        ("expected struct BatchRequest", "expected a JSON object with `jobs`"),
-        ("expected struct Backoff", "expected a JSON object (a backoff policy)"),
+        (
+            "expected struct EnqueueRequest",
+            "expected a JSON object (a job)",
+        ),
+        (
+            "expected struct BatchRequest",
+            "expected a JSON object with `jobs`",
+        ),
+        (
+            "expected struct Backoff",
+            "expected a JSON object (a backoff policy)",
+        ),
         ("expected a sequence", "expected an array"),
         ("expected a map", "expected a JSON object"),
     ];

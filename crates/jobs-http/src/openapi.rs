@@ -247,7 +247,10 @@ pub(crate) fn document(
 }
 
 fn exact_parameter(param: &mut Value, config: &PlatformConfig) {
-    let name = param.get("name").and_then(Value::as_str).unwrap_or_default();
+    let name = param
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let location = param.get("in").and_then(Value::as_str).unwrap_or_default();
     let schema = match (location, name) {
         ("header", "Idempotency-Key") => json!({
@@ -303,11 +306,17 @@ fn enqueue_request_schema(config: &PlatformConfig) -> Value {
         }
     }
     queues.push(Value::Null);
-    let example_use_case = use_cases.first().map(|s| s.as_str()).unwrap_or("notifications");
+    let example_use_case = use_cases
+        .first()
+        .map(|s| s.as_str())
+        .unwrap_or("notifications");
     let mut properties = Map::new();
     properties.insert(
         "tenant_id".into(),
-        name_schema(limits.max_tenant_len, "Owner of the job: not blank, no control characters."),
+        name_schema(
+            limits.max_tenant_len,
+            "Owner of the job: not blank, no control characters.",
+        ),
     );
     properties.insert(
         "use_case".into(),
@@ -315,7 +324,10 @@ fn enqueue_request_schema(config: &PlatformConfig) -> Value {
     );
     properties.insert(
         "type".into(),
-        name_schema(limits.max_kind_len, "Handler name: not blank, no control characters."),
+        name_schema(
+            limits.max_kind_len,
+            "Handler name: not blank, no control characters.",
+        ),
     );
     properties.insert(
         "payload".into(),

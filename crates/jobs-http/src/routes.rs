@@ -410,11 +410,7 @@ async fn openapi_json(State(state): State<AppState>) -> Response {
         serde_json::to_string(&openapi_for(state.service().config(), state.auth()))
             .unwrap_or_else(|_| "{}".to_owned())
     });
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        doc.to_owned(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], doc.to_owned()).into_response()
 }
 
 /// Every route with its OpenAPI description.
@@ -445,7 +441,10 @@ pub fn openapi() -> serde_json::Value {
 /// The OpenAPI document (JSON) a [`router`] with `config` and `auth` serves at `/openapi.json`:
 /// the configured use cases and limits in the request schemas, and the bearer scheme on the
 /// `/jobs` operations unless `auth` is open.
-pub fn openapi_for(config: &jobs_core::PlatformConfig, auth: &crate::AuthConfig) -> serde_json::Value {
+pub fn openapi_for(
+    config: &jobs_core::PlatformConfig,
+    auth: &crate::AuthConfig,
+) -> serde_json::Value {
     crate::openapi::document(&api_router().split_for_parts().1, config, !auth.is_open())
 }
 
