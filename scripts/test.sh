@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace against real services:
 #   formatting, clippy (-D warnings), examples, unit + conformance + integration + end-to-end
-#   tests (nextest), and doc tests.
+#   tests (nextest), the API contract check (scripts/schemathesis.sh: Schemathesis, every check
+#   and phase, against the built `async-jobs dev`), and doc tests.
 # It provisions what is missing: starts PostgreSQL (installing it from Debian's packages only if
 # absent), creates a fresh test database, and installs + starts moto's SQS server in a local
 # virtualenv. A service that cannot be started fails the run; nothing is skipped.
@@ -54,6 +55,8 @@ log "tests"
 # Everything but the Postgres-restart fault test, which restarts the shared cluster and so runs
 # alone afterwards.
 cargo nextest run --workspace --all-features --no-fail-fast -E 'not binary(fault_postgres_restart)'
+log "API contract: Schemathesis against async-jobs dev"
+scripts/schemathesis.sh
 log "fault suite: Postgres restart (alone)"
 cargo nextest run -p async-jobs --all-features --test fault_postgres_restart
 log "doc tests"

@@ -38,6 +38,7 @@ pub enum Jitter {
 
 /// A job's retry policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Backoff {
     /// How the delay grows.
     #[serde(default)]

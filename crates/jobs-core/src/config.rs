@@ -218,11 +218,11 @@ impl QuotaConfig {
 pub struct Limits {
     /// Largest payload, as serialized JSON bytes (default 256 KiB).
     pub max_payload_bytes: usize,
-    /// Longest tenant id, in bytes (default 128).
+    /// Longest tenant id, in characters (default 128).
     pub max_tenant_len: usize,
-    /// Longest job type, in bytes (default 128).
+    /// Longest job type, in characters (default 128).
     pub max_kind_len: usize,
-    /// Longest idempotency key, in bytes (default 255).
+    /// Longest idempotency key, in characters (default 255).
     pub max_idempotency_key_len: usize,
     /// How far ahead `run_at` may be (default 366 days).
     pub max_schedule_ahead: Duration,

@@ -28,14 +28,23 @@ pub struct EnqueueRequest {
     /// Handler input (any JSON; default `{}`).
     #[serde(default = "empty_object")]
     pub payload: serde_json::Value,
-    /// Earliest start; absent = now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Earliest start; absent = now. In JSON an RFC 3339 date-time (`2026-01-31T12:00:00Z`);
+    /// anything else is refused with a message that says so.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::rfc3339::deserialize_option"
+    )]
     pub run_at: Option<DateTime<Utc>>,
     /// Start window after `run_at`, in seconds; absent = the use case's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_tolerance_seconds: Option<f64>,
     /// Attempt budget; absent = [`Limits::default_max_attempts`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::deserialize_option"
+    )]
     pub max_attempts: Option<u32>,
     /// Retry policy; absent = [`Backoff::default`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,7 +54,11 @@ pub struct EnqueueRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
     /// Tie-breaker among equal deadlines (higher first; default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::deserialize_option"
+    )]
     pub priority: Option<i16>,
     /// Per-attempt time limit in seconds; absent = [`Limits::default_timeout`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,6 +67,10 @@ pub struct EnqueueRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
 }
+
+/// The shortest per-attempt timeout a request may ask for: one millisecond (the store keeps
+/// durations in microseconds, and a shorter limit could never be met).
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(serde_json::Map::new())
@@ -144,7 +161,7 @@ pub enum ValidationError {
     #[error("tenant_id must not be empty")]
     EmptyTenant,
     /// `tenant_id` is too long.
-    #[error("tenant_id is {len} bytes; the limit is {max}")]
+    #[error("tenant_id is {len} characters; the limit is {max}")]
     TenantTooLong {
         /// Its length.
         len: usize,
@@ -155,7 +172,7 @@ pub enum ValidationError {
     #[error("type must not be empty")]
     EmptyKind,
     /// `type` is too long.
-    #[error("type is {len} bytes; the limit is {max}")]
+    #[error("type is {len} characters; the limit is {max}")]
     KindTooLong {
         /// Its length.
         len: usize,
@@ -203,8 +220,9 @@ pub enum ValidationError {
         /// The limit.
         max_seconds: u64,
     },
-    /// `timeout_seconds` is zero, negative, not finite or above the limit.
-    #[error("timeout_seconds must be above 0 and at most {max_seconds}")]
+    /// `timeout_seconds` is below [`MIN_TIMEOUT`] (one millisecond), not finite or above the
+    /// limit.
+    #[error("timeout_seconds must be from 0.001 to {max_seconds}")]
     InvalidTimeout {
         /// The limit.
         max_seconds: u64,
@@ -213,7 +231,7 @@ pub enum ValidationError {
     #[error("invalid backoff: {0}")]
     InvalidBackoff(&'static str),
     /// `idempotency_key` is empty or too long.
-    #[error("idempotency_key must be 1 to {max} bytes")]
+    #[error("idempotency_key must be 1 to {max} characters")]
     InvalidIdempotencyKey {
         /// The limit.
         max: usize,
@@ -261,8 +279,9 @@ fn check_name(
     if value.trim().is_empty() {
         return Err(empty);
     }
-    if value.len() > max {
-        return Err(too_long(value.len(), max));
+    let len = value.chars().count();
+    if len > max {
+        return Err(too_long(len, max));
     }
     if value.chars().any(char::is_control) {
         return Err(ValidationError::ControlCharacters { field });
@@ -367,7 +386,7 @@ pub fn validate(
         None => limits.default_timeout,
         Some(s) => crate::duration_secs::from_secs(s)
             .ok()
-            .filter(|d| !d.is_zero() && *d <= limits.max_timeout)
+            .filter(|d| *d >= MIN_TIMEOUT && *d <= limits.max_timeout)
             .ok_or(ValidationError::InvalidTimeout {
                 max_seconds: limits.max_timeout.as_secs(),
             })?,
@@ -386,7 +405,7 @@ pub fn validate(
     }
 
     if let Some(key) = &req.idempotency_key {
-        if key.is_empty() || key.len() > limits.max_idempotency_key_len {
+        if key.is_empty() || key.chars().count() > limits.max_idempotency_key_len {
             return Err(ValidationError::InvalidIdempotencyKey {
                 max: limits.max_idempotency_key_len,
             });
@@ -477,6 +496,8 @@ mod tests {
         timeout_zero.timeout_seconds = Some(0.0);
         let mut timeout_neg = ok_req();
         timeout_neg.timeout_seconds = Some(-3.0);
+        let mut timeout_tiny = ok_req();
+        timeout_tiny.timeout_seconds = Some(5e-324);
         let mut queue = ok_req();
         queue.queue = Some("other".into());
         let bad_backoff = Backoff {
@@ -551,6 +572,7 @@ mod tests {
             (tolerance_huge, "delay_tolerance_overflow"),
             (timeout_zero, "invalid_timeout"),
             (timeout_neg, "invalid_timeout"),
+            (timeout_tiny, "invalid_timeout"),
             (ok_req().backoff(bad_backoff), "invalid_backoff"),
             (ok_req().idempotency_key(""), "invalid_idempotency_key"),
             (ok_req().idempotency_key("a\nb"), "control_characters"),
@@ -577,6 +599,16 @@ mod tests {
             let err = check(req.clone()).expect_err(code);
             assert_eq!(err.code(), code, "{req:?} gave {err}");
         }
+        // Lengths count characters, not bytes (as JSON Schema's maxLength does).
+        assert!(check(EnqueueRequest {
+            tenant_id: "é".repeat(128),
+            ..ok_req()
+        })
+        .is_ok());
+        assert!(check(ok_req().idempotency_key("é".repeat(255))).is_ok());
+        let mut ms = ok_req();
+        ms.timeout_seconds = Some(0.001);
+        assert!(check(ms).is_ok());
         // A past run_at is fine, but one whose deadline leaves the calendar is not.
         let past = check(ok_req().run_at(now() - chrono::TimeDelta::days(3))).unwrap();
         assert!(past.run_at.is_some());

@@ -66,10 +66,12 @@ pub mod intercept;
 pub mod job;
 pub mod leader;
 pub mod memory;
+pub mod rfc3339;
 pub mod service;
 pub mod status;
 pub mod store;
 pub mod transport;
+pub mod whole;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

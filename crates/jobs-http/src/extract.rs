@@ -79,9 +79,78 @@ async fn read_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T,
                 )
             }
         })?;
-    serde_json::from_slice(&bytes).map_err(|err| {
-        ApiError::bad_request(codes::INVALID_JSON, format!("invalid JSON body: {err}"))
-    })
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
+    de.end().map_err(|err| {
+        ApiError::bad_request(
+            codes::INVALID_JSON,
+            format!(
+                "invalid JSON body: trailing characters after the JSON value at line {} column {}",
+                err.line(),
+                err.column()
+            ),
+        )
+    })?;
+    Ok(value)
+}
+
+/// The 400 `invalid_json` for a body that is not JSON, or not the endpoint's JSON. A value of the
+/// wrong shape is named by its path (`run_at: expected an RFC 3339 date-time …, got an empty
+/// string`, `jobs[2].max_attempts: …`) in plain words; broken JSON by its line and column.
+fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    use serde_json::error::Category;
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    let text = inner.to_string();
+    let position = format!(" at line {} column {}", inner.line(), inner.column());
+    let bare = text.strip_suffix(&position).unwrap_or(&text);
+    let message = match inner.classify() {
+        Category::Eof if inner.line() == 1 && inner.column() == 0 => {
+            "the request body is empty: expected a JSON object".to_owned()
+        }
+        Category::Data => {
+            let at = if path == "." { "body" } else { path.as_str() };
+            format!("{at}: {}", plain_types(bare))
+        }
+        Category::Syntax | Category::Eof | Category::Io => {
+            let within = if path == "." {
+                String::new()
+            } else {
+                format!(" (in {path})")
+            };
+            format!("invalid JSON body{position}{within}: {bare}")
+        }
+    };
+    ApiError::bad_request(codes::INVALID_JSON, message)
+}
+
+/// serde's Rust type names in an error message, in the API's words.
+fn plain_types(message: &str) -> String {
+    const WORDS: &[(&str, &str)] = &[
+        ("expected f64", "expected a number"),
+        (
+            "expected struct EnqueueRequest",
+            "expected a JSON object (a job)",
+        ),
+        (
+            "expected struct BatchRequest",
+            "expected a JSON object with `jobs`",
+        ),
+        (
+            "expected struct Backoff",
+            "expected a JSON object (a backoff policy)",
+        ),
+        ("expected a sequence", "expected an array"),
+        ("expected a map", "expected a JSON object"),
+    ];
+    let mut out = message.to_owned();
+    for (from, to) in WORDS {
+        if out.ends_with(from) {
+            out.truncate(out.len() - from.len());
+            out.push_str(to);
+        }
+    }
+    out
 }
 
 /// The body of `POST /jobs`.
@@ -153,7 +222,8 @@ pub struct ListParams {
     pub created_before: Option<String>,
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
-    /// Page size, 1 to 500 (default 50).
+    /// Page size, 1 to 500 (default 50), in decimal digits.
+    #[param(value_type = Option<u32>)]
     pub limit: Option<String>,
     /// `true` to include each job's `payload` (default `false`: the key is left out). A page
     /// with payloads stops at the server's byte budget (4 MiB by default) with a `next_cursor`.
@@ -172,14 +242,9 @@ pub struct ListQuery {
 
 fn timestamp(name: &str, raw: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
     raw.map(|s| {
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| {
-                ApiError::bad_request(
-                    codes::INVALID_TIMESTAMP,
-                    format!("{name} must be an RFC 3339 timestamp"),
-                )
-            })
+        jobs_core::rfc3339::parse(&s).map_err(|message| {
+            ApiError::bad_request(codes::INVALID_TIMESTAMP, format!("{name}: {message}"))
+        })
     })
     .transpose()
 }
@@ -196,10 +261,9 @@ impl ListParams {
             .transpose()?;
         let limit = match self.limit {
             None => DEFAULT_LIMIT,
-            Some(raw) => raw
-                .trim()
-                .parse::<u32>()
-                .ok()
+            Some(raw) => Some(raw)
+                .filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|r| r.parse::<u32>().ok())
                 .filter(|n| (1..=MAX_LIMIT).contains(n))
                 .ok_or_else(|| {
                     ApiError::bad_request(

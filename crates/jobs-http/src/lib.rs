@@ -44,5 +44,5 @@ pub use auth::{AuthConfig, Caller};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use extract::JobList;
 pub use limits::ServerLimits;
-pub use routes::{openapi, ops_router, router, IDEMPOTENCY_KEY_HEADER};
+pub use routes::{openapi, openapi_for, ops_router, router, IDEMPOTENCY_KEY_HEADER};
 pub use state::{AppState, HttpSettings};

@@ -2,13 +2,26 @@
 //! a test keeps each mirror's properties equal to the real type's JSON fields) and the document's
 //! frame. The paths come from the handlers' `#[utoipa::path]` attributes via `utoipa-axum`, so the
 //! document lists exactly the routes the router serves.
+//!
+//! The document is exact for the router's configuration ([`document`]): the request schemas carry
+//! the configured use cases and the validation limits (lengths, ranges, batch size, formats,
+//! patterns, no unknown fields), so a request the schema accepts is one the API accepts, apart
+//! from rules that relate two values, which JSON Schema cannot state and each schema's
+//! description does: `cap_seconds ≥ base_seconds`, `queue` belonging to `use_case`, `run_at`
+//! within the scheduling horizon, an `Idempotency-Key` header equal to the body's key, the
+//! serialized payload's size and the absence of NUL characters in it. The `/jobs` operations
+//! require the bearer scheme unless the router runs open.
 
 #![allow(dead_code)] // The mirrors exist only for their schemas.
 
 use chrono::{DateTime, Utc};
+use jobs_core::PlatformConfig;
+use serde_json::{json, Map, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use uuid::Uuid;
+
+use crate::extract::{DEFAULT_LIMIT, MAX_LIMIT};
 
 /// Job status.
 #[derive(ToSchema)]
@@ -164,3 +177,286 @@ impl Modify for BearerAuth {
     tags((name = "jobs", description = "Jobs"), (name = "ops", description = "Health, readiness, metrics, this document"))
 )]
 pub(crate) struct ApiDoc;
+
+/// A name (`tenant_id`, `type`): not blank (some character other than Unicode white space) and no
+/// control characters (Unicode category Cc), as `jobs_core::enqueue::validate` checks.
+pub(crate) const NAME_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$";
+
+/// No control characters (the body's `idempotency_key`).
+pub(crate) const NO_CONTROL_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+
+/// The `Idempotency-Key` header: visible ASCII and inner spaces (HTTP trims a header value's
+/// outer white space, and a header that is not visible ASCII is refused).
+pub(crate) const HEADER_KEY_PATTERN: &str = r"^[\u0021-\u007E]([\u0020-\u007E]*[\u0021-\u007E])?$";
+
+/// A list cursor: base64url without padding of 16 bytes (22 characters, the last carrying two
+/// zero bits), as `extract::decode_cursor` accepts.
+pub(crate) const CURSOR_PATTERN: &str = r"^[A-Za-z0-9_-]{21}[AQgw]$";
+
+/// The OpenAPI document of `base` (the routes' derived document) made exact for `config`:
+/// request schemas with the configured use cases and limits, list parameters with their types,
+/// and the `/jobs` operations' security (`auth_required`; without it the bearer scheme and the
+/// 401 answers are left out).
+pub(crate) fn document(
+    base: &utoipa::openapi::OpenApi,
+    config: &PlatformConfig,
+    auth_required: bool,
+) -> Value {
+    let mut doc = serde_json::to_value(base).unwrap_or(Value::Null);
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.insert("EnqueueRequest".into(), enqueue_request_schema(config));
+        schemas.insert("BackoffRequest".into(), backoff_request_schema(config));
+        schemas.insert("BatchRequest".into(), batch_request_schema(config));
+    }
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for (_, op) in item.iter_mut() {
+                let Some(op) = op.as_object_mut() else {
+                    continue;
+                };
+                if path.starts_with("/jobs") {
+                    if auth_required {
+                        op.insert("security".into(), json!([{ "bearer": [] }]));
+                    } else {
+                        op.remove("security");
+                        if let Some(r) = op.get_mut("responses").and_then(Value::as_object_mut) {
+                            r.remove("401");
+                        }
+                    }
+                }
+                if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+                    for param in params {
+                        exact_parameter(param, config);
+                    }
+                }
+            }
+        }
+    }
+    if !auth_required {
+        if let Some(components) = doc.get_mut("components").and_then(Value::as_object_mut) {
+            components.remove("securitySchemes");
+        }
+    }
+    doc
+}
+
+fn exact_parameter(param: &mut Value, config: &PlatformConfig) {
+    let name = param
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let location = param.get("in").and_then(Value::as_str).unwrap_or_default();
+    let schema = match (location, name) {
+        ("header", "Idempotency-Key") => json!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": config.limits.max_idempotency_key_len,
+            "pattern": HEADER_KEY_PATTERN,
+        }),
+        ("query", "status") => json!({ "$ref": "#/components/schemas/JobStatus" }),
+        ("query", "limit") => json!({
+            "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT,
+        }),
+        ("query", "created_after" | "created_before") => {
+            json!({ "type": "string", "format": "date-time" })
+        }
+        ("query", "cursor") => json!({ "type": "string", "pattern": CURSOR_PATTERN }),
+        ("query", "include_payload") => json!({ "type": "boolean", "default": false }),
+        ("query", "tenant_id" | "use_case" | "type") => json!({ "type": "string" }),
+        _ => return,
+    };
+    if let Some(p) = param.as_object_mut() {
+        p.insert("schema".into(), schema);
+    }
+}
+
+fn seconds(d: std::time::Duration) -> Value {
+    let secs = d.as_secs_f64();
+    if secs.fract() == 0.0 && secs < 9.0e15 {
+        json!(secs as u64)
+    } else {
+        json!(secs)
+    }
+}
+
+fn name_schema(max: usize, description: &str) -> Value {
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": max,
+        "pattern": NAME_PATTERN,
+        "description": description,
+    })
+}
+
+fn enqueue_request_schema(config: &PlatformConfig) -> Value {
+    let limits = &config.limits;
+    let use_cases: Vec<&String> = config.use_cases.keys().collect();
+    let mut queues: Vec<Value> = Vec::new();
+    for uc in config.use_cases.values() {
+        queues.push(json!(uc.name));
+        if let Some(url) = &uc.queue_url {
+            queues.push(json!(url));
+        }
+    }
+    queues.push(Value::Null);
+    let example_use_case = use_cases
+        .first()
+        .map(|s| s.as_str())
+        .unwrap_or("notifications");
+    let mut properties = Map::new();
+    properties.insert(
+        "tenant_id".into(),
+        name_schema(
+            limits.max_tenant_len,
+            "Owner of the job: not blank, no control characters.",
+        ),
+    );
+    properties.insert(
+        "use_case".into(),
+        json!({ "type": "string", "enum": use_cases, "description": "A configured use case." }),
+    );
+    properties.insert(
+        "type".into(),
+        name_schema(
+            limits.max_kind_len,
+            "Handler name: not blank, no control characters.",
+        ),
+    );
+    properties.insert(
+        "payload".into(),
+        json!({
+            "description": format!(
+                "Handler input: any JSON (absent = {{}}), at most {} bytes serialized; no string or key in it may contain NUL (U+0000).",
+                limits.max_payload_bytes
+            ),
+        }),
+    );
+    properties.insert(
+        "run_at".into(),
+        json!({
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": format!(
+                "Earliest start, RFC 3339; absent or null = now. At most {} days ahead (`run_at_too_far`).",
+                limits.max_schedule_ahead.as_secs() / 86_400
+            ),
+        }),
+    );
+    properties.insert(
+        "delay_tolerance_seconds".into(),
+        json!({
+            "type": ["number", "null"],
+            "minimum": 0,
+            "maximum": seconds(limits.max_delay_tolerance),
+            "description": "Start window after run_at; absent or null = the use case's default.",
+        }),
+    );
+    properties.insert(
+        "max_attempts".into(),
+        json!({
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "maximum": limits.max_attempts,
+            "description": format!("Attempt budget; absent or null = {}.", limits.default_max_attempts),
+        }),
+    );
+    properties.insert(
+        "backoff".into(),
+        json!({
+            "oneOf": [{ "type": "null" }, { "$ref": "#/components/schemas/BackoffRequest" }],
+            "description": "Retry policy; absent or null = exponential from 1 s, capped at 1 h, full jitter.",
+        }),
+    );
+    properties.insert(
+        "queue".into(),
+        json!({
+            "type": ["string", "null"],
+            "enum": queues,
+            "description": "Accepted for compatibility with the original API: if given, the use case's own queue (its name or configured URL), else `queue_mismatch`.",
+        }),
+    );
+    properties.insert(
+        "priority".into(),
+        json!({
+            "type": ["integer", "null"],
+            "minimum": i16::MIN,
+            "maximum": i16::MAX,
+            "description": "Tie-breaker among equal deadlines, higher first; absent or null = 0.",
+        }),
+    );
+    properties.insert(
+        "timeout_seconds".into(),
+        json!({
+            "type": ["number", "null"],
+            "minimum": seconds(jobs_core::enqueue::MIN_TIMEOUT),
+            "maximum": seconds(limits.max_timeout),
+            "description": format!(
+                "Per-attempt time limit; absent or null = {} s.",
+                limits.default_timeout.as_secs()
+            ),
+        }),
+    );
+    properties.insert(
+        "idempotency_key".into(),
+        json!({
+            "type": ["string", "null"],
+            "minLength": 1,
+            "maxLength": limits.max_idempotency_key_len,
+            "pattern": NO_CONTROL_PATTERN,
+            "description": "Deduplication key, unique per tenant; must equal the Idempotency-Key header when both are given.",
+        }),
+    );
+    json!({
+        "type": "object",
+        "description": "A request to enqueue one job (the original API's field names). Unknown fields are refused.",
+        "required": ["tenant_id", "use_case", "type"],
+        "additionalProperties": false,
+        "properties": properties,
+        "example": {
+            "tenant_id": "acme",
+            "use_case": example_use_case,
+            "type": "send_email",
+            "payload": { "to": "someone@example.com" },
+        },
+    })
+}
+
+fn backoff_request_schema(config: &PlatformConfig) -> Value {
+    let max = seconds(config.limits.max_delay_tolerance);
+    json!({
+        "type": "object",
+        "description": "Retry policy of a request: cap_seconds must be at least base_seconds (`invalid_backoff`). Unknown fields are refused.",
+        "required": ["base_seconds", "cap_seconds"],
+        "additionalProperties": false,
+        "properties": {
+            "strategy": { "$ref": "#/components/schemas/BackoffStrategy" },
+            "base_seconds": { "type": "number", "minimum": 0, "maximum": max.clone() },
+            "cap_seconds": { "type": "number", "minimum": 0, "maximum": max },
+            "jitter": { "$ref": "#/components/schemas/Jitter" },
+        },
+    })
+}
+
+fn batch_request_schema(config: &PlatformConfig) -> Value {
+    json!({
+        "type": "object",
+        "description": "A batch enqueue: all jobs or none. Unknown fields are refused.",
+        "required": ["jobs"],
+        "additionalProperties": false,
+        "properties": {
+            "jobs": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": config.limits.max_batch,
+                "items": { "$ref": "#/components/schemas/EnqueueRequest" },
+            },
+        },
+    })
+}

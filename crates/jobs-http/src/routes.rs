@@ -1,8 +1,6 @@
 //! The handlers and the router. Each handler maps HTTP to one [`jobs_core::JobService`] call and
 //! the outcome back to HTTP; the domain decides.
 
-use std::sync::OnceLock;
-
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -102,16 +100,17 @@ async fn enqueue_one(
     responses(
         (status = 201, description = "Created", body = JobSchema),
         (status = 200, description = "An existing job with the same idempotency key", body = JobSchema),
-        (status = 400, description = "Invalid request", body = ErrorBody),
-        (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+        (status = 400, description = "Invalid request: a validation code (`unknown_use_case`, `empty_tenant`, …), `invalid_json`, `invalid_body` or `idempotency_key_mismatch`", body = ErrorBody),
+        (status = 401, description = "Missing or wrong credentials (`unauthorized`, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
         (status = 403, description = "Tenant-scoped key enqueuing for another tenant", body = ErrorBody),
         (status = 408, description = "The body did not arrive within the body timeout (`body_timeout`)", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
+        (status = 413, description = "Body larger than the limit (`payload_too_large`)", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON (`unsupported_media_type`)", body = ErrorBody),
+        (status = 429, description = "Tenant quota exceeded (`quota_exceeded`, with `Retry-After`)", body = ErrorBody),
+        (status = 500, description = "A non-retryable store failure (`internal`; details are logged, not sent)", body = ErrorBody),
         (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
-    security(("bearer" = []), ())
+    security(("bearer" = []))
 )]
 async fn enqueue(
     State(state): State<AppState>,
@@ -130,16 +129,17 @@ async fn enqueue(
     responses(
         (status = 201, description = "Created", body = JobSchema),
         (status = 200, description = "An existing job with the same idempotency key", body = JobSchema),
-        (status = 400, description = "Invalid request", body = ErrorBody),
-        (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+        (status = 400, description = "Invalid request: a validation code (`unknown_use_case`, `empty_tenant`, …), `invalid_json`, `invalid_body` or `idempotency_key_mismatch`", body = ErrorBody),
+        (status = 401, description = "Missing or wrong credentials (`unauthorized`, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
         (status = 403, description = "Tenant-scoped key enqueuing for another tenant", body = ErrorBody),
         (status = 408, description = "The body did not arrive within the body timeout (`body_timeout`)", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
+        (status = 413, description = "Body larger than the limit (`payload_too_large`)", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON (`unsupported_media_type`)", body = ErrorBody),
+        (status = 429, description = "Tenant quota exceeded (`quota_exceeded`, with `Retry-After`)", body = ErrorBody),
+        (status = 500, description = "A non-retryable store failure (`internal`; details are logged, not sent)", body = ErrorBody),
         (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
-    security(("bearer" = []), ())
+    security(("bearer" = []))
 )]
 async fn enqueue_alias(
     State(state): State<AppState>,
@@ -157,13 +157,17 @@ async fn enqueue_alias(
     responses(
         (status = 201, description = "At least one job created (the rest are idempotent replays)", body = BatchResponseSchema),
         (status = 200, description = "Every job already existed (idempotent replay)", body = BatchResponseSchema),
-        (status = 400, description = "Invalid request (the message names the job's index)", body = ErrorBody),
-        (status = 403, description = "A job of another tenant", body = ErrorBody),
+        (status = 400, description = "Invalid request: a validation code (the message names the job's index), `invalid_json`, `invalid_body`, or `idempotency_key_mismatch` for an Idempotency-Key header", body = ErrorBody),
+        (status = 401, description = "Missing or wrong credentials (`unauthorized`, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "A tenant-scoped key enqueuing a job of another tenant (`forbidden_tenant`)", body = ErrorBody),
         (status = 408, description = "The body did not arrive within the body timeout (`body_timeout`)", body = ErrorBody),
-        (status = 429, description = "Tenant quota exceeded", body = ErrorBody),
+        (status = 413, description = "Body larger than the batch limit (`payload_too_large`)", body = ErrorBody),
+        (status = 415, description = "Content-Type is not JSON (`unsupported_media_type`)", body = ErrorBody),
+        (status = 429, description = "Tenant quota exceeded (`quota_exceeded`, with `Retry-After`)", body = ErrorBody),
+        (status = 500, description = "A non-retryable store failure (`internal`; details are logged, not sent)", body = ErrorBody),
         (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
-    security(("bearer" = []), ())
+    security(("bearer" = []))
 )]
 async fn enqueue_batch(
     State(state): State<AppState>,
@@ -201,11 +205,13 @@ async fn enqueue_batch(
     params(("id" = uuid::Uuid, Path, description = "Job id")),
     responses(
         (status = 200, description = "The job", body = JobSchema),
-        (status = 400, description = "Not a UUID", body = ErrorBody),
-        (status = 404, description = "No such job, or another tenant's", body = ErrorBody),
+        (status = 400, description = "The id is not a UUID (`invalid_id`)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong credentials (`unauthorized`, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 404, description = "No such job, or another tenant's (`not_found`)", body = ErrorBody),
+        (status = 500, description = "A non-retryable store failure (`internal`; details are logged, not sent)", body = ErrorBody),
         (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
-    security(("bearer" = []), ())
+    security(("bearer" = []))
 )]
 async fn get_job(
     State(state): State<AppState>,
@@ -229,10 +235,12 @@ async fn get_job(
     params(ListParams),
     responses(
         (status = 200, description = "A page of jobs (possibly short or empty; follow next_cursor until absent)", body = JobList),
-        (status = 400, description = "Bad filter, cursor or limit", body = ErrorBody),
+        (status = 400, description = "Bad filter, cursor or limit (`invalid_query`, `invalid_status`, `invalid_timestamp`, `invalid_cursor`, `invalid_limit`)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong credentials (`unauthorized`, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 500, description = "A non-retryable store failure (`internal`; details are logged, not sent)", body = ErrorBody),
         (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
-    security(("bearer" = []), ())
+    security(("bearer" = []))
 )]
 async fn list_jobs(
     State(state): State<AppState>,
@@ -259,11 +267,14 @@ async fn list_jobs(
     params(("id" = uuid::Uuid, Path, description = "Job id")),
     responses(
         (status = 200, description = "The job after the cancel", body = JobSchema),
-        (status = 404, description = "No such job, or another tenant's", body = ErrorBody),
-        (status = 409, description = "Already succeeded or dead", body = ErrorBody),
+        (status = 400, description = "The id is not a UUID (`invalid_id`)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong credentials (`unauthorized`, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 404, description = "No such job, or another tenant's (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Already succeeded or dead (`illegal_transition`)", body = ErrorBody),
+        (status = 500, description = "A non-retryable store failure (`internal`; details are logged, not sent)", body = ErrorBody),
         (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
-    security(("bearer" = []), ())
+    security(("bearer" = []))
 )]
 async fn cancel_job(
     State(state): State<AppState>,
@@ -284,12 +295,15 @@ async fn cancel_job(
     params(("id" = uuid::Uuid, Path, description = "Job id")),
     responses(
         (status = 200, description = "The job, pending again", body = JobSchema),
-        (status = 404, description = "No such job, or another tenant's", body = ErrorBody),
-        (status = 409, description = "Not dead or cancelled", body = ErrorBody),
+        (status = 400, description = "The id is not a UUID (`invalid_id`)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong credentials (`unauthorized`, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 404, description = "No such job, or another tenant's (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Not dead or cancelled (`illegal_transition`)", body = ErrorBody),
         (status = 429, description = "Tenant quota exceeded: the retried job would take the tenant over its quota (`quota_exceeded`, with `Retry-After`)", body = ErrorBody),
+        (status = 500, description = "A non-retryable store failure (`internal`; details are logged, not sent)", body = ErrorBody),
         (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
-    security(("bearer" = []), ())
+    security(("bearer" = []))
 )]
 async fn retry_job(
     State(state): State<AppState>,
@@ -315,7 +329,7 @@ async fn healthz() -> Json<serde_json::Value> {
     get, path = "/readyz", tag = "ops",
     responses(
         (status = 200, description = "Ready", body = HealthSchema),
-        (status = 503, description = "The store does not answer", body = ErrorBody),
+        (status = 503, description = "The store does not answer (`store_unavailable`)", body = ErrorBody),
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -391,10 +405,12 @@ async fn refresh_job_gauges(state: &AppState) {
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "The OpenAPI document", body = Object)))]
-async fn openapi_json() -> Response {
-    static DOC: OnceLock<String> = OnceLock::new();
-    let doc = DOC.get_or_init(|| openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
-    ([(header::CONTENT_TYPE, "application/json")], doc.clone()).into_response()
+async fn openapi_json(State(state): State<AppState>) -> Response {
+    let doc = state.openapi_json(|| {
+        serde_json::to_string(&openapi_for(state.service().config(), state.auth()))
+            .unwrap_or_else(|_| "{}".to_owned())
+    });
+    ([(header::CONTENT_TYPE, "application/json")], doc.to_owned()).into_response()
 }
 
 /// Every route with its OpenAPI description.
@@ -412,9 +428,24 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
 }
 
-/// The OpenAPI document of exactly the routes [`router`] serves.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+/// The OpenAPI document (JSON) of exactly the routes [`router`] serves, for the default platform
+/// configuration with authentication required. A router serves [`openapi_for`] its own.
+pub fn openapi() -> serde_json::Value {
+    crate::openapi::document(
+        &api_router().split_for_parts().1,
+        &jobs_core::PlatformConfig::default(),
+        true,
+    )
+}
+
+/// The OpenAPI document (JSON) a [`router`] with `config` and `auth` serves at `/openapi.json`:
+/// the configured use cases and limits in the request schemas, and the bearer scheme on the
+/// `/jobs` operations unless `auth` is open.
+pub fn openapi_for(
+    config: &jobs_core::PlatformConfig,
+    auth: &crate::AuthConfig,
+) -> serde_json::Value {
+    crate::openapi::document(&api_router().split_for_parts().1, config, !auth.is_open())
 }
 
 async fn not_found() -> ApiError {

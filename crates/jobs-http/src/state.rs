@@ -68,6 +68,8 @@ pub struct AppState {
     /// When the job-count gauges were last read from the store (`None`: never). Held while a
     /// refresh runs, so concurrent scrapes wait for it instead of counting again.
     counts_read_at: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// The serialized OpenAPI document, made on first request.
+    openapi: Arc<std::sync::OnceLock<String>>,
 }
 
 impl AppState {
@@ -80,6 +82,7 @@ impl AppState {
             settings: Arc::new(HttpSettings::default()),
             metrics: crate::metrics::prometheus_handle(),
             counts_read_at: Arc::default(),
+            openapi: Arc::default(),
         }
     }
 
@@ -99,6 +102,11 @@ impl AppState {
     /// The last time the job-count gauges were read, under the lock that serialises refreshes.
     pub(crate) fn counts_read_at(&self) -> &tokio::sync::Mutex<Option<tokio::time::Instant>> {
         &self.counts_read_at
+    }
+
+    /// The serialized OpenAPI document, made by `make` on first use.
+    pub(crate) fn openapi_json(&self, make: impl FnOnce() -> String) -> &str {
+        self.openapi.get_or_init(make)
     }
 
     /// The domain service.

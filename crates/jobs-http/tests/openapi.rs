@@ -66,7 +66,11 @@ async fn document_lists_exactly_the_served_routes() {
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     assert_eq!(listed, expected);
-    assert_eq!(serde_json::to_value(jobs_http::openapi()).unwrap(), r.json);
+    // The router serves the document of its own configuration (open here: no security).
+    assert_eq!(
+        jobs_http::openapi_for(&suite::config(), &AuthConfig::open()),
+        r.json
+    );
 
     // Every documented route is served (not the 404/405 fallbacks) ...
     let id = uuid::Uuid::now_v7();
@@ -206,4 +210,185 @@ fn every_jobs_operation_documents_the_store_503s() {
         checked += 1;
     }
     assert_eq!(checked, 7);
+}
+
+/// Every status code each operation can answer, as the handlers, extractors and auth produce
+/// them: the document must list exactly these (Schemathesis' status_code_conformance).
+const ANSWERS: &[(&str, &str, &[u16])] = &[
+    (
+        "post",
+        "/jobs",
+        &[200, 201, 400, 401, 403, 408, 413, 415, 429, 500, 503],
+    ),
+    (
+        "post",
+        "/jobs/enqueue",
+        &[200, 201, 400, 401, 403, 408, 413, 415, 429, 500, 503],
+    ),
+    (
+        "post",
+        "/jobs/batch",
+        &[200, 201, 400, 401, 403, 408, 413, 415, 429, 500, 503],
+    ),
+    ("get", "/jobs", &[200, 400, 401, 500, 503]),
+    ("get", "/jobs/{id}", &[200, 400, 401, 404, 500, 503]),
+    (
+        "post",
+        "/jobs/{id}/cancel",
+        &[200, 400, 401, 404, 409, 500, 503],
+    ),
+    (
+        "post",
+        "/jobs/{id}/retry",
+        &[200, 400, 401, 404, 409, 429, 500, 503],
+    ),
+    ("get", "/healthz", &[200]),
+    ("get", "/readyz", &[200, 503]),
+    ("get", "/metrics", &[200]),
+    ("get", "/openapi.json", &[200]),
+];
+
+fn statuses(doc: &Value, method: &str, path: &str) -> BTreeSet<u16> {
+    doc["paths"][path][method]["responses"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{method} {path} has no responses"))
+        .keys()
+        .map(|k| k.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn every_operation_documents_exactly_the_codes_it_answers() {
+    let doc = jobs_http::openapi();
+    assert_eq!(ANSWERS.len(), SERVED.len());
+    for (method, path, codes) in ANSWERS {
+        let expected: BTreeSet<u16> = codes.iter().copied().collect();
+        assert_eq!(statuses(&doc, method, path), expected, "{method} {path}");
+        for code in codes.iter().filter(|c| **c >= 400) {
+            assert_eq!(
+                doc["paths"][path][method]["responses"][code.to_string()]["content"]
+                    ["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ErrorBody",
+                "{method} {path} {code}"
+            );
+        }
+        let secured = doc["paths"][path][method]["security"] == serde_json::json!([{"bearer": []}]);
+        assert_eq!(secured, path.starts_with("/jobs"), "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn documented_codes_are_really_answered() {
+    // The 400 invalid_id of every id route, the 401 of every /jobs route: what Schemathesis
+    // first found undocumented.
+    let api = suite::api(
+        Arc::new(MemoryStore::new(Arc::new(SystemClock))),
+        AuthConfig::operator_token("root"),
+    );
+    for (method, path, codes) in ANSWERS.iter().filter(|(_, p, _)| p.starts_with("/jobs")) {
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let r = api.call(m.clone(), path, None, None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert!(codes.contains(&401));
+        if path.contains("{id}") {
+            let r = api.call(m, path, Some("root"), None).await;
+            assert_eq!(
+                (r.status, r.code()),
+                (StatusCode::BAD_REQUEST, "invalid_id"),
+                "{method} {path}"
+            );
+            assert!(codes.contains(&400));
+        }
+    }
+}
+
+#[test]
+fn document_follows_the_configuration() {
+    use jobs_core::{PlatformConfig, UseCaseConfig};
+    let mut config = PlatformConfig::default();
+    config.use_cases.insert(
+        "billing".into(),
+        UseCaseConfig::new("billing", 3, std::time::Duration::from_secs(60)),
+    );
+    config.limits.max_batch = 7;
+    config.limits.max_tenant_len = 40;
+    let open = jobs_http::openapi_for(&config, &AuthConfig::open());
+    let secured = jobs_http::openapi_for(&config, &AuthConfig::operator_token("t"));
+    for doc in [&open, &secured] {
+        let schemas = &doc["components"]["schemas"];
+        let use_cases: BTreeSet<&str> = schemas["EnqueueRequest"]["properties"]["use_case"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            use_cases,
+            config.use_cases.keys().map(String::as_str).collect()
+        );
+        assert_eq!(schemas["BatchRequest"]["properties"]["jobs"]["maxItems"], 7);
+        assert_eq!(schemas["BatchRequest"]["properties"]["jobs"]["minItems"], 1);
+        assert_eq!(
+            schemas["EnqueueRequest"]["properties"]["tenant_id"]["maxLength"],
+            40
+        );
+        for name in ["EnqueueRequest", "BatchRequest", "BackoffRequest"] {
+            assert_eq!(schemas[name]["additionalProperties"], false, "{name}");
+        }
+    }
+    // Open: no security anywhere, no 401 documented.
+    assert!(open["components"].get("securitySchemes").is_none());
+    for (method, path) in documented(&open) {
+        assert!(open["paths"][&path][&method].get("security").is_none());
+        assert!(!statuses(&open, &method, &path).contains(&401));
+    }
+    assert_eq!(
+        statuses(&secured, "get", "/jobs/{id}"),
+        [200, 400, 401, 404, 500, 503].into()
+    );
+}
+
+#[test]
+fn request_schemas_state_the_validation_limits() {
+    let doc = jobs_http::openapi();
+    let limits = jobs_core::Limits::default();
+    let p = &doc["components"]["schemas"]["EnqueueRequest"]["properties"];
+    assert_eq!(p["run_at"]["format"], "date-time");
+    assert_eq!(p["tenant_id"]["minLength"], 1);
+    assert_eq!(p["tenant_id"]["maxLength"], limits.max_tenant_len);
+    assert_eq!(p["type"]["maxLength"], limits.max_kind_len);
+    assert_eq!(
+        p["idempotency_key"]["maxLength"],
+        limits.max_idempotency_key_len
+    );
+    assert_eq!(p["max_attempts"]["minimum"], 1);
+    assert_eq!(p["max_attempts"]["maximum"], limits.max_attempts);
+    assert_eq!(p["timeout_seconds"]["minimum"], 0.001);
+    assert_eq!(
+        p["timeout_seconds"]["maximum"],
+        limits.max_timeout.as_secs()
+    );
+    assert_eq!(p["delay_tolerance_seconds"]["minimum"], 0);
+    assert_eq!(p["priority"]["minimum"], i16::MIN);
+    let params = doc["paths"]["/jobs"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}"))["schema"]
+            .clone()
+    };
+    assert_eq!(param("status")["$ref"], "#/components/schemas/JobStatus");
+    assert_eq!(param("limit")["type"], "integer");
+    assert_eq!(param("limit")["maximum"], 500);
+    assert_eq!(param("created_after")["format"], "date-time");
+    assert_eq!(param("include_payload")["type"], "boolean");
+    // The cursor pattern accepts exactly what the API issues.
+    let cursor = jobs_http::extract::encode_cursor(uuid::Uuid::now_v7());
+    let pattern = param("cursor")["pattern"].as_str().unwrap().to_owned();
+    assert_eq!(pattern, r"^[A-Za-z0-9_-]{21}[AQgw]$");
+    assert_eq!(cursor.len(), 22);
+    assert!("AQgw".contains(cursor.chars().last().unwrap()), "{cursor}");
 }

@@ -34,6 +34,7 @@ api_suite!(postgres().await;
     list_scan_bound_gives_short_pages_with_a_cursor,
     cancel_and_retry,
     bad_bodies_are_json_errors,
+    json_errors_name_the_field_and_follow_the_schema,
     bad_ids_and_routes_are_json_errors,
     quota_exceeded_is_429_with_retry_after,
     request_labels_are_bounded_and_responses_nosniff,

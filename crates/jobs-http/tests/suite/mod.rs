@@ -672,6 +672,167 @@ pub async fn bad_bodies_are_json_errors(store: Arc<dyn JobStore>) {
     assert_eq!(api.store.get(existing.id).await.unwrap().unwrap(), existing);
 }
 
+/// The contract as Schemathesis checks it (scripts/schemathesis.sh): JSON errors name the field
+/// in plain words, JSON Schema's integers (`3.0`) are integers, lengths count characters, and
+/// what the document's schemas refuse the API refuses.
+pub async fn json_errors_name_the_field_and_follow_the_schema(store: Arc<dyn JobStore>) {
+    let api = api(store, AuthConfig::open());
+    let with = |extra: Value| {
+        let mut body = req("a");
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    for (body, code, message) in [
+        (
+            with(json!({"run_at": ""})),
+            "invalid_json",
+            "run_at: expected an RFC 3339 date-time (like 2026-01-31T12:00:00Z), got an empty string",
+        ),
+        (
+            with(json!({"run_at": "2026-01-31 12:00:00Z"})),
+            "invalid_json",
+            "run_at: expected an RFC 3339 date-time (like 2026-01-31T12:00:00Z), got \"2026-01-31 12:00:00Z\"",
+        ),
+        (
+            with(json!({"run_at": 5})),
+            "invalid_json",
+            "run_at: invalid type: integer `5`, expected an RFC 3339 date-time (like 2026-01-31T12:00:00Z)",
+        ),
+        (
+            with(json!({"max_attempts": 1.5})),
+            "invalid_json",
+            "max_attempts: expected a whole number from 0 to 4294967295, got 1.5",
+        ),
+        (
+            with(json!({"priority": 40000})),
+            "invalid_json",
+            "priority: expected a whole number from -32768 to 32767, got 40000",
+        ),
+        (
+            with(json!({"tenant_id": 7})),
+            "invalid_json",
+            "tenant_id: invalid type: integer `7`, expected a string",
+        ),
+        (
+            with(json!({"backoff": {"base_seconds": 1, "cap_seconds": 2, "jiter": "none"}})),
+            "invalid_json",
+            "backoff.jiter: unknown field `jiter`, expected one of `strategy`, `base_seconds`, `cap_seconds`, `jitter`",
+        ),
+        (
+            with(json!({"backoff": {"base_seconds": -1, "cap_seconds": 2}})),
+            "invalid_json",
+            "backoff.base_seconds: seconds must not be negative",
+        ),
+        (
+            json!({"use_case": "notifications", "type": "k"}),
+            "invalid_json",
+            "body: missing field `tenant_id`",
+        ),
+        (
+            with(json!({"timeout_seconds": 0.0005})),
+            "invalid_timeout",
+            "timeout_seconds must be from 0.001 to 86400",
+        ),
+        (
+            with(json!({"tenant_id": "x".repeat(129)})),
+            "tenant_too_long",
+            "tenant_id is 129 characters; the limit is 128",
+        ),
+    ] {
+        let r = api.post("/jobs", body.clone()).await;
+        assert_eq!(
+            (r.status, r.code(), r.json["error"]["message"].as_str().unwrap()),
+            (StatusCode::BAD_REQUEST, code, message),
+            "{body}"
+        );
+    }
+    let r = api
+        .post(
+            "/jobs/batch",
+            json!({"jobs": [req("a"), with(json!({"run_at": ""}))]}),
+        )
+        .await;
+    assert_eq!(r.code(), "invalid_json");
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("jobs[1].run_at: expected an RFC 3339 date-time"),
+        "{r:?}"
+    );
+    let r = api
+        .raw(post_bytes("/jobs", Some("application/json"), ""))
+        .await;
+    assert_eq!(
+        r.json["error"]["message"],
+        "the request body is empty: expected a JSON object"
+    );
+    let r = api
+        .raw(post_bytes(
+            "/jobs",
+            Some("application/json"),
+            "{\"tenant_id\": }",
+        ))
+        .await;
+    assert_eq!(r.code(), "invalid_json");
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON body at line 1 column 15"),
+        "{r:?}"
+    );
+    let r = api
+        .raw(post_bytes(
+            "/jobs",
+            Some("application/json"),
+            format!("{} x", req("a")),
+        ))
+        .await;
+    assert_eq!(r.code(), "invalid_json");
+
+    // Accepted: whole numbers written as floats, 128 multi-byte characters, a 1 ms timeout,
+    // a lower-case RFC 3339 date-time.
+    let ok = with(json!({
+        "tenant_id": "é".repeat(128),
+        "max_attempts": 3.0,
+        "priority": -2e0,
+        "timeout_seconds": 0.001,
+        "run_at": "2026-01-31t12:00:00z",
+        "idempotency_key": "ü".repeat(255),
+    }));
+    let r = api.post("/jobs", ok).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let job = r.job();
+    assert_eq!((job.max_attempts, job.priority), (3, -2));
+
+    // The list refuses what its parameters' schemas refuse.
+    for (uri, code) in [
+        ("/jobs?limit=%205", "invalid_limit"),
+        ("/jobs?limit=%2B5", "invalid_limit"),
+        ("/jobs?limit=", "invalid_limit"),
+        (
+            "/jobs?created_after=2026-01-31%2012:00:00Z",
+            "invalid_timestamp",
+        ),
+        ("/jobs?status=", "invalid_status"),
+    ] {
+        let r = api.get(uri).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, code),
+            "{uri}"
+        );
+    }
+    let r = api.get("/jobs?created_after=x").await;
+    assert_eq!(
+        r.json["error"]["message"],
+        "created_after: expected an RFC 3339 date-time (like 2026-01-31T12:00:00Z), got \"x\""
+    );
+}
+
 /// A body stream in 64 KiB chunks (no Content-Length).
 fn futures_stream(bytes: Vec<u8>) -> futures_core_stream::Chunks {
     futures_core_stream::chunks(bytes)
