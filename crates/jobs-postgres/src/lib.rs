@@ -54,9 +54,11 @@ pub mod schema;
 #[doc(hidden)]
 pub mod sql;
 mod store;
+pub mod tls;
 mod wake;
 
 pub use leader::PgLeaderElection;
 pub use migrate::{migrate, MigrateError, Migration, MigrationReport, MigrationTarget, MIGRATIONS};
 pub use schema::{InvalidSchemaName, SchemaName, DEFAULT_SCHEMA};
 pub use store::{PgStore, PoolOptions};
+pub use tls::{DbConfigError, PgConnector, SslMode};
