@@ -294,6 +294,23 @@ fn verify_full_refuses_a_certificate_it_cannot_trust() {
         let line = assert_one_line_failure(args, &env, &[&not_trusted]);
         eprintln!("{}: {line}", args[0]);
     }
+    // --print-config reports the mode and the roots the command would connect with.
+    let out = run_to_exit(
+        &["--print-config", "migrate"],
+        &[("ASYNC_JOBS_DB_DSN", &dsn), ("ASYNC_JOBS_DB_CA_FILE", &ca)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["store"]["sslmode"], "verify-full");
+    assert_eq!(config["store"]["ca_file"], ca.as_str());
+    assert_eq!(
+        config["store"]["tls_roots"],
+        format!("ASYNC_JOBS_DB_CA_FILE {ca}").as_str()
+    );
     // `require` with a CA file checks the chain (libpq's rule) and fails the same way.
     let require = with_params(&common::database_url(), "sslmode=require");
     assert_one_line_failure(

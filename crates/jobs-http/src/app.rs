@@ -311,6 +311,22 @@ mod tests {
                 STORE_VAR
             );
         }
+        // The CA file travels with the DSN.
+        assert_eq!(
+            kind(
+                &[
+                    (DSN_VAR, "postgres://db"),
+                    (CA_FILE_VAR, " /etc/ssl/rds.pem ")
+                ],
+                StoreRole::Api
+            )
+            .unwrap(),
+            StoreKind::Postgres {
+                dsn: "postgres://db".into(),
+                schema: jobs_postgres::DEFAULT_SCHEMA.into(),
+                ca_file: Some("/etc/ssl/rds.pem".into()),
+            }
+        );
         // `postgres` asked for explicitly needs the DSN, in dev too.
         assert_eq!(
             kind(&[(STORE_VAR, "postgres")], StoreRole::Dev)

@@ -247,7 +247,7 @@ impl PgConnector {
             (Roots::System, true) => Some(system_roots()?),
             (Roots::System, false) => None,
             (Roots::RootCert(p), _) => Some(file_roots(p, "sslrootcert", DSN_VAR)?),
-            (Roots::CaFile(p), _) => Some(file_roots(p, CA_FILE_VAR, CA_FILE_VAR)?),
+            (Roots::CaFile(p), _) => Some(file_roots(p, "file", CA_FILE_VAR)?),
         };
         if !mode.verifies() && matches!(roots, Roots::CaFile(_) | Roots::RootCert(_)) {
             tracing::warn!(
