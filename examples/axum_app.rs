@@ -165,7 +165,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Credentials resolved like `async-jobs api` does: none configured is refused, not open.
     let auth = ResolvedAuth::from_env(Serving::Api { addr })?;
     auth.log();
-    let store = PgStore::connect(&dsn, &schema)?;
+    // TLS as the platform's processes: `sslmode` in the DSN, ASYNC_JOBS_DB_CA_FILE for the CA.
+    let connector = jobs_postgres::PgConnector::from_env_ca(&dsn)?;
+    let store = PgStore::connect_using(&connector, &schema, jobs_postgres::PoolOptions::default())?;
     store.migrate().await?;
     store
         .pool()

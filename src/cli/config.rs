@@ -79,17 +79,32 @@ pub(crate) fn describe(command: &str, api_addr: Option<SocketAddr>) -> Result<St
         None => var("ASYNC_JOBS_DB_DSN").map(|dsn| StoreKind::Postgres {
             dsn,
             schema: schema(),
+            ca_file: var(jobs_http::app::CA_FILE_VAR).map(Into::into),
         }),
+    };
+    let store = match store {
+        Some(StoreKind::Postgres {
+            dsn,
+            schema,
+            ca_file,
+        }) => {
+            // The TLS settings the command would connect with (fails the same way on bad ones).
+            let connector = jobs_postgres::PgConnector::new(&dsn, ca_file.as_deref())?;
+            Some(json!({
+                "kind": "postgres",
+                "dsn": redact_dsn(&dsn),
+                "schema": schema,
+                "ca_file": ca_file.map(|p| p.display().to_string()),
+                "sslmode": connector.ssl_mode().as_str(),
+                "tls_roots": connector.roots().map(ToString::to_string),
+            }))
+        }
+        Some(StoreKind::Memory) => Some(json!({"kind": "memory", "durable": false})),
+        None => None,
     };
     let mut out = json!({
         "command": command,
-        "store": match store {
-            Some(StoreKind::Postgres { dsn, schema }) => {
-                json!({"kind": "postgres", "dsn": redact_dsn(&dsn), "schema": schema})
-            }
-            Some(StoreKind::Memory) => json!({"kind": "memory", "durable": false}),
-            None => json!(null),
-        },
+        "store": store,
         "use_cases": use_cases,
         "per_tenant_quotas": var("ASYNC_JOBS_PER_TENANT_QUOTAS"),
         "log_format": var("ASYNC_JOBS_LOG_FORMAT").unwrap_or_else(|| "text".to_owned()),

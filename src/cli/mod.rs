@@ -106,7 +106,12 @@ async fn migrate() -> Result<(), CliError> {
         .filter(|v| !v.trim().is_empty())
         .ok_or("invalid ASYNC_JOBS_DB_DSN: expected a Postgres connection string, got nothing")?;
     let schema = config::schema();
-    let store = jobs_postgres::PgStore::connect(&dsn, &schema)?;
+    let connector = jobs_postgres::PgConnector::from_env_ca(&dsn)?;
+    let store = jobs_postgres::PgStore::connect_using(
+        &connector,
+        &schema,
+        jobs_postgres::PoolOptions::default(),
+    )?;
     let report = store.migrate().await?;
     println!("schema {schema}: {report:?}");
     Ok(())

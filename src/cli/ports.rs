@@ -12,7 +12,10 @@ use super::CliError;
 /// Leader election that matches the store: a Postgres lock for Postgres, none for memory.
 pub(crate) fn leader_for(choice: &StoreChoice) -> Result<Arc<dyn LeaderElection>, CliError> {
     Ok(match &choice.postgres {
-        Some((dsn, schema)) => Arc::new(jobs_postgres::PgLeaderElection::new(dsn, schema)?),
+        Some((connector, schema)) => Arc::new(jobs_postgres::PgLeaderElection::with_connector(
+            connector.clone(),
+            schema,
+        )),
         None => Arc::new(SoleLeader),
     })
 }

@@ -1,13 +1,12 @@
 //! The bench database: a fresh, migrated schema per scenario run, commit counters and raw SQL.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use jobs_core::{EnqueueRequest, PlatformConfig, UseCaseConfig};
-use jobs_postgres::{PgStore, PoolOptions};
-use tokio_postgres::{Client, NoTls};
+use jobs_postgres::{PgConnector, PgStore, PoolOptions};
+use tokio_postgres::Client;
 
 /// The use case every scenario enqueues into.
 pub const USE_CASE: &str = "bench";
@@ -37,14 +36,24 @@ pub fn noop_registry() -> jobs_core::HandlerRegistry {
     registry
 }
 
-async fn connect(config: &tokio_postgres::Config) -> anyhow::Result<Client> {
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "admin connection ended");
-        }
-    });
-    Ok(client)
+/// The bench database's connector: TLS as `sslmode` in the URL and `ASYNC_JOBS_DB_CA_FILE` say,
+/// like the platform's processes.
+pub fn connector(dsn: &str) -> anyhow::Result<PgConnector> {
+    PgConnector::from_env_ca(dsn)
+        .map_err(|e| e.for_dsn_setting("ASYNC_JOBS_BENCH_DATABASE_URL"))
+        .context("invalid bench database URL")
+}
+
+/// A pooled-store-like [`PgStore`] on `dsn` and `schema` with the bench's TLS settings.
+pub fn store_on(dsn: &str, schema: &str, options: PoolOptions) -> anyhow::Result<PgStore> {
+    Ok(PgStore::connect_using(&connector(dsn)?, schema, options)?)
+}
+
+async fn connect(connector: &PgConnector) -> anyhow::Result<Client> {
+    connector
+        .connect_spawned()
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 /// One scenario's schema in the bench database.
@@ -56,16 +65,20 @@ pub struct BenchDb {
     pub schema: String,
     /// A raw connection for set-up SQL and counters.
     pub admin: Client,
-    config: tokio_postgres::Config,
+    connector: PgConnector,
 }
 
 impl BenchDb {
     /// Creates the database if missing and a fresh migrated schema named after `tag`.
     pub async fn fresh(dsn: &str, tag: &str) -> anyhow::Result<BenchDb> {
-        let config = tokio_postgres::Config::from_str(dsn).context("invalid database URL")?;
-        let dbname = config.get_dbname().unwrap_or("postgres").to_owned();
-        let mut root = config.clone();
-        root.dbname("postgres");
+        let connector = connector(dsn)?;
+        let dbname = connector
+            .config()
+            .get_dbname()
+            .unwrap_or("postgres")
+            .to_owned();
+        let mut root = connector.clone();
+        root.config_mut().dbname("postgres");
         let admin_root = connect(&root)
             .await
             .context("connecting to Postgres (is it running on the bench URL?)")?;
@@ -91,8 +104,8 @@ impl BenchDb {
             tag,
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let admin = connect(&config).await?;
-        let store = PgStore::connect(dsn, &schema)?;
+        let admin = connect(&connector).await?;
+        let store = PgStore::connect_using(&connector, &schema, PoolOptions::default())?;
         store
             .migrate()
             .await
@@ -101,14 +114,14 @@ impl BenchDb {
             dsn: dsn.to_owned(),
             schema,
             admin,
-            config,
+            connector,
         })
     }
 
     /// A new store (own pool) on the schema.
     pub fn store(&self, pool_size: usize) -> anyhow::Result<PgStore> {
-        Ok(PgStore::connect_with(
-            &self.dsn,
+        Ok(PgStore::connect_using(
+            &self.connector,
             &self.schema,
             PoolOptions {
                 max_size: pool_size,
@@ -203,6 +216,6 @@ impl BenchDb {
 
     /// Opens another raw connection to the bench database.
     pub async fn raw_connection(&self) -> anyhow::Result<Client> {
-        connect(&self.config).await
+        connect(&self.connector).await
     }
 }

@@ -87,7 +87,11 @@ async fn stdin_closed() {
 /// Runs a role until standard input closes; prints its counters as one JSON line.
 pub async fn run_role(role: Role, args: RoleArgs) -> anyhow::Result<()> {
     let platform = Arc::new(db::platform(args.cap));
-    let pg = jobs_postgres::PgStore::connect(&args.dsn, &args.schema)?;
+    let pg = db::store_on(
+        &args.dsn,
+        &args.schema,
+        jobs_postgres::PoolOptions::default(),
+    )?;
     let store = Arc::new(counting(Arc::new(pg)));
     let calls = Arc::clone(&store.interceptor().calls);
     let out = match role {

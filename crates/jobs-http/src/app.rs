@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,17 +22,18 @@ pub type AppError = Box<dyn std::error::Error + Send + Sync>;
 pub struct StoreChoice {
     /// The store.
     pub store: Arc<dyn JobStore>,
-    /// `(dsn, schema)` when it is Postgres.
-    pub postgres: Option<(String, String)>,
+    /// `(connector, schema)` when it is Postgres: the connection settings and TLS every other
+    /// connection of the process (leader lock, …) uses too.
+    pub postgres: Option<(jobs_postgres::PgConnector, String)>,
 }
 
 impl StoreChoice {
-    /// The `(dsn, schema)` of a Postgres store, or the one-line error processes that need
-    /// Postgres (scheduler, worker) stop with.
-    pub fn require_postgres(&self) -> Result<(&str, &str), AppError> {
+    /// The `(connector, schema)` of a Postgres store, or the one-line error processes that
+    /// need Postgres (scheduler, worker) stop with.
+    pub fn require_postgres(&self) -> Result<(&jobs_postgres::PgConnector, &str), AppError> {
         self.postgres
             .as_ref()
-            .map(|(dsn, schema)| (dsn.as_str(), schema.as_str()))
+            .map(|(connector, schema)| (connector, schema.as_str()))
             .ok_or_else(|| {
                 "invalid ASYNC_JOBS_DB_DSN: expected a Postgres connection string, got nothing"
                     .into()
@@ -118,6 +120,9 @@ const MAX_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2_000_000);
 pub const STORE_VAR: &str = "ASYNC_JOBS_STORE";
 /// The Postgres connection string variable.
 pub const DSN_VAR: &str = "ASYNC_JOBS_DB_DSN";
+/// The variable naming a PEM file of CA certificates for the database's TLS (see
+/// [`jobs_postgres::tls`]).
+pub const CA_FILE_VAR: &str = jobs_postgres::tls::CA_FILE_VAR;
 
 /// Which store a process runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +133,8 @@ pub enum StoreKind {
         dsn: String,
         /// The schema (`ASYNC_JOBS_DB_SCHEMA`, default `async_jobs`).
         schema: String,
+        /// `ASYNC_JOBS_DB_CA_FILE`: the CA certificates that verify the server (PEM).
+        ca_file: Option<PathBuf>,
     },
     /// The in-memory store: every job is lost when the process exits.
     Memory,
@@ -148,7 +155,7 @@ impl StoreKind {
     where
         I: IntoIterator<Item = (String, String)>,
     {
-        let (mut kind, mut dsn, mut schema) = (None, None, None);
+        let (mut kind, mut dsn, mut schema, mut ca_file) = (None, None, None, None);
         for (name, value) in vars {
             let value = value.trim().to_owned();
             if value.is_empty() {
@@ -158,6 +165,7 @@ impl StoreKind {
                 STORE_VAR => kind = Some(value),
                 DSN_VAR => dsn = Some(value),
                 "ASYNC_JOBS_DB_SCHEMA" => schema = Some(value),
+                CA_FILE_VAR => ca_file = Some(PathBuf::from(value)),
                 _ => {}
             }
         }
@@ -166,6 +174,7 @@ impl StoreKind {
             Some(dsn) => Ok(StoreKind::Postgres {
                 dsn,
                 schema: schema.clone(),
+                ca_file: ca_file.clone(),
             }),
             None => Err(ConfigError::new(
                 DSN_VAR,
@@ -193,21 +202,27 @@ pub async fn store_from_env() -> Result<StoreChoice, AppError> {
     store_for(StoreRole::Api).await
 }
 
-/// The store [`StoreKind::from_env`] chooses for `role`: Postgres (migrated unless
+/// The store [`StoreKind::from_env`] chooses for `role`: Postgres (TLS as `sslmode` in the DSN
+/// and `ASYNC_JOBS_DB_CA_FILE` say, see [`jobs_postgres::tls`]; migrated unless
 /// `ASYNC_JOBS_AUTO_MIGRATE=false`; the statement timeout of `role`) or the in-memory store.
 pub async fn store_for(role: StoreRole) -> Result<StoreChoice, AppError> {
     let statement_timeout = role.statement_timeout_from_env()?;
-    let (dsn, schema) = match StoreKind::from_env(role)? {
+    let (dsn, schema, ca_file) = match StoreKind::from_env(role)? {
         StoreKind::Memory => {
             return Ok(StoreChoice {
                 store: Arc::new(MemoryStore::new(Arc::new(SystemClock))),
                 postgres: None,
             })
         }
-        StoreKind::Postgres { dsn, schema } => (dsn, schema),
+        StoreKind::Postgres {
+            dsn,
+            schema,
+            ca_file,
+        } => (dsn, schema, ca_file),
     };
-    let store = jobs_postgres::PgStore::connect_with(
-        &dsn,
+    let connector = jobs_postgres::PgConnector::new(&dsn, ca_file.as_deref())?;
+    let store = jobs_postgres::PgStore::connect_using(
+        &connector,
         &schema,
         jobs_postgres::PoolOptions {
             statement_timeout,
@@ -222,7 +237,7 @@ pub async fn store_for(role: StoreRole) -> Result<StoreChoice, AppError> {
     }
     Ok(StoreChoice {
         store: Arc::new(store),
-        postgres: Some((dsn, schema)),
+        postgres: Some((connector, schema)),
     })
 }
 
@@ -271,6 +286,7 @@ mod tests {
         let pg = StoreKind::Postgres {
             dsn: "postgres://db".into(),
             schema: jobs_postgres::DEFAULT_SCHEMA.into(),
+            ca_file: None,
         };
         assert_eq!(kind(&[], StoreRole::Dev).unwrap(), StoreKind::Memory);
         for role in [StoreRole::Api, StoreRole::Background] {
@@ -295,6 +311,22 @@ mod tests {
                 STORE_VAR
             );
         }
+        // The CA file travels with the DSN.
+        assert_eq!(
+            kind(
+                &[
+                    (DSN_VAR, "postgres://db"),
+                    (CA_FILE_VAR, " /etc/ssl/rds.pem ")
+                ],
+                StoreRole::Api
+            )
+            .unwrap(),
+            StoreKind::Postgres {
+                dsn: "postgres://db".into(),
+                schema: jobs_postgres::DEFAULT_SCHEMA.into(),
+                ca_file: Some("/etc/ssl/rds.pem".into()),
+            }
+        );
         // `postgres` asked for explicitly needs the DSN, in dev too.
         assert_eq!(
             kind(&[(STORE_VAR, "postgres")], StoreRole::Dev)

@@ -4,7 +4,8 @@
 //! cargo run -p jobs-postgres --release --example explain
 //! ```
 //!
-//! Uses `ASYNC_JOBS_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/async_jobs_test`),
+//! Uses `ASYNC_JOBS_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/async_jobs_test`;
+//! TLS as `sslmode` in it and `ASYNC_JOBS_DB_CA_FILE` say),
 //! creates the schema `explain_1m` (dropped first if it exists), fills it with generate_series,
 //! analyzes it and runs `EXPLAIN (ANALYZE, BUFFERS)` of each statement inside a rolled-back
 //! transaction. Set `EXPLAIN_ROWS` for another size and `EXPLAIN_KEEP=1` to keep the schema.
@@ -13,7 +14,6 @@
 use std::time::Instant;
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::NoTls;
 
 const SCHEMA: &str = "explain_1m";
 
@@ -25,7 +25,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let (mut client, connection) = tokio_postgres::connect(&url, NoTls).await?;
+    let (mut client, connection) = jobs_postgres::PgConnector::from_env_ca(&url)?
+        .connect()
+        .await?;
     tokio::spawn(connection);
 
     client

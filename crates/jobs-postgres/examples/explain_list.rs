@@ -6,7 +6,8 @@
 //! cargo run -p jobs-postgres --release --example explain_list
 //! ```
 //!
-//! Uses `ASYNC_JOBS_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/async_jobs_test`),
+//! Uses `ASYNC_JOBS_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/async_jobs_test`;
+//! TLS as `sslmode` in it and `ASYNC_JOBS_DB_CA_FILE` say),
 //! creates the schema `explain_list_1m` (dropped first if it exists), fills it with
 //! generate_series: one big tenant `t_big` holding a fifth of the jobs, 800 tenants sharing the
 //! rest, ids ordered like UUID v7 (by `created_at`, over 30 days), one job in ~1,000 of a rare
@@ -22,7 +23,6 @@ use jobs_core::{JobFilter, JobStatus, JobStore, PageRequest};
 use jobs_postgres::sql::{list_statement, ListShape};
 use jobs_postgres::SchemaName;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::NoTls;
 
 const SCHEMA: &str = "explain_list_1m";
 const WINDOW: i64 = 5_000;
@@ -38,7 +38,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
+    let (client, connection) = jobs_postgres::PgConnector::from_env_ca(&url)?
+        .connect()
+        .await?;
     tokio::spawn(connection);
 
     client

@@ -70,11 +70,15 @@ fn describe(e: &tokio_postgres::Error) -> String {
             Some(detail) => format!("{} ({}): {detail}", db.message(), db.code().code()),
             None => format!("{} ({})", db.message(), db.code().code()),
         },
-        None => match std::error::Error::source(e) {
-            Some(source) => format!("{e}: {source}"),
-            None => e.to_string(),
-        },
+        // No server error: I/O, TLS (a refused certificate reads as one line naming the host
+        // and sslmode), timeouts, protocol failures — with their causes.
+        None => crate::tls::describe_error(e),
     }
+}
+
+/// A tokio-postgres error on one line, as the store reports it.
+pub(crate) fn one_line(e: &tokio_postgres::Error) -> String {
+    describe(e)
 }
 
 /// The failure of one attempt at an operation: a database error (which the caller may retry on a

@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use jobs_core::leader::{LeaderElection, LeaderLease};
 use jobs_core::StoreError;
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+use crate::tls::PgConnector;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,22 +21,34 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Leader election for the schedulers of one schema.
 #[derive(Debug, Clone)]
 pub struct PgLeaderElection {
-    config: tokio_postgres::Config,
+    connector: PgConnector,
     lock_name: String,
 }
 
 impl PgLeaderElection {
-    /// Election among schedulers using `schema`, connecting with `dsn`.
+    /// Election among schedulers using `schema`, connecting with `dsn` (its `sslmode` and
+    /// `sslrootcert` as [`crate::tls`] reads them; no CA file).
     pub fn new(dsn: &str, schema: &str) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = dsn
-            .parse()
-            .map_err(|e| StoreError::Internal(format!("invalid database DSN: {e}")))?;
+        let connector =
+            PgConnector::new(dsn, None).map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok(PgLeaderElection::with_connector(connector, schema))
+    }
+
+    /// Election among schedulers using `schema`, connecting with `connector` (the store's
+    /// settings and TLS). The lock's session is named `<application_name>-leader`
+    /// (`async-jobs-scheduler-leader` when the connection string names none).
+    pub fn with_connector(mut connector: PgConnector, schema: &str) -> Self {
+        let config = connector.config_mut();
         config.connect_timeout(CONNECT_TIMEOUT);
-        config.application_name("async-jobs-scheduler-leader");
-        Ok(PgLeaderElection {
-            config,
+        let name = match config.get_application_name() {
+            Some(name) => format!("{name}-leader"),
+            None => "async-jobs-scheduler-leader".to_owned(),
+        };
+        config.application_name(name);
+        PgLeaderElection {
+            connector,
             lock_name: format!("async_jobs.scheduler:{schema}"),
-        })
+        }
     }
 }
 
@@ -47,18 +61,20 @@ struct PgLeaderLease {
 #[async_trait]
 impl LeaderElection for PgLeaderElection {
     async fn try_acquire(&self) -> Result<Option<Box<dyn LeaderLease>>, StoreError> {
-        let (client, connection) =
-            tokio::time::timeout(CONNECT_TIMEOUT, self.config.connect(NoTls))
-                .await
-                .map_err(|_| {
-                    StoreError::Unavailable("connecting for leader election timed out".into())
-                })?
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("connecting for leader election: {e}"))
-                })?;
+        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, self.connector.connect())
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable("connecting for leader election timed out".into())
+            })?
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "connecting for leader election: {}",
+                    crate::tls::describe_error(&e)
+                ))
+            })?;
         let connection = tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "leader-election connection closed");
+                tracing::warn!(error = %crate::tls::describe_error(&e), "leader-election connection closed");
             }
         });
         let row = client

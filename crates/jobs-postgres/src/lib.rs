@@ -38,6 +38,9 @@
 //!   sent by triggers in other sessions, and coalesced by the store itself on its own pooled
 //!   connections (at most one NOTIFY transaction in flight, see migration 2); [`JobStore::subscribe`](jobs_core::JobStore::subscribe) listens on a
 //!   dedicated connection that reconnects by itself.
+//! - [`tls`]: every connection (pool, LISTEN, leader lock, migrations) goes through a
+//!   [`PgConnector`]: libpq's `sslmode` (`disable` … `verify-full`) and `sslrootcert` from the
+//!   connection string, an optional CA file, rustls underneath.
 //! - Errors: connection loss and pool timeouts are [`StoreError::Unavailable`](jobs_core::StoreError),
 //!   serialization failures and deadlocks `Conflict`, a statement cut by the pool's
 //!   [`PoolOptions::statement_timeout`] `Timeout`, everything else `Internal`.
@@ -54,9 +57,11 @@ pub mod schema;
 #[doc(hidden)]
 pub mod sql;
 mod store;
+pub mod tls;
 mod wake;
 
 pub use leader::PgLeaderElection;
 pub use migrate::{migrate, MigrateError, Migration, MigrationReport, MigrationTarget, MIGRATIONS};
 pub use schema::{InvalidSchemaName, SchemaName, DEFAULT_SCHEMA};
 pub use store::{PgStore, PoolOptions};
+pub use tls::{DbConfigError, PgConnector, SslMode};

@@ -94,10 +94,12 @@ impl MigrationTarget for Client {
 #[async_trait]
 impl MigrationTarget for deadpool_postgres::Pool {
     async fn run_migrations(&self, schema: &SchemaName) -> Result<MigrationReport, MigrateError> {
-        let client = self
-            .get()
-            .await
-            .map_err(|e| MigrateError::Connect(e.to_string()))?;
+        let client = self.get().await.map_err(|e| {
+            MigrateError::Connect(match e {
+                deadpool_postgres::PoolError::Backend(e) => crate::tls::describe_error(&e),
+                other => other.to_string(),
+            })
+        })?;
         run(&client, schema).await
     }
 }

@@ -13,9 +13,10 @@ use futures_util::future::poll_fn;
 use jobs_core::store::{Wakeup, WakeupStream};
 use jobs_core::StoreError;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 use crate::error;
+use crate::tls::{PgConnector, PgTlsStream};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -49,18 +50,20 @@ impl WakeupStream for PgWakeups {
 }
 
 /// Connects, LISTENs on `channel` and starts forwarding. Fails if the first connection fails.
-pub(crate) async fn subscribe(config: Config, channel: String) -> Result<PgWakeups, StoreError> {
+pub(crate) async fn subscribe(
+    config: PgConnector,
+    channel: String,
+) -> Result<PgWakeups, StoreError> {
     let (tx, rx) = mpsc::channel(256);
     let (client, connection) = listen(&config, &channel).await?;
     let task = tokio::spawn(forward(config, channel, tx, client, connection));
     Ok(PgWakeups { rx, task })
 }
 
-type Connection =
-    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
+type Connection = tokio_postgres::Connection<tokio_postgres::Socket, PgTlsStream>;
 
-async fn listen(config: &Config, channel: &str) -> Result<(Client, Connection), StoreError> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| error::pg(&e))?;
+async fn listen(config: &PgConnector, channel: &str) -> Result<(Client, Connection), StoreError> {
+    let (client, mut connection) = config.connect().await.map_err(|e| error::pg(&e))?;
     // The connection must be polled for the LISTEN to complete; drive it until it does.
     let statement = format!("LISTEN \"{channel}\"");
     {
@@ -84,7 +87,7 @@ async fn listen(config: &Config, channel: &str) -> Result<(Client, Connection), 
 }
 
 async fn forward(
-    config: Config,
+    config: PgConnector,
     channel: String,
     tx: mpsc::Sender<Wakeup>,
     client: Client,
@@ -110,7 +113,7 @@ async fn forward(
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
-                        tracing::warn!(error = %e, "wake-up connection lost; reconnecting");
+                        tracing::warn!(error = %error::one_line(&e), "wake-up connection lost; reconnecting");
                         break;
                     }
                     None => {

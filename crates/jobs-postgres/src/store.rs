@@ -1,6 +1,5 @@
 //! [`PgStore`]: the [`JobStore`] port on PostgreSQL.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use jobs_core::{
     ChangeError, Clock, Dispatch, EnqueueError, Enqueued, Failure, Job, JobFilter, JobId,
     JobStatus, JobStore, LeaseError, LeaseToken, NewJob, Page, PageRequest, StoreError, Transition,
 };
-use tokio_postgres::{IsolationLevel, NoTls};
+use tokio_postgres::IsolationLevel;
 
 use crate::enqueue::{self, Db};
 use crate::error::{self, Op};
@@ -21,6 +20,7 @@ use crate::notify;
 use crate::row::{self, error_text, interval_us, micros};
 use crate::schema::SchemaName;
 use crate::sql::{ListShape, Sql};
+use crate::tls::PgConnector;
 use crate::wake::{self, Coalescer};
 
 /// Runs `$body` (an async block using the pooled connection `$c`, yielding
@@ -154,15 +154,18 @@ pub struct PgStore {
     pool: Pool,
     sql: Arc<Sql>,
     clock: Option<Arc<dyn Clock>>,
-    listen_config: Option<tokio_postgres::Config>,
+    listen_config: Option<PgConnector>,
     /// Set when the pool's sessions suppress the wake-up triggers: the store sends them itself.
     wakeups: Option<Arc<Coalescer>>,
 }
 
 impl PgStore {
-    /// A store over `dsn` (a libpq-style key/value string or a `postgres://` URL; plain TCP, no
-    /// TLS) in `schema`, with default [`PoolOptions`]. Does not connect yet and does not migrate:
-    /// run [`migrate`](crate::migrate()) (or the `jobs-migrate` binary) first.
+    /// A store over `dsn` (a libpq-style key/value string or a `postgres://` URL, with libpq's
+    /// `sslmode` and `sslrootcert`: see [`crate::tls`]) in `schema`, with default
+    /// [`PoolOptions`]. Does not connect yet and does not migrate: run
+    /// [`migrate`](crate::migrate()) (or the `jobs-migrate` binary) first. Reads no environment
+    /// variable: for `ASYNC_JOBS_DB_CA_FILE` build a [`PgConnector`] and use
+    /// [`connect_using`](PgStore::connect_using).
     pub fn connect(dsn: &str, schema: &str) -> Result<PgStore, StoreError> {
         PgStore::connect_with(dsn, schema, PoolOptions::default())
     }
@@ -173,14 +176,26 @@ impl PgStore {
         schema: &str,
         options: PoolOptions,
     ) -> Result<PgStore, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(dsn)
-            .map_err(|e| StoreError::Internal(format!("invalid database DSN: {e}")))?;
+        let connector =
+            PgConnector::new(dsn, None).map_err(|e| StoreError::Internal(e.to_string()))?;
+        PgStore::connect_using(&connector, schema, options)
+    }
+
+    /// A store whose pool and LISTEN connection connect with `connector` (its connection
+    /// settings and TLS).
+    pub fn connect_using(
+        connector: &PgConnector,
+        schema: &str,
+        options: PoolOptions,
+    ) -> Result<PgStore, StoreError> {
+        let mut connector = connector.clone();
+        let config = connector.config_mut();
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
         let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
+            connector.config().clone(),
+            connector.tls(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -203,13 +218,13 @@ impl PgStore {
             .recycle_timeout(Some(options.connect_timeout))
             .build()
             .map_err(|e| StoreError::Internal(format!("building the connection pool: {e}")))?;
-        let mut store = PgStore::new(pool, schema)?.with_listen_config(config);
+        let mut store = PgStore::new(pool, schema)?.with_listener(connector);
         store.wakeups = Some(Arc::default());
         Ok(store)
     }
 
-    /// A store over an existing pool. Call [`with_listen_config`](PgStore::with_listen_config)
-    /// too if you want [`subscribe`](JobStore::subscribe) (the pool does not reveal its
+    /// A store over an existing pool. Call [`with_listener`](PgStore::with_listener) (or
+    /// [`with_listen_config`](PgStore::with_listen_config)) too if you want [`subscribe`](JobStore::subscribe) (the pool does not reveal its
     /// connection settings).
     pub fn new(pool: Pool, schema: &str) -> Result<PgStore, StoreError> {
         let schema = SchemaName::new(schema).map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -229,9 +244,18 @@ impl PgStore {
     }
 
     /// The connection settings for the dedicated LISTEN connection of
-    /// [`subscribe`](JobStore::subscribe).
-    pub fn with_listen_config(mut self, config: tokio_postgres::Config) -> PgStore {
-        self.listen_config = Some(config);
+    /// [`subscribe`](JobStore::subscribe), encrypted as the config's `ssl_mode` says without
+    /// checking certificates (see [`PgConnector::from_config`]); use
+    /// [`with_listener`](PgStore::with_listener) to check them.
+    pub fn with_listen_config(self, config: tokio_postgres::Config) -> Result<PgStore, StoreError> {
+        let connector =
+            PgConnector::from_config(config).map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok(self.with_listener(connector))
+    }
+
+    /// The connector of the dedicated LISTEN connection of [`subscribe`](JobStore::subscribe).
+    pub fn with_listener(mut self, connector: PgConnector) -> PgStore {
+        self.listen_config = Some(connector);
         self
     }
 

@@ -23,9 +23,10 @@ pub async fn run_from_env(shutdown: impl Future<Output = ()>) -> Result<(), AppE
     let config = SchedulerConfig::from_env()?;
     let ops = jobs_http::server::ops_addr_from_env()?;
     let choice = jobs_http::app::store_for(jobs_http::app::StoreRole::Background).await?;
-    let (dsn, schema) = choice.require_postgres()?;
+    let (connector, schema) = choice.require_postgres()?;
     let transport = Arc::new(SqsTransport::from_env(queue_urls_from_config(&platform)?).await?);
-    let leader = Arc::new(PgLeaderElection::new(dsn, schema)?);
+    // The leader lock connects like the store (same settings and TLS).
+    let leader = Arc::new(PgLeaderElection::with_connector(connector.clone(), schema));
     let _ops =
         jobs_http::server::spawn_ops(ops, JobService::new(choice.store.clone(), platform.clone()))
             .await?;

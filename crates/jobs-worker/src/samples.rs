@@ -54,6 +54,9 @@ const SIDE_EFFECT_PATIENCE: Duration = Duration::from_secs(30);
 /// The side-effect log could not be set up or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SideEffectError {
+    /// The connection string or its TLS settings are not usable.
+    #[error(transparent)]
+    Config(#[from] jobs_postgres::DbConfigError),
     /// The schema name is not a plain identifier.
     #[error("invalid {ENV_SIDE_EFFECTS_SCHEMA}: expected letters, digits and '_', got '{0}'")]
     BadSchema(String),
@@ -66,14 +69,15 @@ pub enum SideEffectError {
 /// can count how many times each job's handler really ran. Reconnects after database failures.
 #[derive(Debug)]
 pub struct SideEffectLog {
-    dsn: String,
+    connector: jobs_postgres::PgConnector,
     schema: String,
     pid: u32,
     client: Mutex<Option<tokio_postgres::Client>>,
 }
 
 impl SideEffectLog {
-    /// A log writing to `dsn`, in `schema` (created with the table on first use).
+    /// A log writing to `dsn`, in `schema` (created with the table on first use). TLS as the
+    /// platform's connections: `sslmode` / `sslrootcert` in `dsn` and `ASYNC_JOBS_DB_CA_FILE`.
     pub fn new(dsn: &str, schema: &str) -> Result<Self, SideEffectError> {
         let plain = !schema.is_empty()
             && schema.len() <= 63
@@ -85,8 +89,10 @@ impl SideEffectLog {
                 schema.chars().take(80).collect(),
             ));
         }
+        let connector = jobs_postgres::PgConnector::from_env_ca(dsn)
+            .map_err(|e| e.for_dsn_setting(ENV_SIDE_EFFECTS_DSN))?;
         Ok(SideEffectLog {
-            dsn: dsn.to_owned(),
+            connector,
             schema: schema.to_owned(),
             pid: std::process::id(),
             client: Mutex::new(None),
@@ -120,14 +126,11 @@ impl SideEffectLog {
 
     async fn connect(&self) -> Result<tokio_postgres::Client, SideEffectError> {
         let unavailable = |e: tokio_postgres::Error| SideEffectError::Unavailable(e.to_string());
-        let (client, conn) = tokio_postgres::connect(&self.dsn, tokio_postgres::NoTls)
+        let client = self
+            .connector
+            .connect_spawned()
             .await
-            .map_err(unavailable)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "side-effect log connection ended");
-            }
-        });
+            .map_err(SideEffectError::Unavailable)?;
         // Concurrent first runs may race on CREATE ... IF NOT EXISTS; serialise them.
         client
             .batch_execute(&format!(

@@ -1,11 +1,11 @@
 //! `jobs-migrate`: applies the async-jobs schema migrations and exits.
 //!
-//! Reads `ASYNC_JOBS_DB_DSN` (required) and `ASYNC_JOBS_DB_SCHEMA` (default `async_jobs`).
+//! Reads `ASYNC_JOBS_DB_DSN` (required; `sslmode` / `sslrootcert` as in libpq, see
+//! `jobs_postgres::tls`), `ASYNC_JOBS_DB_CA_FILE` (optional PEM bundle of trusted CAs) and
+//! `ASYNC_JOBS_DB_SCHEMA` (default `async_jobs`).
 //! Safe to run from several processes at once. On failure prints one line to stderr and exits 1.
 
 use std::process::ExitCode;
-
-use tokio_postgres::NoTls;
 
 async fn run() -> Result<String, String> {
     let dsn = std::env::var("ASYNC_JOBS_DB_DSN").map_err(|_| {
@@ -14,9 +14,13 @@ async fn run() -> Result<String, String> {
     let schema = std::env::var("ASYNC_JOBS_DB_SCHEMA")
         .unwrap_or_else(|_| jobs_postgres::DEFAULT_SCHEMA.to_owned());
     jobs_postgres::SchemaName::new(&schema).map_err(|e| format!("ASYNC_JOBS_DB_SCHEMA: {e}"))?;
-    let (client, connection) = tokio_postgres::connect(&dsn, NoTls)
-        .await
-        .map_err(|e| format!("cannot connect with ASYNC_JOBS_DB_DSN: {}", one_line(&e)))?;
+    let connector = jobs_postgres::PgConnector::from_env_ca(&dsn).map_err(|e| e.to_string())?;
+    let (client, connection) = connector.connect().await.map_err(|e| {
+        format!(
+            "cannot connect with ASYNC_JOBS_DB_DSN: {}",
+            jobs_postgres::tls::describe_error(&e)
+        )
+    })?;
     let conn = tokio::spawn(connection);
     let report = jobs_postgres::migrate(&client, &schema)
         .await
@@ -28,14 +32,6 @@ async fn run() -> Result<String, String> {
     } else {
         format!("schema {schema}: applied migrations {:?}", report.applied)
     })
-}
-
-fn one_line(e: &tokio_postgres::Error) -> String {
-    match std::error::Error::source(e) {
-        Some(source) => format!("{e}: {source}"),
-        None => e.to_string(),
-    }
-    .replace('\n', " ")
 }
 
 #[tokio::main(flavor = "current_thread")]
