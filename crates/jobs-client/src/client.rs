@@ -616,6 +616,36 @@ async fn error_from(resp: reqwest::Response) -> ClientError {
     }
 }
 
+/// The current `tracing` span's OpenTelemetry context, as a trace context to forward (feature
+/// `otel`, and only when the application installed a `tracing-opentelemetry` layer).
+#[cfg(feature = "otel")]
+fn current_trace() -> Option<TraceContext> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let cx = tracing::Span::current().context();
+    let sc = cx.span().span_context().clone();
+    if !sc.is_valid() {
+        return None;
+    }
+    let tc = TraceContext::from_parts(
+        sc.trace_id().to_bytes(),
+        sc.span_id().to_bytes(),
+        sc.trace_flags().to_u8(),
+    )?;
+    let state = sc.trace_state().header();
+    Some(if state.is_empty() {
+        tc
+    } else {
+        tc.with_tracestate(&state)
+    })
+}
+
+/// Without the `otel` feature only an explicit [`EnqueueRequest::trace_context`] is forwarded.
+#[cfg(not(feature = "otel"))]
+fn current_trace() -> Option<TraceContext> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -669,34 +699,4 @@ mod tests {
         };
         assert_eq!(q.pairs(), vec![("include_payload", "true".to_owned())]);
     }
-}
-
-/// The current `tracing` span's OpenTelemetry context, as a trace context to forward (feature
-/// `otel`, and only when the application installed a `tracing-opentelemetry` layer).
-#[cfg(feature = "otel")]
-fn current_trace() -> Option<TraceContext> {
-    use opentelemetry::trace::TraceContextExt as _;
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    let cx = tracing::Span::current().context();
-    let sc = cx.span().span_context().clone();
-    if !sc.is_valid() {
-        return None;
-    }
-    let tc = TraceContext::from_parts(
-        sc.trace_id().to_bytes(),
-        sc.span_id().to_bytes(),
-        sc.trace_flags().to_u8(),
-    )?;
-    let state = sc.trace_state().header();
-    Some(if state.is_empty() {
-        tc
-    } else {
-        tc.with_tracestate(&state)
-    })
-}
-
-/// Without the `otel` feature only an explicit [`EnqueueRequest::trace_context`] is forwarded.
-#[cfg(not(feature = "otel"))]
-fn current_trace() -> Option<TraceContext> {
-    None
 }
