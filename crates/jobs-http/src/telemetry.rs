@@ -28,6 +28,10 @@
 //! ([`span_trace_context`]; the incoming header itself when no exporter is installed); the worker
 //! makes each attempt's `job` span a child of the stored context. One trace then runs from the
 //! enqueuing service through the API to every attempt of the handler.
+//!
+//! A service that enqueues through the library (`JobService`, `PgStore::enqueue_in`) passes its
+//! own span along: `EnqueueRequest::trace_context` / `NewJob::trace_context` set from
+//! [`span_trace_context`]`(&tracing::Span::current())`.
 
 use std::str::FromStr;
 
