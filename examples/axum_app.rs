@@ -151,7 +151,8 @@ async fn signup(State(app): State<App>, Json(req): Json<Signup>) -> Result<Respo
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    jobs_http::server::init_tracing();
+    // Logs, plus spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let _tracing = jobs_http::server::init_tracing("axum-app-example")?;
     let dsn = std::env::var("ASYNC_JOBS_DB_DSN").map_err(|_| {
         "ASYNC_JOBS_DB_DSN must be set, e.g. postgres://postgres@127.0.0.1:5432/async_jobs_test"
     })?;

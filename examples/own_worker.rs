@@ -53,7 +53,15 @@ fn handlers() -> HandlerRegistry {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    jobs_http::server::init_tracing();
+    // Logs, plus spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (flushed when `_tracing`
+    // drops at the end of main).
+    let _tracing = match jobs_http::server::init_tracing("own-worker") {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("{err}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     match jobs_worker::app::run_from_env(handlers(), jobs_http::server::shutdown_signal()).await {
         Ok(report) => {
             tracing::info!(?report, "worker stopped");

@@ -21,7 +21,13 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    jobs_http::server::init_tracing();
+    let tracing = match jobs_http::server::init_tracing(&cli::service_name(&args)) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("async-jobs: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -32,11 +38,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(args)) {
+    let code = match runtime.block_on(cli::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("async-jobs: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Spans still queued go out before the process ends.
+    tracing.shutdown();
+    code
 }

@@ -356,3 +356,52 @@ fn processes_other_than_dev_refuse_to_start_without_a_store() {
     let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(config["store"]["kind"], "memory");
 }
+
+/// `--print-config` says whether spans are exported (the standard OpenTelemetry variables), and
+/// an unusable endpoint stops the process with one line naming the variable.
+#[test]
+fn print_config_reports_span_export_and_a_bad_endpoint_is_refused() {
+    let off = print_config(&["worker"], &[]);
+    assert_eq!(
+        off["traces"],
+        serde_json::json!({"otlp_export": false, "endpoint": null, "service_name": "async-jobs-worker"}),
+        "{off}"
+    );
+    let on = print_config(
+        &["api"],
+        &[
+            (MODE_VAR, "none"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("OTEL_SERVICE_NAME", "jobs-api-prod"),
+        ],
+    );
+    assert_eq!(
+        on["traces"],
+        serde_json::json!({"otlp_export": true, "endpoint": "http://127.0.0.1:9", "service_name": "jobs-api-prod"}),
+        "{on}"
+    );
+    let disabled = print_config(
+        &["api"],
+        &[
+            (MODE_VAR, "none"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ],
+    );
+    assert_eq!(disabled["traces"]["otlp_export"], false, "{disabled}");
+
+    let out = run_to_exit(
+        &["api"],
+        &[
+            (MODE_VAR, "none"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("async-jobs: "))
+        .unwrap_or_else(|| panic!("no error line in {stderr}"));
+    assert!(line.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{line}");
+}

@@ -108,6 +108,14 @@ pub(crate) fn describe(command: &str, api_addr: Option<SocketAddr>) -> Result<St
         "use_cases": use_cases,
         "per_tenant_quotas": var("ASYNC_JOBS_PER_TENANT_QUOTAS"),
         "log_format": var("ASYNC_JOBS_LOG_FORMAT").unwrap_or_else(|| "text".to_owned()),
+        // Span export (the standard OpenTelemetry variables; headers are not shown).
+        "traces": {
+            "otlp_export": jobs_http::telemetry::otlp_configured(),
+            "endpoint": var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT")),
+            "service_name": var("OTEL_SERVICE_NAME")
+                .unwrap_or_else(|| format!("async-jobs-{command}")),
+        },
         "aws": {
             "region": var("AWS_REGION"),
             "endpoint_url_sqs": var("AWS_ENDPOINT_URL_SQS"),

@@ -81,6 +81,12 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// The default OpenTelemetry `service.name` of a command: `async-jobs-<command>`
+/// (`OTEL_SERVICE_NAME` wins).
+pub(crate) fn service_name(cli: &Cli) -> String {
+    format!("async-jobs-{}", command_name(&cli.command))
+}
+
 fn command_name(c: &Command) -> &'static str {
     match c {
         Command::Dev { .. } => "dev",

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jobs_core::{EnqueueRequest, Job, JobId, JobStatus};
+use jobs_core::{EnqueueRequest, Job, JobId, JobStatus, TraceContext};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -264,14 +264,16 @@ impl JobsClient {
         mut req: EnqueueRequest,
     ) -> Result<EnqueueOutcome, ClientError> {
         req.idempotency_key.get_or_insert_with(generated_key);
+        let trace = req.trace_context.clone().or_else(current_trace);
         let body = serde_json::to_vec(&req).map_err(|e| ClientError::Config(e.to_string()))?;
         let resp = self
-            .send(
+            .send_traced(
                 Method::POST,
                 "/jobs",
                 &[],
                 Some(body),
                 RetryPolicy::Idempotent,
+                trace.as_ref(),
             )
             .await?;
         let created = resp.status() == StatusCode::CREATED;
@@ -280,7 +282,13 @@ impl JobsClient {
     }
 
     /// Enqueues a batch, all or none; jobs without an idempotency key get one (fixed across retries).
+    /// The API stores one trace context for the whole batch: the first request's that has one
+    /// (else, with the `otel` feature, the current span's).
     pub async fn enqueue_batch(&self, reqs: Vec<EnqueueRequest>) -> Result<Vec<Job>, ClientError> {
+        let trace = reqs
+            .iter()
+            .find_map(|r| r.trace_context.clone())
+            .or_else(current_trace);
         let jobs: Vec<EnqueueRequest> = reqs
             .into_iter()
             .map(|mut r| {
@@ -291,12 +299,13 @@ impl JobsClient {
         let body = serde_json::to_vec(&serde_json::json!({ "jobs": jobs }))
             .map_err(|e| ClientError::Config(e.to_string()))?;
         let resp = self
-            .send(
+            .send_traced(
                 Method::POST,
                 "/jobs/batch",
                 &[],
                 Some(body),
                 RetryPolicy::Idempotent,
+                trace.as_ref(),
             )
             .await?;
         Ok(read_json::<JobsBody>(resp).await?.jobs)
@@ -466,6 +475,20 @@ impl JobsClient {
         body: Option<Vec<u8>>,
         policy: RetryPolicy,
     ) -> Result<reqwest::Response, ClientError> {
+        self.send_traced(method, path, query, body, policy, None)
+            .await
+    }
+
+    /// [`Self::send`] with `traceparent` / `tracestate` headers when `trace` is given.
+    async fn send_traced(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&'static str, String)],
+        body: Option<Vec<u8>>,
+        policy: RetryPolicy,
+        trace: Option<&TraceContext>,
+    ) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}{}", self.base, path);
         let max_retries = if policy == RetryPolicy::Never {
             0
@@ -477,6 +500,12 @@ impl JobsClient {
             let mut req = self.http.request(method.clone(), &url);
             if !query.is_empty() {
                 req = req.query(query);
+            }
+            if let Some(tc) = trace {
+                req = req.header("traceparent", tc.traceparent());
+                if let Some(state) = tc.tracestate() {
+                    req = req.header("tracestate", state);
+                }
             }
             if let Some(b) = &body {
                 req = req
@@ -585,6 +614,36 @@ async fn error_from(resp: reqwest::Response) -> ClientError {
             message,
         },
     }
+}
+
+/// The current `tracing` span's OpenTelemetry context, as a trace context to forward (feature
+/// `otel`, and only when the application installed a `tracing-opentelemetry` layer).
+#[cfg(feature = "otel")]
+fn current_trace() -> Option<TraceContext> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let cx = tracing::Span::current().context();
+    let sc = cx.span().span_context().clone();
+    if !sc.is_valid() {
+        return None;
+    }
+    let tc = TraceContext::from_parts(
+        sc.trace_id().to_bytes(),
+        sc.span_id().to_bytes(),
+        sc.trace_flags().to_u8(),
+    )?;
+    let state = sc.trace_state().header();
+    Some(if state.is_empty() {
+        tc
+    } else {
+        tc.with_tracestate(&state)
+    })
+}
+
+/// Without the `otel` feature only an explicit [`EnqueueRequest::trace_context`] is forwarded.
+#[cfg(not(feature = "otel"))]
+fn current_trace() -> Option<TraceContext> {
+    None
 }
 
 #[cfg(test)]

@@ -22,6 +22,13 @@
 //! # Ok(()) }
 //! ```
 
+//! ## Traces
+//!
+//! An enqueue sends its request's [`EnqueueRequest::trace_context`](jobs_core::EnqueueRequest::trace_context)
+//! as the `traceparent` / `tracestate` headers, so the job's handler span joins the caller's trace.
+//! With the `otel` feature, an enqueue without one forwards the current `tracing` span's
+//! OpenTelemetry context (when the application installed a `tracing-opentelemetry` layer).
+
 mod client;
 mod error;
 

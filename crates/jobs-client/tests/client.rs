@@ -424,3 +424,50 @@ async fn wait_for_polls_until_terminal_or_timeout() {
         .unwrap_err();
     assert!(matches!(err, ClientError::JobNotFound { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn trace_context_travels_as_traceparent() {
+    let server = start(AuthConfig::open()).await;
+    let c = client(&server.url);
+    let tc =
+        jobs_core::TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .unwrap()
+            .with_tracestate("vendor=1");
+    let job = c.enqueue(req("t").trace_context(tc.clone())).await.unwrap();
+    assert_eq!(job.trace_context.as_ref(), Some(&tc));
+    assert_eq!(c.get(job.id).await.unwrap().trace_context, Some(tc.clone()));
+    let batch = c
+        .enqueue_batch(vec![req("t"), req("t").trace_context(tc.clone())])
+        .await
+        .unwrap();
+    assert!(batch.iter().all(|j| j.trace_context.as_ref() == Some(&tc)));
+    let plain = c.enqueue(req("t")).await.unwrap();
+    assert_eq!(plain.trace_context, None);
+}
+
+/// With the `otel` feature, an enqueue inside a traced span forwards that span's context.
+#[cfg(feature = "otel")]
+#[tokio::test(flavor = "current_thread")]
+async fn the_current_span_is_forwarded_with_the_otel_feature() {
+    use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    let _default = tracing::subscriber::set_default(subscriber);
+    let server = start(AuthConfig::open()).await;
+    let c = client(&server.url);
+    let span = tracing::info_span!("enqueuing");
+    let sc = span.context().span().span_context().clone();
+    assert!(sc.is_valid());
+    let job = tracing::Instrument::instrument(c.enqueue(req("t")), span)
+        .await
+        .unwrap();
+    let tc = job.trace_context.expect("forwarded");
+    // Same trace. (The in-process API shares this subscriber, so it stores its own request
+    // span, a child of ours, as the parent.)
+    assert_eq!(tc.trace_id(), sc.trace_id().to_bytes());
+    assert_ne!(tc.parent_id(), sc.span_id().to_bytes());
+}

@@ -13,6 +13,7 @@ use crate::backoff::Backoff;
 use crate::config::{Limits, PlatformConfig};
 use crate::deadline;
 use crate::job::{new_job_id, NewJob};
+use crate::trace::TraceContext;
 
 /// A request to enqueue one job. The JSON field names are the original API's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +67,10 @@ pub struct EnqueueRequest {
     /// Deduplication key, unique per tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The enqueuer's W3C trace context. Not part of the JSON body: over HTTP it travels in the
+    /// `traceparent` / `tracestate` headers.
+    #[serde(skip)]
+    pub trace_context: Option<TraceContext>,
 }
 
 /// The shortest per-attempt timeout a request may ask for: one millisecond (the store keeps
@@ -97,6 +102,7 @@ impl EnqueueRequest {
             priority: None,
             timeout_seconds: None,
             idempotency_key: None,
+            trace_context: None,
         }
     }
 
@@ -139,6 +145,12 @@ impl EnqueueRequest {
     /// Sets the idempotency key.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the trace context the job's handler span will be a child of.
+    pub fn trace_context(mut self, trace: TraceContext) -> Self {
+        self.trace_context = Some(trace);
         self
     }
 }
@@ -432,6 +444,7 @@ pub fn validate(
         timeout,
         idempotency_key: req.idempotency_key,
         quota,
+        trace_context: req.trace_context,
     })
 }
 

@@ -393,6 +393,7 @@ mod tests {
             timeout: Duration::from_secs(30),
             idempotency_key: None,
             quota: None,
+            trace_context: None,
         }
     }
 

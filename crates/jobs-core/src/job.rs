@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::backoff::Backoff;
 use crate::duration_secs;
 use crate::status::JobStatus;
+use crate::trace::TraceContext;
 
 /// A job's identity: a UUID v7, so ids sort by creation time.
 pub type JobId = Uuid;
@@ -121,6 +122,10 @@ pub struct Job {
     /// deadline is measured once per job, at this moment (see `docs/state_machine.md`).
     #[serde(default)]
     pub first_started_at: Option<DateTime<Utc>>,
+    /// The W3C trace context of the request that enqueued the job: its handler's span becomes a
+    /// child of it. Kept across retries. Absent in JSON when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<TraceContext>,
 }
 
 /// A validated job ready to insert (built by [`crate::JobService`] from an
@@ -157,6 +162,8 @@ pub struct NewJob {
     /// The quota in force for this tenant and use case: at most this many of the tenant's jobs of
     /// this use case may be non-terminal. `None` = unlimited. The store enforces it atomically.
     pub quota: Option<u32>,
+    /// The enqueuer's trace context, stored with the job.
+    pub trace_context: Option<TraceContext>,
 }
 
 /// What the scheduler leased: everything the transport message needs, nothing more.

@@ -9,6 +9,7 @@
 //! - [`job`]: the job record, new jobs, dispatches and lease tokens.
 //! - [`deadline`] and [`backoff`]: pure, overflow-free time arithmetic.
 //! - [`enqueue`]: enqueue requests and their validation (one typed error per bad input).
+//! - [`trace`]: the W3C trace context a job carries from its enqueuer to its handler.
 //! - [`config`]: use cases, caps, tolerances, quotas and limits from the environment.
 //! - Ports: [`store::JobStore`], [`transport::Transport`] and [`clock::Clock`], each documenting the
 //!   contract an adapter must honour.
@@ -70,6 +71,7 @@ pub mod rfc3339;
 pub mod service;
 pub mod status;
 pub mod store;
+pub mod trace;
 pub mod transport;
 pub mod whole;
 
@@ -91,4 +93,5 @@ pub use store::{
     ChangeError, EnqueueError, Failure, JobFilter, JobStore, LeaseError, Page, PageRequest,
     StoreError,
 };
+pub use trace::{TraceContext, TraceParentError};
 pub use transport::{DispatchMessage, Transport, TransportError};

@@ -265,6 +265,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             first_started_at: None,
+            trace_context: None,
         }
     }
 

@@ -39,6 +39,7 @@ mod openapi;
 mod routes;
 pub mod server;
 pub mod state;
+pub mod telemetry;
 
 pub use auth::{AuthConfig, Caller};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
@@ -46,3 +47,4 @@ pub use extract::JobList;
 pub use limits::ServerLimits;
 pub use routes::{openapi, openapi_for, ops_router, router, IDEMPOTENCY_KEY_HEADER};
 pub use state::{AppState, HttpSettings};
+pub use telemetry::{TRACEPARENT_HEADER, TRACESTATE_HEADER};

@@ -66,6 +66,17 @@ pub(crate) struct BackoffSchema {
     jitter: JitterSchema,
 }
 
+/// The W3C trace context a job carries from its enqueuer (`traceparent` / `tracestate` headers).
+#[derive(ToSchema)]
+#[schema(as = TraceContext)]
+pub(crate) struct TraceContextSchema {
+    /// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`.
+    #[schema(pattern = "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")]
+    traceparent: String,
+    /// Vendor state, as received (at most 512 bytes); absent when none came.
+    tracestate: Option<String>,
+}
+
 /// The job schema, twice: `Job` (with its payload) and `ListedJob` (a list page's job, whose
 /// payload is there only when asked for), from one field list so they cannot drift apart.
 macro_rules! job_schema {
@@ -100,6 +111,9 @@ macro_rules! job_schema {
             finished_at: Option<DateTime<Utc>>,
             /// When the job first started; its deadline is measured once, at this moment.
             first_started_at: Option<DateTime<Utc>>,
+            /// The trace context of the request that enqueued the job (its handler's span is a
+            /// child of it); absent when there was none.
+            trace_context: Option<TraceContextSchema>,
         }
     };
 }

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use jobs_core::{EnqueueRequest, Enqueued, Job, JobStatus, PageRequest, TenantScope};
+use jobs_core::{EnqueueRequest, Enqueued, Job, JobStatus, PageRequest, TenantScope, TraceContext};
 use serde_json::json;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
@@ -21,6 +21,7 @@ use crate::openapi::{
     ApiDoc, BatchRequestSchema, BatchResponseSchema, EnqueueRequestSchema, HealthSchema, JobSchema,
 };
 use crate::state::AppState;
+use crate::telemetry;
 
 /// The `Idempotency-Key` request header.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
@@ -47,6 +48,25 @@ fn apply_idempotency_header(headers: &HeaderMap, req: &mut EnqueueRequest) -> Re
             Ok(())
         }
     }
+}
+
+/// The trace context to store with the jobs of this request: the request span's when spans are
+/// exported (so the handler's span hangs under the API's), else the `traceparent` header's.
+fn request_trace(headers: &HeaderMap) -> Option<TraceContext> {
+    telemetry::span_trace_context(&tracing::Span::current())
+        .or_else(|| telemetry::trace_context_from_headers(headers))
+}
+
+/// The trace headers of the enqueue routes, for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct TraceHeaders {
+    /// W3C Trace Context of the caller's span (`00-<trace id>-<parent id>-<flags>`): stored with
+    /// the job, whose handler span becomes part of that trace. An invalid value is ignored.
+    traceparent: Option<String>,
+    /// W3C vendor trace state, kept with the `traceparent` (at most 512 bytes, else dropped).
+    tracestate: Option<String>,
 }
 
 fn check_tenant(scope: &TenantScope, tenant_id: &str) -> Result<(), ApiError> {
@@ -78,6 +98,7 @@ async fn enqueue_one(
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     apply_idempotency_header(headers, &mut req)?;
     check_tenant(scope, &req.tenant_id)?;
+    req.trace_context = request_trace(headers);
     let outcome = state
         .service()
         .enqueue(req)
@@ -96,7 +117,7 @@ async fn enqueue_one(
 #[utoipa::path(
     post, path = "/jobs", tag = "jobs",
     request_body = EnqueueRequestSchema,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Deduplication key; must equal the body's idempotency_key if both are given")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Deduplication key; must equal the body's idempotency_key if both are given"), TraceHeaders),
     responses(
         (status = 201, description = "Created", body = JobSchema),
         (status = 200, description = "An existing job with the same idempotency key", body = JobSchema),
@@ -125,7 +146,7 @@ async fn enqueue(
 #[utoipa::path(
     post, path = "/jobs/enqueue", tag = "jobs",
     request_body = EnqueueRequestSchema,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Deduplication key")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Deduplication key"), TraceHeaders),
     responses(
         (status = 201, description = "Created", body = JobSchema),
         (status = 200, description = "An existing job with the same idempotency key", body = JobSchema),
@@ -154,6 +175,7 @@ async fn enqueue_alias(
 #[utoipa::path(
     post, path = "/jobs/batch", tag = "jobs",
     request_body = BatchRequestSchema,
+    params(TraceHeaders),
     responses(
         (status = 201, description = "At least one job created (the rest are idempotent replays)", body = BatchResponseSchema),
         (status = 200, description = "Every job already existed (idempotent replay)", body = BatchResponseSchema),
@@ -184,9 +206,14 @@ async fn enqueue_batch(
     for req in &batch.jobs {
         check_tenant(&scope, &req.tenant_id)?;
     }
+    let trace = request_trace(&headers);
+    let mut jobs = batch.jobs;
+    for req in &mut jobs {
+        req.trace_context = trace.clone();
+    }
     let outcomes = state
         .service()
-        .enqueue_many(batch.jobs)
+        .enqueue_many(jobs)
         .await
         .map_err(|e| ApiError::from_enqueue(e, state.settings().quota_retry_after))?;
     outcomes.iter().for_each(count_enqueued);
@@ -471,6 +498,7 @@ pub fn router(state: AppState) -> axum::Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(crate::telemetry::trace_request))
         .layer(axum::middleware::from_fn(m::track))
         .layer(axum::middleware::from_fn(m::nosniff))
         .with_state(state)

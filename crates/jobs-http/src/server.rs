@@ -955,23 +955,9 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Installs the process's tracing subscriber: JSON lines when `ASYNC_JOBS_LOG_FORMAT=json` (the
-/// container images set it), human-readable text otherwise; filter from `RUST_LOG` (default
-/// `info`). Logs go to stderr. A second call is a no-op.
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = std::env::var("ASYNC_JOBS_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _already_installed = if json {
-        builder.json().with_current_span(true).try_init()
-    } else {
-        builder.try_init()
-    };
-}
+/// Installs the process's tracing subscriber, with span export over OTLP when configured (see
+/// [`crate::telemetry`]).
+pub use crate::telemetry::{init_tracing, TracingGuard};
 
 /// The address of a process's operations endpoints: `ASYNC_JOBS_HEALTH_ADDR` (default
 /// `0.0.0.0:9090`; `off` disables them). `Err` names the variable.

@@ -125,7 +125,21 @@ async fn schemas_match_the_wire_types() {
         Arc::new(MemoryStore::new(Arc::new(SystemClock))),
         AuthConfig::open(),
     );
-    let job = api.enqueue("a").await;
+    let mut job = api.enqueue("a").await;
+    // Every optional key present: as a job enqueued with a traceparent.
+    job.trace_context = Some(
+        jobs_core::TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .unwrap()
+            .with_tracestate("k=v"),
+    );
+    let tc_wire: BTreeSet<String> = serde_json::to_value(&job.trace_context)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(properties(&doc, "TraceContext"), tc_wire);
     let wire: BTreeSet<String> = serde_json::to_value(&job)
         .unwrap()
         .as_object()
@@ -391,4 +405,77 @@ fn request_schemas_state_the_validation_limits() {
     assert_eq!(pattern, r"^[A-Za-z0-9_-]{21}[AQgw]$");
     assert_eq!(cursor.len(), 22);
     assert!("AQgw".contains(cursor.chars().last().unwrap()), "{cursor}");
+}
+
+/// The enqueue routes read `traceparent` / `tracestate` (documented as header parameters) and
+/// store them with each job; an invalid `traceparent` is ignored, not refused.
+#[tokio::test]
+async fn trace_headers_are_documented_and_stored() {
+    let doc = serde_json::to_value(jobs_http::openapi()).unwrap();
+    for path in ["/jobs", "/jobs/enqueue", "/jobs/batch"] {
+        let names: BTreeSet<String> = doc["paths"][path]["post"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "header")
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            names.contains("traceparent") && names.contains("tracestate"),
+            "{path}: {names:?}"
+        );
+    }
+    let api = suite::api(
+        Arc::new(MemoryStore::new(Arc::new(SystemClock))),
+        AuthConfig::open(),
+    );
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let post = |path: &'static str, body: Value, headers: Vec<(&'static str, &'static str)>| {
+        let api = &api;
+        async move {
+            let mut req = axum::http::Request::builder()
+                .method(Method::POST)
+                .uri(path)
+                .header("content-type", "application/json");
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            api.raw(req.body(axum::body::Body::from(body.to_string())).unwrap())
+                .await
+        }
+    };
+    let r = post(
+        "/jobs",
+        suite::req("a"),
+        vec![
+            ("traceparent", TP),
+            ("tracestate", "a=1"),
+            ("tracestate", "b=2"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(r.json["trace_context"]["traceparent"], TP);
+    assert_eq!(r.json["trace_context"]["tracestate"], "a=1,b=2");
+    let stored = api.jobs().await;
+    assert_eq!(stored[0].trace_context.as_ref().unwrap().traceparent(), TP);
+    let r = post(
+        "/jobs/batch",
+        serde_json::json!({"jobs": [suite::req("b"), suite::req("b")]}),
+        vec![("traceparent", TP)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    for job in r.json["jobs"].as_array().unwrap() {
+        assert_eq!(job["trace_context"]["traceparent"], TP);
+    }
+    for bad in [
+        "",
+        "junk",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+    ] {
+        let r = post("/jobs", suite::req("c"), vec![("traceparent", bad)]).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{bad:?}: {r:?}");
+        assert!(r.json.get("trace_context").is_none(), "{bad:?}");
+    }
 }

@@ -13,7 +13,7 @@ use jobs_core::{EnqueueError, Enqueued, Job, NewJob, StoreError};
 use tokio_postgres::{GenericClient, Statement};
 
 use crate::error::Op;
-use crate::row::{self, jitter_str, micros, strategy_str};
+use crate::row::{self, jitter_str, micros, strategy_str, trace_columns};
 use crate::sql::Sql;
 
 /// A connection or transaction, with a statement cache when it comes from the pool.
@@ -68,6 +68,7 @@ pub(crate) async fn one<C: GenericClient + Sync>(
     }
     let insert = db.stmt(&sql.insert_one).await?;
     let quota = job.quota.map(i64::from);
+    let (traceparent, tracestate) = trace_columns(job.trace_context.as_ref());
     let row = db
         .client
         .query_opt(
@@ -90,6 +91,8 @@ pub(crate) async fn one<C: GenericClient + Sync>(
                 &micros(job.timeout),
                 &job.idempotency_key,
                 &quota,
+                &traceparent,
+                &tracestate,
             ],
         )
         .await?;
@@ -247,6 +250,12 @@ pub(crate) async fn many<C: GenericClient + Sync>(
             .iter()
             .map(|j| j.idempotency_key.as_deref())
             .collect();
+        let traces: Vec<(Option<String>, Option<&str>)> = to_insert
+            .iter()
+            .map(|j| trace_columns(j.trace_context.as_ref()))
+            .collect();
+        let traceparents: Vec<Option<&str>> = traces.iter().map(|t| t.0.as_deref()).collect();
+        let tracestates: Vec<Option<&str>> = traces.iter().map(|t| t.1).collect();
         let rows = db
             .client
             .query(
@@ -268,6 +277,8 @@ pub(crate) async fn many<C: GenericClient + Sync>(
                     &tolerances,
                     &timeouts,
                     &keys,
+                    &traceparents,
+                    &tracestates,
                 ],
             )
             .await

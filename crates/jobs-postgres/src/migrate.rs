@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "due_pick",
         sql: include_str!("../migrations/0003_due_pick.sql"),
     },
+    Migration {
+        version: 4,
+        name: "trace_context",
+        sql: include_str!("../migrations/0004_trace_context.sql"),
+    },
 ];
 
 /// Migrating failed.

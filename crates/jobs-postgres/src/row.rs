@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use jobs_core::backoff::{Backoff, BackoffStrategy, Jitter};
-use jobs_core::{Dispatch, Job, JobStatus, LeaseToken, StoreError};
+use jobs_core::{Dispatch, Job, JobStatus, LeaseToken, StoreError, TraceContext};
 use tokio_postgres::Row;
 
 /// The column list every statement returning jobs uses (unqualified; statements that join
@@ -37,6 +37,8 @@ pub(crate) const JOB_COLUMNS: &[&str] = &[
     "started_at",
     "finished_at",
     "first_started_at",
+    "traceparent",
+    "tracestate",
 ];
 
 /// The job columns, each prefixed with `alias.`.
@@ -167,7 +169,22 @@ pub(crate) fn job_from(row: &Row, with_payload: bool) -> Result<Job, StoreError>
         started_at: get(row, "started_at")?,
         finished_at: get(row, "finished_at")?,
         first_started_at: get(row, "first_started_at")?,
+        trace_context: trace_context(get(row, "traceparent")?, get(row, "tracestate")?),
     })
+}
+
+/// The stored trace context. Only validated values are written; one that no longer parses is
+/// ignored (as the W3C says of an invalid `traceparent`) rather than making the job unreadable.
+fn trace_context(traceparent: Option<String>, tracestate: Option<String>) -> Option<TraceContext> {
+    TraceContext::from_headers(traceparent.as_deref(), tracestate.as_deref())
+}
+
+/// The `traceparent` and `tracestate` columns of a job's trace context.
+pub(crate) fn trace_columns(tc: Option<&TraceContext>) -> (Option<String>, Option<&str>) {
+    (
+        tc.map(TraceContext::traceparent),
+        tc.and_then(TraceContext::tracestate),
+    )
 }
 
 /// A dispatch from a row of the lease statement, with the job's priority for EDF ordering.

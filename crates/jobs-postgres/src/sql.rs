@@ -60,7 +60,8 @@ impl Sql {
         let plain_cols = JOB_COLUMNS.join(", ");
         let insert_columns = "id, tenant_id, use_case, kind, payload, status, priority, attempts, max_attempts, \
              backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, delay_tolerance_us, \
-             deadline_at, timeout_us, idempotency_key, cancel_requested, created_at, updated_at, ready";
+             deadline_at, timeout_us, idempotency_key, cancel_requested, created_at, updated_at, ready, \
+             traceparent, tracestate";
         // A fenced update: `set` applies to the job with id $2, status `status` and token $3.
         let fenced = |status: &str, set: &str, extra: &str| {
             format!(
@@ -83,7 +84,7 @@ impl Sql {
                  SELECT $2::uuid, $3::text, $4::text, $5::text, $6::jsonb, 'pending', $7::smallint, 0, $8::bigint, \
                         $9::text, $10::bigint, $11::bigint, $12::text, coalesce($13::timestamptz, t.now), $14::bigint, \
                         greatest(coalesce($13::timestamptz, t.now), t.now) + {tol}, $15::bigint, $16::text, false, t.now, t.now, \
-                        coalesce($13::timestamptz, t.now) <= t.now \
+                        coalesce($13::timestamptz, t.now) <= t.now, $18::text, $19::text \
                  FROM {NOW} \
                  WHERE $17::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
                      WHERE q.tenant_id = $3 AND q.use_case = $4 AND q.status IN {UNFINISHED} LIMIT $17) c) < $17 \
@@ -96,12 +97,12 @@ impl Sql {
                  SELECT u.id, u.tenant_id, u.use_case, u.kind, u.payload, 'pending', u.priority, 0, u.max_attempts, \
                         u.strategy, u.base_us, u.cap_us, u.jitter, coalesce(u.run_at, t.now), u.tolerance_us, \
                         greatest(coalesce(u.run_at, t.now), t.now) + {tol}, u.timeout_us, u.key, false, t.now, t.now, \
-                        coalesce(u.run_at, t.now) <= t.now \
+                        coalesce(u.run_at, t.now) <= t.now, u.traceparent, u.tracestate \
                  FROM {NOW}, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::smallint[], \
                         $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], $13::timestamptz[], \
-                        $14::bigint[], $15::bigint[], $16::text[]) \
+                        $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[]) \
                      AS u(id, tenant_id, use_case, kind, payload, priority, max_attempts, strategy, base_us, cap_us, \
-                          jitter, run_at, tolerance_us, timeout_us, key) \
+                          jitter, run_at, tolerance_us, timeout_us, key, traceparent, tracestate) \
                  RETURNING {plain_cols}",
                 tol = us!("u.tolerance_us"),
             ),

@@ -108,11 +108,16 @@ async fn upgrade_from_v2_with_jobs_in_every_state() {
 
     let store = PgStore::connect(&database_url(), &schema).unwrap();
     let report = store.migrate().await.unwrap();
-    assert_eq!(report.applied, vec![3]);
+    assert_eq!(report.applied, vec![3, 4]);
     assert!(
         store.migrate().await.unwrap().applied.is_empty(),
         "idempotent"
     );
+
+    // Jobs from before migration 4 have no trace context.
+    for id in &ids {
+        assert_eq!(store.get(*id).await.unwrap().unwrap().trace_context, None);
+    }
 
     // Every job kept its state; the new columns say what they should.
     let flags = admin
@@ -191,6 +196,125 @@ async fn upgrade_from_v2_with_jobs_in_every_state() {
     // One that never started gets its first start at its claim.
     assert_eq!(claimed.first_started_at, claimed.started_at);
 
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+/// A database populated at version 3 gains the trace context columns (migration 4): its jobs read
+/// back without one and keep working; new jobs, single, batch and transactional, store theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upgrade_from_v3_adds_the_trace_context() {
+    let admin = admin_client().await;
+    let schema = fresh_schema();
+    assert_eq!(
+        migrate_to(&admin, &schema, 3).await.unwrap().applied,
+        vec![1, 2, 3]
+    );
+    let now: DateTime<Utc> = admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
+    let run_token = Uuid::new_v4();
+    let (old_pending, old_running) = (Uuid::now_v7(), Uuid::now_v7());
+    let ago = now - TimeDelta::seconds(10);
+    insert_v2(
+        &admin,
+        &schema,
+        old_pending,
+        "pending",
+        ago,
+        None,
+        None,
+        None,
+        0,
+    )
+    .await;
+    insert_v2(
+        &admin,
+        &schema,
+        old_running,
+        "running",
+        ago,
+        Some(run_token),
+        Some(now + TimeDelta::seconds(300)),
+        Some(ago),
+        1,
+    )
+    .await;
+
+    let store = PgStore::connect(&database_url(), &schema).unwrap();
+    assert_eq!(store.migrate().await.unwrap().applied, vec![4]);
+    let columns: Vec<(String, String)> = admin
+        .query(
+            "SELECT column_name::text, is_nullable::text FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name = 'jobs' AND column_name IN ('traceparent', 'tracestate') \
+             ORDER BY column_name",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        columns,
+        vec![
+            ("traceparent".to_owned(), "YES".to_owned()),
+            ("tracestate".to_owned(), "YES".to_owned())
+        ]
+    );
+    let clock = Arc::new(ManualClock::at(now));
+    let store = store.with_clock(clock);
+    for id in [old_pending, old_running] {
+        assert_eq!(store.get(id).await.unwrap().unwrap().trace_context, None);
+    }
+    let done = store
+        .complete(old_running, LeaseToken::from_uuid(run_token))
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.status, done.trace_context),
+        (JobStatus::Succeeded, None)
+    );
+    let leased = store.lease_due("alpha", 10, 10, LEASE).await.unwrap();
+    assert_eq!(leased.len(), 1);
+
+    // New jobs keep theirs: single, batch, and inside the caller's transaction.
+    let tc = jobs_core::testkit::store::trace_context(7);
+    let mut one = common::new_job("acme", "beta");
+    one.trace_context = Some(tc.clone());
+    let one = store.enqueue(one).await.unwrap().job;
+    assert_eq!(one.trace_context.as_ref(), Some(&tc));
+    let mut batch = vec![
+        common::new_job("acme", "beta"),
+        common::new_job("acme", "beta"),
+    ];
+    batch[1].trace_context = Some(tc.clone());
+    let stored = store.enqueue_many(batch).await.unwrap();
+    assert_eq!(stored[0].job.trace_context, None);
+    assert_eq!(stored[1].job.trace_context.as_ref(), Some(&tc));
+    let mut client = common::connect(&tokio_postgres::Config::from_str(&database_url()).unwrap())
+        .await
+        .unwrap();
+    let tx = client.transaction().await.unwrap();
+    let mut in_tx = common::new_job("acme", "beta");
+    in_tx.trace_context = Some(tc.clone());
+    let in_tx = store.enqueue_in(&tx, in_tx).await.unwrap().job;
+    let mut many_in_tx = common::new_job("acme", "beta");
+    many_in_tx.trace_context = Some(tc.clone());
+    let many_in_tx = store
+        .enqueue_many_in(&tx, vec![many_in_tx])
+        .await
+        .unwrap()
+        .remove(0)
+        .job;
+    tx.commit().await.unwrap();
+    for id in [one.id, in_tx.id, many_in_tx.id] {
+        assert_eq!(
+            store.get(id).await.unwrap().unwrap().trace_context.as_ref(),
+            Some(&tc),
+            "job {id}"
+        );
+    }
     admin
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await

@@ -105,6 +105,9 @@ impl Executor {
     ) {
         let (cancel, signal) = CancellationSignal::new();
         let ctx = JobContext::for_job(&job, signal);
+        // The attempt's span continues the enqueuer's trace (a new root without one); a no-op
+        // unless spans are exported.
+        jobs_http::telemetry::set_parent(&ctx.span, job.trace_context.as_ref());
         let span = ctx.span.clone();
         async move {
             let started = Instant::now();

@@ -101,7 +101,10 @@
 //! - **Shutdown.** See [`Worker::run`]. Keep [`WorkerConfig::shutdown_grace`] below the ECS
 //!   `stopTimeout`.
 //! - **Observability.** Every log line of a job carries its id, tenant, use case, kind and attempt
-//!   (the [`JobContext`](jobs_core::JobContext) span). Metrics (via the `metrics` facade, a no-op
+//!   (the [`JobContext`](jobs_core::JobContext) span). That `job` span is a child of the trace
+//!   context stored with the job ([`jobs_core::Job::trace_context`], from the enqueuer's
+//!   `traceparent`), so with OTLP export on (`jobs_http::telemetry`) each attempt joins the
+//!   enqueuer's trace; without it nothing changes. Metrics (via the `metrics` facade, a no-op
 //!   until a recorder is installed): [`METRIC_MESSAGES_DROPPED`](report::METRIC_MESSAGES_DROPPED),
 //!   [`METRIC_JOBS`](report::METRIC_JOBS), [`METRIC_LEASE_LOST`](report::METRIC_LEASE_LOST),
 //!   [`METRIC_JOB_SECONDS`](report::METRIC_JOB_SECONDS).

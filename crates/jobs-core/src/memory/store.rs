@@ -187,6 +187,7 @@ fn insert(inner: &mut Inner, new: NewJob, now: DateTime<Utc>) -> Result<Enqueued
         started_at: None,
         finished_at: None,
         first_started_at: None,
+        trace_context: new.trace_context,
     };
     if let Some(key) = &job.idempotency_key {
         inner

@@ -25,6 +25,7 @@ use crate::store::{
     ChangeError, EnqueueError, Failure, JobFilter, JobStore, LeaseError, PageRequest, ReapReport,
     Wakeup,
 };
+use crate::trace::TraceContext;
 
 const SECOND: Duration = Duration::from_secs(1);
 const LEASE: Duration = Duration::from_secs(60);
@@ -67,6 +68,7 @@ macro_rules! store_conformance_tests {
             list_scan_bound_walks_sparse_filters_exactly_once,
             counts_and_prune,
             wakeups_on_due_enqueue_and_finish,
+            trace_context_round_trips_and_survives_retries,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
@@ -120,6 +122,7 @@ pub fn new_job(tenant: &str, use_case: &str) -> NewJob {
         timeout: Duration::from_secs(30),
         idempotency_key: None,
         quota: None,
+        trace_context: None,
     }
 }
 
@@ -2359,4 +2362,133 @@ where
         }
     }
     assert!(saw_capacity, "a wake-up after a job finished");
+}
+
+/// A trace context with a `tracestate`, distinct per `n`.
+pub fn trace_context(n: u8) -> TraceContext {
+    TraceContext::from_parts([n.max(1); 16], [0x5a; 8], 1)
+        .unwrap()
+        .with_tracestate(&format!("vendor=v{n},other=x"))
+}
+
+/// The enqueuer's trace context is stored with the job, single and batch, and read back by every
+/// read (get, list, claim, batch claim); it survives an automatic retry, the reaper and a manual
+/// retry. A job without one reads back without one.
+pub async fn trace_context_round_trips_and_survives_retries<F, Fut>(make: F)
+where
+    F: Fn(Arc<ManualClock>) -> Fut,
+    Fut: Future<Output = Arc<dyn JobStore>>,
+{
+    let f = fixture(make).await;
+    let tc = trace_context(1);
+    let mut input = new_job("acme", "alpha");
+    input.trace_context = Some(tc.clone());
+    let enqueued = f.store.enqueue(input.clone()).await.unwrap();
+    assert_eq!(enqueued.job.trace_context.as_ref(), Some(&tc));
+    assert_eq!(f.get(input.id).await.trace_context.as_ref(), Some(&tc));
+    let plain = f.due("acme", "beta").await;
+    assert_eq!(plain.trace_context, None);
+    assert_eq!(f.get(plain.id).await.trace_context, None);
+    let bare = TraceContext::from_parts([9; 16], [8; 8], 0).unwrap();
+    let mut no_state = new_job("acme", "beta");
+    no_state.trace_context = Some(bare.clone());
+    let no_state = f.add(no_state).await;
+    assert_eq!(f.get(no_state.id).await.trace_context, Some(bare));
+
+    // Batch: each job keeps its own (or none).
+    let batch: Vec<NewJob> = (2..5u8)
+        .map(|n| {
+            let mut j = new_job("acme", "gamma");
+            j.trace_context = (n != 3).then(|| trace_context(n));
+            j
+        })
+        .collect();
+    let stored = f.store.enqueue_many(batch.clone()).await.unwrap();
+    for (want, got) in batch.iter().zip(&stored) {
+        assert_eq!(got.job.trace_context, want.trace_context);
+        assert_eq!(f.get(want.id).await.trace_context, want.trace_context);
+    }
+    let listed = f
+        .store
+        .list(
+            &JobFilter {
+                use_case: Some("gamma".into()),
+                ..JobFilter::default()
+            },
+            PageRequest::new(None, 100),
+        )
+        .await
+        .unwrap()
+        .jobs;
+    assert_eq!(listed.len(), 3);
+    for job in &listed {
+        let want = batch.iter().find(|b| b.id == job.id).unwrap();
+        assert_eq!(job.trace_context, want.trace_context, "list");
+    }
+    // A batch claim hands the worker the context.
+    let leased = f.store.lease_due("gamma", 10, 10, LEASE).await.unwrap();
+    let claims: Vec<(JobId, LeaseToken)> =
+        leased.iter().map(|d| (d.job_id, d.lease_token)).collect();
+    for (result, want) in f
+        .store
+        .claim_many(claims, LEASE)
+        .await
+        .into_iter()
+        .zip(&leased)
+    {
+        let job = result.unwrap();
+        assert_eq!(job.id, want.job_id);
+        let input = batch.iter().find(|b| b.id == job.id).unwrap();
+        assert_eq!(job.trace_context, input.trace_context, "claim_many");
+    }
+
+    // Claim, fail with a retry, claim again: still there.
+    let (id, token) = f.dispatch_one("alpha").await;
+    assert_eq!(id, input.id);
+    let claimed = f.store.claim(id, token, LEASE).await.unwrap();
+    assert_eq!(claimed.trace_context.as_ref(), Some(&tc));
+    let failed = f
+        .store
+        .fail(
+            id,
+            token,
+            Failure {
+                error: "later".into(),
+                retry_in: Some(SECOND),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.trace_context.as_ref(), Some(&tc));
+    f.clock.advance(SECOND);
+    let (_, token) = f.dispatch_one("alpha").await;
+    let second = f.store.claim(id, token, LEASE).await.unwrap();
+    assert_eq!(second.attempts, 2);
+    assert_eq!(second.trace_context.as_ref(), Some(&tc));
+    // The reaper sends the expired run back; then it dies and is retried by hand.
+    f.clock.advance(LEASE + SECOND);
+    f.store.reap_expired(100).await.unwrap();
+    let reaped = f.get(id).await;
+    assert_eq!(reaped.status, JobStatus::Pending);
+    assert_eq!(reaped.trace_context.as_ref(), Some(&tc));
+    let (_, token) = f.dispatch_one("alpha").await;
+    f.store.claim(id, token, LEASE).await.unwrap();
+    let dead = f
+        .store
+        .fail(
+            id,
+            token,
+            Failure {
+                error: "gone".into(),
+                retry_in: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(dead.status, JobStatus::Dead);
+    let retried = f.store.retry(id, None).await.unwrap();
+    assert_eq!(retried.trace_context.as_ref(), Some(&tc));
+    let (_, token) = f.dispatch_one("alpha").await;
+    let last = f.store.claim(id, token, LEASE).await.unwrap();
+    assert_eq!(last.trace_context, Some(tc));
 }

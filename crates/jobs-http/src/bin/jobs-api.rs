@@ -25,12 +25,21 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    jobs_http::server::init_tracing();
-    match jobs_http::app::run_from_env(args.addr, jobs_http::server::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let tracing = match jobs_http::server::init_tracing("async-jobs-api") {
+        Ok(guard) => guard,
         Err(err) => {
             eprintln!("jobs-api: {err}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
-    }
+    };
+    let code =
+        match jobs_http::app::run_from_env(args.addr, jobs_http::server::shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("jobs-api: {err}");
+                ExitCode::from(2)
+            }
+        };
+    tracing.shutdown();
+    code
 }

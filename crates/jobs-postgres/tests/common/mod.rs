@@ -107,6 +107,7 @@ pub fn new_job(tenant: &str, use_case: &str) -> NewJob {
         timeout: Duration::from_secs(30),
         idempotency_key: None,
         quota: None,
+        trace_context: None,
     }
 }
 

@@ -8,12 +8,20 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    jobs_http::server::init_tracing();
-    match jobs_scheduler::app::run_from_env(jobs_http::server::shutdown_signal()).await {
+    let tracing = match jobs_http::server::init_tracing("async-jobs-scheduler") {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("jobs-scheduler: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match jobs_scheduler::app::run_from_env(jobs_http::server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("jobs-scheduler: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    tracing.shutdown();
+    code
 }

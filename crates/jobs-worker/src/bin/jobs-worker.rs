@@ -16,7 +16,13 @@ use jobs_worker::samples::{install_side_effect_log, SideEffectLog};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    jobs_http::server::init_tracing();
+    let tracing = match jobs_http::server::init_tracing("async-jobs-worker") {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("jobs-worker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let run = async {
         if let Some(log) = SideEffectLog::from_env()? {
             tracing::info!("sample handlers record their runs (side-effect log on)");
@@ -28,11 +34,14 @@ async fn main() -> ExitCode {
         )
         .await
     };
-    match run.await {
+    let code = match run.await {
         Ok(_report) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("jobs-worker: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The last attempts' spans go out after the drain.
+    tracing.shutdown();
+    code
 }
