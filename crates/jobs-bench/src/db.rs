@@ -13,10 +13,18 @@ pub const USE_CASE: &str = "bench";
 /// The no-op handler's kind.
 pub const KIND: &str = "noop";
 
-/// The bench database URL: `ASYNC_JOBS_BENCH_DATABASE_URL`, else the default on loopback.
+/// The bench database URL when none is given: loopback, without TLS. The platform's default
+/// (`sslmode=prefer`) would encrypt on a server that offers TLS, and the figures in BENCHMARKS.md
+/// and the peer's (node-postgres, no TLS by default) are taken over plain TCP; give
+/// `ASYNC_JOBS_BENCH_DATABASE_URL` with `sslmode=require` to measure the cost of TLS.
+pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/async_jobs_bench?sslmode=disable";
+
+/// The bench database URL: `ASYNC_JOBS_BENCH_DATABASE_URL`, else [`DEFAULT_URL`].
 pub fn database_url() -> String {
     std::env::var("ASYNC_JOBS_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/async_jobs_bench".to_owned())
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_URL.to_owned())
 }
 
 /// A platform configuration with the one bench use case.

@@ -16,7 +16,7 @@
 //! | `memory` | 6: resident memory of the API, scheduler and worker at idle and at peak |
 //!
 //! Each scenario works in its own fresh schema of the bench database
-//! (`ASYNC_JOBS_BENCH_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/async_jobs_bench`,
+//! (`ASYNC_JOBS_BENCH_DATABASE_URL`, default [`db::DEFAULT_URL`]: loopback without TLS,
 //! created if missing) and drops it afterwards, so commit counts from `pg_stat_database` belong
 //! to the benchmark alone.
 
