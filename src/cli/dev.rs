@@ -76,6 +76,7 @@ pub(crate) async fn run(
             jobs_worker::sample_registry(),
             worker_config,
         )
+        .with_span_parent(jobs_http::telemetry::set_parent)
         .run(stopped()),
     );
 

@@ -29,6 +29,7 @@
 //! # let _ = app;
 //! ```
 
+#[cfg(feature = "app")]
 pub mod app;
 pub mod auth;
 pub mod error;

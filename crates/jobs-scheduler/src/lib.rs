@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+#[cfg(feature = "app")]
 pub mod app;
 mod config;
 mod dispatch;

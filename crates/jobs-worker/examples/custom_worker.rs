@@ -1,7 +1,9 @@
 //! Your own worker in a few lines: register handlers, pick the ports, run until Ctrl-C.
 //!
 //! `cargo run -p jobs-worker --example custom_worker` (in-memory ports: it idles until Ctrl-C; in
-//! production use jobs_postgres's store and jobs_sqs's transport).
+//! production use jobs_postgres's store and jobs_sqs's transport, or your own adapters). It needs
+//! nothing but the runtime: it builds against `jobs-worker` without default features, which
+//! `scripts/test.sh` checks.
 
 use std::sync::Arc;
 

@@ -40,6 +40,7 @@ pub async fn run_from_env(
     let service = JobService::new(store, Arc::new(platform));
     let _ops = jobs_http::server::spawn_ops(ops, service.clone()).await?;
     let report = Worker::new(service, transport, registry, config)
+        .with_span_parent(jobs_http::telemetry::set_parent)
         .run(shutdown)
         .await?;
     tracing::info!(?report, "drained; exiting");

@@ -51,6 +51,8 @@ pub(crate) struct Executor {
     /// for one of these, so the next job can start while the outcome is written, and a slow store
     /// still stops the receive loops once every permit waits on it.
     pub(crate) recording: Arc<Semaphore>,
+    /// Joins each attempt's span to its job's trace ([`crate::Worker::with_span_parent`]).
+    pub(crate) span_parent: Option<crate::runtime::SpanParent>,
 }
 
 /// Completes when `rx` turns true; never if its sender is gone first.
@@ -106,8 +108,10 @@ impl Executor {
         let (cancel, signal) = CancellationSignal::new();
         let ctx = JobContext::for_job(&job, signal);
         // The attempt's span continues the enqueuer's trace (a new root without one); a no-op
-        // unless spans are exported.
-        jobs_http::telemetry::set_parent(&ctx.span, job.trace_context.as_ref());
+        // unless the process wiring set a span parent and spans are exported.
+        if let Some(span_parent) = self.span_parent {
+            span_parent(&ctx.span, job.trace_context.as_ref());
+        }
         let span = ctx.span.clone();
         async move {
             let started = Instant::now();

@@ -101,10 +101,11 @@
 //! - **Shutdown.** See [`Worker::run`]. Keep [`WorkerConfig::shutdown_grace`] below the ECS
 //!   `stopTimeout`.
 //! - **Observability.** Every log line of a job carries its id, tenant, use case, kind and attempt
-//!   (the [`JobContext`](jobs_core::JobContext) span). That `job` span is a child of the trace
-//!   context stored with the job ([`jobs_core::Job::trace_context`], from the enqueuer's
-//!   `traceparent`), so with OTLP export on (`jobs_http::telemetry`) each attempt joins the
-//!   enqueuer's trace; without it nothing changes. Metrics (via the `metrics` facade, a no-op
+//!   (the [`JobContext`](jobs_core::JobContext) span). With a span parent set
+//!   ([`Worker::with_span_parent`]; `app` sets `jobs_http::telemetry::set_parent`), that `job` span
+//!   is a child of the trace context stored with the job ([`jobs_core::Job::trace_context`], from
+//!   the enqueuer's `traceparent`), so with OTLP export on each attempt joins the enqueuer's
+//!   trace; without it nothing changes. Metrics (via the `metrics` facade, a no-op
 //!   until a recorder is installed): [`METRIC_MESSAGES_DROPPED`](report::METRIC_MESSAGES_DROPPED),
 //!   [`METRIC_JOBS`](report::METRIC_JOBS), [`METRIC_LEASE_LOST`](report::METRIC_LEASE_LOST),
 //!   [`METRIC_JOB_SECONDS`](report::METRIC_JOB_SECONDS).
@@ -114,8 +115,12 @@
 //! - [`config`]: [`WorkerConfig`] and its environment variables.
 //! - [`runtime`]: [`Worker`], its errors and live stats.
 //! - [`report`]: [`WorkerReport`] and metric names.
-//! - [`samples`]: the sample handlers (`send_email`, `send_sms`, `label_message`).
+//! - `samples` (feature `app`, default): the sample handlers (`send_email`, `send_sms`,
+//!   `label_message`).
+//! - `app` (feature `app`, default): the process wiring, `app::run_from_env` for your own
+//!   registry.
 
+#[cfg(feature = "app")]
 pub mod app;
 mod complete;
 pub mod config;
@@ -124,9 +129,11 @@ mod heartbeat;
 mod receive;
 pub mod report;
 pub mod runtime;
+#[cfg(feature = "app")]
 pub mod samples;
 
 pub use config::WorkerConfig;
 pub use report::WorkerReport;
 pub use runtime::{Worker, WorkerError, WorkerStats};
+#[cfg(feature = "app")]
 pub use samples::sample_registry;

@@ -55,7 +55,12 @@ pub struct Worker {
     registry: HandlerRegistry,
     config: WorkerConfig,
     counters: Arc<Counters>,
+    span_parent: Option<SpanParent>,
 }
+
+/// Makes an attempt's span continue the trace its job was enqueued in (see
+/// [`Worker::with_span_parent`]); `None` when the job carries no trace context.
+pub type SpanParent = fn(&tracing::Span, Option<&jobs_core::TraceContext>);
 
 impl Worker {
     /// A worker over `service` (its store holds the truth), receiving from `transport`, running
@@ -72,7 +77,16 @@ impl Worker {
             registry,
             config,
             counters: Arc::new(Counters::default()),
+            span_parent: None,
         }
+    }
+
+    /// Sets how each attempt's `job` span is joined to the trace the job was enqueued in. The
+    /// runtime knows no tracing backend; the process wiring passes the OpenTelemetry one
+    /// (`jobs_http::telemetry::set_parent`, which `app` uses). Without it the span is a root.
+    pub fn with_span_parent(mut self, span_parent: SpanParent) -> Self {
+        self.span_parent = Some(span_parent);
+        self
     }
 
     /// A handle on the worker's counters, usable while [`run`](Self::run) runs.
@@ -138,6 +152,7 @@ impl Worker {
             registry: Arc::new(self.registry),
             config: Arc::clone(&config),
             counters: Arc::clone(&counters),
+            span_parent: self.span_parent,
         });
         let slots = Arc::new(Semaphore::new(config.concurrency));
         let (stop_tx, stop_rx) = watch::channel(false);
