@@ -23,7 +23,33 @@ pub use flaky::{all_jobs, flaky, FlakyStore};
 /// or sync expression yielding `Arc<dyn JobStore>`).
 #[macro_export]
 macro_rules! api_suite {
-    ($make:expr; $($name:ident),* $(,)?) => {
+    // The suite owns its case list: a backend names only how to make its store, so no backend
+    // can miss a case. `every_case_of_the_suite_is_listed` keeps the list complete.
+    ($make:expr) => {
+        api_suite!(@cases $make;
+            enqueue_get_and_idempotent_replay,
+            batch_enqueue_is_all_or_none,
+            list_filters_and_pages,
+            list_rejects_bad_parameters,
+            list_leaves_payloads_out_and_stops_at_the_byte_budget,
+            list_scan_bound_gives_short_pages_with_a_cursor,
+            cancel_and_retry,
+            bad_bodies_are_json_errors,
+            json_errors_name_the_field_and_follow_the_schema,
+            bad_ids_and_routes_are_json_errors,
+            quota_exceeded_is_429_with_retry_after,
+            request_labels_are_bounded_and_responses_nosniff,
+            fencing_tokens_stay_internal,
+            metrics_scrapes_read_the_store_at_most_once_per_interval,
+            retry_over_quota_is_429_with_retry_after,
+            store_failures_map_to_503_and_500,
+            bearer_token_guards_jobs_but_not_ops,
+            tenant_keys_are_confined,
+            metrics_count_enqueues_and_requests,
+            nests_under_a_prefix,
+        );
+    };
+    (@cases $make:expr; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $name() {
@@ -31,6 +57,21 @@ macro_rules! api_suite {
                 suite::$name(store).await;
             }
         )*
+
+        /// Every `pub async fn case(store: Arc<dyn JobStore>)` of the suite's source is a case
+        /// of the list above, and nothing else is.
+        #[test]
+        fn every_case_of_the_suite_is_listed() {
+            let source = include_str!("suite/mod.rs");
+            let defined: std::collections::BTreeSet<&str> = source
+                .lines()
+                .filter_map(|l| l.strip_prefix("pub async fn "))
+                .filter(|l| l.contains("(store: Arc<dyn JobStore>)"))
+                .filter_map(|l| l.split('(').next())
+                .collect();
+            let listed: std::collections::BTreeSet<&str> = [$(stringify!($name)),*].into();
+            assert_eq!(defined, listed);
+        }
     };
 }
 
