@@ -48,25 +48,11 @@ fn log_file(name: &str) -> PathBuf {
 
 /// Runs `async-jobs <args>` that must exit by itself within [`REFUSAL`]; returns its output.
 fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut child = command(args, env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > REFUSAL {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "`async-jobs {}` was still running after {REFUSAL:?}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    common::output_within(
+        command(args, env),
+        REFUSAL,
+        &format!("async-jobs {}", args.join(" ")),
+    )
 }
 
 /// Asserts that `async-jobs <args>` exits non-zero with the one-line "no credentials" error.

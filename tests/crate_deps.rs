@@ -6,22 +6,24 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-/// The packages a crate's normal dependencies resolve to without default features.
-fn tree(package: &str) -> BTreeSet<String> {
+/// The packages a crate's normal dependencies resolve to, with or without its default features.
+fn tree(package: &str, defaults: bool) -> BTreeSet<String> {
+    let mut args = vec![
+        "tree",
+        "--offline",
+        "--locked",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+    ];
+    if !defaults {
+        args.push("--no-default-features");
+    }
     let out = Command::new(env!("CARGO"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "tree",
-            "--offline",
-            "--locked",
-            "-e",
-            "normal",
-            "--no-default-features",
-            "--prefix",
-            "none",
-            "-p",
-            package,
-        ])
+        .args(args)
+        .args(["-p", package])
         .output()
         .expect("running cargo tree");
     assert!(
@@ -57,7 +59,7 @@ const DRIVERS_AND_SDK: &[&str] = &[
 
 #[test]
 fn the_router_needs_no_database_driver_or_aws_sdk() {
-    let crates = tree("jobs-http");
+    let crates = tree("jobs-http", false);
     assert!(crates.contains("axum"), "the tree was read: {crates:?}");
     assert_none("jobs-http", &crates, DRIVERS_AND_SDK);
     assert_none("jobs-http", &crates, &["jobs-postgres", "jobs-sqs"]);
@@ -66,7 +68,7 @@ fn the_router_needs_no_database_driver_or_aws_sdk() {
 #[test]
 fn the_runtimes_need_only_the_core() {
     for package in ["jobs-worker", "jobs-scheduler"] {
-        let crates = tree(package);
+        let crates = tree(package, false);
         assert!(
             crates.contains("jobs-core"),
             "the tree was read: {crates:?}"
@@ -84,25 +86,10 @@ fn the_runtimes_need_only_the_core() {
 fn with_defaults_the_process_wiring_is_there() {
     // The check above could pass on a tree that failed to list anything: the default features
     // must bring the adapters back.
-    let out = Command::new(env!("CARGO"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "tree",
-            "--offline",
-            "--locked",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "-p",
-            "jobs-worker",
-        ])
-        .output()
-        .expect("running cargo tree");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let crates = tree("jobs-worker", true);
     for needed in ["tokio-postgres", "aws-sdk-sqs", "axum", "jobs-http"] {
         assert!(
-            text.contains(needed),
+            crates.contains(needed),
             "jobs-worker with defaults lacks {needed}"
         );
     }

@@ -50,25 +50,11 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
 
 /// Runs `async-jobs <args>` to its exit (killed after [`WITHIN`]).
 fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut child = command(args, env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > WITHIN {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "`async-jobs {}` still running after {WITHIN:?}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    common::output_within(
+        command(args, env),
+        WITHIN,
+        &format!("async-jobs {}", args.join(" ")),
+    )
 }
 
 /// Asserts that `async-jobs <args>` fails with exactly one error line containing every one of

@@ -282,3 +282,30 @@ pub async fn http_get(port: u16, path: &str) -> String {
         .await
         .unwrap()
 }
+
+/// Runs `cmd` to its exit with stdout and stderr captured; kills it and fails the test if it is
+/// still running after `within` (`what` names it in that failure).
+pub fn output_within(
+    mut cmd: std::process::Command,
+    within: Duration,
+    what: &str,
+) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > within {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "`{what}` was still running after {within:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
