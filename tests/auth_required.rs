@@ -391,3 +391,26 @@ fn print_config_reports_span_export_and_a_bad_endpoint_is_refused() {
         .unwrap_or_else(|| panic!("no error line in {stderr}"));
     assert!(line.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{line}");
 }
+
+/// `--print-config` never prints a database password, in any form the DSN can carry it.
+#[test]
+fn print_config_hides_every_database_password() {
+    for dsn in [
+        "postgres://app:s3cret@127.0.0.1:1/db",
+        "postgres://app@127.0.0.1:1/db?password=s3cret&sslmode=disable",
+        "host=127.0.0.1 port=1 user=app password=s3cret dbname=db",
+        "host=127.0.0.1 port=1 user=app password='a s3cret' dbname=db",
+    ] {
+        let config = print_config(
+            &["scheduler"],
+            &[
+                ("ASYNC_JOBS_STORE", "postgres"),
+                ("ASYNC_JOBS_DB_DSN", dsn),
+                (TOKEN_VAR, "tok"),
+            ],
+        );
+        let text = config.to_string();
+        assert!(!text.contains("s3cret"), "{dsn}: {text}");
+        assert!(text.contains("***"), "{dsn}: {text}");
+    }
+}

@@ -9,29 +9,6 @@ use serde_json::json;
 
 use super::CliError;
 
-/// Hides the password of a connection string (URL or key=value form).
-pub(crate) fn redact_dsn(dsn: &str) -> String {
-    if let Some((scheme, rest)) = dsn.split_once("://") {
-        if let Some((userinfo, host)) = rest.split_once('@') {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_owned()
-            };
-            return format!("{scheme}://{masked}@{host}");
-        }
-        return dsn.to_owned();
-    }
-    dsn.split_whitespace()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => kv.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// `ASYNC_JOBS_DB_SCHEMA`, default `async_jobs`.
 pub(crate) fn schema() -> String {
     var("ASYNC_JOBS_DB_SCHEMA").unwrap_or_else(|| jobs_postgres::DEFAULT_SCHEMA.to_owned())
@@ -92,7 +69,7 @@ pub(crate) fn describe(command: &str, api_addr: Option<SocketAddr>) -> Result<St
             let connector = jobs_postgres::PgConnector::new(&dsn, ca_file.as_deref())?;
             Some(json!({
                 "kind": "postgres",
-                "dsn": redact_dsn(&dsn),
+                "dsn": jobs_postgres::tls::redact_dsn(&dsn),
                 "schema": schema,
                 "ca_file": ca_file.map(|p| p.display().to_string()),
                 "sslmode": connector.ssl_mode().as_str(),
@@ -166,25 +143,4 @@ pub(crate) fn describe(command: &str, api_addr: Option<SocketAddr>) -> Result<St
         }
     }
     Ok(serde_json::to_string_pretty(&out)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_dsn;
-
-    #[test]
-    fn passwords_never_print() {
-        assert_eq!(
-            redact_dsn("postgres://app:s3cret@db:5432/jobs"),
-            "postgres://app:***@db:5432/jobs"
-        );
-        assert_eq!(
-            redact_dsn("postgres://app@db/jobs"),
-            "postgres://app@db/jobs"
-        );
-        assert_eq!(
-            redact_dsn("host=db user=app password=s3cret"),
-            "host=db user=app password=***"
-        );
-    }
 }

@@ -1,8 +1,10 @@
 //! Strict RFC 3339 date-times: the one format the JSON API accepts for a time (`run_at`, the list
 //! filters), with an error message that names the format and shows what was given.
 //!
-//! Stricter than chrono's own `FromStr`, which also takes a space between date and time: what is
-//! accepted here is exactly what JSON Schema's `format: date-time` describes.
+//! What JSON Schema's `format: date-time` describes, plus one spelling RFC 3339 itself allows
+//! (§5.6, NOTE): a space instead of `T` between date and time, which Python's `str(datetime)` and
+//! many SQL clients produce and which the API accepted before it was strict. Everything else that
+//! chrono's relaxed parser takes (`+0000` offsets, missing seconds) is refused.
 
 use chrono::{DateTime, Utc};
 use serde::de::{self, Deserializer, Visitor};
@@ -10,10 +12,10 @@ use serde::de::{self, Deserializer, Visitor};
 /// What an accepted value looks like, for messages.
 pub const EXPECTED: &str = "an RFC 3339 date-time (like 2026-01-31T12:00:00Z)";
 
-/// Parses an RFC 3339 date-time (`T` or `t` between date and time; `Z`, `z` or a numeric
-/// offset). `Err` is the message: what was expected and what was given.
+/// Parses an RFC 3339 date-time (`T`, `t` or a space between date and time; `Z`, `z` or a
+/// `±hh:mm` offset). `Err` is the message: what was expected and what was given.
 pub fn parse(raw: &str) -> Result<DateTime<Utc>, String> {
-    let separator_ok = matches!(raw.as_bytes().get(10), Some(b'T' | b't'));
+    let separator_ok = matches!(raw.as_bytes().get(10), Some(b'T' | b't' | b' '));
     match DateTime::parse_from_rfc3339(raw) {
         Ok(t) if separator_ok => Ok(t.with_timezone(&Utc)),
         _ => Err(format!("expected {EXPECTED}, got {}", describe(raw))),
@@ -85,12 +87,16 @@ mod tests {
             "2026-01-31T12:00:00Z",
             "2026-01-31t12:00:00z",
             "2026-01-31T12:00:00.123456+02:00",
+            "2026-01-31 12:00:00Z",
+            "2026-01-31 12:00:00.5+00:00",
         ] {
             assert!(parse(ok).is_ok(), "{ok}");
         }
         for bad in [
             "",
-            "2026-01-31 12:00:00Z",
+            "2026-01-31_12:00:00Z",
+            "2026-01-31 12:00:00+0000",
+            "2026-01-31 12:00Z",
             "2026-01-31",
             "now",
             "2026-01-31T12:00:00",

@@ -98,13 +98,20 @@ impl TraceContext {
     /// Parses a `traceparent` header value (surrounding whitespace is ignored).
     pub fn parse(traceparent: &str) -> Result<TraceContext, TraceParentError> {
         let s = traceparent.trim_matches([' ', '\t']).as_bytes();
-        if s.len() != 55 || s[2] != b'-' || s[35] != b'-' || s[52] != b'-' {
+        if s.len() < 55 || s[2] != b'-' || s[35] != b'-' || s[52] != b'-' {
             return Err(TraceParentError::Format);
         }
         let mut version = [0u8; 1];
         decode_hex(&s[0..2], &mut version)?;
-        if version[0] != 0 {
-            return Err(TraceParentError::Version);
+        match version[0] {
+            0xff => return Err(TraceParentError::Version),
+            // Version 00 is exactly 55 characters.
+            0 if s.len() != 55 => return Err(TraceParentError::Format),
+            0 => {}
+            // W3C versioning: a later version is read by its first 55 characters when it is
+            // exactly that long or continues with `-` (its own fields are not understood).
+            _ if s.len() != 55 && s[55] != b'-' => return Err(TraceParentError::Format),
+            _ => {}
         }
         let mut trace_id = [0u8; 16];
         decode_hex(&s[3..35], &mut trace_id)?;
@@ -265,6 +272,13 @@ mod tests {
         // Whitespace around the value is optional whitespace in HTTP.
         assert_eq!(TraceContext::parse(&format!(" {VALID}\t")).unwrap(), tc);
         assert_eq!(VALID.parse::<TraceContext>().unwrap(), tc);
+        // A later version is read by its first 55 characters and carried on as version 00.
+        let later = VALID.replacen("00-", "01-", 1);
+        assert_eq!(TraceContext::parse(&later).unwrap(), tc);
+        assert_eq!(
+            TraceContext::parse(&format!("{later}-what-comes-next")).unwrap(),
+            tc
+        );
     }
 
     #[test]
@@ -273,8 +287,11 @@ mod tests {
             (String::new(), TraceParentError::Format),
             ("garbage".into(), TraceParentError::Format),
             (VALID.to_uppercase(), TraceParentError::Format),
-            (VALID.replacen("00-", "01-", 1), TraceParentError::Version),
             (VALID.replacen("00-", "ff-", 1), TraceParentError::Version),
+            (
+                format!("{}x", VALID.replacen("00-", "01-", 1)),
+                TraceParentError::Format,
+            ),
             (VALID.replacen("00-", "0g-", 1), TraceParentError::Format),
             (format!("{VALID}-00"), TraceParentError::Format),
             (VALID[..54].to_owned(), TraceParentError::Format),

@@ -275,7 +275,26 @@ impl PgConnector {
                 provider: Arc::clone(&provider),
             }),
         };
-        config.ssl_mode(mode.wire());
+        // libpq connects to `hostaddr` alone as the host; tokio-postgres takes the TLS server
+        // name from `host` only, so give it the addresses as names (verify-full then checks the
+        // certificate for that IP address).
+        if config.get_hosts().is_empty() && !config.get_hostaddrs().is_empty() {
+            for addr in config.get_hostaddrs().to_vec() {
+                config.host(&addr.to_string());
+            }
+        }
+        // libpq ignores sslmode on Unix-domain sockets (no TLS there); so do we, so one DSN
+        // convention ("sslmode=require everywhere") also works over a local socket.
+        let unix_only = !config.get_hosts().is_empty()
+            && config
+                .get_hosts()
+                .iter()
+                .all(|h| !matches!(h, tokio_postgres::config::Host::Tcp(_)));
+        config.ssl_mode(if unix_only {
+            tokio_postgres::config::SslMode::Disable
+        } else {
+            mode.wire()
+        });
         Ok(PgConnector {
             config,
             tls: MakeRustlsConnect::new(client_config(provider, verifier)?),
@@ -638,6 +657,65 @@ fn split_ssl_params(dsn: &str) -> (String, SslParams) {
     }
 }
 
+/// `dsn` with every password hidden, read the way [`PgConnector::new`] reads it: the password
+/// of a URL's user info and a `password` query parameter, or a key/value string's `password`
+/// (quoted or not). A string neither parser can read is hidden whole rather than risk printing a
+/// secret.
+pub fn redact_dsn(dsn: &str) -> String {
+    const HIDDEN: &str = "***";
+    for prefix in ["postgres://", "postgresql://"] {
+        if let Some(body) = dsn.strip_prefix(prefix) {
+            // As tokio-postgres reads it: credentials up to the first '@', then the query after
+            // the first '?'.
+            let (userinfo, rest) = match body.find('@') {
+                Some(at) => (Some(&body[..at]), &body[at + 1..]),
+                None => (None, body),
+            };
+            let mut out = String::from(prefix);
+            if let Some(userinfo) = userinfo {
+                match userinfo.split_once(':') {
+                    Some((user, _)) => out.push_str(&format!("{user}:{HIDDEN}@")),
+                    None => out.push_str(&format!("{userinfo}@")),
+                }
+            }
+            match rest.split_once('?') {
+                Some((path, query)) => {
+                    let pairs: Vec<String> = query
+                        .split('&')
+                        .map(|pair| match pair.split_once('=') {
+                            Some((k, _))
+                                if percent_decode_str(k)
+                                    .decode_utf8_lossy()
+                                    .eq_ignore_ascii_case("password") =>
+                            {
+                                format!("{k}={HIDDEN}")
+                            }
+                            _ => pair.to_owned(),
+                        })
+                        .collect();
+                    out.push_str(&format!("{path}?{}", pairs.join("&")));
+                }
+                None => out.push_str(rest),
+            }
+            return out;
+        }
+    }
+    match key_values(dsn) {
+        Some(pairs) => pairs
+            .into_iter()
+            .map(|(key, _, raw)| {
+                if key.eq_ignore_ascii_case("password") {
+                    format!("{key}={HIDDEN}")
+                } else {
+                    raw.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => format!("{HIDDEN} (unreadable connection string)"),
+    }
+}
+
 /// The `key = value` pairs of a libpq key/value string as (key, unquoted value, raw text), read
 /// the way tokio-postgres reads them; `None` when malformed.
 fn key_values(s: &str) -> Option<Vec<(&str, String, &str)>> {
@@ -754,6 +832,70 @@ pub fn describe_any(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn hostaddr_alone_is_the_tls_name_and_unix_sockets_skip_tls() {
+        let c =
+            PgConnector::new("hostaddr=127.0.0.1 user=u dbname=d sslmode=require", None).unwrap();
+        assert_eq!(
+            c.config().get_hosts(),
+            &[tokio_postgres::config::Host::Tcp("127.0.0.1".into())]
+        );
+        assert_eq!(
+            c.config().get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        let c = PgConnector::new("host=/var/run/postgresql user=u sslmode=require", None).unwrap();
+        assert_eq!(
+            c.config().get_ssl_mode(),
+            tokio_postgres::config::SslMode::Disable
+        );
+        assert_eq!(c.ssl_mode(), SslMode::Require);
+        let c = PgConnector::new("host=db user=u sslmode=require", None).unwrap();
+        assert_eq!(
+            c.config().get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+    }
+
+    #[test]
+    fn redact_dsn_hides_every_password() {
+        for (dsn, want) in [
+            (
+                "postgres://app:s3cret@db:5432/jobs",
+                "postgres://app:***@db:5432/jobs",
+            ),
+            ("postgres://app@db/jobs", "postgres://app@db/jobs"),
+            (
+                "postgresql://app@db/jobs?password=s3cret&sslmode=require",
+                "postgresql://app@db/jobs?password=***&sslmode=require",
+            ),
+            (
+                "postgres://a:p%40ss@db/j?Password=x",
+                "postgres://a:***@db/j?Password=***",
+            ),
+            (
+                "host=db user=app password=s3cret",
+                "host=db user=app password=***",
+            ),
+            (
+                "host=db password = s3cret user=app",
+                "host=db password=*** user=app",
+            ),
+            (
+                "host=db password='a s3cret' user=app",
+                "host=db password=*** user=app",
+            ),
+            (
+                "host=db password='unterminated",
+                "*** (unreadable connection string)",
+            ),
+        ] {
+            let got = redact_dsn(dsn);
+            assert_eq!(got, want, "{dsn}");
+            assert!(!got.contains("s3cret"), "{dsn}");
+        }
+    }
 
     fn split(dsn: &str) -> (String, Option<String>, Option<String>) {
         let (rest, p) = split_ssl_params(dsn);

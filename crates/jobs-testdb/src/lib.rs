@@ -12,7 +12,8 @@
 //!   one sweep finds every area's leftovers.
 //!
 //! The container is named [`CONTAINER_NAME`] and is kept after the run so the next run starts in a
-//! second; `docker rm -f async-jobs-test-postgres` removes it.
+//! second; `docker rm -f async-jobs-test-postgres-15` removes it. Its port is published on
+//! 127.0.0.1 only.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -24,8 +25,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const URL_VAR: &str = "ASYNC_JOBS_TEST_DATABASE_URL";
 /// The database the tests use, created on first use when missing.
 pub const DATABASE: &str = "async_jobs_test";
-/// The name of the PostgreSQL container started when no URL is given.
-pub const CONTAINER_NAME: &str = "async-jobs-test-postgres";
+/// The name of the PostgreSQL container started when no URL is given (a reused container is
+/// found by name, so the name carries the major version: a new tag gets a new container).
+pub const CONTAINER_NAME: &str = "async-jobs-test-postgres-15";
 /// The PostgreSQL image tag of that container (the oldest major version the platform supports).
 pub const IMAGE_TAG: &str = "15-alpine";
 /// The prefix of every schema [`fresh_schema`] names.
@@ -133,11 +135,26 @@ fn start_container(host: &str) -> Result<String, String> {
             // the name, and its second attempt finds the winner's container.
             let mut last = String::new();
             for _ in 0..3 {
+                // Trust auth, so the port is published on loopback only: nobody on the
+                // developer's network can reach this superuser-without-password server.
                 let request = Postgres::default()
                     .with_host_auth()
                     .with_tag(IMAGE_TAG)
                     .with_container_name(CONTAINER_NAME)
-                    .with_reuse(ReuseDirective::Always);
+                    .with_reuse(ReuseDirective::Always)
+                    .with_host_config_modifier(|host| {
+                        host.publish_all_ports = Some(false);
+                        host.port_bindings = Some(
+                            [(
+                                "5432/tcp".to_owned(),
+                                Some(vec![testcontainers::bollard::models::PortBinding {
+                                    host_ip: Some("127.0.0.1".to_owned()),
+                                    host_port: Some(String::new()),
+                                }]),
+                            )]
+                            .into(),
+                        );
+                    });
                 match request.start().await {
                     Ok(container) => {
                         return container

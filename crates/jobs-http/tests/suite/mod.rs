@@ -732,9 +732,9 @@ pub async fn json_errors_name_the_field_and_follow_the_schema(store: Arc<dyn Job
             "run_at: expected an RFC 3339 date-time (like 2026-01-31T12:00:00Z), got an empty string",
         ),
         (
-            with(json!({"run_at": "2026-01-31 12:00:00Z"})),
+            with(json!({"run_at": "2026-01-31 12:00:00+0000"})),
             "invalid_json",
-            "run_at: expected an RFC 3339 date-time (like 2026-01-31T12:00:00Z), got \"2026-01-31 12:00:00Z\"",
+            "run_at: expected an RFC 3339 date-time (like 2026-01-31T12:00:00Z), got \"2026-01-31 12:00:00+0000\"",
         ),
         (
             with(json!({"run_at": 5})),
@@ -855,7 +855,7 @@ pub async fn json_errors_name_the_field_and_follow_the_schema(store: Arc<dyn Job
         ("/jobs?limit=%2B5", "invalid_limit"),
         ("/jobs?limit=", "invalid_limit"),
         (
-            "/jobs?created_after=2026-01-31%2012:00:00Z",
+            "/jobs?created_after=2026-01-31%2012:00:00%2B0000",
             "invalid_timestamp",
         ),
         ("/jobs?status=", "invalid_status"),
