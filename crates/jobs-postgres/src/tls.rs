@@ -280,7 +280,7 @@ impl PgConnector {
         // certificate for that IP address).
         if config.get_hosts().is_empty() && !config.get_hostaddrs().is_empty() {
             for addr in config.get_hostaddrs().to_vec() {
-                config.host(&addr.to_string());
+                config.host(addr.to_string());
             }
         }
         // libpq ignores sslmode on Unix-domain sockets (no TLS there); so do we, so one DSN
