@@ -152,7 +152,9 @@ async fn signup(State(app): State<App>, Json(req): Json<Signup>) -> Result<Respo
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Logs, plus spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
-    let _tracing = jobs_http::server::init_tracing("axum-app-example")?;
+    let _tracing = async_jobs::app::telemetry::init(
+        &async_jobs::app::settings::TelemetrySettings::from_env("axum-app-example")?,
+    )?;
     let dsn = std::env::var("ASYNC_JOBS_DB_DSN").map_err(|_| {
         "ASYNC_JOBS_DB_DSN must be set, e.g. postgres://postgres@127.0.0.1:5432/async_jobs_test"
     })?;
@@ -188,6 +190,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on http://{addr} (job API under /async-jobs)");
-    jobs_http::server::serve(listener, app, jobs_http::server::shutdown_signal()).await?;
+    jobs_http::server::serve(listener, app, async_jobs::app::shutdown_signal()).await?;
     Ok(())
 }

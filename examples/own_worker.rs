@@ -14,6 +14,7 @@
 //! job goes `dead` at once) and `count_words` ({"text": "..."}: an empty text is a retryable
 //! error). `tests/own_worker.rs` runs this binary against Postgres and moto.
 
+use async_jobs::app;
 use jobs_core::{HandlerError, HandlerRegistry, JobContext};
 
 #[derive(serde::Deserialize)]
@@ -51,25 +52,14 @@ fn handlers() -> HandlerRegistry {
     handlers
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    // Logs, plus spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (flushed when `_tracing`
-    // drops at the end of main).
-    let _tracing = match jobs_http::server::init_tracing("own-worker") {
-        Ok(guard) => guard,
-        Err(err) => {
-            eprintln!("{err}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    match jobs_worker::app::run_from_env(handlers(), jobs_http::server::shutdown_signal()).await {
-        Ok(report) => {
-            tracing::info!(?report, "worker stopped");
-            std::process::ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("{err}");
-            std::process::ExitCode::from(2)
-        }
-    }
+fn main() -> std::process::ExitCode {
+    // The same life as `async-jobs worker`: settings read once from the environment (a bad one
+    // exits 2 naming the variable; `--print-config` prints them), logs and span export, SIGTERM
+    // drain, exit 1 if the store or the queues fail.
+    let launch = app::Launch::from_args(app::Process::Worker);
+    app::main_with(launch, |settings| async move {
+        let report = app::worker::run(settings, handlers(), app::shutdown_signal()).await?;
+        tracing::info!(?report, "worker stopped");
+        Ok(())
+    })
 }

@@ -6,7 +6,7 @@
 //! # or just the API with an in-memory store (its jobs stay pending: no worker runs them), which
 //! # refuses to start without credentials:
 //! export ASYNC_JOBS_ENQUEUE_AUTH_TOKEN=change-me
-//! cargo run -p jobs-http --bin jobs-api &
+//! ASYNC_JOBS_STORE=memory cargo run --bin async-jobs -- api &
 //!
 //! cargo run --example remote_client     # sends the same token
 //! ```

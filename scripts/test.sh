@@ -51,7 +51,7 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 log "building binaries and examples"
 cargo build --workspace --bins --examples --all-features
-log "runtimes and router without their default 'app' feature (no adapters; tests/crate_deps.rs)"
+log "runtimes and router without default features (no adapters; tests/crate_deps.rs)"
 cargo check -p jobs-worker -p jobs-scheduler -p jobs-http --no-default-features --lib --examples
 log "tests"
 # Everything but the Postgres-restart fault test, which restarts the shared cluster and so runs

@@ -16,10 +16,14 @@
 //! | `client` | `jobs-client`: typed HTTP client | `client` |
 //! | `scheduler` | `jobs-scheduler`: the dispatch loop | `scheduler` |
 //! | `worker` | `jobs-worker`: the worker runtime | `worker` |
+//! | [`app`] | the composition root: processes wired from one typed configuration | `app` |
 //!
 //! See the repository's README and ARCHITECTURE.md for the whole picture.
 
 pub use jobs_core as core;
+
+#[cfg(feature = "app")]
+pub mod app;
 
 #[cfg(feature = "client")]
 pub use jobs_client as client;

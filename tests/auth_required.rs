@@ -22,6 +22,17 @@ const REFUSAL: Duration = Duration::from_secs(10);
 /// How long a starting process may take to listen.
 const START: Duration = Duration::from_secs(30);
 
+/// What a scheduler or worker needs to start: a Postgres store (not contacted by
+/// `--print-config`) and a queue.
+const BACKGROUND_ENV: &[(&str, &str)] = &[
+    ("ASYNC_JOBS_STORE", ""),
+    ("ASYNC_JOBS_DB_DSN", "postgres://app@127.0.0.1:1/db?sslmode=disable"),
+    (
+        "ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS",
+        "http://127.0.0.1:1/000000000000/notifications",
+    ),
+];
+
 /// `async-jobs <args>` with only `env` (and no inherited `ASYNC_JOBS_*` setting).
 fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(common::binary("async-jobs"));
@@ -196,7 +207,7 @@ fn print_config_reports_the_authentication_in_force() {
     assert_eq!(dev["auth"]["mode"], "required", "{dev}");
 
     // Processes that do not serve the API have no auth section.
-    let scheduler = print_config(&["scheduler"], &[]);
+    let scheduler = print_config(&["scheduler"], BACKGROUND_ENV);
     assert!(scheduler.get("auth").is_none(), "{scheduler}");
 }
 
@@ -347,7 +358,7 @@ fn processes_other_than_dev_refuse_to_start_without_a_store() {
 /// an unusable endpoint stops the process with one line naming the variable.
 #[test]
 fn print_config_reports_span_export_and_a_bad_endpoint_is_refused() {
-    let off = print_config(&["worker"], &[]);
+    let off = print_config(&["worker"], BACKGROUND_ENV);
     assert_eq!(
         off["traces"],
         serde_json::json!({"otlp_export": false, "endpoint": null, "service_name": "async-jobs-worker"}),
@@ -407,6 +418,7 @@ fn print_config_hides_every_database_password() {
                 ("ASYNC_JOBS_STORE", "postgres"),
                 ("ASYNC_JOBS_DB_DSN", dsn),
                 (TOKEN_VAR, "tok"),
+                BACKGROUND_ENV[2],
             ],
         );
         let text = config.to_string();

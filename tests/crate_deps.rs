@@ -1,6 +1,8 @@
-//! The library crates depend downward only (ARCHITECTURE.md, "Crate layering"): without their
-//! default `app` feature, the runtimes and the router compile no database driver and no AWS SDK,
-//! and the scheduler and worker runtimes no HTTP server either. `cargo tree` proves it.
+//! The library crates depend downward only (ARCHITECTURE.md, "Code map"): the runtimes and the
+//! router compile no database driver and no AWS SDK — with or without default features — and
+//! the scheduler and worker runtimes no HTTP server either; the process wiring (adapters, span
+//! export, the sample handlers) comes in only through the root package's `app`. `cargo tree`
+//! proves it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
@@ -43,10 +45,7 @@ fn assert_none(package: &str, crates: &BTreeSet<String>, forbidden: &[&str]) {
         .iter()
         .filter(|c| forbidden.iter().any(|f| c.starts_with(f)))
         .collect();
-    assert!(
-        found.is_empty(),
-        "{package} without default features depends on {found:?}"
-    );
+    assert!(found.is_empty(), "{package} depends on {found:?}");
 }
 
 const DRIVERS_AND_SDK: &[&str] = &[
@@ -57,40 +56,74 @@ const DRIVERS_AND_SDK: &[&str] = &[
     "postgres-",
 ];
 
+/// What only a process needs: span export and the demo handlers.
+const PROCESS_ONLY: &[&str] = &[
+    "opentelemetry_sdk",
+    "opentelemetry-otlp",
+    "jobs-samples",
+    "clap",
+];
+
 #[test]
 fn the_router_needs_no_database_driver_or_aws_sdk() {
-    let crates = tree("jobs-http", false);
-    assert!(crates.contains("axum"), "the tree was read: {crates:?}");
-    assert_none("jobs-http", &crates, DRIVERS_AND_SDK);
-    assert_none("jobs-http", &crates, &["jobs-postgres", "jobs-sqs"]);
+    for defaults in [false, true] {
+        let crates = tree("jobs-http", defaults);
+        assert!(crates.contains("axum"), "the tree was read: {crates:?}");
+        assert_none("jobs-http", &crates, DRIVERS_AND_SDK);
+        assert_none("jobs-http", &crates, PROCESS_ONLY);
+        assert_none("jobs-http", &crates, &["jobs-postgres", "jobs-sqs"]);
+    }
 }
 
 #[test]
 fn the_runtimes_need_only_the_core() {
     for package in ["jobs-worker", "jobs-scheduler"] {
-        let crates = tree(package, false);
-        assert!(
-            crates.contains("jobs-core"),
-            "the tree was read: {crates:?}"
-        );
-        assert_none(package, &crates, DRIVERS_AND_SDK);
-        assert_none(
-            package,
-            &crates,
-            &["axum", "hyper", "jobs-http", "jobs-postgres", "jobs-sqs"],
-        );
+        for defaults in [false, true] {
+            let crates = tree(package, defaults);
+            assert!(
+                crates.contains("jobs-core"),
+                "the tree was read: {crates:?}"
+            );
+            assert_none(package, &crates, DRIVERS_AND_SDK);
+            assert_none(package, &crates, PROCESS_ONLY);
+            assert_none(
+                package,
+                &crates,
+                &["axum", "hyper", "jobs-http", "jobs-postgres", "jobs-sqs"],
+            );
+        }
     }
 }
 
 #[test]
-fn with_defaults_the_process_wiring_is_there() {
-    // The check above could pass on a tree that failed to list anything: the default features
-    // must bring the adapters back.
-    let crates = tree("jobs-worker", true);
-    for needed in ["tokio-postgres", "aws-sdk-sqs", "axum", "jobs-http"] {
+fn the_process_wiring_comes_in_through_the_root_package_only() {
+    // The checks above could pass on a tree that failed to list anything: the root package's
+    // defaults (its `app`) must bring the adapters and the process's own needs in.
+    let crates = tree("async-jobs", true);
+    for needed in [
+        "tokio-postgres",
+        "aws-sdk-sqs",
+        "axum",
+        "jobs-http",
+        "jobs-samples",
+        "opentelemetry_sdk",
+    ] {
         assert!(
             crates.contains(needed),
-            "jobs-worker with defaults lacks {needed}"
+            "async-jobs with defaults lacks {needed}"
         );
     }
+    // Without them, the umbrella is the core alone.
+    let bare = tree("async-jobs", false);
+    assert!(bare.contains("jobs-core"), "the tree was read: {bare:?}");
+    assert_none(
+        "async-jobs without default features",
+        &bare,
+        DRIVERS_AND_SDK,
+    );
+    assert_none(
+        "async-jobs without default features",
+        &bare,
+        &["axum", "jobs-http", "jobs-samples", "opentelemetry_sdk"],
+    );
 }

@@ -1,4 +1,4 @@
-//! End to end: the real `jobs-scheduler` and `jobs-worker` binaries against real Postgres and the
+//! End to end: the real `async-jobs scheduler` and `async-jobs worker` binaries against real Postgres and the
 //! SQS emulator. Each test has its own schema and queues, so they run in parallel.
 #![allow(clippy::unwrap_used)]
 

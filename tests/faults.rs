@@ -1,4 +1,4 @@
-//! The fault suite (GitHub issue 7): real `jobs-scheduler` and `jobs-worker` processes against
+//! The fault suite (GitHub issue 7): real `async-jobs scheduler` and `async-jobs worker` processes against
 //! real Postgres and the SQS emulator, one fault per scenario. After each run an SQL invariant
 //! check over the whole jobs table (`common::faults::check_invariants`) and the sample handlers'
 //! side-effect log (one row per (job, attempt) run) show that every job reached exactly one final
@@ -131,7 +131,7 @@ async fn s02_a_scheduler_killed_between_lease_and_send_strands_nothing() {
         ids.push(enqueue(&w, mail(json!({}))).await);
     }
     let crashing = w.spawn(
-        "jobs-scheduler",
+        "scheduler",
         "scheduler-crash",
         &[("ASYNC_JOBS_FAULT_CRASH_AFTER_LEASE", "1")],
     );
@@ -292,7 +292,7 @@ async fn s07_an_sqs_outage_is_ridden_out() {
         ("ASYNC_JOBS_SQS_REQUEST_TIMEOUT_SECONDS", "2"),
         ("ASYNC_JOBS_SQS_MAX_ATTEMPTS", "1"),
     ];
-    w.spawn("jobs-scheduler", "scheduler", &sqs_fast);
+    w.spawn("scheduler", "scheduler", &sqs_fast);
     w.worker("worker", &sqs_fast);
     let mut ids = Vec::new();
     for _ in 0..20 {
@@ -862,7 +862,7 @@ impl PrivateMoto {
             .local_addr()
             .unwrap()
             .port();
-        let log = common::binary("jobs-worker")
+        let log = common::binary("async-jobs")
             .parent()
             .unwrap()
             .join("e2e-logs")

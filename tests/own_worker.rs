@@ -1,5 +1,5 @@
 //! Your own handlers in production (issue 15, item 3): the `own_worker` example — a team's
-//! registry run through `jobs_worker::app::run_from_env` — against real Postgres and the SQS
+//! registry run through `async_jobs::app::worker::run` under `app::main_with` — against real Postgres and the SQS
 //! emulator, beside the real scheduler. Built by `cargo build --examples --all-features`.
 #![allow(clippy::unwrap_used)]
 
@@ -30,7 +30,7 @@ async fn enqueue(w: &World, kind: &str, payload: serde_json::Value) -> JobId {
 async fn the_own_worker_example_runs_its_handlers_on_postgres_and_sqs() {
     let mut w = World::new("own").await;
     w.scheduler("scheduler");
-    w.spawn("examples/own_worker", "own-worker", &[]);
+    w.spawn_args("examples/own_worker", &[], "own-worker", &[]);
     let resized = enqueue(&w, "resize_image", json!({"image": "a.png", "width": 64})).await;
     let refused = enqueue(&w, "resize_image", json!({"image": "a.png", "width": 0})).await;
     let counted = enqueue(&w, "count_words", json!({"text": "one two three"})).await;

@@ -1,4 +1,4 @@
-//! Traces across the hop, end to end: the real `jobs-api`, `jobs-scheduler` and `jobs-worker`
+//! Traces across the hop, end to end: the real `async-jobs api`, `scheduler` and `worker`
 //! processes on Postgres and the SQS emulator, exporting spans over OTLP/HTTP to a tiny collector
 //! inside the test. A job enqueued with a known `traceparent` runs in a handler span of the same
 //! trace whose parent chain leads to the enqueuer's span; without an endpoint nothing is sent.
@@ -135,7 +135,7 @@ async fn the_handler_span_continues_the_enqueuers_trace() {
         ("OTEL_BSP_SCHEDULE_DELAY", "200"),
     ];
     let api = w.spawn(
-        "jobs-api",
+        "api",
         "api",
         &[
             otel[0],
@@ -144,7 +144,7 @@ async fn the_handler_span_continues_the_enqueuers_trace() {
             ("ASYNC_JOBS_AUTH", "none"),
         ],
     );
-    w.spawn("jobs-scheduler", "scheduler", &otel);
+    w.spawn("scheduler", "scheduler", &otel);
     // The worker's spans go out only at its shutdown (the interval is a minute): the flush on
     // SIGTERM is what delivers them.
     let worker = w.worker(
@@ -231,7 +231,7 @@ async fn without_an_endpoint_nothing_is_exported_and_the_header_is_stored() {
     // No OTEL_* at all for the API and the scheduler; the worker has an endpoint but
     // OTEL_SDK_DISABLED=true.
     let api = w.spawn(
-        "jobs-api",
+        "api",
         "api",
         &[
             ("ASYNC_JOBS_API_ADDR", &api_addr),
@@ -273,7 +273,7 @@ async fn without_an_endpoint_nothing_is_exported_and_the_header_is_stored() {
         assert_eq!(w.proc(p).wait_exit(LONG), Some(0));
     }
     assert_eq!(*collector.requests.lock().unwrap(), 0, "nothing was sent");
-    let log_dir = common::binary("jobs-api")
+    let log_dir = common::binary("async-jobs")
         .parent()
         .unwrap()
         .join("e2e-logs");

@@ -50,7 +50,7 @@ pub async fn enable_side_effects(w: &mut World) {
         w.schema.clone(),
     );
     db().await
-        .batch_execute(&jobs_worker::samples::SideEffectLog::ddl(&w.schema))
+        .batch_execute(&jobs_samples::SideEffectLog::ddl(&w.schema))
         .await
         .unwrap();
 }
@@ -408,7 +408,7 @@ pub async fn wait_quiescent(schema: &str, within: Duration) {
 
 /// The log of a process the world spawned as `name`.
 pub fn log_of(schema: &str, name: &str) -> String {
-    let path = binary("jobs-worker")
+    let path = binary("async-jobs")
         .parent()
         .unwrap()
         .join("e2e-logs")

@@ -1,4 +1,4 @@
-//! Harness for the end-to-end tests: real `jobs-scheduler` and `jobs-worker` processes against
+//! Harness for the end-to-end tests: real `async-jobs scheduler` and `async-jobs worker` processes against
 //! the real Postgres (`ASYNC_JOBS_TEST_DATABASE_URL`) and the SQS emulator (`AWS_ENDPOINT_URL_SQS`,
 //! started by `scripts/test.sh`). Each test gets its own schema and its own queues.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
@@ -161,13 +161,14 @@ impl World {
         }
     }
 
-    /// Starts a process with the world's environment plus `extra`. Its output goes to
-    /// `target/e2e-logs/<schema>-<name>.log`.
-    pub fn spawn(&mut self, bin: &str, name: &str, extra: &[(&str, &str)]) -> usize {
-        self.spawn_args(bin, &[], name, extra)
+    /// Starts `async-jobs <command>` with the world's environment plus `extra`. Its output goes
+    /// to `target/e2e-logs/<schema>-<name>.log`.
+    pub fn spawn(&mut self, command: &str, name: &str, extra: &[(&str, &str)]) -> usize {
+        self.spawn_args("async-jobs", &[command], name, extra)
     }
 
-    /// [`World::spawn`] with command-line arguments (e.g. `async-jobs worker`).
+    /// Starts the binary `bin` (under the target directory, e.g. `examples/own_worker`) with
+    /// `args`, like [`World::spawn`].
     pub fn spawn_args(
         &mut self,
         bin: &str,
@@ -195,11 +196,11 @@ impl World {
     }
 
     pub fn scheduler(&mut self, name: &str) -> usize {
-        self.spawn("jobs-scheduler", name, &[])
+        self.spawn("scheduler", name, &[])
     }
 
     pub fn worker(&mut self, name: &str, extra: &[(&str, &str)]) -> usize {
-        self.spawn("jobs-worker", name, extra)
+        self.spawn("worker", name, extra)
     }
 
     pub fn proc(&mut self, i: usize) -> &mut Proc {

@@ -1,4 +1,4 @@
-//! The client against a real `jobs-api`-equivalent server on 127.0.0.1:0.
+//! The client against a real API server on 127.0.0.1:0.
 
 #![allow(clippy::unwrap_used)]
 

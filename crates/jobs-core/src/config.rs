@@ -29,6 +29,63 @@ pub fn env_vars() -> impl Iterator<Item = (String, String)> {
     })
 }
 
+/// The environment, read once: a snapshot of the process's variables with **one rule for every
+/// setting** — values are trimmed, and a value that is empty after trimming counts as unset (so
+/// a variable set to nothing in a task definition means "the default", never "an empty setting").
+///
+/// A process takes one snapshot at start ([`Env::from_process`]) and every reader of its
+/// configuration reads that snapshot ([`Env::get`], [`Env::pairs`] for the `from_vars` readers,
+/// [`Env::lookup`] for the `from_lookup` ones), so what it runs with is what was read, once.
+/// Tests build one from pairs ([`Env::from_pairs`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// The process environment now (see [`env_vars`]: never panics on non-UTF-8).
+    pub fn from_process() -> Self {
+        Self::from_pairs(env_vars())
+    }
+
+    /// An environment of `(name, value)` pairs, under the same rule (trimmed, empty = unset).
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: AsRef<str>,
+    {
+        let vars = pairs
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let v = v.as_ref().trim();
+                (!v.is_empty()).then(|| (k.into(), v.to_owned()))
+            })
+            .collect();
+        Env { vars }
+    }
+
+    /// The value of `name`: trimmed, `None` when unset or empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// True when `name` is set to a non-empty value.
+    pub fn is_set(&self, name: &str) -> bool {
+        self.vars.contains_key(name)
+    }
+
+    /// Every set variable, for the `from_vars` readers.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// A lookup function over the snapshot, for the `from_lookup` readers.
+    pub fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
+        move |name| self.get(name).map(str::to_owned)
+    }
+}
+
 /// A setting was missing or malformed. Displays as one line naming the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {variable}: expected {expected}, got {got:?}")]
@@ -176,6 +233,34 @@ impl QuotaConfig {
         self
     }
 
+    /// The quotas in force, in the JSON form they are configured with (see the type docs): a
+    /// tenant with one limit maps to a number, one with per-use-case limits to an object (with
+    /// `"*"` for its limit of every other use case when it has both, as the builders allow).
+    pub fn to_json(&self) -> serde_json::Value {
+        let tenants = self
+            .tenants
+            .iter()
+            .map(|(tenant, q)| {
+                let value = match (q.all, q.per_use_case.is_empty()) {
+                    (Some(all), true) => serde_json::Value::from(all),
+                    (all, _) => {
+                        let mut map: serde_json::Map<String, serde_json::Value> = q
+                            .per_use_case
+                            .iter()
+                            .map(|(uc, n)| (uc.clone(), (*n).into()))
+                            .collect();
+                        if let Some(all) = all {
+                            map.insert(ANY_TENANT.to_owned(), all.into());
+                        }
+                        serde_json::Value::Object(map)
+                    }
+                };
+                (tenant.clone(), value)
+            })
+            .collect();
+        serde_json::Value::Object(tenants)
+    }
+
     /// Parses the JSON form (see the type docs).
     pub fn from_json(text: &str) -> Result<Self, String> {
         let raw: BTreeMap<String, QuotaJson> =
@@ -310,7 +395,7 @@ impl PlatformConfig {
 
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(env_vars())
+        Self::from_vars(Env::from_process().pairs())
     }
 
     /// Reads configuration from `(name, value)` pairs (the environment, or a test's map).
@@ -408,6 +493,31 @@ mod tests {
 
     fn parse(vars: &[(&str, &str)]) -> Result<PlatformConfig, ConfigError> {
         PlatformConfig::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn env_trims_and_treats_empty_as_unset() {
+        let env = Env::from_pairs([("A", " x "), ("B", ""), ("C", "  "), ("D", "y")]);
+        assert_eq!(env.get("A"), Some("x"));
+        assert_eq!(
+            (env.get("B"), env.get("C"), env.get("E")),
+            (None, None, None)
+        );
+        assert!(env.is_set("D") && !env.is_set("B"));
+        assert_eq!(
+            env.pairs().collect::<Vec<_>>(),
+            vec![("A", "x"), ("D", "y")]
+        );
+        assert_eq!((env.lookup())("A").as_deref(), Some("x"));
+        // The readers see the same rule: an empty cap is the default, not an error.
+        let platform = PlatformConfig::from_vars(
+            Env::from_pairs([("ASYNC_JOBS_NOTIFICATIONS_MAX_CONCURRENT", " ")]).pairs(),
+        )
+        .unwrap();
+        assert_eq!(
+            platform.use_case("notifications").unwrap().max_concurrent,
+            10
+        );
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub mod testkit;
 
 pub use backoff::{Backoff, BackoffStrategy, Jitter};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{ConfigError, Limits, PlatformConfig, QuotaConfig, UseCaseConfig};
+pub use config::{ConfigError, Env, Limits, PlatformConfig, QuotaConfig, UseCaseConfig};
 pub use enqueue::{EnqueueRequest, ValidationError};
 pub use handler::{
     run_guarded, CancellationSignal, Handler, HandlerError, HandlerRegistry, HandlerResult,

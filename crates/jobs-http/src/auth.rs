@@ -19,12 +19,12 @@
 //!   shows a secret (hashes at most as their first 8 hex digits).
 //!
 //! Which authentication a *process* runs with is decided once, by [`ResolvedAuth::from_env`]:
-//! the API processes (`async-jobs api`, `jobs-api`), `async-jobs dev` and `--print-config` all call
+//! the API processes (`async-jobs api`), `async-jobs dev` and `--print-config` all call
 //! it, so the configuration report shows what is in force. Without any credential:
 //!
 //! | process | `ASYNC_JOBS_AUTH` unset or `required` | `ASYNC_JOBS_AUTH=none` |
 //! |---|---|---|
-//! | `api` / `jobs-api` | refuses to start ([`AuthError::NoCredentials`]) | starts open, with a warning |
+//! | `api` | refuses to start ([`AuthError::NoCredentials`]) | starts open, with a warning |
 //! | `dev` on a loopback address | starts open ("open (dev, loopback only)"), with a warning | starts open, with a warning |
 //! | `dev` on any other address | refuses to start | starts open, with a warning |
 //!
@@ -212,7 +212,7 @@ impl AuthConfig {
     /// credentials only; a process serving the API uses [`ResolvedAuth::from_env`], which also
     /// applies [`AUTH_MODE_VAR`] and refuses to run without credentials.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(jobs_core::config::env_vars())
+        Self::from_vars(jobs_core::Env::from_process().pairs())
     }
 
     /// Reads the two variables from `(name, value)` pairs. A blank value counts as unset; the
@@ -345,7 +345,7 @@ impl AuthMode {
 /// Which process serves the API, and where: decides whether it may run without credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Serving {
-    /// `async-jobs api`, `jobs-api`, or a service mounting the router: credentials required
+    /// `async-jobs api`, or a service mounting the router: credentials required
     /// unless `ASYNC_JOBS_AUTH=none`.
     Api {
         /// The listen address.
@@ -416,7 +416,7 @@ pub struct ResolvedAuth {
 impl ResolvedAuth {
     /// Resolves from the process environment (see [`ResolvedAuth::from_vars`]).
     pub fn from_env(serving: Serving) -> Result<Self, AuthError> {
-        Self::from_vars(jobs_core::config::env_vars(), serving)
+        Self::from_vars(jobs_core::Env::from_process().pairs(), serving)
     }
 
     /// Resolves [`AUTH_MODE_VAR`], [`TOKEN_VAR`] and [`API_KEYS_VAR`] for `serving`: with a

@@ -1,7 +1,7 @@
 //! # jobs-http — the async-jobs HTTP API as an axum router
 //!
 //! [`router`] serves the job API over a [`jobs_core::JobService`]; mount it at the root of a
-//! standalone server (the `jobs-api` binary) or under a prefix in your own service with
+//! standalone server (`async-jobs api`) or under a prefix in your own service with
 //! [`axum::Router::nest`]. The router only maps: validation, quotas, tenant scope and state
 //! transitions are all decided by `jobs-core`.
 //!
@@ -29,8 +29,6 @@
 //! # let _ = app;
 //! ```
 
-#[cfg(feature = "app")]
-pub mod app;
 pub mod auth;
 pub mod error;
 pub mod extract;

@@ -70,7 +70,7 @@ impl ServerLimits {
     /// Reads the limits from the process environment (see the module docs); unset variables keep
     /// their defaults. The error names the first bad variable.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(jobs_core::config::env_vars())
+        Self::from_vars(jobs_core::Env::from_process().pairs())
     }
 
     /// Reads the limits from `(name, value)` pairs, as [`from_env`](Self::from_env) does. An

@@ -506,7 +506,7 @@ pub fn router(state: AppState) -> axum::Router {
 
 /// The operations router of the scheduler and worker processes: `GET /healthz` (alive),
 /// `GET /readyz` (the store answers) and `GET /metrics` (Prometheus text), with the same
-/// handlers and JSON errors as the API. [`crate::server::spawn_ops`] serves it.
+/// handlers and JSON errors as the API. `async_jobs::app` serves it on `ASYNC_JOBS_HEALTH_ADDR`.
 pub fn ops_router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/healthz", axum::routing::get(healthz))

@@ -1,27 +1,8 @@
-//! Logs and traces of every process, and the trace context across the enqueue → handler hop.
+//! The trace context across the enqueue → handler hop.
 //!
-//! [`init_tracing`] installs the process's `tracing` subscriber: logs to stderr (JSON lines with
-//! `ASYNC_JOBS_LOG_FORMAT=json`, filter from `RUST_LOG`, default `info`) and — only when an OTLP
-//! endpoint is configured with the standard OpenTelemetry variables — an OpenTelemetry layer
-//! that exports spans over OTLP/HTTP (protobuf) through a batch span processor. Without an
-//! endpoint no OpenTelemetry layer exists and nothing else changes.
-//!
-//! The standard variables honoured:
-//!
-//! | variable | meaning |
-//! |---|---|
-//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | collector base URL, e.g. `http://localhost:4318` (spans go to `/v1/traces`) |
-//! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | full traces URL; wins over the above |
-//! | `OTEL_SERVICE_NAME` | the `service.name` resource attribute (default: the process, e.g. `async-jobs-worker`) |
-//! | `OTEL_RESOURCE_ATTRIBUTES` | more resource attributes (`key=value,…`) |
-//! | `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT` | exporter headers and timeout (ms, default 10 000) |
-//! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the batch processor: bounded queue (default 2048 spans; more are dropped), export interval (default 5000 ms), batch size (512) |
-//! | `OTEL_SDK_DISABLED=true`, `OTEL_TRACES_EXPORTER=none` | no exporter even with an endpoint |
-//!
-//! Only `http/protobuf` is spoken (no gRPC): point it at the collector's OTLP/HTTP port (4318).
-//! Sampling is parent-based: a request whose `traceparent` says "not sampled" is not recorded.
-//! The returned [`TracingGuard`] flushes the queue when the process ends (the binaries keep it
-//! until after SIGTERM's drain).
+//! Span export (the subscriber, the OTLP exporter and its settings) belongs to the process:
+//! `async_jobs::app::telemetry` installs it. This module needs only the OpenTelemetry API and
+//! the tracing bridge, and does nothing visible until a process installs an exporting layer.
 //!
 //! The hop: the API reads `traceparent` / `tracestate` ([`trace_context_from_headers`]), makes its
 //! request span a child of it ([`set_parent`]) and stores the request span's context with the job
@@ -40,164 +21,15 @@ use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 use jobs_core::TraceContext;
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
-};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
-use opentelemetry_otlp::{Protocol, WithExportConfig};
-use opentelemetry_sdk::trace::SdkTracerProvider;
-use opentelemetry_sdk::Resource;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
 /// The `traceparent` request header (W3C Trace Context).
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// The `tracestate` request header (W3C Trace Context).
 pub const TRACESTATE_HEADER: &str = "tracestate";
-
-const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-const TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
-const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
-
-/// The OpenTelemetry settings could not be used.
-#[derive(Debug, thiserror::Error)]
-#[error("OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: cannot set up the OTLP exporter: {0}")]
-pub struct TelemetryError(String);
-
-/// Keeps the span exporter of [`init_tracing`] alive; dropping it (or [`TracingGuard::shutdown`])
-/// flushes the spans still queued and stops the exporter. Without an exporter it does nothing.
-#[derive(Debug)]
-#[must_use = "dropping the guard stops the span exporter"]
-pub struct TracingGuard {
-    provider: Option<SdkTracerProvider>,
-}
-
-impl TracingGuard {
-    /// True if spans are exported (an OTLP endpoint is configured).
-    pub fn is_exporting(&self) -> bool {
-        self.provider.is_some()
-    }
-
-    /// Flushes the queued spans and stops the exporter (bounded by the exporter's timeout).
-    pub fn shutdown(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            if let Err(e) = provider.shutdown() {
-                tracing::warn!(error = %e, "flushing spans at shutdown failed");
-            }
-        }
-    }
-}
-
-impl Drop for TracingGuard {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn env_set(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
-}
-
-fn env_is(name: &str, value: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| v.trim().eq_ignore_ascii_case(value))
-}
-
-/// True when the environment asks for span export: an OTLP endpoint is set, and neither
-/// `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` says otherwise.
-pub fn otlp_configured() -> bool {
-    (env_set(ENDPOINT) || env_set(TRACES_ENDPOINT))
-        && !env_is("OTEL_SDK_DISABLED", "true")
-        && !env_is("OTEL_TRACES_EXPORTER", "none")
-}
-
-/// The tracer provider exporting over OTLP/HTTP with a batch processor.
-fn provider(default_service: &str) -> Result<SdkTracerProvider, TelemetryError> {
-    for var in [
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-    ] {
-        if let Ok(p) = std::env::var(var) {
-            if !p.trim().is_empty() && p.trim() != "http/protobuf" {
-                eprintln!("{var}={p}: only http/protobuf is supported; using it");
-            }
-        }
-    }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .build()
-        .map_err(|e| TelemetryError(e.to_string()))?;
-    let named = env_set(SERVICE_NAME)
-        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| a.contains("service.name="));
-    let resource = if named {
-        Resource::builder().build()
-    } else {
-        Resource::builder()
-            .with_service_name(default_service.to_owned())
-            .build()
-    };
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource)
-        .build())
-}
-
-/// Installs the process's tracing subscriber (see the module docs): logs to stderr, plus span
-/// export over OTLP when [`otlp_configured`]. `service_name` is the default `service.name`
-/// (`OTEL_SERVICE_NAME` wins). Keep the guard until the process ends. A second call installs
-/// nothing and returns an idle guard. `Err` when an endpoint is set but unusable (then logs are
-/// installed without export).
-pub fn init_tracing(service_name: &str) -> Result<TracingGuard, TelemetryError> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = std::env::var("ASYNC_JOBS_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (provider, failure) = if otlp_configured() {
-        match provider(service_name) {
-            Ok(p) => (Some(p), None),
-            Err(e) => (None, Some(e)),
-        }
-    } else {
-        (None, None)
-    };
-    let otel = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("async-jobs"))
-            .with_threads(false)
-    });
-    let json_layer = json.then(|| {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(true)
-            .with_writer(std::io::stderr)
-    });
-    let text_layer = (!json).then(|| {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(ansi)
-    });
-    let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(otel)
-        .with(json_layer)
-        .with(text_layer)
-        .try_init()
-        .is_ok();
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let provider = provider.filter(|_| installed);
-    if provider.is_some() {
-        tracing::info!(service = service_name, "exporting spans over OTLP/HTTP");
-    }
-    Ok(TracingGuard { provider })
-}
 
 /// The trace context of a request's `traceparent` and `tracestate` headers; `None` when there is
 /// no `traceparent`, more than one, or an invalid one (W3C: ignored, not refused). Several

@@ -12,7 +12,7 @@
 //! use jobs_postgres::PgStore;
 //!
 //! let store = PgStore::connect("postgres://postgres@127.0.0.1/app", "async_jobs")?;
-//! store.migrate().await?; // or run the `jobs-migrate` binary at deploy time
+//! store.migrate().await?; // or run `async-jobs migrate` at deploy time
 //! store.ping().await?;
 //! # Ok(()) }
 //! ```
@@ -32,7 +32,7 @@
 //! ## The parts
 //!
 //! - [`migrate()`] and [`MIGRATIONS`]: versioned SQL embedded in the crate, applied under an
-//!   advisory lock into a configurable schema (also the `jobs-migrate` binary).
+//!   advisory lock into a configurable schema (also `async-jobs migrate`).
 //! - [`PgStore`]: the store; `with_clock` for tests that move time.
 //! - Wake-ups: NOTIFY on `<schema>_wakeup` when a job becomes due or leaves dispatched/running —
 //!   sent by triggers in other sessions, and coalesced by the store itself on its own pooled

@@ -163,7 +163,7 @@ impl PgStore {
     /// A store over `dsn` (a libpq-style key/value string or a `postgres://` URL, with libpq's
     /// `sslmode` and `sslrootcert`: see [`crate::tls`]) in `schema`, with default
     /// [`PoolOptions`]. Does not connect yet and does not migrate: run
-    /// [`migrate`](crate::migrate()) (or the `jobs-migrate` binary) first. Reads no environment
+    /// [`migrate`](crate::migrate()) (or `async-jobs migrate`) first. Reads no environment
     /// variable: for `ASYNC_JOBS_DB_CA_FILE` build a [`PgConnector`] and use
     /// [`connect_using`](PgStore::connect_using).
     pub fn connect(dsn: &str, schema: &str) -> Result<PgStore, StoreError> {

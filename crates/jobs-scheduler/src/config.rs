@@ -72,7 +72,7 @@ fn number<T: std::str::FromStr + PartialOrd + Copy>(
 impl SchedulerConfig {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(&|k| std::env::var(k).ok())
+        Self::from_lookup(&jobs_core::Env::from_process().lookup())
     }
 
     /// Reads settings through `get` (the environment, or a test's map).

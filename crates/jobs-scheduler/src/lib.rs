@@ -29,9 +29,11 @@
 //!     .await;
 //! # }
 //! ```
+//!
+//! The crate depends on `jobs-core` alone. The ECS process — Postgres store, SQS transport, the
+//! Postgres leader lock, `/healthz`, settings from the environment — is composed by
+//! `async_jobs::app` (`async-jobs scheduler`).
 
-#[cfg(feature = "app")]
-pub mod app;
 mod config;
 mod dispatch;
 mod run;

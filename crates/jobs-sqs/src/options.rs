@@ -45,7 +45,7 @@ impl SqsOptions {
     /// `ASYNC_JOBS_SQS_REQUEST_TIMEOUT_SECONDS` (both > 0, fractions allowed) and
     /// `ASYNC_JOBS_SQS_MAX_ATTEMPTS` (≥ 1). The error names the variable.
     pub fn from_env() -> Result<Self, jobs_core::ConfigError> {
-        Self::from_lookup(&|name| std::env::var(name).ok())
+        Self::from_lookup(&jobs_core::Env::from_process().lookup())
     }
 
     /// [`SqsOptions::from_env`] over any variable lookup (for tests).

@@ -108,7 +108,7 @@ impl WorkerConfig {
     /// Reads the settings from the process environment (see the module docs); unset variables
     /// keep their defaults. The error names the first bad variable.
     pub fn from_env() -> Result<Self, ConfigError> {
-        WorkerConfig::from_vars(jobs_core::config::env_vars())
+        WorkerConfig::from_vars(jobs_core::Env::from_process().pairs())
     }
 
     /// Reads the settings from `vars` (name, value pairs), as [`from_env`](Self::from_env) does.

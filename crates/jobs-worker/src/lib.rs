@@ -6,8 +6,11 @@
 //! cancelled. On shutdown it stops receiving, lets in-flight jobs finish within a grace period and
 //! returns the rest to `pending` without penalty.
 //!
-//! This crate is the runtime and a reference binary (`jobs-worker`, configured from the
-//! environment, for ECS). Bring your own handlers by building your own small binary, as below.
+//! This crate is the runtime alone: it depends on `jobs-core` and runs over any
+//! [`JobStore`](jobs_core::JobStore) and [`Transport`](jobs_core::Transport). On ECS, run your
+//! registry with `async_jobs::app::worker::run_from_env` (Postgres, SQS, `/healthz`, settings
+//! from the environment — what `async-jobs worker` runs with the sample handlers); or compose the
+//! runtime yourself, as below.
 //!
 //! ## Your own worker
 //!
@@ -102,7 +105,7 @@
 //!   `stopTimeout`.
 //! - **Observability.** Every log line of a job carries its id, tenant, use case, kind and attempt
 //!   (the [`JobContext`](jobs_core::JobContext) span). With a span parent set
-//!   ([`Worker::with_span_parent`]; `app` sets `jobs_http::telemetry::set_parent`), that `job` span
+//!   ([`Worker::with_span_parent`]; `async_jobs::app` sets `jobs_http::telemetry::set_parent`), that `job` span
 //!   is a child of the trace context stored with the job ([`jobs_core::Job::trace_context`], from
 //!   the enqueuer's `traceparent`), so with OTLP export on each attempt joins the enqueuer's
 //!   trace; without it nothing changes. Metrics (via the `metrics` facade, a no-op
@@ -115,13 +118,8 @@
 //! - [`config`]: [`WorkerConfig`] and its environment variables.
 //! - [`runtime`]: [`Worker`], its errors and live stats.
 //! - [`report`]: [`WorkerReport`] and metric names.
-//! - `samples` (feature `app`, default): the sample handlers (`send_email`, `send_sms`,
-//!   `label_message`).
-//! - `app` (feature `app`, default): the process wiring, `app::run_from_env` for your own
-//!   registry.
+//! - The sample handlers live in the `jobs-samples` crate, the process wiring in `async_jobs::app`.
 
-#[cfg(feature = "app")]
-pub mod app;
 mod complete;
 pub mod config;
 mod execute;
@@ -129,11 +127,7 @@ mod heartbeat;
 mod receive;
 pub mod report;
 pub mod runtime;
-#[cfg(feature = "app")]
-pub mod samples;
 
 pub use config::WorkerConfig;
 pub use report::WorkerReport;
 pub use runtime::{Worker, WorkerError, WorkerStats};
-#[cfg(feature = "app")]
-pub use samples::sample_registry;

@@ -13,7 +13,7 @@ use jobs_core::{
     Backoff, BackoffStrategy, DispatchMessage, EnqueueRequest, HandlerRegistry, Jitter, Job, JobId,
     JobService, JobStatus, JobStore, PlatformConfig, Transport, UseCaseConfig,
 };
-use jobs_worker::samples::{sample_registry_with, SampleOptions};
+use jobs_samples::{sample_registry_with, SampleOptions};
 use jobs_worker::{Worker, WorkerConfig, WorkerError, WorkerReport, WorkerStats};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

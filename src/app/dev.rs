@@ -1,34 +1,33 @@
 //! `async-jobs dev`: the whole platform in one process.
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
-use jobs_core::{JobService, PlatformConfig};
-use jobs_http::auth::{ResolvedAuth, Serving};
-use jobs_scheduler::{Dispatcher, Scheduler, SchedulerConfig};
-use jobs_worker::{Worker, WorkerConfig};
+use jobs_core::{HandlerRegistry, JobService};
+use jobs_scheduler::{Dispatcher, Scheduler};
+use jobs_worker::Worker;
 use tokio::sync::watch;
 
-use super::{ports, CliError};
+use super::settings::Settings;
+use super::{ports, store, AppError};
 
-/// Serves the API on `addr` and runs a scheduler and a worker (sample handlers) beside it until
-/// `shutdown`; then stops the API and the scheduler and lets the worker drain.
-pub(crate) async fn run(
-    addr: SocketAddr,
+/// Serves the API and runs a scheduler and a worker with `registry` beside it, as `settings`
+/// (read for `dev`) describe, until `shutdown`; then stops the API and the scheduler and lets
+/// the worker drain.
+pub async fn run(
+    settings: Settings,
+    registry: HandlerRegistry,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), CliError> {
-    let platform = Arc::new(PlatformConfig::from_env()?);
-    // Open without credentials on a loopback address only; refused elsewhere unless
-    // ASYNC_JOBS_AUTH=none.
-    let auth = ResolvedAuth::from_env(Serving::Dev { addr })?;
-    let scheduler_config = SchedulerConfig::from_env()?;
-    let worker_config = WorkerConfig::from_env()?;
-    let limits = jobs_http::ServerLimits::from_env()?;
+) -> Result<(), AppError> {
+    let missing = "the settings were not read for dev";
+    let api = settings.api.clone().ok_or(missing)?;
+    let scheduler_config = settings.scheduler.clone().ok_or(missing)?;
+    let worker_config = settings.worker.clone().ok_or(missing)?;
+    let (addr, auth, limits) = (api.addr, api.auth, api.limits);
+    let platform = settings.platform.clone();
     // One store for all three, with the API's statement timeout (ASYNC_JOBS_API_STATEMENT_TIMEOUT).
-    let store = jobs_http::app::store_for(jobs_http::app::StoreRole::Dev).await?;
-    let leader = ports::leader_for(&store)?;
-    let (transport, transport_kind) = ports::transport_from_env(&platform).await?;
+    let store = store::open(&settings.store).await?;
+    let leader = ports::leader_for(&store);
+    let (transport, transport_kind) = ports::transport(&settings.transport, &platform).await?;
     let service = JobService::new(store.store.clone(), platform.clone());
 
     let listener = tokio::net::TcpListener::bind(addr)
@@ -70,14 +69,9 @@ pub(crate) async fn run(
     );
     let scheduler = tokio::spawn(Scheduler::new(dispatcher, leader).run(stopped()));
     let worker = tokio::spawn(
-        Worker::new(
-            service,
-            transport,
-            jobs_worker::sample_registry(),
-            worker_config,
-        )
-        .with_span_parent(jobs_http::telemetry::set_parent)
-        .run(stopped()),
+        Worker::new(service, transport, registry, worker_config)
+            .with_span_parent(jobs_http::telemetry::set_parent)
+            .run(stopped()),
     );
 
     shutdown.await;

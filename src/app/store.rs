@@ -1,21 +1,15 @@
-//! The API as a process: choosing the store from the environment and serving the router. Used by
-//! the `jobs-api` binary and `async-jobs api`.
+//! Which store a process runs on, and opening it.
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jobs_core::clock::SystemClock;
 use jobs_core::memory::MemoryStore;
-use jobs_core::{ConfigError, JobService, JobStore, PlatformConfig};
+use jobs_core::{ConfigError, Env, JobStore};
 
-use crate::auth::{ResolvedAuth, Serving};
-use crate::AppState;
-
-/// Why the process could not start or serve (each message names the setting at fault).
-pub type AppError = Box<dyn std::error::Error + Send + Sync>;
+use super::settings::StoreSettings;
+use super::AppError;
 
 /// The store a process runs on.
 #[derive(Debug, Clone)]
@@ -28,18 +22,6 @@ pub struct StoreChoice {
 }
 
 impl StoreChoice {
-    /// The `(connector, schema)` of a Postgres store, or the one-line error processes that
-    /// need Postgres (scheduler, worker) stop with.
-    pub fn require_postgres(&self) -> Result<(&jobs_postgres::PgConnector, &str), AppError> {
-        self.postgres
-            .as_ref()
-            .map(|(connector, schema)| (connector, schema.as_str()))
-            .ok_or_else(|| {
-                "invalid ASYNC_JOBS_DB_DSN: expected a Postgres connection string, got nothing"
-                    .into()
-            })
-    }
-
     /// `postgres` or a warning that the store is not durable.
     pub fn describe(&self) -> &'static str {
         match self.postgres {
@@ -70,13 +52,13 @@ pub enum StoreRole {
 }
 
 impl StoreRole {
-    /// The statement timeout of this role's store, from the environment. `Err` names the
-    /// variable and what it should hold.
-    pub fn statement_timeout_from_env(self) -> Result<Option<Duration>, ConfigError> {
+    /// The statement timeout of this role's store in `env`. `Err` names the variable and what
+    /// it should hold.
+    pub fn statement_timeout(self, env: &Env) -> Result<Option<Duration>, ConfigError> {
         match self {
             StoreRole::Api | StoreRole::Dev => statement_timeout(
                 API_STATEMENT_TIMEOUT_VAR,
-                std::env::var(API_STATEMENT_TIMEOUT_VAR).ok().as_deref(),
+                env.get(API_STATEMENT_TIMEOUT_VAR),
                 DEFAULT_API_STATEMENT_TIMEOUT,
             ),
             StoreRole::Background => Ok(None),
@@ -145,23 +127,21 @@ impl StoreKind {
     /// unset) and `ASYNC_JOBS_DB_DSN`. Only `dev` runs on memory without being asked to: every
     /// other process without a DSN refuses to start (on ECS a missing secret would otherwise mean
     /// jobs accepted and lost), unless `ASYNC_JOBS_STORE=memory`. `memory` together with a DSN
-    /// is refused as a contradiction. `Err` is one line naming the variable.
-    pub fn from_env(role: StoreRole) -> Result<Self, ConfigError> {
-        Self::from_vars(jobs_core::config::env_vars(), role)
-    }
-
-    /// Like [`from_env`](Self::from_env) over `(name, value)` pairs. Empty values count as unset.
-    pub fn from_vars<I>(vars: I, role: StoreRole) -> Result<Self, ConfigError>
+    /// is refused as a contradiction. `Err` is one line naming the variable. Empty values count
+    /// as unset.
+    pub fn from_vars<I, K, V>(vars: I, role: StoreRole) -> Result<Self, ConfigError>
     where
-        I: IntoIterator<Item = (String, String)>,
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
     {
         let (mut kind, mut dsn, mut schema, mut ca_file) = (None, None, None, None);
         for (name, value) in vars {
-            let value = value.trim().to_owned();
+            let value = value.as_ref().trim().to_owned();
             if value.is_empty() {
                 continue;
             }
-            match name.as_str() {
+            match name.as_ref() {
                 STORE_VAR => kind = Some(value),
                 DSN_VAR => dsn = Some(value),
                 "ASYNC_JOBS_DB_SCHEMA" => schema = Some(value),
@@ -197,39 +177,28 @@ impl StoreKind {
     }
 }
 
-/// [`store_for`] the API ([`StoreRole::Api`]).
-pub async fn store_from_env() -> Result<StoreChoice, AppError> {
-    store_for(StoreRole::Api).await
-}
-
-/// The store [`StoreKind::from_env`] chooses for `role`: Postgres (TLS as `sslmode` in the DSN
-/// and `ASYNC_JOBS_DB_CA_FILE` say, see [`jobs_postgres::tls`]; migrated unless
-/// `ASYNC_JOBS_AUTO_MIGRATE=false`; the statement timeout of `role`) or the in-memory store.
-pub async fn store_for(role: StoreRole) -> Result<StoreChoice, AppError> {
-    let statement_timeout = role.statement_timeout_from_env()?;
-    let (dsn, schema, ca_file) = match StoreKind::from_env(role)? {
-        StoreKind::Memory => {
+/// Opens the store `settings` describe: Postgres (TLS as `sslmode` in the DSN and
+/// `ASYNC_JOBS_DB_CA_FILE` say, see [`jobs_postgres::tls`]; migrated unless
+/// `ASYNC_JOBS_AUTO_MIGRATE=false`; the role's statement timeout) or the in-memory store.
+pub async fn open(settings: &StoreSettings) -> Result<StoreChoice, AppError> {
+    let pg = match settings {
+        StoreSettings::Memory => {
             return Ok(StoreChoice {
                 store: Arc::new(MemoryStore::new(Arc::new(SystemClock))),
                 postgres: None,
             })
         }
-        StoreKind::Postgres {
-            dsn,
-            schema,
-            ca_file,
-        } => (dsn, schema, ca_file),
+        StoreSettings::Postgres(pg) => pg,
     };
-    let connector = jobs_postgres::PgConnector::new(&dsn, ca_file.as_deref())?;
     let store = jobs_postgres::PgStore::connect_using(
-        &connector,
-        &schema,
+        &pg.connector,
+        &pg.schema,
         jobs_postgres::PoolOptions {
-            statement_timeout,
+            statement_timeout: pg.statement_timeout,
             ..jobs_postgres::PoolOptions::default()
         },
     )?;
-    if std::env::var("ASYNC_JOBS_AUTO_MIGRATE").map_or(true, |v| v.trim() != "false") {
+    if pg.auto_migrate {
         store
             .migrate()
             .await
@@ -237,37 +206,8 @@ pub async fn store_for(role: StoreRole) -> Result<StoreChoice, AppError> {
     }
     Ok(StoreChoice {
         store: Arc::new(store),
-        postgres: Some((connector, schema)),
+        postgres: Some((pg.connector.clone(), pg.schema.clone())),
     })
-}
-
-/// Serves the API on `addr` until `shutdown`: platform settings from the environment, credentials
-/// from [`ResolvedAuth::from_env`] (refuses to start without one unless `ASYNC_JOBS_AUTH=none`),
-/// connection limits from [`crate::ServerLimits::from_env`], the store from [`store_from_env`],
-/// Prometheus metrics installed.
-pub async fn run_from_env(
-    addr: SocketAddr,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), AppError> {
-    let platform = Arc::new(PlatformConfig::from_env()?);
-    let limits = crate::ServerLimits::from_env()?;
-    let auth = ResolvedAuth::from_env(Serving::Api { addr })?;
-    auth.log();
-    let auth = auth.into_config();
-    let choice = store_from_env().await?;
-    if choice.postgres.is_none() {
-        tracing::warn!("ASYNC_JOBS_DB_DSN is not set: {}", choice.describe());
-    }
-    let service = JobService::new(choice.store, platform);
-    let state =
-        AppState::new(service, auth).with_metrics_handle(crate::metrics::prometheus_handle());
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("invalid ASYNC_JOBS_API_ADDR: cannot listen on {addr}: {e}"))?;
-    tracing::info!(%addr, ?limits, "API listening");
-    crate::server::serve_with(listener, crate::router(state), limits, shutdown).await?;
-    tracing::info!("API stopped");
-    Ok(())
 }
 
 #[cfg(test)]
@@ -361,6 +301,11 @@ mod tests {
 
     #[test]
     fn background_processes_have_no_statement_timeout() {
-        assert_eq!(StoreRole::Background.statement_timeout_from_env(), Ok(None));
+        let env = Env::from_pairs([(API_STATEMENT_TIMEOUT_VAR, "3")]);
+        assert_eq!(StoreRole::Background.statement_timeout(&env), Ok(None));
+        assert_eq!(
+            StoreRole::Api.statement_timeout(&env),
+            Ok(Some(Duration::from_secs(3)))
+        );
     }
 }

@@ -1,5 +1,9 @@
+//! # jobs-samples — the reference worker's handlers
+//!
 //! Sample handlers mirroring the original service: notifications (`send_email`, `send_sms`) and
-//! messaging (`label_message`).
+//! messaging (`label_message`). `async-jobs worker` and `async-jobs dev` run them; your own worker
+//! runs your own registry (see `async_jobs::app`). They live outside the worker library so the
+//! runtime carries no demo code and no database driver.
 //!
 //! They log, simulate work and can be told to fail, which makes them useful for demos and
 //! end-to-end tests. Every payload also accepts these optional fields:
@@ -15,8 +19,8 @@
 //!
 //! ## Side-effect log (fault tests)
 //!
-//! With a [`SideEffectLog`] installed ([`install_side_effect_log`]; the `jobs-worker` binary does so
-//! when `ASYNC_JOBS_SAMPLE_SIDE_EFFECTS_DSN` is set, in `ASYNC_JOBS_SAMPLE_SIDE_EFFECTS_SCHEMA`,
+//! With a [`SideEffectLog`] installed ([`install_side_effect_log`]; `async-jobs worker` and `dev` do
+//! so when `ASYNC_JOBS_SAMPLE_SIDE_EFFECTS_DSN` is set, in `ASYNC_JOBS_SAMPLE_SIDE_EFFECTS_SCHEMA`,
 //! default `public`), every sample handler run inserts `(job_id, attempt, worker_pid, at)` into a
 //! `handler_runs` table with `UNIQUE (job_id, attempt)` when it starts, and stamps `ok_at` when it
 //! returns `Ok`. A second run of the same attempt increments `duplicates` instead of failing. Off
@@ -25,7 +29,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use jobs_core::testkit::run_handler;
-//! use jobs_worker::samples::sample_registry;
+//! use jobs_samples::sample_registry;
 //! use serde_json::json;
 //!
 //! let handlers = sample_registry();
@@ -77,8 +81,13 @@ pub struct SideEffectLog {
 
 impl SideEffectLog {
     /// A log writing to `dsn`, in `schema` (created with the table on first use). TLS as the
-    /// platform's connections: `sslmode` / `sslrootcert` in `dsn` and `ASYNC_JOBS_DB_CA_FILE`.
-    pub fn new(dsn: &str, schema: &str) -> Result<Self, SideEffectError> {
+    /// platform's connections: `sslmode` / `sslrootcert` in `dsn`, and `ca_file` (the process's
+    /// `ASYNC_JOBS_DB_CA_FILE`) as the trusted roots when the DSN names none.
+    pub fn new(
+        dsn: &str,
+        schema: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, SideEffectError> {
         let plain = !schema.is_empty()
             && schema.len() <= 63
             && schema
@@ -89,7 +98,7 @@ impl SideEffectLog {
                 schema.chars().take(80).collect(),
             ));
         }
-        let connector = jobs_postgres::PgConnector::from_env_ca(dsn)
+        let connector = jobs_postgres::PgConnector::new(dsn, ca_file)
             .map_err(|e| e.for_dsn_setting(ENV_SIDE_EFFECTS_DSN))?;
         Ok(SideEffectLog {
             connector,
@@ -97,15 +106,6 @@ impl SideEffectLog {
             pid: std::process::id(),
             client: Mutex::new(None),
         })
-    }
-
-    /// The log the environment asks for: `None` when [`ENV_SIDE_EFFECTS_DSN`] is unset.
-    pub fn from_env() -> Result<Option<Self>, SideEffectError> {
-        let Ok(dsn) = std::env::var(ENV_SIDE_EFFECTS_DSN) else {
-            return Ok(None);
-        };
-        let schema = std::env::var(ENV_SIDE_EFFECTS_SCHEMA).unwrap_or_else(|_| "public".to_owned());
-        SideEffectLog::new(&dsn, &schema).map(Some)
     }
 
     /// The `CREATE` statements of the table (idempotent).

@@ -1,0 +1,165 @@
+//! `--print-config`: the [`Settings`] a process runs with, as JSON, secrets redacted.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::settings::{LogFormat, Settings, StoreSettings, TransportSettings};
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl Settings {
+    /// Everything this value holds, as JSON: what `--print-config` prints and the process runs
+    /// with. Passwords in connection strings are `***`; credentials show only whether they are
+    /// set and how many (never their values).
+    pub fn report(&self) -> Value {
+        let use_cases: Vec<_> = self
+            .platform
+            .use_cases
+            .values()
+            .map(|uc| {
+                json!({
+                    "name": uc.name,
+                    "queue_url": uc.queue_url,
+                    "max_concurrent": uc.max_concurrent,
+                    "default_delay_tolerance_seconds": secs(uc.default_delay_tolerance),
+                })
+            })
+            .collect();
+        let store = match &self.store {
+            StoreSettings::Memory => json!({"kind": "memory", "durable": false}),
+            StoreSettings::Postgres(pg) => json!({
+                "kind": "postgres",
+                "dsn": pg.redacted_dsn(),
+                "schema": pg.schema,
+                "ca_file": pg.ca_file.as_ref().map(|p| p.display().to_string()),
+                "sslmode": pg.connector.ssl_mode().as_str(),
+                "tls_roots": pg.connector.roots().map(ToString::to_string),
+                "statement_timeout_seconds": pg.statement_timeout.map(secs),
+                "auto_migrate": pg.auto_migrate,
+            }),
+        };
+        let transport = match &self.transport {
+            TransportSettings::None => Value::Null,
+            TransportSettings::InProcess => json!({"kind": "in-process"}),
+            TransportSettings::Sqs {
+                queue_urls,
+                options,
+            } => json!({
+                "kind": "sqs",
+                "queue_urls": queue_urls,
+                "connect_timeout_seconds": secs(options.connect_timeout),
+                "request_timeout_seconds": secs(options.request_timeout),
+                "max_attempts": options.max_attempts,
+                "max_message_bytes": options.max_message_bytes,
+            }),
+        };
+        let limits = &self.platform.limits;
+        let mut out = json!({
+            "command": self.process.name(),
+            "store": store,
+            "transport": transport,
+            "use_cases": use_cases,
+            "per_tenant_quotas": self.platform.quotas.to_json(),
+            "input_limits": {
+                "max_payload_bytes": limits.max_payload_bytes,
+                "max_tenant_len": limits.max_tenant_len,
+                "max_kind_len": limits.max_kind_len,
+                "max_idempotency_key_len": limits.max_idempotency_key_len,
+                "max_schedule_ahead_seconds": secs(limits.max_schedule_ahead),
+                "max_attempts": limits.max_attempts,
+                "max_delay_tolerance_seconds": secs(limits.max_delay_tolerance),
+                "max_timeout_seconds": secs(limits.max_timeout),
+                "default_max_attempts": limits.default_max_attempts,
+                "default_timeout_seconds": secs(limits.default_timeout),
+                "max_batch": limits.max_batch,
+            },
+            "log_format": match self.telemetry.log_format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            },
+            "log_filter": self.telemetry.log_filter,
+            // Span export (the standard OpenTelemetry variables; headers are not shown).
+            "traces": {
+                "otlp_export": self.telemetry.traces.is_some(),
+                "endpoint": self.telemetry.configured_endpoint,
+                "service_name": self.telemetry.service_name,
+            },
+            "aws": {
+                "region": self.aws.region,
+                "endpoint_url_sqs": self.aws.endpoint_url_sqs,
+            },
+        });
+        let Some(obj) = out.as_object_mut() else {
+            return out;
+        };
+        if let Some(api) = &self.api {
+            obj.insert("api_addr".into(), json!(api.addr.to_string()));
+            obj.insert("auth".into(), api.auth.report());
+            obj.insert(
+                "http_limits".into(),
+                json!({
+                    "header_timeout_seconds": secs(api.limits.header_timeout),
+                    "body_timeout_seconds": secs(api.limits.body_timeout),
+                    "idle_timeout_seconds": secs(api.limits.idle_timeout),
+                    "max_connections": api.limits.max_connections,
+                    "shutdown_grace_seconds": secs(api.limits.shutdown_grace),
+                }),
+            );
+        }
+        if let Some(s) = &self.scheduler {
+            obj.insert(
+                "scheduler".into(),
+                json!({
+                    "tick_interval_seconds": secs(s.tick_interval),
+                    "dispatch_lease_seconds": secs(s.dispatch_lease),
+                    "dispatch_batch": s.dispatch_batch,
+                    "reap_batch": s.reap_batch,
+                    "retention_seconds": secs(s.retention),
+                    "prune_interval_seconds": secs(s.prune_interval),
+                    "prune_batch": s.prune_batch,
+                    "leader_poll_seconds": secs(s.leader_poll),
+                    "min_backoff_seconds": secs(s.min_backoff),
+                    "max_backoff_seconds": secs(s.max_backoff),
+                }),
+            );
+        }
+        if let Some(w) = &self.worker {
+            obj.insert(
+                "worker".into(),
+                json!({
+                    "use_cases": w.use_cases,
+                    "concurrency": w.concurrency,
+                    "receive_wait_seconds": secs(w.receive_wait),
+                    "heartbeat_lease_seconds": secs(w.heartbeat_lease),
+                    "lease_margin_seconds": secs(w.lease_margin),
+                    "shutdown_grace_seconds": secs(w.shutdown_grace),
+                    "error_backoff_seconds": secs(w.error_backoff),
+                    "receive_loops": w.receive_loops,
+                }),
+            );
+            obj.insert(
+                "sample_side_effects".into(),
+                match &self.side_effects {
+                    Some(se) => json!({
+                        "dsn": jobs_postgres::tls::redact_dsn(&se.dsn),
+                        "schema": se.schema,
+                    }),
+                    None => Value::Null,
+                },
+            );
+        }
+        if matches!(
+            self.process,
+            super::Process::Scheduler | super::Process::Worker
+        ) {
+            obj.insert(
+                "health_addr".into(),
+                json!(self.health_addr.map(|a| a.to_string())),
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,37 @@
+//! `async-jobs scheduler`: the Postgres store, SQS, the Postgres leader lock and the operations
+//! endpoints around [`jobs_scheduler::Scheduler`].
+
+use std::future::Future;
+
+use jobs_core::JobService;
+use jobs_scheduler::{Dispatcher, Scheduler};
+
+use super::settings::Settings;
+use super::{ports, store, AppError};
+
+/// Runs the scheduler `settings` describe until `shutdown` completes (the leader releases its
+/// lock on the way out).
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+    let config = settings
+        .scheduler
+        .clone()
+        .ok_or("the settings were not read for a scheduler")?;
+    let pg = settings.require_postgres()?;
+    let choice = store::open(&settings.store).await?;
+    let (transport, _) = ports::transport(&settings.transport, &settings.platform).await?;
+    let leader = ports::leader_for(&choice);
+    let _ops = super::ops::spawn_ops(
+        settings.health_addr,
+        JobService::new(choice.store.clone(), settings.platform.clone()),
+    )
+    .await?;
+    tracing::info!(
+        schema = %pg.schema,
+        use_cases = ?settings.platform.use_cases.keys().collect::<Vec<_>>(),
+        "scheduler starting"
+    );
+    let dispatcher = Dispatcher::new(choice.store, transport, settings.platform.clone(), config);
+    Scheduler::new(dispatcher, leader).run(shutdown).await;
+    tracing::info!("scheduler stopped");
+    Ok(())
+}

@@ -1,0 +1,883 @@
+//! The configuration of a process, read once from the environment into one typed value.
+//!
+//! [`Settings::from_env`] takes one snapshot of the environment ([`Env`]: values trimmed, empty
+//! means unset — the one rule for every setting), resolves everything the process needs from it
+//! and fails on the first bad setting with one line naming the variable ([`SettingsError`]). The
+//! same value then runs the process ([`super::run`]) and is what `--print-config` prints
+//! ([`Settings::report`], secrets redacted). Nothing of ours reads the environment after that.
+//! Two libraries read their own standard variables as well: the AWS SDK (`AWS_REGION`,
+//! `AWS_ENDPOINT_URL_SQS`, the credentials chain) and the OpenTelemetry SDK
+//! (`OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_BSP_*`,
+//! `OTEL_RESOURCE_ATTRIBUTES`); the report shows the ones that decide where data goes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobs_core::{ConfigError, Env, PlatformConfig};
+use jobs_http::auth::{AuthError, ResolvedAuth, Serving};
+use jobs_http::ServerLimits;
+use jobs_postgres::PgConnector;
+use jobs_samples::{SideEffectLog, ENV_SIDE_EFFECTS_DSN, ENV_SIDE_EFFECTS_SCHEMA};
+use jobs_scheduler::SchedulerConfig;
+use jobs_sqs::SqsOptions;
+use jobs_worker::WorkerConfig;
+
+use super::store::{StoreKind, StoreRole};
+
+/// The API's listen address (default `127.0.0.1:8080`; `--addr` wins).
+pub const API_ADDR_VAR: &str = "ASYNC_JOBS_API_ADDR";
+/// The operations endpoints' address of the scheduler and the worker (default `0.0.0.0:9090`,
+/// `off` disables them).
+pub const HEALTH_ADDR_VAR: &str = "ASYNC_JOBS_HEALTH_ADDR";
+/// `text` (default) or `json` log lines.
+pub const LOG_FORMAT_VAR: &str = "ASYNC_JOBS_LOG_FORMAT";
+/// The log filter (`tracing` directives, default `info`).
+pub const LOG_FILTER_VAR: &str = "RUST_LOG";
+/// `true` (default) or `false`: whether processes apply the migrations at start.
+pub const AUTO_MIGRATE_VAR: &str = "ASYNC_JOBS_AUTO_MIGRATE";
+/// The OTLP collector's base URL (spans go to `<it>/v1/traces`).
+pub const OTLP_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// The OTLP traces URL; wins over [`OTLP_ENDPOINT_VAR`].
+pub const OTLP_TRACES_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// The `service.name` of the spans.
+pub const SERVICE_NAME_VAR: &str = "OTEL_SERVICE_NAME";
+
+const DEFAULT_API_ADDR: &str = "127.0.0.1:8080";
+const DEFAULT_HEALTH_ADDR: &str = "0.0.0.0:9090";
+
+/// A setting is missing, malformed or contradicts another: the process does not start. Displays
+/// as one line naming the variable; the binary exits with status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(String);
+
+impl SettingsError {
+    fn new(message: impl std::fmt::Display) -> Self {
+        SettingsError(message.to_string().replace('\n', " "))
+    }
+}
+
+impl From<ConfigError> for SettingsError {
+    fn from(e: ConfigError) -> Self {
+        SettingsError::new(e)
+    }
+}
+
+impl From<AuthError> for SettingsError {
+    fn from(e: AuthError) -> Self {
+        SettingsError::new(e)
+    }
+}
+
+/// The processes of the platform (the `async-jobs` subcommands that run one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Process {
+    /// API, scheduler and worker (sample handlers) in one process; in-memory unless configured.
+    Dev,
+    /// The HTTP API.
+    Api,
+    /// The scheduler (one leader dispatches, standbys wait).
+    Scheduler,
+    /// A worker (the sample handlers, or your registry through [`super::worker`]).
+    Worker,
+    /// Applies the migrations and exits.
+    Migrate,
+}
+
+impl Process {
+    /// The subcommand's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Process::Dev => "dev",
+            Process::Api => "api",
+            Process::Scheduler => "scheduler",
+            Process::Worker => "worker",
+            Process::Migrate => "migrate",
+        }
+    }
+
+    fn store_role(self) -> StoreRole {
+        match self {
+            Process::Dev => StoreRole::Dev,
+            Process::Api => StoreRole::Api,
+            Process::Scheduler | Process::Worker | Process::Migrate => StoreRole::Background,
+        }
+    }
+
+    fn serves_api(self) -> bool {
+        matches!(self, Process::Dev | Process::Api)
+    }
+
+    fn runs_scheduler(self) -> bool {
+        matches!(self, Process::Dev | Process::Scheduler)
+    }
+
+    fn runs_worker(self) -> bool {
+        matches!(self, Process::Dev | Process::Worker)
+    }
+}
+
+/// What the command line sets beside the environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    /// `--addr`: the API's listen address (wins over [`API_ADDR_VAR`]).
+    pub api_addr: Option<SocketAddr>,
+}
+
+/// Everything a process runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Which process.
+    pub process: Process,
+    /// Use cases, caps, tolerances, quotas and input limits.
+    pub platform: Arc<PlatformConfig>,
+    /// The store.
+    pub store: StoreSettings,
+    /// The transport (none for `api` and `migrate`).
+    pub transport: TransportSettings,
+    /// The API (for `dev` and `api`).
+    pub api: Option<ApiSettings>,
+    /// The scheduler loop (for `dev` and `scheduler`).
+    pub scheduler: Option<SchedulerConfig>,
+    /// The worker runtime (for `dev` and `worker`).
+    pub worker: Option<WorkerConfig>,
+    /// `/healthz`, `/readyz` and `/metrics` of `scheduler` and `worker` (`None`: off).
+    pub health_addr: Option<SocketAddr>,
+    /// Logs and span export.
+    pub telemetry: TelemetrySettings,
+    /// The sample handlers' side-effect log (fault tests; `dev` and `worker`, off by default).
+    pub side_effects: Option<SideEffectSettings>,
+    /// The AWS SDK's region and SQS endpoint as the environment gives them (the SDK reads them
+    /// itself; shown in the report).
+    pub aws: AwsSettings,
+}
+
+/// The store a process runs on.
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    /// The in-memory store: every job is lost when the process exits.
+    Memory,
+    /// PostgreSQL.
+    Postgres(Box<PostgresSettings>),
+}
+
+/// A Postgres store's settings.
+#[derive(Clone)]
+pub struct PostgresSettings {
+    /// `ASYNC_JOBS_DB_DSN` (holds the password: never print it, see [`Self::redacted_dsn`]).
+    pub dsn: String,
+    /// `ASYNC_JOBS_DB_SCHEMA` (default `async_jobs`).
+    pub schema: String,
+    /// `ASYNC_JOBS_DB_CA_FILE`.
+    pub ca_file: Option<PathBuf>,
+    /// The connection settings and TLS every connection of the process uses.
+    pub connector: PgConnector,
+    /// The statement timeout of the pool (`ASYNC_JOBS_API_STATEMENT_TIMEOUT` for the API).
+    pub statement_timeout: Option<Duration>,
+    /// Whether the process applies the migrations at start (`ASYNC_JOBS_AUTO_MIGRATE`).
+    pub auto_migrate: bool,
+}
+
+impl PostgresSettings {
+    /// The DSN with every password replaced by `***`.
+    pub fn redacted_dsn(&self) -> String {
+        jobs_postgres::tls::redact_dsn(&self.dsn)
+    }
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("dsn", &self.redacted_dsn())
+            .field("schema", &self.schema)
+            .field("ca_file", &self.ca_file)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("auto_migrate", &self.auto_migrate)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How jobs travel from the scheduler to the workers.
+#[derive(Debug, Clone)]
+pub enum TransportSettings {
+    /// The process sends nothing (`api`, `migrate`).
+    None,
+    /// In-process queues (`dev` with no queue URL).
+    InProcess,
+    /// SQS: one queue per use case.
+    Sqs {
+        /// Use case → queue URL.
+        queue_urls: BTreeMap<String, String>,
+        /// Timeouts and attempts of the SQS calls (`ASYNC_JOBS_SQS_*`).
+        options: SqsOptions,
+    },
+}
+
+/// The API's settings.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The authentication in force.
+    pub auth: ResolvedAuth,
+    /// Connection limits and timeouts (`ASYNC_JOBS_HTTP_*`).
+    pub limits: ServerLimits,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs and span export.
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// `tracing` filter directives (`RUST_LOG`, default `info`), validated.
+    pub log_filter: String,
+    /// Where spans go, when exported.
+    pub traces: Option<TraceExport>,
+    /// The endpoint as configured, even when export is disabled (for the report).
+    pub configured_endpoint: Option<String>,
+    /// The spans' `service.name`.
+    pub service_name: String,
+}
+
+/// Span export over OTLP/HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceExport {
+    /// The full traces URL (`…/v1/traces`).
+    pub traces_url: String,
+}
+
+/// The sample handlers' side-effect log.
+#[derive(Debug, Clone)]
+pub struct SideEffectSettings {
+    /// Its database (redacted in reports).
+    pub dsn: String,
+    /// Its schema.
+    pub schema: String,
+    /// The log, ready to install.
+    pub log: Arc<SideEffectLog>,
+}
+
+/// The AWS SDK's own settings, as read for the report.
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    /// `AWS_REGION`.
+    pub region: Option<String>,
+    /// `AWS_ENDPOINT_URL_SQS` (moto, LocalStack, a VPC endpoint).
+    pub endpoint_url_sqs: Option<String>,
+}
+
+impl Settings {
+    /// The settings of `process` from the process environment, read once.
+    pub fn from_env(process: Process, overrides: Overrides) -> Result<Self, SettingsError> {
+        Self::from_snapshot(&Env::from_process(), process, overrides)
+    }
+
+    /// The settings of `process` from `env`.
+    pub fn from_snapshot(
+        env: &Env,
+        process: Process,
+        overrides: Overrides,
+    ) -> Result<Self, SettingsError> {
+        let platform = PlatformConfig::from_vars(env.pairs())?;
+        let telemetry =
+            TelemetrySettings::from_snapshot(env, &format!("async-jobs-{}", process.name()))?;
+        let store = store(env, process)?;
+        let transport = match process {
+            Process::Api | Process::Migrate => TransportSettings::None,
+            Process::Dev if platform.use_cases.values().all(|uc| uc.queue_url.is_none()) => {
+                TransportSettings::InProcess
+            }
+            Process::Dev | Process::Scheduler | Process::Worker => TransportSettings::Sqs {
+                queue_urls: jobs_sqs::queue_urls_from_config(&platform)
+                    .map_err(SettingsError::new)?,
+                options: SqsOptions::from_lookup(&env.lookup())?,
+            },
+        };
+        let api = match process.serves_api() {
+            true => {
+                let addr = match overrides.api_addr {
+                    Some(addr) => addr,
+                    None => socket_addr(env, API_ADDR_VAR, DEFAULT_API_ADDR)?,
+                };
+                let serving = match process {
+                    Process::Dev => Serving::Dev { addr },
+                    _ => Serving::Api { addr },
+                };
+                Some(ApiSettings {
+                    addr,
+                    auth: ResolvedAuth::from_vars(env.pairs(), serving)?,
+                    limits: ServerLimits::from_vars(env.pairs())?,
+                })
+            }
+            false => None,
+        };
+        let scheduler = match process.runs_scheduler() {
+            true => Some(SchedulerConfig::from_lookup(&env.lookup())?),
+            false => None,
+        };
+        let worker = match process.runs_worker() {
+            true => Some(WorkerConfig::from_vars(env.pairs())?),
+            false => None,
+        };
+        let health_addr = match process {
+            Process::Scheduler | Process::Worker => match env.get(HEALTH_ADDR_VAR) {
+                Some(v) if v.eq_ignore_ascii_case("off") => None,
+                _ => Some(socket_addr(env, HEALTH_ADDR_VAR, DEFAULT_HEALTH_ADDR)?),
+            },
+            _ => None,
+        };
+        let side_effects = match (process.runs_worker(), env.get(ENV_SIDE_EFFECTS_DSN)) {
+            (true, Some(dsn)) => {
+                let schema = env.get(ENV_SIDE_EFFECTS_SCHEMA).unwrap_or("public");
+                let ca_file = env.get(jobs_postgres::tls::CA_FILE_VAR).map(PathBuf::from);
+                let log = SideEffectLog::new(dsn, schema, ca_file.as_deref())
+                    .map_err(SettingsError::new)?;
+                Some(SideEffectSettings {
+                    dsn: dsn.to_owned(),
+                    schema: schema.to_owned(),
+                    log: Arc::new(log),
+                })
+            }
+            _ => None,
+        };
+        Ok(Settings {
+            process,
+            platform: Arc::new(platform),
+            store,
+            transport,
+            api,
+            scheduler,
+            worker,
+            health_addr,
+            telemetry,
+            side_effects,
+            aws: AwsSettings {
+                region: env.get("AWS_REGION").map(str::to_owned),
+                endpoint_url_sqs: env.get("AWS_ENDPOINT_URL_SQS").map(str::to_owned),
+            },
+        })
+    }
+
+    /// The Postgres settings, or the one-line error of a process that needs Postgres.
+    pub fn require_postgres(&self) -> Result<&PostgresSettings, SettingsError> {
+        match &self.store {
+            StoreSettings::Postgres(pg) => Ok(pg.as_ref()),
+            StoreSettings::Memory => Err(SettingsError::new(format!(
+                "invalid ASYNC_JOBS_STORE: `async-jobs {}` needs the Postgres store \
+                 (ASYNC_JOBS_DB_DSN); memory serves `dev` only",
+                self.process.name()
+            ))),
+        }
+    }
+}
+
+fn socket_addr(env: &Env, var: &str, default: &str) -> Result<SocketAddr, SettingsError> {
+    let raw = env.get(var).unwrap_or(default);
+    raw.parse().map_err(|_| {
+        ConfigError::new(
+            var,
+            "host:port with an IP address, like 127.0.0.1:8080 or 0.0.0.0:9090",
+            raw,
+        )
+        .into()
+    })
+}
+
+fn flag(env: &Env, var: &str, default: bool) -> Result<bool, SettingsError> {
+    match env.get(var).map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(_) => Err(ConfigError::new(var, "true or false", env.get(var).unwrap_or("")).into()),
+    }
+}
+
+fn store(env: &Env, process: Process) -> Result<StoreSettings, SettingsError> {
+    let role = process.store_role();
+    let statement_timeout = role.statement_timeout(env)?;
+    match StoreKind::from_vars(env.pairs(), role)? {
+        StoreKind::Memory => match process {
+            Process::Dev | Process::Api => Ok(StoreSettings::Memory),
+            _ => Err(SettingsError::new(format!(
+                "invalid ASYNC_JOBS_STORE: expected postgres for `async-jobs {}` (it shares the \
+                 API's store through ASYNC_JOBS_DB_DSN; memory serves `dev` and `api` only), got \
+                 \"memory\"",
+                process.name()
+            ))),
+        },
+        StoreKind::Postgres {
+            dsn,
+            schema,
+            ca_file,
+        } => {
+            jobs_postgres::SchemaName::new(&schema)
+                .map_err(|e| ConfigError::new("ASYNC_JOBS_DB_SCHEMA", e.to_string(), &schema))?;
+            let connector =
+                PgConnector::new(&dsn, ca_file.as_deref()).map_err(SettingsError::new)?;
+            Ok(StoreSettings::Postgres(Box::new(PostgresSettings {
+                dsn,
+                schema,
+                ca_file,
+                connector,
+                statement_timeout,
+                auto_migrate: flag(env, AUTO_MIGRATE_VAR, true)?,
+            })))
+        }
+    }
+}
+
+impl TelemetrySettings {
+    /// The logging and span-export settings in the process environment, for a service of your
+    /// own (for example one that mounts the router), whose spans are named `default_service`
+    /// unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` say otherwise.
+    pub fn from_env(default_service: &str) -> Result<Self, SettingsError> {
+        Self::from_snapshot(&Env::from_process(), default_service)
+    }
+
+    /// [`TelemetrySettings::from_env`] over `env`.
+    pub fn from_snapshot(env: &Env, default_service: &str) -> Result<Self, SettingsError> {
+        telemetry(env, default_service)
+    }
+}
+
+fn telemetry(env: &Env, default_service: &str) -> Result<TelemetrySettings, SettingsError> {
+    let log_format = match env
+        .get(LOG_FORMAT_VAR)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(_) => {
+            return Err(ConfigError::new(
+                LOG_FORMAT_VAR,
+                "text or json",
+                env.get(LOG_FORMAT_VAR).unwrap_or(""),
+            )
+            .into())
+        }
+    };
+    let log_filter = env.get(LOG_FILTER_VAR).unwrap_or("info").to_owned();
+    tracing_subscriber::EnvFilter::try_new(&log_filter).map_err(|e| {
+        ConfigError::new(
+            LOG_FILTER_VAR,
+            format!("tracing filter directives ({e})"),
+            &log_filter,
+        )
+    })?;
+    let configured_endpoint = env
+        .get(OTLP_TRACES_ENDPOINT_VAR)
+        .map(|url| (OTLP_TRACES_ENDPOINT_VAR, url.to_owned()))
+        .or_else(|| {
+            env.get(OTLP_ENDPOINT_VAR)
+                .map(|base| (OTLP_ENDPOINT_VAR, base.to_owned()))
+        });
+    let disabled = env
+        .get("OTEL_SDK_DISABLED")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        || env
+            .get("OTEL_TRACES_EXPORTER")
+            .is_some_and(|v| v.eq_ignore_ascii_case("none"));
+    let traces = match (&configured_endpoint, disabled) {
+        (Some((var, url)), false) => {
+            for protocol_var in [
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+            ] {
+                if let Some(p) = env.get(protocol_var).filter(|p| *p != "http/protobuf") {
+                    return Err(ConfigError::new(
+                        protocol_var,
+                        "http/protobuf (the only OTLP protocol spoken here; point the exporter at the collector's OTLP/HTTP port, 4318)",
+                        p,
+                    )
+                    .into());
+                }
+            }
+            let parsed = reqwest::Url::parse(url)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        var,
+                        "an http:// or https:// URL of an OTLP/HTTP collector",
+                        url,
+                    )
+                })?;
+            let traces_url = if *var == OTLP_TRACES_ENDPOINT_VAR {
+                parsed.to_string()
+            } else {
+                format!("{}/v1/traces", url.trim_end_matches('/'))
+            };
+            Some(TraceExport { traces_url })
+        }
+        _ => None,
+    };
+    let service_name = env
+        .get(SERVICE_NAME_VAR)
+        .map(str::to_owned)
+        .or_else(|| {
+            env.get("OTEL_RESOURCE_ATTRIBUTES").and_then(|attrs| {
+                attrs.split(',').find_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    (k.trim() == "service.name" && !v.trim().is_empty())
+                        .then(|| v.trim().to_owned())
+                })
+            })
+        })
+        .unwrap_or_else(|| default_service.to_owned());
+    Ok(TelemetrySettings {
+        log_format,
+        log_filter,
+        traces,
+        configured_endpoint: configured_endpoint.map(|(_, url)| url),
+        service_name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    const PROCESSES: [Process; 5] = [
+        Process::Dev,
+        Process::Api,
+        Process::Scheduler,
+        Process::Worker,
+        Process::Migrate,
+    ];
+
+    /// A complete production environment: every process starts from it.
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            (
+                "ASYNC_JOBS_DB_DSN",
+                "postgres://app:pw@db.internal:5432/jobs?sslmode=disable",
+            ),
+            ("ASYNC_JOBS_ENQUEUE_AUTH_TOKEN", "operator-secret"),
+            (
+                "ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS",
+                "https://sqs.eu-west-1.amazonaws.com/1/n",
+            ),
+            (
+                "ASYNC_JOBS_SQS_QUEUE_MESSAGE_LABELING",
+                "https://sqs.eu-west-1.amazonaws.com/1/m",
+            ),
+        ]
+    }
+
+    /// Each setting a process reads, with a value that is not its default (or one that the
+    /// process refuses: either way the result must change).
+    const CHANGED: &[(&str, &str)] = &[
+        (
+            "ASYNC_JOBS_DB_DSN",
+            "postgres://other:pw@db2.internal:5432/jobs?sslmode=disable",
+        ),
+        ("ASYNC_JOBS_DB_CA_FILE", "/etc/ssl/rds-global-bundle.pem"),
+        ("ASYNC_JOBS_DB_SCHEMA", "jobs_two"),
+        ("ASYNC_JOBS_AUTO_MIGRATE", "false"),
+        ("ASYNC_JOBS_STORE", "memory"),
+        ("ASYNC_JOBS_API_STATEMENT_TIMEOUT", "9"),
+        (
+            "ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS",
+            "https://sqs.eu-west-1.amazonaws.com/1/n2",
+        ),
+        (
+            "ASYNC_JOBS_SQS_QUEUE_MESSAGE_LABELING",
+            "https://sqs.eu-west-1.amazonaws.com/1/m2",
+        ),
+        ("ASYNC_JOBS_NOTIFICATIONS_MAX_CONCURRENT", "3"),
+        (
+            "ASYNC_JOBS_NOTIFICATIONS_DEFAULT_DELAY_TOLERANCE_SECONDS",
+            "30",
+        ),
+        ("ASYNC_JOBS_MESSAGE_LABELING_MAX_CONCURRENT", "2"),
+        (
+            "ASYNC_JOBS_MESSAGE_LABELING_DEFAULT_DELAY_TOLERANCE_SECONDS",
+            "60",
+        ),
+        ("ASYNC_JOBS_PER_TENANT_QUOTAS", r#"{"acme": 5}"#),
+        ("ASYNC_JOBS_SQS_CONNECT_TIMEOUT_SECONDS", "2"),
+        ("ASYNC_JOBS_SQS_REQUEST_TIMEOUT_SECONDS", "4"),
+        ("ASYNC_JOBS_SQS_MAX_ATTEMPTS", "5"),
+        ("ASYNC_JOBS_API_ADDR", "0.0.0.0:8081"),
+        ("ASYNC_JOBS_ENQUEUE_AUTH_TOKEN", "another-secret"),
+        (
+            "ASYNC_JOBS_API_KEYS",
+            r#"{"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08": "acme"}"#,
+        ),
+        ("ASYNC_JOBS_AUTH", "none"),
+        ("ASYNC_JOBS_HTTP_HEADER_TIMEOUT_SECONDS", "11"),
+        ("ASYNC_JOBS_HTTP_BODY_TIMEOUT_SECONDS", "31"),
+        ("ASYNC_JOBS_HTTP_IDLE_TIMEOUT_SECONDS", "76"),
+        ("ASYNC_JOBS_HTTP_MAX_CONNECTIONS", "100"),
+        ("ASYNC_JOBS_HTTP_SHUTDOWN_GRACE_SECONDS", "21"),
+        ("ASYNC_JOBS_SCHEDULER_TICK_MS", "500"),
+        ("ASYNC_JOBS_DISPATCH_LEASE_SECONDS", "301"),
+        ("ASYNC_JOBS_DISPATCH_BATCH", "101"),
+        ("ASYNC_JOBS_REAP_BATCH", "501"),
+        ("ASYNC_JOBS_RETENTION_HOURS", "169"),
+        ("ASYNC_JOBS_PRUNE_INTERVAL_SECONDS", "61"),
+        ("ASYNC_JOBS_LEADER_POLL_MS", "1001"),
+        ("ASYNC_JOBS_WORKER_CONCURRENCY", "11"),
+        ("ASYNC_JOBS_WORKER_USE_CASES", "notifications"),
+        ("ASYNC_JOBS_WORKER_RECEIVE_LOOPS", "2"),
+        ("ASYNC_JOBS_WORKER_RECEIVE_WAIT_SECONDS", "19"),
+        ("ASYNC_JOBS_WORKER_HEARTBEAT_LEASE_SECONDS", "31"),
+        ("ASYNC_JOBS_WORKER_LEASE_MARGIN_SECONDS", "29"),
+        ("ASYNC_JOBS_SHUTDOWN_GRACE_SECONDS", "24"),
+        ("ASYNC_JOBS_HEALTH_ADDR", "off"),
+        ("ASYNC_JOBS_LOG_FORMAT", "json"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://collector:4318/v1/traces",
+        ),
+        ("OTEL_SERVICE_NAME", "jobs-prod"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attributes"),
+        ("OTEL_SDK_DISABLED", "true"),
+        ("OTEL_TRACES_EXPORTER", "none"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+        (
+            "ASYNC_JOBS_SAMPLE_SIDE_EFFECTS_DSN",
+            "postgres://app@db.internal/side?sslmode=disable",
+        ),
+        ("ASYNC_JOBS_SAMPLE_SIDE_EFFECTS_SCHEMA", "runs"),
+        ("RUST_LOG", "debug"),
+        ("AWS_REGION", "eu-central-1"),
+        ("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:5000"),
+    ];
+
+    /// Settings whose value the report never shows (only whether they are set).
+    const SECRETS: &[&str] = &["ASYNC_JOBS_ENQUEUE_AUTH_TOKEN"];
+
+    /// Settings in `.env.example` that no platform process reads, and who does.
+    const NOT_PROCESS_SETTINGS: &[(&str, &str)] = &[
+        ("ASYNC_JOBS_TEST_DATABASE_URL", "the tests"),
+        ("ASYNC_JOBS_BENCH_DATABASE_URL", "jobs-bench"),
+        ("ASYNC_JOBS_FUZZ_REQUESTS", "the HTTP fuzz test"),
+        ("ASYNC_JOBS_FUZZ_SEED", "the HTTP fuzz test"),
+        (
+            "ASYNC_JOBS_FAULT_CRASH_AFTER_LEASE",
+            "test builds only (feature fault-injection)",
+        ),
+        (
+            "ASYNC_JOBS_FAULT_STALL_COMPLETIONS_MS",
+            "test builds only (feature fault-injection)",
+        ),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "the OpenTelemetry SDK"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "the OpenTelemetry SDK"),
+    ];
+
+    /// What `--print-config` prints for `process` under `vars`, or the refusal.
+    fn outcome(process: Process, vars: &[(&str, &str)]) -> Result<serde_json::Value, String> {
+        Settings::from_snapshot(
+            &Env::from_pairs(vars.iter().copied()),
+            process,
+            Overrides::default(),
+        )
+        .map(|s| s.report())
+        .map_err(|e| e.to_string())
+    }
+
+    fn with(
+        vars: &[(&'static str, &'static str)],
+        name: &'static str,
+        value: &'static str,
+    ) -> Vec<(&'static str, &'static str)> {
+        let mut out: Vec<_> = base().into_iter().filter(|(k, _)| *k != name).collect();
+        out.extend(vars.iter().copied().filter(|(k, _)| *k != name));
+        out.push((name, value));
+        out
+    }
+
+    /// The names `.env.example` lists (commented or not).
+    fn documented() -> Vec<String> {
+        let text = include_str!("../../.env.example");
+        text.lines()
+            .filter_map(|l| {
+                let l = l.trim_start_matches('#').trim();
+                let (name, _) = l.split_once('=')?;
+                (!name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                .then(|| name.to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_base_environment_runs_every_process() {
+        for process in PROCESSES {
+            let report = outcome(process, &base()).unwrap();
+            assert_eq!(report["command"], process.name());
+            let text = report.to_string();
+            assert!(
+                !text.contains("pw@") && !text.contains("operator-secret"),
+                "{text}"
+            );
+        }
+    }
+
+    /// `--print-config` prints the configuration a process runs with: every setting a process
+    /// reads shows in it (changing the setting changes the report of some process, or the
+    /// process refuses it), and every documented setting is either one of them or named with
+    /// the program that reads it instead.
+    #[test]
+    fn every_setting_read_shows_in_the_report() {
+        let changed: BTreeMap<&str, &str> = CHANGED.iter().copied().collect();
+        for name in documented() {
+            assert!(
+                changed.contains_key(name.as_str())
+                    || NOT_PROCESS_SETTINGS.iter().any(|(n, _)| *n == name),
+                "{name} is documented in .env.example but neither in CHANGED nor in \
+                 NOT_PROCESS_SETTINGS"
+            );
+        }
+        for (name, value) in CHANGED {
+            // The OTLP switches only matter with an endpoint, the log's schema with its DSN.
+            let extra: &[(&str, &str)] = match *name {
+                "OTEL_SDK_DISABLED"
+                | "OTEL_TRACES_EXPORTER"
+                | "OTEL_EXPORTER_OTLP_PROTOCOL"
+                | "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" => {
+                    &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]
+                }
+                "ASYNC_JOBS_SAMPLE_SIDE_EFFECTS_SCHEMA" => &[(
+                    "ASYNC_JOBS_SAMPLE_SIDE_EFFECTS_DSN",
+                    "postgres://app@db.internal/side?sslmode=disable",
+                )],
+                _ => &[],
+            };
+            // A secret shows only as set or not (never its value): compare with it unset.
+            let before: Vec<_> = base()
+                .into_iter()
+                .chain(extra.iter().copied())
+                .filter(|(k, _)| !(SECRETS.contains(name) && k == name))
+                .collect();
+            let shows = PROCESSES
+                .iter()
+                .any(|p| outcome(*p, &before) != outcome(*p, &with(extra, name, value)));
+            assert!(shows, "{name}={value} changes nothing any process reports");
+        }
+    }
+
+    #[test]
+    fn the_report_follows_the_settings_it_prints() {
+        let vars = with(&[], "ASYNC_JOBS_WORKER_CONCURRENCY", "11");
+        let report = outcome(Process::Worker, &vars).unwrap();
+        assert_eq!(report["worker"]["concurrency"], 11);
+        assert_eq!(report["store"]["kind"], "postgres");
+        assert_eq!(report["store"]["sslmode"], "disable");
+        assert_eq!(
+            report["store"]["dsn"],
+            "postgres://app:***@db.internal:5432/jobs?sslmode=disable"
+        );
+        assert_eq!(report["transport"]["kind"], "sqs");
+        assert_eq!(report["health_addr"], "0.0.0.0:9090");
+        assert!(report.get("api_addr").is_none() && report.get("scheduler").is_none());
+        let api = outcome(
+            Process::Api,
+            &with(&[], "ASYNC_JOBS_API_ADDR", "0.0.0.0:8081"),
+        )
+        .unwrap();
+        assert_eq!(api["api_addr"], "0.0.0.0:8081");
+        assert_eq!(api["auth"]["mode"], "required");
+        assert_eq!(api["store"]["statement_timeout_seconds"], 5.0);
+        assert!(api["transport"].is_null() && api.get("worker").is_none());
+    }
+
+    #[test]
+    fn empty_values_are_unset_for_every_setting() {
+        // An empty (or blank) value is the default, never an error, whatever the variable.
+        for (name, _) in CHANGED {
+            let blank = with(&[], name, "  ");
+            let unset: Vec<_> = base().into_iter().filter(|(k, _)| k != name).collect();
+            for p in PROCESSES {
+                assert_eq!(
+                    outcome(p, &blank),
+                    outcome(p, &unset),
+                    "{name} blank for {p:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_settings_name_their_variable() {
+        for (name, bad) in [
+            ("ASYNC_JOBS_AUTO_MIGRATE", "yes"),
+            ("ASYNC_JOBS_LOG_FORMAT", "xml"),
+            ("RUST_LOG", "[[["),
+            ("ASYNC_JOBS_HEALTH_ADDR", "localhost:9090"),
+            ("ASYNC_JOBS_API_ADDR", "nowhere"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("ASYNC_JOBS_DB_SCHEMA", "bad-name"),
+        ] {
+            let vars = with(
+                &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")],
+                name,
+                bad,
+            );
+            let errors: Vec<String> = PROCESSES
+                .iter()
+                .filter_map(|p| outcome(*p, &vars).err())
+                .collect();
+            assert!(!errors.is_empty(), "{name}={bad} was accepted");
+            for e in errors {
+                assert!(e.contains(name), "{name}: {e}");
+                assert!(!e.contains('\n'), "{e}");
+            }
+        }
+        // Scheduler and worker share the API's store: memory is refused.
+        let memory = [("ASYNC_JOBS_STORE", "memory")];
+        for p in [Process::Scheduler, Process::Worker, Process::Migrate] {
+            let vars: Vec<_> = base()
+                .into_iter()
+                .filter(|(k, _)| *k != "ASYNC_JOBS_DB_DSN")
+                .chain(memory)
+                .collect();
+            let e = outcome(p, &vars).unwrap_err();
+            assert!(e.contains("ASYNC_JOBS_STORE"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_endpoint_becomes_the_traces_url() {
+        let env = |vars: &[(&'static str, &'static str)]| {
+            TelemetrySettings::from_snapshot(&Env::from_pairs(vars.iter().copied()), "svc").unwrap()
+        };
+        let base = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")]);
+        assert_eq!(base.traces.unwrap().traces_url, "http://c:4318/v1/traces");
+        let full = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:4318/custom"),
+        ]);
+        assert_eq!(full.traces.unwrap().traces_url, "http://t:4318/custom");
+        let off = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ]);
+        assert!(off.traces.is_none());
+        assert_eq!(off.configured_endpoint.as_deref(), Some("http://c:4318"));
+        assert_eq!(off.service_name, "svc");
+        let named = env(&[("OTEL_RESOURCE_ATTRIBUTES", "a=b, service.name=billing")]);
+        assert_eq!(named.service_name, "billing");
+    }
+}
