@@ -14,6 +14,10 @@
 //!   record the outcome with retries and backoff) and reports what happened;
 //! - [`assert_enqueued`] checks that your code enqueued exactly one job of a type, and returns it
 //!   so you can look at its payload and settings.
+//!
+//! The job is typed: `SendEmail` implements [`JobType`], so the enqueueing code
+//! ([`EnqueueRequest::of`]) and the handler ([`JobHandler`], registered with
+//! `HandlerRegistry::register_job`) take its name, use case and shape from one declaration.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -21,8 +25,8 @@ use std::time::Duration;
 
 use jobs_core::testkit::{assert_enqueued, run_handler, TestPlatform};
 use jobs_core::{
-    EnqueueError, EnqueueRequest, Handler, HandlerError, HandlerRegistry, HandlerResult,
-    JobContext, JobService, JobStatus,
+    EnqueueError, EnqueueRequest, HandlerError, HandlerRegistry, HandlerResult, JobContext,
+    JobHandler, JobService, JobStatus, JobType,
 };
 use serde::{Deserialize, Serialize};
 
@@ -30,12 +34,17 @@ use serde::{Deserialize, Serialize};
 // The application code under test.
 // ---------------------------------------------------------------------------------------------
 
-/// The payload of a `send_email` job.
+/// A `send_email` job: its payload, and where its name and use case are written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct SendEmail {
     to: String,
     subject: String,
     body: String,
+}
+
+impl JobType for SendEmail {
+    const KIND: &'static str = "send_email";
+    const USE_CASE: Option<&'static str> = Some("notifications");
 }
 
 /// Something that delivers mail; a fake in tests, SES or SMTP in production.
@@ -49,9 +58,8 @@ struct SendEmailHandler<M> {
     mailer: M,
 }
 
-impl<M: Mailer> Handler for SendEmailHandler<M> {
-    type Payload = SendEmail;
-    const KIND: &'static str = "send_email";
+impl<M: Mailer> JobHandler for SendEmailHandler<M> {
+    type Job = SendEmail;
 
     async fn handle(&self, _ctx: JobContext, email: SendEmail) -> HandlerResult {
         if !email.to.contains('@') {
@@ -79,17 +87,12 @@ async fn request_welcome_email(
         subject: "Welcome!".to_owned(),
         body: "Thanks for signing up.".to_owned(),
     };
-    let payload = serde_json::to_value(&email)
-        .map_err(|e| EnqueueError::Store(jobs_core::StoreError::Internal(e.to_string())))?;
+    // Kind "send_email", use case "notifications", the payload as JSON; a value that does not
+    // serialize would come back as an invalid request.
     jobs.enqueue(
-        EnqueueRequest::new(
-            tenant,
-            "notifications",
-            SendEmailHandler::<FakeMailer>::KIND,
-            payload,
-        )
-        .max_attempts(3)
-        .idempotency_key(format!("welcome:{address}")),
+        EnqueueRequest::of(tenant, &email)?
+            .max_attempts(3)
+            .idempotency_key(format!("welcome:{address}")),
     )
     .await?;
     Ok(())
@@ -132,7 +135,7 @@ impl Mailer for FakeMailer {
 
 fn registry(mailer: FakeMailer) -> HandlerRegistry {
     let mut handlers = HandlerRegistry::new();
-    handlers.register(SendEmailHandler { mailer });
+    handlers.register_job(SendEmailHandler { mailer });
     handlers
 }
 
@@ -156,23 +159,23 @@ fn ensure(cond: bool, what: impl Into<String>) -> Check {
 async fn handler_runs_directly() -> Check {
     let handlers = registry(FakeMailer::default());
     let good = serde_json::json!({"to": "ada@example.com", "subject": "hi", "body": "hello"});
-    let result = run_handler(&handlers, "send_email", good).await;
+    let result = run_handler(&handlers, SendEmail::KIND, good).await;
     ensure(
         result.is_ok(),
         format!("valid email should succeed, got {result:?}"),
     )?;
 
     let bad = serde_json::json!({"to": "not-an-address", "subject": "hi", "body": "hello"});
-    let result = run_handler(&handlers, "send_email", bad).await;
+    let result = run_handler(&handlers, SendEmail::KIND, bad).await;
     ensure(
         matches!(result, Err(HandlerError::Permanent { .. })),
         format!("a bad address should fail permanently, got {result:?}"),
     )?;
 
     let garbage = serde_json::json!({"recipient": 42});
-    let result = run_handler(&handlers, "send_email", garbage).await;
+    let result = run_handler(&handlers, SendEmail::KIND, garbage).await;
     ensure(
-        matches!(result, Err(HandlerError::Permanent { .. })),
+        matches!(&result, Err(HandlerError::Permanent { message }) if message.contains("does not decode")),
         format!("an undecodable payload should fail permanently, got {result:?}"),
     )
 }
@@ -188,7 +191,7 @@ async fn signup_enqueues_one_welcome_email() -> Check {
         .await
         .map_err(|e| format!("second enqueue failed: {e}"))?;
 
-    let job = assert_enqueued(platform.store.as_ref(), "send_email").await;
+    let job = assert_enqueued(platform.store.as_ref(), SendEmail::KIND).await;
     ensure(
         job.tenant_id == "acme",
         format!("tenant is {}", job.tenant_id),
@@ -241,7 +244,7 @@ async fn transient_failures_are_retried_after_backoff() -> Check {
         first.retried == 1 && first.succeeded == 0,
         format!("first pass should schedule a retry, got {first:?}"),
     )?;
-    let job = assert_enqueued(platform.store.as_ref(), "send_email").await;
+    let job = assert_enqueued(platform.store.as_ref(), SendEmail::KIND).await;
     ensure(
         job.status == JobStatus::Pending && job.attempts == 1,
         format!(
@@ -284,7 +287,7 @@ async fn exhausted_attempts_end_dead() -> Check {
         mailer.calls() == 3,
         format!("mailer called {} times", mailer.calls()),
     )?;
-    let job = assert_enqueued(platform.store.as_ref(), "send_email").await;
+    let job = assert_enqueued(platform.store.as_ref(), SendEmail::KIND).await;
     ensure(
         job.status == JobStatus::Dead,
         format!("final status is {}", job.status),

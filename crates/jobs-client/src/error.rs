@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use jobs_core::{Job, JobId};
+use jobs_core::{Job, JobId, ValidationError};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,9 @@ pub enum ClientError {
         /// The server's message.
         message: String,
     },
-    /// 400: the request is invalid; `code` is the server's stable code.
+    /// The request is invalid: the server answered 400, or the request could not be built (a
+    /// [`ValidationError`] such as a typed job whose value does not serialize, converted with
+    /// `?`). `code` is the stable code either way.
     #[error("invalid request ({code}): {message}")]
     Validation {
         /// e.g. `unknown_use_case`, `invalid_cursor`.
@@ -73,6 +75,18 @@ pub enum ClientError {
     },
 }
 
+/// A request refused before it was sent (e.g. by
+/// [`EnqueueRequest::of`](jobs_core::EnqueueRequest::of)) is a [`ClientError::Validation`] with
+/// the same code the server would use.
+impl From<ValidationError> for ClientError {
+    fn from(e: ValidationError) -> Self {
+        ClientError::Validation {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl ClientError {
     /// True for errors a caller may retry later (quota, 5xx, timeouts, transport).
     ///
@@ -90,7 +104,8 @@ impl ClientError {
         }
     }
 
-    /// The server's stable error code, when the server sent one.
+    /// The stable error code, when the server sent one (or the request was refused before
+    /// sending).
     pub fn code(&self) -> Option<&str> {
         match self {
             ClientError::QuotaExceeded { .. } => Some("quota_exceeded"),

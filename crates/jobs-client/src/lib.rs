@@ -22,6 +22,31 @@
 //! # Ok(()) }
 //! ```
 
+//! ## Typed jobs
+//!
+//! A payload type that implements [`jobs_core::JobType`] builds its request with
+//! [`EnqueueRequest::of`](jobs_core::EnqueueRequest::of): the kind and use case come from the
+//! type, the payload is its JSON, and a value that does not serialize comes back through `?` as
+//! [`ClientError::Validation`] without a request being sent.
+//!
+//! ```no_run
+//! # async fn demo(client: &jobs_client::JobsClient) -> Result<(), jobs_client::ClientError> {
+//! use jobs_core::{EnqueueRequest, JobType};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct SendSms { to: String, text: String }
+//!
+//! impl JobType for SendSms {
+//!     const KIND: &'static str = "send_sms";
+//!     const USE_CASE: Option<&'static str> = Some("notifications");
+//! }
+//!
+//! let sms = SendSms { to: "+4412345".into(), text: "hi".into() };
+//! let job = client.enqueue(EnqueueRequest::of("acme", &sms)?.max_attempts(3)).await?;
+//! assert_eq!(job.kind, SendSms::KIND);
+//! # Ok(()) }
+//! ```
+//!
 //! ## Traces
 //!
 //! An enqueue sends its request's [`EnqueueRequest::trace_context`](jobs_core::EnqueueRequest::trace_context)

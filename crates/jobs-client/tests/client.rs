@@ -264,6 +264,64 @@ async fn errors_are_typed() {
     assert_eq!(all_jobs(server.store.inner().as_ref()).await.len(), 2);
 }
 
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct SendSms {
+    to: String,
+    text: String,
+}
+
+impl jobs_core::JobType for SendSms {
+    const KIND: &'static str = "send_sms";
+    const USE_CASE: Option<&'static str> = Some("notifications");
+}
+
+/// A value JSON cannot hold: a map keyed by pairs.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PairKeys(std::collections::BTreeMap<(u8, u8), u8>);
+
+impl jobs_core::JobType for PairKeys {
+    const KIND: &'static str = "pair_keys";
+    const USE_CASE: Option<&'static str> = Some("notifications");
+}
+
+async fn enqueue_typed<J: jobs_core::JobType>(
+    c: &JobsClient,
+    job: &J,
+) -> Result<jobs_core::Job, ClientError> {
+    c.enqueue(EnqueueRequest::of("a", job)?).await
+}
+
+#[tokio::test]
+async fn typed_jobs_travel_as_ordinary_jobs() {
+    let server = start(AuthConfig::open()).await;
+    let c = client(&server.url);
+    let sms = SendSms {
+        to: "+4412345".into(),
+        text: "hi".into(),
+    };
+    let job = enqueue_typed(&c, &sms).await.unwrap();
+    assert_eq!(
+        (job.kind.as_str(), job.use_case.as_str()),
+        ("send_sms", "notifications")
+    );
+    let stored = c.get(job.id).await.unwrap();
+    assert_eq!(
+        serde_json::from_value::<SendSms>(stored.payload).unwrap(),
+        sms
+    );
+
+    // Refused before sending, with the code the server would use.
+    let pairs = PairKeys([((1, 2), 3)].into_iter().collect());
+    let err = enqueue_typed(&c, &pairs).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Validation { code, message }
+            if code == "payload_not_serializable" && message.contains("pair_keys")),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(all_jobs(server.store.inner().as_ref()).await.len(), 1);
+}
+
 #[tokio::test]
 async fn a_503_then_success_makes_exactly_one_job() {
     let server = start(AuthConfig::open()).await;

@@ -13,6 +13,7 @@ use crate::backoff::Backoff;
 use crate::config::{Limits, PlatformConfig};
 use crate::deadline;
 use crate::job::{new_job_id, NewJob};
+use crate::job_type::JobType;
 use crate::trace::TraceContext;
 
 /// A request to enqueue one job. The JSON field names are the original API's.
@@ -104,6 +105,31 @@ impl EnqueueRequest {
             idempotency_key: None,
             trace_context: None,
         }
+    }
+
+    /// A request for the typed job `job` in `use_case`: its kind is [`JobType::KIND`] and its
+    /// payload `job` serialized to JSON. A value that does not serialize (e.g. a map whose keys
+    /// are not strings, or a failing `Serialize` impl) is refused with
+    /// [`ValidationError::PayloadNotSerializable`].
+    pub fn typed<J: JobType>(
+        tenant_id: impl Into<String>,
+        use_case: impl Into<String>,
+        job: &J,
+    ) -> Result<Self, ValidationError> {
+        let payload =
+            serde_json::to_value(job).map_err(|e| ValidationError::PayloadNotSerializable {
+                kind: J::KIND,
+                message: e.to_string(),
+            })?;
+        Ok(EnqueueRequest::new(tenant_id, use_case, J::KIND, payload))
+    }
+
+    /// A request for the typed job `job` in its declared use case ([`JobType::USE_CASE`]); see
+    /// [`typed`](Self::typed). A type that declares none is refused with
+    /// [`ValidationError::NoDefaultUseCase`].
+    pub fn of<J: JobType>(tenant_id: impl Into<String>, job: &J) -> Result<Self, ValidationError> {
+        let use_case = J::USE_CASE.ok_or(ValidationError::NoDefaultUseCase { kind: J::KIND })?;
+        EnqueueRequest::typed(tenant_id, use_case, job)
     }
 
     /// Sets the earliest start.
@@ -254,6 +280,20 @@ pub enum ValidationError {
         /// The limit.
         max: usize,
     },
+    /// A typed job's value does not serialize to JSON ([`EnqueueRequest::typed`]).
+    #[error("payload of '{kind}' does not serialize to JSON: {message}")]
+    PayloadNotSerializable {
+        /// The job type.
+        kind: &'static str,
+        /// The serializer's error.
+        message: String,
+    },
+    /// [`EnqueueRequest::of`] was used for a job type that declares no use case.
+    #[error("job type '{kind}' declares no use case (JobType::USE_CASE); name one with EnqueueRequest::typed")]
+    NoDefaultUseCase {
+        /// The job type.
+        kind: &'static str,
+    },
 }
 
 impl ValidationError {
@@ -277,6 +317,8 @@ impl ValidationError {
             ValidationError::InvalidBackoff(_) => "invalid_backoff",
             ValidationError::InvalidIdempotencyKey { .. } => "invalid_idempotency_key",
             ValidationError::BatchSize { .. } => "invalid_batch_size",
+            ValidationError::PayloadNotSerializable { .. } => "payload_not_serializable",
+            ValidationError::NoDefaultUseCase { .. } => "no_default_use_case",
         }
     }
 }
@@ -634,6 +676,91 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code(), "delay_tolerance_overflow");
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Welcome {
+        to: String,
+    }
+
+    impl JobType for Welcome {
+        const KIND: &'static str = "welcome_email";
+        const USE_CASE: Option<&'static str> = Some("notifications");
+    }
+
+    /// A job type without a default use case.
+    #[derive(Serialize, Deserialize)]
+    struct Anywhere(u32);
+
+    impl JobType for Anywhere {
+        const KIND: &'static str = "anywhere";
+    }
+
+    /// Serializes to a map whose keys are pairs, which JSON cannot hold.
+    #[derive(Serialize, Deserialize)]
+    struct PairKeys(std::collections::BTreeMap<(u8, u8), u8>);
+
+    impl JobType for PairKeys {
+        const KIND: &'static str = "pair_keys";
+        const USE_CASE: Option<&'static str> = Some("notifications");
+    }
+
+    #[test]
+    fn typed_requests_take_kind_use_case_and_payload_from_the_type() {
+        let welcome = Welcome {
+            to: "ada@example.com".into(),
+        };
+        let req = EnqueueRequest::of("acme", &welcome).unwrap();
+        assert_eq!(
+            req,
+            EnqueueRequest::new(
+                "acme",
+                "notifications",
+                "welcome_email",
+                json!({"to": "ada@example.com"})
+            )
+        );
+        let job = check(req.max_attempts(2)).unwrap();
+        assert_eq!(job.kind, Welcome::KIND);
+        assert_eq!(job.max_attempts, 2);
+        assert_eq!(
+            serde_json::from_value::<Welcome>(job.payload).unwrap(),
+            welcome
+        );
+
+        // A use case named at the call wins over the declared one.
+        let req = EnqueueRequest::typed("acme", "message_labeling", &welcome).unwrap();
+        assert_eq!(
+            (req.kind.as_str(), req.use_case.as_str()),
+            ("welcome_email", "message_labeling")
+        );
+        let req = EnqueueRequest::typed("acme", "notifications", &Anywhere(7)).unwrap();
+        assert_eq!((req.kind.as_str(), &req.payload), ("anywhere", &json!(7)));
+    }
+
+    #[test]
+    fn typed_requests_refuse_what_they_cannot_build() {
+        let err = EnqueueRequest::of("acme", &Anywhere(7)).unwrap_err();
+        assert_eq!(err, ValidationError::NoDefaultUseCase { kind: "anywhere" });
+        assert_eq!(err.code(), "no_default_use_case");
+        assert!(err.to_string().contains("EnqueueRequest::typed"), "{err}");
+
+        let pairs = PairKeys([((1, 2), 3)].into_iter().collect());
+        let err = EnqueueRequest::of("acme", &pairs).unwrap_err();
+        assert_eq!(err.code(), "payload_not_serializable");
+        assert!(
+            matches!(&err, ValidationError::PayloadNotSerializable { kind: "pair_keys", message }
+                if message.contains("key must be a string")),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("payload of 'pair_keys' does not serialize to JSON"),
+            "{err}"
+        );
+        // The service's error takes it with `?`, as every other invalid request.
+        let enqueue: crate::store::EnqueueError = err.clone().into();
+        assert_eq!(enqueue, crate::store::EnqueueError::Invalid(err));
     }
 
     #[test]

@@ -18,6 +18,11 @@
 //! });
 //! assert!(registry.contains("send_email"));
 //! ```
+//!
+//! A payload type that implements [`JobType`] names its kind once, for producers and handlers:
+//! register its handler with [`HandlerRegistry::register_job`] (a [`JobHandler`]) or
+//! [`HandlerRegistry::register_job_fn`] (a closure), and enqueue it with
+//! [`EnqueueRequest::of`](crate::EnqueueRequest::of).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,6 +36,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::job::{Job, JobId};
+use crate::job_type::JobType;
 
 /// How a handler ended, when it did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -215,6 +221,64 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = HandlerResult> + Send;
 }
 
+/// A handler for the typed job [`Self::Job`](JobHandler::Job): registered with
+/// [`HandlerRegistry::register_job`] under the job type's [`KIND`](JobType::KIND), given the
+/// decoded job. Unlike [`Handler`], it names no kind of its own, so it cannot disagree with the
+/// producers that enqueue the same type.
+///
+/// ```
+/// use jobs_core::{HandlerError, HandlerRegistry, HandlerResult, JobContext, JobHandler, JobType};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct ResizeImage { image: String, width: u32 }
+///
+/// impl JobType for ResizeImage {
+///     const KIND: &'static str = "resize_image";
+/// }
+///
+/// struct Resizer { max_width: u32 }
+///
+/// impl JobHandler for Resizer {
+///     type Job = ResizeImage;
+///
+///     async fn handle(&self, _ctx: JobContext, job: ResizeImage) -> HandlerResult {
+///         if job.width == 0 || job.width > self.max_width {
+///             return Err(HandlerError::permanent(format!("width {} is out of range", job.width)));
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let mut registry = HandlerRegistry::new();
+/// registry.register_job(Resizer { max_width: 4096 });
+/// assert!(registry.contains(ResizeImage::KIND));
+/// ```
+pub trait JobHandler: Send + Sync + 'static {
+    /// The job type this handler runs.
+    type Job: JobType;
+
+    /// Runs one attempt.
+    fn handle(&self, ctx: JobContext, job: Self::Job)
+        -> impl Future<Output = HandlerResult> + Send;
+}
+
+/// A [`JobHandler`] seen as a [`Handler`] whose kind and payload are its job type's.
+struct ByJobType<H>(H);
+
+impl<H: JobHandler> Handler for ByJobType<H> {
+    type Payload = H::Job;
+    const KIND: &'static str = <H::Job as JobType>::KIND;
+
+    fn handle(
+        &self,
+        ctx: JobContext,
+        payload: Self::Payload,
+    ) -> impl Future<Output = HandlerResult> + Send {
+        self.0.handle(ctx, payload)
+    }
+}
+
 /// A boxed handler future.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
 
@@ -278,6 +342,24 @@ impl HandlerRegistry {
         };
         self.handlers.insert(kind.to_owned(), Arc::new(erased));
         self
+    }
+
+    /// Registers a typed-job handler under its job type's [`KIND`](JobType::KIND) (replacing any
+    /// earlier one). A payload that does not decode into the job type is a permanent failure.
+    pub fn register_job<H: JobHandler>(&mut self, handler: H) -> &mut Self {
+        self.register(ByJobType(handler))
+    }
+
+    /// Registers a closure for the job type `J` under [`J::KIND`](JobType::KIND) (replacing any
+    /// earlier one); `J` is usually inferred from the closure's argument. A payload that does not
+    /// decode into `J` is a permanent failure.
+    pub fn register_job_fn<J, F, Fut>(&mut self, f: F) -> &mut Self
+    where
+        J: JobType,
+        F: Fn(JobContext, J) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.register_fn(J::KIND, f)
     }
 
     /// True if a handler is registered for `kind`.
@@ -437,6 +519,94 @@ mod tests {
         assert!(
             matches!(&err, HandlerError::Permanent { message } if message.contains("no handler")),
             "{err:?}"
+        );
+    }
+
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+    struct Resize {
+        width: u32,
+    }
+
+    impl JobType for Resize {
+        const KIND: &'static str = "resize";
+    }
+
+    /// Remembers the jobs it was given; refuses width 0 for good.
+    #[derive(Default)]
+    struct Resizer {
+        seen: std::sync::Mutex<Vec<Resize>>,
+    }
+
+    impl JobHandler for Arc<Resizer> {
+        type Job = Resize;
+
+        async fn handle(&self, _ctx: JobContext, job: Resize) -> HandlerResult {
+            let width = job.width;
+            self.seen.lock().unwrap().push(job);
+            if width == 0 {
+                return Err(HandlerError::permanent("width 0"));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn job_handlers_run_under_their_job_types_kind() {
+        let resizer = Arc::new(Resizer::default());
+        let mut r = HandlerRegistry::new();
+        r.register_job(Arc::clone(&resizer));
+        assert_eq!(r.kinds().collect::<Vec<_>>(), [Resize::KIND]);
+
+        let payload = serde_json::to_value(Resize { width: 640 }).unwrap();
+        assert_eq!(r.run(ctx(Resize::KIND), payload).await, Ok(()));
+        assert_eq!(
+            r.run(ctx("resize"), json!({"width": 0})).await,
+            Err(HandlerError::permanent("width 0"))
+        );
+        assert_eq!(
+            *resizer.seen.lock().unwrap(),
+            [Resize { width: 640 }, Resize { width: 0 }]
+        );
+
+        // A payload of the wrong shape never reaches the handler.
+        let err = r
+            .run(ctx("resize"), json!({"width": "wide"}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, HandlerError::Permanent { message }
+                if message.starts_with("payload of 'resize' does not decode")),
+            "{err:?}"
+        );
+        assert_eq!(resizer.seen.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn job_closures_run_under_their_job_types_kind() {
+        let mut r = HandlerRegistry::new();
+        r.register_job_fn(|ctx: JobContext, job: Resize| async move {
+            if ctx.kind == Resize::KIND && job.width > 0 {
+                Ok(())
+            } else {
+                Err(HandlerError::permanent("unexpected"))
+            }
+        });
+        assert!(r.contains("resize"));
+        assert_eq!(r.run(ctx("resize"), json!({"width": 1})).await, Ok(()));
+        let err = r
+            .run(ctx("resize"), json!({"width": -1}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, HandlerError::Permanent { message }
+                if message.starts_with("payload of 'resize' does not decode")),
+            "{err:?}"
+        );
+        // A later registration for the same job type replaces the earlier one, as by kind.
+        r.register_job_fn(|_ctx, _job: Resize| async move { Err(HandlerError::retryable("busy")) });
+        assert_eq!(
+            r.run(ctx("resize"), json!({"width": 1})).await,
+            Err(HandlerError::retryable("busy"))
         );
     }
 

@@ -15,6 +15,8 @@
 //!   contract an adapter must honour.
 //! - [`service::JobService`]: the domain rules over any store.
 //! - [`handler`]: typed handlers, their registry, context and outcomes.
+//! - [`job_type`]: [`JobType`], a payload type that declares its job type's name once, for typed
+//!   enqueue requests and handlers.
 //! - [`memory`]: in-memory store and transport with the real adapters' semantics, for unit tests
 //!   and the embedded quick start.
 //! - `testkit` (feature `testkit`): the conformance suites every store and transport must pass,
@@ -65,6 +67,7 @@ pub mod enqueue;
 pub mod handler;
 pub mod intercept;
 pub mod job;
+pub mod job_type;
 pub mod leader;
 pub mod memory;
 pub mod rfc3339;
@@ -84,9 +87,10 @@ pub use config::{ConfigError, Env, Limits, PlatformConfig, QuotaConfig, UseCaseC
 pub use enqueue::{EnqueueRequest, ValidationError};
 pub use handler::{
     run_guarded, CancellationSignal, Handler, HandlerError, HandlerRegistry, HandlerResult,
-    JobContext,
+    JobContext, JobHandler,
 };
 pub use job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
+pub use job_type::JobType;
 pub use service::{JobService, TenantScope};
 pub use status::{IllegalTransition, JobStatus, Transition};
 pub use store::{
