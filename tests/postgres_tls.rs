@@ -100,7 +100,8 @@ async fn backends(admin: &tokio_postgres::Client, name: &str) -> Vec<(String, bo
 async fn scheduler_backends(admin: &tokio_postgres::Client, sslmode: &str) -> Vec<(String, bool)> {
     let tag = suffix();
     let name = format!("tls_{sslmode}_{tag}");
-    let schema = format!("tls_{tag}");
+    // A fresh schema from the one helper, so a crashed run's is swept like every other.
+    let schema = jobs_testdb::fresh_schema("tls");
     let dsn = with_params(
         &common::database_url(),
         &format!("sslmode={sslmode}&application_name={name}"),
