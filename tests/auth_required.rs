@@ -26,7 +26,10 @@ const START: Duration = Duration::from_secs(30);
 /// `--print-config`) and a queue.
 const BACKGROUND_ENV: &[(&str, &str)] = &[
     ("ASYNC_JOBS_STORE", ""),
-    ("ASYNC_JOBS_DB_DSN", "postgres://app@127.0.0.1:1/db?sslmode=disable"),
+    (
+        "ASYNC_JOBS_DB_DSN",
+        "postgres://app@127.0.0.1:1/db?sslmode=disable",
+    ),
     (
         "ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS",
         "http://127.0.0.1:1/000000000000/notifications",

@@ -668,6 +668,8 @@ mod tests {
     /// Settings in `.env.example` that no platform process reads, and who does.
     const NOT_PROCESS_SETTINGS: &[(&str, &str)] = &[
         ("ASYNC_JOBS_TEST_DATABASE_URL", "the tests"),
+        ("ASYNC_JOBS_API_URL", "the operator CLI (async-jobs jobs)"),
+        ("ASYNC_JOBS_API_TOKEN", "the operator CLI (async-jobs jobs)"),
         ("ASYNC_JOBS_BENCH_DATABASE_URL", "jobs-bench"),
         ("ASYNC_JOBS_FUZZ_REQUESTS", "the HTTP fuzz test"),
         ("ASYNC_JOBS_FUZZ_SEED", "the HTTP fuzz test"),

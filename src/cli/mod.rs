@@ -1,5 +1,7 @@
-//! The `async-jobs` command line: which process to run. Everything else comes from the
-//! environment, through `async_jobs::app`.
+//! The `async-jobs` command line: which process to run (everything else comes from the
+//! environment, through `async_jobs::app`), and the operator's commands over the HTTP API.
+
+mod jobs;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -42,6 +44,15 @@ enum Command {
     Worker,
     /// Applies the database migrations to ASYNC_JOBS_DB_SCHEMA (safe to run concurrently).
     Migrate,
+    /// Operator commands over the HTTP API: list, get, retry, cancel, enqueue. Exit status: 0 done,
+    /// 1 API unreachable or failing, 2 usage, 3 not found, 4 credentials refused, 5 request
+    /// refused.
+    Jobs {
+        #[command(flatten)]
+        connection: jobs::Connection,
+        #[command(subcommand)]
+        command: jobs::JobsCommand,
+    },
     /// Exits 0 if the URL answers with a 2xx status within 5 s (container health checks).
     Healthcheck {
         /// The URL to probe.
@@ -59,6 +70,16 @@ pub(crate) fn main(cli: Cli) -> ExitCode {
         Command::Worker => (Process::Worker, None),
         Command::Migrate => (Process::Migrate, None),
         Command::Healthcheck { url } => return healthcheck(&url, cli.print_config),
+        Command::Jobs {
+            connection,
+            command,
+        } => {
+            if cli.print_config {
+                println!("{}", jobs::describe(&connection));
+                return ExitCode::SUCCESS;
+            }
+            return jobs::run(&connection, command);
+        }
     };
     let launch = Launch {
         overrides: Overrides { api_addr: addr },
