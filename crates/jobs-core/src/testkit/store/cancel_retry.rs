@@ -7,7 +7,7 @@ use crate::job::{new_job_id, LeaseToken};
 use crate::status::{JobStatus, Transition};
 use crate::store::{ChangeError, Failure, LeaseError};
 
-use super::{Fixture, MakeStore, LEASE, SECOND};
+use super::{pick, Fixture, MakeStore, LEASE, SECOND};
 
 pub async fn cancel_follows_the_state_table(make: impl MakeStore) {
     let f = Fixture::new(make).await;
@@ -29,7 +29,7 @@ pub async fn cancel_follows_the_state_table(make: impl MakeStore) {
     );
     assert!(
         f.store
-            .lease_due("alpha", 10, 10, LEASE)
+            .lease_due("alpha", pick(10))
             .await
             .unwrap()
             .is_empty(),
@@ -107,7 +107,7 @@ pub async fn running_cancel_is_cooperative(make: impl MakeStore) {
     f.clock.advance(Duration::from_secs(5));
     assert!(
         f.store
-            .lease_due("alpha", 10, 10, LEASE)
+            .lease_due("alpha", pick(10))
             .await
             .unwrap()
             .is_empty(),
@@ -152,14 +152,7 @@ pub async fn retry_follows_the_state_table(make: impl MakeStore) {
         f.now() + chrono::TimeDelta::seconds(60)
     );
     assert_eq!(retried.finished_at, None);
-    assert_eq!(
-        f.store
-            .lease_due("alpha", 10, 10, LEASE)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(f.store.lease_due("alpha", pick(10)).await.unwrap().len(), 1);
 
     let cancelled = f.due("acme", "beta").await;
     f.store.cancel(cancelled.id).await.unwrap();

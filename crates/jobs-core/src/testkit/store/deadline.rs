@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::status::JobStatus;
 use crate::store::Failure;
 
-use super::{new_job, Fixture, MakeStore, LEASE, SECOND};
+use super::{new_job, pick, Fixture, MakeStore, LEASE, SECOND};
 
 /// The deadline rules of `docs/state_machine.md`: `deadline_at` is the latest start of the next
 /// attempt (`run_at + delay_tolerance`); a failed attempt (handler failure or lost worker) and a
@@ -132,7 +132,7 @@ pub async fn a_past_run_at_gets_its_deadline_from_now(make: impl MakeStore) {
     let out = f.store.enqueue_many(vec![batch]).await.unwrap();
     assert_eq!(out[0].job.deadline_at, now + chrono::TimeDelta::seconds(30));
     // It is due at once, and in deadline order with the rest.
-    let leased = f.store.lease_due("alpha", 10, 10, LEASE).await.unwrap();
+    let leased = f.store.lease_due("alpha", pick(10)).await.unwrap();
     assert_eq!(
         leased.iter().map(|d| d.job_id).collect::<Vec<_>>(),
         vec![gamer.id, honest.id, out[0].job.id]

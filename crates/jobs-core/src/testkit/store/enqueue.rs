@@ -9,7 +9,7 @@ use crate::status::JobStatus;
 use crate::store::{EnqueueError, Failure, JobFilter, PageRequest};
 use crate::trace::TraceContext;
 
-use super::{new_job, trace_context, Fixture, MakeStore, LEASE, SECOND};
+use super::{new_job, pick, trace_context, Fixture, MakeStore, LEASE, SECOND};
 
 pub async fn enqueue_then_get(make: impl MakeStore) {
     let f = Fixture::new(make).await;
@@ -207,7 +207,7 @@ pub async fn trace_context_round_trips_and_survives_retries(make: impl MakeStore
         assert_eq!(job.trace_context, want.trace_context, "list");
     }
     // A batch claim hands the worker the context.
-    let leased = f.store.lease_due("gamma", 10, 10, LEASE).await.unwrap();
+    let leased = f.store.lease_due("gamma", pick(10)).await.unwrap();
     let claims: Vec<(JobId, LeaseToken)> =
         leased.iter().map(|d| (d.job_id, d.lease_token)).collect();
     for (result, want) in f

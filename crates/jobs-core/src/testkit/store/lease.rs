@@ -7,7 +7,7 @@ use crate::job::{JobId, LeaseToken};
 use crate::status::JobStatus;
 use crate::store::{Failure, LeaseError};
 
-use super::{Fixture, MakeStore, LEASE, SECOND};
+use super::{pick, Fixture, MakeStore, LEASE, SECOND};
 
 pub async fn dispatch_claim_heartbeat_complete(make: impl MakeStore) {
     let f = Fixture::new(make).await;
@@ -68,7 +68,7 @@ pub async fn batch_claim_and_complete_match_one_by_one(make: impl MakeStore) {
         f.due("acme", "alpha").await,
         f.due("acme", "alpha").await,
     ];
-    let leased = f.store.lease_due("alpha", 10, 10, LEASE).await.unwrap();
+    let leased = f.store.lease_due("alpha", pick(10)).await.unwrap();
     assert_eq!(leased.len(), 3);
     let token = |id: JobId| {
         leased
@@ -173,12 +173,12 @@ pub async fn fail_retries_with_backoff_then_dies(make: impl MakeStore) {
     // Not due before its backoff passes.
     assert!(f
         .store
-        .lease_due("alpha", 10, 10, LEASE)
+        .lease_due("alpha", pick(10))
         .await
         .unwrap()
         .is_empty());
     f.clock.advance(Duration::from_secs(20));
-    let leased = f.store.lease_due("alpha", 10, 10, LEASE).await.unwrap();
+    let leased = f.store.lease_due("alpha", pick(10)).await.unwrap();
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].attempt, 2);
     let token = leased[0].lease_token;
@@ -203,7 +203,7 @@ pub async fn fail_retries_with_backoff_then_dies(make: impl MakeStore) {
     assert_eq!(dead.attempts, 2);
     assert!(f
         .store
-        .lease_due("alpha", 10, 10, LEASE)
+        .lease_due("alpha", pick(10))
         .await
         .unwrap()
         .is_empty());
@@ -226,7 +226,7 @@ pub async fn release_returns_the_job_without_penalty(make: impl MakeStore) {
         f.store.complete(job.id, token).await,
         Err(LeaseError::LeaseLost(job.id))
     );
-    let leased = f.store.lease_due("alpha", 10, 10, LEASE).await.unwrap();
+    let leased = f.store.lease_due("alpha", pick(10)).await.unwrap();
     assert_eq!((leased.len(), leased[0].attempt), (1, 1));
     // With a cancel request, release ends it cancelled instead.
     let (job, token) = f.running("acme", "beta").await;

@@ -5,7 +5,9 @@
 //! [`store_conformance_tests!`](crate::store_conformance_tests):
 //!
 //! ```ignore
-//! async fn make_store(clock: Arc<ManualClock>) -> Arc<dyn JobStore> { … }
+//! async fn make_store(clock: Arc<ManualClock>) -> Arc<dyn JobStore> {
+//!     todo!("a fresh, empty store reading time from `clock`")
+//! }
 //! jobs_core::store_conformance_tests!(make_store);
 //! ```
 //!
@@ -47,7 +49,7 @@ use serde_json::json;
 use crate::backoff::{Backoff, BackoffStrategy, Jitter};
 use crate::clock::{Clock, ManualClock};
 use crate::job::{new_job_id, Job, JobId, LeaseToken, NewJob};
-use crate::store::{JobFilter, JobStore, PageRequest};
+use crate::store::{JobFilter, JobStore, PageRequest, PickRequest};
 use crate::trace::TraceContext;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -165,6 +167,16 @@ pub fn new_job(tenant: &str, use_case: &str) -> NewJob {
     }
 }
 
+/// A pick of up to `n` due jobs under a cap of `n`, with the suite's dispatch lease (a case that
+/// needs the cap and the batch to differ spells the [`PickRequest`] out).
+fn pick(n: u32) -> PickRequest {
+    PickRequest {
+        cap: n,
+        limit: n,
+        lease: LEASE,
+    }
+}
+
 /// A trace context with a `tracestate`, distinct per `n`.
 pub fn trace_context(n: u8) -> TraceContext {
     TraceContext::from_parts([n.max(1); 16], [0x5a; 8], 1)
@@ -213,7 +225,14 @@ impl Fixture {
     async fn dispatch_one(&self, use_case: &str) -> (JobId, LeaseToken) {
         let leased = self
             .store
-            .lease_due(use_case, 1000, 1, LEASE)
+            .lease_due(
+                use_case,
+                PickRequest {
+                    cap: 1000,
+                    limit: 1,
+                    lease: LEASE,
+                },
+            )
             .await
             .unwrap();
         assert_eq!(leased.len(), 1, "expected one due job in {use_case}");
@@ -223,11 +242,7 @@ impl Fixture {
     /// Enqueues, dispatches and claims a job: returns it running.
     async fn running(&self, tenant: &str, use_case: &str) -> (Job, LeaseToken) {
         let job = self.due(tenant, use_case).await;
-        let leased = self
-            .store
-            .lease_due(use_case, 1000, 1000, LEASE)
-            .await
-            .unwrap();
+        let leased = self.store.lease_due(use_case, pick(1000)).await.unwrap();
         let d = leased.iter().find(|d| d.job_id == job.id).expect("leased");
         let claimed = self
             .store

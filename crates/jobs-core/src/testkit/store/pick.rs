@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use crate::job::{JobId, LeaseToken};
 use crate::status::JobStatus;
-use crate::store::Failure;
+use crate::store::{Failure, PickRequest};
 
-use super::{new_job, Fixture, MakeStore, LEASE};
+use super::{new_job, pick, Fixture, MakeStore, LEASE};
 
 pub async fn lease_due_is_earliest_deadline_first(make: impl MakeStore) {
     let f = Fixture::new(make).await;
@@ -35,7 +35,7 @@ pub async fn lease_due_is_earliest_deadline_first(make: impl MakeStore) {
             j
         })
         .await;
-    let leased = f.store.lease_due("alpha", 100, 100, LEASE).await.unwrap();
+    let leased = f.store.lease_due("alpha", pick(100)).await.unwrap();
     let order: Vec<JobId> = leased.iter().map(|d| d.job_id).collect();
     assert_eq!(
         order,
@@ -61,7 +61,7 @@ pub async fn lease_due_is_earliest_deadline_first(make: impl MakeStore) {
     assert_eq!(f.get(other_uc.id).await.status, JobStatus::Pending);
     // Once its run_at passes, the future job is due.
     f.clock.advance(Duration::from_secs(30));
-    let next = f.store.lease_due("alpha", 100, 100, LEASE).await.unwrap();
+    let next = f.store.lease_due("alpha", pick(100)).await.unwrap();
     assert_eq!(
         next.iter().map(|d| d.job_id).collect::<Vec<_>>(),
         vec![future.id]
@@ -70,7 +70,18 @@ pub async fn lease_due_is_earliest_deadline_first(make: impl MakeStore) {
     for i in 0..5 {
         f.add(mk(0, 100 + i, 0)).await;
     }
-    let two = f.store.lease_due("alpha", 100, 2, LEASE).await.unwrap();
+    let two = f
+        .store
+        .lease_due(
+            "alpha",
+            PickRequest {
+                cap: 100,
+                limit: 2,
+                lease: LEASE,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(two.len(), 2);
     assert!(two[0].deadline_at <= two[1].deadline_at);
 }
@@ -99,7 +110,18 @@ pub async fn scheduled_jobs_join_the_pick_when_due(make: impl MakeStore) {
         f.add(mk(-5, 3800)).await.id,
     ]
     .to_vec();
-    let first = f.store.lease_due("alpha", 100, 2, LEASE).await.unwrap();
+    let first = f
+        .store
+        .lease_due(
+            "alpha",
+            PickRequest {
+                cap: 100,
+                limit: 2,
+                lease: LEASE,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(
         first.iter().map(|d| d.job_id).collect::<Vec<_>>(),
         due[..2].to_vec(),
@@ -122,13 +144,13 @@ pub async fn scheduled_jobs_join_the_pick_when_due(make: impl MakeStore) {
         .unwrap();
     assert!(f
         .store
-        .lease_due("alpha", 100, 100, LEASE)
+        .lease_due("alpha", pick(100))
         .await
         .unwrap()
         .is_empty());
     // After the backoff the retry is due; the reminders are not yet.
     f.clock.advance(Duration::from_secs(300));
-    let retried = f.store.lease_due("alpha", 100, 100, LEASE).await.unwrap();
+    let retried = f.store.lease_due("alpha", pick(100)).await.unwrap();
     assert_eq!(
         retried.iter().map(|d| d.job_id).collect::<Vec<_>>(),
         vec![due[2]]
@@ -137,13 +159,24 @@ pub async fn scheduled_jobs_join_the_pick_when_due(make: impl MakeStore) {
     // fall due, because their deadlines are earlier.
     let patient = f.add(mk(300, 7200)).await.id;
     f.clock.advance(Duration::from_secs(301));
-    let batch = f.store.lease_due("alpha", 100, 10, LEASE).await.unwrap();
+    let batch = f
+        .store
+        .lease_due(
+            "alpha",
+            PickRequest {
+                cap: 100,
+                limit: 10,
+                lease: LEASE,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(
         batch.iter().map(|d| d.job_id).collect::<Vec<_>>(),
         reminders[..10].to_vec(),
         "promoted jobs take their place in deadline order"
     );
-    let rest = f.store.lease_due("alpha", 100, 100, LEASE).await.unwrap();
+    let rest = f.store.lease_due("alpha", pick(100)).await.unwrap();
     let mut expected = reminders[10..].to_vec();
     expected.push(patient);
     assert_eq!(rest.iter().map(|d| d.job_id).collect::<Vec<_>>(), expected);
@@ -154,11 +187,29 @@ pub async fn lease_due_respects_the_cap(make: impl MakeStore) {
     for _ in 0..10 {
         f.due("acme", "alpha").await;
     }
-    let first = f.store.lease_due("alpha", 3, 100, LEASE).await.unwrap();
+    let first = f
+        .store
+        .lease_due(
+            "alpha",
+            PickRequest {
+                cap: 3,
+                limit: 100,
+                lease: LEASE,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(first.len(), 3);
     assert!(
         f.store
-            .lease_due("alpha", 3, 100, LEASE)
+            .lease_due(
+                "alpha",
+                PickRequest {
+                    cap: 3,
+                    limit: 100,
+                    lease: LEASE
+                }
+            )
             .await
             .unwrap()
             .is_empty(),
@@ -169,7 +220,14 @@ pub async fn lease_due_respects_the_cap(make: impl MakeStore) {
     f.store.claim(d.job_id, d.lease_token, LEASE).await.unwrap();
     assert!(f
         .store
-        .lease_due("alpha", 3, 100, LEASE)
+        .lease_due(
+            "alpha",
+            PickRequest {
+                cap: 3,
+                limit: 100,
+                lease: LEASE
+            }
+        )
         .await
         .unwrap()
         .is_empty());
@@ -177,7 +235,14 @@ pub async fn lease_due_respects_the_cap(make: impl MakeStore) {
     f.store.complete(d.job_id, d.lease_token).await.unwrap();
     assert_eq!(
         f.store
-            .lease_due("alpha", 3, 100, LEASE)
+            .lease_due(
+                "alpha",
+                PickRequest {
+                    cap: 3,
+                    limit: 100,
+                    lease: LEASE
+                }
+            )
             .await
             .unwrap()
             .len(),
@@ -186,13 +251,27 @@ pub async fn lease_due_respects_the_cap(make: impl MakeStore) {
     // A lower cap than the jobs in flight leases nothing (no underflow).
     assert!(f
         .store
-        .lease_due("alpha", 1, 100, LEASE)
+        .lease_due(
+            "alpha",
+            PickRequest {
+                cap: 1,
+                limit: 100,
+                lease: LEASE
+            }
+        )
         .await
         .unwrap()
         .is_empty());
     assert!(f
         .store
-        .lease_due("alpha", 0, 100, LEASE)
+        .lease_due(
+            "alpha",
+            PickRequest {
+                cap: 0,
+                limit: 100,
+                lease: LEASE
+            }
+        )
         .await
         .unwrap()
         .is_empty());
@@ -208,7 +287,16 @@ pub async fn concurrent_lease_due_never_exceeds_the_cap(make: impl MakeStore) {
         for _ in 0..8 {
             let store = f.store.clone();
             handles.push(tokio::spawn(async move {
-                store.lease_due("alpha", 5, 3, LEASE).await
+                store
+                    .lease_due(
+                        "alpha",
+                        PickRequest {
+                            cap: 5,
+                            limit: 3,
+                            lease: LEASE,
+                        },
+                    )
+                    .await
             }));
         }
         let mut leased = Vec::new();

@@ -4,7 +4,7 @@
 use crate::status::JobStatus;
 use crate::store::{ChangeError, EnqueueError, Failure, JobFilter, PageRequest};
 
-use super::{new_job, Fixture, MakeStore, LEASE};
+use super::{new_job, pick, Fixture, MakeStore, LEASE};
 
 pub async fn quota_is_exact_under_concurrent_enqueues(make: impl MakeStore) {
     let f = Fixture::new(make).await;
@@ -66,7 +66,7 @@ pub async fn quota_counts_only_unfinished_jobs(make: impl MakeStore) {
         Err(EnqueueError::QuotaExceeded { .. })
     ));
     // Dispatched and running jobs still count.
-    let leased = f.store.lease_due("alpha", 10, 10, LEASE).await.unwrap();
+    let leased = f.store.lease_due("alpha", pick(10)).await.unwrap();
     assert_eq!(leased.len(), 2);
     assert!(matches!(
         f.store.enqueue(limited()).await,

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use crate::job::{new_job_id, JobId, LeaseToken};
 use crate::status::JobStatus;
-use crate::store::{JobFilter, LeaseError, PageRequest, ReapReport};
+use crate::store::{JobFilter, LeaseError, PageRequest, PickRequest, ReapReport};
 
-use super::{new_job, Fixture, MakeStore, LEASE, SECOND};
+use super::{new_job, pick, Fixture, MakeStore, LEASE, SECOND};
 
 pub async fn reaper_returns_expired_dispatches_without_an_attempt(make: impl MakeStore) {
     let f = Fixture::new(make).await;
@@ -15,12 +15,26 @@ pub async fn reaper_returns_expired_dispatches_without_an_attempt(make: impl Mak
     f.due("acme", "alpha").await;
     let early = f
         .store
-        .lease_due("alpha", 10, 1, Duration::from_secs(10))
+        .lease_due(
+            "alpha",
+            PickRequest {
+                cap: 10,
+                limit: 1,
+                lease: Duration::from_secs(10),
+            },
+        )
         .await
         .unwrap();
     let late = f
         .store
-        .lease_due("alpha", 10, 1, Duration::from_secs(100))
+        .lease_due(
+            "alpha",
+            PickRequest {
+                cap: 10,
+                limit: 1,
+                lease: Duration::from_secs(100),
+            },
+        )
         .await
         .unwrap();
     f.clock.advance(Duration::from_secs(10));
@@ -54,7 +68,17 @@ pub async fn reaper_returns_expired_dispatches_without_an_attempt(make: impl Mak
     for _ in 0..5 {
         f.due("acme", "beta").await;
     }
-    f.store.lease_due("beta", 10, 10, SECOND).await.unwrap();
+    f.store
+        .lease_due(
+            "beta",
+            PickRequest {
+                cap: 10,
+                limit: 10,
+                lease: SECOND,
+            },
+        )
+        .await
+        .unwrap();
     f.clock.advance(Duration::from_secs(2));
     assert_eq!(f.store.reap_expired(2).await.unwrap().dispatch_expired, 2);
     assert_eq!(f.store.reap_expired(100).await.unwrap().dispatch_expired, 3);
@@ -72,7 +96,7 @@ pub async fn reaper_counts_expired_runs_as_attempts(make: impl MakeStore) {
     let mut last = new_job("acme", "alpha");
     last.max_attempts = 1;
     let last = f.add(last).await;
-    let d = f.store.lease_due("alpha", 10, 10, LEASE).await.unwrap();
+    let d = f.store.lease_due("alpha", pick(10)).await.unwrap();
     let t2 = d.iter().find(|d| d.job_id == last.id).unwrap().lease_token;
     f.store.claim(last.id, t2, LEASE).await.unwrap();
     // A running job with a cancel request: cancelled.
@@ -120,7 +144,18 @@ pub async fn unsent_dispatches_go_back_at_once(make: impl MakeStore) {
         ids.push(f.due("acme", "alpha").await.id);
     }
     // Cap 3: three leased, the fourth waits.
-    let leased = f.store.lease_due("alpha", 3, 10, LEASE).await.unwrap();
+    let leased = f
+        .store
+        .lease_due(
+            "alpha",
+            PickRequest {
+                cap: 3,
+                limit: 10,
+                lease: LEASE,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(leased.len(), 3);
     let (unsent, claimed, cancelled) = (&leased[0], &leased[1], &leased[2]);
     f.store
@@ -173,7 +208,18 @@ pub async fn unsent_dispatches_go_back_at_once(make: impl MakeStore) {
     assert_eq!(f.store.return_dispatched(Vec::new()).await.unwrap(), 0);
     // Its place under the cap is free again at once (1 running + 2 new leases = cap 3), without
     // waiting for the dispatch lease to expire; the earlier deadline goes first.
-    let again = f.store.lease_due("alpha", 3, 10, LEASE).await.unwrap();
+    let again = f
+        .store
+        .lease_due(
+            "alpha",
+            PickRequest {
+                cap: 3,
+                limit: 10,
+                lease: LEASE,
+            },
+        )
+        .await
+        .unwrap();
     let again: Vec<JobId> = again.iter().map(|d| d.job_id).collect();
     assert_eq!(again.len(), 2, "{again:?}");
     assert_eq!(again[0], unsent.job_id);
