@@ -23,8 +23,9 @@ use faults::{
 use jobs_core::config::QuotaConfig;
 use jobs_core::transport::OutgoingMessage;
 use jobs_core::{
-    Backoff, BackoffStrategy, DispatchMessage, EnqueueError, EnqueueRequest, Jitter, JobId,
-    JobService, JobStatus, JobStore, PlatformConfig, TenantScope, Transport, UseCaseConfig,
+    Backoff, BackoffStrategy, DispatchMessage, DispatchStore, EnqueueError, EnqueueRequest, Jitter,
+    JobId, JobService, JobStatus, PickRequest, PlatformConfig, TenantScope, Transport,
+    UseCaseConfig,
 };
 use serde_json::json;
 
@@ -170,7 +171,14 @@ async fn s03_duplicate_deliveries_make_exactly_one_claim() {
     // Lease them as the scheduler would, then send every message three times.
     let leased = w
         .store
-        .lease_due("notifications", 10, 10, Duration::from_secs(60))
+        .lease_due(
+            "notifications",
+            PickRequest {
+                cap: 10,
+                limit: 10,
+                lease: Duration::from_secs(60),
+            },
+        )
         .await
         .unwrap();
     assert_eq!(leased.len(), 10);
@@ -341,7 +349,14 @@ async fn s08_poison_messages_are_dropped_and_workers_keep_working() {
     let victim = enqueue(&w, mail(json!({}))).await;
     let d = w
         .store
-        .lease_due("notifications", 10, 10, Duration::from_secs(2))
+        .lease_due(
+            "notifications",
+            PickRequest {
+                cap: 10,
+                limit: 10,
+                lease: Duration::from_secs(2),
+            },
+        )
         .await
         .unwrap()
         .pop()

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jobs_core::{Job, JobId, JobService, JobStatus, JobStore, PlatformConfig, UseCaseConfig};
+use jobs_core::{ApiStore, Job, JobId, JobService, JobStatus, PlatformConfig, UseCaseConfig};
 use jobs_postgres::PgStore;
 use jobs_sqs::SqsTransport;
 

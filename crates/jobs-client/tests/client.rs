@@ -469,7 +469,7 @@ async fn wait_for_polls_until_terminal_or_timeout() {
     let id = job.id;
     let canceller = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(60)).await;
-        jobs_core::JobStore::cancel(store.as_ref(), id)
+        jobs_core::ApiStore::cancel(store.as_ref(), id)
             .await
             .unwrap();
     });

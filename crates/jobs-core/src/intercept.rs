@@ -43,54 +43,55 @@ use async_trait::async_trait;
 
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::store::{
-    ChangeError, EnqueueError, Failure, Heartbeat, JobFilter, JobStore, LeaseError, Page,
-    PageRequest, ReapReport, StatusCount, StoreError, WakeupStream,
+    ApiStore, ChangeError, DispatchStore, EnqueueError, Failure, Heartbeat, JobFilter, JobStore,
+    LeaseError, LeaseStore, MaintenanceStore, Page, PageRequest, PickRequest, ReapReport,
+    StatusCount, StoreError, WakeupStream,
 };
 
 /// A [`JobStore`] method, as an [`Interceptor`] sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StoreOp {
-    /// [`JobStore::enqueue`].
+    /// [`ApiStore::enqueue`].
     Enqueue,
-    /// [`JobStore::enqueue_many`].
+    /// [`ApiStore::enqueue_many`].
     EnqueueMany,
-    /// [`JobStore::get`].
+    /// [`ApiStore::get`].
     Get,
-    /// [`JobStore::list`].
+    /// [`ApiStore::list`].
     List,
-    /// [`JobStore::cancel`].
+    /// [`ApiStore::cancel`].
     Cancel,
-    /// [`JobStore::retry`].
+    /// [`ApiStore::retry`].
     Retry,
-    /// [`JobStore::lease_due`].
+    /// [`DispatchStore::lease_due`].
     LeaseDue,
-    /// [`JobStore::claim`].
+    /// [`LeaseStore::claim`].
     Claim,
-    /// [`JobStore::claim_many`].
+    /// [`LeaseStore::claim_many`].
     ClaimMany,
-    /// [`JobStore::complete_many`].
+    /// [`LeaseStore::complete_many`].
     CompleteMany,
-    /// [`JobStore::heartbeat`].
+    /// [`LeaseStore::heartbeat`].
     Heartbeat,
-    /// [`JobStore::complete`].
+    /// [`LeaseStore::complete`].
     Complete,
-    /// [`JobStore::fail`].
+    /// [`LeaseStore::fail`].
     Fail,
-    /// [`JobStore::finish_cancelled`].
+    /// [`LeaseStore::finish_cancelled`].
     FinishCancelled,
-    /// [`JobStore::release`].
+    /// [`LeaseStore::release`].
     Release,
-    /// [`JobStore::reap_expired`].
+    /// [`MaintenanceStore::reap_expired`].
     ReapExpired,
-    /// [`JobStore::return_dispatched`].
+    /// [`DispatchStore::return_dispatched`].
     ReturnDispatched,
-    /// [`JobStore::counts`].
+    /// [`ApiStore::counts`].
     Counts,
-    /// [`JobStore::prune`].
+    /// [`MaintenanceStore::prune`].
     Prune,
-    /// [`JobStore::ping`].
+    /// [`ApiStore::ping`].
     Ping,
-    /// [`JobStore::subscribe`].
+    /// [`DispatchStore::subscribe`].
     Subscribe,
 }
 
@@ -217,7 +218,7 @@ impl<I: Interceptor> InterceptedStore<I> {
 }
 
 #[async_trait]
-impl<I: Interceptor> JobStore for InterceptedStore<I> {
+impl<I: Interceptor> ApiStore for InterceptedStore<I> {
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
         self.around(StoreOp::Enqueue, 1, self.inner.enqueue(job))
             .await
@@ -247,17 +248,43 @@ impl<I: Interceptor> JobStore for InterceptedStore<I> {
             .await
     }
 
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        self.around(StoreOp::Counts, 1, self.inner.counts()).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.around(StoreOp::Ping, 1, self.inner.ping()).await
+    }
+}
+
+#[async_trait]
+impl<I: Interceptor> DispatchStore for InterceptedStore<I> {
     async fn lease_due(
         &self,
         use_case: &str,
-        cap: u32,
-        limit: u32,
-        lease: Duration,
+        pick: PickRequest,
     ) -> Result<Vec<Dispatch>, StoreError> {
-        let call = self.inner.lease_due(use_case, cap, limit, lease);
-        self.around(StoreOp::LeaseDue, 1, call).await
+        self.around(StoreOp::LeaseDue, 1, self.inner.lease_due(use_case, pick))
+            .await
     }
 
+    async fn return_dispatched(
+        &self,
+        dispatches: Vec<(JobId, LeaseToken)>,
+    ) -> Result<u64, StoreError> {
+        let entries = dispatches.len();
+        let call = self.inner.return_dispatched(dispatches);
+        self.around(StoreOp::ReturnDispatched, entries, call).await
+    }
+
+    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
+        self.around(StoreOp::Subscribe, 1, self.inner.subscribe())
+            .await
+    }
+}
+
+#[async_trait]
+impl<I: Interceptor> LeaseStore for InterceptedStore<I> {
     async fn claim(
         &self,
         id: JobId,
@@ -318,36 +345,17 @@ impl<I: Interceptor> JobStore for InterceptedStore<I> {
         self.around(StoreOp::Release, 1, self.inner.release(id, token))
             .await
     }
+}
 
+#[async_trait]
+impl<I: Interceptor> MaintenanceStore for InterceptedStore<I> {
     async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError> {
         self.around(StoreOp::ReapExpired, 1, self.inner.reap_expired(limit))
             .await
     }
 
-    async fn return_dispatched(
-        &self,
-        dispatches: Vec<(JobId, LeaseToken)>,
-    ) -> Result<u64, StoreError> {
-        let entries = dispatches.len();
-        let call = self.inner.return_dispatched(dispatches);
-        self.around(StoreOp::ReturnDispatched, entries, call).await
-    }
-
-    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-        self.around(StoreOp::Counts, 1, self.inner.counts()).await
-    }
-
     async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
         self.around(StoreOp::Prune, 1, self.inner.prune(older_than, limit))
-            .await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.around(StoreOp::Ping, 1, self.inner.ping()).await
-    }
-
-    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
-        self.around(StoreOp::Subscribe, 1, self.inner.subscribe())
             .await
     }
 }
@@ -405,7 +413,14 @@ mod tests {
         let id = job.id;
         store.enqueue(job).await.unwrap();
         let leased = store
-            .lease_due("alpha", 10, 10, Duration::from_secs(60))
+            .lease_due(
+                "alpha",
+                PickRequest {
+                    cap: 10,
+                    limit: 10,
+                    lease: Duration::from_secs(60),
+                },
+            )
             .await
             .unwrap();
         let token = leased[0].lease_token;

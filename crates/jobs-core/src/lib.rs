@@ -11,8 +11,9 @@
 //! - [`enqueue`]: enqueue requests and their validation (one typed error per bad input).
 //! - [`trace`]: the W3C trace context a job carries from its enqueuer to its handler.
 //! - [`config`]: use cases, caps, tolerances, quotas and limits from the environment.
-//! - Ports: [`store::JobStore`], [`transport::Transport`] and [`clock::Clock`], each documenting the
-//!   contract an adapter must honour.
+//! - Ports: [`store::JobStore`] (the union of its role traits: API, dispatch, lease,
+//!   maintenance), [`transport::Transport`] and [`clock::Clock`], each documenting the contract an
+//!   adapter must honour.
 //! - [`service::JobService`]: the domain rules over any store.
 //! - [`handler`]: typed handlers, their registry, context and outcomes.
 //! - [`job_type`]: [`JobType`], a payload type that declares its job type's name once, for typed
@@ -94,8 +95,8 @@ pub use job_type::JobType;
 pub use service::{JobService, TenantScope};
 pub use status::{IllegalTransition, JobStatus, Transition};
 pub use store::{
-    ChangeError, EnqueueError, Failure, JobFilter, JobStore, LeaseError, Page, PageRequest,
-    StoreError,
+    ApiStore, ChangeError, DispatchStore, EnqueueError, Failure, JobFilter, JobStore, LeaseError,
+    LeaseStore, MaintenanceStore, Page, PageRequest, PickRequest, SchedulerStore, StoreError,
 };
 pub use trace::{TraceContext, TraceParentError};
 pub use transport::{DispatchMessage, Transport, TransportError};

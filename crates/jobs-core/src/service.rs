@@ -173,7 +173,7 @@ impl JobService {
         self.store.list(&filter, page).await
     }
 
-    /// Cancels a job visible to `scope` (see [`JobStore::cancel`]).
+    /// Cancels a job visible to `scope` (see [`ApiStore::cancel`](crate::store::ApiStore::cancel)).
     pub async fn cancel(&self, id: JobId, scope: &TenantScope) -> Result<Job, ChangeError> {
         self.visible(id, scope).await?;
         self.store.cancel(id).await

@@ -239,6 +239,31 @@ pub const TRANSITIONS: &[Edge] = &[
     edge(JobStatus::Running, Transition::Release, JobStatus::Pending),
 ];
 
+/// The event a store applies when a running job's attempt fails
+/// ([`LeaseStore::fail`](crate::store::LeaseStore::fail)), given whether the failure asks for a
+/// retry and whether a cancel is pending: a cancel request wins (`finish_cancelled`), then the
+/// retry (`fail_retry`), else `fail_dead`. Every store decides the same way through this.
+pub fn failure_transition(retry: bool, cancel_requested: bool) -> Transition {
+    match (cancel_requested, retry) {
+        (true, _) => Transition::FinishCancelled,
+        (false, true) => Transition::FailRetry,
+        (false, false) => Transition::FailDead,
+    }
+}
+
+/// The event the reaper applies to a running job whose lease expired (its worker is lost): a
+/// cancel request wins (`finish_cancelled`); the attempt counts, so a job with no attempts left is
+/// dead (`expire_run_dead`) and any other goes back to pending (`expire_run_retry`).
+pub fn expiry_transition(attempts: u32, max_attempts: u32, cancel_requested: bool) -> Transition {
+    if cancel_requested {
+        Transition::FinishCancelled
+    } else if attempts >= max_attempts {
+        Transition::ExpireRunDead
+    } else {
+        Transition::ExpireRunRetry
+    }
+}
+
 /// A refused state change: `event` is not legal for a job in `from`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("illegal transition: cannot {event} a {from} job")]
@@ -351,6 +376,29 @@ mod tests {
                     assert_eq!(to, JobStatus::Pending);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn failure_and_expiry_pick_edges_out_of_running() {
+        let bools = [false, true];
+        for (retry, cancel) in bools.into_iter().flat_map(|r| bools.map(|c| (r, c))) {
+            let event = failure_transition(retry, cancel);
+            assert!(JobStatus::Running.apply(event).is_ok(), "{event}");
+            assert_eq!(event == Transition::FinishCancelled, cancel);
+        }
+        assert_eq!(failure_transition(true, false), Transition::FailRetry);
+        assert_eq!(failure_transition(false, false), Transition::FailDead);
+        for (attempts, max, cancel, want) in [
+            (1, 3, false, Transition::ExpireRunRetry),
+            (3, 3, false, Transition::ExpireRunDead),
+            (4, 3, false, Transition::ExpireRunDead),
+            (1, 3, true, Transition::FinishCancelled),
+            (3, 3, true, Transition::FinishCancelled),
+        ] {
+            let event = expiry_transition(attempts, max, cancel);
+            assert_eq!(event, want, "{attempts}/{max} cancel {cancel}");
+            assert!(JobStatus::Running.apply(event).is_ok(), "{event}");
         }
     }
 

@@ -1,21 +1,35 @@
 //! The `JobStore` port: everything the platform asks of its source of truth.
 //!
 //! A store holds jobs and performs every state change of [`crate::status::TRANSITIONS`] as one
-//! atomic, conditional write. The contract, which the conformance suite in
+//! atomic, conditional write. Its methods are grouped by who calls them, one role trait each:
+//!
+//! | role | caller | methods |
+//! |---|---|---|
+//! | [`ApiStore`] | `JobService`, the HTTP API, operations endpoints | enqueue, enqueue_many, get, list, cancel, retry, counts, ping |
+//! | [`DispatchStore`] | the scheduler's pick | lease_due, return_dispatched, subscribe |
+//! | [`LeaseStore`] | the worker | claim, claim_many, heartbeat, complete, complete_many, fail, finish_cancelled, release |
+//! | [`MaintenanceStore`] | the scheduler's reaper and pruning | reap_expired, prune |
+//!
+//! [`JobStore`] is all four (a blanket impl: implement the roles and the store is a `JobStore`);
+//! [`SchedulerStore`] is the scheduler's two. The contract, which the conformance suite in
 //! [`crate::testkit::store`] checks against every implementation:
 //!
-//! - **Fencing.** [`claim`](JobStore::claim), [`heartbeat`](JobStore::heartbeat),
-//!   [`complete`](JobStore::complete), [`fail`](JobStore::fail),
-//!   [`finish_cancelled`](JobStore::finish_cancelled) and [`release`](JobStore::release) act only if
-//!   the job is in the expected status *and* holds the given lease token; otherwise they change
-//!   nothing and return [`LeaseError::LeaseLost`].
-//! - **Caps.** [`lease_due`](JobStore::lease_due) never leaves more than `cap` jobs of a use case
-//!   dispatched or running, even when called concurrently.
-//! - **Quotas.** [`enqueue`](JobStore::enqueue), [`enqueue_many`](JobStore::enqueue_many) and
-//!   [`retry`](JobStore::retry) never leave a tenant with more non-terminal jobs in a use case
+//! - **Fencing.** [`claim`](LeaseStore::claim), [`heartbeat`](LeaseStore::heartbeat),
+//!   [`complete`](LeaseStore::complete), [`fail`](LeaseStore::fail),
+//!   [`finish_cancelled`](LeaseStore::finish_cancelled) and [`release`](LeaseStore::release) act
+//!   only if the job is in the expected status *and* holds the given lease token; otherwise they
+//!   change nothing and return [`LeaseError::LeaseLost`].
+//! - **Caps.** [`lease_due`](DispatchStore::lease_due) never leaves more than
+//!   [`PickRequest::cap`] jobs of a use case dispatched or running, even when called
+//!   concurrently.
+//! - **Quotas.** [`enqueue`](ApiStore::enqueue), [`enqueue_many`](ApiStore::enqueue_many) and
+//!   [`retry`](ApiStore::retry) never leave a tenant with more non-terminal jobs in a use case
 //!   than its quota, even when they run concurrently.
 //! - **Time.** Leases, `run_at` and deadlines are compared with the store's clock (the database's in
 //!   production), never the caller's.
+//! - **Transitions.** Which event a failed attempt or an expired run lease applies is decided by
+//!   [`failure_transition`](crate::status::failure_transition) and
+//!   [`expiry_transition`](crate::status::expiry_transition), next to the table.
 
 use std::time::Duration;
 
@@ -23,7 +37,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
-use crate::status::{IllegalTransition, JobStatus, Transition};
+use crate::status::{IllegalTransition, JobStatus};
 
 /// A store operation failed for a reason other than the job's state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,7 +145,7 @@ pub enum ChangeError {
     Store(#[from] StoreError),
 }
 
-/// A failed attempt as recorded by [`JobStore::fail`].
+/// A failed attempt as recorded by [`LeaseStore::fail`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// The error message (truncated by the store if very long).
@@ -172,7 +186,7 @@ impl ReapReport {
     }
 }
 
-/// Filters for [`JobStore::list`]; `None` matches everything.
+/// Filters for [`ApiStore::list`]; `None` matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFilter {
     /// Owner.
@@ -307,10 +321,26 @@ impl WakeupStream for NeverWake {
     }
 }
 
-/// The source of truth for jobs. See the module docs for the contract every method must honour.
-#[cfg_attr(any(test, feature = "testkit"), mockall::automock)]
+/// What one [`lease_due`](DispatchStore::lease_due) call may take: named, because three numbers
+/// in a row are easy to swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PickRequest {
+    /// The use case's concurrency cap: after the call, at most this many of its jobs are
+    /// dispatched or running (counting those already in flight).
+    pub cap: u32,
+    /// The most jobs this call leases (the scheduler's batch), even when the cap leaves room
+    /// for more.
+    pub limit: u32,
+    /// The dispatch lease: each leased job's `lease_expires_at` is `now + lease`, after which the
+    /// reaper returns it to `pending` unless a worker claimed it.
+    pub lease: Duration,
+}
+
+/// The API's role: what [`JobService`](crate::JobService) and the HTTP API ask of a store on
+/// behalf of callers (enqueue, read, list, cancel, retry), plus the reads of the operations
+/// endpoints every process serves (`counts` for `/metrics`, `ping` for `/readyz`).
 #[async_trait]
-pub trait JobStore: Send + Sync + std::fmt::Debug {
+pub trait ApiStore: Send + Sync + std::fmt::Debug {
     /// Inserts a job in `pending`.
     ///
     /// MUST return the existing job with `created: false` when the tenant already has a job with
@@ -346,25 +376,64 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// atomically with respect to concurrent enqueues and retries.
     async fn retry(&self, id: JobId, quota: Option<u32>) -> Result<Job, ChangeError>;
 
+    /// Job counts by use case and status (statuses with no jobs may be omitted).
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError>;
+
+    /// Checks the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The scheduler's dispatch role: pick due jobs under the caps, take back the ones the transport
+/// refused, and hear when to look again.
+#[async_trait]
+pub trait DispatchStore: Send + Sync + std::fmt::Debug {
     /// Leases due pending jobs of `use_case`, earliest deadline first (then higher priority, then
-    /// lower id): at most `min(limit, cap − in_flight)` of them, where `in_flight` counts the use
-    /// case's dispatched and running jobs. Each gets a new token and `lease_expires_at = now +
-    /// lease`. Concurrent callers together never exceed `cap`.
+    /// lower id): at most `min(pick.limit, pick.cap − in_flight)` of them, where `in_flight`
+    /// counts the use case's dispatched and running jobs. Each gets a new token and
+    /// `lease_expires_at = now + pick.lease`. Concurrent callers together never exceed
+    /// `pick.cap`.
     async fn lease_due(
         &self,
         use_case: &str,
-        cap: u32,
-        limit: u32,
-        lease: Duration,
+        pick: PickRequest,
     ) -> Result<Vec<Dispatch>, StoreError>;
 
+    /// Takes back dispatches whose message the transport did not accept: for each `(id, token)`,
+    /// a `dispatched` job still holding `token` goes back to `pending` at once, exactly as when
+    /// its dispatch lease expires (not an attempt; lease cleared; `run_at` and deadline kept), so
+    /// it neither waits out the dispatch lease nor holds a place under the cap meanwhile. Entries
+    /// whose job has moved on (claimed, cancelled, returned already) are skipped. Returns how many
+    /// jobs went back.
+    ///
+    /// The default returns none, leaving them to
+    /// [`reap_expired`](MaintenanceStore::reap_expired) when their lease expires; the platform's
+    /// stores override it.
+    async fn return_dispatched(
+        &self,
+        dispatches: Vec<(JobId, LeaseToken)>,
+    ) -> Result<u64, StoreError> {
+        let _ = dispatches;
+        Ok(0)
+    }
+
+    /// Wake-ups for the scheduler: a job became due or capacity freed. Stores without
+    /// notifications return [`NeverWake`] and the scheduler polls.
+    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
+        Ok(Box::new(NeverWake))
+    }
+}
+
+/// The worker's role: claim dispatched jobs, keep their leases alive and record each attempt's
+/// outcome. Every method is fenced by the lease token (see the module docs).
+#[async_trait]
+pub trait LeaseStore: Send + Sync + std::fmt::Debug {
     /// `dispatched` with `token` → `running`: attempts + 1, `started_at = now`,
     /// `lease_expires_at = now + lease`. Returns the job (with payload).
     async fn claim(&self, id: JobId, token: LeaseToken, lease: Duration)
         -> Result<Job, LeaseError>;
 
     /// Claims several dispatched jobs at once: for each `(id, token)`, exactly what
-    /// [`claim`](JobStore::claim) would do, with one result per entry in input order (a second
+    /// [`claim`](LeaseStore::claim) would do, with one result per entry in input order (a second
     /// entry for a job already claimed in the same call is [`LeaseError::LeaseLost`]). The default
     /// claims one by one; stores override it to claim the batch in one round trip.
     async fn claim_many(
@@ -380,7 +449,7 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     }
 
     /// Completes several running jobs at once: for each `(id, token)`, exactly what
-    /// [`complete`](JobStore::complete) would do, with one result per entry in input order. The
+    /// [`complete`](LeaseStore::complete) would do, with one result per entry in input order. The
     /// default completes one by one; stores override it to write the batch in one round trip.
     async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<Job, LeaseError>> {
         let mut out = Vec::with_capacity(done.len());
@@ -413,63 +482,96 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// Shutdown: `running` with `token` → `pending` due now, the attempt not counted
     /// (attempts − 1). A job with a cancel request ends `cancelled`.
     async fn release(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError>;
+}
 
+/// The maintenance role: take back expired leases and delete old finished jobs (the scheduler
+/// runs both, the reaper every tick).
+#[async_trait]
+pub trait MaintenanceStore: Send + Sync + std::fmt::Debug {
     /// Returns expired leases, at most `limit` jobs per state: dispatched → pending (no attempt);
     /// running → pending due now (attempt counted), or dead when attempts are exhausted, or
     /// cancelled when a cancel was requested.
     async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError>;
 
-    /// Takes back dispatches whose message the transport did not accept: for each `(id, token)`,
-    /// a `dispatched` job still holding `token` goes back to `pending` at once, exactly as when
-    /// its dispatch lease expires (not an attempt; lease cleared; `run_at` and deadline kept), so
-    /// it neither waits out the dispatch lease nor holds a place under the cap meanwhile. Entries
-    /// whose job has moved on (claimed, cancelled, returned already) are skipped. Returns how many
-    /// jobs went back.
-    ///
-    /// The default returns none, leaving them to [`reap_expired`](JobStore::reap_expired) when
-    /// their lease expires; the platform's stores override it.
-    async fn return_dispatched(
-        &self,
-        dispatches: Vec<(JobId, LeaseToken)>,
-    ) -> Result<u64, StoreError> {
-        let _ = dispatches;
-        Ok(0)
-    }
-
-    /// Job counts by use case and status (statuses with no jobs may be omitted).
-    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError>;
-
     /// Deletes at most `limit` terminal jobs that finished more than `older_than` ago; returns how
     /// many.
     async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError>;
+}
 
-    /// Checks the store answers (readiness).
-    async fn ping(&self) -> Result<(), StoreError>;
+/// Everything the scheduler asks of a store: [`DispatchStore`] and [`MaintenanceStore`]. Implemented
+/// by every type that implements both; `Arc<dyn JobStore>` converts to `Arc<dyn SchedulerStore>`.
+pub trait SchedulerStore: DispatchStore + MaintenanceStore {}
 
-    /// Wake-ups for the scheduler: a job became due or capacity freed. Stores without
-    /// notifications return [`NeverWake`] and the scheduler polls.
-    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
-        Ok(Box::new(NeverWake))
+impl<T: DispatchStore + MaintenanceStore> SchedulerStore for T {}
+
+/// The source of truth for jobs: every role at once. See the module docs for the contract every
+/// method must honour.
+///
+/// A store implements the four role traits — [`ApiStore`] (API and library callers, operations
+/// endpoints), [`DispatchStore`] (the scheduler's pick), [`LeaseStore`] (the worker) and
+/// [`MaintenanceStore`] (reaper, pruning) — and is a `JobStore` through the blanket impl. The
+/// composition roots hold an `Arc<dyn JobStore>`; a runtime that needs less says so with a role,
+/// to which an `Arc<dyn JobStore>` converts where it is passed (the scheduler's `Dispatcher`
+/// takes an `Arc<dyn SchedulerStore>`; the worker's heartbeats and batched completions an
+/// `Arc<dyn LeaseStore>`). Every role's methods can be called on a `dyn JobStore` without
+/// importing the role; on a concrete store (`MemoryStore`, `PgStore`), import the roles used.
+pub trait JobStore: ApiStore + LeaseStore + SchedulerStore {}
+
+impl<T: ApiStore + LeaseStore + SchedulerStore> JobStore for T {}
+
+#[cfg(any(test, feature = "testkit"))]
+mockall::mock! {
+    /// A mock of every store role (a [`JobStore`]), for unit tests.
+    pub JobStore {}
+
+    #[async_trait]
+    impl ApiStore for JobStore {
+        async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError>;
+        async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, EnqueueError>;
+        async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError>;
+        async fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<Page, StoreError>;
+        async fn cancel(&self, id: JobId) -> Result<Job, ChangeError>;
+        async fn retry(&self, id: JobId, quota: Option<u32>) -> Result<Job, ChangeError>;
+        async fn counts(&self) -> Result<Vec<StatusCount>, StoreError>;
+        async fn ping(&self) -> Result<(), StoreError>;
+    }
+
+    #[async_trait]
+    impl DispatchStore for JobStore {
+        async fn lease_due(&self, use_case: &str, pick: PickRequest)
+            -> Result<Vec<Dispatch>, StoreError>;
+        async fn return_dispatched(&self, dispatches: Vec<(JobId, LeaseToken)>)
+            -> Result<u64, StoreError>;
+        async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError>;
+    }
+
+    #[async_trait]
+    impl LeaseStore for JobStore {
+        async fn claim(&self, id: JobId, token: LeaseToken, lease: Duration)
+            -> Result<Job, LeaseError>;
+        async fn claim_many(&self, claims: Vec<(JobId, LeaseToken)>, lease: Duration)
+            -> Vec<Result<Job, LeaseError>>;
+        async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>)
+            -> Vec<Result<Job, LeaseError>>;
+        async fn heartbeat(&self, id: JobId, token: LeaseToken, lease: Duration)
+            -> Result<Heartbeat, LeaseError>;
+        async fn complete(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError>;
+        async fn fail(&self, id: JobId, token: LeaseToken, failure: Failure)
+            -> Result<Job, LeaseError>;
+        async fn finish_cancelled(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError>;
+        async fn release(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError>;
+    }
+
+    #[async_trait]
+    impl MaintenanceStore for JobStore {
+        async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError>;
+        async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError>;
     }
 }
 
-/// The event a store applies for [`JobStore::fail`], given whether a retry was asked for and
-/// whether a cancel is pending. Kept here so every store decides the same way.
-pub fn failure_transition(retry: bool, cancel_requested: bool) -> Transition {
-    match (cancel_requested, retry) {
-        (true, _) => Transition::FinishCancelled,
-        (false, true) => Transition::FailRetry,
-        (false, false) => Transition::FailDead,
-    }
-}
-
-/// The event the reaper applies to a running job whose lease expired.
-pub fn expiry_transition(attempts: u32, max_attempts: u32, cancel_requested: bool) -> Transition {
-    if cancel_requested {
-        Transition::FinishCancelled
-    } else if attempts >= max_attempts {
-        Transition::ExpireRunDead
-    } else {
-        Transition::ExpireRunRetry
+#[cfg(any(test, feature = "testkit"))]
+impl std::fmt::Debug for MockJobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MockJobStore")
     }
 }

@@ -19,7 +19,7 @@
 
 use std::time::Instant;
 
-use jobs_core::{JobFilter, JobStatus, JobStore, PageRequest};
+use jobs_core::{ApiStore, JobFilter, JobStatus, PageRequest};
 use jobs_postgres::sql::{list_statement, ListShape};
 use jobs_postgres::SchemaName;
 use tokio_postgres::types::ToSql;

@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use jobs_core::JobStore;
+//! use jobs_core::ApiStore; // the store's methods come in role traits; `ping` is the API's
 //! use jobs_postgres::PgStore;
 //!
 //! let store = PgStore::connect("postgres://postgres@127.0.0.1/app", "async_jobs")?;
@@ -36,7 +36,7 @@
 //! - [`PgStore`]: the store; `with_clock` for tests that move time.
 //! - Wake-ups: NOTIFY on `<schema>_wakeup` when a job becomes due or leaves dispatched/running —
 //!   sent by triggers in other sessions, and coalesced by the store itself on its own pooled
-//!   connections (at most one NOTIFY transaction in flight, see migration 2); [`JobStore::subscribe`](jobs_core::JobStore::subscribe) listens on a
+//!   connections (at most one NOTIFY transaction in flight, see migration 2); [`DispatchStore::subscribe`](jobs_core::DispatchStore::subscribe) listens on a
 //!   dedicated connection that reconnects by itself.
 //! - [`tls`]: every connection (pool, LISTEN, leader lock, migrations) goes through a
 //!   [`PgConnector`]: libpq's `sslmode` (`disable` … `verify-full`) and `sslrootcert` from the

@@ -1,4 +1,4 @@
-//! [`PgStore`]: the [`JobStore`] port on PostgreSQL.
+//! [`PgStore`]: the [`JobStore`](jobs_core::JobStore) port on PostgreSQL.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,10 +6,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use jobs_core::store::{Heartbeat, ReapReport, StatusCount, WakeupStream};
+use jobs_core::store::{
+    ApiStore, DispatchStore, Heartbeat, LeaseStore, MaintenanceStore, PickRequest, ReapReport,
+    StatusCount, WakeupStream,
+};
 use jobs_core::{
     ChangeError, Clock, Dispatch, EnqueueError, Enqueued, Failure, Job, JobFilter, JobId,
-    JobStatus, JobStore, LeaseError, LeaseToken, NewJob, Page, PageRequest, StoreError, Transition,
+    JobStatus, LeaseError, LeaseToken, NewJob, Page, PageRequest, StoreError, Transition,
 };
 use tokio_postgres::IsolationLevel;
 
@@ -224,7 +227,7 @@ impl PgStore {
     }
 
     /// A store over an existing pool. Call [`with_listener`](PgStore::with_listener) (or
-    /// [`with_listen_config`](PgStore::with_listen_config)) too if you want [`subscribe`](JobStore::subscribe) (the pool does not reveal its
+    /// [`with_listen_config`](PgStore::with_listen_config)) too if you want [`subscribe`](DispatchStore::subscribe) (the pool does not reveal its
     /// connection settings).
     pub fn new(pool: Pool, schema: &str) -> Result<PgStore, StoreError> {
         let schema = SchemaName::new(schema).map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -244,7 +247,7 @@ impl PgStore {
     }
 
     /// The connection settings for the dedicated LISTEN connection of
-    /// [`subscribe`](JobStore::subscribe), encrypted as the config's `ssl_mode` says without
+    /// [`subscribe`](DispatchStore::subscribe), encrypted as the config's `ssl_mode` says without
     /// checking certificates (see [`PgConnector::from_config`]); use
     /// [`with_listener`](PgStore::with_listener) to check them.
     pub fn with_listen_config(self, config: tokio_postgres::Config) -> Result<PgStore, StoreError> {
@@ -253,7 +256,7 @@ impl PgStore {
         Ok(self.with_listener(connector))
     }
 
-    /// The connector of the dedicated LISTEN connection of [`subscribe`](JobStore::subscribe).
+    /// The connector of the dedicated LISTEN connection of [`subscribe`](DispatchStore::subscribe).
     pub fn with_listener(mut self, connector: PgConnector) -> PgStore {
         self.listen_config = Some(connector);
         self
@@ -495,7 +498,7 @@ impl PgStore {
 }
 
 #[async_trait]
-impl JobStore for PgStore {
+impl ApiStore for PgStore {
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
         let out = self.enqueue_inner(job).await?;
         if out.created && out.job.run_at <= out.job.created_at {
@@ -518,6 +521,7 @@ impl JobStore for PgStore {
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         self.get_inner(id).await
     }
+
     async fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<Page, StoreError> {
         let status = filter.status.map(JobStatus::as_str);
         let shape = ListShape {
@@ -681,19 +685,47 @@ impl JobStore for PgStore {
         Ok(job)
     }
 
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.counts).await?;
+            let mut out = Vec::new();
+            for r in c.query(&stmt, &[]).await? {
+                let n: i64 = r.get("n");
+                out.push(StatusCount {
+                    use_case: r.get("use_case"),
+                    status: row::status(r.get("status"))?,
+                    count: u64::try_from(n).unwrap_or(0),
+                });
+            }
+            Ok::<_, Op<StoreError>>(out)
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        with_conn!(self, |c| async {
+            c.simple_query("SELECT 1").await?;
+            Ok::<_, Op<StoreError>>(())
+        })
+    }
+}
+
+#[async_trait]
+impl DispatchStore for PgStore {
     async fn lease_due(
         &self,
         use_case: &str,
-        cap: u32,
-        limit: u32,
-        lease: Duration,
+        pick: PickRequest,
     ) -> Result<Vec<Dispatch>, StoreError> {
-        if cap == 0 || limit == 0 {
+        if pick.cap == 0 || pick.limit == 0 {
             return Ok(Vec::new());
         }
         let now = self.now();
         let lock_key = format!("{}\u{1f}{use_case}", self.sql.schema);
-        let (cap, limit, lease) = (i64::from(cap), i64::from(limit), interval_us(lease));
+        let (cap, limit, lease) = (
+            i64::from(pick.cap),
+            i64::from(pick.limit),
+            interval_us(pick.lease),
+        );
         with_conn!(self, |c| async {
             let lock = c.prepare_cached(&self.sql.lease_lock).await?;
             let promote = c.prepare_cached(&self.sql.promote).await?;
@@ -732,6 +764,39 @@ impl JobStore for PgStore {
         })
     }
 
+    async fn return_dispatched(
+        &self,
+        dispatches: Vec<(JobId, LeaseToken)>,
+    ) -> Result<u64, StoreError> {
+        if dispatches.is_empty() {
+            return Ok(0);
+        }
+        let now = self.now();
+        let ids: Vec<uuid::Uuid> = dispatches.iter().map(|(id, _)| *id).collect();
+        let tokens: Vec<uuid::Uuid> = dispatches.iter().map(|(_, t)| t.as_uuid()).collect();
+        let returned = with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.return_dispatched).await?;
+            Ok::<_, Op<StoreError>>(c.execute(&stmt, &[&now, &ids, &tokens]).await?)
+        })?;
+        if returned > 0 {
+            self.wake(true, true);
+        }
+        Ok(returned)
+    }
+
+    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
+        let config = self.listen_config.clone().ok_or_else(|| {
+            StoreError::Internal(
+                "PgStore::subscribe needs the connection settings: build the store with connect() or with_listen_config()"
+                    .to_owned(),
+            )
+        })?;
+        Ok(Box::new(notify::subscribe(config, self.channel()).await?))
+    }
+}
+
+#[async_trait]
+impl LeaseStore for PgStore {
     async fn claim(
         &self,
         id: JobId,
@@ -811,7 +876,10 @@ impl JobStore for PgStore {
         self.wake_for(&job);
         Ok(job)
     }
+}
 
+#[async_trait]
+impl MaintenanceStore for PgStore {
     async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError> {
         if limit == 0 {
             return Ok(ReapReport::default());
@@ -845,42 +913,6 @@ impl JobStore for PgStore {
         Ok(report)
     }
 
-    async fn return_dispatched(
-        &self,
-        dispatches: Vec<(JobId, LeaseToken)>,
-    ) -> Result<u64, StoreError> {
-        if dispatches.is_empty() {
-            return Ok(0);
-        }
-        let now = self.now();
-        let ids: Vec<uuid::Uuid> = dispatches.iter().map(|(id, _)| *id).collect();
-        let tokens: Vec<uuid::Uuid> = dispatches.iter().map(|(_, t)| t.as_uuid()).collect();
-        let returned = with_conn!(self, |c| async {
-            let stmt = c.prepare_cached(&self.sql.return_dispatched).await?;
-            Ok::<_, Op<StoreError>>(c.execute(&stmt, &[&now, &ids, &tokens]).await?)
-        })?;
-        if returned > 0 {
-            self.wake(true, true);
-        }
-        Ok(returned)
-    }
-
-    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-        with_conn!(self, |c| async {
-            let stmt = c.prepare_cached(&self.sql.counts).await?;
-            let mut out = Vec::new();
-            for r in c.query(&stmt, &[]).await? {
-                let n: i64 = r.get("n");
-                out.push(StatusCount {
-                    use_case: r.get("use_case"),
-                    status: row::status(r.get("status"))?,
-                    count: u64::try_from(n).unwrap_or(0),
-                });
-            }
-            Ok::<_, Op<StoreError>>(out)
-        })
-    }
-
     async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
         // A cutoff further back than this finds nothing that any clock could have finished.
         const MAX_AGE: Duration = Duration::from_secs(2000 * 366 * 24 * 3600);
@@ -893,23 +925,6 @@ impl JobStore for PgStore {
             let stmt = c.prepare_cached(&self.sql.prune).await?;
             Ok::<_, Op<StoreError>>(c.execute(&stmt, &[&now, &age, &limit]).await?)
         })
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        with_conn!(self, |c| async {
-            c.simple_query("SELECT 1").await?;
-            Ok::<_, Op<StoreError>>(())
-        })
-    }
-
-    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
-        let config = self.listen_config.clone().ok_or_else(|| {
-            StoreError::Internal(
-                "PgStore::subscribe needs the connection settings: build the store with connect() or with_listen_config()"
-                    .to_owned(),
-            )
-        })?;
-        Ok(Box::new(notify::subscribe(config, self.channel()).await?))
     }
 }
 

@@ -13,8 +13,8 @@ use common::{eventually, new_job, TestDb};
 use jobs_core::backoff::{Backoff, BackoffStrategy, Jitter};
 use jobs_core::store::Wakeup;
 use jobs_core::{
-    ChangeError, EnqueueError, Failure, JobFilter, JobStatus, JobStore, LeaseError, LeaseToken,
-    ManualClock, PageRequest, StoreError,
+    ApiStore, ChangeError, DispatchStore, EnqueueError, Failure, JobFilter, JobStatus, LeaseError,
+    LeaseStore, LeaseToken, MaintenanceStore, ManualClock, PageRequest, PickRequest, StoreError,
 };
 use jobs_postgres::{PgStore, PoolOptions};
 
@@ -247,8 +247,22 @@ async fn concurrent_lease_due_never_exceeds_the_cap() {
         let a = db.other_store(pool_of(2));
         let b = db.other_store(pool_of(2));
         let (ra, rb) = tokio::join!(
-            a.lease_due(&use_case, 5, 20, LEASE),
-            b.lease_due(&use_case, 5, 20, LEASE)
+            a.lease_due(
+                &use_case,
+                PickRequest {
+                    cap: 5,
+                    limit: 20,
+                    lease: LEASE
+                }
+            ),
+            b.lease_due(
+                &use_case,
+                PickRequest {
+                    cap: 5,
+                    limit: 20,
+                    lease: LEASE
+                }
+            )
         );
         let (ra, rb) = (ra.unwrap(), rb.unwrap());
         assert_eq!(
@@ -263,7 +277,14 @@ async fn concurrent_lease_due_never_exceeds_the_cap() {
         // Full: nothing more until a slot frees.
         assert!(db
             .store
-            .lease_due(&use_case, 5, 20, LEASE)
+            .lease_due(
+                &use_case,
+                PickRequest {
+                    cap: 5,
+                    limit: 20,
+                    lease: LEASE
+                }
+            )
             .await
             .unwrap()
             .is_empty());
@@ -271,7 +292,14 @@ async fn concurrent_lease_due_never_exceeds_the_cap() {
         db.store.cancel(d.job_id).await.unwrap();
         assert_eq!(
             db.store
-                .lease_due(&use_case, 5, 20, LEASE)
+                .lease_due(
+                    &use_case,
+                    PickRequest {
+                        cap: 5,
+                        limit: 20,
+                        lease: LEASE
+                    }
+                )
                 .await
                 .unwrap()
                 .len(),
@@ -306,12 +334,32 @@ async fn lease_due_is_earliest_deadline_first() {
         ])
         .await
         .unwrap();
-    let leased = store.lease_due("u", 10, 10, LEASE).await.unwrap();
+    let leased = store
+        .lease_due(
+            "u",
+            PickRequest {
+                cap: 10,
+                limit: 10,
+                lease: LEASE,
+            },
+        )
+        .await
+        .unwrap();
     let order: Vec<_> = leased.iter().map(|d| d.job_id).collect();
     assert_eq!(order, vec![early_high.id, early.id, late.id]);
     assert!(leased.iter().all(|d| d.attempt == 1));
     clock.advance(Duration::from_secs(60));
-    let leased = store.lease_due("u", 10, 10, LEASE).await.unwrap();
+    let leased = store
+        .lease_due(
+            "u",
+            PickRequest {
+                cap: 10,
+                limit: 10,
+                lease: LEASE,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(
         leased.iter().map(|d| d.job_id).collect::<Vec<_>>(),
         vec![future.id]
@@ -336,7 +384,14 @@ async fn stale_tokens_change_nothing() {
     let store = db.with_clock(clock.clone());
     let job = store.enqueue(new_job("t", "u")).await.unwrap().job;
     let first = store
-        .lease_due("u", 1, 1, Duration::from_secs(5))
+        .lease_due(
+            "u",
+            PickRequest {
+                cap: 1,
+                limit: 1,
+                lease: Duration::from_secs(5),
+            },
+        )
         .await
         .unwrap()
         .remove(0);
@@ -348,7 +403,18 @@ async fn stale_tokens_change_nothing() {
     // The dispatch lease expires, the reaper returns the job, a new dispatch gets a new token.
     clock.advance(Duration::from_secs(6));
     assert_eq!(store.reap_expired(100).await.unwrap().dispatch_expired, 1);
-    let second = store.lease_due("u", 1, 1, LEASE).await.unwrap().remove(0);
+    let second = store
+        .lease_due(
+            "u",
+            PickRequest {
+                cap: 1,
+                limit: 1,
+                lease: LEASE,
+            },
+        )
+        .await
+        .unwrap()
+        .remove(0);
     assert_ne!(first.lease_token, second.lease_token);
     let before = store.get(job.id).await.unwrap().unwrap();
     let old = first.lease_token;
@@ -425,7 +491,18 @@ async fn reaper_applies_the_expiry_rule() {
         .enqueue_many(vec![last_try.clone(), retry.clone(), cancel.clone()])
         .await
         .unwrap();
-    for d in store.lease_due("u", 10, 10, LEASE).await.unwrap() {
+    for d in store
+        .lease_due(
+            "u",
+            PickRequest {
+                cap: 10,
+                limit: 10,
+                lease: LEASE,
+            },
+        )
+        .await
+        .unwrap()
+    {
         store
             .claim(d.job_id, d.lease_token, Duration::from_secs(10))
             .await
@@ -465,7 +542,14 @@ async fn reaper_applies_the_expiry_rule() {
     let many: Vec<_> = (0..5).map(|_| new_job("t", "v")).collect();
     store.enqueue_many(many).await.unwrap();
     store
-        .lease_due("v", 10, 10, Duration::from_secs(1))
+        .lease_due(
+            "v",
+            PickRequest {
+                cap: 10,
+                limit: 10,
+                lease: Duration::from_secs(1),
+            },
+        )
         .await
         .unwrap();
     clock.advance(Duration::from_secs(1));
@@ -493,7 +577,14 @@ async fn wakeups_arrive_and_survive_a_lost_connection() {
     assert_eq!(next(&mut wakeups).await, Some(Wakeup::JobDue));
     let d = db
         .store
-        .lease_due("u", 1, 1, LEASE)
+        .lease_due(
+            "u",
+            PickRequest {
+                cap: 1,
+                limit: 1,
+                lease: LEASE,
+            },
+        )
         .await
         .unwrap()
         .remove(0);

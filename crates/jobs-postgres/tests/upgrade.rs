@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{admin_client, database_url, fresh_schema};
-use jobs_core::{Clock, JobStatus, JobStore, LeaseToken, ManualClock};
+use jobs_core::{
+    ApiStore, Clock, DispatchStore, JobStatus, LeaseStore, LeaseToken, ManualClock, PickRequest,
+};
 use jobs_postgres::migrate::migrate_to;
 use jobs_postgres::PgStore;
 use uuid::Uuid;
@@ -151,7 +153,17 @@ async fn upgrade_from_v2_with_jobs_in_every_state() {
     // The store works on every one of them.
     let clock = Arc::new(ManualClock::at(now));
     let store = store.with_clock(clock.clone());
-    let leased = store.lease_due("alpha", 100, 100, LEASE).await.unwrap();
+    let leased = store
+        .lease_due(
+            "alpha",
+            PickRequest {
+                cap: 100,
+                limit: 100,
+                lease: LEASE,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(
         leased.iter().map(|d| d.job_id).collect::<Vec<_>>(),
         vec![ids[0]],
@@ -177,7 +189,17 @@ async fn upgrade_from_v2_with_jobs_in_every_state() {
     );
     // Future jobs are promoted when their run_at comes and leased with the rest.
     clock.advance(Duration::from_secs(601));
-    let later = store.lease_due("alpha", 100, 100, LEASE).await.unwrap();
+    let later = store
+        .lease_due(
+            "alpha",
+            PickRequest {
+                cap: 100,
+                limit: 100,
+                lease: LEASE,
+            },
+        )
+        .await
+        .unwrap();
     let mut later_ids: Vec<Uuid> = later.iter().map(|d| d.job_id).collect();
     later_ids.sort();
     let mut expected = vec![ids[1], ids[5], ids[6], ids[7]];
@@ -275,7 +297,17 @@ async fn upgrade_from_v3_adds_the_trace_context() {
         (done.status, done.trace_context),
         (JobStatus::Succeeded, None)
     );
-    let leased = store.lease_due("alpha", 10, 10, LEASE).await.unwrap();
+    let leased = store
+        .lease_due(
+            "alpha",
+            PickRequest {
+                cap: 10,
+                limit: 10,
+                lease: LEASE,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(leased.len(), 1);
 
     // New jobs keep theirs: single, batch, and inside the caller's transaction.
@@ -397,7 +429,17 @@ async fn the_pick_does_not_walk_jobs_scheduled_for_later() {
     );
     assert!(hits < 200.0, "the pick touched {hits} buffers: {plan:#}");
 
-    let leased = store.lease_due("alpha", 100, 100, LEASE).await.unwrap();
+    let leased = store
+        .lease_due(
+            "alpha",
+            PickRequest {
+                cap: 100,
+                limit: 100,
+                lease: LEASE,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(
         leased.iter().map(|d| d.job_id).collect::<Vec<_>>(),
         vec![due.id]

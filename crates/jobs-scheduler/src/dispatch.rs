@@ -4,16 +4,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use jobs_core::store::ReapReport;
+use jobs_core::store::{PickRequest, ReapReport};
 use jobs_core::transport::OutgoingMessage;
 use jobs_core::{
-    Dispatch, DispatchMessage, JobStore, PlatformConfig, StoreError, Transport, TransportError,
+    Dispatch, DispatchMessage, PlatformConfig, SchedulerStore, StoreError, Transport,
+    TransportError,
 };
 
 use crate::config::SchedulerConfig;
 
 /// A tick could not do all of its work. The jobs involved are safe: leased jobs that were not
-/// sent go back to `pending` at once ([`JobStore::return_dispatched`]), or, if the store fails
+/// sent go back to `pending` at once ([`DispatchStore::return_dispatched`](jobs_core::DispatchStore::return_dispatched)), or, if the store fails
 /// too, when the reaper finds their dispatch lease expired.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchedulerError {
@@ -54,9 +55,12 @@ pub struct TickReport {
 }
 
 /// Reaps, leases and sends: the scheduler's unit of work.
+///
+/// It needs only the scheduler's store roles ([`SchedulerStore`]: the pick and the maintenance);
+/// an `Arc<dyn JobStore>` converts to it where one is passed.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
-    store: Arc<dyn JobStore>,
+    store: Arc<dyn SchedulerStore>,
     transport: Arc<dyn Transport>,
     platform: Arc<PlatformConfig>,
     config: SchedulerConfig,
@@ -65,7 +69,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// A dispatcher over the given ports.
     pub fn new(
-        store: Arc<dyn JobStore>,
+        store: Arc<dyn SchedulerStore>,
         transport: Arc<dyn Transport>,
         platform: Arc<PlatformConfig>,
         config: SchedulerConfig,
@@ -84,7 +88,7 @@ impl Dispatcher {
     }
 
     /// The store.
-    pub fn store(&self) -> &Arc<dyn JobStore> {
+    pub fn store(&self) -> &Arc<dyn SchedulerStore> {
         &self.store
     }
 
@@ -135,7 +139,14 @@ impl Dispatcher {
         let batch = self.config.dispatch_batch;
         let leased = self
             .store
-            .lease_due(use_case, cap, batch, self.config.dispatch_lease)
+            .lease_due(
+                use_case,
+                PickRequest {
+                    cap,
+                    limit: batch,
+                    lease: self.config.dispatch_lease,
+                },
+            )
             .await?;
         if leased.is_empty() {
             return Ok(());

@@ -13,7 +13,7 @@
 //! capacity freed), so an idle system starts a job within milliseconds. Only the leader ticks
 //! ([`jobs_core::leader`]); standbys poll for leadership and take over when the leader's session
 //! ends. Jobs whose message the transport refused go back to `pending` at once
-//! ([`JobStore::return_dispatched`](jobs_core::JobStore::return_dispatched)) and the loop backs
+//! ([`DispatchStore::return_dispatched`](jobs_core::DispatchStore::return_dispatched)) and the loop backs
 //! off; if the store fails too, the reaper returns them when their dispatch lease expires, so
 //! nothing is lost either way.
 //!

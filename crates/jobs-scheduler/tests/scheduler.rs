@@ -10,7 +10,7 @@ use jobs_core::leader::{LeaderElection, LeaderLease, SoleLeader};
 use jobs_core::memory::{MemoryStore, MemoryTransport};
 use jobs_core::transport::MockTransport;
 use jobs_core::{
-    Clock, DispatchMessage, EnqueueRequest, JobService, JobStatus, JobStore, ManualClock,
+    ApiStore, Clock, DispatchMessage, EnqueueRequest, JobService, JobStatus, ManualClock,
     PlatformConfig, StoreError, SystemClock, Transport, TransportError, UseCaseConfig,
 };
 use jobs_scheduler::{Dispatcher, Scheduler, SchedulerConfig, SchedulerError};

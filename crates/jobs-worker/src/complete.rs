@@ -1,5 +1,5 @@
 //! Batched completions: successes of concurrent executions are recorded together with one
-//! [`JobStore::complete_many`] call (one statement for the batch in the Postgres store), instead of
+//! [`LeaseStore::complete_many`] call (one statement for the batch in the Postgres store), instead of
 //! one round trip each.
 //!
 //! One batch is written at a time, and it takes every success already waiting (up to
@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobs_core::{Job, JobId, JobStore, LeaseError, LeaseToken, StoreError};
+use jobs_core::{Job, JobId, LeaseError, LeaseStore, LeaseToken, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most completions per store call.
@@ -32,13 +32,13 @@ impl Completer {
     /// `call_timeout` is given up and answered [`StoreError::Unavailable`] (each entry's
     /// execution then retries it under its lease), so one hung connection cannot stall every
     /// later success: the store sets no statement timeout of its own.
-    pub(crate) fn spawn(store: Arc<dyn JobStore>, call_timeout: Duration) -> Self {
+    pub(crate) fn spawn(store: Arc<dyn LeaseStore>, call_timeout: Duration) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         tokio::spawn(run(store, rx, call_timeout));
         Completer { tx }
     }
 
-    /// Completes `id` under `token`, exactly as [`JobStore::complete`] would.
+    /// Completes `id` under `token`, exactly as [`LeaseStore::complete`] would.
     pub(crate) async fn complete(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
         let (reply, answer) = oneshot::channel();
         // Only a bug (a panic in the batching task) stops the task while handles remain, and it
@@ -53,7 +53,7 @@ impl Completer {
     }
 }
 
-async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::Receiver<Request>, call_timeout: Duration) {
+async fn run(store: Arc<dyn LeaseStore>, mut rx: mpsc::Receiver<Request>, call_timeout: Duration) {
     while let Some(first) = rx.recv().await {
         // Take whatever else is already waiting, without waiting for more: while one batch is
         // being written, the next one gathers, so batches grow with the load and an idle worker

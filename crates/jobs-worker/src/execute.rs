@@ -117,7 +117,7 @@ impl Executor {
             let started = Instant::now();
             tracing::info!(deadline_at = %job.deadline_at, "job started");
             let mut heartbeat = Heartbeat::new(
-                Arc::clone(self.service.store()),
+                self.service.store().clone(),
                 job.id,
                 token,
                 self.config.heartbeat_lease,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobs_core::handler::CancelHandle;
-use jobs_core::{JobId, JobStore, LeaseError, LeaseToken};
+use jobs_core::{JobId, LeaseError, LeaseStore, LeaseToken};
 use tokio::time::Instant;
 
 /// The longest pause before a heartbeat that failed (store error) is tried again: a blip must not
@@ -39,7 +39,7 @@ pub(crate) enum Beat {
 /// One job's lease as this worker knows it, and the beats that keep it.
 #[derive(Debug)]
 pub(crate) struct Heartbeat<'a> {
-    store: Arc<dyn JobStore>,
+    store: Arc<dyn LeaseStore>,
     job_id: JobId,
     token: LeaseToken,
     lease: Duration,
@@ -58,7 +58,7 @@ impl<'a> Heartbeat<'a> {
     /// that instant, so `claim_sent + lease` is a local instant the lease certainly lasts until;
     /// each renewal moves it to `sent + lease` the same way.
     pub(crate) fn new(
-        store: Arc<dyn JobStore>,
+        store: Arc<dyn LeaseStore>,
         job_id: JobId,
         token: LeaseToken,
         lease: Duration,

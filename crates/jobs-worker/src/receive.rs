@@ -134,7 +134,7 @@ impl ReceiveLoop {
     }
 
     /// Sorts one batch: drops malformed, misrouted and stale messages and claims the rest while
-    /// slots last — in one store round trip ([`jobs_core::JobStore::claim_many`]). Returns the
+    /// slots last — in one store round trip ([`jobs_core::LeaseStore::claim_many`]). Returns the
     /// claimed jobs, the receipts of the settled messages (to delete) and whether the store
     /// failed.
     async fn sort(

@@ -142,7 +142,7 @@ impl Worker {
         let counters = Arc::clone(&self.counters);
         let config = Arc::new(self.config);
         let completer = crate::complete::Completer::spawn(
-            Arc::clone(self.service.store()),
+            self.service.store().clone(),
             config.recording_limit(),
         );
         let executor = Arc::new(Executor {

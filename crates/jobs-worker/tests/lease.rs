@@ -18,7 +18,10 @@ use common::*;
 use jobs_core::clock::ManualClock;
 use jobs_core::intercept::{InterceptedStore, Interceptor, StoreOp};
 use jobs_core::memory::MemoryStore;
-use jobs_core::{CancellationSignal, HandlerRegistry, JobContext, JobStatus, JobStore, StoreError};
+use jobs_core::{
+    CancellationSignal, HandlerRegistry, JobContext, JobStatus, LeaseStore, MaintenanceStore,
+    StoreError,
+};
 use serde_json::json;
 
 /// Faults switched on and off by the test, around a memory store: successful-outcome writes that

@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::*;
 use jobs_core::job::new_job_id;
 use jobs_core::{
-    DispatchMessage, EnqueueRequest, HandlerError, JobContext, JobStatus, JobStore, LeaseToken,
-    TenantScope,
+    DispatchMessage, DispatchStore, EnqueueRequest, HandlerError, JobContext, JobStatus,
+    LeaseStore, LeaseToken, MaintenanceStore, PickRequest, TenantScope,
 };
 use jobs_worker::{WorkerConfig, WorkerError};
 use serde_json::json;
@@ -225,7 +225,14 @@ async fn malformed_misrouted_and_stale_messages_are_deleted() {
         .await;
     let leased = h
         .store
-        .lease_due(NOTIFICATIONS, 50, 50, Duration::from_secs(300))
+        .lease_due(
+            NOTIFICATIONS,
+            PickRequest {
+                cap: 50,
+                limit: 50,
+                lease: Duration::from_secs(300),
+            },
+        )
         .await
         .unwrap();
     assert_eq!(leased.len(), 1);
@@ -286,7 +293,14 @@ async fn a_duplicated_message_runs_the_handler_once() {
     let job = h.enqueue(NOTIFICATIONS, "count", json!({})).await;
     let leased = h
         .store
-        .lease_due(NOTIFICATIONS, 50, 50, Duration::from_secs(300))
+        .lease_due(
+            NOTIFICATIONS,
+            PickRequest {
+                cap: 50,
+                limit: 50,
+                lease: Duration::from_secs(300),
+            },
+        )
         .await
         .unwrap();
     let body = DispatchMessage::for_dispatch(&leased[0]).encode();

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jobs_core::memory::MemoryStore;
-use jobs_core::{Clock, JobId, JobStore, ManualClock};
+use jobs_core::{ApiStore, Clock, DispatchStore, JobId, LeaseStore, ManualClock, PickRequest};
 use serde_json::json;
 
 use crate::db::{self, USE_CASE};
@@ -139,7 +139,17 @@ async fn simulate(
             }
         }
         running = still;
-        for d in store.lease_due(USE_CASE, args.cap, args.cap, lease).await? {
+        for d in store
+            .lease_due(
+                USE_CASE,
+                PickRequest {
+                    cap: args.cap,
+                    limit: args.cap,
+                    lease,
+                },
+            )
+            .await?
+        {
             store.claim(d.job_id, d.lease_token, lease).await?;
             running.push((now_ms + args.service_ms, d.job_id, d.lease_token));
             started += 1;

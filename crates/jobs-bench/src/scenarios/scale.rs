@@ -101,7 +101,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<serde_json::Value> {
     let service = JobService::new(Arc::clone(&store), Arc::clone(&platform));
     let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new([USE_CASE]));
     let dispatcher = Dispatcher::new(
-        Arc::clone(&store),
+        store.clone(),
         transport,
         platform,
         SchedulerConfig {

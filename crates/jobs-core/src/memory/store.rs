@@ -11,11 +11,11 @@ use tokio::sync::broadcast;
 use crate::clock::Clock;
 use crate::deadline::{add_saturating, deadline_at, sub};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
-use crate::status::{JobStatus, Transition};
+use crate::status::{expiry_transition, failure_transition, JobStatus, Transition};
 use crate::store::{
-    expiry_transition, failure_transition, ChangeError, EnqueueError, Failure, Heartbeat,
-    JobFilter, JobStore, LeaseError, Page, PageRequest, ReapReport, StatusCount, StoreError,
-    Wakeup, WakeupStream,
+    ApiStore, ChangeError, DispatchStore, EnqueueError, Failure, Heartbeat, JobFilter, LeaseError,
+    LeaseStore, MaintenanceStore, Page, PageRequest, PickRequest, ReapReport, StatusCount,
+    StoreError, Wakeup, WakeupStream,
 };
 
 /// The length of `value`'s compact JSON text (as the enqueue size limit counts it), without
@@ -43,7 +43,7 @@ struct Inner {
     idempotency: HashMap<(String, String), JobId>,
 }
 
-/// A [`JobStore`] in process memory. Cheap to clone (shared state).
+/// A [`JobStore`](crate::JobStore) in process memory. Cheap to clone (shared state).
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
@@ -199,7 +199,7 @@ fn insert(inner: &mut Inner, new: NewJob, now: DateTime<Utc>) -> Result<Enqueued
 }
 
 #[async_trait]
-impl JobStore for MemoryStore {
+impl ApiStore for MemoryStore {
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued, EnqueueError> {
         let now = self.clock.now();
         let enqueued = insert(&mut self.lock(), job, now)?;
@@ -344,17 +344,40 @@ impl JobStore for MemoryStore {
         Ok(job)
     }
 
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        let inner = self.lock();
+        let mut counts: BTreeMap<(String, JobStatus), u64> = BTreeMap::new();
+        for job in inner.jobs.values() {
+            *counts
+                .entry((job.use_case.clone(), job.status))
+                .or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((use_case, status), count)| StatusCount {
+                use_case,
+                status,
+                count,
+            })
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DispatchStore for MemoryStore {
     async fn lease_due(
         &self,
         use_case: &str,
-        cap: u32,
-        limit: u32,
-        lease: Duration,
+        pick: PickRequest,
     ) -> Result<Vec<Dispatch>, StoreError> {
         let now = self.clock.now();
         let mut inner = self.lock();
-        let free = u64::from(cap).saturating_sub(in_flight(&inner.jobs, use_case));
-        let take = free.min(u64::from(limit)) as usize;
+        let free = u64::from(pick.cap).saturating_sub(in_flight(&inner.jobs, use_case));
+        let take = free.min(u64::from(pick.limit)) as usize;
         if take == 0 {
             return Ok(Vec::new());
         }
@@ -376,7 +399,7 @@ impl JobStore for MemoryStore {
                 let token = LeaseToken::generate();
                 set_status(job, Transition::Dispatch);
                 job.lease_token = Some(token);
-                job.lease_expires_at = Some(add_saturating(now, lease));
+                job.lease_expires_at = Some(add_saturating(now, pick.lease));
                 job.dispatched_at = Some(now);
                 job.updated_at = now;
                 leased.push(Dispatch {
@@ -393,6 +416,30 @@ impl JobStore for MemoryStore {
         Ok(leased)
     }
 
+    async fn return_dispatched(
+        &self,
+        dispatches: Vec<(JobId, LeaseToken)>,
+    ) -> Result<u64, StoreError> {
+        let mut returned = 0;
+        for (id, token) in dispatches {
+            let back = self.fenced(id, token, JobStatus::Dispatched, |job, now| {
+                finish(job, Transition::ExpireDispatch, now);
+            });
+            returned += u64::from(back.is_ok());
+        }
+        if returned > 0 {
+            self.notify(Wakeup::JobDue);
+        }
+        Ok(returned)
+    }
+
+    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
+        Ok(Box::new(MemoryWakeups(self.wake.subscribe())))
+    }
+}
+
+#[async_trait]
+impl LeaseStore for MemoryStore {
     async fn claim(
         &self,
         id: JobId,
@@ -494,24 +541,10 @@ impl JobStore for MemoryStore {
         self.notify(Wakeup::JobDue);
         Ok(job)
     }
+}
 
-    async fn return_dispatched(
-        &self,
-        dispatches: Vec<(JobId, LeaseToken)>,
-    ) -> Result<u64, StoreError> {
-        let mut returned = 0;
-        for (id, token) in dispatches {
-            let back = self.fenced(id, token, JobStatus::Dispatched, |job, now| {
-                finish(job, Transition::ExpireDispatch, now);
-            });
-            returned += u64::from(back.is_ok());
-        }
-        if returned > 0 {
-            self.notify(Wakeup::JobDue);
-        }
-        Ok(returned)
-    }
-
+#[async_trait]
+impl MaintenanceStore for MemoryStore {
     async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError> {
         let now = self.clock.now();
         let mut report = ReapReport::default();
@@ -571,24 +604,6 @@ impl JobStore for MemoryStore {
         Ok(report)
     }
 
-    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-        let inner = self.lock();
-        let mut counts: BTreeMap<(String, JobStatus), u64> = BTreeMap::new();
-        for job in inner.jobs.values() {
-            *counts
-                .entry((job.use_case.clone(), job.status))
-                .or_default() += 1;
-        }
-        Ok(counts
-            .into_iter()
-            .map(|((use_case, status), count)| StatusCount {
-                use_case,
-                status,
-                count,
-            })
-            .collect())
-    }
-
     async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
         let Ok(cutoff) = sub(self.clock.now(), older_than) else {
             return Ok(0);
@@ -609,14 +624,6 @@ impl JobStore for MemoryStore {
             }
         }
         Ok(doomed.len() as u64)
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
-        Ok(Box::new(MemoryWakeups(self.wake.subscribe())))
     }
 }
 

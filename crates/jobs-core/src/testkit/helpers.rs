@@ -36,7 +36,7 @@ use crate::job::{new_job_id, Job};
 use crate::memory::MemoryStore;
 use crate::service::JobService;
 use crate::status::JobStatus;
-use crate::store::{JobFilter, JobStore, PageRequest};
+use crate::store::{DispatchStore, JobFilter, JobStore, LeaseStore, PageRequest, PickRequest};
 
 /// A context for running a handler outside a worker: attempt 1 of 3, due now, 30 s timeout.
 pub fn test_context(kind: &str) -> JobContext {
@@ -161,7 +161,14 @@ impl TestPlatform {
             for uc in self.service.config().use_cases.values() {
                 let leased = match self
                     .store
-                    .lease_due(&uc.name, uc.max_concurrent, uc.max_concurrent, lease)
+                    .lease_due(
+                        &uc.name,
+                        PickRequest {
+                            cap: uc.max_concurrent,
+                            limit: uc.max_concurrent,
+                            lease,
+                        },
+                    )
                     .await
                 {
                     Ok(leased) => leased,

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use jobs_core::config::QuotaConfig;
-use jobs_core::{Job, JobService, JobStatus, JobStore, PlatformConfig};
+use jobs_core::{ApiStore, Job, JobService, JobStatus, JobStore, PickRequest, PlatformConfig};
 use jobs_http::{AppState, AuthConfig};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
@@ -1389,9 +1389,11 @@ pub async fn fencing_tokens_stay_internal(store: Arc<dyn JobStore>) {
         .inner()
         .lease_due(
             "notifications",
-            100,
-            100,
-            std::time::Duration::from_secs(60),
+            PickRequest {
+                cap: 100,
+                limit: 100,
+                lease: std::time::Duration::from_secs(60),
+            },
         )
         .await
         .unwrap();

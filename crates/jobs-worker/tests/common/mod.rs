@@ -10,8 +10,9 @@ use jobs_core::clock::ManualClock;
 use jobs_core::memory::{MemoryStore, MemoryTransport};
 use jobs_core::transport::OutgoingMessage;
 use jobs_core::{
-    Backoff, BackoffStrategy, DispatchMessage, EnqueueRequest, HandlerRegistry, Jitter, Job, JobId,
-    JobService, JobStatus, JobStore, PlatformConfig, Transport, UseCaseConfig,
+    ApiStore, Backoff, BackoffStrategy, DispatchMessage, DispatchStore, EnqueueRequest,
+    HandlerRegistry, Jitter, Job, JobId, JobService, JobStatus, JobStore, PickRequest,
+    PlatformConfig, Transport, UseCaseConfig,
 };
 use jobs_samples::{sample_registry_with, SampleOptions};
 use jobs_worker::{Worker, WorkerConfig, WorkerError, WorkerReport, WorkerStats};
@@ -145,7 +146,14 @@ impl Harness {
         for use_case in [NOTIFICATIONS, LABELING] {
             let leased = self
                 .store
-                .lease_due(use_case, 50, 50, Duration::from_secs(300))
+                .lease_due(
+                    use_case,
+                    PickRequest {
+                        cap: 50,
+                        limit: 50,
+                        lease: Duration::from_secs(300),
+                    },
+                )
                 .await
                 .expect("lease_due");
             sent += leased.len();

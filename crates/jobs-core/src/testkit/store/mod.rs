@@ -1,0 +1,294 @@
+//! The shared `JobStore` conformance suite, one file per concern.
+//!
+//! Each case takes a factory `make(clock)` ([`MakeStore`]) that returns a fresh, empty store
+//! reading time from `clock` (for a database: a fresh schema). Run all cases with
+//! [`store_conformance_tests!`](crate::store_conformance_tests):
+//!
+//! ```ignore
+//! async fn make_store(clock: Arc<ManualClock>) -> Arc<dyn JobStore> {
+//!     todo!("a fresh, empty store reading time from `clock`")
+//! }
+//! jobs_core::store_conformance_tests!(make_store);
+//! ```
+//!
+//! The concerns: `enqueue` (fields, idempotency, batches, trace context), `quota`, `pick` (the
+//! scheduler's EDF pick under caps), `deadline`, `lease` (claim, heartbeat and the outcomes a
+//! worker records), `fencing`, `reaper` (expired leases, refused dispatches, counts and pruning),
+//! `cancel_retry`, `list` and `wakeup`. Every case is re-exported here, so its path is
+//! `jobs_core::testkit::store::<case>` whichever file holds it. A new case goes in the file of
+//! its concern *and* in the macro's list; a unit test checks that the two agree.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod cancel_retry;
+mod deadline;
+mod enqueue;
+mod fencing;
+mod lease;
+mod list;
+mod pick;
+mod quota;
+mod reaper;
+mod wakeup;
+
+pub use cancel_retry::*;
+pub use deadline::*;
+pub use enqueue::*;
+pub use fencing::*;
+pub use lease::*;
+pub use list::*;
+pub use pick::*;
+pub use quota::*;
+pub use reaper::*;
+pub use wakeup::*;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::backoff::{Backoff, BackoffStrategy, Jitter};
+use crate::clock::{Clock, ManualClock};
+use crate::job::{new_job_id, Job, JobId, LeaseToken, NewJob};
+use crate::store::{JobFilter, JobStore, PageRequest, PickRequest};
+use crate::trace::TraceContext;
+
+const SECOND: Duration = Duration::from_secs(1);
+const LEASE: Duration = Duration::from_secs(60);
+
+/// Generates one `#[tokio::test]` per conformance case for a store factory
+/// `async fn(Arc<ManualClock>) -> Arc<dyn JobStore>`.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:path) => {
+        $crate::store_conformance_tests!(@list @cases $make);
+    };
+    // The case list, handed to the arm `$arm` (`@cases $make` or `@names`): the one place that
+    // names every case.
+    (@list @$arm:ident $($arg:tt)*) => {
+        $crate::store_conformance_tests! {@$arm $($arg)*;
+            // enqueue.rs
+            enqueue_then_get,
+            enqueue_without_run_at_uses_store_clock,
+            idempotent_enqueue_returns_the_same_job,
+            enqueue_many_is_all_or_nothing,
+            trace_context_round_trips_and_survives_retries,
+            // quota.rs
+            quota_is_exact_under_concurrent_enqueues,
+            quota_counts_only_unfinished_jobs,
+            retry_counts_against_the_quota,
+            quota_is_exact_under_concurrent_enqueues_and_retries,
+            // pick.rs
+            lease_due_is_earliest_deadline_first,
+            scheduled_jobs_join_the_pick_when_due,
+            lease_due_respects_the_cap,
+            concurrent_lease_due_never_exceeds_the_cap,
+            // deadline.rs
+            deadline_rules_per_transition,
+            a_past_run_at_gets_its_deadline_from_now,
+            // lease.rs
+            dispatch_claim_heartbeat_complete,
+            batch_claim_and_complete_match_one_by_one,
+            fail_retries_with_backoff_then_dies,
+            release_returns_the_job_without_penalty,
+            // fencing.rs
+            stale_tokens_change_nothing,
+            // reaper.rs
+            reaper_returns_expired_dispatches_without_an_attempt,
+            reaper_counts_expired_runs_as_attempts,
+            unsent_dispatches_go_back_at_once,
+            counts_and_prune,
+            // cancel_retry.rs
+            cancel_follows_the_state_table,
+            running_cancel_is_cooperative,
+            retry_follows_the_state_table,
+            // list.rs
+            keyset_pagination_returns_every_job_exactly_once,
+            list_filters,
+            list_leaves_payloads_out_unless_asked,
+            list_byte_budget_cuts_pages_and_continues,
+            list_scan_bound_walks_sparse_filters_exactly_once,
+            // wakeup.rs
+            wakeups_on_due_enqueue_and_finish,
+        }
+    };
+    (@cases $make:path; $($case:ident),+ $(,)?) => {
+        mod store_conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    $crate::testkit::store::$case($make).await;
+                }
+            )+
+        }
+    };
+    // The listed case names, as an array of `&str` (for the test that keeps the list complete).
+    (@names; $($case:ident),+ $(,)?) => {
+        [$(stringify!($case)),+]
+    };
+}
+
+/// A factory for the suite: `make(clock)` returns a fresh, empty store that reads time from
+/// `clock`. Any `async fn(Arc<ManualClock>) -> Arc<dyn JobStore>` (or async closure of that
+/// shape) is one.
+pub trait MakeStore: AsyncFn(Arc<ManualClock>) -> Arc<dyn JobStore> {}
+
+impl<F> MakeStore for F where F: AsyncFn(Arc<ManualClock>) -> Arc<dyn JobStore> {}
+
+/// A fresh store and its clock.
+pub struct Fixture {
+    pub store: Arc<dyn JobStore>,
+    pub clock: Arc<ManualClock>,
+}
+
+/// A new job of `tenant` in `use_case`, due now (store clock), 60 s tolerance, 3 attempts.
+pub fn new_job(tenant: &str, use_case: &str) -> NewJob {
+    NewJob {
+        id: new_job_id(),
+        tenant_id: tenant.to_owned(),
+        use_case: use_case.to_owned(),
+        kind: "test_kind".to_owned(),
+        payload: json!({"n": 1, "nested": {"list": [1, 2, 3], "text": "héllo"}}),
+        priority: 0,
+        max_attempts: 3,
+        backoff: Backoff {
+            strategy: BackoffStrategy::Linear,
+            base: Duration::from_millis(1500),
+            cap: Duration::from_secs(600),
+            jitter: Jitter::Equal,
+        },
+        run_at: None,
+        delay_tolerance: Duration::from_secs(60),
+        timeout: Duration::from_secs(30),
+        idempotency_key: None,
+        quota: None,
+        trace_context: None,
+    }
+}
+
+/// A pick of up to `n` due jobs under a cap of `n`, with the suite's dispatch lease (a case that
+/// needs the cap and the batch to differ spells the [`PickRequest`] out).
+fn pick(n: u32) -> PickRequest {
+    PickRequest {
+        cap: n,
+        limit: n,
+        lease: LEASE,
+    }
+}
+
+/// A trace context with a `tracestate`, distinct per `n`.
+pub fn trace_context(n: u8) -> TraceContext {
+    TraceContext::from_parts([n.max(1); 16], [0x5a; 8], 1)
+        .unwrap()
+        .with_tracestate(&format!("vendor=v{n},other=x"))
+}
+
+impl Fixture {
+    /// A fresh store from `make`, reading time from a new manual clock.
+    pub async fn new(make: impl MakeStore) -> Fixture {
+        let clock = Arc::new(ManualClock::default());
+        let store = make(clock.clone()).await;
+        Fixture { store, clock }
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    async fn add(&self, job: NewJob) -> Job {
+        self.store.enqueue(job).await.unwrap().job
+    }
+
+    async fn due(&self, tenant: &str, use_case: &str) -> Job {
+        self.add(new_job(tenant, use_case)).await
+    }
+
+    async fn get(&self, id: JobId) -> Job {
+        self.store.get(id).await.unwrap().expect("job exists")
+    }
+
+    /// How many of `tenant`'s jobs in `use_case` are unfinished (count against its quota).
+    async fn unfinished(&self, tenant: &str, use_case: &str) -> usize {
+        let filter = JobFilter {
+            tenant_id: Some(tenant.to_owned()),
+            use_case: Some(use_case.to_owned()),
+            ..JobFilter::default()
+        };
+        let page = PageRequest::new(None, 10_000);
+        let jobs = self.store.list(&filter, page).await.unwrap().jobs;
+        jobs.iter()
+            .filter(|j| j.status.counts_against_quota())
+            .count()
+    }
+
+    async fn dispatch_one(&self, use_case: &str) -> (JobId, LeaseToken) {
+        let leased = self
+            .store
+            .lease_due(
+                use_case,
+                PickRequest {
+                    cap: 1000,
+                    limit: 1,
+                    lease: LEASE,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), 1, "expected one due job in {use_case}");
+        (leased[0].job_id, leased[0].lease_token)
+    }
+
+    /// Enqueues, dispatches and claims a job: returns it running.
+    async fn running(&self, tenant: &str, use_case: &str) -> (Job, LeaseToken) {
+        let job = self.due(tenant, use_case).await;
+        let leased = self.store.lease_due(use_case, pick(1000)).await.unwrap();
+        let d = leased.iter().find(|d| d.job_id == job.id).expect("leased");
+        let claimed = self
+            .store
+            .claim(job.id, d.lease_token, LEASE)
+            .await
+            .unwrap();
+        (claimed, d.lease_token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// Every `pub async fn` of the suite's files is a case taking `make: impl MakeStore`, and the
+    /// macro lists exactly those cases: a case cannot be written and left out of the backends'
+    /// runs.
+    #[test]
+    fn every_case_of_the_suite_is_listed() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/testkit/store");
+        let mut defined = BTreeSet::new();
+        let mut files = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            files += 1;
+            let source = std::fs::read_to_string(&path).unwrap();
+            for line in source.lines() {
+                if let Some(rest) = line.strip_prefix("pub async fn ") {
+                    let (name, args) = rest.split_once('(').unwrap();
+                    assert!(
+                        args.starts_with("make: impl MakeStore)"),
+                        "{}: `{name}` is public and async but not a case",
+                        path.display()
+                    );
+                    assert!(defined.insert(name.to_owned()), "`{name}` defined twice");
+                }
+            }
+        }
+        assert!(files > 1, "the suite's files were found in {dir}");
+        let listed: BTreeSet<String> = crate::store_conformance_tests!(@list @names)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(defined, listed);
+    }
+}
