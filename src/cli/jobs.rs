@@ -1,4 +1,4 @@
-//! `async-jobs jobs …`: the operator's commands over the HTTP API (the same API and the same
+//! `async-jobs jobs …`, `pause`, `resume` and `pauses`: the operator's commands over the HTTP API (the same API and the same
 //! authentication as any client, so they work against a deployed API).
 //!
 //! Where: `--api-url` or `ASYNC_JOBS_API_URL` (default `http://127.0.0.1:8080`); who:
@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use async_jobs::core::{EnqueueRequest, Env, Job, JobId, JobStatus};
+use async_jobs::core::{EnqueueRequest, Env, Job, JobId, JobStatus, Pause, PauseScope};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use jobs_client::{ClientError, JobsClient, ListQuery};
@@ -211,25 +211,8 @@ pub(crate) fn describe(conn: &Connection) -> serde_json::Value {
 
 /// Runs a job command and returns its exit status (errors go to stderr as one line).
 pub(crate) fn run(conn: &Connection, command: JobsCommand) -> ExitCode {
-    let client = match client(conn) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("async-jobs: {e}");
-            return Exit::Usage.into();
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("async-jobs: cannot start the async runtime: {e}");
-            return Exit::Unavailable.into();
-        }
-    };
     let output = conn.output;
-    let result = runtime.block_on(async {
+    call(conn, |client| async move {
         match command {
             JobsCommand::List(args) => list(&client, args).await.map(|(jobs, next)| {
                 print_list(output, &jobs, next.as_deref());
@@ -252,8 +235,120 @@ pub(crate) fn run(conn: &Connection, command: JobsCommand) -> ExitCode {
                 client.enqueue(req).await.map(|j| print_job(output, &j))
             }
         }
-    });
-    match result {
+    })
+}
+
+/// What `async-jobs pause` and `resume` act on.
+#[derive(Debug, Args)]
+pub(crate) struct PauseArgs {
+    /// The use case.
+    use_case: String,
+    /// Only this tenant within the use case (default: every tenant).
+    #[arg(long)]
+    tenant: Option<String>,
+}
+
+impl PauseArgs {
+    fn scope(self) -> PauseScope {
+        match self.tenant {
+            Some(t) => PauseScope::tenant(self.use_case, t),
+            None => PauseScope::use_case(self.use_case),
+        }
+    }
+}
+
+/// `async-jobs pause`: prints the pause in force.
+pub(crate) fn pause(conn: &Connection, args: PauseArgs) -> ExitCode {
+    let output = conn.output;
+    call(conn, |client| async move {
+        let pause = client.pause(&args.scope()).await?;
+        print_pauses(output, std::slice::from_ref(&pause));
+        Ok(())
+    })
+}
+
+/// `async-jobs resume`: prints whether it was paused.
+pub(crate) fn resume(conn: &Connection, args: PauseArgs) -> ExitCode {
+    let output = conn.output;
+    call(conn, |client| async move {
+        let scope = args.scope();
+        let resumed = client.resume(&scope).await?;
+        match output {
+            Output::Json => out(&format!(
+                "{}\n",
+                json!({"use_case": scope.use_case, "tenant_id": scope.tenant_id, "resumed": resumed})
+            )),
+            Output::Table => out(&format!(
+                "{} {}\n",
+                describe_scope(&scope),
+                if resumed { "resumed" } else { "was not paused" }
+            )),
+        }
+        Ok(())
+    })
+}
+
+/// `async-jobs pauses`: prints the pauses in force.
+pub(crate) fn pauses(conn: &Connection) -> ExitCode {
+    let output = conn.output;
+    call(conn, |client| async move {
+        let pauses = client.pauses().await?;
+        print_pauses(output, &pauses);
+        Ok(())
+    })
+}
+
+fn describe_scope(scope: &PauseScope) -> String {
+    match &scope.tenant_id {
+        Some(t) => format!("{} (tenant {t})", scope.use_case),
+        None => format!("{} (every tenant)", scope.use_case),
+    }
+}
+
+fn print_pauses(output: Output, pauses: &[Pause]) {
+    if output == Output::Json {
+        out(&format!("{}\n", json!({"pauses": pauses})));
+        return;
+    }
+    let rows: Vec<[String; 3]> = pauses
+        .iter()
+        .map(|p| {
+            [
+                p.scope.use_case.clone(),
+                p.scope.tenant_id.clone().unwrap_or_else(|| "*".to_owned()),
+                time(Some(p.paused_at)),
+            ]
+        })
+        .collect();
+    out(&table(&["USE CASE", "TENANT", "PAUSED AT"], &rows));
+    out(&format!("({} paused)\n", rows.len()));
+}
+
+/// Runs `body` with the client the flags and environment describe, on a small runtime, and maps
+/// the outcome to the exit status (errors go to stderr as one line).
+fn call<F, Fut>(conn: &Connection, body: F) -> ExitCode
+where
+    F: FnOnce(JobsClient) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ClientError>>,
+{
+    let client = match client(conn) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("async-jobs: {e}");
+            return Exit::Usage.into();
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("async-jobs: cannot start the async runtime: {e}");
+            return Exit::Unavailable.into();
+        }
+    };
+    match runtime.block_on(body(client)) {
         Ok(()) => Exit::Ok.into(),
         Err(e) => {
             eprintln!("async-jobs: {}", e.to_string().replace('\n', " "));
@@ -323,8 +418,21 @@ fn print_list(output: Output, jobs: &[Job], next: Option<&str>) {
             ]
         })
         .collect();
+    let mut text = table(&header, &rows);
+    match next {
+        Some(cursor) => text.push_str(&format!(
+            "({} jobs; more with --cursor {cursor} or --all)\n",
+            rows.len()
+        )),
+        None => text.push_str(&format!("({} jobs)\n", rows.len())),
+    }
+    out(&text);
+}
+
+/// `header` and `rows` in aligned columns, one line each.
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(|h| h.chars().count());
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -338,17 +446,10 @@ fn print_list(output: Output, jobs: &[Job], next: Option<&str>) {
         format!("{}\n", padded.join("  ").trim_end())
     };
     let mut text = line(header.to_vec());
-    for row in &rows {
+    for row in rows {
         text.push_str(&line(row.iter().map(String::as_str).collect()));
     }
-    match next {
-        Some(cursor) => text.push_str(&format!(
-            "({} jobs; more with --cursor {cursor} or --all)\n",
-            rows.len()
-        )),
-        None => text.push_str(&format!("({} jobs)\n", rows.len())),
-    }
-    out(&text);
+    text
 }
 
 fn print_job(output: Output, job: &Job) {

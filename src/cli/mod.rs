@@ -53,6 +53,26 @@ enum Command {
         #[command(subcommand)]
         command: jobs::JobsCommand,
     },
+    /// Pause a use case (every tenant, or --tenant): its pending jobs stay pending; jobs already
+    /// dispatched or running finish. Same connection flags and exit status as `jobs`.
+    Pause {
+        #[command(flatten)]
+        connection: jobs::Connection,
+        #[command(flatten)]
+        scope: jobs::PauseArgs,
+    },
+    /// Resume a paused use case (or --tenant).
+    Resume {
+        #[command(flatten)]
+        connection: jobs::Connection,
+        #[command(flatten)]
+        scope: jobs::PauseArgs,
+    },
+    /// List the pauses in force.
+    Pauses {
+        #[command(flatten)]
+        connection: jobs::Connection,
+    },
     /// Exits 0 if the URL answers with a 2xx status within 5 s (container health checks).
     Healthcheck {
         /// The URL to probe.
@@ -79,6 +99,27 @@ pub(crate) fn main(cli: Cli) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             return jobs::run(&connection, command);
+        }
+        Command::Pause { connection, scope } => {
+            if cli.print_config {
+                println!("{}", jobs::describe(&connection));
+                return ExitCode::SUCCESS;
+            }
+            return jobs::pause(&connection, scope);
+        }
+        Command::Resume { connection, scope } => {
+            if cli.print_config {
+                println!("{}", jobs::describe(&connection));
+                return ExitCode::SUCCESS;
+            }
+            return jobs::resume(&connection, scope);
+        }
+        Command::Pauses { connection } => {
+            if cli.print_config {
+                println!("{}", jobs::describe(&connection));
+                return ExitCode::SUCCESS;
+            }
+            return jobs::pauses(&connection);
         }
     };
     let launch = Launch {

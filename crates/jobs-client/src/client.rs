@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jobs_core::{EnqueueRequest, Job, JobId, JobStatus, TraceContext};
+use jobs_core::{EnqueueRequest, Job, JobId, JobStatus, Pause, PauseScope, TraceContext};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -192,6 +192,30 @@ pub struct JobPage {
     pub jobs: Vec<Job>,
     /// The cursor of the next page; `None` on the last.
     pub next_cursor: Option<String>,
+}
+
+/// `/pauses/{use_case}` or `/pauses/{use_case}/tenants/{tenant_id}`, each segment
+/// percent-encoded.
+fn pause_path(scope: &PauseScope) -> String {
+    let mut path = format!("/pauses/{}", encode_segment(&scope.use_case));
+    if let Some(tenant) = &scope.tenant_id {
+        path.push_str("/tenants/");
+        path.push_str(&encode_segment(tenant));
+    }
+    path
+}
+
+/// `segment` with every byte but RFC 3986's unreserved characters percent-encoded.
+fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -388,6 +412,51 @@ impl JobsClient {
             )
             .await?;
         read_json(resp).await
+    }
+
+    /// The pauses in force that these credentials may see (`GET /pauses`).
+    pub async fn pauses(&self) -> Result<Vec<Pause>, ClientError> {
+        #[derive(Deserialize)]
+        struct Body {
+            pauses: Vec<Pause>,
+        }
+        let resp = self
+            .send(Method::GET, "/pauses", &[], None, RetryPolicy::Idempotent)
+            .await?;
+        read_json::<Body>(resp).await.map(|b| b.pauses)
+    }
+
+    /// Pauses `scope` (idempotent): its pending jobs stay pending until [`Self::resume`]; jobs
+    /// already dispatched or running finish. Answers the pause in force.
+    pub async fn pause(&self, scope: &PauseScope) -> Result<Pause, ClientError> {
+        let resp = self
+            .send(
+                Method::PUT,
+                &pause_path(scope),
+                &[],
+                None,
+                RetryPolicy::Idempotent,
+            )
+            .await?;
+        read_json(resp).await
+    }
+
+    /// Resumes `scope`: `true` if it was paused.
+    pub async fn resume(&self, scope: &PauseScope) -> Result<bool, ClientError> {
+        #[derive(Deserialize)]
+        struct Body {
+            resumed: bool,
+        }
+        let resp = self
+            .send(
+                Method::DELETE,
+                &pause_path(scope),
+                &[],
+                None,
+                RetryPolicy::Idempotent,
+            )
+            .await?;
+        read_json::<Body>(resp).await.map(|b| b.resumed)
     }
 
     /// Liveness (`/healthz`), one attempt.

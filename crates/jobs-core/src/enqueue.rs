@@ -323,7 +323,7 @@ impl ValidationError {
     }
 }
 
-fn check_name(
+pub(crate) fn check_name(
     value: &str,
     field: &'static str,
     max: usize,

@@ -42,6 +42,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
+use crate::pause::{Pause, PauseScope};
 use crate::store::{
     ApiStore, ChangeError, DispatchStore, EnqueueError, Failure, Heartbeat, JobFilter, JobStore,
     LeaseError, LeaseStore, MaintenanceStore, Page, PageRequest, PickRequest, ReapReport,
@@ -91,6 +92,12 @@ pub enum StoreOp {
     Prune,
     /// [`ApiStore::ping`].
     Ping,
+    /// [`ApiStore::pause`].
+    Pause,
+    /// [`ApiStore::resume`].
+    Resume,
+    /// [`ApiStore::pauses`].
+    Pauses,
     /// [`DispatchStore::subscribe`].
     Subscribe,
 }
@@ -119,6 +126,9 @@ impl StoreOp {
             StoreOp::Counts => "counts",
             StoreOp::Prune => "prune",
             StoreOp::Ping => "ping",
+            StoreOp::Pause => "pause",
+            StoreOp::Resume => "resume",
+            StoreOp::Pauses => "pauses",
             StoreOp::Subscribe => "subscribe",
         }
     }
@@ -254,6 +264,20 @@ impl<I: Interceptor> ApiStore for InterceptedStore<I> {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.around(StoreOp::Ping, 1, self.inner.ping()).await
+    }
+
+    async fn pause(&self, scope: &PauseScope) -> Result<Pause, StoreError> {
+        self.around(StoreOp::Pause, 1, self.inner.pause(scope))
+            .await
+    }
+
+    async fn resume(&self, scope: &PauseScope) -> Result<bool, StoreError> {
+        self.around(StoreOp::Resume, 1, self.inner.resume(scope))
+            .await
+    }
+
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        self.around(StoreOp::Pauses, 1, self.inner.pauses()).await
     }
 }
 

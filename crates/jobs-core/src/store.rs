@@ -37,6 +37,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
+use crate::pause::{Pause, PauseScope};
 use crate::status::{IllegalTransition, JobStatus};
 
 /// A store operation failed for a reason other than the job's state.
@@ -381,6 +382,20 @@ pub trait ApiStore: Send + Sync + std::fmt::Debug {
 
     /// Checks the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Pauses `scope`: from the next pick on, [`lease_due`](DispatchStore::lease_due) passes
+    /// over its pending jobs (dispatched and running ones finish). Idempotent: pausing a paused
+    /// scope changes nothing and returns the pause in force, with its first `paused_at` (the
+    /// store's clock). Durable: it holds across restarts and for every scheduler.
+    async fn pause(&self, scope: &PauseScope) -> Result<Pause, StoreError>;
+
+    /// Lifts the pause of exactly `scope` (a tenant's own pause, or the whole use case's; each
+    /// is lifted on its own): `true` if it was paused. When it was, MUST wake the scheduler
+    /// ([`Wakeup::JobDue`]), so due jobs start without waiting for a tick.
+    async fn resume(&self, scope: &PauseScope) -> Result<bool, StoreError>;
+
+    /// Every pause in force, by use case, then the whole use case before its tenants, then tenant.
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
 }
 
 /// The scheduler's dispatch role: pick due jobs under the caps, take back the ones the transport
@@ -391,7 +406,8 @@ pub trait DispatchStore: Send + Sync + std::fmt::Debug {
     /// lower id): at most `min(pick.limit, pick.cap − in_flight)` of them, where `in_flight`
     /// counts the use case's dispatched and running jobs. Each gets a new token and
     /// `lease_expires_at = now + pick.lease`. Concurrent callers together never exceed
-    /// `pick.cap`.
+    /// `pick.cap`. Jobs of a paused use case, or of a paused tenant in it ([`ApiStore::pause`]),
+    /// are passed over.
     async fn lease_due(
         &self,
         use_case: &str,
@@ -534,6 +550,9 @@ mockall::mock! {
         async fn retry(&self, id: JobId, quota: Option<u32>) -> Result<Job, ChangeError>;
         async fn counts(&self) -> Result<Vec<StatusCount>, StoreError>;
         async fn ping(&self) -> Result<(), StoreError>;
+        async fn pause(&self, scope: &PauseScope) -> Result<Pause, StoreError>;
+        async fn resume(&self, scope: &PauseScope) -> Result<bool, StoreError>;
+        async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
     }
 
     #[async_trait]

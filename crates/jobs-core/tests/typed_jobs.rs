@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use jobs_core::testkit::{assert_enqueued, TestPlatform};
 use jobs_core::{
-    EnqueueRequest, HandlerError, HandlerRegistry, HandlerResult, JobContext, JobHandler,
-    JobStatus, JobStore, JobType,
+    ApiStore, EnqueueRequest, HandlerError, HandlerRegistry, HandlerResult, JobContext, JobHandler,
+    JobStatus, JobType,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;

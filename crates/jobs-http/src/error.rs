@@ -59,6 +59,8 @@ pub mod codes {
     pub const STORE_TIMEOUT: &str = "store_timeout";
     /// 500: a non-retryable store failure.
     pub const INTERNAL: &str = "internal";
+    /// 400: a path segment is not valid UTF-8 text.
+    pub const INVALID_PATH: &str = "invalid_path";
 }
 
 /// The JSON error body.
@@ -197,6 +199,19 @@ impl From<StoreError> for ApiError {
 }
 
 impl ApiError {
+    /// The error for a refused pause or resume.
+    pub fn from_pause(err: jobs_core::PauseError) -> Self {
+        match err {
+            jobs_core::PauseError::Invalid(e) => Self::bad_request(e.code(), e.to_string()),
+            e @ jobs_core::PauseError::Forbidden => Self::new(
+                StatusCode::FORBIDDEN,
+                codes::FORBIDDEN_TENANT,
+                e.to_string(),
+            ),
+            jobs_core::PauseError::Store(s) => Self::from_store(&s),
+        }
+    }
+
     /// The error for a refused cancel or retry; `quota_retry_after` goes into the 429's
     /// `Retry-After` (a retry over quota is refused exactly as an enqueue would be).
     pub fn from_change(err: ChangeError, quota_retry_after: Duration) -> Self {

@@ -12,6 +12,7 @@
 //! | `GET /jobs/{id}` | one job |
 //! | `GET /jobs` | filtered, keyset-paginated list; payloads only with `include_payload=true`, pages bounded in bytes and in jobs examined ([`HttpSettings`]) |
 //! | `POST /jobs/{id}/cancel`, `POST /jobs/{id}/retry` | change a job |
+//! | `GET /pauses`, `PUT`/`DELETE /pauses/{use_case}`, `PUT`/`DELETE /pauses/{use_case}/tenants/{tenant_id}` | pause and resume a use case or one tenant in it ([`pauses`]) |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openapi.json` | operations (no auth) |
 //!
 //! Errors are JSON `{"error": {"code", "message"}}` with stable codes ([`error::codes`] and
@@ -35,6 +36,7 @@ pub mod extract;
 pub mod limits;
 pub mod metrics;
 mod openapi;
+pub mod pauses;
 mod routes;
 pub mod server;
 pub mod state;

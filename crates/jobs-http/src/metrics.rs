@@ -33,6 +33,10 @@ pub const HTTP_CONNECTIONS: &str = "async_jobs_http_connections";
 pub const HTTP_CONNECTIONS_CLOSED: &str = "async_jobs_http_connections_closed_total";
 /// Gauge: jobs in the store by `use_case` and `status`, refreshed on each scrape.
 pub const JOBS: &str = "async_jobs_jobs";
+/// Gauge: 1 while a use case is paused for every tenant, else 0 (label `use_case`).
+pub const USE_CASE_PAUSED: &str = "async_jobs_use_case_paused";
+/// Gauge: how many tenants are paused within a use case (label `use_case`).
+pub const TENANTS_PAUSED: &str = "async_jobs_tenants_paused";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

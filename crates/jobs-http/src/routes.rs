@@ -412,9 +412,24 @@ async fn refresh_job_gauges(state: &AppState) {
     }
     let timeout = state.settings().store_probe_timeout;
     let counted = tokio::time::timeout(timeout, state.service().store().counts()).await;
+    let paused = tokio::time::timeout(timeout, state.service().store().pauses()).await;
     // A failed or slow read also waits out the interval: an unreachable store is not asked again
     // by every scrape.
     *read_at = Some(tokio::time::Instant::now());
+    if let Ok(Ok(pauses)) = paused {
+        for use_case in state.service().config().use_cases.keys() {
+            let of_use_case = pauses.iter().filter(|p| &p.scope.use_case == use_case);
+            let (whole, tenants) = of_use_case.fold((0.0, 0.0), |(w, t), p| {
+                if p.scope.tenant_id.is_some() {
+                    (w, t + 1.0)
+                } else {
+                    (1.0, t)
+                }
+            });
+            metrics::gauge!(m::USE_CASE_PAUSED, "use_case" => use_case.clone()).set(whole);
+            metrics::gauge!(m::TENANTS_PAUSED, "use_case" => use_case.clone()).set(tenants);
+        }
+    }
     let Ok(Ok(counts)) = counted else {
         return;
     };
@@ -449,6 +464,15 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_job))
         .routes(routes!(cancel_job))
         .routes(routes!(retry_job))
+        .routes(routes!(crate::pauses::list_pauses))
+        .routes(routes!(
+            crate::pauses::pause_use_case,
+            crate::pauses::resume_use_case
+        ))
+        .routes(routes!(
+            crate::pauses::pause_tenant,
+            crate::pauses::resume_tenant
+        ))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics_text))

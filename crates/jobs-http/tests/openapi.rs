@@ -26,6 +26,11 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/jobs/enqueue"),
     ("post", "/jobs/{id}/cancel"),
     ("post", "/jobs/{id}/retry"),
+    ("get", "/pauses"),
+    ("put", "/pauses/{use_case}"),
+    ("delete", "/pauses/{use_case}"),
+    ("put", "/pauses/{use_case}/tenants/{tenant_id}"),
+    ("delete", "/pauses/{use_case}/tenants/{tenant_id}"),
 ];
 
 fn documented(doc: &Value) -> BTreeSet<(String, String)> {
@@ -256,6 +261,23 @@ const ANSWERS: &[(&str, &str, &[u16])] = &[
         "/jobs/{id}/retry",
         &[200, 400, 401, 404, 409, 429, 500, 503],
     ),
+    ("get", "/pauses", &[200, 401, 500, 503]),
+    ("put", "/pauses/{use_case}", &[200, 400, 401, 403, 500, 503]),
+    (
+        "delete",
+        "/pauses/{use_case}",
+        &[200, 400, 401, 403, 500, 503],
+    ),
+    (
+        "put",
+        "/pauses/{use_case}/tenants/{tenant_id}",
+        &[200, 400, 401, 403, 500, 503],
+    ),
+    (
+        "delete",
+        "/pauses/{use_case}/tenants/{tenant_id}",
+        &[200, 400, 401, 403, 500, 503],
+    ),
     ("get", "/healthz", &[200]),
     ("get", "/readyz", &[200, 503]),
     ("get", "/metrics", &[200]),
@@ -287,7 +309,8 @@ fn every_operation_documents_exactly_the_codes_it_answers() {
             );
         }
         let secured = doc["paths"][path][method]["security"] == serde_json::json!([{"bearer": []}]);
-        assert_eq!(secured, path.starts_with("/jobs"), "{method} {path}");
+        let guarded = path.starts_with("/jobs") || path.starts_with("/pauses");
+        assert_eq!(secured, guarded, "{method} {path}");
     }
 }
 
@@ -299,7 +322,10 @@ async fn documented_codes_are_really_answered() {
         Arc::new(MemoryStore::new(Arc::new(SystemClock))),
         AuthConfig::operator_token("root"),
     );
-    for (method, path, codes) in ANSWERS.iter().filter(|(_, p, _)| p.starts_with("/jobs")) {
+    for (method, path, codes) in ANSWERS
+        .iter()
+        .filter(|(_, p, _)| p.starts_with("/jobs") || p.starts_with("/pauses"))
+    {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let r = api.call(m.clone(), path, None, None).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path}");

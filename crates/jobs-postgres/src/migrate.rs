@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "trace_context",
         sql: include_str!("../migrations/0004_trace_context.sql"),
     },
+    Migration {
+        version: 5,
+        name: "pauses",
+        sql: include_str!("../migrations/0005_pauses.sql"),
+    },
 ];
 
 /// Migrating failed.

@@ -50,12 +50,16 @@ pub(crate) struct Sql {
     pub(crate) reap_running: String,
     pub(crate) counts: String,
     pub(crate) prune: String,
+    pub(crate) pause: String,
+    pub(crate) resume: String,
+    pub(crate) pauses: String,
 }
 
 impl Sql {
     pub(crate) fn new(schema: SchemaName) -> Sql {
         let s = schema.as_str();
         let jobs = format!("{s}.jobs");
+        let pauses = format!("{s}.pauses");
         let cols = job_columns("j");
         let plain_cols = JOB_COLUMNS.join(", ");
         let insert_columns = "id, tenant_id, use_case, kind, payload, status, priority, attempts, max_attempts, \
@@ -126,6 +130,8 @@ impl Sql {
                 "WITH picked AS ( \
                      SELECT p.id FROM {jobs} p, {NOW} \
                      WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready AND p.run_at <= t.now \
+                     AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = '') \
+                     AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = p.tenant_id) \
                      ORDER BY p.deadline_at, p.priority DESC, p.id \
                      LIMIT greatest(0, least($3::bigint, $4::bigint - (SELECT count(*) FROM {jobs} f \
                          WHERE f.use_case = $2 AND f.status IN {IN_FLIGHT}))) \
@@ -261,6 +267,19 @@ impl Sql {
                 tol = us!("j.delay_tolerance_us"),
             ),
             counts: format!("SELECT use_case, status, count(*) AS n FROM {jobs} GROUP BY use_case, status ORDER BY 1, 2"),
+            // Pauses: '' is the whole use case. Pausing a paused scope keeps its first
+            // paused_at: the conflict arm rewrites the row as it is (it sees and locks the
+            // latest committed version, so a concurrent first pause is returned too).
+            pause: format!(
+                "INSERT INTO {pauses} AS z (use_case, tenant_id, paused_at) \
+                 SELECT $2, $3, t.now FROM {NOW} \
+                 ON CONFLICT (use_case, tenant_id) DO UPDATE SET paused_at = z.paused_at \
+                 RETURNING z.paused_at"
+            ),
+            resume: format!("DELETE FROM {pauses} WHERE use_case = $1 AND tenant_id = $2"),
+            pauses: format!(
+                "SELECT use_case, tenant_id, paused_at FROM {pauses} ORDER BY use_case, tenant_id"
+            ),
             prune: format!(
                 "WITH doomed AS ( \
                      SELECT d.id FROM {jobs} d, {NOW} \

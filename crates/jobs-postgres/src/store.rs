@@ -12,7 +12,8 @@ use jobs_core::store::{
 };
 use jobs_core::{
     ChangeError, Clock, Dispatch, EnqueueError, Enqueued, Failure, Job, JobFilter, JobId,
-    JobStatus, LeaseError, LeaseToken, NewJob, Page, PageRequest, StoreError, Transition,
+    JobStatus, LeaseError, LeaseToken, NewJob, Page, PageRequest, Pause, PauseScope, StoreError,
+    Transition,
 };
 use tokio_postgres::IsolationLevel;
 
@@ -705,6 +706,60 @@ impl ApiStore for PgStore {
         with_conn!(self, |c| async {
             c.simple_query("SELECT 1").await?;
             Ok::<_, Op<StoreError>>(())
+        })
+    }
+
+    async fn pause(&self, scope: &PauseScope) -> Result<Pause, StoreError> {
+        let now = self.now();
+        let tenant = scope.tenant_id.as_deref().unwrap_or("");
+        with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.pause).await?;
+            let row = c
+                .query_one(&stmt, &[&now, &scope.use_case, &tenant])
+                .await?;
+            Ok::<_, Op<StoreError>>(Pause {
+                scope: scope.clone(),
+                paused_at: row.get(0),
+            })
+        })
+    }
+
+    async fn resume(&self, scope: &PauseScope) -> Result<bool, StoreError> {
+        let tenant = scope.tenant_id.as_deref().unwrap_or("");
+        let resumed = with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.resume).await?;
+            let deleted = c.execute(&stmt, &[&scope.use_case, &tenant]).await?;
+            if deleted > 0 && self.wakeups.is_none() {
+                // No trigger watches the pauses table: announce the due jobs here.
+                c.execute("SELECT pg_notify($1, 'due')", &[&self.channel()])
+                    .await?;
+            }
+            Ok::<_, Op<StoreError>>(deleted > 0)
+        })?;
+        if resumed {
+            self.wake(true, false);
+        }
+        Ok(resumed)
+    }
+
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.pauses).await?;
+            let rows = c.query(&stmt, &[]).await?;
+            Ok::<_, Op<StoreError>>(
+                rows.iter()
+                    .map(|r| {
+                        let tenant: String = r.get("tenant_id");
+                        Pause {
+                            scope: PauseScope {
+                                use_case: r.get("use_case"),
+                                tenant_id: (!tenant.is_empty()).then_some(tenant),
+                            },
+                            paused_at: r.get("paused_at"),
+                        }
+                    })
+                    .collect(),
+            )
         })
     }
 }

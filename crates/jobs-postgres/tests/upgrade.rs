@@ -110,7 +110,7 @@ async fn upgrade_from_v2_with_jobs_in_every_state() {
 
     let store = PgStore::connect(&database_url(), &schema).unwrap();
     let report = store.migrate().await.unwrap();
-    assert_eq!(report.applied, vec![3, 4]);
+    assert_eq!(report.applied, vec![3, 4, 5]);
     assert!(
         store.migrate().await.unwrap().applied.is_empty(),
         "idempotent"
@@ -264,7 +264,7 @@ async fn upgrade_from_v3_adds_the_trace_context() {
     .await;
 
     let store = PgStore::connect(&database_url(), &schema).unwrap();
-    assert_eq!(store.migrate().await.unwrap().applied, vec![4]);
+    assert_eq!(store.migrate().await.unwrap().applied, vec![4, 5]);
     let columns: Vec<(String, String)> = admin
         .query(
             "SELECT column_name::text, is_nullable::text FROM information_schema.columns \
@@ -444,6 +444,46 @@ async fn the_pick_does_not_walk_jobs_scheduled_for_later() {
         leased.iter().map(|d| d.job_id).collect::<Vec<_>>(),
         vec![due.id]
     );
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+/// A database populated at version 4 gains the pauses table (migration 5): nothing is paused, so
+/// its due jobs are picked as before; a pause then holds them and a resume lets them go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upgrade_from_v4_adds_pauses_and_holds_nothing() {
+    let admin = admin_client().await;
+    let schema = fresh_schema();
+    assert_eq!(
+        migrate_to(&admin, &schema, 4).await.unwrap().applied,
+        vec![1, 2, 3, 4]
+    );
+    let now: DateTime<Utc> = admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
+    let ago = now - TimeDelta::seconds(10);
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    for id in [first, second] {
+        insert_v2(&admin, &schema, id, "pending", ago, None, None, None, 0).await;
+    }
+    let store = PgStore::connect(&database_url(), &schema).unwrap();
+    assert_eq!(store.migrate().await.unwrap().applied, vec![5]);
+    let one = PickRequest {
+        cap: 100,
+        limit: 1,
+        lease: LEASE,
+    };
+    assert_eq!(store.lease_due("alpha", one).await.unwrap().len(), 1);
+    store
+        .pause(&jobs_core::PauseScope::use_case("alpha"))
+        .await
+        .unwrap();
+    assert!(store.lease_due("alpha", one).await.unwrap().is_empty());
+    assert!(store
+        .resume(&jobs_core::PauseScope::use_case("alpha"))
+        .await
+        .unwrap());
+    assert_eq!(store.lease_due("alpha", one).await.unwrap().len(), 1);
     admin
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await

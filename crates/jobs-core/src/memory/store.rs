@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 use crate::clock::Clock;
 use crate::deadline::{add_saturating, deadline_at, sub};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
+use crate::pause::{Pause, PauseScope};
 use crate::status::{expiry_transition, failure_transition, JobStatus, Transition};
 use crate::store::{
     ApiStore, ChangeError, DispatchStore, EnqueueError, Failure, Heartbeat, JobFilter, LeaseError,
@@ -41,6 +42,8 @@ fn json_len(value: &serde_json::Value) -> u64 {
 struct Inner {
     jobs: BTreeMap<JobId, Job>,
     idempotency: HashMap<(String, String), JobId>,
+    /// Pauses in force, with when they began.
+    pauses: BTreeMap<PauseScope, DateTime<Utc>>,
 }
 
 /// A [`JobStore`](crate::JobStore) in process memory. Cheap to clone (shared state).
@@ -365,6 +368,37 @@ impl ApiStore for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    async fn pause(&self, scope: &PauseScope) -> Result<Pause, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let paused_at = *inner.pauses.entry(scope.clone()).or_insert(now);
+        Ok(Pause {
+            scope: scope.clone(),
+            paused_at,
+        })
+    }
+
+    async fn resume(&self, scope: &PauseScope) -> Result<bool, StoreError> {
+        let resumed = self.lock().pauses.remove(scope).is_some();
+        if resumed {
+            self.notify(Wakeup::JobDue);
+        }
+        Ok(resumed)
+    }
+
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        // BTreeMap order: by use case, `None` (the whole use case) before its tenants.
+        Ok(self
+            .lock()
+            .pauses
+            .iter()
+            .map(|(scope, at)| Pause {
+                scope: scope.clone(),
+                paused_at: *at,
+            })
+            .collect())
+    }
 }
 
 #[async_trait]
@@ -381,10 +415,16 @@ impl DispatchStore for MemoryStore {
         if take == 0 {
             return Ok(Vec::new());
         }
+        let pauses: Vec<&PauseScope> = inner
+            .pauses
+            .keys()
+            .filter(|p| p.use_case == use_case)
+            .collect();
         let mut due: Vec<&Job> = inner
             .jobs
             .values()
             .filter(|j| j.use_case == use_case && j.status == JobStatus::Pending && j.run_at <= now)
+            .filter(|j| !pauses.iter().any(|p| p.holds(&j.use_case, &j.tenant_id)))
             .collect();
         due.sort_by(|a, b| {
             a.deadline_at

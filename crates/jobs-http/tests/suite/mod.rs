@@ -47,6 +47,7 @@ macro_rules! api_suite {
             tenant_keys_are_confined,
             metrics_count_enqueues_and_requests,
             nests_under_a_prefix,
+            pauses_hold_the_pick_and_follow_the_caller,
         );
     };
     (@cases $make:expr; $($name:ident),* $(,)?) => {
@@ -1501,4 +1502,137 @@ pub async fn nests_under_a_prefix(store: Arc<dyn JobStore>) {
         (StatusCode::BAD_REQUEST, "invalid_id")
     );
     assert_eq!(api.get("/api/v1/healthz").await.status, StatusCode::OK);
+}
+
+/// `/pauses`: the operator pauses and resumes a use case or a tenant; the pick passes paused jobs
+/// over; a tenant key acts on its own tenant only and sees only what holds its jobs; bad scopes
+/// are JSON errors.
+pub async fn pauses_hold_the_pick_and_follow_the_caller(store: Arc<dyn JobStore>) {
+    let auth = AuthConfig::operator_token("op").with_tenant_key("key-a", "tenant-a");
+    let api = api(store.clone(), auth);
+    let call = |m: Method, uri: &'static str, key: &'static str| {
+        let api = &api;
+        async move { api.call(m, uri, Some(key), None).await }
+    };
+    let pick = jobs_core::PickRequest {
+        cap: 100,
+        limit: 100,
+        lease: std::time::Duration::from_secs(60),
+    };
+    for tenant in ["tenant-a", "tenant-b"] {
+        let r = api
+            .call(Method::POST, "/jobs", Some("op"), Some(req(tenant)))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+
+    // The operator pauses the whole use case: nothing is picked; pausing again keeps the pause.
+    let r = call(Method::PUT, "/pauses/notifications", "op").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["use_case"], "notifications");
+    assert!(r.json["tenant_id"].is_null(), "{}", r.json);
+    let since = r.json["paused_at"].clone();
+    let again = call(Method::PUT, "/pauses/notifications", "op").await;
+    assert_eq!(again.json["paused_at"], since);
+    assert!(store
+        .lease_due("notifications", pick)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A tenant key may not pause or resume the whole use case, nor another tenant.
+    for (m, uri) in [
+        (Method::PUT, "/pauses/notifications"),
+        (Method::DELETE, "/pauses/notifications"),
+        (Method::PUT, "/pauses/notifications/tenants/tenant-b"),
+    ] {
+        let r = call(m, uri, "key-a").await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::FORBIDDEN, "forbidden_tenant"),
+            "{uri}"
+        );
+    }
+    // It pauses its own tenant, and sees the use case's pause and its own, not another's.
+    let r = call(
+        Method::PUT,
+        "/pauses/notifications/tenants/tenant-a",
+        "key-a",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["tenant_id"], "tenant-a");
+    let r = call(Method::PUT, "/pauses/notifications/tenants/tenant-b", "op").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = call(Method::GET, "/pauses", "key-a").await;
+    let scopes: Vec<Value> = seen.json["pauses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["tenant_id"].clone())
+        .collect();
+    assert_eq!(scopes, vec![Value::Null, json!("tenant-a")]);
+    let all = call(Method::GET, "/pauses", "op").await;
+    assert_eq!(all.json["pauses"].as_array().unwrap().len(), 3);
+
+    // Resuming the use case leaves the tenants' own pauses: nothing is picked yet.
+    let r = call(Method::DELETE, "/pauses/notifications", "op").await;
+    assert_eq!(
+        (r.status, r.json["resumed"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+    let r = call(Method::DELETE, "/pauses/notifications", "op").await;
+    assert_eq!(
+        r.json["resumed"], false,
+        "a second resume says it was not paused"
+    );
+    assert!(store
+        .lease_due("notifications", pick)
+        .await
+        .unwrap()
+        .is_empty());
+    // Tenant b resumed by the operator: its job is picked; tenant a's waits.
+    let r = call(
+        Method::DELETE,
+        "/pauses/notifications/tenants/tenant-b",
+        "op",
+    )
+    .await;
+    assert_eq!(r.json["resumed"], true);
+    let leased = store.lease_due("notifications", pick).await.unwrap();
+    assert_eq!(
+        leased
+            .iter()
+            .map(|d| d.tenant_id.as_str())
+            .collect::<Vec<_>>(),
+        ["tenant-b"]
+    );
+    let r = call(
+        Method::DELETE,
+        "/pauses/notifications/tenants/tenant-a",
+        "key-a",
+    )
+    .await;
+    assert_eq!(r.json["resumed"], true);
+    assert_eq!(
+        store.lease_due("notifications", pick).await.unwrap().len(),
+        1
+    );
+
+    // Bad scopes are 400 JSON errors with their codes; no credentials is 401.
+    for (uri, code) in [
+        ("/pauses/nope", "unknown_use_case"),
+        ("/pauses/nope/tenants/tenant-a", "unknown_use_case"),
+        ("/pauses/notifications/tenants/%01x", "control_characters"),
+        ("/pauses/notifications/tenants/%FF", "invalid_path"),
+    ] {
+        let r = call(Method::PUT, uri, "op").await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, code),
+            "{uri}"
+        );
+    }
+    let r = api.call(Method::GET, "/pauses", None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }

@@ -25,6 +25,7 @@ mod enqueue;
 mod fencing;
 mod lease;
 mod list;
+mod pause;
 mod pick;
 mod quota;
 mod reaper;
@@ -36,6 +37,7 @@ pub use enqueue::*;
 pub use fencing::*;
 pub use lease::*;
 pub use list::*;
+pub use pause::*;
 pub use pick::*;
 pub use quota::*;
 pub use reaper::*;
@@ -109,6 +111,10 @@ macro_rules! store_conformance_tests {
             list_scan_bound_walks_sparse_filters_exactly_once,
             // wakeup.rs
             wakeups_on_due_enqueue_and_finish,
+            // pause.rs
+            a_paused_use_case_or_tenant_is_passed_over_by_the_pick,
+            a_paused_scope_still_takes_enqueues_cancels_and_claims,
+            resuming_wakes_the_scheduler,
         }
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
