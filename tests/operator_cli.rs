@@ -236,6 +236,9 @@ fn an_operator_finds_a_dead_job_retries_it_and_scripts_can_rely_on_exit_codes() 
     // Usage (2): a malformed id never reaches the API.
     let usage = jobs(url, Some(OPERATOR), &["get", "not-a-uuid"]);
     assert_eq!(code(&usage), Some(2));
+    // A URL that does not lead to the API (a wrong prefix) is a usage error, not "no such job".
+    let wrong = jobs(&format!("{url}/prefix"), Some(OPERATOR), &["get", &dead]);
+    assert_eq!(code(&wrong), Some(2), "{}", error_line(&wrong));
     // Unreachable (1).
     let port = common::free_port();
     let down = jobs(

@@ -25,9 +25,9 @@ pub async fn run(
     let (addr, auth, limits) = (api.addr, api.auth, api.limits);
     let platform = settings.platform.clone();
     // One store for all three, with the API's statement timeout (ASYNC_JOBS_API_STATEMENT_TIMEOUT).
+    let (transport, transport_kind) = ports::transport(&settings.transport, &platform).await?;
     let store = store::open(&settings.store).await?;
     let leader = ports::leader_for(&store);
-    let (transport, transport_kind) = ports::transport(&settings.transport, &platform).await?;
     let service = JobService::new(store.store.clone(), platform.clone());
 
     let listener = tokio::net::TcpListener::bind(addr)
@@ -67,15 +67,42 @@ pub async fn run(
         platform.clone(),
         scheduler_config,
     );
-    let scheduler = tokio::spawn(Scheduler::new(dispatcher, leader).run(stopped()));
-    let worker = tokio::spawn(
+    let mut scheduler = tokio::spawn(Scheduler::new(dispatcher, leader).run(stopped()));
+    let mut worker = tokio::spawn(
         Worker::new(service, transport, registry, worker_config)
             .with_span_parent(jobs_http::telemetry::set_parent)
             .run(stopped()),
     );
+    let mut api = api;
 
-    shutdown.await;
+    // Until the signal — or until one of the three stops on its own (a failure): then the
+    // process stops too, instead of serving an API whose jobs nothing runs.
+    let early: Option<AppError> = tokio::select! {
+        () = shutdown => None,
+        r = &mut api => Some(match r {
+            Ok(Ok(())) => "the API stopped".into(),
+            Ok(Err(e)) => format!("the API stopped: {e}").into(),
+            Err(e) => format!("the API task failed: {e}").into(),
+        }),
+        r = &mut scheduler => Some(match r {
+            Ok(stopped) => format!("the scheduler stopped: {stopped:?}").into(),
+            Err(e) => format!("the scheduler task failed: {e}").into(),
+        }),
+        r = &mut worker => Some(match r {
+            Ok(Ok(_)) => "the worker stopped".into(),
+            Ok(Err(e)) => format!("the worker stopped: {e}").into(),
+            Err(e) => format!("the worker task failed: {e}").into(),
+        }),
+    };
     let _ = stop_tx.send(true);
+    if let Some(e) = early {
+        // The finished task's handle is spent; stop the others and report the first failure.
+        for handle in [api.abort_handle(), scheduler.abort_handle()] {
+            handle.abort();
+        }
+        worker.abort();
+        return Err(e);
+    }
     api.await??;
     scheduler.await?;
     let report = worker.await??;

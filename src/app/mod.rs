@@ -59,6 +59,9 @@ pub struct Launch {
     pub print_config: bool,
     /// The prefix of the error line (the binary's name).
     pub name: String,
+    /// Command-line arguments [`Launch::from_args`] did not recognise: the process refuses them
+    /// (exit 2) instead of starting with a typo ignored.
+    pub unrecognised: Vec<String>,
 }
 
 impl Launch {
@@ -69,11 +72,12 @@ impl Launch {
             overrides: Overrides::default(),
             print_config: false,
             name: "async-jobs".to_owned(),
+            unrecognised: Vec::new(),
         }
     }
 
-    /// A launch of `process` by your own binary: `--print-config` taken from its arguments, its
-    /// file name as the prefix of error lines.
+    /// A launch of `process` by your own binary: `--print-config` taken from its arguments (any
+    /// other argument is refused, exit 2), its file name as the prefix of error lines.
     pub fn from_args(process: Process) -> Self {
         let mut args = std::env::args_os();
         let name = args
@@ -84,11 +88,20 @@ impl Launch {
                     .map(|n| n.to_string_lossy().into_owned())
             })
             .unwrap_or_else(|| "async-jobs".to_owned());
+        let (mut print_config, mut unrecognised) = (false, Vec::new());
+        for arg in args {
+            if arg == "--print-config" {
+                print_config = true;
+            } else {
+                unrecognised.push(arg.to_string_lossy().chars().take(200).collect());
+            }
+        }
         Launch {
             process,
             overrides: Overrides::default(),
-            print_config: args.any(|a| a == "--print-config"),
+            print_config,
             name,
+            unrecognised,
         }
     }
 }
@@ -103,6 +116,10 @@ where
     Fut: Future<Output = Result<(), AppError>>,
 {
     let name = &launch.name;
+    if let Some(arg) = launch.unrecognised.first() {
+        eprintln!("{name}: unexpected argument {arg:?} (the only one is --print-config; settings come from the environment)");
+        return ExitCode::from(EXIT_BAD_SETTINGS);
+    }
     let settings = match Settings::from_env(launch.process, launch.overrides) {
         Ok(settings) => settings,
         Err(e) => {

@@ -33,11 +33,16 @@ pub(crate) async fn transport(
         TransportSettings::Sqs {
             queue_urls,
             options,
+            region,
+            endpoint_url,
         } => {
-            let sqs = jobs_sqs::SqsTransport::builder(queue_urls.clone())
+            let mut builder = jobs_sqs::SqsTransport::builder(queue_urls.clone())
                 .options(options.clone())
-                .build()
-                .await?;
+                .region(region.clone());
+            if let Some(url) = endpoint_url {
+                builder = builder.endpoint_url(url.clone());
+            }
+            let sqs = builder.build().await?;
             Ok((Arc::new(sqs), "sqs"))
         }
         TransportSettings::InProcess => Ok((

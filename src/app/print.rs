@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::settings::{LogFormat, Settings, StoreSettings, TransportSettings};
+use super::settings::{redact_url, LogFormat, Settings, StoreSettings, TransportSettings};
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
@@ -22,7 +22,7 @@ impl Settings {
             .map(|uc| {
                 json!({
                     "name": uc.name,
-                    "queue_url": uc.queue_url,
+                    "queue_url": uc.queue_url.as_deref().map(redact_url),
                     "max_concurrent": uc.max_concurrent,
                     "default_delay_tolerance_seconds": secs(uc.default_delay_tolerance),
                 })
@@ -47,9 +47,16 @@ impl Settings {
             TransportSettings::Sqs {
                 queue_urls,
                 options,
+                region,
+                endpoint_url,
             } => json!({
                 "kind": "sqs",
-                "queue_urls": queue_urls,
+                "queue_urls": queue_urls
+                    .iter()
+                    .map(|(uc, url)| (uc.clone(), redact_url(url)))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+                "region": region,
+                "endpoint_url": endpoint_url.as_deref().map(redact_url),
                 "connect_timeout_seconds": secs(options.connect_timeout),
                 "request_timeout_seconds": secs(options.request_timeout),
                 "max_attempts": options.max_attempts,
@@ -84,12 +91,9 @@ impl Settings {
             // Span export (the standard OpenTelemetry variables; headers are not shown).
             "traces": {
                 "otlp_export": self.telemetry.traces.is_some(),
-                "endpoint": self.telemetry.configured_endpoint,
+                "endpoint": self.telemetry.configured_endpoint.as_deref().map(redact_url),
+                "traces_url": self.telemetry.traces.as_ref().map(|t| redact_url(&t.traces_url)),
                 "service_name": self.telemetry.service_name,
-            },
-            "aws": {
-                "region": self.aws.region,
-                "endpoint_url_sqs": self.aws.endpoint_url_sqs,
             },
         });
         let Some(obj) = out.as_object_mut() else {

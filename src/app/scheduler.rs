@@ -17,8 +17,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         .clone()
         .ok_or("the settings were not read for a scheduler")?;
     let pg = settings.require_postgres()?;
-    let choice = store::open(&settings.store).await?;
+    // The transport first: a setting it refuses stops the process before the migrations run.
     let (transport, _) = ports::transport(&settings.transport, &settings.platform).await?;
+    let choice = store::open(&settings.store).await?;
     let leader = ports::leader_for(&choice);
     let _ops = super::ops::spawn_ops(
         settings.health_addr,

@@ -150,9 +150,6 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// The sample handlers' side-effect log (fault tests; `dev` and `worker`, off by default).
     pub side_effects: Option<SideEffectSettings>,
-    /// The AWS SDK's region and SQS endpoint as the environment gives them (the SDK reads them
-    /// itself; shown in the report).
-    pub aws: AwsSettings,
 }
 
 /// The store a process runs on.
@@ -213,6 +210,13 @@ pub enum TransportSettings {
         queue_urls: BTreeMap<String, String>,
         /// Timeouts and attempts of the SQS calls (`ASYNC_JOBS_SQS_*`).
         options: SqsOptions,
+        /// The AWS region the SQS client signs for: `AWS_REGION`, else `AWS_DEFAULT_REGION`,
+        /// else the region in the queue URLs (`https://sqs.<region>.amazonaws.com/…`). Given to
+        /// the SDK explicitly, so what runs is what is printed.
+        region: String,
+        /// `AWS_ENDPOINT_URL_SQS`, else `AWS_ENDPOINT_URL` (an emulator, a VPC endpoint); given to
+        /// the SDK explicitly. `None`: the SDK's endpoint for the region.
+        endpoint_url: Option<String>,
     },
 }
 
@@ -259,7 +263,7 @@ pub struct TraceExport {
 }
 
 /// The sample handlers' side-effect log.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SideEffectSettings {
     /// Its database (redacted in reports).
     pub dsn: String,
@@ -269,13 +273,27 @@ pub struct SideEffectSettings {
     pub log: Arc<SideEffectLog>,
 }
 
-/// The AWS SDK's own settings, as read for the report.
-#[derive(Debug, Clone, Default)]
-pub struct AwsSettings {
-    /// `AWS_REGION`.
-    pub region: Option<String>,
-    /// `AWS_ENDPOINT_URL_SQS` (moto, LocalStack, a VPC endpoint).
-    pub endpoint_url_sqs: Option<String>,
+impl std::fmt::Debug for SideEffectSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SideEffectSettings")
+            .field("dsn", &jobs_postgres::tls::redact_dsn(&self.dsn))
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` with any user information (`user:password@`) replaced by `***`, for reports and error
+/// messages. Works on text that does not parse as a URL too.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..scheme_end], &rest[at..]),
+        None => url.to_owned(),
+    }
 }
 
 impl Settings {
@@ -299,11 +317,16 @@ impl Settings {
             Process::Dev if platform.use_cases.values().all(|uc| uc.queue_url.is_none()) => {
                 TransportSettings::InProcess
             }
-            Process::Dev | Process::Scheduler | Process::Worker => TransportSettings::Sqs {
-                queue_urls: jobs_sqs::queue_urls_from_config(&platform)
-                    .map_err(SettingsError::new)?,
-                options: SqsOptions::from_lookup(&env.lookup())?,
-            },
+            Process::Dev | Process::Scheduler | Process::Worker => {
+                let queue_urls =
+                    jobs_sqs::queue_urls_from_config(&platform).map_err(SettingsError::new)?;
+                TransportSettings::Sqs {
+                    region: aws_region(env, &queue_urls)?,
+                    endpoint_url: aws_endpoint(env)?,
+                    options: SqsOptions::from_lookup(&env.lookup())?,
+                    queue_urls,
+                }
+            }
         };
         let api = match process.serves_api() {
             true => {
@@ -328,7 +351,27 @@ impl Settings {
             false => None,
         };
         let worker = match process.runs_worker() {
-            true => Some(WorkerConfig::from_vars(env.pairs())?),
+            true => {
+                let config = WorkerConfig::from_vars(env.pairs())?;
+                // The worker would refuse them at start, after connecting everything: say so now.
+                if let Some(unknown) = config
+                    .use_cases
+                    .iter()
+                    .find(|u| platform.use_case(u).is_none())
+                {
+                    let known: Vec<&str> = platform.use_cases.keys().map(String::as_str).collect();
+                    return Err(ConfigError::new(
+                        "ASYNC_JOBS_WORKER_USE_CASES",
+                        format!(
+                            "configured use cases, comma-separated: {}",
+                            known.join(", ")
+                        ),
+                        unknown,
+                    )
+                    .into());
+                }
+                Some(config)
+            }
             false => None,
         };
         let health_addr = match process {
@@ -363,10 +406,6 @@ impl Settings {
             health_addr,
             telemetry,
             side_effects,
-            aws: AwsSettings {
-                region: env.get("AWS_REGION").map(str::to_owned),
-                endpoint_url_sqs: env.get("AWS_ENDPOINT_URL_SQS").map(str::to_owned),
-            },
         })
     }
 
@@ -381,6 +420,57 @@ impl Settings {
             ))),
         }
     }
+}
+
+/// The region the SQS client signs for (see [`TransportSettings::Sqs`]).
+fn aws_region(env: &Env, queue_urls: &BTreeMap<String, String>) -> Result<String, SettingsError> {
+    for var in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
+        if let Some(region) = env.get(var) {
+            let plain = region.len() <= 64
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            return match plain {
+                true => Ok(region.to_owned()),
+                false => Err(ConfigError::new(var, "an AWS region like eu-west-1", region).into()),
+            };
+        }
+    }
+    let from_url = queue_urls.values().find_map(|url| {
+        let host = reqwest::Url::parse(url).ok()?.host_str()?.to_owned();
+        let rest = host.strip_prefix("sqs.")?;
+        let region = rest
+            .strip_suffix(".amazonaws.com")
+            .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))?;
+        (!region.is_empty()).then(|| region.to_owned())
+    });
+    from_url.ok_or_else(|| {
+        ConfigError::new(
+            "AWS_REGION",
+            "the AWS region of the queues (ECS sets it; or queue URLs like \
+             https://sqs.<region>.amazonaws.com/<account>/<queue>)",
+            "",
+        )
+        .into()
+    })
+}
+
+/// The SQS endpoint override (see [`TransportSettings::Sqs`]).
+fn aws_endpoint(env: &Env) -> Result<Option<String>, SettingsError> {
+    for var in ["AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"] {
+        if let Some(url) = env.get(var) {
+            let ok = reqwest::Url::parse(url)
+                .ok()
+                .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+            return match ok {
+                true => Ok(Some(url.to_owned())),
+                false => Err(
+                    ConfigError::new(var, "an http:// or https:// URL", &redact_url(url)).into(),
+                ),
+            };
+        }
+    }
+    Ok(None)
 }
 
 fn socket_addr(env: &Env, var: &str, default: &str) -> Result<SocketAddr, SettingsError> {
@@ -484,43 +574,58 @@ fn telemetry(env: &Env, default_service: &str) -> Result<TelemetrySettings, Sett
             env.get(OTLP_ENDPOINT_VAR)
                 .map(|base| (OTLP_ENDPOINT_VAR, base.to_owned()))
         });
-    let disabled = env
+    let sdk_disabled = env
         .get("OTEL_SDK_DISABLED")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-        || env
-            .get("OTEL_TRACES_EXPORTER")
-            .is_some_and(|v| v.eq_ignore_ascii_case("none"));
-    let traces = match (&configured_endpoint, disabled) {
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let exporter_off = match env.get("OTEL_TRACES_EXPORTER").map(str::to_ascii_lowercase) {
+        None => false,
+        Some(e) if e == "otlp" => false,
+        Some(e) if e == "none" => true,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "OTEL_TRACES_EXPORTER",
+                "otlp (the default) or none",
+                env.get("OTEL_TRACES_EXPORTER").unwrap_or(""),
+            )
+            .into())
+        }
+    };
+    let traces = match (&configured_endpoint, sdk_disabled || exporter_off) {
         (Some((var, url)), false) => {
-            for protocol_var in [
+            // The signal's own protocol variable wins over the general one (OTel spec).
+            let protocol = [
                 "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
                 "OTEL_EXPORTER_OTLP_PROTOCOL",
-            ] {
-                if let Some(p) = env.get(protocol_var).filter(|p| *p != "http/protobuf") {
-                    return Err(ConfigError::new(
-                        protocol_var,
-                        "http/protobuf (the only OTLP protocol spoken here; point the exporter at the collector's OTLP/HTTP port, 4318)",
-                        p,
-                    )
-                    .into());
-                }
+            ]
+            .into_iter()
+            .find_map(|v| env.get(v).map(|p| (v, p)));
+            if let Some((protocol_var, p)) = protocol.filter(|(_, p)| *p != "http/protobuf") {
+                return Err(ConfigError::new(
+                    protocol_var,
+                    "http/protobuf (the only OTLP protocol spoken here; point the exporter at the \
+                     collector's OTLP/HTTP port, 4318)",
+                    p,
+                )
+                .into());
             }
-            let parsed = reqwest::Url::parse(url)
+            let mut parsed = reqwest::Url::parse(url)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
                 .ok_or_else(|| {
                     ConfigError::new(
                         var,
                         "an http:// or https:// URL of an OTLP/HTTP collector",
-                        url,
+                        &redact_url(url),
                     )
                 })?;
-            let traces_url = if *var == OTLP_TRACES_ENDPOINT_VAR {
-                parsed.to_string()
-            } else {
-                format!("{}/v1/traces", url.trim_end_matches('/'))
-            };
-            Some(TraceExport { traces_url })
+            if *var == OTLP_ENDPOINT_VAR {
+                // The base endpoint's path gains `/v1/traces`; its query stays a query.
+                let path = format!("{}/v1/traces", parsed.path().trim_end_matches('/'));
+                parsed.set_path(&path);
+            }
+            Some(TraceExport {
+                traces_url: parsed.to_string(),
+            })
         }
         _ => None,
     };
@@ -659,7 +764,9 @@ mod tests {
         ("ASYNC_JOBS_SAMPLE_SIDE_EFFECTS_SCHEMA", "runs"),
         ("RUST_LOG", "debug"),
         ("AWS_REGION", "eu-central-1"),
+        ("AWS_DEFAULT_REGION", "eu-north-1"),
         ("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:5000"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:5001"),
     ];
 
     /// Settings whose value the report never shows (only whether they are set).
@@ -858,6 +965,145 @@ mod tests {
             let e = outcome(p, &vars).unwrap_err();
             assert!(e.contains("ASYNC_JOBS_STORE"), "{e}");
         }
+    }
+
+    #[test]
+    fn urls_lose_their_user_information_in_reports() {
+        assert_eq!(redact_url("https://u:p@h:1/x?y=@"), "https://***@h:1/x?y=@");
+        assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
+        assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(redact_url("http://a b@c"), "http://***@c");
+        let vars = with(
+            &[
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    "https://user:otelpass@collector:4318",
+                ),
+                ("AWS_ENDPOINT_URL_SQS", "http://ak:sk@127.0.0.1:5000"),
+            ],
+            "ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS",
+            "https://qu:qp@sqs.eu-west-1.amazonaws.com/1/n",
+        );
+        let text = outcome(Process::Worker, &vars).unwrap().to_string();
+        for secret in ["otelpass", "sk@", "qp@", "pw@"] {
+            assert!(!text.contains(secret), "{secret}: {text}");
+        }
+        let bad = with(&[], "OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://u:secret@x");
+        let e = outcome(Process::Worker, &bad).unwrap_err();
+        assert!(!e.contains("secret"), "{e}");
+        let settings = Settings::from_snapshot(
+            &Env::from_pairs(with(
+                &[],
+                "ASYNC_JOBS_SAMPLE_SIDE_EFFECTS_DSN",
+                "postgres://a:sidepw@h/d?sslmode=disable",
+            )),
+            Process::Worker,
+            Overrides::default(),
+        )
+        .unwrap();
+        let debug = format!("{settings:?}");
+        assert!(
+            !debug.contains("sidepw") && !debug.contains(":pw@"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn the_sqs_region_and_endpoint_are_resolved_once() {
+        let region = |vars: &[(&'static str, &'static str)]| {
+            let report = outcome(Process::Worker, &with(vars, "RUST_LOG", "info"))?;
+            Ok::<_, String>(report["transport"]["region"].clone())
+        };
+        assert_eq!(region(&[]).unwrap(), "eu-west-1", "from the queue URLs");
+        assert_eq!(
+            region(&[("AWS_DEFAULT_REGION", "eu-north-1")]).unwrap(),
+            "eu-north-1"
+        );
+        assert_eq!(
+            region(&[
+                ("AWS_DEFAULT_REGION", "eu-north-1"),
+                ("AWS_REGION", "us-east-2")
+            ])
+            .unwrap(),
+            "us-east-2"
+        );
+        let e = region(&[("AWS_REGION", "EU WEST")]).unwrap_err();
+        assert!(e.contains("AWS_REGION"), "{e}");
+        // Queue URLs of an emulator carry no region: it must be given.
+        let moto = [
+            (
+                "ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS",
+                "http://127.0.0.1:5000/1/n",
+            ),
+            (
+                "ASYNC_JOBS_SQS_QUEUE_MESSAGE_LABELING",
+                "http://127.0.0.1:5000/1/m",
+            ),
+        ];
+        let vars: Vec<_> = base()
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("ASYNC_JOBS_SQS_QUEUE_"))
+            .chain(moto)
+            .collect();
+        let e = outcome(Process::Scheduler, &vars).unwrap_err();
+        assert!(e.starts_with("invalid AWS_REGION"), "{e}");
+        let endpoint = outcome(
+            Process::Worker,
+            &with(&[], "AWS_ENDPOINT_URL", "http://127.0.0.1:5001"),
+        )
+        .unwrap();
+        assert_eq!(
+            endpoint["transport"]["endpoint_url"],
+            "http://127.0.0.1:5001"
+        );
+    }
+
+    #[test]
+    fn a_worker_for_an_unknown_use_case_is_a_bad_setting() {
+        let e = outcome(
+            Process::Worker,
+            &with(
+                &[],
+                "ASYNC_JOBS_WORKER_USE_CASES",
+                "notifications,notifcations",
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("ASYNC_JOBS_WORKER_USE_CASES") && e.contains("notifcations"),
+            "{e}"
+        );
+        let e = outcome(
+            Process::Dev,
+            &with(&[], "ASYNC_JOBS_WORKER_USE_CASES", "nope"),
+        )
+        .unwrap_err();
+        assert!(e.contains("ASYNC_JOBS_WORKER_USE_CASES"), "{e}");
+    }
+
+    #[test]
+    fn otlp_settings_follow_the_spec() {
+        let env = |vars: &[(&'static str, &'static str)]| {
+            TelemetrySettings::from_snapshot(&Env::from_pairs(vars.iter().copied()), "svc")
+        };
+        let with_query = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/otlp?x=1")]).unwrap();
+        assert_eq!(
+            with_query.traces.unwrap().traces_url,
+            "http://c:4318/otlp/v1/traces?x=1"
+        );
+        // The signal's own protocol wins over the general one.
+        let signal = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+        ]);
+        assert!(signal.unwrap().traces.is_some());
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_TRACES_EXPORTER", "console"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("OTEL_TRACES_EXPORTER"), "{e}");
     }
 
     #[test]

@@ -14,7 +14,11 @@
 //! | `OTEL_RESOURCE_ATTRIBUTES` | more resource attributes (`key=value,…`) |
 //! | `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT` | exporter headers and timeout (ms, default 10 000); read by the SDK |
 //! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the batch processor (read by the SDK): bounded queue (default 2048 spans; more are dropped), export interval (5000 ms), batch size (512) |
-//! | `OTEL_SDK_DISABLED=true`, `OTEL_TRACES_EXPORTER=none` | no exporter even with an endpoint |
+//! | `OTEL_SDK_DISABLED=true`, `OTEL_TRACES_EXPORTER=none` | no exporter even with an endpoint (`OTEL_TRACES_EXPORTER` takes `otlp` or `none`; anything else is a setting error) |
+//!
+//! The SDK reads its own variables raw: an empty `OTEL_EXPORTER_OTLP_TRACES_HEADERS` replaces the
+//! general headers there (unset it rather than leaving it empty), and `OTEL_TRACES_SAMPLER` is
+//! the SDK's.
 //!
 //! Only `http/protobuf` is spoken (no gRPC): point it at the collector's OTLP/HTTP port (4318);
 //! another `OTEL_EXPORTER_OTLP_*PROTOCOL` is a setting error. Sampling is parent-based: a request

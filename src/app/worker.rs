@@ -42,8 +42,9 @@ pub async fn run(
         .clone()
         .ok_or("the settings were not read for a worker")?;
     settings.require_postgres()?;
-    let choice = store::open(&settings.store).await?;
+    // The transport first: a setting it refuses stops the process before the migrations run.
     let (transport, _) = ports::transport(&settings.transport, &settings.platform).await?;
+    let choice = store::open(&settings.store).await?;
     let service = JobService::new(choice.store, settings.platform.clone());
     let _ops = super::ops::spawn_ops(settings.health_addr, service.clone()).await?;
     let report = Worker::new(service, transport, registry, config)

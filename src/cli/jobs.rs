@@ -10,6 +10,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use async_jobs::app::settings::redact_url;
 use async_jobs::core::{EnqueueRequest, Env, Job, JobId, JobStatus, Pause, PauseScope};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
@@ -29,7 +30,8 @@ pub(crate) enum Exit {
     Ok = 0,
     /// 1: the API could not be reached, timed out or failed (5xx): try again later.
     Unavailable = 1,
-    /// 2: bad command line or setting (clap's usage errors are 2 as well).
+    /// 2: bad command line or setting (clap's usage errors are 2 as well), including an API URL
+    /// that does not lead to the API (404 `unknown_route`).
     Usage = 2,
     /// 3: no such job (or not visible with these credentials).
     NotFound = 3,
@@ -46,6 +48,8 @@ impl Exit {
             ClientError::JobNotFound { .. } => Exit::NotFound,
             ClientError::AuthToken { .. } => Exit::Auth,
             ClientError::Validation { .. } | ClientError::QuotaExceeded { .. } => Exit::Refused,
+            // 404 other than a missing job: no such route, so the API URL (or prefix) is wrong.
+            ClientError::RemoteHttp { status: 404, .. } => Exit::Usage,
             ClientError::RemoteHttp { status, .. } if *status < 500 => Exit::Refused,
             ClientError::Config(_) => Exit::Usage,
             _ => Exit::Unavailable,
@@ -202,8 +206,13 @@ pub(crate) fn describe(conn: &Connection) -> serde_json::Value {
     let env = Env::from_process();
     json!({
         "command": "jobs",
-        "api_url": conn.api_url.clone().or_else(|| env.get(API_URL_VAR).map(str::to_owned))
-            .unwrap_or_else(|| DEFAULT_API_URL.to_owned()),
+        "api_url": redact_url(
+            &conn
+                .api_url
+                .clone()
+                .or_else(|| env.get(API_URL_VAR).map(str::to_owned))
+                .unwrap_or_else(|| DEFAULT_API_URL.to_owned()),
+        ),
         "token": conn.token.is_some() || env.is_set(API_TOKEN_VAR),
         "output": match conn.output { Output::Table => "table", Output::Json => "json" },
     })
@@ -377,6 +386,12 @@ async fn list(
         let page = client.list(&query).await?;
         jobs.extend(page.jobs);
         match page.next_cursor {
+            // A cursor that answers with itself would page for ever.
+            Some(next) if args.all && query.cursor.as_deref() == Some(next.as_str()) => {
+                return Err(ClientError::InvalidResponse(
+                    "the API answered a page with the cursor it was asked for".to_owned(),
+                ))
+            }
             Some(next) if args.all => query.cursor = Some(next),
             next => return Ok((jobs, next)),
         }

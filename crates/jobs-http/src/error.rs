@@ -19,7 +19,7 @@ pub mod codes {
     pub const UNAUTHORIZED: &str = "unauthorized";
     /// 403: a tenant-scoped key tried to enqueue for another tenant.
     pub const FORBIDDEN_TENANT: &str = "forbidden_tenant";
-    /// 404: no such job (or not visible to the caller), or no such route.
+    /// 404: no such job (or not visible to the caller).
     pub const NOT_FOUND: &str = "not_found";
     /// 405: the route exists but not with this method.
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
@@ -61,6 +61,8 @@ pub mod codes {
     pub const INTERNAL: &str = "internal";
     /// 400: a path segment is not valid UTF-8 text.
     pub const INVALID_PATH: &str = "invalid_path";
+    /// 404: no route has this path (a wrong base URL or prefix, not a missing job).
+    pub const UNKNOWN_ROUTE: &str = "unknown_route";
 }
 
 /// The JSON error body.

@@ -500,7 +500,7 @@ pub fn openapi_for(
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such route")
+    ApiError::new(StatusCode::NOT_FOUND, codes::UNKNOWN_ROUTE, "no such route")
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -176,8 +176,8 @@ impl DbConfigError {
 
 /// The value of [`CA_FILE_VAR`] (`None` when unset or blank).
 pub fn ca_file_from_env() -> Option<PathBuf> {
-    std::env::var_os(CA_FILE_VAR)
-        .filter(|v| !v.to_string_lossy().trim().is_empty())
+    jobs_core::Env::from_process()
+        .get(CA_FILE_VAR)
         .map(PathBuf::from)
 }
 

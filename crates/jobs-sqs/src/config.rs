@@ -51,8 +51,8 @@ pub(crate) fn check_urls(urls: &BTreeMap<String, String>) -> Result<(), SqsConfi
             .is_some_and(|rest| !rest.is_empty());
         if !has_host {
             return Err(SqsConfigError::BadQueueUrl {
-                use_case: use_case.clone(),
-                url: url.to_owned(),
+                use_case: use_case.chars().take(100).collect(),
+                url: url.chars().take(200).collect(),
             });
         }
     }

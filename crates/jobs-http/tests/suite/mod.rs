@@ -947,9 +947,9 @@ pub async fn bad_ids_and_routes_are_json_errors(store: Arc<dyn JobStore>) {
             Method::GET,
             "/jobs/../../etc/passwd",
             StatusCode::NOT_FOUND,
-            "not_found",
+            "unknown_route",
         ),
-        (Method::GET, "/nope", StatusCode::NOT_FOUND, "not_found"),
+        (Method::GET, "/nope", StatusCode::NOT_FOUND, "unknown_route"),
         (
             Method::DELETE,
             "/jobs",
