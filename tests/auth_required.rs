@@ -34,6 +34,8 @@ const BACKGROUND_ENV: &[(&str, &str)] = &[
         "ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS",
         "http://127.0.0.1:1/000000000000/notifications",
     ),
+    // An emulator's queue URL carries no region.
+    ("AWS_REGION", "us-east-1"),
 ];
 
 /// `async-jobs <args>` with only `env` (and no inherited `ASYNC_JOBS_*` setting).
@@ -364,7 +366,7 @@ fn print_config_reports_span_export_and_a_bad_endpoint_is_refused() {
     let off = print_config(&["worker"], BACKGROUND_ENV);
     assert_eq!(
         off["traces"],
-        serde_json::json!({"otlp_export": false, "endpoint": null, "service_name": "async-jobs-worker"}),
+        serde_json::json!({"otlp_export": false, "endpoint": null, "traces_url": null, "service_name": "async-jobs-worker"}),
         "{off}"
     );
     let on = print_config(
@@ -377,7 +379,7 @@ fn print_config_reports_span_export_and_a_bad_endpoint_is_refused() {
     );
     assert_eq!(
         on["traces"],
-        serde_json::json!({"otlp_export": true, "endpoint": "http://127.0.0.1:9", "service_name": "jobs-api-prod"}),
+        serde_json::json!({"otlp_export": true, "endpoint": "http://127.0.0.1:9", "traces_url": "http://127.0.0.1:9/v1/traces", "service_name": "jobs-api-prod"}),
         "{on}"
     );
     let disabled = print_config(
@@ -422,6 +424,7 @@ fn print_config_hides_every_database_password() {
                 ("ASYNC_JOBS_DB_DSN", dsn),
                 (TOKEN_VAR, "tok"),
                 BACKGROUND_ENV[2],
+                BACKGROUND_ENV[3],
             ],
         );
         let text = config.to_string();
