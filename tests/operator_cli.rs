@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Proc;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const OPERATOR: &str = "operator-token";
 /// The tenant key of `globex` (its SHA-256 is what the API is configured with).
@@ -247,6 +247,42 @@ fn an_operator_finds_a_dead_job_retries_it_and_scripts_can_rely_on_exit_codes() 
         &["list"],
     );
     assert_eq!(code(&down), Some(1), "{}", error_line(&down));
+
+    // Bulk retry of every dead acme job, one per call: the CLI follows the cursor to the end.
+    let more: Vec<String> = (0..2)
+        .map(|_| enqueue(url, OPERATOR, "acme", failing))
+        .collect();
+    for id in more.iter().chain([&dead]) {
+        wait_status(url, id, "dead");
+    }
+    let bulk = json(&jobs(
+        url,
+        Some(OPERATOR),
+        &[
+            "bulk-retry",
+            "--tenant",
+            "acme",
+            "--status",
+            "dead",
+            "--limit",
+            "1",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(
+        (bulk["matched"].clone(), bulk["changed"].clone()),
+        (json!(3), json!(3)),
+        "{bulk}"
+    );
+    assert!(bulk["calls"].as_u64().unwrap() >= 3, "{bulk}");
+    // A tenant key's bulk cancel cannot reach another tenant's jobs.
+    let cancel = json(&jobs(
+        url,
+        Some(GLOBEX_KEY),
+        &["bulk-cancel", "--tenant", "acme", "--output", "json"],
+    ));
+    assert_eq!(cancel["matched"], 0, "{cancel}");
 
     // --print-config shows where the commands call, never the token.
     let config = json(&jobs(url, Some(OPERATOR), &["list", "--print-config"]));

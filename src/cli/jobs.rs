@@ -14,7 +14,7 @@ use async_jobs::app::settings::redact_url;
 use async_jobs::core::{EnqueueRequest, Env, Job, JobId, JobStatus, Pause, PauseScope};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
-use jobs_client::{ClientError, JobsClient, ListQuery};
+use jobs_client::{BulkFilter, ClientError, JobsClient, ListQuery};
 use serde_json::json;
 
 /// The API's address.
@@ -108,6 +108,37 @@ pub(crate) enum JobsCommand {
     },
     /// Enqueue one job.
     Enqueue(EnqueueArgs),
+    /// Retry every dead or cancelled job the filters match (quotas hold: a retry over quota is
+    /// skipped and counted), in batches of --limit until none is left.
+    BulkRetry(BulkArgs),
+    /// Cancel every pending, dispatched or running job the filters match, in batches.
+    BulkCancel(BulkArgs),
+}
+
+/// Filters of `jobs bulk-retry` and `bulk-cancel`.
+#[derive(Debug, Args)]
+pub(crate) struct BulkArgs {
+    /// Tenant.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Use case.
+    #[arg(long)]
+    use_case: Option<String>,
+    /// Status (pending, dispatched, running, succeeded, dead, cancelled).
+    #[arg(long, value_parser = parse_status)]
+    status: Option<JobStatus>,
+    /// Job type.
+    #[arg(long = "type")]
+    kind: Option<String>,
+    /// Created at or after (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    created_after: Option<DateTime<Utc>>,
+    /// Created before (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    created_before: Option<DateTime<Utc>>,
+    /// Jobs per call (1 to 10000; the API's default 1000).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    limit: Option<u32>,
 }
 
 /// Filters of `jobs list`.
@@ -243,8 +274,64 @@ pub(crate) fn run(conn: &Connection, command: JobsCommand) -> ExitCode {
                 }
                 client.enqueue(req).await.map(|j| print_job(output, &j))
             }
+            JobsCommand::BulkRetry(args) => bulk(&client, output, true, args).await,
+            JobsCommand::BulkCancel(args) => bulk(&client, output, false, args).await,
         }
     })
+}
+
+/// Runs a bulk action batch by batch until no job is left, and prints the totals.
+async fn bulk(
+    client: &JobsClient,
+    output: Output,
+    retry: bool,
+    args: BulkArgs,
+) -> Result<(), ClientError> {
+    let mut filter = BulkFilter {
+        tenant_id: args.tenant,
+        use_case: args.use_case,
+        status: args.status,
+        kind: args.kind,
+        created_after: args.created_after,
+        created_before: args.created_before,
+        limit: args.limit,
+        cursor: None,
+    };
+    let (mut matched, mut changed, mut skipped_status, mut skipped_quota, mut calls) =
+        (0, 0, 0, 0, 0u64);
+    loop {
+        let r = match retry {
+            true => client.bulk_retry(&filter).await?,
+            false => client.bulk_cancel(&filter).await?,
+        };
+        calls += 1;
+        matched += r.matched;
+        changed += r.changed;
+        skipped_status += r.skipped_status;
+        skipped_quota += r.skipped_quota;
+        match r.next_cursor {
+            Some(next) if filter.cursor.as_deref() == Some(next.as_str()) => {
+                return Err(ClientError::InvalidResponse(
+                    "the API answered a batch with the cursor it was asked for".to_owned(),
+                ))
+            }
+            Some(next) => filter.cursor = Some(next),
+            None => break,
+        }
+    }
+    match output {
+        Output::Json => out(&format!(
+            "{}\n",
+            json!({"matched": matched, "changed": changed, "skipped_status": skipped_status,
+                   "skipped_quota": skipped_quota, "calls": calls})
+        )),
+        Output::Table => out(&format!(
+            "{} {changed} of {matched} matching jobs (skipped: {skipped_status} by status, \
+             {skipped_quota} over quota; {calls} calls)\n",
+            if retry { "retried" } else { "cancelled" }
+        )),
+    }
+    Ok(())
 }
 
 /// What `async-jobs pause` and `resume` act on.

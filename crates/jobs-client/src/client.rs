@@ -7,7 +7,7 @@ use jobs_core::{EnqueueRequest, Job, JobId, JobStatus, Pause, PauseScope, TraceC
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
 
@@ -183,6 +183,51 @@ impl ListQuery {
         );
         q
     }
+}
+
+/// Which jobs a bulk action applies to; `None` fields are not sent (match everything).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BulkFilter {
+    /// Tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// Use case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub use_case: Option<String>,
+    /// Status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<JobStatus>,
+    /// Job type.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// `created_at >= created_after`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_after: Option<DateTime<Utc>>,
+    /// `created_at < created_before`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_before: Option<DateTime<Utc>>,
+    /// Most matching jobs one call handles (1 to 10000; server default 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// The previous call's `next_cursor`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// What one bulk call did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkResult {
+    /// Matching jobs examined.
+    pub matched: u64,
+    /// Jobs the action changed.
+    pub changed: u64,
+    /// Matching jobs whose status does not allow the action, or needs no change.
+    pub skipped_status: u64,
+    /// Jobs a retry would have taken over their tenant's quota.
+    pub skipped_quota: u64,
+    /// More jobs may match: set it as the filter's `cursor` to continue.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// One page of [`JobsClient::list`].
@@ -410,6 +455,36 @@ impl JobsClient {
                 None,
                 RetryPolicy::NotProcessed,
             )
+            .await?;
+        read_json(resp).await
+    }
+
+    /// Retries every dead or cancelled job `filter` matches, at most `filter.limit` per call
+    /// (`POST /jobs/bulk/retry`); continue with [`BulkResult::next_cursor`]. Quotas hold: a retry
+    /// that would exceed one is skipped and counted. Retried only when the server surely did not
+    /// act.
+    pub async fn bulk_retry(&self, filter: &BulkFilter) -> Result<BulkResult, ClientError> {
+        self.bulk("/jobs/bulk/retry", filter, RetryPolicy::NotProcessed)
+            .await
+    }
+
+    /// Cancels every pending, dispatched or running job `filter` matches, at most `filter.limit`
+    /// per call (`POST /jobs/bulk/cancel`).
+    pub async fn bulk_cancel(&self, filter: &BulkFilter) -> Result<BulkResult, ClientError> {
+        self.bulk("/jobs/bulk/cancel", filter, RetryPolicy::Idempotent)
+            .await
+    }
+
+    async fn bulk(
+        &self,
+        path: &str,
+        filter: &BulkFilter,
+        policy: RetryPolicy,
+    ) -> Result<BulkResult, ClientError> {
+        let body = serde_json::to_vec(filter)
+            .map_err(|e| ClientError::Config(format!("bulk filter: {e}")))?;
+        let resp = self
+            .send(Method::POST, path, &[], Some(body), policy)
             .await?;
         read_json(resp).await
     }

@@ -57,5 +57,8 @@
 mod client;
 mod error;
 
-pub use client::{ClientBuilder, ClientConfig, EnqueueOutcome, JobPage, JobsClient, ListQuery};
+pub use client::{
+    BulkFilter, BulkResult, ClientBuilder, ClientConfig, EnqueueOutcome, JobPage, JobsClient,
+    ListQuery,
+};
 pub use error::ClientError;

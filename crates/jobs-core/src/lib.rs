@@ -60,6 +60,7 @@
 //! ```
 
 pub mod backoff;
+pub mod bulk;
 pub mod clock;
 pub mod config;
 pub mod deadline;
@@ -84,6 +85,7 @@ pub mod whole;
 pub mod testkit;
 
 pub use backoff::{Backoff, BackoffStrategy, Jitter};
+pub use bulk::{BulkAction, BulkOutcome};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, Env, Limits, PlatformConfig, QuotaConfig, UseCaseConfig};
 pub use enqueue::{EnqueueRequest, ValidationError};

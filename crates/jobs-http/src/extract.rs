@@ -43,7 +43,10 @@ fn too_large(limit: usize) -> ApiError {
 }
 
 /// Reads a JSON body of at most `limit` bytes into `T`.
-async fn read_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T, ApiError> {
+pub(crate) async fn read_json<T: DeserializeOwned>(
+    req: Request,
+    limit: usize,
+) -> Result<T, ApiError> {
     if !is_json(req.headers()) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -240,7 +243,10 @@ pub struct ListQuery {
     pub page: PageRequest,
 }
 
-fn timestamp(name: &str, raw: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+pub(crate) fn timestamp(
+    name: &str,
+    raw: Option<String>,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
     raw.map(|s| {
         jobs_core::rfc3339::parse(&s).map_err(|message| {
             ApiError::bad_request(codes::INVALID_TIMESTAMP, format!("{name}: {message}"))

@@ -12,6 +12,7 @@
 //! | `GET /jobs/{id}` | one job |
 //! | `GET /jobs` | filtered, keyset-paginated list; payloads only with `include_payload=true`, pages bounded in bytes and in jobs examined ([`HttpSettings`]) |
 //! | `POST /jobs/{id}/cancel`, `POST /jobs/{id}/retry` | change a job |
+//! | `POST /jobs/bulk/retry`, `POST /jobs/bulk/cancel` | change every job a filter matches, in bounded batches ([`bulk`]) |
 //! | `GET /pauses`, `PUT`/`DELETE /pauses/{use_case}`, `PUT`/`DELETE /pauses/{use_case}/tenants/{tenant_id}` | pause and resume a use case or one tenant in it ([`pauses`]) |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openapi.json` | operations (no auth) |
 //!
@@ -31,6 +32,7 @@
 //! ```
 
 pub mod auth;
+pub mod bulk;
 pub mod error;
 pub mod extract;
 pub mod limits;

@@ -464,6 +464,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_job))
         .routes(routes!(cancel_job))
         .routes(routes!(retry_job))
+        .routes(routes!(crate::bulk::bulk_retry))
+        .routes(routes!(crate::bulk::bulk_cancel))
         .routes(routes!(crate::pauses::list_pauses))
         .routes(routes!(
             crate::pauses::pause_use_case,

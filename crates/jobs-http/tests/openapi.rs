@@ -26,6 +26,8 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/jobs/enqueue"),
     ("post", "/jobs/{id}/cancel"),
     ("post", "/jobs/{id}/retry"),
+    ("post", "/jobs/bulk/retry"),
+    ("post", "/jobs/bulk/cancel"),
     ("get", "/pauses"),
     ("put", "/pauses/{use_case}"),
     ("delete", "/pauses/{use_case}"),
@@ -228,7 +230,7 @@ fn every_jobs_operation_documents_the_store_503s() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 7);
+    assert_eq!(checked, 9);
 }
 
 /// Every status code each operation can answer, as the handlers, extractors and auth produce
@@ -260,6 +262,16 @@ const ANSWERS: &[(&str, &str, &[u16])] = &[
         "post",
         "/jobs/{id}/retry",
         &[200, 400, 401, 404, 409, 429, 500, 503],
+    ),
+    (
+        "post",
+        "/jobs/bulk/retry",
+        &[200, 400, 401, 408, 413, 415, 500, 503],
+    ),
+    (
+        "post",
+        "/jobs/bulk/cancel",
+        &[200, 400, 401, 408, 413, 415, 500, 503],
     ),
     ("get", "/pauses", &[200, 401, 500, 503]),
     ("put", "/pauses/{use_case}", &[200, 400, 401, 403, 500, 503]),

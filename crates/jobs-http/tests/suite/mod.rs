@@ -48,6 +48,7 @@ macro_rules! api_suite {
             metrics_count_enqueues_and_requests,
             nests_under_a_prefix,
             pauses_hold_the_pick_and_follow_the_caller,
+            bulk_actions_work_in_batches_and_keep_quotas,
         );
     };
     (@cases $make:expr; $($name:ident),* $(,)?) => {
@@ -1635,4 +1636,105 @@ pub async fn pauses_hold_the_pick_and_follow_the_caller(store: Arc<dyn JobStore>
     }
     let r = api.call(Method::GET, "/pauses", None, None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+/// `POST /jobs/bulk/{retry,cancel}`: every matching job, in calls of at most `limit`, with a
+/// cursor; quotas hold for a bulk retry (skipped and counted, never 429); a tenant key touches
+/// only its own jobs; bad bodies are 400 with their codes.
+pub async fn bulk_actions_work_in_batches_and_keep_quotas(store: Arc<dyn JobStore>) {
+    let auth = AuthConfig::operator_token("op").with_tenant_key("key-q", QUOTA_TENANT);
+    let api = api(store, auth);
+    let post = |uri: &'static str, key: &'static str, body: Value| {
+        let api = &api;
+        async move { api.call(Method::POST, uri, Some(key), Some(body)).await }
+    };
+    for tenant in [
+        QUOTA_TENANT,
+        QUOTA_TENANT,
+        "tenant-b",
+        "tenant-b",
+        "tenant-b",
+    ] {
+        let r = post("/jobs", "op", req(tenant)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    }
+    // Cancel every pending job, two per call, following the cursor.
+    let (mut changed, mut calls, mut cursor) = (0, 0, Value::Null);
+    loop {
+        let mut body = json!({"status": "pending", "limit": 2});
+        if !cursor.is_null() {
+            body["cursor"] = cursor.clone();
+        }
+        let r = post("/jobs/bulk/cancel", "op", body).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        assert!(r.json["matched"].as_u64().unwrap() <= 2);
+        changed += r.json["changed"].as_u64().unwrap();
+        calls += 1;
+        match r.json.get("next_cursor") {
+            Some(next) => cursor = next.clone(),
+            None => break,
+        }
+    }
+    assert_eq!(changed, 5);
+    assert!(calls >= 3, "{calls} calls");
+    // The quota tenant (quota 2) enqueues one more; a bulk retry of its two cancelled jobs fits
+    // one and skips the other, without a 429.
+    let r = post("/jobs", "op", req(QUOTA_TENANT)).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = post(
+        "/jobs/bulk/retry",
+        "op",
+        json!({"tenant_id": QUOTA_TENANT, "status": "cancelled"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        (
+            r.json["matched"].clone(),
+            r.json["changed"].clone(),
+            r.json["skipped_quota"].clone()
+        ),
+        (json!(2), json!(1), json!(1)),
+        "{}",
+        r.json
+    );
+    assert!(r.json.get("next_cursor").is_none(), "{}", r.json);
+    // A tenant key's bulk cancel touches its own jobs only.
+    let r = post("/jobs/bulk/cancel", "key-q", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["changed"], 2, "its two pending jobs: {}", r.json);
+    let others: Vec<Job> = api
+        .jobs()
+        .await
+        .into_iter()
+        .filter(|j| j.tenant_id == "tenant-b")
+        .collect();
+    assert!(others.iter().all(|j| j.status == JobStatus::Cancelled));
+    let r = post(
+        "/jobs/bulk/retry",
+        "key-q",
+        json!({"tenant_id": "tenant-b"}),
+    )
+    .await;
+    assert_eq!(
+        r.json["matched"], 0,
+        "another tenant's jobs are invisible: {}",
+        r.json
+    );
+    // Bad bodies.
+    for (body, code) in [
+        (json!({"status": "nope"}), "invalid_json"),
+        (json!({"limit": 0}), "invalid_limit"),
+        (json!({"limit": 10001}), "invalid_limit"),
+        (json!({"cursor": "x"}), "invalid_cursor"),
+        (json!({"created_after": "yesterday"}), "invalid_timestamp"),
+        (json!({"unknown": 1}), "invalid_json"),
+    ] {
+        let r = post("/jobs/bulk/retry", "op", body.clone()).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, code),
+            "{body}"
+        );
+    }
 }
