@@ -282,17 +282,13 @@ impl std::fmt::Debug for SideEffectSettings {
     }
 }
 
-/// `url` with any user information (`user:password@`) replaced by `***`, for reports and error
-/// messages. Works on text that does not parse as a URL too.
+/// `url` for reports and error messages: as it is when it parses as a URL without user
+/// information, else with everything between `://` and its last `@` hidden
+/// ([`jobs_core::config::redact_url`]).
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..scheme_end], &rest[at..]),
-        None => url.to_owned(),
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.username().is_empty() && u.password().is_none() => url.to_owned(),
+        _ => jobs_core::config::redact_url(url),
     }
 }
 
@@ -436,23 +432,45 @@ fn aws_region(env: &Env, queue_urls: &BTreeMap<String, String>) -> Result<String
             };
         }
     }
-    let from_url = queue_urls.values().find_map(|url| {
-        let host = reqwest::Url::parse(url).ok()?.host_str()?.to_owned();
-        let rest = host.strip_prefix("sqs.")?;
-        let region = rest
-            .strip_suffix(".amazonaws.com")
-            .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))?;
-        (!region.is_empty()).then(|| region.to_owned())
-    });
-    from_url.ok_or_else(|| {
+    // The region of each queue URL of the form https://sqs.<region>.amazonaws.com[.cn]/…; they
+    // must agree (one client signs for one region).
+    let mut regions = std::collections::BTreeSet::new();
+    for url in queue_urls.values() {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+        let region = host.as_deref().and_then(|h| {
+            let rest = h.strip_prefix("sqs.")?;
+            rest.strip_suffix(".amazonaws.com")
+                .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))
+                .map(str::to_owned)
+        });
+        if let Some(r) = region {
+            regions.insert(r);
+        }
+    }
+    let plain = |r: &str| {
+        !r.is_empty()
+            && r.len() <= 64
+            && r.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    let need = |got: &str| {
         ConfigError::new(
             "AWS_REGION",
-            "the AWS region of the queues (ECS sets it; or queue URLs like \
-             https://sqs.<region>.amazonaws.com/<account>/<queue>)",
-            "",
+            "the AWS region of the queues (ECS sets it; derived only from queue URLs like \
+             https://sqs.<region>.amazonaws.com/<account>/<queue> that all name one region — \
+             set it for FIPS, dual-stack, VPC-endpoint or emulator URLs)",
+            got,
         )
-        .into()
-    })
+    };
+    let mut found = regions.into_iter();
+    match (found.next(), found.next()) {
+        (Some(r), None) if plain(&r) => Ok(r),
+        (Some(a), Some(b)) => Err(need(&format!("queue URLs in {a} and {b}")).into()),
+        (Some(r), None) => Err(need(&r).into()),
+        (None, _) => Err(need("").into()),
+    }
 }
 
 /// The SQS endpoint override (see [`TransportSettings::Sqs`]).
@@ -969,10 +987,18 @@ mod tests {
 
     #[test]
     fn urls_lose_their_user_information_in_reports() {
-        assert_eq!(redact_url("https://u:p@h:1/x?y=@"), "https://***@h:1/x?y=@");
-        assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
+        assert_eq!(redact_url("https://u:p@h:1/x"), "https://***@h:1/x");
+        assert_eq!(
+            redact_url("http://h/a@b"),
+            "http://h/a@b",
+            "a valid URL without user info"
+        );
         assert_eq!(redact_url("not a url"), "not a url");
         assert_eq!(redact_url("http://a b@c"), "http://***@c");
+        // Passwords holding '/', '?' or '#' (the URL does not parse): hidden all the same.
+        for raw in ["http://ak:s#k@h", "http://u:se/cret@h:1", "http://u:a?b@h"] {
+            assert!(redact_url(raw).starts_with("http://***@"), "{raw}");
+        }
         let vars = with(
             &[
                 (
@@ -1027,6 +1053,12 @@ mod tests {
             .unwrap(),
             "us-east-2"
         );
+        let two = [(
+            "ASYNC_JOBS_SQS_QUEUE_MESSAGE_LABELING",
+            "https://sqs.us-east-1.amazonaws.com/1/m",
+        )];
+        let e = region(&two).unwrap_err();
+        assert!(e.contains("eu-west-1") && e.contains("us-east-1"), "{e}");
         let e = region(&[("AWS_REGION", "EU WEST")]).unwrap_err();
         assert!(e.contains("AWS_REGION"), "{e}");
         // Queue URLs of an emulator carry no region: it must be given.

@@ -93,11 +93,13 @@ impl ClientBuilder {
     /// Builds the client.
     pub fn build(self) -> Result<JobsClient, ClientError> {
         let base = self.base_url.trim().trim_end_matches('/').to_owned();
+        // Errors never repeat a password the URL may carry.
+        let shown = jobs_core::config::redact_url(&base);
         let parsed = reqwest::Url::parse(&base)
-            .map_err(|e| ClientError::Config(format!("base URL {base:?}: {e}")))?;
+            .map_err(|e| ClientError::Config(format!("base URL {shown:?}: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(ClientError::Config(format!(
-                "base URL {base:?} must be http or https"
+                "base URL {shown:?} must be http or https"
             )));
         }
         let mut headers = HeaderMap::new();

@@ -86,6 +86,20 @@ impl Env {
     }
 }
 
+/// `url` with everything between `://` and its last `@` replaced by `***`: any user information
+/// (`user:password@`) is hidden, whatever characters the password holds and whether or not the
+/// text parses as a URL. Conservative: an `@` later in a path or query hides the host too. For
+/// error messages and reports; a URL known to parse without user information can be shown as is.
+pub fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    match url[start..].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
+    }
+}
+
 /// A setting was missing or malformed. Displays as one line naming the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {variable}: expected {expected}, got {got:?}")]

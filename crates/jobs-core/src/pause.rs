@@ -55,8 +55,11 @@ pub enum PauseError {
     /// The use case is not configured, or the tenant id is not one a job could have.
     #[error(transparent)]
     Invalid(#[from] crate::ValidationError),
-    /// A tenant-scoped caller asked for another tenant, or for the whole use case.
-    #[error("a tenant-scoped credential may pause or resume only its own tenant")]
+    /// A tenant-scoped caller asked to pause or resume: that is the operator's (a tenant must not
+    /// lift a pause an operator put on it).
+    #[error(
+        "only the operator may pause or resume; a tenant key may list the pauses that hold it"
+    )]
     Forbidden,
     /// The store failed.
     #[error(transparent)]
@@ -90,10 +93,9 @@ impl crate::JobService {
                 |len, max| crate::ValidationError::TenantTooLong { len, max },
             )?;
         }
-        match (caller, &scope.tenant_id) {
-            (crate::TenantScope::All, _) => Ok(scope),
-            (crate::TenantScope::Tenant(own), Some(t)) if own == t => Ok(scope),
-            (crate::TenantScope::Tenant(_), _) => Err(PauseError::Forbidden),
+        match caller {
+            crate::TenantScope::All => Ok(scope),
+            crate::TenantScope::Tenant(_) => Err(PauseError::Forbidden),
         }
     }
 

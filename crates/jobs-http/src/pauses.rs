@@ -1,7 +1,7 @@
 //! `/pauses`: pause and resume a use case, or one tenant within it. Paused jobs stay pending
-//! (the pick passes them over); jobs already dispatched or running finish. The operator token
-//! may pause any scope; a tenant key only its own tenant, and sees only the pauses that hold its
-//! jobs.
+//! (the pick passes them over); jobs already dispatched or running finish. Only the operator
+//! token pauses and resumes (a tenant must not lift a pause put on it); a tenant key lists the
+//! pauses that hold its jobs.
 
 use axum::extract::{Path, State};
 use axum::Json;
@@ -30,6 +30,7 @@ pub struct PauseSchema {
     /// The paused tenant; `null` when the whole use case is paused.
     pub tenant_id: Option<String>,
     /// Since when (RFC 3339).
+    #[schema(format = DateTime)]
     pub paused_at: String,
 }
 
@@ -113,7 +114,7 @@ async fn resume(
         (status = 200, description = "The pause in force", body = PauseSchema),
         (status = 400, description = "Unknown use case (`unknown_use_case`), or a path that is not UTF-8 (`invalid_path`)", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials (`unauthorized`, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
-        (status = 403, description = "A tenant key may pause only its own tenant (`forbidden_tenant`)", body = ErrorBody),
+        (status = 403, description = "Only the operator token pauses and resumes (`forbidden_tenant`)", body = ErrorBody),
         (status = 500, description = "A non-retryable store failure (`internal`; details are logged, not sent)", body = ErrorBody),
         (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
@@ -136,7 +137,7 @@ pub(crate) async fn pause_use_case(
         (status = 200, description = "Whether it was paused", body = Resumed),
         (status = 400, description = "Unknown use case (`unknown_use_case`), or a path that is not UTF-8 (`invalid_path`)", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials (`unauthorized`, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
-        (status = 403, description = "A tenant key may resume only its own tenant (`forbidden_tenant`)", body = ErrorBody),
+        (status = 403, description = "Only the operator token pauses and resumes (`forbidden_tenant`)", body = ErrorBody),
         (status = 500, description = "A non-retryable store failure (`internal`; details are logged, not sent)", body = ErrorBody),
         (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
@@ -162,7 +163,7 @@ pub(crate) async fn resume_use_case(
         (status = 200, description = "The pause in force", body = PauseSchema),
         (status = 400, description = "Unknown use case (`unknown_use_case`), a tenant id no job could have (`empty_tenant`, `tenant_too_long`, `control_characters`), or a path that is not UTF-8 (`invalid_path`)", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials (`unauthorized`, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
-        (status = 403, description = "A tenant key may pause only its own tenant (`forbidden_tenant`)", body = ErrorBody),
+        (status = 403, description = "Only the operator token pauses and resumes (`forbidden_tenant`)", body = ErrorBody),
         (status = 500, description = "A non-retryable store failure (`internal`; details are logged, not sent)", body = ErrorBody),
         (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),
@@ -188,7 +189,7 @@ pub(crate) async fn pause_tenant(
         (status = 200, description = "Whether it was paused", body = Resumed),
         (status = 400, description = "Unknown use case (`unknown_use_case`), a tenant id no job could have (`empty_tenant`, `tenant_too_long`, `control_characters`), or a path that is not UTF-8 (`invalid_path`)", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials (`unauthorized`, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
-        (status = 403, description = "A tenant key may resume only its own tenant (`forbidden_tenant`)", body = ErrorBody),
+        (status = 403, description = "Only the operator token pauses and resumes (`forbidden_tenant`)", body = ErrorBody),
         (status = 500, description = "A non-retryable store failure (`internal`; details are logged, not sent)", body = ErrorBody),
         (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
     ),

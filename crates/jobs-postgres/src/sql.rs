@@ -51,7 +51,9 @@ pub(crate) struct Sql {
     pub(crate) counts: String,
     pub(crate) prune: String,
     pub(crate) pause: String,
+    pub(crate) hold: String,
     pub(crate) resume: String,
+    pub(crate) unhold: String,
     pub(crate) pauses: String,
 }
 
@@ -65,7 +67,7 @@ impl Sql {
         let insert_columns = "id, tenant_id, use_case, kind, payload, status, priority, attempts, max_attempts, \
              backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, delay_tolerance_us, \
              deadline_at, timeout_us, idempotency_key, cancel_requested, created_at, updated_at, ready, \
-             traceparent, tracestate";
+             traceparent, tracestate, held";
         // A fenced update: `set` applies to the job with id $2, status `status` and token $3.
         let fenced = |status: &str, set: &str, extra: &str| {
             format!(
@@ -88,7 +90,8 @@ impl Sql {
                  SELECT $2::uuid, $3::text, $4::text, $5::text, $6::jsonb, 'pending', $7::smallint, 0, $8::bigint, \
                         $9::text, $10::bigint, $11::bigint, $12::text, coalesce($13::timestamptz, t.now), $14::bigint, \
                         greatest(coalesce($13::timestamptz, t.now), t.now) + {tol}, $15::bigint, $16::text, false, t.now, t.now, \
-                        coalesce($13::timestamptz, t.now) <= t.now, $18::text, $19::text \
+                        coalesce($13::timestamptz, t.now) <= t.now, $18::text, $19::text, \
+                        EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $4 AND z.tenant_id = $3) \
                  FROM {NOW} \
                  WHERE $17::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
                      WHERE q.tenant_id = $3 AND q.use_case = $4 AND q.status IN {UNFINISHED} LIMIT $17) c) < $17 \
@@ -101,7 +104,8 @@ impl Sql {
                  SELECT u.id, u.tenant_id, u.use_case, u.kind, u.payload, 'pending', u.priority, 0, u.max_attempts, \
                         u.strategy, u.base_us, u.cap_us, u.jitter, coalesce(u.run_at, t.now), u.tolerance_us, \
                         greatest(coalesce(u.run_at, t.now), t.now) + {tol}, u.timeout_us, u.key, false, t.now, t.now, \
-                        coalesce(u.run_at, t.now) <= t.now, u.traceparent, u.tracestate \
+                        coalesce(u.run_at, t.now) <= t.now, u.traceparent, u.tracestate, \
+                        EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = u.use_case AND z.tenant_id = u.tenant_id) \
                  FROM {NOW}, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::smallint[], \
                         $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], $13::timestamptz[], \
                         $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[]) \
@@ -129,7 +133,7 @@ impl Sql {
             lease_due: format!(
                 "WITH picked AS ( \
                      SELECT p.id FROM {jobs} p, {NOW} \
-                     WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready AND p.run_at <= t.now \
+                     WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready AND NOT p.held AND p.run_at <= t.now \
                      AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = '') \
                      AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = p.tenant_id) \
                      ORDER BY p.deadline_at, p.priority DESC, p.id \
@@ -147,7 +151,7 @@ impl Sql {
             promote: format!(
                 "WITH due AS ( \
                      SELECT s.id FROM {jobs} s, {NOW} \
-                     WHERE s.use_case = $2 AND s.status = 'pending' AND NOT s.ready AND s.run_at <= t.now \
+                     WHERE s.use_case = $2 AND s.status = 'pending' AND NOT s.ready AND NOT s.held AND s.run_at <= t.now \
                      ORDER BY s.run_at LIMIT $3 FOR UPDATE OF s SKIP LOCKED) \
                  UPDATE {jobs} j SET ready = true FROM due WHERE j.id = due.id"
             ),
@@ -276,9 +280,19 @@ impl Sql {
                  ON CONFLICT (use_case, tenant_id) DO UPDATE SET paused_at = z.paused_at \
                  RETURNING z.paused_at"
             ),
+            // A tenant's pause marks its unfinished jobs held (out of the pick's index); run in
+            // the pause's transaction, under the use case's pick lock.
+            hold: format!(
+                "UPDATE {jobs} SET held = true WHERE use_case = $1 AND tenant_id = $2 \
+                 AND status IN {UNFINISHED} AND NOT held"
+            ),
             resume: format!("DELETE FROM {pauses} WHERE use_case = $1 AND tenant_id = $2"),
+            unhold: format!(
+                "UPDATE {jobs} SET held = false WHERE use_case = $1 AND tenant_id = $2 AND held"
+            ),
             pauses: format!(
-                "SELECT use_case, tenant_id, paused_at FROM {pauses} ORDER BY use_case, tenant_id"
+                "SELECT use_case, tenant_id, paused_at FROM {pauses} \
+                 ORDER BY use_case COLLATE \"C\", tenant_id COLLATE \"C\""
             ),
             prune: format!(
                 "WITH doomed AS ( \

@@ -712,11 +712,33 @@ impl ApiStore for PgStore {
     async fn pause(&self, scope: &PauseScope) -> Result<Pause, StoreError> {
         let now = self.now();
         let tenant = scope.tenant_id.as_deref().unwrap_or("");
+        let lock_key = format!("{}\u{1f}{}", self.sql.schema, scope.use_case);
         with_conn!(self, |c| async {
-            let stmt = c.prepare_cached(&self.sql.pause).await?;
-            let row = c
-                .query_one(&stmt, &[&now, &scope.use_case, &tenant])
-                .await?;
+            let lock = c.prepare_cached(&self.sql.lease_lock).await?;
+            let pause = c.prepare_cached(&self.sql.pause).await?;
+            let hold = c.prepare_cached(&self.sql.hold).await?;
+            // Under the use case's pick lock: a pick running now finishes first, and every pick
+            // after the commit sees the pause. A tenant's unfinished jobs are marked held in the
+            // same transaction (out of the pick's index). Pipelined: one round trip.
+            let client: &tokio_postgres::Client = &c;
+            let (begin, locked, row, held, commit) = futures_util::future::join5(
+                client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+                client.execute(&lock, &[&lock_key]),
+                client.query_one(&pause, &[&now, &scope.use_case, &tenant]),
+                async {
+                    match tenant.is_empty() {
+                        true => Ok(0),
+                        false => client.execute(&hold, &[&scope.use_case, &tenant]).await,
+                    }
+                },
+                client.batch_execute("COMMIT"),
+            )
+            .await;
+            begin?;
+            locked?;
+            let row = row?;
+            held?;
+            commit?;
             Ok::<_, Op<StoreError>>(Pause {
                 scope: scope.clone(),
                 paused_at: row.get(0),
@@ -726,19 +748,42 @@ impl ApiStore for PgStore {
 
     async fn resume(&self, scope: &PauseScope) -> Result<bool, StoreError> {
         let tenant = scope.tenant_id.as_deref().unwrap_or("");
+        let lock_key = format!("{}\u{1f}{}", self.sql.schema, scope.use_case);
+        let channel = self.channel();
+        let notify_here = self.wakeups.is_none();
         let resumed = with_conn!(self, |c| async {
-            let stmt = c.prepare_cached(&self.sql.resume).await?;
-            let deleted = c.execute(&stmt, &[&scope.use_case, &tenant]).await?;
-            if deleted > 0 && self.wakeups.is_none() {
-                // No trigger watches the pauses table: announce the due jobs here.
-                c.execute("SELECT pg_notify($1, 'due')", &[&self.channel()])
-                    .await?;
-            }
+            let lock = c.prepare_cached(&self.sql.lease_lock).await?;
+            let resume = c.prepare_cached(&self.sql.resume).await?;
+            let unhold = c.prepare_cached(&self.sql.unhold).await?;
+            let client: &tokio_postgres::Client = &c;
+            let (begin, locked, deleted, rest, commit) = futures_util::future::join5(
+                client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+                client.execute(&lock, &[&lock_key]),
+                client.execute(&resume, &[&scope.use_case, &tenant]),
+                async {
+                    if !tenant.is_empty() {
+                        client.execute(&unhold, &[&scope.use_case, &tenant]).await?;
+                    }
+                    // No trigger watches the pauses table: announce due jobs at commit (sent
+                    // even when a retried resume finds nothing left to delete).
+                    if notify_here {
+                        client
+                            .execute("SELECT pg_notify($1, 'due')", &[&channel])
+                            .await?;
+                    }
+                    Ok::<_, tokio_postgres::Error>(())
+                },
+                client.batch_execute("COMMIT"),
+            )
+            .await;
+            begin?;
+            locked?;
+            let deleted = deleted?;
+            rest?;
+            commit?;
             Ok::<_, Op<StoreError>>(deleted > 0)
         })?;
-        if resumed {
-            self.wake(true, false);
-        }
+        self.wake(true, false);
         Ok(resumed)
     }
 

@@ -52,7 +52,10 @@ pub(crate) fn check_urls(urls: &BTreeMap<String, String>) -> Result<(), SqsConfi
         if !has_host {
             return Err(SqsConfigError::BadQueueUrl {
                 use_case: use_case.chars().take(100).collect(),
-                url: url.chars().take(200).collect(),
+                url: jobs_core::config::redact_url(url)
+                    .chars()
+                    .take(200)
+                    .collect(),
             });
         }
     }

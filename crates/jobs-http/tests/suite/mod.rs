@@ -1541,11 +1541,14 @@ pub async fn pauses_hold_the_pick_and_follow_the_caller(store: Arc<dyn JobStore>
         .unwrap()
         .is_empty());
 
-    // A tenant key may not pause or resume the whole use case, nor another tenant.
+    // A tenant key may not pause or resume anything, not even its own tenant (an operator's
+    // pause on it must hold).
     for (m, uri) in [
         (Method::PUT, "/pauses/notifications"),
         (Method::DELETE, "/pauses/notifications"),
         (Method::PUT, "/pauses/notifications/tenants/tenant-b"),
+        (Method::PUT, "/pauses/notifications/tenants/tenant-a"),
+        (Method::DELETE, "/pauses/notifications/tenants/tenant-a"),
     ] {
         let r = call(m, uri, "key-a").await;
         assert_eq!(
@@ -1554,13 +1557,8 @@ pub async fn pauses_hold_the_pick_and_follow_the_caller(store: Arc<dyn JobStore>
             "{uri}"
         );
     }
-    // It pauses its own tenant, and sees the use case's pause and its own, not another's.
-    let r = call(
-        Method::PUT,
-        "/pauses/notifications/tenants/tenant-a",
-        "key-a",
-    )
-    .await;
+    // The operator pauses both tenants; tenant a's key sees the use case's pause and its own.
+    let r = call(Method::PUT, "/pauses/notifications/tenants/tenant-a", "op").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(r.json["tenant_id"], "tenant-a");
     let r = call(Method::PUT, "/pauses/notifications/tenants/tenant-b", "op").await;
