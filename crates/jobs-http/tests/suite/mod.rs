@@ -1609,7 +1609,7 @@ pub async fn pauses_hold_the_pick_and_follow_the_caller(store: Arc<dyn JobStore>
     let r = call(
         Method::DELETE,
         "/pauses/notifications/tenants/tenant-a",
-        "key-a",
+        "op",
     )
     .await;
     assert_eq!(r.json["resumed"], true);
