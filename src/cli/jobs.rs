@@ -115,9 +115,9 @@ pub(crate) enum JobsCommand {
     BulkCancel(BulkArgs),
 }
 
-/// Filters of `jobs bulk-retry` and `bulk-cancel`.
+/// The job filters `jobs list`, `bulk-retry` and `bulk-cancel` share.
 #[derive(Debug, Args)]
-pub(crate) struct BulkArgs {
+pub(crate) struct FilterArgs {
     /// Tenant.
     #[arg(long)]
     tenant: Option<String>,
@@ -136,6 +136,13 @@ pub(crate) struct BulkArgs {
     /// Created before (RFC 3339).
     #[arg(long, value_parser = parse_time)]
     created_before: Option<DateTime<Utc>>,
+}
+
+/// Filters of `jobs bulk-retry` and `bulk-cancel`.
+#[derive(Debug, Args)]
+pub(crate) struct BulkArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Jobs per call (1 to 10000; the API's default 1000).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     limit: Option<u32>,
@@ -144,24 +151,8 @@ pub(crate) struct BulkArgs {
 /// Filters of `jobs list`.
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
-    /// Tenant.
-    #[arg(long)]
-    tenant: Option<String>,
-    /// Use case.
-    #[arg(long)]
-    use_case: Option<String>,
-    /// Status (pending, dispatched, running, succeeded, dead, cancelled).
-    #[arg(long, value_parser = parse_status)]
-    status: Option<JobStatus>,
-    /// Job type.
-    #[arg(long = "type")]
-    kind: Option<String>,
-    /// Created at or after (RFC 3339).
-    #[arg(long, value_parser = parse_time)]
-    created_after: Option<DateTime<Utc>>,
-    /// Created before (RFC 3339).
-    #[arg(long, value_parser = parse_time)]
-    created_before: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Jobs per page (1 to 500).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=500))]
     limit: Option<u32>,
@@ -287,13 +278,14 @@ async fn bulk(
     retry: bool,
     args: BulkArgs,
 ) -> Result<(), ClientError> {
+    let f = args.filter;
     let mut filter = BulkFilter {
-        tenant_id: args.tenant,
-        use_case: args.use_case,
-        status: args.status,
-        kind: args.kind,
-        created_after: args.created_after,
-        created_before: args.created_before,
+        tenant_id: f.tenant,
+        use_case: f.use_case,
+        status: f.status,
+        kind: f.kind,
+        created_after: f.created_after,
+        created_before: f.created_before,
         limit: args.limit,
         cursor: None,
     };
@@ -457,13 +449,14 @@ async fn list(
     client: &JobsClient,
     args: ListArgs,
 ) -> Result<(Vec<Job>, Option<String>), ClientError> {
+    let f = args.filter;
     let mut query = ListQuery {
-        tenant_id: args.tenant,
-        use_case: args.use_case,
-        status: args.status,
-        kind: args.kind,
-        created_after: args.created_after,
-        created_before: args.created_before,
+        tenant_id: f.tenant,
+        use_case: f.use_case,
+        status: f.status,
+        kind: f.kind,
+        created_after: f.created_after,
+        created_before: f.created_before,
         cursor: args.cursor,
         limit: args.limit,
         include_payload: false,

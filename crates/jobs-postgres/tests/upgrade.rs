@@ -367,6 +367,29 @@ fn sum_key(node: &serde_json::Value, key: &str) -> f64 {
     own + children
 }
 
+/// The pick of use case `alpha` at `now` in `schema`, explained and rolled back: the plan, the rows
+/// its filters removed and the buffers it touched (summed over the plan's nodes).
+async fn explain_pick(schema: &str, now: DateTime<Utc>) -> (serde_json::Value, f64, f64) {
+    let hot = jobs_postgres::sql::hot_statements(jobs_postgres::SchemaName::new(schema).unwrap());
+    let client = common::connect(&tokio_postgres::Config::from_str(&database_url()).unwrap())
+        .await
+        .unwrap();
+    client.batch_execute("BEGIN").await.unwrap();
+    let plan: serde_json::Value = client
+        .query_one(
+            &format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}", hot.lease_due),
+            &[&Some(now), &"alpha", &100_i64, &100_i64, &300_000_000_i64],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client.batch_execute("ROLLBACK").await.unwrap();
+    let root = &plan[0]["Plan"];
+    let removed = sum_key(root, "Rows Removed by Filter");
+    let hits = sum_key(root, "Shared Hit Blocks") + sum_key(root, "Shared Read Blocks");
+    (plan, removed, hits)
+}
+
 /// The pick reads only due jobs: 20,000 reminders scheduled ten minutes ahead with deadlines
 /// before the due job's are not walked (before migration 3 the index scan filtered all 20,000
 /// out on every tick).
@@ -400,29 +423,7 @@ async fn the_pick_does_not_walk_jobs_scheduled_for_later() {
         .await
         .unwrap();
 
-    let hot = jobs_postgres::sql::hot_statements(jobs_postgres::SchemaName::new(&schema).unwrap());
-    let client = common::connect(&tokio_postgres::Config::from_str(&database_url()).unwrap())
-        .await
-        .unwrap();
-    client.batch_execute("BEGIN").await.unwrap();
-    let plan: serde_json::Value = client
-        .query_one(
-            &format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}", hot.lease_due),
-            &[
-                &Some(clock.now()),
-                &"alpha",
-                &100_i64,
-                &100_i64,
-                &300_000_000_i64,
-            ],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    client.batch_execute("ROLLBACK").await.unwrap();
-    let root = &plan[0]["Plan"];
-    let removed = sum_key(root, "Rows Removed by Filter");
-    let hits = sum_key(root, "Shared Hit Blocks") + sum_key(root, "Shared Read Blocks");
+    let (plan, removed, hits) = explain_pick(&schema, clock.now()).await;
     assert!(
         removed < 100.0,
         "the pick filtered out {removed} rows: {plan:#}"
@@ -531,29 +532,7 @@ async fn a_paused_backlog_is_not_walked_by_the_pick() {
         .await
         .unwrap();
 
-    let hot = jobs_postgres::sql::hot_statements(jobs_postgres::SchemaName::new(&schema).unwrap());
-    let client = common::connect(&tokio_postgres::Config::from_str(&database_url()).unwrap())
-        .await
-        .unwrap();
-    client.batch_execute("BEGIN").await.unwrap();
-    let plan: serde_json::Value = client
-        .query_one(
-            &format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}", hot.lease_due),
-            &[
-                &Some(clock.now()),
-                &"alpha",
-                &100_i64,
-                &100_i64,
-                &300_000_000_i64,
-            ],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    client.batch_execute("ROLLBACK").await.unwrap();
-    let root = &plan[0]["Plan"];
-    let removed = sum_key(root, "Rows Removed by Filter");
-    let hits = sum_key(root, "Shared Hit Blocks") + sum_key(root, "Shared Read Blocks");
+    let (plan, removed, hits) = explain_pick(&schema, clock.now()).await;
     assert!(
         removed < 100.0,
         "the pick filtered out {removed} rows: {plan:#}"
