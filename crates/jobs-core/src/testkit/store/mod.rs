@@ -5,8 +5,13 @@
 //! [`store_conformance_tests!`](crate::store_conformance_tests):
 //!
 //! ```ignore
+//! use std::sync::Arc;
+//! use jobs_core::{memory::MemoryStore, JobStore, ManualClock};
+//!
+//! // Your store here: fresh and empty, reading time from `clock` (as `tests/memory_conformance.rs`
+//! // does for the in-memory store, and jobs-postgres' `tests/conformance.rs` with a new schema).
 //! async fn make_store(clock: Arc<ManualClock>) -> Arc<dyn JobStore> {
-//!     todo!("a fresh, empty store reading time from `clock`")
+//!     Arc::new(MemoryStore::new(clock))
 //! }
 //! jobs_core::store_conformance_tests!(make_store);
 //! ```
