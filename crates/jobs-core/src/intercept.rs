@@ -43,6 +43,8 @@ use async_trait::async_trait;
 
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
+use crate::schedule::{Schedule, ScheduleDraft};
+use crate::schedule_store::{Fired, ScheduleStore};
 use crate::store::{
     ApiStore, ChangeError, DispatchStore, EnqueueError, Failure, Heartbeat, JobFilter, JobStore,
     LeaseError, LeaseStore, MaintenanceStore, Page, PageRequest, PickRequest, ReapReport,
@@ -100,6 +102,14 @@ pub enum StoreOp {
     Pauses,
     /// [`DispatchStore::subscribe`].
     Subscribe,
+    /// [`ScheduleStore::create_schedule`], [`update_schedule`](ScheduleStore::update_schedule),
+    /// [`delete_schedule`](ScheduleStore::delete_schedule) and
+    /// [`sync_config_schedules`](ScheduleStore::sync_config_schedules).
+    ScheduleWrite,
+    /// [`ScheduleStore::get_schedule`] and [`schedules`](ScheduleStore::schedules).
+    ScheduleRead,
+    /// [`ScheduleStore::fire`].
+    Fire,
 }
 
 impl StoreOp {
@@ -130,6 +140,9 @@ impl StoreOp {
             StoreOp::Resume => "resume",
             StoreOp::Pauses => "pauses",
             StoreOp::Subscribe => "subscribe",
+            StoreOp::ScheduleWrite => "schedule_write",
+            StoreOp::ScheduleRead => "schedule_read",
+            StoreOp::Fire => "fire",
         }
     }
 }
@@ -381,6 +394,52 @@ impl<I: Interceptor> MaintenanceStore for InterceptedStore<I> {
     async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
         self.around(StoreOp::Prune, 1, self.inner.prune(older_than, limit))
             .await
+    }
+}
+
+#[async_trait]
+impl<I: Interceptor> ScheduleStore for InterceptedStore<I> {
+    async fn create_schedule(&self, draft: ScheduleDraft) -> Result<Option<Schedule>, StoreError> {
+        let call = self.inner.create_schedule(draft);
+        self.around(StoreOp::ScheduleWrite, 1, call).await
+    }
+
+    async fn update_schedule(&self, draft: ScheduleDraft) -> Result<Option<Schedule>, StoreError> {
+        let call = self.inner.update_schedule(draft);
+        self.around(StoreOp::ScheduleWrite, 1, call).await
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
+        let call = self.inner.delete_schedule(name);
+        self.around(StoreOp::ScheduleWrite, 1, call).await
+    }
+
+    async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>, StoreError> {
+        let call = self.inner.get_schedule(name);
+        self.around(StoreOp::ScheduleRead, 1, call).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        self.around(StoreOp::ScheduleRead, 1, self.inner.schedules())
+            .await
+    }
+
+    async fn sync_config_schedules(&self, drafts: Vec<ScheduleDraft>) -> Result<(), StoreError> {
+        let entries = drafts.len();
+        let call = self.inner.sync_config_schedules(drafts);
+        self.around(StoreOp::ScheduleWrite, entries, call).await
+    }
+
+    async fn fire(
+        &self,
+        name: &str,
+        expected: chrono::DateTime<chrono::Utc>,
+        jobs: Vec<NewJob>,
+        next: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Fired, StoreError> {
+        let entries = jobs.len();
+        let call = self.inner.fire(name, expected, jobs, next);
+        self.around(StoreOp::Fire, entries, call).await
     }
 }
 

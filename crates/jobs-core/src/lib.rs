@@ -15,6 +15,8 @@
 //!   maintenance), [`transport::Transport`] and [`clock::Clock`], each documenting the contract an
 //!   adapter must honour.
 //! - [`service::JobService`]: the domain rules over any store.
+//! - [`schedule`]: cron schedules (periodic jobs): parsing in IANA zones, slots and the
+//!   missed-slot policy, the job template; [`ScheduleStore`] is their port.
 //! - [`handler`]: typed handlers, their registry, context and outcomes.
 //! - [`job_type`]: [`JobType`], a payload type that declares its job type's name once, for typed
 //!   enqueue requests and handlers.
@@ -74,6 +76,8 @@ pub mod leader;
 pub mod memory;
 pub mod pause;
 pub mod rfc3339;
+pub mod schedule;
+pub mod schedule_store;
 pub mod service;
 pub mod status;
 pub mod store;
@@ -96,6 +100,11 @@ pub use handler::{
 pub use job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 pub use job_type::JobType;
 pub use pause::{Pause, PauseError, PauseScope};
+pub use schedule::{
+    JobTemplate, MissedPolicy, NewSchedule, Schedule, ScheduleDefinition, ScheduleDraft,
+    ScheduleError, ScheduleSource, ScheduleValidationError,
+};
+pub use schedule_store::{Fired, ScheduleStore};
 pub use service::{JobService, TenantScope};
 pub use status::{IllegalTransition, JobStatus, Transition};
 pub use store::{

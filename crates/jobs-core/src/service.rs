@@ -106,6 +106,11 @@ impl JobService {
         &self.config
     }
 
+    /// The clock validation reads.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// Validates and enqueues one job.
     pub async fn enqueue(&self, req: EnqueueRequest) -> Result<Enqueued, EnqueueError> {
         let job = validate(req, &self.config, self.clock.now())?;

@@ -9,8 +9,9 @@
 //! | [`DispatchStore`] | the scheduler's pick | lease_due, return_dispatched, subscribe |
 //! | [`LeaseStore`] | the worker | claim, claim_many, heartbeat, complete, complete_many, fail, finish_cancelled, release |
 //! | [`MaintenanceStore`] | the scheduler's reaper and pruning | reap_expired, prune |
+//! | [`ScheduleStore`] | cron schedules: the API and the scheduler's leader | create/update/delete/get_schedule, schedules, sync_config_schedules, fire |
 //!
-//! [`JobStore`] is all four (a blanket impl: implement the roles and the store is a `JobStore`);
+//! [`JobStore`] is all five (a blanket impl: implement the roles and the store is a `JobStore`);
 //! [`SchedulerStore`] is the scheduler's two. The contract, which the conformance suite in
 //! [`crate::testkit::store`] checks against every implementation:
 //!
@@ -38,6 +39,9 @@ use chrono::{DateTime, Utc};
 
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
+#[cfg(any(test, feature = "testkit"))]
+use crate::schedule::{Schedule, ScheduleDraft};
+pub use crate::schedule_store::{Fired, ScheduleStore};
 use crate::status::{IllegalTransition, JobStatus};
 
 /// A store operation failed for a reason other than the job's state.
@@ -531,9 +535,9 @@ impl<T: DispatchStore + MaintenanceStore> SchedulerStore for T {}
 /// takes an `Arc<dyn SchedulerStore>`; the worker's heartbeats and batched completions an
 /// `Arc<dyn LeaseStore>`). Every role's methods can be called on a `dyn JobStore` without
 /// importing the role; on a concrete store (`MemoryStore`, `PgStore`), import the roles used.
-pub trait JobStore: ApiStore + LeaseStore + SchedulerStore {}
+pub trait JobStore: ApiStore + LeaseStore + SchedulerStore + ScheduleStore {}
 
-impl<T: ApiStore + LeaseStore + SchedulerStore> JobStore for T {}
+impl<T: ApiStore + LeaseStore + SchedulerStore + ScheduleStore> JobStore for T {}
 
 #[cfg(any(test, feature = "testkit"))]
 mockall::mock! {
@@ -585,6 +589,18 @@ mockall::mock! {
     impl MaintenanceStore for JobStore {
         async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError>;
         async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError>;
+    }
+
+    #[async_trait]
+    impl ScheduleStore for JobStore {
+        async fn create_schedule(&self, draft: ScheduleDraft) -> Result<Option<Schedule>, StoreError>;
+        async fn update_schedule(&self, draft: ScheduleDraft) -> Result<Option<Schedule>, StoreError>;
+        async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError>;
+        async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>, StoreError>;
+        async fn schedules(&self) -> Result<Vec<Schedule>, StoreError>;
+        async fn sync_config_schedules(&self, drafts: Vec<ScheduleDraft>) -> Result<(), StoreError>;
+        async fn fire(&self, name: &str, expected: DateTime<Utc>, jobs: Vec<NewJob>, next: DateTime<Utc>)
+            -> Result<Fired, StoreError>;
     }
 }
 

@@ -4,6 +4,7 @@
 //! They are for unit tests of handlers and for the embedded quick start. Nothing survives the
 //! process, so they are never the production choice.
 
+mod schedule;
 mod store;
 mod transport;
 

@@ -39,18 +39,20 @@ fn json_len(value: &serde_json::Value) -> u64 {
 }
 
 #[derive(Debug, Default)]
-struct Inner {
-    jobs: BTreeMap<JobId, Job>,
-    idempotency: HashMap<(String, String), JobId>,
+pub(super) struct Inner {
+    pub(super) jobs: BTreeMap<JobId, Job>,
+    pub(super) idempotency: HashMap<(String, String), JobId>,
     /// Pauses in force, with when they began.
     pauses: BTreeMap<PauseScope, DateTime<Utc>>,
+    /// Cron schedules by name (`memory/schedule.rs`).
+    pub(super) schedules: BTreeMap<String, crate::schedule::Schedule>,
 }
 
 /// A [`JobStore`](crate::JobStore) in process memory. Cheap to clone (shared state).
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
     wake: broadcast::Sender<Wakeup>,
 }
 
@@ -70,13 +72,13 @@ impl MemoryStore {
         self.lock().jobs.values().cloned().collect()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a job half-written (each write is a whole
         // struct assignment), so a poisoned lock is safe to keep using.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn notify(&self, w: Wakeup) {
+    pub(super) fn notify(&self, w: Wakeup) {
         // No receivers is fine: nobody is waiting.
         let _ = self.wake.send(w);
     }
@@ -137,7 +139,7 @@ fn back_to_pending(job: &mut Job, event: Transition, run_at: DateTime<Utc>, now:
     job.deadline_at = add_saturating(run_at, job.delay_tolerance);
 }
 
-fn insert(inner: &mut Inner, new: NewJob, now: DateTime<Utc>) -> Result<Enqueued, EnqueueError> {
+pub(super) fn insert(inner: &mut Inner, new: NewJob, now: DateTime<Utc>) -> Result<Enqueued, EnqueueError> {
     if let Some(key) = &new.idempotency_key {
         if let Some(existing) = inner
             .idempotency

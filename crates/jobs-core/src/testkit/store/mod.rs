@@ -19,7 +19,7 @@
 //! The concerns: `enqueue` (fields, idempotency, batches, trace context), `quota`, `pick` (the
 //! scheduler's EDF pick under caps), `deadline`, `lease` (claim, heartbeat and the outcomes a
 //! worker records), `fencing`, `reaper` (expired leases, refused dispatches, counts and pruning),
-//! `cancel_retry`, `list` and `wakeup`. Every case is re-exported here, so its path is
+//! `cancel_retry`, `list`, `wakeup`, `pause` and `schedule` (cron schedules and their fenced firing). Every case is re-exported here, so its path is
 //! `jobs_core::testkit::store::<case>` whichever file holds it. A new case goes in the file of
 //! its concern *and* in the macro's list; a unit test checks that the two agree.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -34,6 +34,7 @@ mod pause;
 mod pick;
 mod quota;
 mod reaper;
+mod schedule;
 mod wakeup;
 
 pub use cancel_retry::*;
@@ -46,6 +47,7 @@ pub use pause::*;
 pub use pick::*;
 pub use quota::*;
 pub use reaper::*;
+pub use schedule::*;
 pub use wakeup::*;
 
 use std::sync::Arc;
@@ -120,6 +122,12 @@ macro_rules! store_conformance_tests {
             a_paused_use_case_or_tenant_is_passed_over_by_the_pick,
             a_paused_scope_still_takes_enqueues_cancels_and_claims,
             resuming_wakes_the_scheduler,
+            // schedule.rs
+            schedules_are_created_read_updated_and_deleted,
+            config_sync_replaces_config_schedules_and_keeps_api_ones,
+            firing_a_slot_twice_makes_one_job,
+            concurrent_fires_of_one_slot_make_one_job,
+            a_full_quota_skips_the_slot_and_the_schedule_advances,
         }
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
