@@ -53,6 +53,7 @@ mod leader;
 pub mod migrate;
 mod notify;
 mod row;
+mod schedule;
 pub mod schema;
 #[doc(hidden)]
 pub mod sql;

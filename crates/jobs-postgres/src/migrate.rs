@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "pauses",
         sql: include_str!("../migrations/0005_pauses.sql"),
     },
+    Migration {
+        version: 7,
+        name: "schedules",
+        sql: include_str!("../migrations/0007_schedules.sql"),
+    },
 ];
 
 /// Migrating failed.

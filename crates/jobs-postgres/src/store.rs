@@ -51,7 +51,7 @@ macro_rules! with_conn {
 /// the cap count take a lock and then count in a later statement, which sees the previous lock
 /// holder's commit only under READ COMMITTED (under REPEATABLE READ or SERIALIZABLE the snapshot is
 /// taken before the lock is granted).
-async fn read_committed(
+pub(crate) async fn read_committed(
     c: &mut Object,
 ) -> Result<deadpool_postgres::Transaction<'_>, tokio_postgres::Error> {
     c.build_transaction()
@@ -156,7 +156,7 @@ fn session_setup(statement_timeout: Option<Duration>) -> String {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: Pool,
-    sql: Arc<Sql>,
+    pub(crate) sql: Arc<Sql>,
     clock: Option<Arc<dyn Clock>>,
     listen_config: Option<PgConnector>,
     /// Set when the pool's sessions suppress the wake-up triggers: the store sends them itself.
@@ -328,13 +328,13 @@ impl PgStore {
             .map_err(Op::into_error)
     }
 
-    fn now(&self) -> Option<DateTime<Utc>> {
+    pub(crate) fn now(&self) -> Option<DateTime<Utc>> {
         self.clock.as_ref().map(|c| c.now())
     }
 
     /// Announces a due job and/or freed capacity after a commit, when this store sends its own
     /// wake-ups (coalesced; see `wake.rs`).
-    fn wake(&self, due: bool, freed: bool) {
+    pub(crate) fn wake(&self, due: bool, freed: bool) {
         if let Some(c) = &self.wakeups {
             if c.note(due, freed) {
                 let (c, pool, channel) = (Arc::clone(c), self.pool.clone(), self.channel());
@@ -349,7 +349,7 @@ impl PgStore {
         self.wake(due, true);
     }
 
-    async fn conn(&self) -> Result<Object, StoreError> {
+    pub(crate) async fn conn(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(error::pool)
     }
 

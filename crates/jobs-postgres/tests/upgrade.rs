@@ -110,7 +110,7 @@ async fn upgrade_from_v2_with_jobs_in_every_state() {
 
     let store = PgStore::connect(&database_url(), &schema).unwrap();
     let report = store.migrate().await.unwrap();
-    assert_eq!(report.applied, vec![3, 4, 5]);
+    assert_eq!(report.applied, vec![3, 4, 5, 7]);
     assert!(
         store.migrate().await.unwrap().applied.is_empty(),
         "idempotent"
@@ -264,7 +264,7 @@ async fn upgrade_from_v3_adds_the_trace_context() {
     .await;
 
     let store = PgStore::connect(&database_url(), &schema).unwrap();
-    assert_eq!(store.migrate().await.unwrap().applied, vec![4, 5]);
+    assert_eq!(store.migrate().await.unwrap().applied, vec![4, 5, 7]);
     let columns: Vec<(String, String)> = admin
         .query(
             "SELECT column_name::text, is_nullable::text FROM information_schema.columns \
@@ -468,7 +468,7 @@ async fn upgrade_from_v4_adds_pauses_and_holds_nothing() {
         insert_v2(&admin, &schema, id, "pending", ago, None, None, None, 0).await;
     }
     let store = PgStore::connect(&database_url(), &schema).unwrap();
-    assert_eq!(store.migrate().await.unwrap().applied, vec![5]);
+    assert_eq!(store.migrate().await.unwrap().applied, vec![5, 7]);
     let one = PickRequest {
         cap: 100,
         limit: 1,
@@ -553,6 +553,70 @@ async fn a_paused_backlog_is_not_walked_by_the_pick() {
     let leased = store.lease_due("alpha", pick).await.unwrap();
     assert_eq!(leased.len(), 99, "the cap of 100, one already in flight");
     assert!(leased.iter().all(|d| d.tenant_id == "flooder"));
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+/// A database populated at version 5 (jobs, a pause) gains the schedules table (migration 7):
+/// the jobs and the pause are kept, and a schedule's slot then fires once into the same jobs
+/// table, its idempotency key deduplicating against the jobs already there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upgrade_from_v5_adds_schedules() {
+    use jobs_core::schedule::{slot_job, JobTemplate, MissedPolicy, ScheduleDraft, ScheduleSource};
+    use jobs_core::{PlatformConfig, ScheduleStore};
+
+    let admin = admin_client().await;
+    let schema = fresh_schema();
+    assert_eq!(
+        migrate_to(&admin, &schema, 5).await.unwrap().applied,
+        vec![1, 2, 3, 4, 5]
+    );
+    let now: DateTime<Utc> = admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
+    let ago = now - TimeDelta::seconds(10);
+    let old = Uuid::now_v7();
+    insert_v2(&admin, &schema, old, "pending", ago, None, None, None, 0).await;
+    admin
+        .execute(
+            &format!("INSERT INTO {schema}.pauses (use_case, tenant_id) VALUES ('beta', '')"),
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let store = PgStore::connect(&database_url(), &schema).unwrap();
+    assert_eq!(store.migrate().await.unwrap().applied, vec![7]);
+    assert_eq!(store.get(old).await.unwrap().unwrap().status, JobStatus::Pending);
+    assert_eq!(store.pauses().await.unwrap().len(), 1);
+    assert!(store.schedules().await.unwrap().is_empty());
+
+    let slot = DateTime::<Utc>::from_timestamp(now.timestamp(), 0).unwrap();
+    let template = JobTemplate::new("acme", "notifications", "send_email", serde_json::json!({}));
+    let draft = ScheduleDraft {
+        name: "upgraded".into(),
+        cron: "* * * * * *".into(),
+        timezone: "UTC".into(),
+        template: template.clone(),
+        missed: MissedPolicy::Skip,
+        source: ScheduleSource::Api,
+        next_run_at: slot,
+    };
+    store.create_schedule(draft).await.unwrap().unwrap();
+    let job = slot_job("upgraded", &template, slot, &PlatformConfig::default(), now).unwrap();
+    let next = slot + TimeDelta::seconds(1);
+    let fired = store
+        .fire("upgraded", slot, vec![job.clone()], next)
+        .await
+        .unwrap();
+    assert!(fired.advanced);
+    assert_eq!(fired.created, 1);
+    let again = store.fire("upgraded", slot, vec![job], next).await.unwrap();
+    assert!(!again.advanced);
+    assert_eq!(
+        store.get_schedule("upgraded").await.unwrap().unwrap().next_run_at,
+        next
+    );
     admin
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await
