@@ -9,6 +9,10 @@
 //! 3. sends one wake-up message per job to the use case's queue, in batches;
 //! 4. now and then prunes terminal jobs past the retention.
 //!
+//! With [`Scheduler::with_cron`] the leader also fires cron schedules ([`Cron`]): it writes the
+//! configured schedules when it wins leadership, fires each due slot before the tick's pick (one
+//! job per slot, fenced in the store), and sleeps no longer than until the next slot.
+//!
 //! It ticks on an interval and whenever the store reports a wake-up (a due job was enqueued,
 //! capacity freed), so an idle system starts a job within milliseconds. Only the leader ticks
 //! ([`jobs_core::leader`]); standbys poll for leadership and take over when the leader's session
@@ -35,9 +39,11 @@
 //! `async_jobs::app` (`async-jobs scheduler`).
 
 mod config;
+mod cron;
 mod dispatch;
 mod run;
 
 pub use config::SchedulerConfig;
+pub use cron::{Cron, CronReport};
 pub use dispatch::{Dispatcher, SchedulerError, TickReport};
 pub use run::{Scheduler, Stopped};

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use jobs_core::leader::{LeaderElection, LeaderLease};
 use jobs_core::store::{NeverWake, WakeupStream};
 
+use crate::cron::Cron;
 use crate::dispatch::Dispatcher;
 
 /// Why [`Scheduler::run`] returned.
@@ -22,6 +23,7 @@ pub enum Stopped {
 pub struct Scheduler {
     dispatcher: Dispatcher,
     leader: Arc<dyn LeaderElection>,
+    cron: Option<Cron>,
 }
 
 enum Next {
@@ -32,7 +34,46 @@ enum Next {
 impl Scheduler {
     /// A scheduler that dispatches with `dispatcher` while `leader` grants leadership.
     pub fn new(dispatcher: Dispatcher, leader: Arc<dyn LeaderElection>) -> Self {
-        Scheduler { dispatcher, leader }
+        Scheduler {
+            dispatcher,
+            leader,
+            cron: None,
+        }
+    }
+
+    /// Also fires cron schedules while leading: the configured ones are written when
+    /// leadership is won, and the loop wakes in time for the earliest next slot.
+    pub fn with_cron(mut self, cron: Cron) -> Self {
+        self.cron = Some(cron);
+        self
+    }
+
+    /// Runs the cron pass if it is due; returns how long until it is due again.
+    async fn cron_pass(&self, synced: &mut bool, due_at: &mut Instant) -> Option<Duration> {
+        let cron = self.cron.as_ref()?;
+        let interval = self.dispatcher.config().tick_interval;
+        if !*synced {
+            match cron.sync_config().await {
+                Ok(_) => *synced = true,
+                Err(e) => tracing::warn!(error = %e, "writing the configured schedules failed; retrying"),
+            }
+        }
+        let now = Instant::now();
+        if now < *due_at {
+            return Some(*due_at - now);
+        }
+        let wait = match cron.fire_due().await {
+            Ok(report) => report
+                .next_run_at
+                .and_then(|next| (next - chrono::Utc::now()).to_std().ok())
+                .map_or(interval, |until| until.min(interval)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cron pass failed");
+                interval
+            }
+        };
+        *due_at = Instant::now() + wait;
+        Some(wait)
     }
 
     /// Runs until `shutdown` completes. Never returns on store or transport errors: it logs,
@@ -91,10 +132,13 @@ impl Scheduler {
         let mut wakeups = self.subscribe().await;
         let mut backoff = config.min_backoff;
         let mut last_prune: Option<Instant> = None;
+        let (mut synced, mut cron_due) = (false, Instant::now());
         loop {
             if !lease.is_held().await {
                 return None;
             }
+            // Cron first: a slot's job is then dispatched by this same tick.
+            let cron_wait = self.cron_pass(&mut synced, &mut cron_due).await;
             let delay = match self.dispatcher.tick().await {
                 Ok(report) if report.send_failed == 0 => {
                     backoff = config.min_backoff;
@@ -134,6 +178,8 @@ impl Scheduler {
                     tracing::warn!(error = %e, "prune failed");
                 }
             }
+            // Wake in time for the next slot.
+            let delay = cron_wait.map_or(delay, |w| delay.min(w));
             if delay.is_zero() {
                 continue;
             }
