@@ -67,7 +67,13 @@ pub async fn run(
         platform.clone(),
         scheduler_config,
     );
-    let mut scheduler = tokio::spawn(Scheduler::new(dispatcher, leader).run(stopped()));
+    let cron = jobs_scheduler::Cron::new(store.store.clone(), platform.clone())
+        .with_configured(settings.schedules.clone().unwrap_or_default());
+    let mut scheduler = tokio::spawn(
+        Scheduler::new(dispatcher, leader)
+            .with_cron(cron)
+            .run(stopped()),
+    );
     let mut worker = tokio::spawn(
         Worker::new(service, transport, registry, worker_config)
             .with_span_parent(jobs_http::telemetry::set_parent)

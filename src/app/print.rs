@@ -130,6 +130,25 @@ impl Settings {
                 }),
             );
         }
+        if let Some(schedules) = &self.schedules {
+            // The configured cron schedules (names, expressions, zones, tenants and use cases;
+            // payloads are not shown).
+            let list: Vec<Value> = schedules
+                .iter()
+                .map(|s| {
+                    json!({
+                        "name": s.name,
+                        "cron": s.cron,
+                        "timezone": s.timezone,
+                        "tenant_id": s.template.tenant_id,
+                        "use_case": s.template.use_case,
+                        "type": s.template.kind,
+                        "missed": s.missed,
+                    })
+                })
+                .collect();
+            obj.insert("schedules".into(), Value::Array(list));
+        }
         if let Some(w) = &self.worker {
             obj.insert(
                 "worker".into(),

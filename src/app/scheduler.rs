@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use jobs_core::JobService;
-use jobs_scheduler::{Dispatcher, Scheduler};
+use jobs_scheduler::{Cron, Dispatcher, Scheduler};
 
 use super::settings::Settings;
 use super::{ports, store, AppError};
@@ -31,8 +31,13 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         use_cases = ?settings.platform.use_cases.keys().collect::<Vec<_>>(),
         "scheduler starting"
     );
+    let cron = Cron::new(choice.store.clone(), settings.platform.clone())
+        .with_configured(settings.schedules.clone().unwrap_or_default());
     let dispatcher = Dispatcher::new(choice.store, transport, settings.platform.clone(), config);
-    Scheduler::new(dispatcher, leader).run(shutdown).await;
+    Scheduler::new(dispatcher, leader)
+        .with_cron(cron)
+        .run(shutdown)
+        .await;
     tracing::info!("scheduler stopped");
     Ok(())
 }

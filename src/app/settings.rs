@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jobs_core::schedule::{self, NewSchedule, ScheduleSource};
 use jobs_core::{ConfigError, Env, PlatformConfig};
 use jobs_http::auth::{AuthError, ResolvedAuth, Serving};
 use jobs_http::ServerLimits;
@@ -45,6 +46,10 @@ pub const OTLP_TRACES_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 /// The `service.name` of the spans.
 pub const SERVICE_NAME_VAR: &str = "OTEL_SERVICE_NAME";
 
+/// The configured cron schedules, a JSON array (see [`schedules`]).
+pub const SCHEDULES_VAR: &str = "ASYNC_JOBS_SCHEDULES";
+/// A file holding a JSON array of cron schedules (see [`schedules`]).
+pub const SCHEDULES_FILE_VAR: &str = "ASYNC_JOBS_SCHEDULES_FILE";
 const DEFAULT_API_ADDR: &str = "127.0.0.1:8080";
 const DEFAULT_HEALTH_ADDR: &str = "0.0.0.0:9090";
 
@@ -142,6 +147,9 @@ pub struct Settings {
     pub api: Option<ApiSettings>,
     /// The scheduler loop (for `dev` and `scheduler`).
     pub scheduler: Option<SchedulerConfig>,
+    /// The cron schedules the configuration declares (for `dev` and `scheduler`; empty when
+    /// neither [`SCHEDULES_VAR`] nor [`SCHEDULES_FILE_VAR`] is set), checked at start.
+    pub schedules: Option<Vec<NewSchedule>>,
     /// The worker runtime (for `dev` and `worker`).
     pub worker: Option<WorkerConfig>,
     /// `/healthz`, `/readyz` and `/metrics` of `scheduler` and `worker` (`None`: off).
@@ -292,6 +300,45 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The configured cron schedules: the JSON array in the file [`SCHEDULES_FILE_VAR`] names,
+/// then the one in [`SCHEDULES_VAR`] (both may be set; a name declared twice is refused). Each
+/// is checked as the API checks a new schedule (cron, zone, policy, and the template as an
+/// enqueue request); the first bad one stops the process with a line naming it.
+fn schedules(env: &Env, platform: &PlatformConfig) -> Result<Vec<NewSchedule>, SettingsError> {
+    const EXPECTED: &str = "a JSON array of schedules: [{\"name\", \"cron\", \"timezone\", \"template\": {\"tenant_id\", \"use_case\", \"type\", \"payload\", …}, \"missed\"}]";
+    let mut sources: Vec<(&str, String)> = Vec::new();
+    if let Some(path) = env.get(SCHEDULES_FILE_VAR) {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(SCHEDULES_FILE_VAR, format!("a readable file ({e})"), path)
+        })?;
+        sources.push((SCHEDULES_FILE_VAR, text));
+    }
+    if let Some(text) = env.get(SCHEDULES_VAR) {
+        sources.push((SCHEDULES_VAR, text.to_owned()));
+    }
+    let now = chrono::Utc::now();
+    let mut all: Vec<NewSchedule> = Vec::new();
+    for (var, text) in sources {
+        let parsed: Vec<NewSchedule> = serde_json::from_str(&text).map_err(|e| {
+            ConfigError::new(var, format!("{EXPECTED} ({e})"), &text.chars().take(200).collect::<String>())
+        })?;
+        for new in parsed {
+            if all.iter().any(|s| s.name == new.name) {
+                return Err(ConfigError::new(var, "unique schedule names", &new.name).into());
+            }
+            schedule::check(new.clone(), ScheduleSource::Config, platform, now).map_err(|e| {
+                ConfigError::new(
+                    var,
+                    format!("valid schedules ({}: {e})", e.code()),
+                    &new.name,
+                )
+            })?;
+            all.push(new);
+        }
+    }
+    Ok(all)
+}
+
 impl Settings {
     /// The settings of `process` from the process environment, read once.
     pub fn from_env(process: Process, overrides: Overrides) -> Result<Self, SettingsError> {
@@ -346,6 +393,10 @@ impl Settings {
             true => Some(SchedulerConfig::from_lookup(&env.lookup())?),
             false => None,
         };
+        let schedules = match process.runs_scheduler() {
+            true => Some(schedules(env, &platform)?),
+            false => None,
+        };
         let worker = match process.runs_worker() {
             true => {
                 let config = WorkerConfig::from_vars(env.pairs())?;
@@ -398,6 +449,7 @@ impl Settings {
             transport,
             api,
             scheduler,
+            schedules,
             worker,
             health_addr,
             telemetry,
@@ -733,6 +785,11 @@ mod tests {
             "60",
         ),
         ("ASYNC_JOBS_PER_TENANT_QUOTAS", r#"{"acme": 5}"#),
+        (
+            "ASYNC_JOBS_SCHEDULES",
+            r#"[{"name": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Berlin", "template": {"tenant_id": "acme", "use_case": "notifications", "type": "send_email"}}]"#,
+        ),
+        ("ASYNC_JOBS_SCHEDULES_FILE", "/nonexistent/schedules.json"),
         ("ASYNC_JOBS_SQS_CONNECT_TIMEOUT_SECONDS", "2"),
         ("ASYNC_JOBS_SQS_REQUEST_TIMEOUT_SECONDS", "4"),
         ("ASYNC_JOBS_SQS_MAX_ATTEMPTS", "5"),
@@ -806,6 +863,18 @@ mod tests {
             "ASYNC_JOBS_FAULT_STALL_COMPLETIONS_MS",
             "test builds only (feature fault-injection)",
         ),
+        (
+            "ASYNC_JOBS_FAULT_CRASH_BEFORE_FIRE",
+            "test builds only (feature fault-injection)",
+        ),
+        (
+            "ASYNC_JOBS_FAULT_CRASH_AFTER_FIRE",
+            "test builds only (feature fault-injection)",
+        ),
+        (
+            "ASYNC_JOBS_FAULT_STALL_BEFORE_FIRE",
+            "test builds only (feature fault-injection)",
+        ),
         ("OTEL_BSP_MAX_QUEUE_SIZE", "the OpenTelemetry SDK"),
         ("OTEL_BSP_SCHEDULE_DELAY", "the OpenTelemetry SDK"),
     ];
@@ -846,6 +915,38 @@ mod tests {
                 .then(|| name.to_owned())
             })
             .collect()
+    }
+
+    /// Configured schedules are checked at start, like a create through the API: a bad one is
+    /// one line naming the variable, the schedule and the code; good ones show in the report.
+    #[test]
+    fn configured_schedules_are_checked_at_start() {
+        let template = r#""template": {"tenant_id": "acme", "use_case": "notifications", "type": "send_email"}"#;
+        let bad = format!(r#"[{{"name": "n", "cron": "61 * * * *", {template}}}]"#);
+        let mut vars = base();
+        vars.push(("ASYNC_JOBS_SCHEDULES", &bad));
+        let err = outcome(Process::Scheduler, &vars).unwrap_err();
+        assert!(
+            err.contains("ASYNC_JOBS_SCHEDULES") && err.contains("invalid_cron") && !err.contains('\n'),
+            "{err}"
+        );
+        let twice = format!(
+            r#"[{{"name": "n", "cron": "* * * * *", {template}}}, {{"name": "n", "cron": "0 * * * *", {template}}}]"#
+        );
+        let mut vars = base();
+        vars.push(("ASYNC_JOBS_SCHEDULES", &twice));
+        assert!(outcome(Process::Scheduler, &vars)
+            .unwrap_err()
+            .contains("unique schedule names"));
+        let good = format!(r#"[{{"name": "n", "cron": "*/5 * * * * *", "timezone": "Asia/Tokyo", {template}}}]"#);
+        let mut vars = base();
+        vars.push(("ASYNC_JOBS_SCHEDULES", &good));
+        let report = outcome(Process::Scheduler, &vars).unwrap();
+        assert_eq!(report["schedules"][0]["name"], "n");
+        assert_eq!(report["schedules"][0]["timezone"], "Asia/Tokyo");
+        assert_eq!(report["schedules"][0]["missed"]["policy"], "skip");
+        // The API does not read them.
+        assert!(outcome(Process::Api, &vars).unwrap().get("schedules").is_none());
     }
 
     #[test]
