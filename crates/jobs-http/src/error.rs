@@ -63,6 +63,12 @@ pub mod codes {
     pub const INVALID_PATH: &str = "invalid_path";
     /// 404: no route has this path (a wrong base URL or prefix, not a missing job).
     pub const UNKNOWN_ROUTE: &str = "unknown_route";
+    /// No schedule by that name (or another tenant's).
+    pub const SCHEDULE_NOT_FOUND: &str = "schedule_not_found";
+    /// A schedule by that name exists.
+    pub const SCHEDULE_EXISTS: &str = "schedule_exists";
+    /// The schedule is declared in the configuration and read-only through the API.
+    pub const SCHEDULE_FROM_CONFIG: &str = "schedule_from_config";
 }
 
 /// The JSON error body.

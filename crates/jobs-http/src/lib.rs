@@ -14,6 +14,7 @@
 //! | `POST /jobs/{id}/cancel`, `POST /jobs/{id}/retry` | change a job |
 //! | `POST /jobs/bulk/retry`, `POST /jobs/bulk/cancel` | change every job a filter matches, in bounded batches ([`bulk`]) |
 //! | `GET /pauses`, `PUT`/`DELETE /pauses/{use_case}`, `PUT`/`DELETE /pauses/{use_case}/tenants/{tenant_id}` | pause and resume a use case or one tenant in it ([`pauses`]) |
+//! | `GET`/`POST /schedules`, `GET`/`PUT`/`DELETE /schedules/{name}` | cron schedules: periodic jobs, one per slot, with their next run time ([`schedules`]) |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openapi.json` | operations (no auth) |
 //!
 //! Errors are JSON `{"error": {"code", "message"}}` with stable codes ([`error::codes`] and
@@ -40,6 +41,7 @@ pub mod metrics;
 mod openapi;
 pub mod pauses;
 mod routes;
+pub mod schedules;
 pub mod server;
 pub mod state;
 pub mod telemetry;

@@ -475,6 +475,15 @@ fn api_router() -> OpenApiRouter<AppState> {
             crate::pauses::pause_tenant,
             crate::pauses::resume_tenant
         ))
+        .routes(routes!(
+            crate::schedules::list_schedules,
+            crate::schedules::create_schedule
+        ))
+        .routes(routes!(
+            crate::schedules::get_schedule,
+            crate::schedules::update_schedule,
+            crate::schedules::delete_schedule
+        ))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics_text))

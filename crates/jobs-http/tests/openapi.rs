@@ -33,6 +33,11 @@ const SERVED: &[(&str, &str)] = &[
     ("delete", "/pauses/{use_case}"),
     ("put", "/pauses/{use_case}/tenants/{tenant_id}"),
     ("delete", "/pauses/{use_case}/tenants/{tenant_id}"),
+    ("get", "/schedules"),
+    ("post", "/schedules"),
+    ("get", "/schedules/{name}"),
+    ("put", "/schedules/{name}"),
+    ("delete", "/schedules/{name}"),
 ];
 
 fn documented(doc: &Value) -> BTreeSet<(String, String)> {
@@ -212,6 +217,42 @@ async fn schemas_match_the_wire_types() {
         .map(|s| s.as_str().to_owned())
         .collect();
     assert_eq!(statuses, real);
+
+    // A schedule as the API sends it, and the template with every optional key.
+    let mut template =
+        jobs_core::JobTemplate::new("a", "notifications", "t", serde_json::json!({}));
+    template.delay_tolerance_seconds = Some(1.0);
+    template.priority = Some(1);
+    template.max_attempts = Some(1);
+    template.timeout_seconds = Some(1.0);
+    let created = api
+        .call(
+            Method::POST,
+            "/schedules",
+            None,
+            Some(serde_json::json!({
+                "name": "s", "cron": "* * * * *", "template": template,
+                "missed": {"policy": "catch_up", "max": 2}
+            })),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let keys = |v: &Value| -> BTreeSet<String> { v.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(properties(&doc, "Schedule"), keys(&created.json));
+    assert_eq!(properties(&doc, "JobTemplate"), keys(&created.json["template"]));
+    let new = jobs_core::NewSchedule {
+        name: "n".into(),
+        cron: "* * * * *".into(),
+        timezone: "UTC".into(),
+        template,
+        missed: jobs_core::MissedPolicy::Skip,
+    };
+    let new_wire = serde_json::to_value(&new).unwrap();
+    assert_eq!(properties(&doc, "NewSchedule"), keys(&new_wire));
+    assert_eq!(
+        properties(&doc, "ScheduleDefinition"),
+        keys(&serde_json::to_value(new.definition()).unwrap())
+    );
 }
 
 #[test]
@@ -290,6 +331,23 @@ const ANSWERS: &[(&str, &str, &[u16])] = &[
         "/pauses/{use_case}/tenants/{tenant_id}",
         &[200, 400, 401, 403, 500, 503],
     ),
+    ("get", "/schedules", &[200, 401, 500, 503]),
+    (
+        "post",
+        "/schedules",
+        &[201, 400, 401, 403, 408, 409, 413, 415, 500, 503],
+    ),
+    ("get", "/schedules/{name}", &[200, 400, 401, 404, 500, 503]),
+    (
+        "put",
+        "/schedules/{name}",
+        &[200, 400, 401, 403, 404, 408, 409, 413, 415, 500, 503],
+    ),
+    (
+        "delete",
+        "/schedules/{name}",
+        &[200, 400, 401, 404, 409, 500, 503],
+    ),
     ("get", "/healthz", &[200]),
     ("get", "/readyz", &[200, 503]),
     ("get", "/metrics", &[200]),
@@ -321,7 +379,9 @@ fn every_operation_documents_exactly_the_codes_it_answers() {
             );
         }
         let secured = doc["paths"][path][method]["security"] == serde_json::json!([{"bearer": []}]);
-        let guarded = path.starts_with("/jobs") || path.starts_with("/pauses");
+        let guarded = path.starts_with("/jobs")
+            || path.starts_with("/pauses")
+            || path.starts_with("/schedules");
         assert_eq!(secured, guarded, "{method} {path}");
     }
 }
@@ -336,7 +396,9 @@ async fn documented_codes_are_really_answered() {
     );
     for (method, path, codes) in ANSWERS
         .iter()
-        .filter(|(_, p, _)| p.starts_with("/jobs") || p.starts_with("/pauses"))
+        .filter(|(_, p, _)| {
+            p.starts_with("/jobs") || p.starts_with("/pauses") || p.starts_with("/schedules")
+        })
     {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let r = api.call(m.clone(), path, None, None).await;

@@ -49,6 +49,7 @@ macro_rules! api_suite {
             nests_under_a_prefix,
             pauses_hold_the_pick_and_follow_the_caller,
             bulk_actions_work_in_batches_and_keep_quotas,
+            schedules_crud_codes_and_tenant_scope,
         );
     };
     (@cases $make:expr; $($name:ident),* $(,)?) => {
@@ -1735,4 +1736,105 @@ pub async fn bulk_actions_work_in_batches_and_keep_quotas(store: Arc<dyn JobStor
             "{body}"
         );
     }
+}
+
+/// `/schedules`: create, read (with `next_run_at`), update, delete; stable codes for bad input;
+/// a tenant key sees and manages only its own tenant's schedules.
+pub async fn schedules_crud_codes_and_tenant_scope(store: Arc<dyn JobStore>) {
+    let auth = AuthConfig::operator_token("op").with_tenant_key("key-a", "tenant-a");
+    let api = api(store, auth);
+    let call = |m: Method, uri: &'static str, key: &'static str, body: Option<Value>| {
+        let api = &api;
+        async move { api.call(m, uri, Some(key), body).await }
+    };
+    let new = |name: &str, tenant: &str| {
+        json!({
+            "name": name, "cron": "*/10 * * * * *", "timezone": "Europe/Berlin",
+            "template": {"tenant_id": tenant, "use_case": "notifications", "type": "send_email",
+                         "payload": {"to": "x@y.z"}, "delay_tolerance_seconds": 30},
+            "missed": {"policy": "catch_up", "max": 3}
+        })
+    };
+    let r = call(Method::POST, "/schedules", "op", Some(new("b-nightly", "tenant-b"))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(r.json["source"], "api");
+    assert_eq!(r.json["timezone"], "Europe/Berlin");
+    assert_eq!(r.json["missed"], json!({"policy": "catch_up", "max": 3}));
+    let next: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(r.json["next_run_at"].clone()).unwrap();
+    assert!(next > chrono::Utc::now() - chrono::Duration::seconds(1));
+    assert!(next <= chrono::Utc::now() + chrono::Duration::seconds(10));
+    let r = call(Method::POST, "/schedules", "op", Some(new("b-nightly", "tenant-b"))).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "schedule_exists"));
+
+    // Bad input: one stable code each.
+    for (body, code) in [
+        (json!({"name": "x", "cron": "61 * * * *", "template": new("x", "tenant-a")["template"]}), "invalid_cron"),
+        (json!({"name": "x", "cron": "* * * * *", "timezone": "Mars/Base", "template": new("x", "tenant-a")["template"]}), "unknown_time_zone"),
+        (json!({"name": "bad name", "cron": "* * * * *", "template": new("x", "tenant-a")["template"]}), "invalid_schedule_name"),
+        (json!({"name": "x", "cron": "* * * * *", "template": {"tenant_id": "a", "use_case": "nope", "type": "t"}}), "unknown_use_case"),
+        (json!({"name": "x", "cron": "* * * * *", "missed": {"policy": "catch_up", "max": 5000}, "template": new("x", "tenant-a")["template"]}), "invalid_missed_policy"),
+        (json!({"name": "x", "cron": "* * * * *", "extra": 1, "template": new("x", "tenant-a")["template"]}), "invalid_json"),
+    ] {
+        let r = call(Method::POST, "/schedules", "op", Some(body)).await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, code), "{r:?}");
+    }
+
+    // A tenant key: its own schedules only.
+    let r = call(Method::POST, "/schedules", "key-a", Some(new("a-hourly", "tenant-b"))).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden_tenant"));
+    let r = call(Method::POST, "/schedules", "key-a", Some(new("a-hourly", "tenant-a"))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let r = call(Method::GET, "/schedules", "key-a", None).await;
+    let names: Vec<&str> = r.json["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["a-hourly"]);
+    let r = call(Method::GET, "/schedules", "op", None).await;
+    assert_eq!(r.json["schedules"].as_array().unwrap().len(), 2);
+    let r = call(Method::GET, "/schedules/b-nightly", "key-a", None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "schedule_not_found"));
+    let r = call(Method::DELETE, "/schedules/b-nightly", "key-a", None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "schedule_not_found"));
+
+    // Update: a new payload keeps next_run_at; a new cron moves it.
+    let r = call(Method::GET, "/schedules/a-hourly", "key-a", None).await;
+    let before = r.json["next_run_at"].clone();
+    let mut def = new("a-hourly", "tenant-a");
+    def.as_object_mut().unwrap().remove("name");
+    def["template"]["payload"] = json!({"to": "new@y.z"});
+    let r = call(Method::PUT, "/schedules/a-hourly", "key-a", Some(def.clone())).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json["next_run_at"], before);
+    assert_eq!(r.json["template"]["payload"], json!({"to": "new@y.z"}));
+    def["cron"] = json!("0 0 1 1 *");
+    let r = call(Method::PUT, "/schedules/a-hourly", "key-a", Some(def.clone())).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_ne!(r.json["next_run_at"], before);
+    let r = call(Method::PUT, "/schedules/missing", "op", Some(def)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "schedule_not_found"));
+
+    // Delete.
+    let r = call(Method::DELETE, "/schedules/a-hourly", "key-a", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json, json!({"name": "a-hourly", "deleted": true}));
+    let r = call(Method::GET, "/schedules/a-hourly", "op", None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "schedule_not_found"));
+
+    // A configured schedule is read-only here.
+    let draft = jobs_core::schedule::check(
+        serde_json::from_value(new("from-config", "tenant-a")).unwrap(),
+        jobs_core::ScheduleSource::Config,
+        &config(),
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    api.store.inner().sync_config_schedules(vec![draft]).await.unwrap();
+    let r = call(Method::DELETE, "/schedules/from-config", "op", None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "schedule_from_config"));
+    let r = call(Method::GET, "/schedules/from-config", "key-a", None).await;
+    assert_eq!(r.json["source"], "config");
 }
