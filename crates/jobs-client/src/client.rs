@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jobs_core::{EnqueueRequest, Job, JobId, JobStatus, Pause, PauseScope, TraceContext};
+use jobs_core::{
+    EnqueueRequest, Job, JobId, JobStatus, NewSchedule, Pause, PauseScope, Schedule,
+    ScheduleDefinition, TraceContext,
+};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -534,6 +537,70 @@ impl JobsClient {
             )
             .await?;
         read_json::<Body>(resp).await.map(|b| b.resumed)
+    }
+
+    /// The cron schedules these credentials may see (`GET /schedules`), by name, each with its
+    /// `next_run_at`.
+    pub async fn schedules(&self) -> Result<Vec<Schedule>, ClientError> {
+        #[derive(Deserialize)]
+        struct Body {
+            schedules: Vec<Schedule>,
+        }
+        let resp = self
+            .send(Method::GET, "/schedules", &[], None, RetryPolicy::Idempotent)
+            .await?;
+        read_json::<Body>(resp).await.map(|b| b.schedules)
+    }
+
+    /// The schedule `name` (`GET /schedules/{name}`); a missing one is
+    /// [`ClientError::RemoteHttp`] 404 `schedule_not_found`.
+    pub async fn schedule(&self, name: &str) -> Result<Schedule, ClientError> {
+        let path = format!("/schedules/{}", encode_segment(name));
+        let resp = self
+            .send(Method::GET, &path, &[], None, RetryPolicy::Idempotent)
+            .await?;
+        read_json(resp).await
+    }
+
+    /// Creates a schedule (`POST /schedules`). Retried only when the server did not process
+    /// the request; a name taken is 409 `schedule_exists`.
+    pub async fn create_schedule(&self, new: &NewSchedule) -> Result<Schedule, ClientError> {
+        let body = serde_json::to_vec(new)
+            .map_err(|e| ClientError::Config(format!("schedule: {e}")))?;
+        let resp = self
+            .send(
+                Method::POST,
+                "/schedules",
+                &[],
+                Some(body),
+                RetryPolicy::NotProcessed,
+            )
+            .await?;
+        read_json(resp).await
+    }
+
+    /// Replaces the definition of the schedule `name` (`PUT /schedules/{name}`; idempotent).
+    pub async fn update_schedule(
+        &self,
+        name: &str,
+        definition: &ScheduleDefinition,
+    ) -> Result<Schedule, ClientError> {
+        let body = serde_json::to_vec(definition)
+            .map_err(|e| ClientError::Config(format!("schedule: {e}")))?;
+        let path = format!("/schedules/{}", encode_segment(name));
+        let resp = self
+            .send(Method::PUT, &path, &[], Some(body), RetryPolicy::Idempotent)
+            .await?;
+        read_json(resp).await
+    }
+
+    /// Deletes the schedule `name` (`DELETE /schedules/{name}`); jobs it enqueued stay.
+    pub async fn delete_schedule(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!("/schedules/{}", encode_segment(name));
+        // Not retried blindly: a retry after a lost answer would be a 404.
+        self.send(Method::DELETE, &path, &[], None, RetryPolicy::NotProcessed)
+            .await?;
+        Ok(())
     }
 
     /// Liveness (`/healthz`), one attempt.

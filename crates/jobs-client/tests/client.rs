@@ -529,3 +529,48 @@ async fn the_current_span_is_forwarded_with_the_otel_feature() {
     assert_eq!(tc.trace_id(), sc.trace_id().to_bytes());
     assert_ne!(tc.parent_id(), sc.span_id().to_bytes());
 }
+
+#[tokio::test]
+async fn schedules_round_trip() {
+    use jobs_core::{JobTemplate, MissedPolicy, NewSchedule, ScheduleSource};
+    let server = start(AuthConfig::open()).await;
+    let c = client(&server.url);
+    let new = NewSchedule {
+        name: "every.minute_1".into(),
+        cron: "0 * * * * *".into(),
+        timezone: "Europe/Berlin".into(),
+        template: JobTemplate::new("a", "notifications", "send_email", serde_json::json!({"n": 1})),
+        missed: MissedPolicy::CatchUp { max: 2 },
+    };
+    let created = c.create_schedule(&new).await.unwrap();
+    assert_eq!(created.name, new.name);
+    assert_eq!(created.source, ScheduleSource::Api);
+    assert!(created.next_run_at > chrono::Utc::now() - chrono::Duration::seconds(1));
+    assert_eq!(c.schedule(&new.name).await.unwrap(), created);
+    assert_eq!(c.schedules().await.unwrap(), vec![created.clone()]);
+
+    let mut def = new.definition();
+    def.template.payload = serde_json::json!({"n": 2});
+    let updated = c.update_schedule(&new.name, &def).await.unwrap();
+    assert_eq!(updated.template.payload, serde_json::json!({"n": 2}));
+    assert_eq!(updated.next_run_at, created.next_run_at);
+
+    match c.create_schedule(&new).await.unwrap_err() {
+        ClientError::RemoteHttp { status: 409, code, .. } => assert_eq!(code, "schedule_exists"),
+        e => panic!("{e:?}"),
+    }
+    let mut bad = new.clone();
+    bad.name = "other".into();
+    bad.cron = "every minute".into();
+    match c.create_schedule(&bad).await.unwrap_err() {
+        ClientError::Validation { code, .. } => assert_eq!(code, "invalid_cron"),
+        e => panic!("{e:?}"),
+    }
+
+    c.delete_schedule(&new.name).await.unwrap();
+    match c.schedule(&new.name).await.unwrap_err() {
+        ClientError::RemoteHttp { status: 404, code, .. } => assert_eq!(code, "schedule_not_found"),
+        e => panic!("{e:?}"),
+    }
+    assert!(c.schedules().await.unwrap().is_empty());
+}
