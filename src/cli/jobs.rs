@@ -33,7 +33,7 @@ pub(crate) enum Exit {
     /// 2: bad command line or setting (clap's usage errors are 2 as well), including an API URL
     /// that does not lead to the API (404 `unknown_route`).
     Usage = 2,
-    /// 3: no such job (or not visible with these credentials).
+    /// 3: no such job or schedule (or not visible with these credentials).
     NotFound = 3,
     /// 4: the credentials were refused (401/403).
     Auth = 4,
@@ -43,9 +43,12 @@ pub(crate) enum Exit {
 }
 
 impl Exit {
-    fn of(e: &ClientError) -> Exit {
+    pub(crate) fn of(e: &ClientError) -> Exit {
         match e {
             ClientError::JobNotFound { .. } => Exit::NotFound,
+            ClientError::RemoteHttp {
+                status: 404, code, ..
+            } if code == "schedule_not_found" => Exit::NotFound,
             ClientError::AuthToken { .. } => Exit::Auth,
             ClientError::Validation { .. } | ClientError::QuotaExceeded { .. } => Exit::Refused,
             // 404 other than a missing job: no such route, so the API URL (or prefix) is wrong.
@@ -74,7 +77,7 @@ pub(crate) struct Connection {
     token: Option<String>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
-    output: Output,
+    pub(crate) output: Output,
 }
 
 /// How results are printed.
@@ -200,7 +203,7 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("expected an RFC 3339 time like 2026-12-03T10:00:00Z: {e}"))
 }
 
-fn parse_json(s: &str) -> Result<serde_json::Value, String> {
+pub(crate) fn parse_json(s: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(s).map_err(|e| format!("expected JSON: {e}"))
 }
 
@@ -414,7 +417,7 @@ fn print_pauses(output: Output, pauses: &[Pause]) {
 
 /// Runs `body` with the client the flags and environment describe, on a small runtime, and maps
 /// the outcome to the exit status (errors go to stderr as one line).
-fn call<F, Fut>(conn: &Connection, body: F) -> ExitCode
+pub(crate) fn call<F, Fut>(conn: &Connection, body: F) -> ExitCode
 where
     F: FnOnce(JobsClient) -> Fut,
     Fut: std::future::Future<Output = Result<(), ClientError>>,
@@ -478,7 +481,7 @@ async fn list(
     }
 }
 
-fn time(t: Option<DateTime<Utc>>) -> String {
+pub(crate) fn time(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(
         || "-".to_owned(),
         |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -486,7 +489,7 @@ fn time(t: Option<DateTime<Utc>>) -> String {
 }
 
 /// Writes to stdout, ignoring a closed pipe (`… | head`).
-fn out(text: &str) {
+pub(crate) fn out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
@@ -525,7 +528,7 @@ fn print_list(output: Output, jobs: &[Job], next: Option<&str>) {
 }
 
 /// `header` and `rows` in aligned columns, one line each.
-fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+pub(crate) fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

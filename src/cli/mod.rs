@@ -2,6 +2,7 @@
 //! environment, through `async_jobs::app`), and the operator's commands over the HTTP API.
 
 mod jobs;
+mod schedules;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -73,6 +74,14 @@ enum Command {
         #[command(flatten)]
         connection: jobs::Connection,
     },
+    /// Cron schedules (periodic jobs): list, get, create, update, delete. Same connection flags,
+    /// output formats and exit status as `jobs` (3: no such schedule; 5: refused).
+    Schedules {
+        #[command(flatten)]
+        connection: jobs::Connection,
+        #[command(subcommand)]
+        command: schedules::SchedulesCommand,
+    },
     /// Exits 0 if the URL answers with a 2xx status within 5 s (container health checks).
     Healthcheck {
         /// The URL to probe.
@@ -113,6 +122,16 @@ pub(crate) fn main(cli: Cli) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             return jobs::resume(&connection, scope);
+        }
+        Command::Schedules {
+            connection,
+            command,
+        } => {
+            if cli.print_config {
+                println!("{}", jobs::describe(&connection));
+                return ExitCode::SUCCESS;
+            }
+            return schedules::run(&connection, command);
         }
         Command::Pauses { connection } => {
             if cli.print_config {
