@@ -149,7 +149,7 @@ impl Cron {
         }
         #[cfg(feature = "fault-injection")]
         if !jobs.is_empty() {
-            fault::before_fire();
+            fault::before_fire(&s.name, &due.slots);
         }
         let fired = self
             .store
@@ -157,7 +157,7 @@ impl Cron {
             .await?;
         #[cfg(feature = "fault-injection")]
         if fired.created > 0 {
-            fault::after_fire();
+            fault::after_fire(&s.name, &due.slots);
         }
         if !fired.advanced {
             // Another leader fired these slots (or the schedule changed meanwhile).
@@ -188,6 +188,8 @@ impl Cron {
 mod fault {
     use std::sync::atomic::{AtomicU32, Ordering};
 
+    use chrono::{DateTime, Utc};
+
     /// With `ASYNC_JOBS_FAULT_CRASH_BEFORE_FIRE=n` (n ≥ 1) the process aborts on its n-th
     /// firing with jobs, after computing the slots and before the store commits them.
     const ENV_CRASH_BEFORE_FIRE: &str = "ASYNC_JOBS_FAULT_CRASH_BEFORE_FIRE";
@@ -208,24 +210,42 @@ mod fault {
             .filter(|n| *n >= 1)
     }
 
-    pub(super) fn before_fire() {
+    /// `name slot slot…` (RFC 3339), for the tests to read from the log.
+    fn describe(name: &str, slots: &[DateTime<Utc>]) -> String {
+        let slots: Vec<String> = slots
+            .iter()
+            .map(|s| s.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            .collect();
+        format!("schedule {name} slots {}", slots.join(" "))
+    }
+
+    pub(super) fn before_fire(name: &str, slots: &[DateTime<Utc>]) {
         let count = BEFORE.fetch_add(1, Ordering::SeqCst) + 1;
         if nth(ENV_STALL_BEFORE_FIRE).is_some_and(|n| count == n) {
-            eprintln!("fault injection: stalled before fire {count}");
+            eprintln!(
+                "fault injection: stalled before fire {count}: {}",
+                describe(name, slots)
+            );
             loop {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
             }
         }
         if nth(ENV_CRASH_BEFORE_FIRE).is_some_and(|n| count >= n) {
-            eprintln!("fault injection: aborting before fire {count}, after computing its slots");
+            eprintln!(
+                "fault injection: aborting before fire {count}, after computing its slots: {}",
+                describe(name, slots)
+            );
             std::process::abort();
         }
     }
 
-    pub(super) fn after_fire() {
+    pub(super) fn after_fire(name: &str, slots: &[DateTime<Utc>]) {
         let count = AFTER.fetch_add(1, Ordering::SeqCst) + 1;
         if nth(ENV_CRASH_AFTER_FIRE).is_some_and(|n| count >= n) {
-            eprintln!("fault injection: aborting after fire {count} was committed");
+            eprintln!(
+                "fault injection: aborting after fire {count} was committed: {}",
+                describe(name, slots)
+            );
             std::process::abort();
         }
     }
