@@ -64,10 +64,7 @@ fn log_of(schema: &str, name: &str) -> String {
 async fn wait_log(w: &World, name: &str, needle: &str) -> String {
     let start = Instant::now();
     loop {
-        if let Some(line) = log_of(&w.schema, name)
-            .lines()
-            .find(|l| l.contains(needle))
-        {
+        if let Some(line) = log_of(&w.schema, name).lines().find(|l| l.contains(needle)) {
             return line.to_owned();
         }
         assert!(
@@ -114,7 +111,12 @@ async fn wait_succeeded(w: &World, tenant: &str, n: usize) -> Vec<Job> {
     let start = Instant::now();
     loop {
         let jobs = jobs_of(w, tenant).await;
-        if jobs.iter().filter(|j| j.status == JobStatus::Succeeded).count() >= n {
+        if jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::Succeeded)
+            .count()
+            >= n
+        {
             return jobs;
         }
         assert!(
@@ -214,14 +216,26 @@ async fn configured_and_cli_schedules_run_one_job_per_slot() {
     let bad = schedules(
         port,
         &[
-            "create", "bad", "--cron", "61 * * * *", "--tenant", "acme", "--use-case",
-            "notifications", "--type", "send_email",
+            "create",
+            "bad",
+            "--cron",
+            "61 * * * *",
+            "--tenant",
+            "acme",
+            "--use-case",
+            "notifications",
+            "--type",
+            "send_email",
         ],
     );
     assert_eq!(bad.status.code(), Some(5), "invalid cron is refused");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid_cron"));
     let config_owned = schedules(port, &["delete", "every-second"]);
-    assert_eq!(config_owned.status.code(), Some(5), "configured schedules are read-only");
+    assert_eq!(
+        config_owned.status.code(),
+        Some(5),
+        "configured schedules are read-only"
+    );
     let unauthorized = {
         let mut cmd = Command::new(common::binary("async-jobs"));
         cmd.args(["schedules", "list"])

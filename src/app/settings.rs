@@ -320,7 +320,11 @@ fn schedules(env: &Env, platform: &PlatformConfig) -> Result<Vec<NewSchedule>, S
     let mut all: Vec<NewSchedule> = Vec::new();
     for (var, text) in sources {
         let parsed: Vec<NewSchedule> = serde_json::from_str(&text).map_err(|e| {
-            ConfigError::new(var, format!("{EXPECTED} ({e})"), &text.chars().take(200).collect::<String>())
+            ConfigError::new(
+                var,
+                format!("{EXPECTED} ({e})"),
+                &text.chars().take(200).collect::<String>(),
+            )
         })?;
         for new in parsed {
             if all.iter().any(|s| s.name == new.name) {
@@ -927,7 +931,9 @@ mod tests {
         vars.push(("ASYNC_JOBS_SCHEDULES", &bad));
         let err = outcome(Process::Scheduler, &vars).unwrap_err();
         assert!(
-            err.contains("ASYNC_JOBS_SCHEDULES") && err.contains("invalid_cron") && !err.contains('\n'),
+            err.contains("ASYNC_JOBS_SCHEDULES")
+                && err.contains("invalid_cron")
+                && !err.contains('\n'),
             "{err}"
         );
         let twice = format!(
@@ -938,7 +944,9 @@ mod tests {
         assert!(outcome(Process::Scheduler, &vars)
             .unwrap_err()
             .contains("unique schedule names"));
-        let good = format!(r#"[{{"name": "n", "cron": "*/5 * * * * *", "timezone": "Asia/Tokyo", {template}}}]"#);
+        let good = format!(
+            r#"[{{"name": "n", "cron": "*/5 * * * * *", "timezone": "Asia/Tokyo", {template}}}]"#
+        );
         let mut vars = base();
         vars.push(("ASYNC_JOBS_SCHEDULES", &good));
         let report = outcome(Process::Scheduler, &vars).unwrap();
@@ -946,7 +954,10 @@ mod tests {
         assert_eq!(report["schedules"][0]["timezone"], "Asia/Tokyo");
         assert_eq!(report["schedules"][0]["missed"]["policy"], "skip");
         // The API does not read them.
-        assert!(outcome(Process::Api, &vars).unwrap().get("schedules").is_none());
+        assert!(outcome(Process::Api, &vars)
+            .unwrap()
+            .get("schedules")
+            .is_none());
     }
 
     #[test]

@@ -189,7 +189,10 @@ fn print_one(output: Output, s: &Schedule) {
         ("tenant", t.tenant_id.clone()),
         ("use case", t.use_case.clone()),
         ("type", t.kind.clone()),
-        ("tolerance", opt(t.delay_tolerance_seconds.map(|v| format!("{v} s")))),
+        (
+            "tolerance",
+            opt(t.delay_tolerance_seconds.map(|v| format!("{v} s"))),
+        ),
         ("priority", opt(t.priority.map(|v| v.to_string()))),
         ("attempts", opt(t.max_attempts.map(|v| v.to_string()))),
         ("timeout", opt(t.timeout_seconds.map(|v| format!("{v} s")))),

@@ -547,7 +547,13 @@ impl JobsClient {
             schedules: Vec<Schedule>,
         }
         let resp = self
-            .send(Method::GET, "/schedules", &[], None, RetryPolicy::Idempotent)
+            .send(
+                Method::GET,
+                "/schedules",
+                &[],
+                None,
+                RetryPolicy::Idempotent,
+            )
             .await?;
         read_json::<Body>(resp).await.map(|b| b.schedules)
     }
@@ -565,8 +571,8 @@ impl JobsClient {
     /// Creates a schedule (`POST /schedules`). Retried only when the server did not process
     /// the request; a name taken is 409 `schedule_exists`.
     pub async fn create_schedule(&self, new: &NewSchedule) -> Result<Schedule, ClientError> {
-        let body = serde_json::to_vec(new)
-            .map_err(|e| ClientError::Config(format!("schedule: {e}")))?;
+        let body =
+            serde_json::to_vec(new).map_err(|e| ClientError::Config(format!("schedule: {e}")))?;
         let resp = self
             .send(
                 Method::POST,

@@ -539,7 +539,12 @@ async fn schedules_round_trip() {
         name: "every.minute_1".into(),
         cron: "0 * * * * *".into(),
         timezone: "Europe/Berlin".into(),
-        template: JobTemplate::new("a", "notifications", "send_email", serde_json::json!({"n": 1})),
+        template: JobTemplate::new(
+            "a",
+            "notifications",
+            "send_email",
+            serde_json::json!({"n": 1}),
+        ),
         missed: MissedPolicy::CatchUp { max: 2 },
     };
     let created = c.create_schedule(&new).await.unwrap();
@@ -556,7 +561,9 @@ async fn schedules_round_trip() {
     assert_eq!(updated.next_run_at, created.next_run_at);
 
     match c.create_schedule(&new).await.unwrap_err() {
-        ClientError::RemoteHttp { status: 409, code, .. } => assert_eq!(code, "schedule_exists"),
+        ClientError::RemoteHttp {
+            status: 409, code, ..
+        } => assert_eq!(code, "schedule_exists"),
         e => panic!("{e:?}"),
     }
     let mut bad = new.clone();
@@ -569,7 +576,9 @@ async fn schedules_round_trip() {
 
     c.delete_schedule(&new.name).await.unwrap();
     match c.schedule(&new.name).await.unwrap_err() {
-        ClientError::RemoteHttp { status: 404, code, .. } => assert_eq!(code, "schedule_not_found"),
+        ClientError::RemoteHttp {
+            status: 404, code, ..
+        } => assert_eq!(code, "schedule_not_found"),
         e => panic!("{e:?}"),
     }
     assert!(c.schedules().await.unwrap().is_empty());

@@ -482,12 +482,12 @@ pub fn check(
             return Err(ScheduleValidationError::InvalidMissedPolicy(max));
         }
     }
-    let next_run_at = cron
-        .next(now, false)
-        .ok_or_else(|| ScheduleValidationError::InvalidCron {
-            cron: new.cron.chars().take(128).collect(),
-            reason: "it never fires".to_owned(),
-        })?;
+    let next_run_at =
+        cron.next(now, false)
+            .ok_or_else(|| ScheduleValidationError::InvalidCron {
+                cron: new.cron.chars().take(128).collect(),
+                reason: "it never fires".to_owned(),
+            })?;
     // The template must make a valid job for the first slot (with its key, so a name that makes
     // the key too long is refused here rather than at every slot).
     let job = slot_job(&new.name, &new.template, next_run_at, config, now)?;
@@ -520,7 +520,9 @@ pub enum ScheduleError {
     #[error("this credential may not manage schedules of tenant '{0}'")]
     Forbidden(String),
     /// The schedule is declared in the configuration; change it there.
-    #[error("schedule '{0}' is declared in the configuration (ASYNC_JOBS_SCHEDULES); change it there")]
+    #[error(
+        "schedule '{0}' is declared in the configuration (ASYNC_JOBS_SCHEDULES); change it there"
+    )]
     ManagedByConfig(String),
     /// The store failed.
     #[error(transparent)]
@@ -528,10 +530,16 @@ pub enum ScheduleError {
 }
 
 impl crate::JobService {
-    fn visible_schedule(schedule: Option<Schedule>, name: &str, caller: &TenantScope) -> Result<Schedule, ScheduleError> {
+    fn visible_schedule(
+        schedule: Option<Schedule>,
+        name: &str,
+        caller: &TenantScope,
+    ) -> Result<Schedule, ScheduleError> {
         match schedule {
             Some(s) if caller.allows(&s.template.tenant_id) => Ok(s),
-            _ => Err(ScheduleError::NotFound(name.chars().take(MAX_NAME_LEN).collect())),
+            _ => Err(ScheduleError::NotFound(
+                name.chars().take(MAX_NAME_LEN).collect(),
+            )),
         }
     }
 
@@ -545,7 +553,12 @@ impl crate::JobService {
                 new.template.tenant_id.chars().take(128).collect(),
             ));
         }
-        Ok(check(new, ScheduleSource::Api, self.config(), self.clock().now())?)
+        Ok(check(
+            new,
+            ScheduleSource::Api,
+            self.config(),
+            self.clock().now(),
+        )?)
     }
 
     /// Creates a schedule (source `api`). A tenant-scoped caller may create schedules for its own
@@ -627,7 +640,12 @@ mod tests {
     }
 
     fn template() -> JobTemplate {
-        JobTemplate::new("acme", "notifications", "send_email", json!({"to": "a@b.c"}))
+        JobTemplate::new(
+            "acme",
+            "notifications",
+            "send_email",
+            json!({"to": "a@b.c"}),
+        )
     }
 
     fn new(cron: &str, tz: &str) -> NewSchedule {
@@ -663,11 +681,19 @@ mod tests {
     fn bad_expressions_zones_and_names_are_refused_with_codes() {
         let config = PlatformConfig::default();
         let now = at("2026-01-01T00:00:00Z");
-        let code = |n: NewSchedule| check(n, ScheduleSource::Api, &config, now).unwrap_err().code();
+        let code = |n: NewSchedule| {
+            check(n, ScheduleSource::Api, &config, now)
+                .unwrap_err()
+                .code()
+        };
         assert_eq!(code(new("61 * * * *", "UTC")), "invalid_cron");
         assert_eq!(code(new("* * *", "UTC")), "invalid_cron");
         assert_eq!(code(new("0 0 0 * * * 2030", "UTC")), "invalid_cron");
-        assert_eq!(code(new("0 0 30 2 *", "UTC")), "invalid_cron", "never fires");
+        assert_eq!(
+            code(new("0 0 30 2 *", "UTC")),
+            "invalid_cron",
+            "never fires"
+        );
         assert_eq!(code(new("0 * * * *", "Mars/Olympus")), "unknown_time_zone");
         let mut bad = new("0 * * * *", "UTC");
         bad.name = "has space".into();
@@ -679,7 +705,9 @@ mod tests {
         bad.template.max_attempts = Some(0);
         assert_eq!(code(bad), "max_attempts_zero");
         let mut bad = new("0 * * * *", "UTC");
-        bad.missed = MissedPolicy::CatchUp { max: MAX_CATCH_UP + 1 };
+        bad.missed = MissedPolicy::CatchUp {
+            max: MAX_CATCH_UP + 1,
+        };
         assert_eq!(code(bad), "invalid_missed_policy");
     }
 
@@ -704,7 +732,13 @@ mod tests {
         let c = CronTime::parse("0 * * * *", "UTC").unwrap();
         let next = at("2026-01-01T10:00:00Z");
         assert_eq!(
-            due(&c, next, at("2026-01-01T09:59:59Z"), MissedPolicy::Skip, Duration::from_secs(60)),
+            due(
+                &c,
+                next,
+                at("2026-01-01T09:59:59Z"),
+                MissedPolicy::Skip,
+                Duration::from_secs(60)
+            ),
             None
         );
         let d = due(&c, next, next, MissedPolicy::Skip, Duration::from_secs(60)).unwrap();
@@ -773,10 +807,7 @@ mod tests {
         let before = at("2026-03-28T12:00:00Z");
         // 02:30 CET on the 28th... the next is the 29th: fired at the first instant after the
         // gap, 03:00 CEST = 01:00 UTC.
-        assert_eq!(
-            daily.next(before, false),
-            Some(at("2026-03-29T01:00:00Z"))
-        );
+        assert_eq!(daily.next(before, false), Some(at("2026-03-29T01:00:00Z")));
         // The day after, back to 02:30 CEST = 00:30 UTC.
         assert_eq!(
             daily.next(at("2026-03-29T01:00:00Z"), false),
@@ -828,7 +859,8 @@ mod tests {
         assert_eq!(s.timezone, "UTC");
         assert_eq!(s.missed, MissedPolicy::Skip);
         assert_eq!(s.template.payload, json!({}));
-        let c: MissedPolicy = serde_json::from_value(json!({"policy": "catch_up", "max": 3})).unwrap();
+        let c: MissedPolicy =
+            serde_json::from_value(json!({"policy": "catch_up", "max": 3})).unwrap();
         assert_eq!(c, MissedPolicy::CatchUp { max: 3 });
         assert!(serde_json::from_value::<NewSchedule>(json!({
             "name": "n", "cron": "* * * * *", "extra": 1,

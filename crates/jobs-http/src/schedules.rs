@@ -149,7 +149,10 @@ impl FromRequest<AppState> for DefinitionBody {
 }
 
 fn invalid_path() -> ApiError {
-    ApiError::bad_request(codes::INVALID_PATH, "a path segment is not valid UTF-8 text")
+    ApiError::bad_request(
+        codes::INVALID_PATH,
+        "a path segment is not valid UTF-8 text",
+    )
 }
 
 impl ApiError {
@@ -157,9 +160,11 @@ impl ApiError {
     pub fn from_schedule(err: ScheduleError) -> Self {
         match err {
             ScheduleError::Invalid(e) => Self::bad_request(e.code(), e.to_string()),
-            e @ ScheduleError::NotFound(_) => {
-                Self::new(StatusCode::NOT_FOUND, codes::SCHEDULE_NOT_FOUND, e.to_string())
-            }
+            e @ ScheduleError::NotFound(_) => Self::new(
+                StatusCode::NOT_FOUND,
+                codes::SCHEDULE_NOT_FOUND,
+                e.to_string(),
+            ),
             e @ ScheduleError::Exists(_) => {
                 Self::new(StatusCode::CONFLICT, codes::SCHEDULE_EXISTS, e.to_string())
             }

@@ -239,7 +239,10 @@ async fn schemas_match_the_wire_types() {
     assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
     let keys = |v: &Value| -> BTreeSet<String> { v.as_object().unwrap().keys().cloned().collect() };
     assert_eq!(properties(&doc, "Schedule"), keys(&created.json));
-    assert_eq!(properties(&doc, "JobTemplate"), keys(&created.json["template"]));
+    assert_eq!(
+        properties(&doc, "JobTemplate"),
+        keys(&created.json["template"])
+    );
     let new = jobs_core::NewSchedule {
         name: "n".into(),
         cron: "* * * * *".into(),
@@ -394,12 +397,9 @@ async fn documented_codes_are_really_answered() {
         Arc::new(MemoryStore::new(Arc::new(SystemClock))),
         AuthConfig::operator_token("root"),
     );
-    for (method, path, codes) in ANSWERS
-        .iter()
-        .filter(|(_, p, _)| {
-            p.starts_with("/jobs") || p.starts_with("/pauses") || p.starts_with("/schedules")
-        })
-    {
+    for (method, path, codes) in ANSWERS.iter().filter(|(_, p, _)| {
+        p.starts_with("/jobs") || p.starts_with("/pauses") || p.starts_with("/schedules")
+    }) {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let r = api.call(m.clone(), path, None, None).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path}");

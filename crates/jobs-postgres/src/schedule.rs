@@ -49,7 +49,9 @@ fn render(store: &PgStore, sql: &str) -> String {
 
 fn schedule(row: &Row) -> Result<Schedule, StoreError> {
     let bad = |what: &str, e: String| StoreError::Internal(format!("schedule row: {what}: {e}"));
-    let source: String = row.try_get("source").map_err(|e| bad("source", e.to_string()))?;
+    let source: String = row
+        .try_get("source")
+        .map_err(|e| bad("source", e.to_string()))?;
     let template: serde_json::Value = row
         .try_get("template")
         .map_err(|e| bad("template", e.to_string()))?;
@@ -64,8 +66,7 @@ fn schedule(row: &Row) -> Result<Schedule, StoreError> {
         template: serde_json::from_value(template).map_err(|e| bad("template", e.to_string()))?,
         missed: serde_json::from_value::<MissedPolicy>(missed)
             .map_err(|e| bad("missed", e.to_string()))?,
-        source: ScheduleSource::parse(&source)
-            .ok_or_else(|| bad("source", source.clone()))?,
+        source: ScheduleSource::parse(&source).ok_or_else(|| bad("source", source.clone()))?,
         next_run_at: row.try_get("next_run_at").map_err(get)?,
         created_at: row.try_get("created_at").map_err(get)?,
         updated_at: row.try_get("updated_at").map_err(get)?,
@@ -87,11 +88,18 @@ fn params(draft: &ScheduleDraft) -> Result<Params, StoreError> {
 }
 
 impl PgStore {
-    async fn write_one(&self, sql: &str, draft: &ScheduleDraft) -> Result<Option<Schedule>, StoreError> {
+    async fn write_one(
+        &self,
+        sql: &str,
+        draft: &ScheduleDraft,
+    ) -> Result<Option<Schedule>, StoreError> {
         let p = params(draft)?;
         let now = self.now();
         let c = self.conn().await?;
-        let stmt = c.prepare_cached(&render(self, sql)).await.map_err(|e| error::pg(&e))?;
+        let stmt = c
+            .prepare_cached(&render(self, sql))
+            .await
+            .map_err(|e| error::pg(&e))?;
         let row = c
             .query_opt(
                 &stmt,
@@ -136,7 +144,10 @@ impl ScheduleStore for PgStore {
             &format!("SELECT {COLUMNS} FROM __SCHEMA__.schedules WHERE name = $1"),
         );
         let stmt = c.prepare_cached(&sql).await.map_err(|e| error::pg(&e))?;
-        let row = c.query_opt(&stmt, &[&name]).await.map_err(|e| error::pg(&e))?;
+        let row = c
+            .query_opt(&stmt, &[&name])
+            .await
+            .map_err(|e| error::pg(&e))?;
         row.as_ref().map(schedule).transpose()
     }
 

@@ -587,7 +587,10 @@ async fn upgrade_from_v5_adds_schedules() {
 
     let store = PgStore::connect(&database_url(), &schema).unwrap();
     assert_eq!(store.migrate().await.unwrap().applied, vec![7]);
-    assert_eq!(store.get(old).await.unwrap().unwrap().status, JobStatus::Pending);
+    assert_eq!(
+        store.get(old).await.unwrap().unwrap().status,
+        JobStatus::Pending
+    );
     assert_eq!(store.pauses().await.unwrap().len(), 1);
     assert!(store.schedules().await.unwrap().is_empty());
 
@@ -614,7 +617,12 @@ async fn upgrade_from_v5_adds_schedules() {
     let again = store.fire("upgraded", slot, vec![job], next).await.unwrap();
     assert!(!again.advanced);
     assert_eq!(
-        store.get_schedule("upgraded").await.unwrap().unwrap().next_run_at,
+        store
+            .get_schedule("upgraded")
+            .await
+            .unwrap()
+            .unwrap()
+            .next_run_at,
         next
     );
     admin

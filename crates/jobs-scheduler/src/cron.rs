@@ -72,7 +72,9 @@ impl Cron {
             match schedule::check(new.clone(), ScheduleSource::Config, &self.platform, now) {
                 Ok(d) => drafts.push(d),
                 // Settings checked them at start; only a clock far off could fail here.
-                Err(e) => tracing::warn!(schedule = %new.name, error = %e, "configured schedule refused"),
+                Err(e) => {
+                    tracing::warn!(schedule = %new.name, error = %e, "configured schedule refused")
+                }
             }
         }
         let n = drafts.len();
@@ -126,8 +128,9 @@ impl Cron {
             }
         };
         // The jobs' start window decides which slots are missed.
-        let tolerance = schedule::slot_job(&s.name, &s.template, s.next_run_at, &self.platform, now)
-            .map_or(Duration::ZERO, |j| j.delay_tolerance);
+        let tolerance =
+            schedule::slot_job(&s.name, &s.template, s.next_run_at, &self.platform, now)
+                .map_or(Duration::ZERO, |j| j.delay_tolerance);
         let Some(due) = schedule::due(&cron, s.next_run_at, now, s.missed, tolerance) else {
             return Ok(Some(s.next_run_at));
         };
@@ -151,10 +154,7 @@ impl Cron {
         if !jobs.is_empty() {
             fault::before_fire(&s.name, &due.slots);
         }
-        let fired = self
-            .store
-            .fire(&s.name, s.next_run_at, jobs, next)
-            .await?;
+        let fired = self.store.fire(&s.name, s.next_run_at, jobs, next).await?;
         #[cfg(feature = "fault-injection")]
         if fired.created > 0 {
             fault::after_fire(&s.name, &due.slots);

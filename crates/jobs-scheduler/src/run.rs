@@ -55,7 +55,9 @@ impl Scheduler {
         if !*synced {
             match cron.sync_config().await {
                 Ok(_) => *synced = true,
-                Err(e) => tracing::warn!(error = %e, "writing the configured schedules failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing the configured schedules failed; retrying")
+                }
             }
         }
         let now = Instant::now();

@@ -100,8 +100,7 @@ async fn configured_schedules_fire_once_per_slot() {
 #[tokio::test]
 async fn two_leaders_racing_for_a_slot_make_one_job() {
     let w = World::new();
-    let service = JobService::new(w.store.clone(), w.platform.clone())
-        .with_clock(w.clock.clone());
+    let service = JobService::new(w.store.clone(), w.platform.clone()).with_clock(w.clock.clone());
     service
         .create_schedule(every_minute("race", MissedPolicy::Skip), &TenantScope::All)
         .await
@@ -116,8 +115,7 @@ async fn two_leaders_racing_for_a_slot_make_one_job() {
 #[tokio::test]
 async fn missed_slots_are_skipped_or_caught_up() {
     let w = World::new();
-    let service = JobService::new(w.store.clone(), w.platform.clone())
-        .with_clock(w.clock.clone());
+    let service = JobService::new(w.store.clone(), w.platform.clone()).with_clock(w.clock.clone());
     let mut skip = every_minute("skip", MissedPolicy::Skip);
     skip.template.delay_tolerance_seconds = Some(30.0);
     let mut catch_up = every_minute("catch-up", MissedPolicy::CatchUp { max: 2 });
@@ -146,7 +144,12 @@ async fn missed_slots_are_skipped_or_caught_up() {
         ]
     );
     assert_eq!(
-        w.store.get_schedule("skip").await.unwrap().unwrap().next_run_at,
+        w.store
+            .get_schedule("skip")
+            .await
+            .unwrap()
+            .unwrap()
+            .next_run_at,
         w.clock.now() + chrono::Duration::seconds(50)
     );
 }
@@ -155,9 +158,10 @@ async fn missed_slots_are_skipped_or_caught_up() {
 async fn a_full_quota_skips_the_slot_and_the_schedule_goes_on() {
     let clock = Arc::new(ManualClock::default());
     let store = Arc::new(MemoryStore::new(clock.clone()));
-    let platform = Arc::new(PlatformConfig::default().with_quotas(
-        jobs_core::QuotaConfig::unlimited().with_limit("acme", "notifications", 1),
-    ));
+    let platform =
+        Arc::new(PlatformConfig::default().with_quotas(
+            jobs_core::QuotaConfig::unlimited().with_limit("acme", "notifications", 1),
+        ));
     let service = JobService::new(store.clone(), platform.clone()).with_clock(clock.clone());
     service
         .create_schedule(every_minute("q", MissedPolicy::Skip), &TenantScope::All)

@@ -32,7 +32,11 @@ fn apply(draft: ScheduleDraft, current: Option<&Schedule>, now: DateTime<Utc>) -
     }
 }
 
-fn fire_locked(inner: &mut Inner, jobs: Vec<NewJob>, now: DateTime<Utc>) -> Result<Fired, StoreError> {
+fn fire_locked(
+    inner: &mut Inner,
+    jobs: Vec<NewJob>,
+    now: DateTime<Utc>,
+) -> Result<Fired, StoreError> {
     let mut fired = Fired {
         advanced: true,
         ..Fired::default()

@@ -139,7 +139,11 @@ fn back_to_pending(job: &mut Job, event: Transition, run_at: DateTime<Utc>, now:
     job.deadline_at = add_saturating(run_at, job.delay_tolerance);
 }
 
-pub(super) fn insert(inner: &mut Inner, new: NewJob, now: DateTime<Utc>) -> Result<Enqueued, EnqueueError> {
+pub(super) fn insert(
+    inner: &mut Inner,
+    new: NewJob,
+    now: DateTime<Utc>,
+) -> Result<Enqueued, EnqueueError> {
     if let Some(key) = &new.idempotency_key {
         if let Some(existing) = inner
             .idempotency

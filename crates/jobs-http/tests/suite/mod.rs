@@ -1755,7 +1755,13 @@ pub async fn schedules_crud_codes_and_tenant_scope(store: Arc<dyn JobStore>) {
             "missed": {"policy": "catch_up", "max": 3}
         })
     };
-    let r = call(Method::POST, "/schedules", "op", Some(new("b-nightly", "tenant-b"))).await;
+    let r = call(
+        Method::POST,
+        "/schedules",
+        "op",
+        Some(new("b-nightly", "tenant-b")),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     assert_eq!(r.json["source"], "api");
     assert_eq!(r.json["timezone"], "Europe/Berlin");
@@ -1764,26 +1770,72 @@ pub async fn schedules_crud_codes_and_tenant_scope(store: Arc<dyn JobStore>) {
         serde_json::from_value(r.json["next_run_at"].clone()).unwrap();
     assert!(next > chrono::Utc::now() - chrono::Duration::seconds(1));
     assert!(next <= chrono::Utc::now() + chrono::Duration::seconds(10));
-    let r = call(Method::POST, "/schedules", "op", Some(new("b-nightly", "tenant-b"))).await;
-    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "schedule_exists"));
+    let r = call(
+        Method::POST,
+        "/schedules",
+        "op",
+        Some(new("b-nightly", "tenant-b")),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "schedule_exists")
+    );
 
     // Bad input: one stable code each.
     for (body, code) in [
-        (json!({"name": "x", "cron": "61 * * * *", "template": new("x", "tenant-a")["template"]}), "invalid_cron"),
-        (json!({"name": "x", "cron": "* * * * *", "timezone": "Mars/Base", "template": new("x", "tenant-a")["template"]}), "unknown_time_zone"),
-        (json!({"name": "bad name", "cron": "* * * * *", "template": new("x", "tenant-a")["template"]}), "invalid_schedule_name"),
-        (json!({"name": "x", "cron": "* * * * *", "template": {"tenant_id": "a", "use_case": "nope", "type": "t"}}), "unknown_use_case"),
-        (json!({"name": "x", "cron": "* * * * *", "missed": {"policy": "catch_up", "max": 5000}, "template": new("x", "tenant-a")["template"]}), "invalid_missed_policy"),
-        (json!({"name": "x", "cron": "* * * * *", "extra": 1, "template": new("x", "tenant-a")["template"]}), "invalid_json"),
+        (
+            json!({"name": "x", "cron": "61 * * * *", "template": new("x", "tenant-a")["template"]}),
+            "invalid_cron",
+        ),
+        (
+            json!({"name": "x", "cron": "* * * * *", "timezone": "Mars/Base", "template": new("x", "tenant-a")["template"]}),
+            "unknown_time_zone",
+        ),
+        (
+            json!({"name": "bad name", "cron": "* * * * *", "template": new("x", "tenant-a")["template"]}),
+            "invalid_schedule_name",
+        ),
+        (
+            json!({"name": "x", "cron": "* * * * *", "template": {"tenant_id": "a", "use_case": "nope", "type": "t"}}),
+            "unknown_use_case",
+        ),
+        (
+            json!({"name": "x", "cron": "* * * * *", "missed": {"policy": "catch_up", "max": 5000}, "template": new("x", "tenant-a")["template"]}),
+            "invalid_missed_policy",
+        ),
+        (
+            json!({"name": "x", "cron": "* * * * *", "extra": 1, "template": new("x", "tenant-a")["template"]}),
+            "invalid_json",
+        ),
     ] {
         let r = call(Method::POST, "/schedules", "op", Some(body)).await;
-        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, code), "{r:?}");
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, code),
+            "{r:?}"
+        );
     }
 
     // A tenant key: its own schedules only.
-    let r = call(Method::POST, "/schedules", "key-a", Some(new("a-hourly", "tenant-b"))).await;
-    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden_tenant"));
-    let r = call(Method::POST, "/schedules", "key-a", Some(new("a-hourly", "tenant-a"))).await;
+    let r = call(
+        Method::POST,
+        "/schedules",
+        "key-a",
+        Some(new("a-hourly", "tenant-b")),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "forbidden_tenant")
+    );
+    let r = call(
+        Method::POST,
+        "/schedules",
+        "key-a",
+        Some(new("a-hourly", "tenant-a")),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     let r = call(Method::GET, "/schedules", "key-a", None).await;
     let names: Vec<&str> = r.json["schedules"]
@@ -1796,9 +1848,15 @@ pub async fn schedules_crud_codes_and_tenant_scope(store: Arc<dyn JobStore>) {
     let r = call(Method::GET, "/schedules", "op", None).await;
     assert_eq!(r.json["schedules"].as_array().unwrap().len(), 2);
     let r = call(Method::GET, "/schedules/b-nightly", "key-a", None).await;
-    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "schedule_not_found"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "schedule_not_found")
+    );
     let r = call(Method::DELETE, "/schedules/b-nightly", "key-a", None).await;
-    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "schedule_not_found"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "schedule_not_found")
+    );
 
     // Update: a new payload keeps next_run_at; a new cron moves it.
     let r = call(Method::GET, "/schedules/a-hourly", "key-a", None).await;
@@ -1806,23 +1864,41 @@ pub async fn schedules_crud_codes_and_tenant_scope(store: Arc<dyn JobStore>) {
     let mut def = new("a-hourly", "tenant-a");
     def.as_object_mut().unwrap().remove("name");
     def["template"]["payload"] = json!({"to": "new@y.z"});
-    let r = call(Method::PUT, "/schedules/a-hourly", "key-a", Some(def.clone())).await;
+    let r = call(
+        Method::PUT,
+        "/schedules/a-hourly",
+        "key-a",
+        Some(def.clone()),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(r.json["next_run_at"], before);
     assert_eq!(r.json["template"]["payload"], json!({"to": "new@y.z"}));
     def["cron"] = json!("0 0 1 1 *");
-    let r = call(Method::PUT, "/schedules/a-hourly", "key-a", Some(def.clone())).await;
+    let r = call(
+        Method::PUT,
+        "/schedules/a-hourly",
+        "key-a",
+        Some(def.clone()),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_ne!(r.json["next_run_at"], before);
     let r = call(Method::PUT, "/schedules/missing", "op", Some(def)).await;
-    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "schedule_not_found"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "schedule_not_found")
+    );
 
     // Delete.
     let r = call(Method::DELETE, "/schedules/a-hourly", "key-a", None).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(r.json, json!({"name": "a-hourly", "deleted": true}));
     let r = call(Method::GET, "/schedules/a-hourly", "op", None).await;
-    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "schedule_not_found"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "schedule_not_found")
+    );
 
     // A configured schedule is read-only here.
     let draft = jobs_core::schedule::check(
@@ -1832,9 +1908,16 @@ pub async fn schedules_crud_codes_and_tenant_scope(store: Arc<dyn JobStore>) {
         chrono::Utc::now(),
     )
     .unwrap();
-    api.store.inner().sync_config_schedules(vec![draft]).await.unwrap();
+    api.store
+        .inner()
+        .sync_config_schedules(vec![draft])
+        .await
+        .unwrap();
     let r = call(Method::DELETE, "/schedules/from-config", "op", None).await;
-    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "schedule_from_config"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "schedule_from_config")
+    );
     let r = call(Method::GET, "/schedules/from-config", "key-a", None).await;
     assert_eq!(r.json["source"], "config");
 }

@@ -8,16 +8,19 @@ use serde_json::json;
 
 use crate::config::PlatformConfig;
 use crate::job::NewJob;
-use crate::schedule::{
-    slot_job, JobTemplate, MissedPolicy, ScheduleDraft, ScheduleSource,
-};
+use crate::schedule::{slot_job, JobTemplate, MissedPolicy, ScheduleDraft, ScheduleSource};
 use crate::store::JobFilter;
 use crate::store::PageRequest;
 
 use super::{Fixture, MakeStore};
 
 fn template(tenant: &str) -> JobTemplate {
-    JobTemplate::new(tenant, "notifications", "send_email", json!({"to": "x@y.z"}))
+    JobTemplate::new(
+        tenant,
+        "notifications",
+        "send_email",
+        json!({"to": "x@y.z"}),
+    )
 }
 
 fn draft(name: &str, cron: &str, next: DateTime<Utc>, source: ScheduleSource) -> ScheduleDraft {
@@ -32,11 +35,18 @@ fn draft(name: &str, cron: &str, next: DateTime<Utc>, source: ScheduleSource) ->
     }
 }
 
-fn slot_jobs(name: &str, slots: &[DateTime<Utc>], tenant: &str, quota: Option<u32>, now: DateTime<Utc>) -> Vec<NewJob> {
+fn slot_jobs(
+    name: &str,
+    slots: &[DateTime<Utc>],
+    tenant: &str,
+    quota: Option<u32>,
+    now: DateTime<Utc>,
+) -> Vec<NewJob> {
     slots
         .iter()
         .map(|s| {
-            let mut job = slot_job(name, &template(tenant), *s, &PlatformConfig::default(), now).unwrap();
+            let mut job =
+                slot_job(name, &template(tenant), *s, &PlatformConfig::default(), now).unwrap();
             job.quota = quota;
             job
         })
@@ -85,7 +95,12 @@ pub async fn schedules_are_created_read_updated_and_deleted(make: impl MakeStore
 
     // An update with the same cron and zone keeps next_run_at; a new cron takes the draft's.
     f.clock.advance(Duration::from_secs(10));
-    let mut same_cron = draft("hourly", "0 * * * *", next + chrono::Duration::hours(5), ScheduleSource::Api);
+    let mut same_cron = draft(
+        "hourly",
+        "0 * * * *",
+        next + chrono::Duration::hours(5),
+        ScheduleSource::Api,
+    );
     same_cron.template.payload = json!({"to": "new@y.z"});
     same_cron.missed = MissedPolicy::CatchUp { max: 3 };
     let updated = f.store.update_schedule(same_cron).await.unwrap().unwrap();
@@ -97,7 +112,12 @@ pub async fn schedules_are_created_read_updated_and_deleted(make: impl MakeStore
     let new_next = next + chrono::Duration::minutes(5);
     let recron = f
         .store
-        .update_schedule(draft("hourly", "*/5 * * * *", new_next, ScheduleSource::Api))
+        .update_schedule(draft(
+            "hourly",
+            "*/5 * * * *",
+            new_next,
+            ScheduleSource::Api,
+        ))
         .await
         .unwrap()
         .unwrap();
@@ -209,7 +229,12 @@ pub async fn firing_a_slot_twice_makes_one_job(make: impl MakeStore) {
         .unwrap();
     let fired = f
         .store
-        .fire("minutely", slot, slot_jobs("minutely", &[slot], "acme", None, now), next)
+        .fire(
+            "minutely",
+            slot,
+            slot_jobs("minutely", &[slot], "acme", None, now),
+            next,
+        )
         .await
         .unwrap();
     assert!(fired.advanced);
@@ -219,7 +244,12 @@ pub async fn firing_a_slot_twice_makes_one_job(make: impl MakeStore) {
     // A second leader that read the same next_run_at: nothing happens.
     let again = f
         .store
-        .fire("minutely", slot, slot_jobs("minutely", &[slot], "acme", None, now), next)
+        .fire(
+            "minutely",
+            slot,
+            slot_jobs("minutely", &[slot], "acme", None, now),
+            next,
+        )
         .await
         .unwrap();
     assert!(!again.advanced);
@@ -239,7 +269,12 @@ pub async fn firing_a_slot_twice_makes_one_job(make: impl MakeStore) {
         .unwrap();
     let dup = f
         .store
-        .fire("minutely", slot, slot_jobs("minutely", &[slot], "acme", None, now), next)
+        .fire(
+            "minutely",
+            slot,
+            slot_jobs("minutely", &[slot], "acme", None, now),
+            next,
+        )
         .await
         .unwrap();
     assert!(dup.advanced);
@@ -248,7 +283,12 @@ pub async fn firing_a_slot_twice_makes_one_job(make: impl MakeStore) {
     // Unknown schedules fire nothing.
     let gone = f
         .store
-        .fire("nope", slot, slot_jobs("nope", &[slot], "acme", None, now), next)
+        .fire(
+            "nope",
+            slot,
+            slot_jobs("nope", &[slot], "acme", None, now),
+            next,
+        )
         .await
         .unwrap();
     assert!(!gone.advanced);
@@ -295,13 +335,23 @@ pub async fn a_full_quota_skips_the_slot_and_the_schedule_advances(make: impl Ma
     let next = now + chrono::Duration::minutes(1);
     let fired = f
         .store
-        .fire("quota", now, slot_jobs("quota", &[now], "full", Some(1), now), next)
+        .fire(
+            "quota",
+            now,
+            slot_jobs("quota", &[now], "full", Some(1), now),
+            next,
+        )
         .await
         .unwrap();
     assert!(fired.advanced);
     assert_eq!((fired.created, fired.over_quota), (0, 1));
     assert_eq!(
-        f.store.get_schedule("quota").await.unwrap().unwrap().next_run_at,
+        f.store
+            .get_schedule("quota")
+            .await
+            .unwrap()
+            .unwrap()
+            .next_run_at,
         next
     );
     assert_eq!(jobs_of(&f, "full").await.len(), 1);
