@@ -38,6 +38,9 @@
 //!   sent by triggers in other sessions, and coalesced by the store itself on its own pooled
 //!   connections (at most one NOTIFY transaction in flight, see migration 2); [`DispatchStore::subscribe`](jobs_core::DispatchStore::subscribe) listens on a
 //!   dedicated connection that reconnects by itself.
+//! - Cron schedules: the `schedules` table (migration 7) and
+//!   [`ScheduleStore::fire`](jobs_core::ScheduleStore::fire) — the advance of `next_run_at`
+//!   (fenced on the value the leader read) and the slot's jobs in one transaction.
 //! - [`tls`]: every connection (pool, LISTEN, leader lock, migrations) goes through a
 //!   [`PgConnector`]: libpq's `sslmode` (`disable` … `verify-full`) and `sslrootcert` from the
 //!   connection string, an optional CA file, rustls underneath.
