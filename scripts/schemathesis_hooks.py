@@ -10,6 +10,10 @@ with a 400 that names the rule (each is written in the document's descriptions):
   - `run_at` may be at most 366 days ahead (relative to now);
   - no string or key inside the free-form `payload` may contain NUL (U+0000).
 
+Schedules (`/schedules`) add three: a cron expression's syntax (checked by the server, not by
+JSON Schema), a name that must not be taken yet (409 `schedule_exists`), and the NUL rule inside
+the template's payload. Positive cases get a valid expression, a fresh name and a clean payload.
+
 For POSITIVE test cases only (those Schemathesis expects the API to accept) these hooks bend the
 generated request to obey the rule; negative cases are left alone, and every check stays on.
 """
@@ -68,9 +72,29 @@ def _fix_job(job: Any, header_key: str | None) -> None:
         job["payload"] = _without_nul(job["payload"])
 
 
+_SCHEDULE_SEQ = [0]
+
+
+def _fix_schedule(case: Any) -> None:
+    body = case.body
+    if isinstance(body.get("cron"), str):
+        body["cron"] = "*/5 * * * *"
+    template = body.get("template")
+    if isinstance(template, dict) and "payload" in template:
+        template["payload"] = _without_nul(template["payload"])
+    if isinstance(body.get("name"), str):
+        _SCHEDULE_SEQ[0] += 1
+        suffix = f"-{_SCHEDULE_SEQ[0]}"
+        body["name"] = body["name"][: 128 - len(suffix)] + suffix
+
+
 @schemathesis.hook
 def map_case(context, case):
     if not _positive(case) or not isinstance(case.body, dict):
+        return case
+    path = getattr(getattr(case, "operation", None), "path", "") or ""
+    if path.startswith("/schedules"):
+        _fix_schedule(case)
         return case
     headers = case.headers or {}
     header_key = next((v for k, v in headers.items() if k.lower() == "idempotency-key"), None)

@@ -313,6 +313,11 @@ impl ScheduleValidationError {
     }
 }
 
+/// Every IANA time zone name a schedule may use (the tz database chrono-tz carries).
+pub fn time_zone_names() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
+}
+
 /// A parsed cron expression in its time zone.
 #[derive(Debug, Clone)]
 pub struct CronTime {

@@ -224,6 +224,31 @@ pub(crate) fn document(
         schemas.insert("EnqueueRequest".into(), enqueue_request_schema(config));
         schemas.insert("BackoffRequest".into(), backoff_request_schema(config));
         schemas.insert("BatchRequest".into(), batch_request_schema(config));
+        schemas.insert("JobTemplate".into(), job_template_schema(config));
+        for name in ["NewSchedule", "ScheduleDefinition"] {
+            if let Some(props) = schemas
+                .get_mut(name)
+                .and_then(|s| s.get_mut("properties"))
+                .and_then(Value::as_object_mut)
+            {
+                props.insert("timezone".into(), time_zone_schema());
+                props.insert(
+                    "missed".into(),
+                    json!({
+                        "$ref": "#/components/schemas/MissedPolicy",
+                        "description": "Missed-slot policy; absent = skip. (Not null.)",
+                    }),
+                );
+                props.insert(
+                    "cron".into(),
+                    json!({
+                        "type": "string",
+                        "description": "Cron expression: five fields (minute hour day-of-month month day-of-week) or six with leading seconds, that fires at least once more. Its syntax is checked by the API, not by this schema (`invalid_cron`).",
+                        "example": "*/5 * * * *",
+                    }),
+                );
+            }
+        }
     }
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for (path, item) in paths.iter_mut() {
@@ -466,6 +491,37 @@ fn backoff_request_schema(config: &PlatformConfig) -> Value {
             "cap_seconds": { "type": "number", "minimum": 0, "maximum": max },
             "jitter": { "$ref": "#/components/schemas/Jitter" },
         },
+    })
+}
+
+/// A schedule's job template: the enqueue request's schema without the fields a slot sets
+/// (`run_at`, `idempotency_key`) or a template does not carry (`backoff`, `queue`).
+fn job_template_schema(config: &PlatformConfig) -> Value {
+    let mut schema = enqueue_request_schema(config);
+    if let Some(props) = schema
+        .get_mut("properties")
+        .and_then(Value::as_object_mut)
+    {
+        for field in ["run_at", "idempotency_key", "backoff", "queue"] {
+            props.remove(field);
+        }
+    }
+    if let Some(obj) = schema.as_object_mut() {
+        obj.insert(
+            "description".into(),
+            json!("The job a schedule enqueues at each slot: an enqueue request without run_at (the slot) and idempotency_key (`schedule:<name>:<slot>`), validated as POST /jobs validates it. Unknown fields are refused."),
+        );
+    }
+    schema
+}
+
+/// An IANA time zone name (the tz database the server carries); absent = UTC.
+fn time_zone_schema() -> Value {
+    json!({
+        "type": "string",
+        "enum": jobs_core::schedule::time_zone_names().collect::<Vec<_>>(),
+        "default": "UTC",
+        "description": "IANA time zone the cron expression is read in; absent = UTC (`unknown_time_zone` otherwise).",
     })
 }
 

@@ -484,6 +484,29 @@ fn request_schemas_state_the_validation_limits() {
     );
     assert_eq!(p["delay_tolerance_seconds"]["minimum"], 0);
     assert_eq!(p["priority"]["minimum"], i16::MIN);
+    // A schedule's template is validated as an enqueue request, without the slot's fields.
+    let t = &doc["components"]["schemas"]["JobTemplate"];
+    assert_eq!(t["additionalProperties"], false);
+    assert_eq!(t["properties"]["tenant_id"], p["tenant_id"]);
+    assert_eq!(t["properties"]["use_case"], p["use_case"]);
+    assert!(t["properties"].get("run_at").is_none());
+    assert!(t["properties"].get("idempotency_key").is_none());
+    for schema in ["NewSchedule", "ScheduleDefinition"] {
+        let s = &doc["components"]["schemas"][schema];
+        assert_eq!(s["additionalProperties"], false, "{schema}");
+        let zones = s["properties"]["timezone"]["enum"].as_array().unwrap();
+        assert!(zones.contains(&Value::from("Europe/Berlin")), "{schema}");
+        assert!(zones.contains(&Value::from("UTC")), "{schema}");
+        assert_eq!(
+            s["properties"]["missed"]["$ref"],
+            "#/components/schemas/MissedPolicy"
+        );
+    }
+    let name = doc["components"]["schemas"]["NewSchedule"]["properties"]["name"]["pattern"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(name, "^[A-Za-z0-9._-]{1,128}$");
     let params = doc["paths"]["/jobs"]["get"]["parameters"]
         .as_array()
         .unwrap();

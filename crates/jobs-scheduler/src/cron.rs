@@ -170,10 +170,13 @@ impl Cron {
         skipped += u64::from(fired.over_quota);
         report.created += u64::from(fired.created);
         report.skipped += skipped;
-        metrics::counter!("async_jobs_schedule_jobs_total", "schedule" => s.name.clone())
+        // Labelled by use case (configured, so bounded), not by schedule: a tenant key may
+        // create schedules, and a label per name would let it grow the series without bound.
+        let use_case = s.template.use_case.clone();
+        metrics::counter!("async_jobs_schedule_jobs_total", "use_case" => use_case.clone())
             .increment(u64::from(fired.created));
         if skipped > 0 {
-            metrics::counter!("async_jobs_schedule_slots_skipped_total", "schedule" => s.name.clone())
+            metrics::counter!("async_jobs_schedule_slots_skipped_total", "use_case" => use_case)
                 .increment(skipped);
         }
         if fired.created > 0 {
