@@ -225,6 +225,7 @@ pub(crate) fn document(
         schemas.insert("BackoffRequest".into(), backoff_request_schema(config));
         schemas.insert("BatchRequest".into(), batch_request_schema(config));
         schemas.insert("JobTemplate".into(), job_template_schema(config));
+        schemas.insert("MissedPolicy".into(), missed_policy_schema());
         for name in ["NewSchedule", "ScheduleDefinition"] {
             if let Some(props) = schemas
                 .get_mut(name)
@@ -498,10 +499,7 @@ fn backoff_request_schema(config: &PlatformConfig) -> Value {
 /// (`run_at`, `idempotency_key`) or a template does not carry (`backoff`, `queue`).
 fn job_template_schema(config: &PlatformConfig) -> Value {
     let mut schema = enqueue_request_schema(config);
-    if let Some(props) = schema
-        .get_mut("properties")
-        .and_then(Value::as_object_mut)
-    {
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
         for field in ["run_at", "idempotency_key", "backoff", "queue"] {
             props.remove(field);
         }
@@ -513,6 +511,31 @@ fn job_template_schema(config: &PlatformConfig) -> Value {
         );
     }
     schema
+}
+
+/// A missed-slot policy, exactly: `{"policy": "skip"}` or `{"policy": "catch_up", "max": n}`
+/// (no other keys; the derived schema cannot say so per variant).
+fn missed_policy_schema() -> Value {
+    json!({
+        "description": "What to do with slots that were missed (fired after slot + delay tolerance): skip them, or catch up at most `max` of them (the most recent).",
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["policy"],
+                "additionalProperties": false,
+                "properties": { "policy": { "type": "string", "enum": ["skip"] } },
+            },
+            {
+                "type": "object",
+                "required": ["policy", "max"],
+                "additionalProperties": false,
+                "properties": {
+                    "policy": { "type": "string", "enum": ["catch_up"] },
+                    "max": { "type": "integer", "minimum": 0, "maximum": jobs_core::schedule::MAX_CATCH_UP },
+                },
+            },
+        ],
+    })
 }
 
 /// An IANA time zone name (the tz database the server carries); absent = UTC.

@@ -502,6 +502,9 @@ fn request_schemas_state_the_validation_limits() {
             "#/components/schemas/MissedPolicy"
         );
     }
+    let missed = &doc["components"]["schemas"]["MissedPolicy"]["oneOf"];
+    assert_eq!(missed[0]["additionalProperties"], false);
+    assert_eq!(missed[1]["properties"]["max"]["maximum"], 1000);
     let name = doc["components"]["schemas"]["NewSchedule"]["properties"]["name"]["pattern"]
         .as_str()
         .unwrap()
