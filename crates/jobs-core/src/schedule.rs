@@ -130,9 +130,10 @@ impl JobTemplate {
     }
 }
 
-/// What to do with slots that were missed (see the module docs).
+/// What to do with slots that were missed (see the module docs). In JSON `{"policy": "skip"}` or
+/// `{"policy": "catch_up", "max": n}`, and nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "policy", rename_all = "snake_case", try_from = "MissedRepr")]
 pub enum MissedPolicy {
     /// Drop missed slots; fire only slots still inside their start window.
     #[default]
@@ -142,6 +143,34 @@ pub enum MissedPolicy {
         /// The most missed slots fired at once.
         max: u32,
     },
+}
+
+/// The JSON of a [`MissedPolicy`], read strictly: serde's internally tagged enums let unknown
+/// keys through on a unit variant, and `max` is a whole number in any JSON notation (`3` and
+/// `3.0` alike), as everywhere else in the API.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MissedRepr {
+    policy: String,
+    #[serde(default, deserialize_with = "crate::whole::deserialize_option")]
+    max: Option<u32>,
+}
+
+impl TryFrom<MissedRepr> for MissedPolicy {
+    type Error = String;
+
+    fn try_from(r: MissedRepr) -> Result<Self, String> {
+        match (r.policy.as_str(), r.max) {
+            ("skip", None) => Ok(MissedPolicy::Skip),
+            ("skip", Some(_)) => Err("`max` goes only with the policy `catch_up`".to_owned()),
+            ("catch_up", Some(max)) => Ok(MissedPolicy::CatchUp { max }),
+            ("catch_up", None) => Err("missing field `max` of the policy `catch_up`".to_owned()),
+            (other, _) => Err(format!(
+                "unknown policy `{}`, expected `skip` or `catch_up`",
+                other.chars().take(64).collect::<String>()
+            )),
+        }
+    }
 }
 
 /// Where a schedule was declared.
@@ -867,6 +896,29 @@ mod tests {
         let c: MissedPolicy =
             serde_json::from_value(json!({"policy": "catch_up", "max": 3})).unwrap();
         assert_eq!(c, MissedPolicy::CatchUp { max: 3 });
+        let whole: MissedPolicy =
+            serde_json::from_value(json!({"policy": "catch_up", "max": 3.0})).unwrap();
+        assert_eq!(whole, MissedPolicy::CatchUp { max: 3 });
+        for bad in [
+            json!({"policy": "skip", "x": 1}),
+            json!({"policy": "skip", "max": 1}),
+            json!({"policy": "catch_up"}),
+            json!({"policy": "later"}),
+            json!({"max": 1}),
+        ] {
+            assert!(
+                serde_json::from_value::<MissedPolicy>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            serde_json::to_value(MissedPolicy::CatchUp { max: 2 }).unwrap(),
+            json!({"policy": "catch_up", "max": 2})
+        );
+        assert_eq!(
+            serde_json::to_value(MissedPolicy::Skip).unwrap(),
+            json!({"policy": "skip"})
+        );
         assert!(serde_json::from_value::<NewSchedule>(json!({
             "name": "n", "cron": "* * * * *", "extra": 1,
             "template": {"tenant_id": "a", "use_case": "notifications", "type": "t"}
