@@ -7,6 +7,7 @@
 //! | `ASYNC_JOBS_<USE_CASE>_MAX_CONCURRENT` | the use case's concurrency cap (dispatched + running) |
 //! | `ASYNC_JOBS_<USE_CASE>_DEFAULT_DELAY_TOLERANCE_SECONDS` | tolerance when a request gives none |
 //! | `ASYNC_JOBS_PER_TENANT_QUOTAS` | JSON quotas, see [`QuotaConfig`] |
+//! | `ASYNC_JOBS_PER_TENANT_RATE_LIMITS` | JSON rate limits, see [`crate::rate`] |
 //!
 //! With no queue variable at all, the two use cases of the original are configured:
 //! `notifications` (cap 10, tolerance 300 s) and `message_labeling` (cap 5, tolerance 600 s).
@@ -365,6 +366,8 @@ pub struct PlatformConfig {
     pub use_cases: BTreeMap<String, UseCaseConfig>,
     /// Tenant quotas.
     pub quotas: QuotaConfig,
+    /// Tenant rate limits (jobs started per second).
+    pub rate_limits: crate::rate::RateLimitConfig,
     /// Input bounds.
     pub limits: Limits,
 }
@@ -380,6 +383,7 @@ impl Default for PlatformConfig {
         PlatformConfig {
             use_cases,
             quotas: QuotaConfig::default(),
+            rate_limits: crate::rate::RateLimitConfig::default(),
             limits: Limits::default(),
         }
     }
@@ -387,6 +391,7 @@ impl Default for PlatformConfig {
 
 const QUEUE_PREFIX: &str = "ASYNC_JOBS_SQS_QUEUE_";
 const QUOTAS_VAR: &str = "ASYNC_JOBS_PER_TENANT_QUOTAS";
+const RATE_LIMITS_VAR: &str = "ASYNC_JOBS_PER_TENANT_RATE_LIMITS";
 
 impl PlatformConfig {
     /// A configuration with exactly these use cases, no quotas and default limits.
@@ -397,6 +402,7 @@ impl PlatformConfig {
                 .map(|uc| (uc.name.clone(), uc))
                 .collect(),
             quotas: QuotaConfig::default(),
+            rate_limits: crate::rate::RateLimitConfig::default(),
             limits: Limits::default(),
         }
     }
@@ -404,6 +410,12 @@ impl PlatformConfig {
     /// Replaces the quotas.
     pub fn with_quotas(mut self, quotas: QuotaConfig) -> Self {
         self.quotas = quotas;
+        self
+    }
+
+    /// Replaces the rate limits.
+    pub fn with_rate_limits(mut self, rate_limits: crate::rate::RateLimitConfig) -> Self {
+        self.rate_limits = rate_limits;
         self
     }
 
@@ -488,9 +500,28 @@ impl PlatformConfig {
             _ => QuotaConfig::default(),
         };
 
+        let rate_limits = match vars.get(RATE_LIMITS_VAR) {
+            Some(raw) if !raw.trim().is_empty() => {
+                let expected = |e: &str| {
+                    format!(
+                        r#"JSON like {{"tenant": {{"use_case": {{"per_second": 5, "burst": 10}}}}}} ({e})"#
+                    )
+                };
+                let parsed = crate::rate::RateLimitConfig::from_json(raw)
+                    .map_err(|e| ConfigError::new(RATE_LIMITS_VAR, expected(&e), raw))?;
+                if let Some(unknown) = parsed.use_cases().find(|uc| !use_cases.contains_key(*uc)) {
+                    let e = format!("'{unknown}' is not a configured use case");
+                    return Err(ConfigError::new(RATE_LIMITS_VAR, expected(&e), raw));
+                }
+                parsed
+            }
+            _ => crate::rate::RateLimitConfig::default(),
+        };
+
         Ok(PlatformConfig {
             use_cases,
             quotas,
+            rate_limits,
             limits: Limits::default(),
         })
     }

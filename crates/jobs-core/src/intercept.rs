@@ -43,6 +43,7 @@ use async_trait::async_trait;
 
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
+use crate::rate::RateLimit;
 use crate::store::{
     ApiStore, ChangeError, DispatchStore, EnqueueError, Failure, Heartbeat, JobFilter, JobStore,
     LeaseError, LeaseStore, MaintenanceStore, Page, PageRequest, PickRequest, ReapReport,
@@ -100,6 +101,12 @@ pub enum StoreOp {
     Pauses,
     /// [`DispatchStore::subscribe`].
     Subscribe,
+    /// [`DispatchStore::set_rate_limits`].
+    SetRateLimits,
+    /// [`DispatchStore::rate_limits`].
+    RateLimits,
+    /// [`DispatchStore::rate_wait`].
+    RateWait,
 }
 
 impl StoreOp {
@@ -130,6 +137,9 @@ impl StoreOp {
             StoreOp::Resume => "resume",
             StoreOp::Pauses => "pauses",
             StoreOp::Subscribe => "subscribe",
+            StoreOp::SetRateLimits => "set_rate_limits",
+            StoreOp::RateLimits => "rate_limits",
+            StoreOp::RateWait => "rate_wait",
         }
     }
 }
@@ -303,6 +313,21 @@ impl<I: Interceptor> DispatchStore for InterceptedStore<I> {
 
     async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
         self.around(StoreOp::Subscribe, 1, self.inner.subscribe())
+            .await
+    }
+
+    async fn set_rate_limits(&self, limits: &[RateLimit]) -> Result<(), StoreError> {
+        self.around(StoreOp::SetRateLimits, limits.len(), self.inner.set_rate_limits(limits))
+            .await
+    }
+
+    async fn rate_limits(&self) -> Result<Vec<RateLimit>, StoreError> {
+        self.around(StoreOp::RateLimits, 1, self.inner.rate_limits())
+            .await
+    }
+
+    async fn rate_wait(&self, use_case: &str) -> Result<Option<Duration>, StoreError> {
+        self.around(StoreOp::RateWait, 1, self.inner.rate_wait(use_case))
             .await
     }
 }

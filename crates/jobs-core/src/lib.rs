@@ -73,6 +73,7 @@ pub mod job_type;
 pub mod leader;
 pub mod memory;
 pub mod pause;
+pub mod rate;
 pub mod rfc3339;
 pub mod service;
 pub mod status;
@@ -96,6 +97,7 @@ pub use handler::{
 pub use job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 pub use job_type::JobType;
 pub use pause::{Pause, PauseError, PauseScope};
+pub use rate::{RateLimit, RateLimitConfig};
 pub use service::{JobService, TenantScope};
 pub use status::{IllegalTransition, JobStatus, Transition};
 pub use store::{

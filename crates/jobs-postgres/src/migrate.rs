@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "pauses",
         sql: include_str!("../migrations/0005_pauses.sql"),
     },
+    Migration {
+        version: 6,
+        name: "rate_limits",
+        sql: include_str!("../migrations/0006_rate_limits.sql"),
+    },
 ];
 
 /// Migrating failed.

@@ -55,6 +55,11 @@ pub(crate) struct Sql {
     pub(crate) resume: String,
     pub(crate) unhold: String,
     pub(crate) pauses: String,
+    pub(crate) rate_wait: String,
+    pub(crate) rate_limits_read: String,
+    pub(crate) rate_limits_clear: String,
+    pub(crate) rate_limits_insert: String,
+    pub(crate) rate_limits_mark: String,
 }
 
 impl Sql {
@@ -62,12 +67,36 @@ impl Sql {
         let s = schema.as_str();
         let jobs = format!("{s}.jobs");
         let pauses = format!("{s}.pauses");
+        let rate_limits = format!("{s}.rate_limits");
+        let buckets = format!("{s}.rate_buckets");
+        // The tenants of use case $2 with ready limited jobs, one index probe each (a loose scan
+        // of jobs_limited_pick_idx), with the tokens each holds now (NULL: no limit applies any
+        // more, take as many as the pick allows) and its limit. Paused tenants are left out.
+        let allowances = format!(
+            "lim_t AS ( \
+                 (SELECT p.tenant_id FROM {jobs} p WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready \
+                     AND NOT p.held AND p.limited ORDER BY p.tenant_id LIMIT 1) \
+                 UNION ALL \
+                 SELECT (SELECT p.tenant_id FROM {jobs} p WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready \
+                     AND NOT p.held AND p.limited AND p.tenant_id > l.tenant_id ORDER BY p.tenant_id LIMIT 1) \
+                 FROM lim_t l WHERE l.tenant_id IS NOT NULL), \
+             allow AS MATERIALIZED ( \
+                 SELECT l.tenant_id, r.per_second, \
+                     CASE WHEN r.per_second IS NULL THEN NULL ELSE least(r.burst::float8, coalesce(b.tokens \
+                         + r.per_second * greatest(0, extract(epoch FROM t.now - b.updated_at)::float8), r.burst::float8)) END AS tokens \
+                 FROM lim_t l CROSS JOIN {NOW} \
+                 LEFT JOIN LATERAL (SELECT r.per_second, r.burst FROM {rate_limits} r \
+                     WHERE r.use_case = $2 AND r.tenant_id IN (l.tenant_id, '') ORDER BY r.tenant_id = '' LIMIT 1) r ON true \
+                 LEFT JOIN {buckets} b ON b.use_case = $2 AND b.tenant_id = l.tenant_id \
+                 WHERE l.tenant_id IS NOT NULL \
+                 AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = l.tenant_id))"
+        );
         let cols = job_columns("j");
         let plain_cols = JOB_COLUMNS.join(", ");
         let insert_columns = "id, tenant_id, use_case, kind, payload, status, priority, attempts, max_attempts, \
              backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, delay_tolerance_us, \
              deadline_at, timeout_us, idempotency_key, cancel_requested, created_at, updated_at, ready, \
-             traceparent, tracestate, held";
+             traceparent, tracestate, held, limited";
         // A fenced update: `set` applies to the job with id $2, status `status` and token $3.
         let fenced = |status: &str, set: &str, extra: &str| {
             format!(
@@ -91,7 +120,8 @@ impl Sql {
                         $9::text, $10::bigint, $11::bigint, $12::text, coalesce($13::timestamptz, t.now), $14::bigint, \
                         greatest(coalesce($13::timestamptz, t.now), t.now) + {tol}, $15::bigint, $16::text, false, t.now, t.now, \
                         coalesce($13::timestamptz, t.now) <= t.now, $18::text, $19::text, \
-                        EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $4 AND z.tenant_id = $3) \
+                        EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $4 AND z.tenant_id = $3), \
+                        EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = $4 AND r.tenant_id IN ($3, '')) \
                  FROM {NOW} \
                  WHERE $17::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
                      WHERE q.tenant_id = $3 AND q.use_case = $4 AND q.status IN {UNFINISHED} LIMIT $17) c) < $17 \
@@ -105,7 +135,8 @@ impl Sql {
                         u.strategy, u.base_us, u.cap_us, u.jitter, coalesce(u.run_at, t.now), u.tolerance_us, \
                         greatest(coalesce(u.run_at, t.now), t.now) + {tol}, u.timeout_us, u.key, false, t.now, t.now, \
                         coalesce(u.run_at, t.now) <= t.now, u.traceparent, u.tracestate, \
-                        EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = u.use_case AND z.tenant_id = u.tenant_id) \
+                        EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = u.use_case AND z.tenant_id = u.tenant_id), \
+                        EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = u.use_case AND r.tenant_id IN (u.tenant_id, '')) \
                  FROM {NOW}, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::smallint[], \
                         $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], $13::timestamptz[], \
                         $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[]) \
@@ -130,21 +161,77 @@ impl Sql {
                          FROM unnest($1::text[]) AS k"
                 .to_owned(),
             lease_lock: "SELECT pg_advisory_xact_lock(hashtext('async_jobs.lease'), hashtext($1))".to_owned(),
+            // The pick, in two lanes merged in deadline order: the main index (tenants without a
+            // rate limit) walked from the earliest deadline, and for each rate-limited tenant its
+            // own earliest deadlines, as many as its whole tokens. The room under the cap is
+            // counted once; a paused use case has none. Each leased limited job takes a token
+            // from its tenant's bucket in the same statement.
             lease_due: format!(
-                "WITH picked AS ( \
-                     SELECT p.id FROM {jobs} p, {NOW} \
-                     WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready AND NOT p.held AND p.run_at <= t.now \
-                     AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = '') \
+                "WITH RECURSIVE {allowances}, \
+                 room AS MATERIALIZED (SELECT CASE WHEN EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = '') \
+                     THEN 0 ELSE greatest(0, least($3::bigint, $4::bigint - (SELECT count(*) FROM {jobs} f \
+                         WHERE f.use_case = $2 AND f.status IN {IN_FLIGHT}))) END AS n), \
+                 main AS ( \
+                     SELECT p.id, p.tenant_id, p.deadline_at, p.priority, false AS lim FROM {jobs} p, {NOW} \
+                     WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready AND NOT p.held AND NOT p.limited \
+                     AND p.run_at <= t.now \
                      AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = p.tenant_id) \
                      ORDER BY p.deadline_at, p.priority DESC, p.id \
-                     LIMIT greatest(0, least($3::bigint, $4::bigint - (SELECT count(*) FROM {jobs} f \
-                         WHERE f.use_case = $2 AND f.status IN {IN_FLIGHT}))) \
-                     FOR UPDATE OF p SKIP LOCKED) \
+                     LIMIT (SELECT n FROM room) \
+                     FOR UPDATE OF p SKIP LOCKED), \
+                 lane AS ( \
+                     SELECT c.id, c.tenant_id, c.deadline_at, c.priority, true AS lim \
+                     FROM allow a CROSS JOIN room, LATERAL ( \
+                         SELECT p.id, p.tenant_id, p.deadline_at, p.priority FROM {jobs} p, {NOW} \
+                         WHERE p.use_case = $2 AND p.tenant_id = a.tenant_id AND p.status = 'pending' AND p.ready \
+                         AND NOT p.held AND p.limited AND p.run_at <= t.now \
+                         ORDER BY p.deadline_at, p.priority DESC, p.id \
+                         LIMIT least(room.n, coalesce(floor(a.tokens)::bigint, room.n)) \
+                         FOR UPDATE OF p SKIP LOCKED) c \
+                     WHERE room.n > 0 AND (a.tokens IS NULL OR a.tokens >= 1)), \
+                 picked AS MATERIALIZED ( \
+                     SELECT u.id, u.tenant_id, u.lim FROM (SELECT * FROM main UNION ALL SELECT * FROM lane) u \
+                     ORDER BY u.deadline_at, u.priority DESC, u.id LIMIT (SELECT n FROM room)), \
+                 spent AS ( \
+                     INSERT INTO {buckets} AS b (use_case, tenant_id, tokens, updated_at) \
+                     SELECT $2, a.tenant_id, a.tokens - k.n, t.now \
+                     FROM allow a JOIN (SELECT tenant_id, count(*) AS n FROM picked WHERE lim GROUP BY tenant_id) k \
+                         ON k.tenant_id = a.tenant_id CROSS JOIN {NOW} \
+                     WHERE a.tokens IS NOT NULL \
+                     ON CONFLICT (use_case, tenant_id) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at) \
                  UPDATE {jobs} j SET status = 'dispatched', lease_token = gen_random_uuid(), \
                      lease_expires_at = t.now + {lease}, dispatched_at = t.now, updated_at = t.now \
                  FROM picked, {NOW} WHERE j.id = picked.id \
                  RETURNING j.id, j.lease_token, j.tenant_id, j.use_case, j.kind, j.attempts, j.deadline_at, j.priority",
                 lease = us!("$5::bigint"),
+            ),
+            // The shortest wait for a token among the limited tenants of use case $2 with due
+            // jobs and less than one token ($1 now).
+            rate_wait: format!(
+                "WITH RECURSIVE {allowances} \
+                 SELECT min((1 - a.tokens) / a.per_second) FROM allow a WHERE a.tokens < 1 \
+                 AND EXISTS (SELECT 1 FROM {jobs} p, {NOW} WHERE p.use_case = $2 AND p.tenant_id = a.tenant_id \
+                     AND p.status = 'pending' AND p.ready AND NOT p.held AND p.limited AND p.run_at <= t.now) \
+                 AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = '')"
+            ),
+            rate_limits_read: format!(
+                "SELECT use_case, tenant_id, per_second, burst FROM {rate_limits} \
+                 ORDER BY use_case COLLATE \"C\", tenant_id COLLATE \"C\""
+            ),
+            rate_limits_clear: format!("DELETE FROM {rate_limits}"),
+            rate_limits_insert: format!(
+                "INSERT INTO {rate_limits} (use_case, tenant_id, per_second, burst) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::int[]) \
+                 ON CONFLICT (use_case, tenant_id) DO UPDATE SET per_second = excluded.per_second, burst = excluded.burst"
+            ),
+            // After the limits of use cases $1 changed: every unfinished job of them is marked
+            // limited exactly when a limit applies to its tenant.
+            rate_limits_mark: format!(
+                "UPDATE {jobs} j SET limited = m.want FROM ( \
+                     SELECT q.id, EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = q.use_case \
+                         AND r.tenant_id IN (q.tenant_id, '')) AS want \
+                     FROM {jobs} q WHERE q.use_case = ANY($1::text[]) AND q.status IN {UNFINISHED}) m \
+                 WHERE j.id = m.id AND j.limited IS DISTINCT FROM m.want"
             ),
             // Scheduled → ready: pending jobs of use case $2 whose run_at has come, oldest first,
             // at most $3 (run in the lease transaction, before the pick).

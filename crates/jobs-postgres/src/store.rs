@@ -12,8 +12,8 @@ use jobs_core::store::{
 };
 use jobs_core::{
     ChangeError, Clock, Dispatch, EnqueueError, Enqueued, Failure, Job, JobFilter, JobId,
-    JobStatus, LeaseError, LeaseToken, NewJob, Page, PageRequest, Pause, PauseScope, StoreError,
-    Transition,
+    JobStatus, LeaseError, LeaseToken, NewJob, Page, PageRequest, Pause, PauseScope, RateLimit,
+    StoreError, Transition,
 };
 use tokio_postgres::IsolationLevel;
 
@@ -892,6 +892,92 @@ impl DispatchStore for PgStore {
             )
         })?;
         Ok(Box::new(notify::subscribe(config, self.channel()).await?))
+    }
+
+    async fn set_rate_limits(&self, limits: &[RateLimit]) -> Result<(), StoreError> {
+        let mut wanted = limits.to_vec();
+        wanted.sort_by(|a, b| (&a.use_case, &a.tenant_id).cmp(&(&b.use_case, &b.tenant_id)));
+        wanted.dedup_by(|a, b| a.use_case == b.use_case && a.tenant_id == b.tenant_id);
+        if self.rate_limits().await? == wanted {
+            return Ok(());
+        }
+        let channel = self.channel();
+        let notify_here = self.wakeups.is_none();
+        with_conn!(self, |c| async {
+            let tx = read_committed(&mut c).await?;
+            let read = tx.prepare_cached(&self.sql.rate_limits_read).await?;
+            let old = tx.query(&read, &[]).await?;
+            // Every use case whose limits may change: under each one's pick lock (taken in name
+            // order, as no pick holds two), so a pick sees the old limits or the new ones, never
+            // a mix, and the jobs are marked before any pick after the commit.
+            let mut affected: Vec<String> = old
+                .iter()
+                .map(|r| r.get::<_, String>("use_case"))
+                .chain(wanted.iter().map(|l| l.use_case.clone()))
+                .collect();
+            affected.sort();
+            affected.dedup();
+            let lock = tx.prepare_cached(&self.sql.lease_lock).await?;
+            for use_case in &affected {
+                let key = format!("{}\u{1f}{use_case}", self.sql.schema);
+                tx.execute(&lock, &[&key]).await?;
+            }
+            tx.execute(&self.sql.rate_limits_clear, &[]).await?;
+            let use_cases: Vec<&str> = wanted.iter().map(|l| l.use_case.as_str()).collect();
+            let tenants: Vec<&str> = wanted
+                .iter()
+                .map(|l| l.tenant_id.as_deref().unwrap_or(""))
+                .collect();
+            let rates: Vec<f64> = wanted.iter().map(|l| l.per_second).collect();
+            let bursts: Vec<i32> = wanted
+                .iter()
+                .map(|l| i32::try_from(l.burst).unwrap_or(i32::MAX))
+                .collect();
+            tx.execute(
+                &self.sql.rate_limits_insert,
+                &[&use_cases, &tenants, &rates, &bursts],
+            )
+            .await?;
+            tx.execute(&self.sql.rate_limits_mark, &[&affected]).await?;
+            if notify_here {
+                tx.execute("SELECT pg_notify($1, 'due')", &[&channel])
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<_, Op<StoreError>>(())
+        })?;
+        self.wake(true, false);
+        Ok(())
+    }
+
+    async fn rate_limits(&self) -> Result<Vec<RateLimit>, StoreError> {
+        with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.rate_limits_read).await?;
+            let rows = c.query(&stmt, &[]).await?;
+            Ok::<_, Op<StoreError>>(
+                rows.iter()
+                    .map(|r| {
+                        let tenant: String = r.get("tenant_id");
+                        RateLimit {
+                            use_case: r.get("use_case"),
+                            tenant_id: (!tenant.is_empty()).then_some(tenant),
+                            per_second: r.get("per_second"),
+                            burst: u32::try_from(r.get::<_, i32>("burst")).unwrap_or(1),
+                        }
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    async fn rate_wait(&self, use_case: &str) -> Result<Option<Duration>, StoreError> {
+        let now = self.now();
+        let secs: Option<f64> = with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.rate_wait).await?;
+            let row = c.query_one(&stmt, &[&now, &use_case]).await?;
+            Ok::<_, Op<StoreError>>(row.get(0))
+        })?;
+        Ok(secs.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)))
     }
 }
 

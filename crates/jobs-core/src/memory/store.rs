@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::deadline::{add_saturating, deadline_at, sub};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
+use crate::rate::RateLimit;
 use crate::status::{expiry_transition, failure_transition, JobStatus, Transition};
 use crate::store::{
     ApiStore, ChangeError, DispatchStore, EnqueueError, Failure, Heartbeat, JobFilter, LeaseError,
@@ -44,6 +45,10 @@ struct Inner {
     idempotency: HashMap<(String, String), JobId>,
     /// Pauses in force, with when they began.
     pauses: BTreeMap<PauseScope, DateTime<Utc>>,
+    /// Rate limits in force.
+    rate_limits: Vec<RateLimit>,
+    /// Token buckets by (use case, tenant): tokens held at a time.
+    buckets: HashMap<(String, String), (f64, DateTime<Utc>)>,
 }
 
 /// A [`JobStore`](crate::JobStore) in process memory. Cheap to clone (shared state).
@@ -432,7 +437,36 @@ impl DispatchStore for MemoryStore {
                 .then(b.priority.cmp(&a.priority))
                 .then(a.id.cmp(&b.id))
         });
-        let ids: Vec<JobId> = due.into_iter().take(take).map(|j| j.id).collect();
+        // Rate limits: each limited tenant may take as many jobs as whole tokens it holds now.
+        let mut tokens: HashMap<String, (f64, f64)> = HashMap::new();
+        let mut ids = Vec::with_capacity(take);
+        for job in due {
+            if ids.len() == take {
+                break;
+            }
+            if let Some(limit) = crate::rate::lookup(&inner.rate_limits, &job.tenant_id, use_case) {
+                let bucket = inner
+                    .buckets
+                    .get(&(use_case.to_owned(), job.tenant_id.clone()))
+                    .copied();
+                let (_, left) = tokens.entry(job.tenant_id.clone()).or_insert_with(|| {
+                    let t = limit.tokens_at(bucket, now);
+                    (t, t)
+                });
+                if *left < 1.0 {
+                    continue;
+                }
+                *left -= 1.0;
+            }
+            ids.push(job.id);
+        }
+        for (tenant, (at_start, left)) in tokens {
+            if left < at_start {
+                inner
+                    .buckets
+                    .insert((use_case.to_owned(), tenant), (left, now));
+            }
+        }
         let mut leased = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(job) = inner.jobs.get_mut(&id) {
@@ -475,6 +509,60 @@ impl DispatchStore for MemoryStore {
 
     async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
         Ok(Box::new(MemoryWakeups(self.wake.subscribe())))
+    }
+
+    async fn set_rate_limits(&self, limits: &[RateLimit]) -> Result<(), StoreError> {
+        let mut sorted = limits.to_vec();
+        sorted.sort_by(|a, b| {
+            (&a.use_case, &a.tenant_id).cmp(&(&b.use_case, &b.tenant_id))
+        });
+        sorted.dedup_by(|a, b| a.use_case == b.use_case && a.tenant_id == b.tenant_id);
+        let changed = {
+            let mut inner = self.lock();
+            let changed = inner.rate_limits != sorted;
+            inner.rate_limits = sorted;
+            changed
+        };
+        if changed {
+            // A lifted or raised limit may leave due jobs startable now.
+            let _ = self.wake.send(Wakeup::JobDue);
+        }
+        Ok(())
+    }
+
+    async fn rate_limits(&self) -> Result<Vec<RateLimit>, StoreError> {
+        Ok(self.lock().rate_limits.clone())
+    }
+
+    async fn rate_wait(&self, use_case: &str) -> Result<Option<Duration>, StoreError> {
+        let now = self.clock.now();
+        let inner = self.lock();
+        let mut wait: Option<Duration> = None;
+        let mut seen = std::collections::HashSet::new();
+        for job in inner.jobs.values() {
+            if job.use_case != use_case
+                || job.status != JobStatus::Pending
+                || job.run_at > now
+                || !seen.insert(job.tenant_id.as_str())
+                || inner.pauses.keys().any(|p| p.holds(use_case, &job.tenant_id))
+            {
+                continue;
+            }
+            let Some(limit) = crate::rate::lookup(&inner.rate_limits, &job.tenant_id, use_case)
+            else {
+                continue;
+            };
+            let bucket = inner
+                .buckets
+                .get(&(use_case.to_owned(), job.tenant_id.clone()))
+                .copied();
+            let tokens = limit.tokens_at(bucket, now);
+            if tokens < 1.0 {
+                let w = limit.wait_for_token(tokens);
+                wait = Some(wait.map_or(w, |x| x.min(w)));
+            }
+        }
+        Ok(wait)
     }
 }
 

@@ -19,7 +19,7 @@
 //! The concerns: `enqueue` (fields, idempotency, batches, trace context), `quota`, `pick` (the
 //! scheduler's EDF pick under caps), `deadline`, `lease` (claim, heartbeat and the outcomes a
 //! worker records), `fencing`, `reaper` (expired leases, refused dispatches, counts and pruning),
-//! `cancel_retry`, `list` and `wakeup`. Every case is re-exported here, so its path is
+//! `cancel_retry`, `list`, `wakeup`, `pause` and `rate`. Every case is re-exported here, so its path is
 //! `jobs_core::testkit::store::<case>` whichever file holds it. A new case goes in the file of
 //! its concern *and* in the macro's list; a unit test checks that the two agree.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -33,6 +33,7 @@ mod list;
 mod pause;
 mod pick;
 mod quota;
+mod rate;
 mod reaper;
 mod wakeup;
 
@@ -45,6 +46,7 @@ pub use list::*;
 pub use pause::*;
 pub use pick::*;
 pub use quota::*;
+pub use rate::*;
 pub use reaper::*;
 pub use wakeup::*;
 
@@ -120,6 +122,11 @@ macro_rules! store_conformance_tests {
             a_paused_use_case_or_tenant_is_passed_over_by_the_pick,
             a_paused_scope_still_takes_enqueues_cancels_and_claims,
             resuming_wakes_the_scheduler,
+            // rate.rs
+            a_rate_limited_tenant_starts_its_burst_then_its_rate,
+            an_every_tenant_limit_gives_each_tenant_its_own_bucket,
+            changed_rate_limits_apply_to_jobs_already_enqueued,
+            rate_limits_hold_under_concurrent_picks,
         }
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
