@@ -165,7 +165,9 @@ impl Sql {
             // rate limit) walked from the earliest deadline, and for each rate-limited tenant its
             // own earliest deadlines, as many as its whole tokens. The room under the cap is
             // counted once; a paused use case has none. Each leased limited job takes a token
-            // from its tenant's bucket in the same statement.
+            // from its tenant's bucket in the same statement. The update finds the picked rows by
+            // primary key (`= ANY(ARRAY(…))`): joined to the CTE, the planner cannot see how few
+            // rows it holds and was seen to hash the whole table instead.
             lease_due: format!(
                 "WITH RECURSIVE {allowances}, \
                  room AS MATERIALIZED (SELECT CASE WHEN EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = '') \
@@ -201,7 +203,7 @@ impl Sql {
                      ON CONFLICT (use_case, tenant_id) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at) \
                  UPDATE {jobs} j SET status = 'dispatched', lease_token = gen_random_uuid(), \
                      lease_expires_at = t.now + {lease}, dispatched_at = t.now, updated_at = t.now \
-                 FROM picked, {NOW} WHERE j.id = picked.id \
+                 FROM {NOW} WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) \
                  RETURNING j.id, j.lease_token, j.tenant_id, j.use_case, j.kind, j.attempts, j.deadline_at, j.priority",
                 lease = us!("$5::bigint"),
             ),
