@@ -10,6 +10,10 @@ use jobs_core::store::{NeverWake, WakeupStream};
 
 use crate::dispatch::Dispatcher;
 
+/// The shortest sleep before a tick for a rate-limited job's next token: a rate above 1 / this
+/// is served by several jobs per tick (the bucket refills in between).
+const MIN_RATE_WAIT: Duration = Duration::from_millis(5);
+
 /// Why [`Scheduler::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -91,9 +95,18 @@ impl Scheduler {
         let mut wakeups = self.subscribe().await;
         let mut backoff = config.min_backoff;
         let mut last_prune: Option<Instant> = None;
+        let mut limits_synced = false;
         loop {
             if !lease.is_held().await {
                 return None;
+            }
+            if !limits_synced {
+                // The leader's configuration decides the limits in force. Until they are written
+                // the pick applies the ones in the store; try again every tick.
+                match self.dispatcher.sync_rate_limits().await {
+                    Ok(()) => limits_synced = true,
+                    Err(e) => tracing::warn!(error = %e, "could not write the rate limits; retrying next tick"),
+                }
             }
             let delay = match self.dispatcher.tick().await {
                 Ok(report) if report.send_failed == 0 => {
@@ -101,7 +114,10 @@ impl Scheduler {
                     if report.saturated {
                         Duration::ZERO
                     } else {
-                        config.tick_interval
+                        // Not before a rate-limited job's next token, and never a busy loop.
+                        report.rate_wait.map_or(config.tick_interval, |w| {
+                            w.max(MIN_RATE_WAIT).min(config.tick_interval)
+                        })
                     }
                 }
                 outcome => {
