@@ -70,6 +70,7 @@ impl Settings {
             "transport": transport,
             "use_cases": use_cases,
             "per_tenant_quotas": self.platform.quotas.to_json(),
+            "per_tenant_rate_limits": self.platform.rate_limits.to_json(),
             "input_limits": {
                 "max_payload_bytes": limits.max_payload_bytes,
                 "max_tenant_len": limits.max_tenant_len,

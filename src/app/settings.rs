@@ -733,6 +733,10 @@ mod tests {
             "60",
         ),
         ("ASYNC_JOBS_PER_TENANT_QUOTAS", r#"{"acme": 5}"#),
+        (
+            "ASYNC_JOBS_PER_TENANT_RATE_LIMITS",
+            r#"{"acme": {"notifications": 3}}"#,
+        ),
         ("ASYNC_JOBS_SQS_CONNECT_TIMEOUT_SECONDS", "2"),
         ("ASYNC_JOBS_SQS_REQUEST_TIMEOUT_SECONDS", "4"),
         ("ASYNC_JOBS_SQS_MAX_ATTEMPTS", "5"),
