@@ -386,6 +386,32 @@ pub(crate) fn pauses(conn: &Connection) -> ExitCode {
     })
 }
 
+/// `async-jobs rate-limits`: prints the rate limits in force.
+pub(crate) fn rate_limits(conn: &Connection) -> ExitCode {
+    let output = conn.output;
+    call(conn, |client| async move {
+        let limits = client.rate_limits().await?;
+        if output == Output::Json {
+            out(&format!("{}\n", json!({"rate_limits": limits})));
+            return Ok(());
+        }
+        let rows: Vec<[String; 4]> = limits
+            .iter()
+            .map(|l| {
+                [
+                    l.use_case.clone(),
+                    l.tenant_id.clone().unwrap_or_else(|| "*".to_owned()),
+                    l.per_second.to_string(),
+                    l.burst.to_string(),
+                ]
+            })
+            .collect();
+        out(&table(&["USE CASE", "TENANT", "PER SECOND", "BURST"], &rows));
+        out(&format!("({} limits)\n", rows.len()));
+        Ok(())
+    })
+}
+
 fn describe_scope(scope: &PauseScope) -> String {
     match &scope.tenant_id {
         Some(t) => format!("{} (tenant {t})", scope.use_case),

@@ -73,6 +73,11 @@ enum Command {
         #[command(flatten)]
         connection: jobs::Connection,
     },
+    /// List the rate limits in force (configured in ASYNC_JOBS_PER_TENANT_RATE_LIMITS).
+    RateLimits {
+        #[command(flatten)]
+        connection: jobs::Connection,
+    },
     /// Exits 0 if the URL answers with a 2xx status within 5 s (container health checks).
     Healthcheck {
         /// The URL to probe.
@@ -120,6 +125,13 @@ pub(crate) fn main(cli: Cli) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             return jobs::pauses(&connection);
+        }
+        Command::RateLimits { connection } => {
+            if cli.print_config {
+                println!("{}", jobs::describe(&connection));
+                return ExitCode::SUCCESS;
+            }
+            return jobs::rate_limits(&connection);
         }
     };
     let launch = Launch {

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jobs_core::{EnqueueRequest, Job, JobId, JobStatus, Pause, PauseScope, TraceContext};
+use jobs_core::{
+    EnqueueRequest, Job, JobId, JobStatus, Pause, PauseScope, RateLimit, TraceContext,
+};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -501,6 +503,19 @@ impl JobsClient {
             .send(Method::GET, "/pauses", &[], None, RetryPolicy::Idempotent)
             .await?;
         read_json::<Body>(resp).await.map(|b| b.pauses)
+    }
+
+    /// The rate limits in force that these credentials may see (`GET /rate-limits`): a limited
+    /// tenant's jobs start at most `burst` at once, then `per_second` on average.
+    pub async fn rate_limits(&self) -> Result<Vec<RateLimit>, ClientError> {
+        #[derive(Deserialize)]
+        struct Body {
+            rate_limits: Vec<RateLimit>,
+        }
+        let resp = self
+            .send(Method::GET, "/rate-limits", &[], None, RetryPolicy::Idempotent)
+            .await?;
+        read_json::<Body>(resp).await.map(|b| b.rate_limits)
     }
 
     /// Pauses `scope` (idempotent): its pending jobs stay pending until [`Self::resume`]; jobs

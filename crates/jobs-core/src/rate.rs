@@ -197,6 +197,19 @@ impl RateLimitConfig {
     }
 }
 
+impl crate::JobService {
+    /// The rate limits in force (as the store enforces them) that the caller may see: all of
+    /// them for [`crate::TenantScope::All`]; for a tenant, the every-tenant limits and its own.
+    pub async fn rate_limits(
+        &self,
+        caller: &crate::TenantScope,
+    ) -> Result<Vec<RateLimit>, crate::StoreError> {
+        let mut limits = self.store().rate_limits().await?;
+        limits.retain(|l| l.tenant_id.as_deref().is_none_or(|t| caller.allows(t)));
+        Ok(limits)
+    }
+}
+
 /// The limit of `tenant` in `use_case` among `limits`: its own, else the every-tenant one (the
 /// reference rule for every store).
 pub fn lookup<'a>(

@@ -39,6 +39,7 @@ pub mod limits;
 pub mod metrics;
 mod openapi;
 pub mod pauses;
+pub mod rate_limits;
 mod routes;
 pub mod server;
 pub mod state;

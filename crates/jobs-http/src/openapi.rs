@@ -188,7 +188,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "async-jobs API", description = "Enqueue, inspect, cancel and retry durable async jobs."),
     modifiers(&BearerAuth),
-    tags((name = "jobs", description = "Jobs"), (name = "pauses", description = "Pause and resume a use case, or one tenant within it"), (name = "ops", description = "Health, readiness, metrics, this document"))
+    tags((name = "jobs", description = "Jobs"), (name = "pauses", description = "Pause and resume a use case, or one tenant within it"), (name = "limits", description = "Rate limits in force"), (name = "ops", description = "Health, readiness, metrics, this document"))
 )]
 pub(crate) struct ApiDoc;
 
@@ -209,7 +209,7 @@ pub(crate) const CURSOR_PATTERN: &str = r"^[A-Za-z0-9_-]{21}[AQgw]$";
 
 /// The OpenAPI document of `base` (the routes' derived document) made exact for `config`:
 /// request schemas with the configured use cases and limits, list parameters with their types,
-/// and the `/jobs` and `/pauses` operations' security (`auth_required`; without it the bearer scheme and the
+/// and the `/jobs`, `/pauses` and `/rate-limits` operations' security (`auth_required`; without it the bearer scheme and the
 /// 401 answers are left out).
 pub(crate) fn document(
     base: &utoipa::openapi::OpenApi,
@@ -234,7 +234,10 @@ pub(crate) fn document(
                 let Some(op) = op.as_object_mut() else {
                     continue;
                 };
-                if path.starts_with("/jobs") || path.starts_with("/pauses") {
+                if path.starts_with("/jobs")
+                    || path.starts_with("/pauses")
+                    || path.starts_with("/rate-limits")
+                {
                     if auth_required {
                         op.insert("security".into(), json!([{ "bearer": [] }]));
                     } else {

@@ -475,6 +475,7 @@ fn api_router() -> OpenApiRouter<AppState> {
             crate::pauses::pause_tenant,
             crate::pauses::resume_tenant
         ))
+        .routes(routes!(crate::rate_limits::list_rate_limits))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics_text))

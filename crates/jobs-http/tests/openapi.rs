@@ -29,6 +29,7 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/jobs/bulk/retry"),
     ("post", "/jobs/bulk/cancel"),
     ("get", "/pauses"),
+    ("get", "/rate-limits"),
     ("put", "/pauses/{use_case}"),
     ("delete", "/pauses/{use_case}"),
     ("put", "/pauses/{use_case}/tenants/{tenant_id}"),
@@ -274,6 +275,7 @@ const ANSWERS: &[(&str, &str, &[u16])] = &[
         &[200, 400, 401, 408, 413, 415, 500, 503],
     ),
     ("get", "/pauses", &[200, 401, 500, 503]),
+    ("get", "/rate-limits", &[200, 401, 500, 503]),
     ("put", "/pauses/{use_case}", &[200, 400, 401, 403, 500, 503]),
     (
         "delete",
@@ -295,6 +297,13 @@ const ANSWERS: &[(&str, &str, &[u16])] = &[
     ("get", "/metrics", &[200]),
     ("get", "/openapi.json", &[200]),
 ];
+
+/// True for the paths behind the bearer credentials (every other path is an ops path).
+fn guarded(path: &str) -> bool {
+    ["/jobs", "/pauses", "/rate-limits"]
+        .iter()
+        .any(|p| path.starts_with(p))
+}
 
 fn statuses(doc: &Value, method: &str, path: &str) -> BTreeSet<u16> {
     doc["paths"][path][method]["responses"]
@@ -321,7 +330,7 @@ fn every_operation_documents_exactly_the_codes_it_answers() {
             );
         }
         let secured = doc["paths"][path][method]["security"] == serde_json::json!([{"bearer": []}]);
-        let guarded = path.starts_with("/jobs") || path.starts_with("/pauses");
+        let guarded = guarded(path);
         assert_eq!(secured, guarded, "{method} {path}");
     }
 }
@@ -336,7 +345,7 @@ async fn documented_codes_are_really_answered() {
     );
     for (method, path, codes) in ANSWERS
         .iter()
-        .filter(|(_, p, _)| p.starts_with("/jobs") || p.starts_with("/pauses"))
+        .filter(|(_, p, _)| guarded(p))
     {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let r = api.call(m.clone(), path, None, None).await;

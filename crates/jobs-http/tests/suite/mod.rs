@@ -48,6 +48,7 @@ macro_rules! api_suite {
             metrics_count_enqueues_and_requests,
             nests_under_a_prefix,
             pauses_hold_the_pick_and_follow_the_caller,
+            rate_limits_are_listed_as_the_store_enforces_them,
             bulk_actions_work_in_batches_and_keep_quotas,
         );
     };
@@ -1503,6 +1504,42 @@ pub async fn nests_under_a_prefix(store: Arc<dyn JobStore>) {
         (StatusCode::BAD_REQUEST, "invalid_id")
     );
     assert_eq!(api.get("/api/v1/healthz").await.status, StatusCode::OK);
+}
+
+/// `/rate-limits`: what the store enforces (written by the scheduler leader); the operator sees
+/// every limit, a tenant key the every-tenant limits and its own.
+pub async fn rate_limits_are_listed_as_the_store_enforces_them(store: Arc<dyn JobStore>) {
+    let auth = AuthConfig::operator_token("op").with_tenant_key("key-a", "tenant-a");
+    let api = api(store.clone(), auth);
+    let r = api.call(Method::GET, "/rate-limits", Some("op"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json, json!({"rate_limits": []}));
+    let limits = [
+        jobs_core::RateLimit::new("notifications", None, 50.0, 50).unwrap(),
+        jobs_core::RateLimit::new("notifications", Some("tenant-a".into()), 2.5, 5).unwrap(),
+        jobs_core::RateLimit::new("notifications", Some("tenant-b".into()), 1.0, 1).unwrap(),
+    ];
+    store.set_rate_limits(&limits).await.unwrap();
+    let r = api.call(Method::GET, "/rate-limits", Some("op"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["rate_limits"].as_array().unwrap().len(), 3, "{}", r.json);
+    assert_eq!(
+        r.json["rate_limits"][1],
+        json!({"use_case": "notifications", "tenant_id": "tenant-a", "per_second": 2.5, "burst": 5})
+    );
+    let r = api.call(Method::GET, "/rate-limits", Some("key-a"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        r.json["rate_limits"],
+        json!([
+            {"use_case": "notifications", "tenant_id": null, "per_second": 50.0, "burst": 50},
+            {"use_case": "notifications", "tenant_id": "tenant-a", "per_second": 2.5, "burst": 5},
+        ]),
+        "a tenant sees the every-tenant limit and its own"
+    );
+    let r = api.call(Method::GET, "/rate-limits", None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    store.set_rate_limits(&[]).await.unwrap();
 }
 
 /// `/pauses`: the operator pauses and resumes a use case or a tenant; the pick passes paused jobs
