@@ -18,6 +18,30 @@ const RATE: f64 = 20.0;
 const BURST: usize = 10;
 const LIMITED: usize = 200;
 const FREE: usize = 50;
+const TOKEN: &str = "rate-operator";
+
+/// `async-jobs <args> --output json` against the API on `port` (retried while the API starts).
+fn cli(port: u16, args: &[&str]) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let mut cmd = std::process::Command::new(common::binary("async-jobs"));
+        cmd.args(args)
+            .args(["--output", "json"])
+            .env_clear()
+            .env("ASYNC_JOBS_API_URL", format!("http://127.0.0.1:{port}"))
+            .env("ASYNC_JOBS_API_TOKEN", TOKEN);
+        let out = common::output_within(cmd, Duration::from_secs(30), &args.join(" "));
+        if out.status.success() {
+            return serde_json::from_slice(&out.stdout).unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 fn requests(tenant: &str, n: usize) -> Vec<EnqueueRequest> {
     (0..n)
@@ -63,6 +87,24 @@ async fn a_rate_limit_holds_across_two_schedulers_and_a_leader_kill() {
     }
     w.scheduler("scheduler-2");
     w.worker("worker", &[]);
+
+    // The operator sees the limits in force through the API.
+    let port = common::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    w.spawn(
+        "api",
+        "api",
+        &[
+            ("ASYNC_JOBS_API_ADDR", &addr),
+            ("ASYNC_JOBS_ENQUEUE_AUTH_TOKEN", TOKEN),
+        ],
+    );
+    let listed = cli(port, &["rate-limits"]);
+    assert_eq!(
+        listed,
+        json!({"rate_limits": [{"use_case": "notifications", "tenant_id": "acme",
+                                "per_second": RATE, "burst": BURST}]})
+    );
 
     let limited: Vec<JobId> = w
         .service
