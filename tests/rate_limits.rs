@@ -59,7 +59,9 @@ fn requests(tenant: &str, n: usize) -> Vec<EnqueueRequest> {
 async fn start_times(w: &World, ids: &[JobId]) -> Vec<DateTime<Utc>> {
     let mut times = Vec::new();
     for id in ids {
-        let job = w.wait_status(*id, JobStatus::Succeeded, Duration::from_secs(60)).await;
+        let job = w
+            .wait_status(*id, JobStatus::Succeeded, Duration::from_secs(60))
+            .await;
         times.push(job.started_at.unwrap());
     }
     times.sort();
@@ -69,7 +71,8 @@ async fn start_times(w: &World, ids: &[JobId]) -> Vec<DateTime<Utc>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_holds_across_two_schedulers_and_a_leader_kill() {
     let mut w = World::new("rate").await;
-    let limits = format!(r#"{{"acme": {{"notifications": {{"per_second": {RATE}, "burst": {BURST}}}}}}}"#);
+    let limits =
+        format!(r#"{{"acme": {{"notifications": {{"per_second": {RATE}, "burst": {BURST}}}}}}}"#);
     for (k, v) in [
         ("ASYNC_JOBS_PER_TENANT_RATE_LIMITS", limits.as_str()),
         // The cap is not what limits here.
@@ -82,7 +85,10 @@ async fn a_rate_limit_holds_across_two_schedulers_and_a_leader_kill() {
     // The leader writes the limits when it takes over; enqueue once they are in force.
     let start = Instant::now();
     while w.store.rate_limits().await.unwrap().is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(30), "no leader wrote the limits");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no leader wrote the limits"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     w.scheduler("scheduler-2");

@@ -406,7 +406,10 @@ pub(crate) fn rate_limits(conn: &Connection) -> ExitCode {
                 ]
             })
             .collect();
-        out(&table(&["USE CASE", "TENANT", "PER SECOND", "BURST"], &rows));
+        out(&table(
+            &["USE CASE", "TENANT", "PER SECOND", "BURST"],
+            &rows,
+        ));
         out(&format!("({} limits)\n", rows.len()));
         Ok(())
     })

@@ -513,7 +513,13 @@ impl JobsClient {
             rate_limits: Vec<RateLimit>,
         }
         let resp = self
-            .send(Method::GET, "/rate-limits", &[], None, RetryPolicy::Idempotent)
+            .send(
+                Method::GET,
+                "/rate-limits",
+                &[],
+                None,
+                RetryPolicy::Idempotent,
+            )
             .await?;
         read_json::<Body>(resp).await.map(|b| b.rate_limits)
     }

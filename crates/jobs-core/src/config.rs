@@ -627,8 +627,14 @@ mod tests {
             )],
             &[("ASYNC_JOBS_PER_TENANT_QUOTAS", "{not json")],
             &[("ASYNC_JOBS_PER_TENANT_QUOTAS", r#"{"a": -1}"#)],
-            &[("ASYNC_JOBS_PER_TENANT_RATE_LIMITS", r#"{"a": {"notifications": 0}}"#)],
-            &[("ASYNC_JOBS_PER_TENANT_RATE_LIMITS", r#"{"a": {"no_such_use_case": 1}}"#)],
+            &[(
+                "ASYNC_JOBS_PER_TENANT_RATE_LIMITS",
+                r#"{"a": {"notifications": 0}}"#,
+            )],
+            &[(
+                "ASYNC_JOBS_PER_TENANT_RATE_LIMITS",
+                r#"{"a": {"no_such_use_case": 1}}"#,
+            )],
             &[("ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS", " ")],
             &[("ASYNC_JOBS_SQS_QUEUE_BAD-NAME", "http://q")],
         ];

@@ -317,8 +317,12 @@ impl<I: Interceptor> DispatchStore for InterceptedStore<I> {
     }
 
     async fn set_rate_limits(&self, limits: &[RateLimit]) -> Result<(), StoreError> {
-        self.around(StoreOp::SetRateLimits, limits.len(), self.inner.set_rate_limits(limits))
-            .await
+        self.around(
+            StoreOp::SetRateLimits,
+            limits.len(),
+            self.inner.set_rate_limits(limits),
+        )
+        .await
     }
 
     async fn rate_limits(&self) -> Result<Vec<RateLimit>, StoreError> {

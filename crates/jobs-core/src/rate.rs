@@ -145,8 +145,13 @@ impl RateLimitConfig {
                     LimitJson::Full { per_second, burst } => (per_second, burst),
                 };
                 let burst = burst.unwrap_or_else(|| RateLimit::default_burst(per_second));
-                let limit = RateLimit::new(use_case.to_lowercase(), tenant_id.clone(), per_second, burst)
-                    .map_err(|e| format!("{tenant} / {use_case}: {e}"))?;
+                let limit = RateLimit::new(
+                    use_case.to_lowercase(),
+                    tenant_id.clone(),
+                    per_second,
+                    burst,
+                )
+                .map_err(|e| format!("{tenant} / {use_case}: {e}"))?;
                 config = config.with(limit);
             }
         }
@@ -245,10 +250,16 @@ mod tests {
         let acme = c.limit_for("acme", "notifications").unwrap();
         assert_eq!((acme.per_second, acme.burst), (5.0, 20));
         let other = c.limit_for("globex", "notifications").unwrap();
-        assert_eq!((other.per_second, other.burst, other.tenant_id.clone()), (2.5, 3, None));
+        assert_eq!(
+            (other.per_second, other.burst, other.tenant_id.clone()),
+            (2.5, 3, None)
+        );
         assert!(c.limit_for("acme", "message_labeling").is_none());
         assert!(c.limits_use_case("notifications") && !c.limits_use_case("message_labeling"));
-        assert_eq!(RateLimitConfig::from_json(&c.to_json().to_string()).unwrap(), c);
+        assert_eq!(
+            RateLimitConfig::from_json(&c.to_json().to_string()).unwrap(),
+            c
+        );
     }
 
     #[test]

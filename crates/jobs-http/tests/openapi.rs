@@ -343,10 +343,7 @@ async fn documented_codes_are_really_answered() {
         Arc::new(MemoryStore::new(Arc::new(SystemClock))),
         AuthConfig::operator_token("root"),
     );
-    for (method, path, codes) in ANSWERS
-        .iter()
-        .filter(|(_, p, _)| guarded(p))
-    {
+    for (method, path, codes) in ANSWERS.iter().filter(|(_, p, _)| guarded(p)) {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let r = api.call(m.clone(), path, None, None).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path}");

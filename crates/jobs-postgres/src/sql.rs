@@ -58,6 +58,7 @@ pub(crate) struct Sql {
     pub(crate) rate_wait: String,
     pub(crate) rate_limits_read: String,
     pub(crate) rate_limits_clear: String,
+    pub(crate) prune_buckets: String,
     pub(crate) rate_limits_insert: String,
     pub(crate) rate_limits_mark: String,
 }
@@ -221,6 +222,14 @@ impl Sql {
                  ORDER BY use_case COLLATE \"C\", tenant_id COLLATE \"C\""
             ),
             rate_limits_clear: format!("DELETE FROM {rate_limits}"),
+            // Buckets that have refilled (a full bucket and no bucket are the same to the pick),
+            // or whose limit is gone; with the prune ($1 now). A pick that took tokens meanwhile
+            // holds the row, and the delete re-checks the new version.
+            prune_buckets: format!(
+                "DELETE FROM {buckets} b USING {NOW} WHERE NOT EXISTS (SELECT 1 FROM {rate_limits} r \
+                     WHERE r.use_case = b.use_case AND r.tenant_id IN (b.tenant_id, '') \
+                     AND b.tokens + r.per_second * greatest(0, extract(epoch FROM t.now - b.updated_at)::float8) < r.burst)"
+            ),
             rate_limits_insert: format!(
                 "INSERT INTO {rate_limits} (use_case, tenant_id, per_second, burst) \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::int[]) \

@@ -1109,7 +1109,10 @@ impl MaintenanceStore for PgStore {
         let (age, limit) = (micros(older_than), i64::from(limit));
         with_conn!(self, |c| async {
             let stmt = c.prepare_cached(&self.sql.prune).await?;
-            Ok::<_, Op<StoreError>>(c.execute(&stmt, &[&now, &age, &limit]).await?)
+            let pruned = c.execute(&stmt, &[&now, &age, &limit]).await?;
+            let buckets = c.prepare_cached(&self.sql.prune_buckets).await?;
+            c.execute(&buckets, &[&now]).await?;
+            Ok::<_, Op<StoreError>>(pruned)
         })
     }
 }

@@ -1106,3 +1106,49 @@ async fn migrations_are_not_cut_by_the_statement_timeout() {
         .await
         .unwrap();
 }
+
+/// Pruning drops the rate buckets that refilled (to the pick, the same as none) and those whose
+/// limit is gone, so the table holds only tenants that started jobs lately.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pruning_drops_refilled_rate_buckets() {
+    let db = TestDb::new().await;
+    let admin = common::admin_client().await;
+    let clock = Arc::new(jobs_core::ManualClock::default());
+    let store = db.with_clock(clock.clone());
+    let limits = [
+        jobs_core::RateLimit::new("alpha", None, 1.0, 1).unwrap(),
+        jobs_core::RateLimit::new("beta", Some("gone".into()), 1.0, 1).unwrap(),
+    ];
+    store.set_rate_limits(&limits).await.unwrap();
+    for tenant in ["a", "b", "gone"] {
+        for use_case in ["alpha", "beta"] {
+            store.enqueue(new_job(tenant, use_case)).await.unwrap();
+        }
+    }
+    let pick = PickRequest {
+        cap: 100,
+        limit: 100,
+        lease: LEASE,
+    };
+    store.lease_due("alpha", pick).await.unwrap();
+    store.lease_due("beta", pick).await.unwrap();
+    let buckets = || async {
+        admin
+            .query_one(
+                &format!("SELECT count(*) FROM {}.rate_buckets", db.schema),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(buckets().await, 4, "alpha: a, b, gone; beta: gone");
+    store.prune(Duration::from_secs(3600), 10).await.unwrap();
+    assert_eq!(buckets().await, 4, "none has refilled");
+    store.set_rate_limits(&limits[..1]).await.unwrap();
+    store.prune(Duration::from_secs(3600), 10).await.unwrap();
+    assert_eq!(buckets().await, 3, "beta's limit is gone");
+    clock.advance(Duration::from_secs(2));
+    store.prune(Duration::from_secs(3600), 10).await.unwrap();
+    assert_eq!(buckets().await, 0, "refilled");
+}

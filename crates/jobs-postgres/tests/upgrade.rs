@@ -580,7 +580,18 @@ async fn upgrade_from_v5_adds_rate_limits_and_limits_nothing() {
     let now: DateTime<Utc> = admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
     let ago = now - TimeDelta::seconds(10);
     for _ in 0..4 {
-        insert_v2(&admin, &schema, Uuid::now_v7(), "pending", ago, None, None, None, 0).await;
+        insert_v2(
+            &admin,
+            &schema,
+            Uuid::now_v7(),
+            "pending",
+            ago,
+            None,
+            None,
+            None,
+            0,
+        )
+        .await;
     }
     let store = PgStore::connect(&database_url(), &schema).unwrap();
     assert_eq!(store.migrate().await.unwrap().applied, applied_from(6));
@@ -600,7 +611,11 @@ async fn upgrade_from_v5_adds_rate_limits_and_limits_nothing() {
         .await
         .unwrap();
     let all = PickRequest { limit: 100, ..one };
-    assert_eq!(store.lease_due("alpha", all).await.unwrap().len(), 2, "the burst");
+    assert_eq!(
+        store.lease_due("alpha", all).await.unwrap().len(),
+        2,
+        "the burst"
+    );
     assert!(store.lease_due("alpha", all).await.unwrap().is_empty());
     admin
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
@@ -667,13 +682,25 @@ async fn a_rate_limited_backlog_is_not_walked_by_the_pick() {
     let leased = store.lease_due("alpha", pick).await.unwrap();
     let mut tenants: Vec<&str> = leased.iter().map(|d| d.tenant_id.as_str()).collect();
     tenants.sort_unstable();
-    assert_eq!(tenants, ["acme", "flooder"], "one token, and the other tenant's job");
+    assert_eq!(
+        tenants,
+        ["acme", "flooder"],
+        "one token, and the other tenant's job"
+    );
     assert!(leased.iter().any(|d| d.job_id == other.id));
     clock.advance(Duration::from_secs(3));
-    assert_eq!(store.lease_due("alpha", pick).await.unwrap().len(), 1, "burst 1");
+    assert_eq!(
+        store.lease_due("alpha", pick).await.unwrap().len(),
+        1,
+        "burst 1"
+    );
     store.set_rate_limits(&[]).await.unwrap();
     let leased = store.lease_due("alpha", pick).await.unwrap();
-    assert_eq!(leased.len(), 97, "lifted: the cap of 100, three already in flight");
+    assert_eq!(
+        leased.len(),
+        97,
+        "lifted: the cap of 100, three already in flight"
+    );
     admin
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await

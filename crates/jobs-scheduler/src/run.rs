@@ -105,7 +105,9 @@ impl Scheduler {
                 // the pick applies the ones in the store; try again every tick.
                 match self.dispatcher.sync_rate_limits().await {
                     Ok(()) => limits_synced = true,
-                    Err(e) => tracing::warn!(error = %e, "could not write the rate limits; retrying next tick"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not write the rate limits; retrying next tick")
+                    }
                 }
             }
             let delay = match self.dispatcher.tick().await {

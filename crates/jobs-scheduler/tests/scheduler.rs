@@ -10,8 +10,8 @@ use jobs_core::leader::{LeaderElection, LeaderLease, SoleLeader};
 use jobs_core::memory::{MemoryStore, MemoryTransport};
 use jobs_core::transport::MockTransport;
 use jobs_core::{
-    ApiStore, Clock, DispatchMessage, DispatchStore, EnqueueRequest, JobService, JobStatus, ManualClock,
-    PlatformConfig, StoreError, SystemClock, Transport, TransportError, UseCaseConfig,
+    ApiStore, Clock, DispatchMessage, DispatchStore, EnqueueRequest, JobService, JobStatus,
+    ManualClock, PlatformConfig, StoreError, SystemClock, Transport, TransportError, UseCaseConfig,
 };
 use jobs_scheduler::{Dispatcher, Scheduler, SchedulerConfig, SchedulerError};
 
@@ -330,9 +330,15 @@ async fn the_loop_starts_a_rate_limited_tenant_at_its_rate_not_at_the_tick() {
             .len();
     }
     let took = started.elapsed();
-    assert_eq!(received, 30, "every job started within 20 s (took {took:?})");
+    assert_eq!(
+        received, 30,
+        "every job started within 20 s (took {took:?})"
+    );
     // One at once (the burst), then 29 at 20 per second: 1.45 s at the least.
-    assert!(took >= Duration::from_millis(1400), "faster than the limit: {took:?}");
+    assert!(
+        took >= Duration::from_millis(1400),
+        "faster than the limit: {took:?}"
+    );
     assert_eq!(store.rate_limits().await.unwrap(), vec![limit]);
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), handle)

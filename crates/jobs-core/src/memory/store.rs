@@ -513,9 +513,7 @@ impl DispatchStore for MemoryStore {
 
     async fn set_rate_limits(&self, limits: &[RateLimit]) -> Result<(), StoreError> {
         let mut sorted = limits.to_vec();
-        sorted.sort_by(|a, b| {
-            (&a.use_case, &a.tenant_id).cmp(&(&b.use_case, &b.tenant_id))
-        });
+        sorted.sort_by(|a, b| (&a.use_case, &a.tenant_id).cmp(&(&b.use_case, &b.tenant_id)));
         sorted.dedup_by(|a, b| a.use_case == b.use_case && a.tenant_id == b.tenant_id);
         let changed = {
             let mut inner = self.lock();
@@ -544,7 +542,10 @@ impl DispatchStore for MemoryStore {
                 || job.status != JobStatus::Pending
                 || job.run_at > now
                 || !seen.insert(job.tenant_id.as_str())
-                || inner.pauses.keys().any(|p| p.holds(use_case, &job.tenant_id))
+                || inner
+                    .pauses
+                    .keys()
+                    .any(|p| p.holds(use_case, &job.tenant_id))
             {
                 continue;
             }
@@ -751,6 +752,17 @@ impl MaintenanceStore for MemoryStore {
                 }
             }
         }
+        // Buckets that refilled, or whose limit is gone: to the pick, the same as none.
+        let now = self.clock.now();
+        let Inner {
+            buckets,
+            rate_limits,
+            ..
+        } = &mut *inner;
+        buckets.retain(|(use_case, tenant), bucket| {
+            crate::rate::lookup(rate_limits.iter(), tenant, use_case)
+                .is_some_and(|l| l.tokens_at(Some(*bucket), now) < f64::from(l.burst))
+        });
         Ok(doomed.len() as u64)
     }
 }

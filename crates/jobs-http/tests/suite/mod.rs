@@ -1511,7 +1511,9 @@ pub async fn nests_under_a_prefix(store: Arc<dyn JobStore>) {
 pub async fn rate_limits_are_listed_as_the_store_enforces_them(store: Arc<dyn JobStore>) {
     let auth = AuthConfig::operator_token("op").with_tenant_key("key-a", "tenant-a");
     let api = api(store.clone(), auth);
-    let r = api.call(Method::GET, "/rate-limits", Some("op"), None).await;
+    let r = api
+        .call(Method::GET, "/rate-limits", Some("op"), None)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(r.json, json!({"rate_limits": []}));
     let limits = [
@@ -1520,14 +1522,23 @@ pub async fn rate_limits_are_listed_as_the_store_enforces_them(store: Arc<dyn Jo
         jobs_core::RateLimit::new("notifications", Some("tenant-b".into()), 1.0, 1).unwrap(),
     ];
     store.set_rate_limits(&limits).await.unwrap();
-    let r = api.call(Method::GET, "/rate-limits", Some("op"), None).await;
+    let r = api
+        .call(Method::GET, "/rate-limits", Some("op"), None)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    assert_eq!(r.json["rate_limits"].as_array().unwrap().len(), 3, "{}", r.json);
+    assert_eq!(
+        r.json["rate_limits"].as_array().unwrap().len(),
+        3,
+        "{}",
+        r.json
+    );
     assert_eq!(
         r.json["rate_limits"][1],
         json!({"use_case": "notifications", "tenant_id": "tenant-a", "per_second": 2.5, "burst": 5})
     );
-    let r = api.call(Method::GET, "/rate-limits", Some("key-a"), None).await;
+    let r = api
+        .call(Method::GET, "/rate-limits", Some("key-a"), None)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(
         r.json["rate_limits"],

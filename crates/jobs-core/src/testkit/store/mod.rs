@@ -127,6 +127,7 @@ macro_rules! store_conformance_tests {
             an_every_tenant_limit_gives_each_tenant_its_own_bucket,
             changed_rate_limits_apply_to_jobs_already_enqueued,
             rate_limits_hold_under_concurrent_picks,
+            pruning_keeps_the_buckets_that_have_not_refilled,
         }
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {

@@ -33,9 +33,15 @@ pub async fn a_rate_limited_tenant_starts_its_burst_then_its_rate(make: impl Mak
         f.due("acme", "beta").await;
     }
     let leased = f.store.lease_due("alpha", pick(100)).await.unwrap();
-    assert_eq!((count(&leased, "acme"), count(&leased, "globex")), (3, 3), "the burst");
+    assert_eq!(
+        (count(&leased, "acme"), count(&leased, "globex")),
+        (3, 3),
+        "the burst"
+    );
     assert!(
-        leased.windows(2).all(|w| w[0].deadline_at <= w[1].deadline_at),
+        leased
+            .windows(2)
+            .all(|w| w[0].deadline_at <= w[1].deadline_at),
         "still in deadline order"
     );
     // Another use case is not limited.
@@ -48,16 +54,27 @@ pub async fn a_rate_limited_tenant_starts_its_burst_then_its_rate(make: impl Mak
     assert_eq!(f.store.rate_wait("beta").await.unwrap(), None);
 
     f.clock.advance(Duration::from_millis(500));
-    assert_eq!(f.store.lease_due("alpha", pick(100)).await.unwrap().len(), 1);
+    assert_eq!(
+        f.store.lease_due("alpha", pick(100)).await.unwrap().len(),
+        1
+    );
     f.clock.advance(Duration::from_millis(250));
-    assert!(f.store.lease_due("alpha", pick(100)).await.unwrap().is_empty());
+    assert!(f
+        .store
+        .lease_due("alpha", pick(100))
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
         f.store.rate_wait("alpha").await.unwrap(),
         Some(Duration::from_millis(250))
     );
     // A long quiet spell refills the bucket up to the burst, not beyond.
     f.clock.advance(Duration::from_secs(10));
-    assert_eq!(f.store.lease_due("alpha", pick(100)).await.unwrap().len(), 3);
+    assert_eq!(
+        f.store.lease_due("alpha", pick(100)).await.unwrap().len(),
+        3
+    );
     // The cap still counts: 3 + 3 + 1 + 3 in flight under a cap of 11 leaves one place.
     f.clock.advance(Duration::from_secs(10));
     let capped = crate::store::PickRequest {
@@ -88,7 +105,11 @@ pub async fn an_every_tenant_limit_gives_each_tenant_its_own_bucket(make: impl M
     }
     let leased = f.store.lease_due("alpha", pick(100)).await.unwrap();
     assert_eq!(
-        (count(&leased, "a"), count(&leased, "b"), count(&leased, "big")),
+        (
+            count(&leased, "a"),
+            count(&leased, "b"),
+            count(&leased, "big")
+        ),
         (1, 1, 5),
         "a tenant's own limit wins over the every-tenant one"
     );
@@ -99,7 +120,11 @@ pub async fn an_every_tenant_limit_gives_each_tenant_its_own_bucket(make: impl M
     f.clock.advance(Duration::from_secs(1));
     let leased = f.store.lease_due("alpha", pick(100)).await.unwrap();
     assert_eq!(
-        (count(&leased, "a"), count(&leased, "b"), count(&leased, "big")),
+        (
+            count(&leased, "a"),
+            count(&leased, "b"),
+            count(&leased, "big")
+        ),
         (1, 1, 1)
     );
 }
@@ -114,22 +139,38 @@ pub async fn changed_rate_limits_apply_to_jobs_already_enqueued(make: impl MakeS
         .await
         .unwrap();
     // Setting the same limits again changes nothing (the bucket is not refilled).
-    assert_eq!(f.store.lease_due("alpha", pick(100)).await.unwrap().len(), 2);
+    assert_eq!(
+        f.store.lease_due("alpha", pick(100)).await.unwrap().len(),
+        2
+    );
     f.store
         .set_rate_limits(&[limit("alpha", Some("acme"), 0.001, 2)])
         .await
         .unwrap();
-    assert!(f.store.lease_due("alpha", pick(100)).await.unwrap().is_empty());
+    assert!(f
+        .store
+        .lease_due("alpha", pick(100))
+        .await
+        .unwrap()
+        .is_empty());
     // An every-tenant limit takes over from a removed own limit, with the tenant's bucket.
     f.store
         .set_rate_limits(&[limit("alpha", None, 0.001, 5)])
         .await
         .unwrap();
-    assert!(f.store.lease_due("alpha", pick(100)).await.unwrap().is_empty());
+    assert!(f
+        .store
+        .lease_due("alpha", pick(100))
+        .await
+        .unwrap()
+        .is_empty());
     // Lifted: every remaining job starts at once.
     f.store.set_rate_limits(&[]).await.unwrap();
     assert!(f.store.rate_limits().await.unwrap().is_empty());
-    assert_eq!(f.store.lease_due("alpha", pick(100)).await.unwrap().len(), 3);
+    assert_eq!(
+        f.store.lease_due("alpha", pick(100)).await.unwrap().len(),
+        3
+    );
     assert_eq!(f.store.rate_wait("alpha").await.unwrap(), None);
 }
 
@@ -157,4 +198,41 @@ pub async fn rate_limits_hold_under_concurrent_picks(make: impl MakeStore) {
         total += p.await.unwrap();
     }
     assert_eq!(total, 5, "eight concurrent pickers share one bucket");
+}
+
+pub async fn pruning_keeps_the_buckets_that_have_not_refilled(make: impl MakeStore) {
+    let f = Fixture::new(make).await;
+    f.store
+        .set_rate_limits(&[limit("alpha", Some("acme"), 1.0, 2)])
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        f.due("acme", "alpha").await;
+    }
+    assert_eq!(
+        f.store.lease_due("alpha", pick(100)).await.unwrap().len(),
+        2
+    );
+    // An empty bucket survives pruning: no burst for free.
+    f.store.prune(Duration::from_secs(3600), 100).await.unwrap();
+    assert!(f
+        .store
+        .lease_due("alpha", pick(100))
+        .await
+        .unwrap()
+        .is_empty());
+    f.clock.advance(Duration::from_millis(1500));
+    f.store.prune(Duration::from_secs(3600), 100).await.unwrap();
+    assert_eq!(
+        f.store.lease_due("alpha", pick(100)).await.unwrap().len(),
+        1,
+        "a half-refilled bucket survives pruning"
+    );
+    // A refilled one may go: the same to the pick as a full one.
+    f.clock.advance(Duration::from_secs(60));
+    f.store.prune(Duration::from_secs(3600), 100).await.unwrap();
+    assert_eq!(
+        f.store.lease_due("alpha", pick(100)).await.unwrap().len(),
+        2
+    );
 }
