@@ -156,11 +156,13 @@ impl Dispatcher {
         if !saturated && self.platform.rate_limits.limits_use_case(use_case) {
             // Jobs held back by a rate limit raise no wake-up when their token comes: ask when
             // that is. A failure only costs promptness (the next tick comes anyway).
+            let gauge = metrics::gauge!("async_jobs_rate_limit_wait_seconds", "use_case" => use_case.to_owned());
             match self.store.rate_wait(use_case).await {
                 Ok(Some(wait)) => {
+                    gauge.set(wait.as_secs_f64());
                     report.rate_wait = Some(report.rate_wait.map_or(wait, |w| w.min(wait)));
                 }
-                Ok(None) => {}
+                Ok(None) => gauge.set(0.0),
                 Err(e) => {
                     count_error(e.clone().into());
                     tracing::warn!(use_case, error = %e, "could not read the rate-limit wait");
