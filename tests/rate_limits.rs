@@ -146,6 +146,19 @@ async fn a_rate_limit_holds_across_two_schedulers_and_a_leader_kill() {
         (measured - RATE).abs() <= RATE * 0.10,
         "measured {measured:.2} jobs/s against a limit of {RATE}"
     );
+    // Nor faster at any moment: no window holds more starts than the burst plus the rate over
+    // it (give or take three for the spread between a dispatch and its worker's claim).
+    for i in 0..LIMITED {
+        for j in i + 1..LIMITED {
+            let window = (acme[j] - acme[i]).num_microseconds().unwrap() as f64 / 1e6;
+            let allowed = BURST as f64 + RATE * window + 3.0;
+            assert!(
+                (j - i + 1) as f64 <= allowed,
+                "{} starts within {window:.3} s",
+                j - i + 1
+            );
+        }
+    }
     // The unlimited tenant was not held behind the limited backlog.
     let free_span = (globex[FREE - 1] - acme[0]).num_milliseconds();
     assert!(

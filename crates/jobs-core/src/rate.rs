@@ -109,11 +109,15 @@ pub struct RateLimitConfig {
 #[serde(untagged)]
 enum LimitJson {
     PerSecond(f64),
-    Full {
-        per_second: f64,
-        #[serde(default)]
-        burst: Option<u32>,
-    },
+    Full(FullJson),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullJson {
+    per_second: f64,
+    #[serde(default)]
+    burst: Option<f64>,
 }
 
 impl RateLimitConfig {
@@ -142,16 +146,27 @@ impl RateLimitConfig {
             for (use_case, limit) in per_use_case {
                 let (per_second, burst) = match limit {
                     LimitJson::PerSecond(r) => (r, None),
-                    LimitJson::Full { per_second, burst } => (per_second, burst),
+                    LimitJson::Full(FullJson { per_second, burst }) => (per_second, burst),
                 };
-                let burst = burst.unwrap_or_else(|| RateLimit::default_burst(per_second));
-                let limit = RateLimit::new(
-                    use_case.to_lowercase(),
-                    tenant_id.clone(),
-                    per_second,
-                    burst,
-                )
-                .map_err(|e| format!("{tenant} / {use_case}: {e}"))?;
+                let burst = match burst {
+                    None => RateLimit::default_burst(per_second),
+                    Some(b) if b.fract() == 0.0 && (1.0..=f64::from(MAX_BURST)).contains(&b) => {
+                        b as u32
+                    }
+                    Some(b) => {
+                        return Err(format!(
+                            "{tenant} / {use_case}: burst must be a whole number from 1 to {MAX_BURST}, not {b}"
+                        ))
+                    }
+                };
+                let key = (use_case.to_lowercase(), tenant_id.clone());
+                if config.limits.contains_key(&key) {
+                    return Err(format!(
+                        "{tenant} / {use_case}: the use case is named twice (names are not case-sensitive)"
+                    ));
+                }
+                let limit = RateLimit::new(key.0, key.1, per_second, burst)
+                    .map_err(|e| format!("{tenant} / {use_case}: {e}"))?;
                 config = config.with(limit);
             }
         }
@@ -260,6 +275,8 @@ mod tests {
             RateLimitConfig::from_json(&c.to_json().to_string()).unwrap(),
             c
         );
+        let whole = RateLimitConfig::from_json(r#"{"a": {"n": {"per_second": 5, "burst": 20.0}}}"#);
+        assert_eq!(whole.unwrap().limit_for("a", "n").unwrap().burst, 20);
     }
 
     #[test]
@@ -272,6 +289,9 @@ mod tests {
             r#"{"": {"n": 1}}"#,
             r#"{"a": 5}"#,
             r#"[1]"#,
+            r#"{"a": {"n": {"per_second": 5, "brust": 20}}}"#,
+            r#"{"a": {"n": {"per_second": 5, "burst": 2.5}}}"#,
+            r#"{"a": {"n": 1, "N": 2}}"#,
         ] {
             assert!(RateLimitConfig::from_json(bad).is_err(), "{bad}");
         }

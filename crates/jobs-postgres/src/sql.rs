@@ -165,46 +165,64 @@ impl Sql {
             // The pick, in two lanes merged in deadline order: the main index (tenants without a
             // rate limit) walked from the earliest deadline, and for each rate-limited tenant its
             // own earliest deadlines, as many as its whole tokens. The room under the cap is
-            // counted once; a paused use case has none. Each leased limited job takes a token
-            // from its tenant's bucket in the same statement. The update finds the picked rows by
-            // primary key (`= ANY(ARRAY(…))`): joined to the CTE, the planner cannot see how few
-            // rows it holds and was seen to hash the whole table instead.
+            // counted once; a paused use case has none. Candidates are read without locks (picks
+            // of a use case are serialised by its advisory lock); only the rows chosen are
+            // locked, re-checked (a cancel may have moved one on) and leased, and each leased
+            // limited job takes a token from its tenant's bucket in the same statement.
+            //
+            // `limited` is only where a job is indexed, not what limits it: a job whose flag is
+            // stale (enqueued in a transaction that overlapped a change of limits, or brought
+            // back from a finished state) but whose tenant is limited now is never leased from
+            // the main lane: the pick marks it `limited` instead (`healed`), and the lane takes
+            // it, by its bucket, from the next pick on. The update finds rows by primary key
+            // (`= ANY(ARRAY(…))`): joined to a CTE, the planner cannot see how few rows it holds
+            // and was seen to hash the whole table instead.
             lease_due: format!(
                 "WITH RECURSIVE {allowances}, \
                  room AS MATERIALIZED (SELECT CASE WHEN EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = '') \
                      THEN 0 ELSE greatest(0, least($3::bigint, $4::bigint - (SELECT count(*) FROM {jobs} f \
                          WHERE f.use_case = $2 AND f.status IN {IN_FLIGHT}))) END AS n), \
-                 main AS ( \
-                     SELECT p.id, p.tenant_id, p.deadline_at, p.priority, false AS lim FROM {jobs} p, {NOW} \
+                 main AS MATERIALIZED ( \
+                     SELECT p.id, p.deadline_at, p.priority, false AS lim, \
+                         EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = $2 AND r.tenant_id IN (p.tenant_id, '')) AS stale \
+                     FROM {jobs} p, {NOW} \
                      WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready AND NOT p.held AND NOT p.limited \
                      AND p.run_at <= t.now \
                      AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = p.tenant_id) \
                      ORDER BY p.deadline_at, p.priority DESC, p.id \
-                     LIMIT (SELECT n FROM room) \
-                     FOR UPDATE OF p SKIP LOCKED), \
+                     LIMIT (SELECT n FROM room)), \
                  lane AS ( \
-                     SELECT c.id, c.tenant_id, c.deadline_at, c.priority, true AS lim \
+                     SELECT c.id, c.deadline_at, c.priority, true AS lim \
                      FROM allow a CROSS JOIN room, LATERAL ( \
-                         SELECT p.id, p.tenant_id, p.deadline_at, p.priority FROM {jobs} p, {NOW} \
+                         SELECT p.id, p.deadline_at, p.priority FROM {jobs} p, {NOW} \
                          WHERE p.use_case = $2 AND p.tenant_id = a.tenant_id AND p.status = 'pending' AND p.ready \
                          AND NOT p.held AND p.limited AND p.run_at <= t.now \
                          ORDER BY p.deadline_at, p.priority DESC, p.id \
-                         LIMIT least(room.n, coalesce(floor(a.tokens)::bigint, room.n)) \
-                         FOR UPDATE OF p SKIP LOCKED) c \
+                         LIMIT least(room.n, coalesce(floor(a.tokens)::bigint, room.n))) c \
                      WHERE room.n > 0 AND (a.tokens IS NULL OR a.tokens >= 1)), \
                  picked AS MATERIALIZED ( \
-                     SELECT u.id, u.tenant_id, u.lim FROM (SELECT * FROM main UNION ALL SELECT * FROM lane) u \
+                     SELECT u.id, u.lim FROM ( \
+                         SELECT id, deadline_at, priority, lim FROM main WHERE NOT stale \
+                         UNION ALL SELECT id, deadline_at, priority, lim FROM lane) u \
                      ORDER BY u.deadline_at, u.priority DESC, u.id LIMIT (SELECT n FROM room)), \
+                 locked AS MATERIALIZED ( \
+                     SELECT j.id, j.tenant_id, picked.lim FROM {jobs} j JOIN picked ON picked.id = j.id \
+                     WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND j.status = 'pending' AND NOT j.held \
+                     FOR UPDATE OF j SKIP LOCKED), \
+                 healed AS ( \
+                     UPDATE {jobs} j SET limited = true \
+                     WHERE j.id = ANY (ARRAY(SELECT id FROM main WHERE stale)) AND j.status = 'pending' AND NOT j.limited), \
                  spent AS ( \
                      INSERT INTO {buckets} AS b (use_case, tenant_id, tokens, updated_at) \
                      SELECT $2, a.tenant_id, a.tokens - k.n, t.now \
-                     FROM allow a JOIN (SELECT tenant_id, count(*) AS n FROM picked WHERE lim GROUP BY tenant_id) k \
+                     FROM allow a JOIN (SELECT tenant_id, count(*) AS n FROM locked WHERE lim GROUP BY tenant_id) k \
                          ON k.tenant_id = a.tenant_id CROSS JOIN {NOW} \
                      WHERE a.tokens IS NOT NULL \
-                     ON CONFLICT (use_case, tenant_id) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at) \
+                     ON CONFLICT (use_case, tenant_id) DO UPDATE SET tokens = excluded.tokens, \
+                         updated_at = greatest(b.updated_at, excluded.updated_at)) \
                  UPDATE {jobs} j SET status = 'dispatched', lease_token = gen_random_uuid(), \
                      lease_expires_at = t.now + {lease}, dispatched_at = t.now, updated_at = t.now \
-                 FROM {NOW} WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) \
+                 FROM {NOW} WHERE j.id = ANY (ARRAY(SELECT id FROM locked)) \
                  RETURNING j.id, j.lease_token, j.tenant_id, j.use_case, j.kind, j.attempts, j.deadline_at, j.priority",
                 lease = us!("$5::bigint"),
             ),
@@ -235,14 +253,18 @@ impl Sql {
                  SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::int[]) \
                  ON CONFLICT (use_case, tenant_id) DO UPDATE SET per_second = excluded.per_second, burst = excluded.burst"
             ),
-            // After the limits of use cases $1 changed: every unfinished job of them is marked
-            // limited exactly when a limit applies to its tenant.
+            // After the limits of use cases $1 changed: the next 5,000 jobs by id after $2 (NULL:
+            // from the first), each unfinished one of those use cases marked `limited` exactly when
+            // a limit applies to its tenant; answers the last id examined (none: done). Run in
+            // batches of their own, outside any pick lock: the pick does not trust the flag.
             rate_limits_mark: format!(
-                "UPDATE {jobs} j SET limited = m.want FROM ( \
-                     SELECT q.id, EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = q.use_case \
-                         AND r.tenant_id IN (q.tenant_id, '')) AS want \
-                     FROM {jobs} q WHERE q.use_case = ANY($1::text[]) AND q.status IN {UNFINISHED}) m \
-                 WHERE j.id = m.id AND j.limited IS DISTINCT FROM m.want"
+                "WITH r AS (SELECT q.id, q.use_case, q.tenant_id, q.status FROM {jobs} q \
+                     WHERE $2::uuid IS NULL OR q.id > $2 ORDER BY q.id LIMIT 5000), \
+                 w AS (SELECT r.id, EXISTS (SELECT 1 FROM {rate_limits} l WHERE l.use_case = r.use_case \
+                         AND l.tenant_id IN (r.tenant_id, '')) AS want \
+                     FROM r WHERE r.use_case = ANY($1::text[]) AND r.status IN {UNFINISHED}), \
+                 fixed AS (UPDATE {jobs} j SET limited = w.want FROM w WHERE j.id = w.id AND j.limited IS DISTINCT FROM w.want) \
+                 SELECT (SELECT r.id FROM r ORDER BY r.id DESC LIMIT 1)"
             ),
             // Scheduled → ready: pending jobs of use case $2 whose run_at has come, oldest first,
             // at most $3 (run in the lease transaction, before the pick).
@@ -269,7 +291,8 @@ impl Sql {
             retry: format!(
                 "UPDATE {jobs} j SET status = 'pending', ready = true, attempts = 0, run_at = t.now, \
                      deadline_at = t.now + {tol}, {cleared}, cancel_requested = false, finished_at = NULL, \
-                     updated_at = t.now \
+                     updated_at = t.now, limited = EXISTS (SELECT 1 FROM {rate_limits} l \
+                         WHERE l.use_case = j.use_case AND l.tenant_id IN (j.tenant_id, '')) \
                  FROM {NOW} WHERE j.id = $2 AND j.status IN ('dead', 'cancelled') \
                      AND ($3::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
                          WHERE q.tenant_id = j.tenant_id AND q.use_case = j.use_case \

@@ -903,13 +903,13 @@ impl DispatchStore for PgStore {
         }
         let channel = self.channel();
         let notify_here = self.wakeups.is_none();
-        with_conn!(self, |c| async {
+        let affected = with_conn!(self, |c| async {
             let tx = read_committed(&mut c).await?;
             let read = tx.prepare_cached(&self.sql.rate_limits_read).await?;
             let old = tx.query(&read, &[]).await?;
             // Every use case whose limits may change: under each one's pick lock (taken in name
             // order, as no pick holds two), so a pick sees the old limits or the new ones, never
-            // a mix, and the jobs are marked before any pick after the commit.
+            // a mix.
             let mut affected: Vec<String> = old
                 .iter()
                 .map(|r| r.get::<_, String>("use_case"))
@@ -938,15 +938,29 @@ impl DispatchStore for PgStore {
                 &[&use_cases, &tenants, &rates, &bursts],
             )
             .await?;
-            tx.execute(&self.sql.rate_limits_mark, &[&affected]).await?;
             if notify_here {
                 tx.execute("SELECT pg_notify($1, 'due')", &[&channel])
                     .await?;
             }
             tx.commit().await?;
-            Ok::<_, Op<StoreError>>(())
+            Ok::<_, Op<StoreError>>(affected)
         })?;
         self.wake(true, false);
+        // Move the affected use cases' unfinished jobs to the lane their limits call for, a
+        // batch at a time and outside any lock: until a job is moved, the pick already treats
+        // it by the new limits (see `lease_due` in sql.rs), so this only makes it prompt.
+        let mut after: Option<uuid::Uuid> = None;
+        loop {
+            let last: Option<uuid::Uuid> = with_conn!(self, |c| async {
+                let mark = c.prepare_cached(&self.sql.rate_limits_mark).await?;
+                let row = c.query_one(&mark, &[&affected, &after]).await?;
+                Ok::<_, Op<StoreError>>(row.get(0))
+            })?;
+            match last {
+                Some(id) => after = Some(id),
+                None => break,
+            }
+        }
         Ok(())
     }
 

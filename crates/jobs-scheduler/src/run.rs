@@ -10,8 +10,10 @@ use jobs_core::store::{NeverWake, WakeupStream};
 
 use crate::dispatch::Dispatcher;
 
-/// The shortest sleep before a tick for a rate-limited job's next token: a rate above 1 / this
-/// is served by several jobs per tick (the bucket refills in between).
+/// The shortest sleep before a tick for a rate-limited job's next token. A limit whose burst is
+/// at least `per_second ×` this loses nothing to it (the bucket refills in between and the next
+/// tick takes several jobs); with a smaller burst the bucket fills up while the scheduler sleeps,
+/// and the rate reached is at most `burst /` this (a burst of 1 at 1,000/s gives 200/s).
 const MIN_RATE_WAIT: Duration = Duration::from_millis(5);
 
 /// Why [`Scheduler::run`] returned.

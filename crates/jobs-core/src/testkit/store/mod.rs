@@ -128,6 +128,7 @@ macro_rules! store_conformance_tests {
             changed_rate_limits_apply_to_jobs_already_enqueued,
             rate_limits_hold_under_concurrent_picks,
             pruning_keeps_the_buckets_that_have_not_refilled,
+            retried_jobs_come_under_a_limit_set_after_they_finished,
         }
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {

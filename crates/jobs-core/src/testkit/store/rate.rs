@@ -236,3 +236,30 @@ pub async fn pruning_keeps_the_buckets_that_have_not_refilled(make: impl MakeSto
         2
     );
 }
+
+pub async fn retried_jobs_come_under_a_limit_set_after_they_finished(make: impl MakeStore) {
+    let f = Fixture::new(make).await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let job = f.due("acme", "alpha").await;
+        f.store.cancel(job.id).await.unwrap();
+        ids.push(job.id);
+    }
+    f.store
+        .set_rate_limits(&[limit("alpha", Some("acme"), 0.001, 1)])
+        .await
+        .unwrap();
+    for id in ids {
+        f.store.retry(id, None).await.unwrap();
+    }
+    assert_eq!(
+        f.store.lease_due("alpha", pick(100)).await.unwrap().len(),
+        1
+    );
+    assert!(f
+        .store
+        .lease_due("alpha", pick(100))
+        .await
+        .unwrap()
+        .is_empty());
+}
