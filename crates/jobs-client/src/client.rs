@@ -245,17 +245,29 @@ pub struct JobPage {
 
 /// `/pauses/{use_case}` or `/pauses/{use_case}/tenants/{tenant_id}`, each segment
 /// percent-encoded.
-fn pause_path(scope: &PauseScope) -> String {
-    let mut path = format!("/pauses/{}", encode_segment(&scope.use_case));
+fn pause_path(scope: &PauseScope) -> Result<String, ClientError> {
+    let mut path = format!("/pauses/{}", encode_segment(&scope.use_case)?);
     if let Some(tenant) = &scope.tenant_id {
         path.push_str("/tenants/");
-        path.push_str(&encode_segment(tenant));
+        path.push_str(&encode_segment(tenant)?);
     }
-    path
+    Ok(path)
 }
 
 /// `segment` with every byte but RFC 3986's unreserved characters percent-encoded.
-fn encode_segment(segment: &str) -> String {
+///
+/// Refused (`invalid_path_segment`): an empty segment, `.` and `..`. URL parsing treats `.` and
+/// `..` as dot segments however they are encoded (`%2e` too) and removes them, so
+/// `/pauses/notifications/tenants/..` would reach `/pauses/notifications`, the whole use case.
+fn encode_segment(segment: &str) -> Result<String, ClientError> {
+    if matches!(segment, "" | "." | "..") {
+        return Err(ClientError::Validation {
+            code: "invalid_path_segment".to_owned(),
+            message: format!(
+                "'{segment}' cannot be a URL path segment (empty, or a dot segment that URLs remove)"
+            ),
+        });
+    }
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -264,7 +276,7 @@ fn encode_segment(segment: &str) -> String {
             out.push_str(&format!("%{b:02X}"));
         }
     }
-    out
+    Ok(out)
 }
 
 #[derive(Deserialize)]
@@ -530,7 +542,7 @@ impl JobsClient {
         let resp = self
             .send(
                 Method::PUT,
-                &pause_path(scope),
+                &pause_path(scope)?,
                 &[],
                 None,
                 RetryPolicy::Idempotent,
@@ -548,7 +560,7 @@ impl JobsClient {
         let resp = self
             .send(
                 Method::DELETE,
-                &pause_path(scope),
+                &pause_path(scope)?,
                 &[],
                 None,
                 RetryPolicy::Idempotent,
