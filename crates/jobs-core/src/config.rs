@@ -7,6 +7,7 @@
 //! | `ASYNC_JOBS_<USE_CASE>_MAX_CONCURRENT` | the use case's concurrency cap (dispatched + running) |
 //! | `ASYNC_JOBS_<USE_CASE>_DEFAULT_DELAY_TOLERANCE_SECONDS` | tolerance when a request gives none |
 //! | `ASYNC_JOBS_PER_TENANT_QUOTAS` | JSON quotas, see [`QuotaConfig`] |
+//! | `ASYNC_JOBS_<USE_CASE>_EXPIRE_AT_DEADLINE` | `true`: its jobs expire at their deadline unless an enqueue says otherwise |
 //! | `ASYNC_JOBS_PER_TENANT_RATE_LIMITS` | JSON rate limits, see [`crate::rate`] |
 //!
 //! With no queue variable at all, the two use cases of the original are configured:
@@ -161,6 +162,9 @@ pub struct UseCaseConfig {
     pub max_concurrent: u32,
     /// Tolerance applied when an enqueue gives none.
     pub default_delay_tolerance: Duration,
+    /// Whether a job not started by its deadline ends `expired` (instead of running late) when
+    /// its enqueue does not say (`ASYNC_JOBS_<USE_CASE>_EXPIRE_AT_DEADLINE`, default false).
+    pub expire_at_deadline: bool,
 }
 
 impl UseCaseConfig {
@@ -175,7 +179,14 @@ impl UseCaseConfig {
             queue_url: None,
             max_concurrent,
             default_delay_tolerance,
+            expire_at_deadline: false,
         }
+    }
+
+    /// Sets whether its jobs expire at their deadline unless an enqueue says otherwise.
+    pub fn with_expire_at_deadline(mut self, expire: bool) -> Self {
+        self.expire_at_deadline = expire;
+        self
     }
 
     /// The built-in defaults for the original use cases, if `name` is one of them.
@@ -474,6 +485,14 @@ impl PlatformConfig {
                     .ok()
                     .filter(|n| *n > 0)
                     .ok_or_else(|| ConfigError::new(&cap_var, "a whole number ≥ 1", raw))?;
+            }
+            let expire_var = format!("ASYNC_JOBS_{upper}_EXPIRE_AT_DEADLINE");
+            if let Some(raw) = vars.get(&expire_var) {
+                uc.expire_at_deadline = match raw.trim() {
+                    "" | "false" => false,
+                    "true" => true,
+                    _ => return Err(ConfigError::new(&expire_var, "true or false", raw)),
+                };
             }
             let tol_var = format!("ASYNC_JOBS_{upper}_DEFAULT_DELAY_TOLERANCE_SECONDS");
             if let Some(raw) = vars.get(&tol_var) {

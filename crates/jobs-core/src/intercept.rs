@@ -451,6 +451,7 @@ mod tests {
             backoff: crate::backoff::Backoff::default(),
             run_at: None,
             delay_tolerance: Duration::from_secs(60),
+            expire_at_deadline: false,
             timeout: Duration::from_secs(30),
             idempotency_key: None,
             quota: None,

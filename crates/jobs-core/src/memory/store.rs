@@ -136,6 +136,14 @@ fn finish(job: &mut Job, event: Transition, now: DateTime<Utc>) {
     }
 }
 
+/// The error a job that expired at its deadline keeps (`miss_deadline`).
+pub(crate) const EXPIRED_ERROR: &str = "expired: not started by its deadline";
+
+/// True if `job`, set to expire at its deadline, would start after it at `now`.
+fn missed_deadline(job: &Job, now: DateTime<Utc>) -> bool {
+    job.expire_at_deadline && job.deadline_at < now
+}
+
 fn back_to_pending(job: &mut Job, event: Transition, run_at: DateTime<Utc>, now: DateTime<Utc>) {
     finish(job, event, now);
     job.run_at = run_at;
@@ -183,6 +191,7 @@ fn insert(inner: &mut Inner, new: NewJob, now: DateTime<Utc>) -> Result<Enqueued
         run_at,
         delay_tolerance: new.delay_tolerance,
         deadline_at: deadline,
+        expire_at_deadline: new.expire_at_deadline,
         timeout: new.timeout,
         idempotency_key: new.idempotency_key,
         lease_token: None,
@@ -415,6 +424,16 @@ impl DispatchStore for MemoryStore {
     ) -> Result<Vec<Dispatch>, StoreError> {
         let now = self.clock.now();
         let mut inner = self.lock();
+        // Jobs set to expire at their deadline that did not start by it end now, whether they
+        // wait for capacity, a pause or a rate limit (`miss_deadline`).
+        for job in inner.jobs.values_mut() {
+            if job.use_case == use_case && job.status == JobStatus::Pending && missed_deadline(job, now)
+            {
+                finish(job, Transition::MissDeadline, now);
+                job.last_error = Some(EXPIRED_ERROR.to_owned());
+                job.updated_at = now;
+            }
+        }
         let free = u64::from(pick.cap).saturating_sub(in_flight(&inner.jobs, use_case));
         let take = free.min(u64::from(pick.limit)) as usize;
         if take == 0 {
@@ -576,6 +595,12 @@ impl LeaseStore for MemoryStore {
         lease: Duration,
     ) -> Result<Job, LeaseError> {
         self.fenced(id, token, JobStatus::Dispatched, |job, now| {
+            if missed_deadline(job, now) {
+                // Reached a worker after its deadline: it ends expired and does not run.
+                finish(job, Transition::MissDeadline, now);
+                job.last_error = Some(EXPIRED_ERROR.to_owned());
+                return Err(LeaseError::LeaseLost(job.id));
+            }
             set_status(job, Transition::Claim);
             job.attempts = job.attempts.saturating_add(1);
             // As the Postgres store: a job whose start predates `first_started_at` keeps it.
@@ -583,8 +608,8 @@ impl LeaseStore for MemoryStore {
             job.first_started_at.get_or_insert(first);
             job.started_at = Some(now);
             job.lease_expires_at = Some(add_saturating(now, lease));
-            job.clone()
-        })
+            Ok(job.clone())
+        })?
     }
 
     async fn heartbeat(

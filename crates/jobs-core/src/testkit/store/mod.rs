@@ -19,7 +19,7 @@
 //! The concerns: `enqueue` (fields, idempotency, batches, trace context), `quota`, `pick` (the
 //! scheduler's EDF pick under caps), `deadline`, `lease` (claim, heartbeat and the outcomes a
 //! worker records), `fencing`, `reaper` (expired leases, refused dispatches, counts and pruning),
-//! `cancel_retry`, `list`, `wakeup`, `pause` and `rate`. Every case is re-exported here, so its path is
+//! `cancel_retry`, `list`, `wakeup`, `pause`, `rate` and `expiry`. Every case is re-exported here, so its path is
 //! `jobs_core::testkit::store::<case>` whichever file holds it. A new case goes in the file of
 //! its concern *and* in the macro's list; a unit test checks that the two agree.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -27,6 +27,7 @@
 mod cancel_retry;
 mod deadline;
 mod enqueue;
+mod expiry;
 mod fencing;
 mod lease;
 mod list;
@@ -40,6 +41,7 @@ mod wakeup;
 pub use cancel_retry::*;
 pub use deadline::*;
 pub use enqueue::*;
+pub use expiry::*;
 pub use fencing::*;
 pub use lease::*;
 pub use list::*;
@@ -129,6 +131,10 @@ macro_rules! store_conformance_tests {
             rate_limits_hold_under_concurrent_picks,
             pruning_keeps_the_buckets_that_have_not_refilled,
             retried_jobs_come_under_a_limit_set_after_they_finished,
+            // expiry.rs
+            a_job_set_to_expire_does_not_start_after_its_deadline,
+            expiry_holds_while_a_job_waits_for_a_pause_or_capacity,
+            a_late_claim_expires_the_job_instead_of_running_it,
         }
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
@@ -180,6 +186,7 @@ pub fn new_job(tenant: &str, use_case: &str) -> NewJob {
         },
         run_at: None,
         delay_tolerance: Duration::from_secs(60),
+        expire_at_deadline: false,
         timeout: Duration::from_secs(30),
         idempotency_key: None,
         quota: None,
