@@ -384,7 +384,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(refused, JobStatus::ALL.len() * Transition::ALL.len() - EXPECTED.len());
+        assert_eq!(
+            refused,
+            JobStatus::ALL.len() * Transition::ALL.len() - EXPECTED.len()
+        );
     }
 
     #[test]

@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rate_limits",
         sql: include_str!("../migrations/0006_rate_limits.sql"),
     },
+    Migration {
+        version: 8,
+        name: "expiry",
+        sql: include_str!("../migrations/0008_expiry.sql"),
+    },
 ];
 
 /// Migrating failed.

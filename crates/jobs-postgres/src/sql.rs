@@ -18,6 +18,18 @@ macro_rules! us {
 const NOW: &str = "(SELECT coalesce($1::timestamptz, now()) AS now) t";
 const UNFINISHED: &str = "('pending', 'dispatched', 'running')";
 const IN_FLIGHT: &str = "('dispatched', 'running')";
+/// A claimed job (`j`) set to expire at its deadline that reached its worker after it.
+const LATE: &str = "(j.expire_at_deadline AND j.deadline_at < t.now)";
+/// The claim's columns but the lease's end: `running` and the attempt counted, or, for a late job
+/// that expires at its deadline, `expired` without an attempt (the store reports the lease lost).
+const CLAIM_OR_EXPIRE: &str = "status = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN 'expired' ELSE 'running' END, \
+     attempts = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN j.attempts ELSE j.attempts + 1 END, \
+     started_at = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN j.started_at ELSE t.now END, \
+     first_started_at = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN j.first_started_at \
+         ELSE coalesce(j.first_started_at, j.started_at, t.now) END, \
+     finished_at = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN t.now ELSE j.finished_at END, \
+     last_error = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN 'expired: not started by its deadline' ELSE j.last_error END, \
+     lease_token = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN NULL ELSE j.lease_token END";
 
 /// Rendered statements for one schema.
 #[derive(Debug)]
@@ -32,6 +44,7 @@ pub(crate) struct Sql {
     pub(crate) lease_lock: String,
     pub(crate) lease_due: String,
     pub(crate) promote: String,
+    pub(crate) expire: String,
     pub(crate) get: String,
     pub(crate) cancel: String,
     pub(crate) retry: String,
@@ -97,7 +110,7 @@ impl Sql {
         let insert_columns = "id, tenant_id, use_case, kind, payload, status, priority, attempts, max_attempts, \
              backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, delay_tolerance_us, \
              deadline_at, timeout_us, idempotency_key, cancel_requested, created_at, updated_at, ready, \
-             traceparent, tracestate, held, limited";
+             traceparent, tracestate, held, limited, expire_at_deadline";
         // A fenced update: `set` applies to the job with id $2, status `status` and token $3.
         let fenced = |status: &str, set: &str, extra: &str| {
             format!(
@@ -122,7 +135,8 @@ impl Sql {
                         greatest(coalesce($13::timestamptz, t.now), t.now) + {tol}, $15::bigint, $16::text, false, t.now, t.now, \
                         coalesce($13::timestamptz, t.now) <= t.now, $18::text, $19::text, \
                         EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $4 AND z.tenant_id = $3), \
-                        EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = $4 AND r.tenant_id IN ($3, '')) \
+                        EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = $4 AND r.tenant_id IN ($3, '')), \
+                        $20::boolean \
                  FROM {NOW} \
                  WHERE $17::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
                      WHERE q.tenant_id = $3 AND q.use_case = $4 AND q.status IN {UNFINISHED} LIMIT $17) c) < $17 \
@@ -137,12 +151,13 @@ impl Sql {
                         greatest(coalesce(u.run_at, t.now), t.now) + {tol}, u.timeout_us, u.key, false, t.now, t.now, \
                         coalesce(u.run_at, t.now) <= t.now, u.traceparent, u.tracestate, \
                         EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = u.use_case AND z.tenant_id = u.tenant_id), \
-                        EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = u.use_case AND r.tenant_id IN (u.tenant_id, '')) \
+                        EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = u.use_case AND r.tenant_id IN (u.tenant_id, '')), \
+                        u.expire_at_deadline \
                  FROM {NOW}, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::smallint[], \
                         $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], $13::timestamptz[], \
-                        $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[]) \
+                        $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[], $19::boolean[]) \
                      AS u(id, tenant_id, use_case, kind, payload, priority, max_attempts, strategy, base_us, cap_us, \
-                          jitter, run_at, tolerance_us, timeout_us, key, traceparent, tracestate) \
+                          jitter, run_at, tolerance_us, timeout_us, key, traceparent, tracestate, expire_at_deadline) \
                  RETURNING {plain_cols}",
                 tol = us!("u.tolerance_us"),
             ),
@@ -266,6 +281,17 @@ impl Sql {
                  fixed AS (UPDATE {jobs} j SET limited = w.want FROM w WHERE j.id = w.id AND j.limited IS DISTINCT FROM w.want) \
                  SELECT (SELECT r.id FROM r ORDER BY r.id DESC LIMIT 1)"
             ),
+            // Pending jobs of use case $2 set to expire whose deadline passed ($1 now), earliest
+            // first, at most $3: expired (run in the lease transaction, before the pick).
+            expire: format!(
+                "WITH late AS ( \
+                     SELECT e.id FROM {jobs} e, {NOW} \
+                     WHERE e.use_case = $2 AND e.status = 'pending' AND e.expire_at_deadline AND e.deadline_at < t.now \
+                     ORDER BY e.deadline_at LIMIT $3 FOR UPDATE OF e SKIP LOCKED) \
+                 UPDATE {jobs} j SET status = 'expired', finished_at = t.now, updated_at = t.now, \
+                     last_error = 'expired: not started by its deadline', {cleared} \
+                 FROM late, {NOW} WHERE j.id = late.id"
+            ),
             // Scheduled → ready: pending jobs of use case $2 whose run_at has come, oldest first,
             // at most $3 (run in the lease transaction, before the pick).
             promote: format!(
@@ -293,7 +319,7 @@ impl Sql {
                      deadline_at = t.now + {tol}, {cleared}, cancel_requested = false, finished_at = NULL, \
                      updated_at = t.now, limited = EXISTS (SELECT 1 FROM {rate_limits} l \
                          WHERE l.use_case = j.use_case AND l.tenant_id IN (j.tenant_id, '')) \
-                 FROM {NOW} WHERE j.id = $2 AND j.status IN ('dead', 'cancelled') \
+                 FROM {NOW} WHERE j.id = $2 AND j.status IN ('dead', 'cancelled', 'expired') \
                      AND ($3::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
                          WHERE q.tenant_id = j.tenant_id AND q.use_case = j.use_case \
                          AND q.status IN {UNFINISHED} LIMIT $3) c) < $3) \
@@ -305,8 +331,7 @@ impl Sql {
             claim: fenced(
                 "dispatched",
                 &format!(
-                    "status = 'running', attempts = j.attempts + 1, started_at = t.now, \
-                     first_started_at = coalesce(j.first_started_at, j.started_at, t.now), lease_expires_at = t.now + {}",
+                    "{CLAIM_OR_EXPIRE}, lease_expires_at = CASE WHEN {LATE} THEN NULL ELSE t.now + {} END",
                     us!("$4::bigint")
                 ),
                 "",
@@ -314,8 +339,7 @@ impl Sql {
             claim_many: fenced_many(
                 "dispatched",
                 &format!(
-                    "status = 'running', attempts = j.attempts + 1, started_at = t.now, \
-                     first_started_at = coalesce(j.first_started_at, j.started_at, t.now), lease_expires_at = t.now + {}",
+                    "{CLAIM_OR_EXPIRE}, lease_expires_at = CASE WHEN {LATE} THEN NULL ELSE t.now + {} END",
                     us!("$4::bigint")
                 ),
             ),
@@ -418,7 +442,7 @@ impl Sql {
             prune: format!(
                 "WITH doomed AS ( \
                      SELECT d.id FROM {jobs} d, {NOW} \
-                     WHERE d.finished_at < t.now - {age} AND d.status IN ('succeeded', 'dead', 'cancelled') \
+                     WHERE d.finished_at < t.now - {age} AND d.status IN ('succeeded', 'dead', 'cancelled', 'expired') \
                      ORDER BY d.finished_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED) \
                  DELETE FROM {jobs} j USING doomed WHERE j.id = doomed.id",
                 age = us!("$2::bigint"),
@@ -591,6 +615,9 @@ pub struct HotStatements {
     /// Promotion of scheduled jobs whose run_at has come (before each pick): $1 now, $2 use
     /// case, $3 limit.
     pub promote: String,
+    /// Expiry of pending jobs set to expire whose deadline passed (before each pick): $1 now, $2
+    /// use case, $3 limit.
+    pub expire: String,
     /// Dispatched-lease reaping: $1 now, $2 limit.
     pub reap_dispatched: String,
     /// Running-lease reaping: $1 now, $2 limit.
@@ -621,6 +648,7 @@ pub fn hot_statements(schema: SchemaName) -> HotStatements {
         }),
         lease_due: sql.lease_due,
         promote: sql.promote,
+        expire: sql.expire,
         reap_dispatched: sql.reap_dispatched,
         reap_running: sql.reap_running,
         insert_one: sql.insert_one,

@@ -47,6 +47,15 @@ macro_rules! with_conn {
     }};
 }
 
+/// A claim's outcome: a job the claim statement expired (it reached its worker after its deadline,
+/// set to expire then) is not the worker's to run: the lease is lost.
+fn claimed_or_expired(claim: Result<Job, LeaseError>) -> Result<Job, LeaseError> {
+    match claim {
+        Ok(job) if job.status == JobStatus::Expired => Err(LeaseError::LeaseLost(job.id)),
+        other => other,
+    }
+}
+
 /// Starts a transaction at READ COMMITTED, whatever the session's or database's default: quotas and
 /// the cap count take a lock and then count in a later statement, which sees the previous lock
 /// holder's commit only under READ COMMITTED (under REPEATABLE READ or SERIALIZABLE the snapshot is
@@ -102,6 +111,9 @@ fn illegal_retry(from: JobStatus) -> ChangeError {
 /// larger burst are promoted over the next picks; until then the pick orders by deadline among
 /// the promoted ones.
 const PROMOTE_BATCH: i64 = 5_000;
+
+/// The most jobs one pick expires (`miss_deadline`); more wait for the next pick.
+const EXPIRE_BATCH: i64 = 5_000;
 
 /// Pool settings used by [`PgStore::connect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -619,12 +631,12 @@ impl ApiStore for PgStore {
                 .ok_or(Op::Fail(ChangeError::NotFound(id)))?;
             let job = row::job(&r)?;
             match job.status {
-                JobStatus::Succeeded | JobStatus::Dead => Err(Op::Fail(ChangeError::Illegal(
-                    jobs_core::IllegalTransition {
+                JobStatus::Succeeded | JobStatus::Dead | JobStatus::Expired => Err(Op::Fail(
+                    ChangeError::Illegal(jobs_core::IllegalTransition {
                         from: job.status,
                         event: Transition::Cancel,
-                    },
-                ))),
+                    }),
+                )),
                 _ => Ok(job),
             }
         })?;
@@ -668,7 +680,7 @@ impl ApiStore for PgStore {
                 return Err(Op::Fail(ChangeError::NotFound(id)));
             };
             let from = row::status(r.get(0))?;
-            if !matches!(from, JobStatus::Dead | JobStatus::Cancelled) {
+            if from.apply(Transition::Retry).is_err() {
                 return Err(Op::Fail(illegal_retry(from)));
             }
             let written = tx.query_opt(&retry, &[&now, &id, &quota]).await?;
@@ -828,25 +840,37 @@ impl DispatchStore for PgStore {
         );
         with_conn!(self, |c| async {
             let lock = c.prepare_cached(&self.sql.lease_lock).await?;
+            let expire = c.prepare_cached(&self.sql.expire).await?;
             let promote = c.prepare_cached(&self.sql.promote).await?;
             let pick = c.prepare_cached(&self.sql.lease_due).await?;
-            // Serialise pickers of this use case; promote the scheduled jobs whose run_at has
-            // come into the EDF index; then count in-flight jobs in a later statement (whose
+            // Serialise pickers of this use case; expire the pending jobs set to expire whose
+            // deadline passed; promote the scheduled jobs whose run_at has come into the EDF index; then count in-flight jobs in a later statement (whose
             // snapshot sees the previous picker's commit and the promotion) and lease in the same
-            // one. The five statements are pipelined: one round trip instead of five. If one
+            // one. The six statements are pipelined: one round trip instead of six. If one
             // fails, the transaction is aborted and the COMMIT rolls it back, so nothing is
             // leased.
             let client: &tokio_postgres::Client = &c;
-            let (begin, locked, promoted, rows, commit) = futures_util::future::join5(
+            let (begin, locked, (expired, promoted), rows, commit) = futures_util::future::join5(
                 client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
                 client.execute(&lock, &[&lock_key]),
-                client.execute(&promote, &[&now, &use_case, &PROMOTE_BATCH]),
+                futures_util::future::join(
+                    client.execute(&expire, &[&now, &use_case, &EXPIRE_BATCH]),
+                    client.execute(&promote, &[&now, &use_case, &PROMOTE_BATCH]),
+                ),
                 client.query(&pick, &[&now, &use_case, &limit, &cap, &lease]),
                 client.batch_execute("COMMIT"),
             )
             .await;
             begin?;
             locked?;
+            let expired = expired?;
+            if expired > 0 {
+                tracing::info!(
+                    use_case,
+                    expired,
+                    "expired jobs not started by their deadline"
+                );
+            }
             promoted?;
             let rows = rows?;
             commit?;
@@ -1003,8 +1027,10 @@ impl LeaseStore for PgStore {
         token: LeaseToken,
         lease: Duration,
     ) -> Result<Job, LeaseError> {
-        self.fenced(&self.sql.claim, id, token, &[&interval_us(lease)])
-            .await
+        let job = self
+            .fenced(&self.sql.claim, id, token, &[&interval_us(lease)])
+            .await;
+        claimed_or_expired(job)
     }
 
     async fn claim_many(
@@ -1015,6 +1041,9 @@ impl LeaseStore for PgStore {
         let lease = interval_us(lease);
         self.fenced_many(&self.sql.claim_many, claims, &[&lease])
             .await
+            .into_iter()
+            .map(claimed_or_expired)
+            .collect()
     }
 
     async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<Job, LeaseError>> {

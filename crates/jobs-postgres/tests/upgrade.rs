@@ -20,10 +20,11 @@ const LEASE: Duration = Duration::from_secs(300);
 
 /// The versions a migration from `first - 1` applies: `first` through the latest.
 fn applied_from(first: i32) -> Vec<i32> {
-    let latest = jobs_postgres::migrate::MIGRATIONS
-        .last()
-        .map_or(0, |m| m.version);
-    (first..=latest).collect()
+    jobs_postgres::migrate::MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| *v >= first)
+        .collect()
 }
 
 /// Inserts a job row as a version-2 schema holds it.
@@ -750,6 +751,120 @@ async fn a_pick_over_many_limited_tenants_locks_only_what_it_leases() {
     let rows_locked = locked(&plan[0]["Plan"]);
     assert_eq!(rows_locked, 100.0, "{plan:#}");
     eprintln!("pick over 1,000 limited tenants: {hits} buffers");
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+/// A database populated at version 6 gains expiry (migration 8): its jobs keep their status and
+/// run late as before (none is set to expire); a job enqueued to expire afterwards expires at its
+/// deadline, and the new status is accepted by the table's CHECK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upgrade_from_v6_adds_expiry_and_expires_nothing_old() {
+    let admin = admin_client().await;
+    let schema = fresh_schema();
+    assert_eq!(
+        migrate_to(&admin, &schema, 6).await.unwrap().applied,
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    let now: DateTime<Utc> = admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
+    let long_ago = now - TimeDelta::seconds(3600);
+    let old = Uuid::now_v7();
+    insert_v2(
+        &admin, &schema, old, "pending", long_ago, None, None, None, 0,
+    )
+    .await;
+    let store = PgStore::connect(&database_url(), &schema).unwrap();
+    assert_eq!(store.migrate().await.unwrap().applied, applied_from(7));
+    let clock = Arc::new(ManualClock::at(now));
+    let store = store.with_clock(clock.clone());
+    let mut expiring = common::new_job("acme", "alpha");
+    expiring.expire_at_deadline = true;
+    expiring.delay_tolerance = Duration::from_secs(1);
+    let expiring = store.enqueue(expiring).await.unwrap().job;
+    clock.advance(Duration::from_secs(5));
+    let pick = PickRequest {
+        cap: 100,
+        limit: 100,
+        lease: LEASE,
+    };
+    let leased = store.lease_due("alpha", pick).await.unwrap();
+    assert_eq!(
+        leased.iter().map(|d| d.job_id).collect::<Vec<_>>(),
+        vec![old],
+        "the old job runs late as before"
+    );
+    let expired = store.get(expiring.id).await.unwrap().unwrap();
+    assert_eq!(expired.status, jobs_core::JobStatus::Expired);
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+/// The expiry before each pick reads only jobs set to expire: 20,000 late jobs that may run late
+/// are not walked (they are not in `jobs_expiry_idx`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expiry_does_not_walk_late_jobs_that_run_late() {
+    let admin = admin_client().await;
+    let schema = fresh_schema();
+    let store = PgStore::connect(&database_url(), &schema).unwrap();
+    store.migrate().await.unwrap();
+    let now: DateTime<Utc> = admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
+    let clock = Arc::new(ManualClock::at(now));
+    let store = store.with_clock(clock.clone());
+    let mut batch = Vec::new();
+    for _ in 0..20_000 {
+        let mut j = common::new_job("acme", "alpha");
+        j.delay_tolerance = Duration::from_secs(1);
+        batch.push(j);
+        if batch.len() == 1000 {
+            store
+                .enqueue_many(std::mem::take(&mut batch))
+                .await
+                .unwrap();
+        }
+    }
+    let mut expiring = common::new_job("acme", "alpha");
+    expiring.expire_at_deadline = true;
+    expiring.delay_tolerance = Duration::from_secs(1);
+    let expiring = store.enqueue(expiring).await.unwrap().job;
+    clock.advance(Duration::from_secs(10));
+    admin
+        .batch_execute(&format!("VACUUM ANALYZE {schema}.jobs"))
+        .await
+        .unwrap();
+    let hot = jobs_postgres::sql::hot_statements(jobs_postgres::SchemaName::new(&schema).unwrap());
+    admin.batch_execute("BEGIN").await.unwrap();
+    let plan: serde_json::Value = admin
+        .query_one(
+            &format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}", hot.expire),
+            &[&Some(clock.now()), &"alpha", &5000_i64],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    admin.batch_execute("ROLLBACK").await.unwrap();
+    let root = &plan[0]["Plan"];
+    let removed = sum_key(root, "Rows Removed by Filter");
+    let hits: f64 = ["Shared Hit Blocks", "Shared Read Blocks"]
+        .iter()
+        .filter_map(|k| root[k].as_f64())
+        .sum();
+    assert!(
+        removed < 100.0,
+        "expiry filtered out {removed} rows: {plan:#}"
+    );
+    assert!(hits < 100.0, "expiry touched {hits} buffers: {plan:#}");
+    let pick = PickRequest {
+        cap: 5,
+        limit: 5,
+        lease: LEASE,
+    };
+    assert_eq!(store.lease_due("alpha", pick).await.unwrap().len(), 5);
+    let expired = store.get(expiring.id).await.unwrap().unwrap();
+    assert_eq!(expired.status, jobs_core::JobStatus::Expired);
     admin
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await

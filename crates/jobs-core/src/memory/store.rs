@@ -427,7 +427,9 @@ impl DispatchStore for MemoryStore {
         // Jobs set to expire at their deadline that did not start by it end now, whether they
         // wait for capacity, a pause or a rate limit (`miss_deadline`).
         for job in inner.jobs.values_mut() {
-            if job.use_case == use_case && job.status == JobStatus::Pending && missed_deadline(job, now)
+            if job.use_case == use_case
+                && job.status == JobStatus::Pending
+                && missed_deadline(job, now)
             {
                 finish(job, Transition::MissDeadline, now);
                 job.last_error = Some(EXPIRED_ERROR.to_owned());

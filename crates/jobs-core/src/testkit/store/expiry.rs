@@ -33,7 +33,10 @@ pub async fn a_job_set_to_expire_does_not_start_after_its_deadline(make: impl Ma
     ids.sort();
     let mut want = vec![in_time.id, runs_late.id];
     want.sort();
-    assert_eq!(ids, want, "the late one that may run late runs; the expiring one does not");
+    assert_eq!(
+        ids, want,
+        "the late one that may run late runs; the expiring one does not"
+    );
     let expired = f.get(late.id).await;
     assert_eq!(expired.status, JobStatus::Expired);
     assert_eq!(expired.finished_at, Some(f.now()));
@@ -67,7 +70,12 @@ pub async fn expiry_holds_while_a_job_waits_for_a_pause_or_capacity(make: impl M
         cap: 1,
         ..pick(100)
     };
-    assert!(f.store.lease_due("alpha", pick(100)).await.unwrap().is_empty());
+    assert!(f
+        .store
+        .lease_due("alpha", pick(100))
+        .await
+        .unwrap()
+        .is_empty());
     assert!(f.store.lease_due("beta", beta).await.unwrap().is_empty());
     for id in [paused.id, waiting.id] {
         assert_eq!(f.get(id).await.status, JobStatus::Expired);
