@@ -25,6 +25,7 @@ impl Settings {
                     "queue_url": uc.queue_url.as_deref().map(redact_url),
                     "max_concurrent": uc.max_concurrent,
                     "default_delay_tolerance_seconds": secs(uc.default_delay_tolerance),
+                    "expire_at_deadline": uc.expire_at_deadline,
                 })
             })
             .collect();

@@ -728,6 +728,8 @@ mod tests {
             "30",
         ),
         ("ASYNC_JOBS_MESSAGE_LABELING_MAX_CONCURRENT", "2"),
+        ("ASYNC_JOBS_NOTIFICATIONS_EXPIRE_AT_DEADLINE", "true"),
+        ("ASYNC_JOBS_MESSAGE_LABELING_EXPIRE_AT_DEADLINE", "true"),
         (
             "ASYNC_JOBS_MESSAGE_LABELING_DEFAULT_DELAY_TOLERANCE_SECONDS",
             "60",

@@ -96,7 +96,7 @@ pub(crate) enum JobsCommand {
         /// The job id.
         id: JobId,
     },
-    /// Put a dead or cancelled job back to pending (a fresh set of attempts).
+    /// Put a dead, cancelled or expired job back to pending (a fresh set of attempts).
     Retry {
         /// The job id.
         id: JobId,
@@ -108,7 +108,7 @@ pub(crate) enum JobsCommand {
     },
     /// Enqueue one job.
     Enqueue(EnqueueArgs),
-    /// Retry every dead or cancelled job the filters match (quotas hold: a retry over quota is
+    /// Retry every dead, cancelled or expired job the filters match (quotas hold: a retry over quota is
     /// skipped and counted), in batches of --limit until none is left.
     BulkRetry(BulkArgs),
     /// Cancel every pending, dispatched or running job the filters match, in batches.
@@ -124,7 +124,7 @@ pub(crate) struct FilterArgs {
     /// Use case.
     #[arg(long)]
     use_case: Option<String>,
-    /// Status (pending, dispatched, running, succeeded, dead, cancelled).
+    /// Status (pending, dispatched, running, succeeded, dead, cancelled, expired).
     #[arg(long, value_parser = parse_status)]
     status: Option<JobStatus>,
     /// Job type.

@@ -460,7 +460,7 @@ impl JobsClient {
         read_json(resp).await
     }
 
-    /// Retries a dead or cancelled job. Retried only when the server surely did not act (a second
+    /// Retries a dead, cancelled or expired job. Retried only when the server surely did not act (a second
     /// retry of a job that went back to pending would be refused with 409).
     pub async fn retry(&self, id: JobId) -> Result<Job, ClientError> {
         let resp = self
@@ -475,7 +475,7 @@ impl JobsClient {
         read_json(resp).await
     }
 
-    /// Retries every dead or cancelled job `filter` matches, at most `filter.limit` per call
+    /// Retries every dead, cancelled or expired job `filter` matches, at most `filter.limit` per call
     /// (`POST /jobs/bulk/retry`); continue with [`BulkResult::next_cursor`]. Quotas hold: a retry
     /// that would exceed one is skipped and counted. Retried only when the server surely did not
     /// act.

@@ -31,7 +31,8 @@
 //!                │  └──expire_dispatch──┘                   │  └──fail_dead / expire_run_dead──► dead
 //!                └──fail_retry / expire_run_retry / release─┘
 //!  pending, dispatched ──cancel──► cancelled ◄──finish_cancelled── running
-//!  dead, cancelled ──retry──► pending
+//!  pending, dispatched ──miss_deadline──► expired   (only jobs set to expire at their deadline)
+//!  dead, cancelled, expired ──retry──► pending
 //! ```
 //!
 //! ## Unit-testing a handler

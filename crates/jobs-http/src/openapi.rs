@@ -34,6 +34,7 @@ pub(crate) enum JobStatusSchema {
     Succeeded,
     Dead,
     Cancelled,
+    Expired,
 }
 
 /// Backoff strategy.
@@ -99,6 +100,8 @@ macro_rules! job_schema {
             run_at: DateTime<Utc>,
             delay_tolerance_seconds: f64,
             deadline_at: DateTime<Utc>,
+            /// Not started by `deadline_at`, the job ends `expired` instead of running late.
+            expire_at_deadline: bool,
             timeout_seconds: f64,
             idempotency_key: Option<String>,
             lease_expires_at: Option<DateTime<Utc>>,
@@ -148,6 +151,7 @@ pub(crate) struct EnqueueRequestSchema {
     priority: Option<i16>,
     timeout_seconds: Option<f64>,
     idempotency_key: Option<String>,
+    expire_at_deadline: Option<bool>,
 }
 
 /// A batch enqueue: all jobs or none.
@@ -381,6 +385,13 @@ fn enqueue_request_schema(config: &PlatformConfig) -> Value {
             "minimum": 0,
             "maximum": seconds(limits.max_delay_tolerance),
             "description": "Start window after run_at; absent or null = the use case's default.",
+        }),
+    );
+    properties.insert(
+        "expire_at_deadline".into(),
+        json!({
+            "type": ["boolean", "null"],
+            "description": "true: a job not started by its deadline ends `expired` instead of running late; absent or null = the use case's default (`ASYNC_JOBS_<USE_CASE>_EXPIRE_AT_DEADLINE`, false unless set).",
         }),
     );
     properties.insert(

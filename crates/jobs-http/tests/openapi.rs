@@ -192,6 +192,7 @@ async fn schemas_match_the_wire_types() {
         .timeout(std::time::Duration::from_secs(1))
         .delay_tolerance(std::time::Duration::from_secs(1))
         .backoff(jobs_core::Backoff::default())
+        .expire_at_deadline(true)
         .run_at(chrono::Utc::now());
     full.queue = Some("q".into());
     let wire: BTreeSet<String> = serde_json::to_value(&full)

@@ -49,6 +49,7 @@ macro_rules! api_suite {
             nests_under_a_prefix,
             pauses_hold_the_pick_and_follow_the_caller,
             rate_limits_are_listed_as_the_store_enforces_them,
+            a_job_set_to_expire_ends_expired_and_can_be_retried,
             bulk_actions_work_in_batches_and_keep_quotas,
         );
     };
@@ -1504,6 +1505,62 @@ pub async fn nests_under_a_prefix(store: Arc<dyn JobStore>) {
         (StatusCode::BAD_REQUEST, "invalid_id")
     );
     assert_eq!(api.get("/api/v1/healthz").await.status, StatusCode::OK);
+}
+
+/// `expire_at_deadline`: travels in the request and the job; a job not started by its deadline
+/// ends `expired` (listed under that status) and a retry brings it back; a non-boolean is a 400.
+pub async fn a_job_set_to_expire_ends_expired_and_can_be_retried(store: Arc<dyn JobStore>) {
+    let api = api(store.clone(), AuthConfig::operator_token("op"));
+    let mut body = req("tenant-a");
+    body["expire_at_deadline"] = json!(true);
+    body["delay_tolerance_seconds"] = json!(0);
+    let r = api
+        .call(Method::POST, "/jobs", Some("op"), Some(body))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.json["expire_at_deadline"], true);
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let plain = api
+        .call(Method::POST, "/jobs", Some("op"), Some(req("tenant-a")))
+        .await;
+    assert_eq!(
+        plain.json["expire_at_deadline"], false,
+        "the use case's default"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let pick = PickRequest {
+        cap: 100,
+        limit: 100,
+        lease: std::time::Duration::from_secs(60),
+    };
+    let leased = store.lease_due("notifications", pick).await.unwrap();
+    assert_eq!(leased.len(), 1, "only the job that may run late");
+    let r = api
+        .call(Method::GET, &format!("/jobs/{id}"), Some("op"), None)
+        .await;
+    assert_eq!(r.json["status"], "expired", "{}", r.json);
+    let r = api
+        .call(Method::GET, "/jobs?status=expired", Some("op"), None)
+        .await;
+    assert_eq!(r.json["jobs"].as_array().unwrap().len(), 1, "{}", r.json);
+    let r = api
+        .call(Method::POST, &format!("/jobs/{id}/retry"), Some("op"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["status"], "pending");
+    let r = api
+        .call(
+            Method::POST,
+            &format!("/jobs/{id}/cancel"),
+            Some("op"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let mut bad = req("tenant-a");
+    bad["expire_at_deadline"] = json!("yes");
+    let r = api.call(Method::POST, "/jobs", Some("op"), Some(bad)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
 }
 
 /// `/rate-limits`: what the store enforces (written by the scheduler leader); the operator sees
