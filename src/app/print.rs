@@ -25,6 +25,7 @@ impl Settings {
                     "queue_url": uc.queue_url.as_deref().map(redact_url),
                     "max_concurrent": uc.max_concurrent,
                     "default_delay_tolerance_seconds": secs(uc.default_delay_tolerance),
+                    "expire_at_deadline": uc.expire_at_deadline,
                 })
             })
             .collect();
@@ -70,6 +71,7 @@ impl Settings {
             "transport": transport,
             "use_cases": use_cases,
             "per_tenant_quotas": self.platform.quotas.to_json(),
+            "per_tenant_rate_limits": self.platform.rate_limits.to_json(),
             "input_limits": {
                 "max_payload_bytes": limits.max_payload_bytes,
                 "max_tenant_len": limits.max_tenant_len,

@@ -784,6 +784,8 @@ mod tests {
             "30",
         ),
         ("ASYNC_JOBS_MESSAGE_LABELING_MAX_CONCURRENT", "2"),
+        ("ASYNC_JOBS_NOTIFICATIONS_EXPIRE_AT_DEADLINE", "true"),
+        ("ASYNC_JOBS_MESSAGE_LABELING_EXPIRE_AT_DEADLINE", "true"),
         (
             "ASYNC_JOBS_MESSAGE_LABELING_DEFAULT_DELAY_TOLERANCE_SECONDS",
             "60",
@@ -794,6 +796,10 @@ mod tests {
             r#"[{"name": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Berlin", "template": {"tenant_id": "acme", "use_case": "notifications", "type": "send_email"}}]"#,
         ),
         ("ASYNC_JOBS_SCHEDULES_FILE", "/nonexistent/schedules.json"),
+        (
+            "ASYNC_JOBS_PER_TENANT_RATE_LIMITS",
+            r#"{"acme": {"notifications": 3}}"#,
+        ),
         ("ASYNC_JOBS_SQS_CONNECT_TIMEOUT_SECONDS", "2"),
         ("ASYNC_JOBS_SQS_REQUEST_TIMEOUT_SECONDS", "4"),
         ("ASYNC_JOBS_SQS_MAX_ATTEMPTS", "5"),

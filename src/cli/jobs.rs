@@ -99,7 +99,7 @@ pub(crate) enum JobsCommand {
         /// The job id.
         id: JobId,
     },
-    /// Put a dead or cancelled job back to pending (a fresh set of attempts).
+    /// Put a dead, cancelled or expired job back to pending (a fresh set of attempts).
     Retry {
         /// The job id.
         id: JobId,
@@ -111,7 +111,7 @@ pub(crate) enum JobsCommand {
     },
     /// Enqueue one job.
     Enqueue(EnqueueArgs),
-    /// Retry every dead or cancelled job the filters match (quotas hold: a retry over quota is
+    /// Retry every dead, cancelled or expired job the filters match (quotas hold: a retry over quota is
     /// skipped and counted), in batches of --limit until none is left.
     BulkRetry(BulkArgs),
     /// Cancel every pending, dispatched or running job the filters match, in batches.
@@ -127,7 +127,7 @@ pub(crate) struct FilterArgs {
     /// Use case.
     #[arg(long)]
     use_case: Option<String>,
-    /// Status (pending, dispatched, running, succeeded, dead, cancelled).
+    /// Status (pending, dispatched, running, succeeded, dead, cancelled, expired).
     #[arg(long, value_parser = parse_status)]
     status: Option<JobStatus>,
     /// Job type.
@@ -385,6 +385,35 @@ pub(crate) fn pauses(conn: &Connection) -> ExitCode {
     call(conn, |client| async move {
         let pauses = client.pauses().await?;
         print_pauses(output, &pauses);
+        Ok(())
+    })
+}
+
+/// `async-jobs rate-limits`: prints the rate limits in force.
+pub(crate) fn rate_limits(conn: &Connection) -> ExitCode {
+    let output = conn.output;
+    call(conn, |client| async move {
+        let limits = client.rate_limits().await?;
+        if output == Output::Json {
+            out(&format!("{}\n", json!({"rate_limits": limits})));
+            return Ok(());
+        }
+        let rows: Vec<[String; 4]> = limits
+            .iter()
+            .map(|l| {
+                [
+                    l.use_case.clone(),
+                    l.tenant_id.clone().unwrap_or_else(|| "*".to_owned()),
+                    l.per_second.to_string(),
+                    l.burst.to_string(),
+                ]
+            })
+            .collect();
+        out(&table(
+            &["USE CASE", "TENANT", "PER SECOND", "BURST"],
+            &rows,
+        ));
+        out(&format!("({} limits)\n", rows.len()));
         Ok(())
     })
 }

@@ -82,6 +82,11 @@ enum Command {
         #[command(subcommand)]
         command: schedules::SchedulesCommand,
     },
+    /// List the rate limits in force (configured in ASYNC_JOBS_PER_TENANT_RATE_LIMITS).
+    RateLimits {
+        #[command(flatten)]
+        connection: jobs::Connection,
+    },
     /// Exits 0 if the URL answers with a 2xx status within 5 s (container health checks).
     Healthcheck {
         /// The URL to probe.
@@ -139,6 +144,13 @@ pub(crate) fn main(cli: Cli) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             return jobs::pauses(&connection);
+        }
+        Command::RateLimits { connection } => {
+            if cli.print_config {
+                println!("{}", jobs::describe(&connection));
+                return ExitCode::SUCCESS;
+            }
+            return jobs::rate_limits(&connection);
         }
     };
     let launch = Launch {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jobs_core::{
-    EnqueueRequest, Job, JobId, JobStatus, NewSchedule, Pause, PauseScope, Schedule,
+    EnqueueRequest, Job, JobId, JobStatus, NewSchedule, Pause, PauseScope, RateLimit, Schedule,
     ScheduleDefinition, TraceContext,
 };
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
@@ -246,17 +246,29 @@ pub struct JobPage {
 
 /// `/pauses/{use_case}` or `/pauses/{use_case}/tenants/{tenant_id}`, each segment
 /// percent-encoded.
-fn pause_path(scope: &PauseScope) -> String {
-    let mut path = format!("/pauses/{}", encode_segment(&scope.use_case));
+fn pause_path(scope: &PauseScope) -> Result<String, ClientError> {
+    let mut path = format!("/pauses/{}", encode_segment(&scope.use_case)?);
     if let Some(tenant) = &scope.tenant_id {
         path.push_str("/tenants/");
-        path.push_str(&encode_segment(tenant));
+        path.push_str(&encode_segment(tenant)?);
     }
-    path
+    Ok(path)
 }
 
 /// `segment` with every byte but RFC 3986's unreserved characters percent-encoded.
-fn encode_segment(segment: &str) -> String {
+///
+/// Refused (`invalid_path_segment`): an empty segment, `.` and `..`. URL parsing treats `.` and
+/// `..` as dot segments however they are encoded (`%2e` too) and removes them, so
+/// `/pauses/notifications/tenants/..` would reach `/pauses/notifications`, the whole use case.
+fn encode_segment(segment: &str) -> Result<String, ClientError> {
+    if matches!(segment, "" | "." | "..") {
+        return Err(ClientError::Validation {
+            code: "invalid_path_segment".to_owned(),
+            message: format!(
+                "'{segment}' cannot be a URL path segment (empty, or a dot segment that URLs remove)"
+            ),
+        });
+    }
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -265,7 +277,7 @@ fn encode_segment(segment: &str) -> String {
             out.push_str(&format!("%{b:02X}"));
         }
     }
-    out
+    Ok(out)
 }
 
 #[derive(Deserialize)]
@@ -449,7 +461,7 @@ impl JobsClient {
         read_json(resp).await
     }
 
-    /// Retries a dead or cancelled job. Retried only when the server surely did not act (a second
+    /// Retries a dead, cancelled or expired job. Retried only when the server surely did not act (a second
     /// retry of a job that went back to pending would be refused with 409).
     pub async fn retry(&self, id: JobId) -> Result<Job, ClientError> {
         let resp = self
@@ -464,7 +476,7 @@ impl JobsClient {
         read_json(resp).await
     }
 
-    /// Retries every dead or cancelled job `filter` matches, at most `filter.limit` per call
+    /// Retries every dead, cancelled or expired job `filter` matches, at most `filter.limit` per call
     /// (`POST /jobs/bulk/retry`); continue with [`BulkResult::next_cursor`]. Quotas hold: a retry
     /// that would exceed one is skipped and counted. Retried only when the server surely did not
     /// act.
@@ -506,13 +518,32 @@ impl JobsClient {
         read_json::<Body>(resp).await.map(|b| b.pauses)
     }
 
+    /// The rate limits in force that these credentials may see (`GET /rate-limits`): a limited
+    /// tenant's jobs start at most `burst` at once, then `per_second` on average.
+    pub async fn rate_limits(&self) -> Result<Vec<RateLimit>, ClientError> {
+        #[derive(Deserialize)]
+        struct Body {
+            rate_limits: Vec<RateLimit>,
+        }
+        let resp = self
+            .send(
+                Method::GET,
+                "/rate-limits",
+                &[],
+                None,
+                RetryPolicy::Idempotent,
+            )
+            .await?;
+        read_json::<Body>(resp).await.map(|b| b.rate_limits)
+    }
+
     /// Pauses `scope` (idempotent): its pending jobs stay pending until [`Self::resume`]; jobs
     /// already dispatched or running finish. Answers the pause in force.
     pub async fn pause(&self, scope: &PauseScope) -> Result<Pause, ClientError> {
         let resp = self
             .send(
                 Method::PUT,
-                &pause_path(scope),
+                &pause_path(scope)?,
                 &[],
                 None,
                 RetryPolicy::Idempotent,
@@ -530,7 +561,7 @@ impl JobsClient {
         let resp = self
             .send(
                 Method::DELETE,
-                &pause_path(scope),
+                &pause_path(scope)?,
                 &[],
                 None,
                 RetryPolicy::Idempotent,
@@ -561,7 +592,7 @@ impl JobsClient {
     /// The schedule `name` (`GET /schedules/{name}`); a missing one is
     /// [`ClientError::RemoteHttp`] 404 `schedule_not_found`.
     pub async fn schedule(&self, name: &str) -> Result<Schedule, ClientError> {
-        let path = format!("/schedules/{}", encode_segment(name));
+        let path = format!("/schedules/{}", encode_segment(name)?);
         let resp = self
             .send(Method::GET, &path, &[], None, RetryPolicy::Idempotent)
             .await?;
@@ -593,7 +624,7 @@ impl JobsClient {
     ) -> Result<Schedule, ClientError> {
         let body = serde_json::to_vec(definition)
             .map_err(|e| ClientError::Config(format!("schedule: {e}")))?;
-        let path = format!("/schedules/{}", encode_segment(name));
+        let path = format!("/schedules/{}", encode_segment(name)?);
         let resp = self
             .send(Method::PUT, &path, &[], Some(body), RetryPolicy::Idempotent)
             .await?;
@@ -602,7 +633,7 @@ impl JobsClient {
 
     /// Deletes the schedule `name` (`DELETE /schedules/{name}`); jobs it enqueued stay.
     pub async fn delete_schedule(&self, name: &str) -> Result<(), ClientError> {
-        let path = format!("/schedules/{}", encode_segment(name));
+        let path = format!("/schedules/{}", encode_segment(name)?);
         // Not retried blindly: a retry after a lost answer would be a 404.
         self.send(Method::DELETE, &path, &[], None, RetryPolicy::NotProcessed)
             .await?;

@@ -583,3 +583,30 @@ async fn schedules_round_trip() {
     }
     assert!(c.schedules().await.unwrap().is_empty());
 }
+
+/// A tenant id that URLs cannot carry as a path segment (`.`, `..`, empty) is refused by the
+/// client, before any request: URL parsing would turn `/pauses/notifications/tenants/..` into
+/// `/pauses/notifications`, a pause of the whole use case.
+#[tokio::test]
+async fn dot_segments_are_refused_before_they_reach_another_route() {
+    let server = start(AuthConfig::open()).await;
+    let c = client(&server.url);
+    for tenant in ["..", ".", ""] {
+        let scope = jobs_core::PauseScope::tenant("notifications", tenant);
+        for outcome in [
+            c.pause(&scope).await.map(|_| ()),
+            c.resume(&scope).await.map(|_| ()),
+        ] {
+            match outcome {
+                Err(ClientError::Validation { code, .. }) => {
+                    assert_eq!(code, "invalid_path_segment", "{tenant:?}")
+                }
+                other => panic!("{tenant:?}: {other:?}"),
+            }
+        }
+    }
+    assert!(c.pauses().await.unwrap().is_empty(), "nothing was paused");
+    // A tenant id with dots inside is an ordinary segment.
+    let scope = jobs_core::PauseScope::tenant("notifications", "a..b");
+    assert_eq!(c.pause(&scope).await.unwrap().scope, scope);
+}

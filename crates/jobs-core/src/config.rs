@@ -7,6 +7,8 @@
 //! | `ASYNC_JOBS_<USE_CASE>_MAX_CONCURRENT` | the use case's concurrency cap (dispatched + running) |
 //! | `ASYNC_JOBS_<USE_CASE>_DEFAULT_DELAY_TOLERANCE_SECONDS` | tolerance when a request gives none |
 //! | `ASYNC_JOBS_PER_TENANT_QUOTAS` | JSON quotas, see [`QuotaConfig`] |
+//! | `ASYNC_JOBS_<USE_CASE>_EXPIRE_AT_DEADLINE` | `true`: its jobs expire at their deadline unless an enqueue says otherwise |
+//! | `ASYNC_JOBS_PER_TENANT_RATE_LIMITS` | JSON rate limits, see [`crate::rate`] |
 //!
 //! With no queue variable at all, the two use cases of the original are configured:
 //! `notifications` (cap 10, tolerance 300 s) and `message_labeling` (cap 5, tolerance 600 s).
@@ -160,6 +162,9 @@ pub struct UseCaseConfig {
     pub max_concurrent: u32,
     /// Tolerance applied when an enqueue gives none.
     pub default_delay_tolerance: Duration,
+    /// Whether a job not started by its deadline ends `expired` (instead of running late) when
+    /// its enqueue does not say (`ASYNC_JOBS_<USE_CASE>_EXPIRE_AT_DEADLINE`, default false).
+    pub expire_at_deadline: bool,
 }
 
 impl UseCaseConfig {
@@ -174,7 +179,14 @@ impl UseCaseConfig {
             queue_url: None,
             max_concurrent,
             default_delay_tolerance,
+            expire_at_deadline: false,
         }
+    }
+
+    /// Sets whether its jobs expire at their deadline unless an enqueue says otherwise.
+    pub fn with_expire_at_deadline(mut self, expire: bool) -> Self {
+        self.expire_at_deadline = expire;
+        self
     }
 
     /// The built-in defaults for the original use cases, if `name` is one of them.
@@ -365,6 +377,8 @@ pub struct PlatformConfig {
     pub use_cases: BTreeMap<String, UseCaseConfig>,
     /// Tenant quotas.
     pub quotas: QuotaConfig,
+    /// Tenant rate limits (jobs started per second).
+    pub rate_limits: crate::rate::RateLimitConfig,
     /// Input bounds.
     pub limits: Limits,
 }
@@ -380,6 +394,7 @@ impl Default for PlatformConfig {
         PlatformConfig {
             use_cases,
             quotas: QuotaConfig::default(),
+            rate_limits: crate::rate::RateLimitConfig::default(),
             limits: Limits::default(),
         }
     }
@@ -387,6 +402,7 @@ impl Default for PlatformConfig {
 
 const QUEUE_PREFIX: &str = "ASYNC_JOBS_SQS_QUEUE_";
 const QUOTAS_VAR: &str = "ASYNC_JOBS_PER_TENANT_QUOTAS";
+const RATE_LIMITS_VAR: &str = "ASYNC_JOBS_PER_TENANT_RATE_LIMITS";
 
 impl PlatformConfig {
     /// A configuration with exactly these use cases, no quotas and default limits.
@@ -397,6 +413,7 @@ impl PlatformConfig {
                 .map(|uc| (uc.name.clone(), uc))
                 .collect(),
             quotas: QuotaConfig::default(),
+            rate_limits: crate::rate::RateLimitConfig::default(),
             limits: Limits::default(),
         }
     }
@@ -404,6 +421,12 @@ impl PlatformConfig {
     /// Replaces the quotas.
     pub fn with_quotas(mut self, quotas: QuotaConfig) -> Self {
         self.quotas = quotas;
+        self
+    }
+
+    /// Replaces the rate limits.
+    pub fn with_rate_limits(mut self, rate_limits: crate::rate::RateLimitConfig) -> Self {
+        self.rate_limits = rate_limits;
         self
     }
 
@@ -463,6 +486,14 @@ impl PlatformConfig {
                     .filter(|n| *n > 0)
                     .ok_or_else(|| ConfigError::new(&cap_var, "a whole number ≥ 1", raw))?;
             }
+            let expire_var = format!("ASYNC_JOBS_{upper}_EXPIRE_AT_DEADLINE");
+            if let Some(raw) = vars.get(&expire_var) {
+                uc.expire_at_deadline = match raw.trim() {
+                    "" | "false" => false,
+                    "true" => true,
+                    _ => return Err(ConfigError::new(&expire_var, "true or false", raw)),
+                };
+            }
             let tol_var = format!("ASYNC_JOBS_{upper}_DEFAULT_DELAY_TOLERANCE_SECONDS");
             if let Some(raw) = vars.get(&tol_var) {
                 uc.default_delay_tolerance = raw
@@ -488,9 +519,28 @@ impl PlatformConfig {
             _ => QuotaConfig::default(),
         };
 
+        let rate_limits = match vars.get(RATE_LIMITS_VAR) {
+            Some(raw) if !raw.trim().is_empty() => {
+                let expected = |e: &str| {
+                    format!(
+                        r#"JSON like {{"tenant": {{"use_case": {{"per_second": 5, "burst": 10}}}}}} ({e})"#
+                    )
+                };
+                let parsed = crate::rate::RateLimitConfig::from_json(raw)
+                    .map_err(|e| ConfigError::new(RATE_LIMITS_VAR, expected(&e), raw))?;
+                if let Some(unknown) = parsed.use_cases().find(|uc| !use_cases.contains_key(*uc)) {
+                    let e = format!("'{unknown}' is not a configured use case");
+                    return Err(ConfigError::new(RATE_LIMITS_VAR, expected(&e), raw));
+                }
+                parsed
+            }
+            _ => crate::rate::RateLimitConfig::default(),
+        };
+
         Ok(PlatformConfig {
             use_cases,
             quotas,
+            rate_limits,
             limits: Limits::default(),
         })
     }
@@ -596,6 +646,14 @@ mod tests {
             )],
             &[("ASYNC_JOBS_PER_TENANT_QUOTAS", "{not json")],
             &[("ASYNC_JOBS_PER_TENANT_QUOTAS", r#"{"a": -1}"#)],
+            &[(
+                "ASYNC_JOBS_PER_TENANT_RATE_LIMITS",
+                r#"{"a": {"notifications": 0}}"#,
+            )],
+            &[(
+                "ASYNC_JOBS_PER_TENANT_RATE_LIMITS",
+                r#"{"a": {"no_such_use_case": 1}}"#,
+            )],
             &[("ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS", " ")],
             &[("ASYNC_JOBS_SQS_QUEUE_BAD-NAME", "http://q")],
         ];

@@ -68,6 +68,10 @@ pub struct EnqueueRequest {
     /// Deduplication key, unique per tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// End `expired` instead of starting after the deadline; absent = the use case's default
+    /// ([`crate::UseCaseConfig::expire_at_deadline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_at_deadline: Option<bool>,
     /// The enqueuer's W3C trace context. Not part of the JSON body: over HTTP it travels in the
     /// `traceparent` / `tracestate` headers.
     #[serde(skip)]
@@ -103,6 +107,7 @@ impl EnqueueRequest {
             priority: None,
             timeout_seconds: None,
             idempotency_key: None,
+            expire_at_deadline: None,
             trace_context: None,
         }
     }
@@ -130,6 +135,13 @@ impl EnqueueRequest {
     pub fn of<J: JobType>(tenant_id: impl Into<String>, job: &J) -> Result<Self, ValidationError> {
         let use_case = J::USE_CASE.ok_or(ValidationError::NoDefaultUseCase { kind: J::KIND })?;
         EnqueueRequest::typed(tenant_id, use_case, job)
+    }
+
+    /// Ends the job `expired` if it has not started by its deadline (`true`), or lets it run late
+    /// (`false`), whatever the use case's default.
+    pub fn expire_at_deadline(mut self, expire: bool) -> Self {
+        self.expire_at_deadline = Some(expire);
+        self
     }
 
     /// Sets the earliest start.
@@ -483,6 +495,9 @@ pub fn validate(
         backoff,
         run_at: req.run_at,
         delay_tolerance,
+        expire_at_deadline: req
+            .expire_at_deadline
+            .unwrap_or(use_case.expire_at_deadline),
         timeout,
         idempotency_key: req.idempotency_key,
         quota,

@@ -43,6 +43,7 @@ use async_trait::async_trait;
 
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
+use crate::rate::RateLimit;
 use crate::schedule::{Schedule, ScheduleDraft};
 use crate::schedule_store::{Fired, ScheduleStore};
 use crate::store::{
@@ -110,6 +111,12 @@ pub enum StoreOp {
     ScheduleRead,
     /// [`ScheduleStore::fire`].
     Fire,
+    /// [`DispatchStore::set_rate_limits`].
+    SetRateLimits,
+    /// [`DispatchStore::rate_limits`].
+    RateLimits,
+    /// [`DispatchStore::rate_wait`].
+    RateWait,
 }
 
 impl StoreOp {
@@ -143,6 +150,9 @@ impl StoreOp {
             StoreOp::ScheduleWrite => "schedule_write",
             StoreOp::ScheduleRead => "schedule_read",
             StoreOp::Fire => "fire",
+            StoreOp::SetRateLimits => "set_rate_limits",
+            StoreOp::RateLimits => "rate_limits",
+            StoreOp::RateWait => "rate_wait",
         }
     }
 }
@@ -318,6 +328,25 @@ impl<I: Interceptor> DispatchStore for InterceptedStore<I> {
         self.around(StoreOp::Subscribe, 1, self.inner.subscribe())
             .await
     }
+
+    async fn set_rate_limits(&self, limits: &[RateLimit]) -> Result<(), StoreError> {
+        self.around(
+            StoreOp::SetRateLimits,
+            limits.len(),
+            self.inner.set_rate_limits(limits),
+        )
+        .await
+    }
+
+    async fn rate_limits(&self) -> Result<Vec<RateLimit>, StoreError> {
+        self.around(StoreOp::RateLimits, 1, self.inner.rate_limits())
+            .await
+    }
+
+    async fn rate_wait(&self, use_case: &str) -> Result<Option<Duration>, StoreError> {
+        self.around(StoreOp::RateWait, 1, self.inner.rate_wait(use_case))
+            .await
+    }
 }
 
 #[async_trait]
@@ -481,6 +510,7 @@ mod tests {
             backoff: crate::backoff::Backoff::default(),
             run_at: None,
             delay_tolerance: Duration::from_secs(60),
+            expire_at_deadline: false,
             timeout: Duration::from_secs(30),
             idempotency_key: None,
             quota: None,

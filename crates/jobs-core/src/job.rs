@@ -92,6 +92,9 @@ pub struct Job {
     pub delay_tolerance: Duration,
     /// `run_at + delay_tolerance`: the scheduler's EDF key.
     pub deadline_at: DateTime<Utc>,
+    /// Not started by `deadline_at`, the job ends `expired` instead of running late.
+    #[serde(default)]
+    pub expire_at_deadline: bool,
     /// How long one attempt may run.
     #[serde(rename = "timeout_seconds", with = "duration_secs")]
     pub timeout: Duration,
@@ -155,6 +158,8 @@ pub struct NewJob {
     pub run_at: Option<DateTime<Utc>>,
     /// Start window after `run_at`.
     pub delay_tolerance: Duration,
+    /// End `expired` instead of starting after the deadline.
+    pub expire_at_deadline: bool,
     /// Per-attempt time limit.
     pub timeout: Duration,
     /// Deduplication key, unique per tenant.

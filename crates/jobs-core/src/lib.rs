@@ -33,7 +33,8 @@
 //!                │  └──expire_dispatch──┘                   │  └──fail_dead / expire_run_dead──► dead
 //!                └──fail_retry / expire_run_retry / release─┘
 //!  pending, dispatched ──cancel──► cancelled ◄──finish_cancelled── running
-//!  dead, cancelled ──retry──► pending
+//!  pending, dispatched ──miss_deadline──► expired   (only jobs set to expire at their deadline)
+//!  dead, cancelled, expired ──retry──► pending
 //! ```
 //!
 //! ## Unit-testing a handler
@@ -75,6 +76,7 @@ pub mod job_type;
 pub mod leader;
 pub mod memory;
 pub mod pause;
+pub mod rate;
 pub mod rfc3339;
 pub mod schedule;
 pub mod schedule_store;
@@ -100,6 +102,7 @@ pub use handler::{
 pub use job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 pub use job_type::JobType;
 pub use pause::{Pause, PauseError, PauseScope};
+pub use rate::{RateLimit, RateLimitConfig};
 pub use schedule::{
     JobTemplate, MissedPolicy, NewSchedule, Schedule, ScheduleDefinition, ScheduleDraft,
     ScheduleError, ScheduleSource, ScheduleValidationError,

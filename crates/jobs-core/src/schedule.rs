@@ -90,6 +90,9 @@ pub struct JobTemplate {
     /// Per-attempt time limit in seconds; absent = the platform's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<f64>,
+    /// End `expired` instead of starting after the deadline; absent = the use case's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_at_deadline: Option<bool>,
 }
 
 impl JobTemplate {
@@ -109,6 +112,7 @@ impl JobTemplate {
             priority: None,
             max_attempts: None,
             timeout_seconds: None,
+            expire_at_deadline: None,
         }
     }
 
@@ -126,6 +130,7 @@ impl JobTemplate {
         req.priority = self.priority;
         req.max_attempts = self.max_attempts;
         req.timeout_seconds = self.timeout_seconds;
+        req.expire_at_deadline = self.expire_at_deadline;
         req
     }
 }

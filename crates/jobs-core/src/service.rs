@@ -258,6 +258,7 @@ mod tests {
             run_at: now,
             delay_tolerance: Duration::ZERO,
             deadline_at: now,
+            expire_at_deadline: false,
             timeout: Duration::from_secs(1),
             idempotency_key: None,
             lease_token: None,

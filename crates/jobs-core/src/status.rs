@@ -26,17 +26,21 @@ pub enum JobStatus {
     Dead,
     /// Cancelled. Terminal until retried by hand.
     Cancelled,
+    /// Not started by its deadline, and set to expire then (`expire_at_deadline`): it did not run
+    /// late. Terminal until retried by hand.
+    Expired,
 }
 
 impl JobStatus {
     /// Every status, in life-cycle order.
-    pub const ALL: [JobStatus; 6] = [
+    pub const ALL: [JobStatus; 7] = [
         JobStatus::Pending,
         JobStatus::Dispatched,
         JobStatus::Running,
         JobStatus::Succeeded,
         JobStatus::Dead,
         JobStatus::Cancelled,
+        JobStatus::Expired,
     ];
 
     /// The stable lowercase name used in SQL, JSON and metrics.
@@ -48,14 +52,16 @@ impl JobStatus {
             JobStatus::Succeeded => "succeeded",
             JobStatus::Dead => "dead",
             JobStatus::Cancelled => "cancelled",
+            JobStatus::Expired => "expired",
         }
     }
 
-    /// True for succeeded, dead and cancelled: nothing happens to the job unless someone retries it.
+    /// True for succeeded, dead, cancelled and expired: nothing happens to the job unless someone
+    /// retries it.
     pub const fn is_terminal(self) -> bool {
         matches!(
             self,
-            JobStatus::Succeeded | JobStatus::Dead | JobStatus::Cancelled
+            JobStatus::Succeeded | JobStatus::Dead | JobStatus::Cancelled | JobStatus::Expired
         )
     }
 
@@ -85,9 +91,9 @@ impl fmt::Display for JobStatus {
     }
 }
 
-/// The text was not one of the six status names.
+/// The text was not one of the seven status names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown job status '{0}' (expected one of pending, dispatched, running, succeeded, dead, cancelled)")]
+#[error("unknown job status '{0}' (expected one of pending, dispatched, running, succeeded, dead, cancelled, expired)")]
 pub struct UnknownStatus(pub String);
 
 impl FromStr for JobStatus {
@@ -129,11 +135,14 @@ pub enum Transition {
     Retry,
     /// The worker is shutting down and its drain deadline passed: back to pending, no penalty.
     Release,
+    /// A job set to expire at its deadline was not started by then: the pick finds it pending, or
+    /// a worker's claim finds it dispatched, after its `deadline_at`. It does not run.
+    MissDeadline,
 }
 
 impl Transition {
     /// Every event.
-    pub const ALL: [Transition; 12] = [
+    pub const ALL: [Transition; 13] = [
         Transition::Dispatch,
         Transition::Claim,
         Transition::ExpireDispatch,
@@ -146,6 +155,7 @@ impl Transition {
         Transition::FinishCancelled,
         Transition::Retry,
         Transition::Release,
+        Transition::MissDeadline,
     ];
 
     /// The stable snake_case name.
@@ -163,6 +173,7 @@ impl Transition {
             Transition::FinishCancelled => "finish_cancelled",
             Transition::Retry => "retry",
             Transition::Release => "release",
+            Transition::MissDeadline => "miss_deadline",
         }
     }
 }
@@ -237,6 +248,17 @@ pub const TRANSITIONS: &[Edge] = &[
     edge(JobStatus::Dead, Transition::Retry, JobStatus::Pending),
     edge(JobStatus::Cancelled, Transition::Retry, JobStatus::Pending),
     edge(JobStatus::Running, Transition::Release, JobStatus::Pending),
+    edge(
+        JobStatus::Pending,
+        Transition::MissDeadline,
+        JobStatus::Expired,
+    ),
+    edge(
+        JobStatus::Dispatched,
+        Transition::MissDeadline,
+        JobStatus::Expired,
+    ),
+    edge(JobStatus::Expired, Transition::Retry, JobStatus::Pending),
 ];
 
 /// The event a store applies when a running job's attempt fails
@@ -326,6 +348,17 @@ mod tests {
         (JobStatus::Dead, Transition::Retry, JobStatus::Pending),
         (JobStatus::Cancelled, Transition::Retry, JobStatus::Pending),
         (JobStatus::Running, Transition::Release, JobStatus::Pending),
+        (
+            JobStatus::Pending,
+            Transition::MissDeadline,
+            JobStatus::Expired,
+        ),
+        (
+            JobStatus::Dispatched,
+            Transition::MissDeadline,
+            JobStatus::Expired,
+        ),
+        (JobStatus::Expired, Transition::Retry, JobStatus::Pending),
     ];
 
     #[test]
@@ -351,7 +384,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(refused, 6 * 12 - EXPECTED.len());
+        assert_eq!(
+            refused,
+            JobStatus::ALL.len() * Transition::ALL.len() - EXPECTED.len()
+        );
     }
 
     #[test]

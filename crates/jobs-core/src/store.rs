@@ -6,7 +6,7 @@
 //! | role | caller | methods |
 //! |---|---|---|
 //! | [`ApiStore`] | `JobService`, the HTTP API, operations endpoints | enqueue, enqueue_many, get, list, cancel, retry, counts, ping |
-//! | [`DispatchStore`] | the scheduler's pick | lease_due, return_dispatched, subscribe |
+//! | [`DispatchStore`] | the scheduler's pick | lease_due, return_dispatched, subscribe, set_rate_limits, rate_limits, rate_wait |
 //! | [`LeaseStore`] | the worker | claim, claim_many, heartbeat, complete, complete_many, fail, finish_cancelled, release |
 //! | [`MaintenanceStore`] | the scheduler's reaper and pruning | reap_expired, prune |
 //! | [`ScheduleStore`] | cron schedules: the API and the scheduler's leader | create/update/delete/get_schedule, schedules, sync_config_schedules, fire |
@@ -39,6 +39,7 @@ use chrono::{DateTime, Utc};
 
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
+use crate::rate::RateLimit;
 #[cfg(any(test, feature = "testkit"))]
 use crate::schedule::{Schedule, ScheduleDraft};
 pub use crate::schedule_store::{Fired, ScheduleStore};
@@ -411,7 +412,10 @@ pub trait DispatchStore: Send + Sync + std::fmt::Debug {
     /// counts the use case's dispatched and running jobs. Each gets a new token and
     /// `lease_expires_at = now + pick.lease`. Concurrent callers together never exceed
     /// `pick.cap`. Jobs of a paused use case, or of a paused tenant in it ([`ApiStore::pause`]),
-    /// are passed over.
+    /// are passed over. A tenant with a rate limit ([`set_rate_limits`](Self::set_rate_limits))
+    /// gets at most as many of its jobs leased as whole tokens are in its bucket (each leased job
+    /// takes one); its other due jobs are passed over as if paused, so the others' jobs take
+    /// the places, in deadline order.
     async fn lease_due(
         &self,
         use_case: &str,
@@ -440,6 +444,40 @@ pub trait DispatchStore: Send + Sync + std::fmt::Debug {
     /// notifications return [`NeverWake`] and the scheduler polls.
     async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
         Ok(Box::new(NeverWake))
+    }
+
+    /// Replaces every rate limit in force with `limits` (see [`crate::rate`]). From the next
+    /// pick on, [`lease_due`](DispatchStore::lease_due) starts a tenant's jobs of a limited use
+    /// case only as its token bucket allows: at most `burst` at once, then `per_second` on
+    /// average, whatever the number of schedulers. A tenant's own limit replaces the every-tenant
+    /// one (`tenant_id: None`), which gives each tenant a bucket of its own. Jobs already
+    /// enqueued come under the new limits too. Buckets survive a change of limits (capped at the
+    /// new burst). Idempotent.
+    ///
+    /// The default refuses any limit ([`StoreError::Unsupported`]); the platform's stores
+    /// implement it.
+    async fn set_rate_limits(&self, limits: &[RateLimit]) -> Result<(), StoreError> {
+        match limits.is_empty() {
+            true => Ok(()),
+            false => Err(StoreError::Unsupported(
+                "this store does not enforce rate limits".to_owned(),
+            )),
+        }
+    }
+
+    /// The rate limits in force, by use case, then the every-tenant limit, then tenant.
+    async fn rate_limits(&self) -> Result<Vec<RateLimit>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// How long until the next job of `use_case` held back only by its tenant's rate limit may
+    /// start: the shortest wait, over the tenants with due pending jobs and an empty bucket (less
+    /// than one token), for one token. `None` when no due job waits on a rate limit. The
+    /// scheduler sleeps no longer than this, so a limited tenant starts at its rate and not at
+    /// the tick's.
+    async fn rate_wait(&self, use_case: &str) -> Result<Option<Duration>, StoreError> {
+        let _ = use_case;
+        Ok(None)
     }
 }
 
@@ -566,6 +604,9 @@ mockall::mock! {
         async fn return_dispatched(&self, dispatches: Vec<(JobId, LeaseToken)>)
             -> Result<u64, StoreError>;
         async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError>;
+        async fn set_rate_limits(&self, limits: &[RateLimit]) -> Result<(), StoreError>;
+        async fn rate_limits(&self) -> Result<Vec<RateLimit>, StoreError>;
+        async fn rate_wait(&self, use_case: &str) -> Result<Option<Duration>, StoreError>;
     }
 
     #[async_trait]

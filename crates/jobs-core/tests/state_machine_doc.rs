@@ -43,14 +43,10 @@ fn diagram_edges_match_the_transition_table() {
 #[test]
 fn markdown_table_rows_match_the_transition_table() {
     let doc = doc();
-    let statuses = [
-        "pending",
-        "dispatched",
-        "running",
-        "succeeded",
-        "dead",
-        "cancelled",
-    ];
+    let statuses: Vec<&str> = jobs_core::JobStatus::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
     let rows: BTreeSet<(String, String, String)> = doc
         .lines()
         .filter_map(|l| {

@@ -113,7 +113,7 @@ async fn run(
     }))
 }
 
-/// Retries every dead or cancelled job that matches (others are counted as skipped). Each retry
+/// Retries every dead, cancelled or expired job that matches (others are counted as skipped). Each retry
 /// counts against its tenant's quota as a single retry does: one that would exceed it is skipped
 /// and counted, never refused with 429.
 #[utoipa::path(

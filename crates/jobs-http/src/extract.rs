@@ -213,7 +213,7 @@ pub struct ListParams {
     pub tenant_id: Option<String>,
     /// Only this use case.
     pub use_case: Option<String>,
-    /// Only this status: pending, dispatched, running, succeeded, dead or cancelled.
+    /// Only this status: pending, dispatched, running, succeeded, dead, cancelled or expired.
     pub status: Option<String>,
     /// Only this job type.
     #[serde(rename = "type")]

@@ -40,6 +40,7 @@ pub mod limits;
 pub mod metrics;
 mod openapi;
 pub mod pauses;
+pub mod rate_limits;
 mod routes;
 pub mod schedules;
 pub mod server;

@@ -34,6 +34,7 @@ pub(crate) enum JobStatusSchema {
     Succeeded,
     Dead,
     Cancelled,
+    Expired,
 }
 
 /// Backoff strategy.
@@ -99,6 +100,8 @@ macro_rules! job_schema {
             run_at: DateTime<Utc>,
             delay_tolerance_seconds: f64,
             deadline_at: DateTime<Utc>,
+            /// Not started by `deadline_at`, the job ends `expired` instead of running late.
+            expire_at_deadline: bool,
             timeout_seconds: f64,
             idempotency_key: Option<String>,
             lease_expires_at: Option<DateTime<Utc>>,
@@ -148,6 +151,7 @@ pub(crate) struct EnqueueRequestSchema {
     priority: Option<i16>,
     timeout_seconds: Option<f64>,
     idempotency_key: Option<String>,
+    expire_at_deadline: Option<bool>,
 }
 
 /// A batch enqueue: all jobs or none.
@@ -188,7 +192,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "async-jobs API", description = "Enqueue, inspect, cancel and retry durable async jobs."),
     modifiers(&BearerAuth),
-    tags((name = "jobs", description = "Jobs"), (name = "pauses", description = "Pause and resume a use case, or one tenant within it"), (name = "schedules", description = "Cron schedules: periodic jobs, one per slot"), (name = "ops", description = "Health, readiness, metrics, this document"))
+    tags((name = "jobs", description = "Jobs"), (name = "pauses", description = "Pause and resume a use case, or one tenant within it"), (name = "limits", description = "Rate limits in force"), (name = "schedules", description = "Cron schedules: periodic jobs, one per slot"), (name = "ops", description = "Health, readiness, metrics, this document"))
 )]
 pub(crate) struct ApiDoc;
 
@@ -209,7 +213,7 @@ pub(crate) const CURSOR_PATTERN: &str = r"^[A-Za-z0-9_-]{21}[AQgw]$";
 
 /// The OpenAPI document of `base` (the routes' derived document) made exact for `config`:
 /// request schemas with the configured use cases and limits, list parameters with their types,
-/// and the `/jobs`, `/pauses` and `/schedules` operations' security (`auth_required`; without it the bearer scheme and the
+/// and the `/jobs`, `/pauses`, `/rate-limits` and `/schedules` operations' security (`auth_required`; without it the bearer scheme and the
 /// 401 answers are left out).
 pub(crate) fn document(
     base: &utoipa::openapi::OpenApi,
@@ -263,6 +267,7 @@ pub(crate) fn document(
                 if path.starts_with("/jobs")
                     || path.starts_with("/pauses")
                     || path.starts_with("/schedules")
+                    || path.starts_with("/rate-limits")
                 {
                     if auth_required {
                         op.insert("security".into(), json!([{ "bearer": [] }]));
@@ -407,6 +412,13 @@ fn enqueue_request_schema(config: &PlatformConfig) -> Value {
             "minimum": 0,
             "maximum": seconds(limits.max_delay_tolerance),
             "description": "Start window after run_at; absent or null = the use case's default.",
+        }),
+    );
+    properties.insert(
+        "expire_at_deadline".into(),
+        json!({
+            "type": ["boolean", "null"],
+            "description": "true: a job not started by its deadline ends `expired` instead of running late; absent or null = the use case's default (`ASYNC_JOBS_<USE_CASE>_EXPIRE_AT_DEADLINE`, false unless set).",
         }),
     );
     properties.insert(

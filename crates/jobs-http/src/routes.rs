@@ -316,7 +316,7 @@ async fn cancel_job(
     Ok(Json(job))
 }
 
-/// Retries a dead or cancelled job by hand.
+/// Retries a dead, cancelled or expired job by hand.
 #[utoipa::path(
     post, path = "/jobs/{id}/retry", tag = "jobs",
     params(("id" = uuid::Uuid, Path, description = "Job id")),
@@ -325,7 +325,7 @@ async fn cancel_job(
         (status = 400, description = "The id is not a UUID (`invalid_id`)", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials (`unauthorized`, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
         (status = 404, description = "No such job, or another tenant's (`not_found`)", body = ErrorBody),
-        (status = 409, description = "Not dead or cancelled (`illegal_transition`)", body = ErrorBody),
+        (status = 409, description = "Not dead, cancelled or expired (`illegal_transition`)", body = ErrorBody),
         (status = 429, description = "Tenant quota exceeded: the retried job would take the tenant over its quota (`quota_exceeded`, with `Retry-After`)", body = ErrorBody),
         (status = 500, description = "A non-retryable store failure (`internal`; details are logged, not sent)", body = ErrorBody),
         (status = 503, description = "Store unavailable (`store_unavailable`), or a query ran past the store's statement timeout (`store_timeout`); both with `Retry-After`", body = ErrorBody),
@@ -484,6 +484,7 @@ fn api_router() -> OpenApiRouter<AppState> {
             crate::schedules::update_schedule,
             crate::schedules::delete_schedule
         ))
+        .routes(routes!(crate::rate_limits::list_rate_limits))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics_text))

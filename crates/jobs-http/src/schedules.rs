@@ -42,6 +42,7 @@ pub(crate) struct JobTemplateSchema {
     priority: Option<i16>,
     max_attempts: Option<u32>,
     timeout_seconds: Option<f64>,
+    expire_at_deadline: Option<bool>,
 }
 
 /// What to do with slots that were missed (fired after `slot + delay tolerance`): `skip` them

@@ -29,6 +29,7 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/jobs/bulk/retry"),
     ("post", "/jobs/bulk/cancel"),
     ("get", "/pauses"),
+    ("get", "/rate-limits"),
     ("put", "/pauses/{use_case}"),
     ("delete", "/pauses/{use_case}"),
     ("put", "/pauses/{use_case}/tenants/{tenant_id}"),
@@ -196,6 +197,7 @@ async fn schemas_match_the_wire_types() {
         .timeout(std::time::Duration::from_secs(1))
         .delay_tolerance(std::time::Duration::from_secs(1))
         .backoff(jobs_core::Backoff::default())
+        .expire_at_deadline(true)
         .run_at(chrono::Utc::now());
     full.queue = Some("q".into());
     let wire: BTreeSet<String> = serde_json::to_value(&full)
@@ -225,6 +227,7 @@ async fn schemas_match_the_wire_types() {
     template.priority = Some(1);
     template.max_attempts = Some(1);
     template.timeout_seconds = Some(1.0);
+    template.expire_at_deadline = Some(true);
     let created = api
         .call(
             Method::POST,
@@ -318,6 +321,7 @@ const ANSWERS: &[(&str, &str, &[u16])] = &[
         &[200, 400, 401, 408, 413, 415, 500, 503],
     ),
     ("get", "/pauses", &[200, 401, 500, 503]),
+    ("get", "/rate-limits", &[200, 401, 500, 503]),
     ("put", "/pauses/{use_case}", &[200, 400, 401, 403, 500, 503]),
     (
         "delete",
@@ -357,6 +361,13 @@ const ANSWERS: &[(&str, &str, &[u16])] = &[
     ("get", "/openapi.json", &[200]),
 ];
 
+/// True for the paths behind the bearer credentials (every other path is an ops path).
+fn guarded(path: &str) -> bool {
+    ["/jobs", "/pauses", "/rate-limits", "/schedules"]
+        .iter()
+        .any(|p| path.starts_with(p))
+}
+
 fn statuses(doc: &Value, method: &str, path: &str) -> BTreeSet<u16> {
     doc["paths"][path][method]["responses"]
         .as_object()
@@ -382,9 +393,7 @@ fn every_operation_documents_exactly_the_codes_it_answers() {
             );
         }
         let secured = doc["paths"][path][method]["security"] == serde_json::json!([{"bearer": []}]);
-        let guarded = path.starts_with("/jobs")
-            || path.starts_with("/pauses")
-            || path.starts_with("/schedules");
+        let guarded = guarded(path);
         assert_eq!(secured, guarded, "{method} {path}");
     }
 }
@@ -397,9 +406,7 @@ async fn documented_codes_are_really_answered() {
         Arc::new(MemoryStore::new(Arc::new(SystemClock))),
         AuthConfig::operator_token("root"),
     );
-    for (method, path, codes) in ANSWERS.iter().filter(|(_, p, _)| {
-        p.starts_with("/jobs") || p.starts_with("/pauses") || p.starts_with("/schedules")
-    }) {
+    for (method, path, codes) in ANSWERS.iter().filter(|(_, p, _)| guarded(p)) {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let r = api.call(m.clone(), path, None, None).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path}");

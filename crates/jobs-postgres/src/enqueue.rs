@@ -93,6 +93,7 @@ pub(crate) async fn one<C: GenericClient + Sync>(
                 &quota,
                 &traceparent,
                 &tracestate,
+                &job.expire_at_deadline,
             ],
         )
         .await?;
@@ -256,6 +257,7 @@ pub(crate) async fn many<C: GenericClient + Sync>(
             .collect();
         let traceparents: Vec<Option<&str>> = traces.iter().map(|t| t.0.as_deref()).collect();
         let tracestates: Vec<Option<&str>> = traces.iter().map(|t| t.1).collect();
+        let expires: Vec<bool> = to_insert.iter().map(|j| j.expire_at_deadline).collect();
         let rows = db
             .client
             .query(
@@ -279,6 +281,7 @@ pub(crate) async fn many<C: GenericClient + Sync>(
                     &keys,
                     &traceparents,
                     &tracestates,
+                    &expires,
                 ],
             )
             .await

@@ -56,9 +56,19 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0005_pauses.sql"),
     },
     Migration {
+        version: 6,
+        name: "rate_limits",
+        sql: include_str!("../migrations/0006_rate_limits.sql"),
+    },
+    Migration {
         version: 7,
         name: "schedules",
         sql: include_str!("../migrations/0007_schedules.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "expiry",
+        sql: include_str!("../migrations/0008_expiry.sql"),
     },
 ];
 

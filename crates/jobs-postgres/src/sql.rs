@@ -18,6 +18,18 @@ macro_rules! us {
 const NOW: &str = "(SELECT coalesce($1::timestamptz, now()) AS now) t";
 const UNFINISHED: &str = "('pending', 'dispatched', 'running')";
 const IN_FLIGHT: &str = "('dispatched', 'running')";
+/// A claimed job (`j`) set to expire at its deadline that reached its worker after it.
+const LATE: &str = "(j.expire_at_deadline AND j.deadline_at < t.now)";
+/// The claim's columns but the lease's end: `running` and the attempt counted, or, for a late job
+/// that expires at its deadline, `expired` without an attempt (the store reports the lease lost).
+const CLAIM_OR_EXPIRE: &str = "status = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN 'expired' ELSE 'running' END, \
+     attempts = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN j.attempts ELSE j.attempts + 1 END, \
+     started_at = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN j.started_at ELSE t.now END, \
+     first_started_at = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN j.first_started_at \
+         ELSE coalesce(j.first_started_at, j.started_at, t.now) END, \
+     finished_at = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN t.now ELSE j.finished_at END, \
+     last_error = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN 'expired: not started by its deadline' ELSE j.last_error END, \
+     lease_token = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN NULL ELSE j.lease_token END";
 
 /// Rendered statements for one schema.
 #[derive(Debug)]
@@ -32,6 +44,7 @@ pub(crate) struct Sql {
     pub(crate) lease_lock: String,
     pub(crate) lease_due: String,
     pub(crate) promote: String,
+    pub(crate) expire: String,
     pub(crate) get: String,
     pub(crate) cancel: String,
     pub(crate) retry: String,
@@ -55,6 +68,12 @@ pub(crate) struct Sql {
     pub(crate) resume: String,
     pub(crate) unhold: String,
     pub(crate) pauses: String,
+    pub(crate) rate_wait: String,
+    pub(crate) rate_limits_read: String,
+    pub(crate) rate_limits_clear: String,
+    pub(crate) prune_buckets: String,
+    pub(crate) rate_limits_insert: String,
+    pub(crate) rate_limits_mark: String,
 }
 
 impl Sql {
@@ -62,12 +81,36 @@ impl Sql {
         let s = schema.as_str();
         let jobs = format!("{s}.jobs");
         let pauses = format!("{s}.pauses");
+        let rate_limits = format!("{s}.rate_limits");
+        let buckets = format!("{s}.rate_buckets");
+        // The tenants of use case $2 with ready limited jobs, one index probe each (a loose scan
+        // of jobs_limited_pick_idx), with the tokens each holds now (NULL: no limit applies any
+        // more, take as many as the pick allows) and its limit. Paused tenants are left out.
+        let allowances = format!(
+            "lim_t AS ( \
+                 (SELECT p.tenant_id FROM {jobs} p WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready \
+                     AND NOT p.held AND p.limited ORDER BY p.tenant_id LIMIT 1) \
+                 UNION ALL \
+                 SELECT (SELECT p.tenant_id FROM {jobs} p WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready \
+                     AND NOT p.held AND p.limited AND p.tenant_id > l.tenant_id ORDER BY p.tenant_id LIMIT 1) \
+                 FROM lim_t l WHERE l.tenant_id IS NOT NULL), \
+             allow AS MATERIALIZED ( \
+                 SELECT l.tenant_id, r.per_second, \
+                     CASE WHEN r.per_second IS NULL THEN NULL ELSE least(r.burst::float8, coalesce(b.tokens \
+                         + r.per_second * greatest(0, extract(epoch FROM t.now - b.updated_at)::float8), r.burst::float8)) END AS tokens \
+                 FROM lim_t l CROSS JOIN {NOW} \
+                 LEFT JOIN LATERAL (SELECT r.per_second, r.burst FROM {rate_limits} r \
+                     WHERE r.use_case = $2 AND r.tenant_id IN (l.tenant_id, '') ORDER BY r.tenant_id = '' LIMIT 1) r ON true \
+                 LEFT JOIN {buckets} b ON b.use_case = $2 AND b.tenant_id = l.tenant_id \
+                 WHERE l.tenant_id IS NOT NULL \
+                 AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = l.tenant_id))"
+        );
         let cols = job_columns("j");
         let plain_cols = JOB_COLUMNS.join(", ");
         let insert_columns = "id, tenant_id, use_case, kind, payload, status, priority, attempts, max_attempts, \
              backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, delay_tolerance_us, \
              deadline_at, timeout_us, idempotency_key, cancel_requested, created_at, updated_at, ready, \
-             traceparent, tracestate, held";
+             traceparent, tracestate, held, limited, expire_at_deadline";
         // A fenced update: `set` applies to the job with id $2, status `status` and token $3.
         let fenced = |status: &str, set: &str, extra: &str| {
             format!(
@@ -91,7 +134,9 @@ impl Sql {
                         $9::text, $10::bigint, $11::bigint, $12::text, coalesce($13::timestamptz, t.now), $14::bigint, \
                         greatest(coalesce($13::timestamptz, t.now), t.now) + {tol}, $15::bigint, $16::text, false, t.now, t.now, \
                         coalesce($13::timestamptz, t.now) <= t.now, $18::text, $19::text, \
-                        EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $4 AND z.tenant_id = $3) \
+                        EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $4 AND z.tenant_id = $3), \
+                        EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = $4 AND r.tenant_id IN ($3, '')), \
+                        $20::boolean \
                  FROM {NOW} \
                  WHERE $17::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
                      WHERE q.tenant_id = $3 AND q.use_case = $4 AND q.status IN {UNFINISHED} LIMIT $17) c) < $17 \
@@ -105,12 +150,14 @@ impl Sql {
                         u.strategy, u.base_us, u.cap_us, u.jitter, coalesce(u.run_at, t.now), u.tolerance_us, \
                         greatest(coalesce(u.run_at, t.now), t.now) + {tol}, u.timeout_us, u.key, false, t.now, t.now, \
                         coalesce(u.run_at, t.now) <= t.now, u.traceparent, u.tracestate, \
-                        EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = u.use_case AND z.tenant_id = u.tenant_id) \
+                        EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = u.use_case AND z.tenant_id = u.tenant_id), \
+                        EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = u.use_case AND r.tenant_id IN (u.tenant_id, '')), \
+                        u.expire_at_deadline \
                  FROM {NOW}, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::smallint[], \
                         $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], $13::timestamptz[], \
-                        $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[]) \
+                        $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[], $19::boolean[]) \
                      AS u(id, tenant_id, use_case, kind, payload, priority, max_attempts, strategy, base_us, cap_us, \
-                          jitter, run_at, tolerance_us, timeout_us, key, traceparent, tracestate) \
+                          jitter, run_at, tolerance_us, timeout_us, key, traceparent, tracestate, expire_at_deadline) \
                  RETURNING {plain_cols}",
                 tol = us!("u.tolerance_us"),
             ),
@@ -130,21 +177,120 @@ impl Sql {
                          FROM unnest($1::text[]) AS k"
                 .to_owned(),
             lease_lock: "SELECT pg_advisory_xact_lock(hashtext('async_jobs.lease'), hashtext($1))".to_owned(),
+            // The pick, in two lanes merged in deadline order: the main index (tenants without a
+            // rate limit) walked from the earliest deadline, and for each rate-limited tenant its
+            // own earliest deadlines, as many as its whole tokens. The room under the cap is
+            // counted once; a paused use case has none. Candidates are read without locks (picks
+            // of a use case are serialised by its advisory lock); only the rows chosen are
+            // locked, re-checked (a cancel may have moved one on) and leased, and each leased
+            // limited job takes a token from its tenant's bucket in the same statement.
+            //
+            // `limited` is only where a job is indexed, not what limits it: a job whose flag is
+            // stale (enqueued in a transaction that overlapped a change of limits, or brought
+            // back from a finished state) but whose tenant is limited now is never leased from
+            // the main lane: the pick marks it `limited` instead (`healed`), and the lane takes
+            // it, by its bucket, from the next pick on. The update finds rows by primary key
+            // (`= ANY(ARRAY(…))`): joined to a CTE, the planner cannot see how few rows it holds
+            // and was seen to hash the whole table instead.
             lease_due: format!(
-                "WITH picked AS ( \
-                     SELECT p.id FROM {jobs} p, {NOW} \
-                     WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready AND NOT p.held AND p.run_at <= t.now \
-                     AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = '') \
+                "WITH RECURSIVE {allowances}, \
+                 room AS MATERIALIZED (SELECT CASE WHEN EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = '') \
+                     THEN 0 ELSE greatest(0, least($3::bigint, $4::bigint - (SELECT count(*) FROM {jobs} f \
+                         WHERE f.use_case = $2 AND f.status IN {IN_FLIGHT}))) END AS n), \
+                 main AS MATERIALIZED ( \
+                     SELECT p.id, p.deadline_at, p.priority, false AS lim, \
+                         EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = $2 AND r.tenant_id IN (p.tenant_id, '')) AS stale \
+                     FROM {jobs} p, {NOW} \
+                     WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready AND NOT p.held AND NOT p.limited \
+                     AND p.run_at <= t.now \
                      AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = p.tenant_id) \
                      ORDER BY p.deadline_at, p.priority DESC, p.id \
-                     LIMIT greatest(0, least($3::bigint, $4::bigint - (SELECT count(*) FROM {jobs} f \
-                         WHERE f.use_case = $2 AND f.status IN {IN_FLIGHT}))) \
-                     FOR UPDATE OF p SKIP LOCKED) \
+                     LIMIT (SELECT n FROM room)), \
+                 lane AS ( \
+                     SELECT c.id, c.deadline_at, c.priority, true AS lim \
+                     FROM allow a CROSS JOIN room, LATERAL ( \
+                         SELECT p.id, p.deadline_at, p.priority FROM {jobs} p, {NOW} \
+                         WHERE p.use_case = $2 AND p.tenant_id = a.tenant_id AND p.status = 'pending' AND p.ready \
+                         AND NOT p.held AND p.limited AND p.run_at <= t.now \
+                         ORDER BY p.deadline_at, p.priority DESC, p.id \
+                         LIMIT least(room.n, coalesce(floor(a.tokens)::bigint, room.n))) c \
+                     WHERE room.n > 0 AND (a.tokens IS NULL OR a.tokens >= 1)), \
+                 picked AS MATERIALIZED ( \
+                     SELECT u.id, u.lim FROM ( \
+                         SELECT id, deadline_at, priority, lim FROM main WHERE NOT stale \
+                         UNION ALL SELECT id, deadline_at, priority, lim FROM lane) u \
+                     ORDER BY u.deadline_at, u.priority DESC, u.id LIMIT (SELECT n FROM room)), \
+                 locked AS MATERIALIZED ( \
+                     SELECT j.id, j.tenant_id, picked.lim FROM {jobs} j JOIN picked ON picked.id = j.id \
+                     WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND j.status = 'pending' AND NOT j.held \
+                     FOR UPDATE OF j SKIP LOCKED), \
+                 healed AS ( \
+                     UPDATE {jobs} j SET limited = true \
+                     WHERE j.id = ANY (ARRAY(SELECT id FROM main WHERE stale)) AND j.status = 'pending' AND NOT j.limited), \
+                 spent AS ( \
+                     INSERT INTO {buckets} AS b (use_case, tenant_id, tokens, updated_at) \
+                     SELECT $2, a.tenant_id, a.tokens - k.n, t.now \
+                     FROM allow a JOIN (SELECT tenant_id, count(*) AS n FROM locked WHERE lim GROUP BY tenant_id) k \
+                         ON k.tenant_id = a.tenant_id CROSS JOIN {NOW} \
+                     WHERE a.tokens IS NOT NULL \
+                     ON CONFLICT (use_case, tenant_id) DO UPDATE SET tokens = excluded.tokens, \
+                         updated_at = greatest(b.updated_at, excluded.updated_at)) \
                  UPDATE {jobs} j SET status = 'dispatched', lease_token = gen_random_uuid(), \
                      lease_expires_at = t.now + {lease}, dispatched_at = t.now, updated_at = t.now \
-                 FROM picked, {NOW} WHERE j.id = picked.id \
+                 FROM {NOW} WHERE j.id = ANY (ARRAY(SELECT id FROM locked)) \
                  RETURNING j.id, j.lease_token, j.tenant_id, j.use_case, j.kind, j.attempts, j.deadline_at, j.priority",
                 lease = us!("$5::bigint"),
+            ),
+            // The shortest wait for a token among the limited tenants of use case $2 with due
+            // jobs and less than one token ($1 now).
+            rate_wait: format!(
+                "WITH RECURSIVE {allowances} \
+                 SELECT min((1 - a.tokens) / a.per_second) FROM allow a WHERE a.tokens < 1 \
+                 AND EXISTS (SELECT 1 FROM {jobs} p, {NOW} WHERE p.use_case = $2 AND p.tenant_id = a.tenant_id \
+                     AND p.status = 'pending' AND p.ready AND NOT p.held AND p.limited AND p.run_at <= t.now) \
+                 AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = '')"
+            ),
+            rate_limits_read: format!(
+                "SELECT use_case, tenant_id, per_second, burst FROM {rate_limits} \
+                 ORDER BY use_case COLLATE \"C\", tenant_id COLLATE \"C\""
+            ),
+            rate_limits_clear: format!("DELETE FROM {rate_limits}"),
+            // Buckets that have refilled (a full bucket and no bucket are the same to the pick),
+            // or whose limit is gone; with the prune ($1 now). A pick that took tokens meanwhile
+            // holds the row, and the delete re-checks the new version.
+            prune_buckets: format!(
+                "DELETE FROM {buckets} b USING {NOW} WHERE NOT EXISTS (SELECT 1 FROM {rate_limits} r \
+                     WHERE r.use_case = b.use_case AND r.tenant_id IN (b.tenant_id, '') \
+                     AND b.tokens + r.per_second * greatest(0, extract(epoch FROM t.now - b.updated_at)::float8) < r.burst)"
+            ),
+            rate_limits_insert: format!(
+                "INSERT INTO {rate_limits} (use_case, tenant_id, per_second, burst) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::int[]) \
+                 ON CONFLICT (use_case, tenant_id) DO UPDATE SET per_second = excluded.per_second, burst = excluded.burst"
+            ),
+            // After the limits of use cases $1 changed: the next 5,000 jobs by id after $2 (NULL:
+            // from the first), each unfinished one of those use cases marked `limited` exactly when
+            // a limit applies to its tenant; answers the last id examined (none: done). Run in
+            // batches of their own, outside any pick lock: the pick does not trust the flag.
+            rate_limits_mark: format!(
+                "WITH r AS (SELECT q.id, q.use_case, q.tenant_id, q.status FROM {jobs} q \
+                     WHERE $2::uuid IS NULL OR q.id > $2 ORDER BY q.id LIMIT 5000), \
+                 w AS (SELECT r.id, EXISTS (SELECT 1 FROM {rate_limits} l WHERE l.use_case = r.use_case \
+                         AND l.tenant_id IN (r.tenant_id, '')) AS want \
+                     FROM r WHERE r.use_case = ANY($1::text[]) AND r.status IN {UNFINISHED}), \
+                 fixed AS (UPDATE {jobs} j SET limited = w.want FROM w WHERE j.id = w.id AND j.limited IS DISTINCT FROM w.want) \
+                 SELECT (SELECT r.id FROM r ORDER BY r.id DESC LIMIT 1)"
+            ),
+            // Pending jobs of use case $2 set to expire whose deadline passed ($1 now), earliest
+            // first, at most $3: expired (run in the lease transaction, before the pick).
+            expire: format!(
+                "WITH late AS ( \
+                     SELECT e.id FROM {jobs} e, {NOW} \
+                     WHERE e.use_case = $2 AND e.status = 'pending' AND e.expire_at_deadline AND e.deadline_at < t.now \
+                     ORDER BY e.deadline_at LIMIT $3 FOR UPDATE OF e SKIP LOCKED) \
+                 UPDATE {jobs} j SET status = 'expired', finished_at = t.now, updated_at = t.now, \
+                     last_error = 'expired: not started by its deadline', {cleared} \
+                 FROM late, {NOW} WHERE j.id = late.id"
             ),
             // Scheduled → ready: pending jobs of use case $2 whose run_at has come, oldest first,
             // at most $3 (run in the lease transaction, before the pick).
@@ -171,8 +317,9 @@ impl Sql {
             retry: format!(
                 "UPDATE {jobs} j SET status = 'pending', ready = true, attempts = 0, run_at = t.now, \
                      deadline_at = t.now + {tol}, {cleared}, cancel_requested = false, finished_at = NULL, \
-                     updated_at = t.now \
-                 FROM {NOW} WHERE j.id = $2 AND j.status IN ('dead', 'cancelled') \
+                     updated_at = t.now, limited = EXISTS (SELECT 1 FROM {rate_limits} l \
+                         WHERE l.use_case = j.use_case AND l.tenant_id IN (j.tenant_id, '')) \
+                 FROM {NOW} WHERE j.id = $2 AND j.status IN ('dead', 'cancelled', 'expired') \
                      AND ($3::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
                          WHERE q.tenant_id = j.tenant_id AND q.use_case = j.use_case \
                          AND q.status IN {UNFINISHED} LIMIT $3) c) < $3) \
@@ -184,8 +331,7 @@ impl Sql {
             claim: fenced(
                 "dispatched",
                 &format!(
-                    "status = 'running', attempts = j.attempts + 1, started_at = t.now, \
-                     first_started_at = coalesce(j.first_started_at, j.started_at, t.now), lease_expires_at = t.now + {}",
+                    "{CLAIM_OR_EXPIRE}, lease_expires_at = CASE WHEN {LATE} THEN NULL ELSE t.now + {} END",
                     us!("$4::bigint")
                 ),
                 "",
@@ -193,8 +339,7 @@ impl Sql {
             claim_many: fenced_many(
                 "dispatched",
                 &format!(
-                    "status = 'running', attempts = j.attempts + 1, started_at = t.now, \
-                     first_started_at = coalesce(j.first_started_at, j.started_at, t.now), lease_expires_at = t.now + {}",
+                    "{CLAIM_OR_EXPIRE}, lease_expires_at = CASE WHEN {LATE} THEN NULL ELSE t.now + {} END",
                     us!("$4::bigint")
                 ),
             ),
@@ -297,7 +442,7 @@ impl Sql {
             prune: format!(
                 "WITH doomed AS ( \
                      SELECT d.id FROM {jobs} d, {NOW} \
-                     WHERE d.finished_at < t.now - {age} AND d.status IN ('succeeded', 'dead', 'cancelled') \
+                     WHERE d.finished_at < t.now - {age} AND d.status IN ('succeeded', 'dead', 'cancelled', 'expired') \
                      ORDER BY d.finished_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED) \
                  DELETE FROM {jobs} j USING doomed WHERE j.id = doomed.id",
                 age = us!("$2::bigint"),
@@ -470,6 +615,9 @@ pub struct HotStatements {
     /// Promotion of scheduled jobs whose run_at has come (before each pick): $1 now, $2 use
     /// case, $3 limit.
     pub promote: String,
+    /// Expiry of pending jobs set to expire whose deadline passed (before each pick): $1 now, $2
+    /// use case, $3 limit.
+    pub expire: String,
     /// Dispatched-lease reaping: $1 now, $2 limit.
     pub reap_dispatched: String,
     /// Running-lease reaping: $1 now, $2 limit.
@@ -500,6 +648,7 @@ pub fn hot_statements(schema: SchemaName) -> HotStatements {
         }),
         lease_due: sql.lease_due,
         promote: sql.promote,
+        expire: sql.expire,
         reap_dispatched: sql.reap_dispatched,
         reap_running: sql.reap_running,
         insert_one: sql.insert_one,

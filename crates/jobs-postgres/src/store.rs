@@ -12,8 +12,8 @@ use jobs_core::store::{
 };
 use jobs_core::{
     ChangeError, Clock, Dispatch, EnqueueError, Enqueued, Failure, Job, JobFilter, JobId,
-    JobStatus, LeaseError, LeaseToken, NewJob, Page, PageRequest, Pause, PauseScope, StoreError,
-    Transition,
+    JobStatus, LeaseError, LeaseToken, NewJob, Page, PageRequest, Pause, PauseScope, RateLimit,
+    StoreError, Transition,
 };
 use tokio_postgres::IsolationLevel;
 
@@ -45,6 +45,15 @@ macro_rules! with_conn {
             }
         }
     }};
+}
+
+/// A claim's outcome: a job the claim statement expired (it reached its worker after its deadline,
+/// set to expire then) is not the worker's to run: the lease is lost.
+fn claimed_or_expired(claim: Result<Job, LeaseError>) -> Result<Job, LeaseError> {
+    match claim {
+        Ok(job) if job.status == JobStatus::Expired => Err(LeaseError::LeaseLost(job.id)),
+        other => other,
+    }
 }
 
 /// Starts a transaction at READ COMMITTED, whatever the session's or database's default: quotas and
@@ -102,6 +111,9 @@ fn illegal_retry(from: JobStatus) -> ChangeError {
 /// larger burst are promoted over the next picks; until then the pick orders by deadline among
 /// the promoted ones.
 const PROMOTE_BATCH: i64 = 5_000;
+
+/// The most jobs one pick expires (`miss_deadline`); more wait for the next pick.
+const EXPIRE_BATCH: i64 = 5_000;
 
 /// Pool settings used by [`PgStore::connect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -619,12 +631,12 @@ impl ApiStore for PgStore {
                 .ok_or(Op::Fail(ChangeError::NotFound(id)))?;
             let job = row::job(&r)?;
             match job.status {
-                JobStatus::Succeeded | JobStatus::Dead => Err(Op::Fail(ChangeError::Illegal(
-                    jobs_core::IllegalTransition {
+                JobStatus::Succeeded | JobStatus::Dead | JobStatus::Expired => Err(Op::Fail(
+                    ChangeError::Illegal(jobs_core::IllegalTransition {
                         from: job.status,
                         event: Transition::Cancel,
-                    },
-                ))),
+                    }),
+                )),
                 _ => Ok(job),
             }
         })?;
@@ -668,7 +680,7 @@ impl ApiStore for PgStore {
                 return Err(Op::Fail(ChangeError::NotFound(id)));
             };
             let from = row::status(r.get(0))?;
-            if !matches!(from, JobStatus::Dead | JobStatus::Cancelled) {
+            if from.apply(Transition::Retry).is_err() {
                 return Err(Op::Fail(illegal_retry(from)));
             }
             let written = tx.query_opt(&retry, &[&now, &id, &quota]).await?;
@@ -828,25 +840,37 @@ impl DispatchStore for PgStore {
         );
         with_conn!(self, |c| async {
             let lock = c.prepare_cached(&self.sql.lease_lock).await?;
+            let expire = c.prepare_cached(&self.sql.expire).await?;
             let promote = c.prepare_cached(&self.sql.promote).await?;
             let pick = c.prepare_cached(&self.sql.lease_due).await?;
-            // Serialise pickers of this use case; promote the scheduled jobs whose run_at has
-            // come into the EDF index; then count in-flight jobs in a later statement (whose
+            // Serialise pickers of this use case; expire the pending jobs set to expire whose
+            // deadline passed; promote the scheduled jobs whose run_at has come into the EDF index; then count in-flight jobs in a later statement (whose
             // snapshot sees the previous picker's commit and the promotion) and lease in the same
-            // one. The five statements are pipelined: one round trip instead of five. If one
+            // one. The six statements are pipelined: one round trip instead of six. If one
             // fails, the transaction is aborted and the COMMIT rolls it back, so nothing is
             // leased.
             let client: &tokio_postgres::Client = &c;
-            let (begin, locked, promoted, rows, commit) = futures_util::future::join5(
+            let (begin, locked, (expired, promoted), rows, commit) = futures_util::future::join5(
                 client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
                 client.execute(&lock, &[&lock_key]),
-                client.execute(&promote, &[&now, &use_case, &PROMOTE_BATCH]),
+                futures_util::future::join(
+                    client.execute(&expire, &[&now, &use_case, &EXPIRE_BATCH]),
+                    client.execute(&promote, &[&now, &use_case, &PROMOTE_BATCH]),
+                ),
                 client.query(&pick, &[&now, &use_case, &limit, &cap, &lease]),
                 client.batch_execute("COMMIT"),
             )
             .await;
             begin?;
             locked?;
+            let expired = expired?;
+            if expired > 0 {
+                tracing::info!(
+                    use_case,
+                    expired,
+                    "expired jobs not started by their deadline"
+                );
+            }
             promoted?;
             let rows = rows?;
             commit?;
@@ -893,6 +917,106 @@ impl DispatchStore for PgStore {
         })?;
         Ok(Box::new(notify::subscribe(config, self.channel()).await?))
     }
+
+    async fn set_rate_limits(&self, limits: &[RateLimit]) -> Result<(), StoreError> {
+        let mut wanted = limits.to_vec();
+        wanted.sort_by(|a, b| (&a.use_case, &a.tenant_id).cmp(&(&b.use_case, &b.tenant_id)));
+        wanted.dedup_by(|a, b| a.use_case == b.use_case && a.tenant_id == b.tenant_id);
+        if self.rate_limits().await? == wanted {
+            return Ok(());
+        }
+        let channel = self.channel();
+        let notify_here = self.wakeups.is_none();
+        let affected = with_conn!(self, |c| async {
+            let tx = read_committed(&mut c).await?;
+            let read = tx.prepare_cached(&self.sql.rate_limits_read).await?;
+            let old = tx.query(&read, &[]).await?;
+            // Every use case whose limits may change: under each one's pick lock (taken in name
+            // order, as no pick holds two), so a pick sees the old limits or the new ones, never
+            // a mix.
+            let mut affected: Vec<String> = old
+                .iter()
+                .map(|r| r.get::<_, String>("use_case"))
+                .chain(wanted.iter().map(|l| l.use_case.clone()))
+                .collect();
+            affected.sort();
+            affected.dedup();
+            let lock = tx.prepare_cached(&self.sql.lease_lock).await?;
+            for use_case in &affected {
+                let key = format!("{}\u{1f}{use_case}", self.sql.schema);
+                tx.execute(&lock, &[&key]).await?;
+            }
+            tx.execute(&self.sql.rate_limits_clear, &[]).await?;
+            let use_cases: Vec<&str> = wanted.iter().map(|l| l.use_case.as_str()).collect();
+            let tenants: Vec<&str> = wanted
+                .iter()
+                .map(|l| l.tenant_id.as_deref().unwrap_or(""))
+                .collect();
+            let rates: Vec<f64> = wanted.iter().map(|l| l.per_second).collect();
+            let bursts: Vec<i32> = wanted
+                .iter()
+                .map(|l| i32::try_from(l.burst).unwrap_or(i32::MAX))
+                .collect();
+            tx.execute(
+                &self.sql.rate_limits_insert,
+                &[&use_cases, &tenants, &rates, &bursts],
+            )
+            .await?;
+            if notify_here {
+                tx.execute("SELECT pg_notify($1, 'due')", &[&channel])
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<_, Op<StoreError>>(affected)
+        })?;
+        self.wake(true, false);
+        // Move the affected use cases' unfinished jobs to the lane their limits call for, a
+        // batch at a time and outside any lock: until a job is moved, the pick already treats
+        // it by the new limits (see `lease_due` in sql.rs), so this only makes it prompt.
+        let mut after: Option<uuid::Uuid> = None;
+        loop {
+            let last: Option<uuid::Uuid> = with_conn!(self, |c| async {
+                let mark = c.prepare_cached(&self.sql.rate_limits_mark).await?;
+                let row = c.query_one(&mark, &[&affected, &after]).await?;
+                Ok::<_, Op<StoreError>>(row.get(0))
+            })?;
+            match last {
+                Some(id) => after = Some(id),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn rate_limits(&self) -> Result<Vec<RateLimit>, StoreError> {
+        with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.rate_limits_read).await?;
+            let rows = c.query(&stmt, &[]).await?;
+            Ok::<_, Op<StoreError>>(
+                rows.iter()
+                    .map(|r| {
+                        let tenant: String = r.get("tenant_id");
+                        RateLimit {
+                            use_case: r.get("use_case"),
+                            tenant_id: (!tenant.is_empty()).then_some(tenant),
+                            per_second: r.get("per_second"),
+                            burst: u32::try_from(r.get::<_, i32>("burst")).unwrap_or(1),
+                        }
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    async fn rate_wait(&self, use_case: &str) -> Result<Option<Duration>, StoreError> {
+        let now = self.now();
+        let secs: Option<f64> = with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.rate_wait).await?;
+            let row = c.query_one(&stmt, &[&now, &use_case]).await?;
+            Ok::<_, Op<StoreError>>(row.get(0))
+        })?;
+        Ok(secs.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)))
+    }
 }
 
 #[async_trait]
@@ -903,8 +1027,10 @@ impl LeaseStore for PgStore {
         token: LeaseToken,
         lease: Duration,
     ) -> Result<Job, LeaseError> {
-        self.fenced(&self.sql.claim, id, token, &[&interval_us(lease)])
-            .await
+        let job = self
+            .fenced(&self.sql.claim, id, token, &[&interval_us(lease)])
+            .await;
+        claimed_or_expired(job)
     }
 
     async fn claim_many(
@@ -915,6 +1041,9 @@ impl LeaseStore for PgStore {
         let lease = interval_us(lease);
         self.fenced_many(&self.sql.claim_many, claims, &[&lease])
             .await
+            .into_iter()
+            .map(claimed_or_expired)
+            .collect()
     }
 
     async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<Job, LeaseError>> {
@@ -1023,7 +1152,10 @@ impl MaintenanceStore for PgStore {
         let (age, limit) = (micros(older_than), i64::from(limit));
         with_conn!(self, |c| async {
             let stmt = c.prepare_cached(&self.sql.prune).await?;
-            Ok::<_, Op<StoreError>>(c.execute(&stmt, &[&now, &age, &limit]).await?)
+            let pruned = c.execute(&stmt, &[&now, &age, &limit]).await?;
+            let buckets = c.prepare_cached(&self.sql.prune_buckets).await?;
+            c.execute(&buckets, &[&now]).await?;
+            Ok::<_, Op<StoreError>>(pruned)
         })
     }
 }

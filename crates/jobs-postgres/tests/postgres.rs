@@ -1106,3 +1106,97 @@ async fn migrations_are_not_cut_by_the_statement_timeout() {
         .await
         .unwrap();
 }
+
+/// Pruning drops the rate buckets that refilled (to the pick, the same as none) and those whose
+/// limit is gone, so the table holds only tenants that started jobs lately.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pruning_drops_refilled_rate_buckets() {
+    let db = TestDb::new().await;
+    let admin = common::admin_client().await;
+    let clock = Arc::new(jobs_core::ManualClock::default());
+    let store = db.with_clock(clock.clone());
+    let limits = [
+        jobs_core::RateLimit::new("alpha", None, 1.0, 1).unwrap(),
+        jobs_core::RateLimit::new("beta", Some("gone".into()), 1.0, 1).unwrap(),
+    ];
+    store.set_rate_limits(&limits).await.unwrap();
+    for tenant in ["a", "b", "gone"] {
+        for use_case in ["alpha", "beta"] {
+            store.enqueue(new_job(tenant, use_case)).await.unwrap();
+        }
+    }
+    let pick = PickRequest {
+        cap: 100,
+        limit: 100,
+        lease: LEASE,
+    };
+    store.lease_due("alpha", pick).await.unwrap();
+    store.lease_due("beta", pick).await.unwrap();
+    let buckets = || async {
+        admin
+            .query_one(
+                &format!("SELECT count(*) FROM {}.rate_buckets", db.schema),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(buckets().await, 4, "alpha: a, b, gone; beta: gone");
+    store.prune(Duration::from_secs(3600), 10).await.unwrap();
+    assert_eq!(buckets().await, 4, "none has refilled");
+    store.set_rate_limits(&limits[..1]).await.unwrap();
+    store.prune(Duration::from_secs(3600), 10).await.unwrap();
+    assert_eq!(buckets().await, 3, "beta's limit is gone");
+    clock.advance(Duration::from_secs(2));
+    store.prune(Duration::from_secs(3600), 10).await.unwrap();
+    assert_eq!(buckets().await, 0, "refilled");
+}
+
+/// The `limited` flag only says where a job is indexed; the pick goes by the limits in force.
+/// Jobs enqueued in a transaction that was open while a limit was set carry a stale flag (their
+/// insert read the old limits): they are not leased past the limit, on their first attempt or on
+/// a retry after a failure; the pick moves them to the limited lane instead, where the bucket
+/// lets them through at the rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_enqueued_across_a_change_of_limits_are_still_limited() {
+    let db = TestDb::new().await;
+    let clock = Arc::new(jobs_core::ManualClock::default());
+    let store = db.with_clock(clock.clone());
+    let mut client = db.store.pool().get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    let jobs: Vec<_> = (0..20).map(|_| new_job("acme", "alpha")).collect();
+    store.enqueue_many_in(&tx, jobs).await.unwrap();
+    // The limit is written (and committed) while the enqueue's transaction is open.
+    let limit = jobs_core::RateLimit::new("alpha", Some("acme".into()), 1.0, 2).unwrap();
+    store.set_rate_limits(&[limit]).await.unwrap();
+    tx.commit().await.unwrap();
+    let pick = PickRequest {
+        cap: 100,
+        limit: 100,
+        lease: LEASE,
+    };
+    let mut leased = store.lease_due("alpha", pick).await.unwrap();
+    leased.extend(store.lease_due("alpha", pick).await.unwrap());
+    assert_eq!(leased.len(), 2, "the burst, not the 20 stale jobs");
+    // A failed attempt brings a job back: still limited.
+    let (id, token) = (leased[0].job_id, leased[0].lease_token);
+    store.claim(id, token, LEASE).await.unwrap();
+    let failure = jobs_core::store::Failure {
+        error: "boom".into(),
+        retry_in: Some(Duration::ZERO),
+    };
+    store.fail(id, token, failure).await.unwrap();
+    clock.advance(Duration::from_millis(1500));
+    assert_eq!(
+        store.lease_due("alpha", pick).await.unwrap().len(),
+        1,
+        "one token"
+    );
+    clock.advance(Duration::from_secs(600));
+    assert_eq!(
+        store.lease_due("alpha", pick).await.unwrap().len(),
+        2,
+        "the burst again"
+    );
+}

@@ -52,6 +52,10 @@ pub struct TickReport {
     pub send_failed: u64,
     /// True if some use case filled a whole batch: more due jobs may be waiting, tick again now.
     pub saturated: bool,
+    /// The shortest wait until a due job held back only by its tenant's rate limit may start
+    /// ([`DispatchStore::rate_wait`](jobs_core::DispatchStore::rate_wait)), over the use cases
+    /// with rate limits: tick again no later than this.
+    pub rate_wait: Option<std::time::Duration>,
 }
 
 /// Reaps, leases and sends: the scheduler's unit of work.
@@ -148,10 +152,27 @@ impl Dispatcher {
                 },
             )
             .await?;
+        let saturated = leased.len() as u32 >= batch;
+        if !saturated && self.platform.rate_limits.limits_use_case(use_case) {
+            // Jobs held back by a rate limit raise no wake-up when their token comes: ask when
+            // that is. A failure only costs promptness (the next tick comes anyway).
+            let gauge = metrics::gauge!("async_jobs_rate_limit_wait_seconds", "use_case" => use_case.to_owned());
+            match self.store.rate_wait(use_case).await {
+                Ok(Some(wait)) => {
+                    gauge.set(wait.as_secs_f64());
+                    report.rate_wait = Some(report.rate_wait.map_or(wait, |w| w.min(wait)));
+                }
+                Ok(None) => gauge.set(0.0),
+                Err(e) => {
+                    count_error(e.clone().into());
+                    tracing::warn!(use_case, error = %e, "could not read the rate-limit wait");
+                }
+            }
+        }
         if leased.is_empty() {
             return Ok(());
         }
-        if leased.len() as u32 >= batch {
+        if saturated {
             report.saturated = true;
         }
         #[cfg(feature = "fault-injection")]
@@ -225,6 +246,15 @@ impl Dispatcher {
                 tracing::warn!(use_case, unsent = n, error = %e, "could not return unsent jobs; the reaper will when their dispatch lease expires");
             }
         }
+    }
+
+    /// Writes the configured rate limits to the store (the leader does, when it takes over), so
+    /// every pick applies them: see [`DispatchStore::set_rate_limits`](jobs_core::DispatchStore::set_rate_limits).
+    pub async fn sync_rate_limits(&self) -> Result<(), StoreError> {
+        let limits = self.platform.rate_limits.all();
+        self.store.set_rate_limits(&limits).await?;
+        tracing::info!(limits = limits.len(), "rate limits in force");
+        Ok(())
     }
 
     /// Deletes terminal jobs past the retention; returns how many.

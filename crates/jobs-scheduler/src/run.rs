@@ -11,6 +11,12 @@ use jobs_core::store::{NeverWake, WakeupStream};
 use crate::cron::Cron;
 use crate::dispatch::Dispatcher;
 
+/// The shortest sleep before a tick for a rate-limited job's next token. A limit whose burst is
+/// at least `per_second ×` this loses nothing to it (the bucket refills in between and the next
+/// tick takes several jobs); with a smaller burst the bucket fills up while the scheduler sleeps,
+/// and the rate reached is at most `burst /` this (a burst of 1 at 1,000/s gives 200/s).
+const MIN_RATE_WAIT: Duration = Duration::from_millis(5);
+
 /// Why [`Scheduler::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -135,19 +141,33 @@ impl Scheduler {
         let mut backoff = config.min_backoff;
         let mut last_prune: Option<Instant> = None;
         let (mut synced, mut cron_due) = (false, Instant::now());
+        let mut limits_synced = false;
         loop {
             if !lease.is_held().await {
                 return None;
             }
             // Cron first: a slot's job is then dispatched by this same tick.
             let cron_wait = self.cron_pass(&mut synced, &mut cron_due).await;
+            if !limits_synced {
+                // The leader's configuration decides the limits in force. Until they are written
+                // the pick applies the ones in the store; try again every tick.
+                match self.dispatcher.sync_rate_limits().await {
+                    Ok(()) => limits_synced = true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not write the rate limits; retrying next tick")
+                    }
+                }
+            }
             let delay = match self.dispatcher.tick().await {
                 Ok(report) if report.send_failed == 0 => {
                     backoff = config.min_backoff;
                     if report.saturated {
                         Duration::ZERO
                     } else {
-                        config.tick_interval
+                        // Not before a rate-limited job's next token, and never a busy loop.
+                        report.rate_wait.map_or(config.tick_interval, |w| {
+                            w.max(MIN_RATE_WAIT).min(config.tick_interval)
+                        })
                     }
                 }
                 outcome => {

@@ -10,8 +10,8 @@ use jobs_core::leader::{LeaderElection, LeaderLease, SoleLeader};
 use jobs_core::memory::{MemoryStore, MemoryTransport};
 use jobs_core::transport::MockTransport;
 use jobs_core::{
-    ApiStore, Clock, DispatchMessage, EnqueueRequest, JobService, JobStatus, ManualClock,
-    PlatformConfig, StoreError, SystemClock, Transport, TransportError, UseCaseConfig,
+    ApiStore, Clock, DispatchMessage, DispatchStore, EnqueueRequest, JobService, JobStatus,
+    ManualClock, PlatformConfig, StoreError, SystemClock, Transport, TransportError, UseCaseConfig,
 };
 use jobs_scheduler::{Dispatcher, Scheduler, SchedulerConfig, SchedulerError};
 
@@ -287,6 +287,59 @@ async fn a_standby_dispatches_nothing_and_stops_on_shutdown() {
         store.get(job.id).await.unwrap().unwrap().status,
         JobStatus::Pending
     );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// A rate-limited tenant's jobs start at its rate, not at the tick's: the leader writes the
+/// configured limits to the store, and after each tick sleeps only until the next token (the
+/// interval here is an hour, so only that wait can start them), never faster than the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_starts_a_rate_limited_tenant_at_its_rate_not_at_the_tick() {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    let transport = Arc::new(MemoryTransport::new(["alpha"]));
+    let limit = jobs_core::RateLimit::new("alpha", Some("acme".into()), 20.0, 1).unwrap();
+    let platform = Arc::new(
+        PlatformConfig::with_use_cases([UseCaseConfig::new("alpha", 100, Duration::from_secs(60))])
+            .with_rate_limits(jobs_core::RateLimitConfig::none().with(limit.clone())),
+    );
+    let service = JobService::new(store.clone(), platform.clone()).with_clock(clock);
+    for _ in 0..30 {
+        enqueue(&service, "alpha", 60).await;
+    }
+    let config = SchedulerConfig {
+        tick_interval: Duration::from_secs(3600),
+        ..SchedulerConfig::default()
+    };
+    let d = Dispatcher::new(store.clone(), transport.clone(), platform, config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let handle = tokio::spawn(Scheduler::new(d, Arc::new(SoleLeader)).run(async {
+        let _ = stopped.await;
+    }));
+    let mut received = 0;
+    while received < 30 && started.elapsed() < Duration::from_secs(20) {
+        received += transport
+            .receive("alpha", 10, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .len();
+    }
+    let took = started.elapsed();
+    assert_eq!(
+        received, 30,
+        "every job started within 20 s (took {took:?})"
+    );
+    // One at once (the burst), then 29 at 20 per second: 1.45 s at the least.
+    assert!(
+        took >= Duration::from_millis(1400),
+        "faster than the limit: {took:?}"
+    );
+    assert_eq!(store.rate_limits().await.unwrap(), vec![limit]);
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), handle)
         .await

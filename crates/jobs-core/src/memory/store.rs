@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::deadline::{add_saturating, deadline_at, sub};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
+use crate::rate::RateLimit;
 use crate::status::{expiry_transition, failure_transition, JobStatus, Transition};
 use crate::store::{
     ApiStore, ChangeError, DispatchStore, EnqueueError, Failure, Heartbeat, JobFilter, LeaseError,
@@ -46,6 +47,10 @@ pub(super) struct Inner {
     pauses: BTreeMap<PauseScope, DateTime<Utc>>,
     /// Cron schedules by name (`memory/schedule.rs`).
     pub(super) schedules: BTreeMap<String, crate::schedule::Schedule>,
+    /// Rate limits in force.
+    rate_limits: Vec<RateLimit>,
+    /// Token buckets by (use case, tenant): tokens held at a time.
+    buckets: HashMap<(String, String), (f64, DateTime<Utc>)>,
 }
 
 /// A [`JobStore`](crate::JobStore) in process memory. Cheap to clone (shared state).
@@ -133,6 +138,14 @@ fn finish(job: &mut Job, event: Transition, now: DateTime<Utc>) {
     }
 }
 
+/// The error a job that expired at its deadline keeps (`miss_deadline`).
+pub(crate) const EXPIRED_ERROR: &str = "expired: not started by its deadline";
+
+/// True if `job`, set to expire at its deadline, would start after it at `now`.
+fn missed_deadline(job: &Job, now: DateTime<Utc>) -> bool {
+    job.expire_at_deadline && job.deadline_at < now
+}
+
 fn back_to_pending(job: &mut Job, event: Transition, run_at: DateTime<Utc>, now: DateTime<Utc>) {
     finish(job, event, now);
     job.run_at = run_at;
@@ -184,6 +197,7 @@ pub(super) fn insert(
         run_at,
         delay_tolerance: new.delay_tolerance,
         deadline_at: deadline,
+        expire_at_deadline: new.expire_at_deadline,
         timeout: new.timeout,
         idempotency_key: new.idempotency_key,
         lease_token: None,
@@ -416,6 +430,18 @@ impl DispatchStore for MemoryStore {
     ) -> Result<Vec<Dispatch>, StoreError> {
         let now = self.clock.now();
         let mut inner = self.lock();
+        // Jobs set to expire at their deadline that did not start by it end now, whether they
+        // wait for capacity, a pause or a rate limit (`miss_deadline`).
+        for job in inner.jobs.values_mut() {
+            if job.use_case == use_case
+                && job.status == JobStatus::Pending
+                && missed_deadline(job, now)
+            {
+                finish(job, Transition::MissDeadline, now);
+                job.last_error = Some(EXPIRED_ERROR.to_owned());
+                job.updated_at = now;
+            }
+        }
         let free = u64::from(pick.cap).saturating_sub(in_flight(&inner.jobs, use_case));
         let take = free.min(u64::from(pick.limit)) as usize;
         if take == 0 {
@@ -438,7 +464,36 @@ impl DispatchStore for MemoryStore {
                 .then(b.priority.cmp(&a.priority))
                 .then(a.id.cmp(&b.id))
         });
-        let ids: Vec<JobId> = due.into_iter().take(take).map(|j| j.id).collect();
+        // Rate limits: each limited tenant may take as many jobs as whole tokens it holds now.
+        let mut tokens: HashMap<String, (f64, f64)> = HashMap::new();
+        let mut ids = Vec::with_capacity(take);
+        for job in due {
+            if ids.len() == take {
+                break;
+            }
+            if let Some(limit) = crate::rate::lookup(&inner.rate_limits, &job.tenant_id, use_case) {
+                let bucket = inner
+                    .buckets
+                    .get(&(use_case.to_owned(), job.tenant_id.clone()))
+                    .copied();
+                let (_, left) = tokens.entry(job.tenant_id.clone()).or_insert_with(|| {
+                    let t = limit.tokens_at(bucket, now);
+                    (t, t)
+                });
+                if *left < 1.0 {
+                    continue;
+                }
+                *left -= 1.0;
+            }
+            ids.push(job.id);
+        }
+        for (tenant, (at_start, left)) in tokens {
+            if left < at_start {
+                inner
+                    .buckets
+                    .insert((use_case.to_owned(), tenant), (left, now));
+            }
+        }
         let mut leased = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(job) = inner.jobs.get_mut(&id) {
@@ -482,6 +537,61 @@ impl DispatchStore for MemoryStore {
     async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
         Ok(Box::new(MemoryWakeups(self.wake.subscribe())))
     }
+
+    async fn set_rate_limits(&self, limits: &[RateLimit]) -> Result<(), StoreError> {
+        let mut sorted = limits.to_vec();
+        sorted.sort_by(|a, b| (&a.use_case, &a.tenant_id).cmp(&(&b.use_case, &b.tenant_id)));
+        sorted.dedup_by(|a, b| a.use_case == b.use_case && a.tenant_id == b.tenant_id);
+        let changed = {
+            let mut inner = self.lock();
+            let changed = inner.rate_limits != sorted;
+            inner.rate_limits = sorted;
+            changed
+        };
+        if changed {
+            // A lifted or raised limit may leave due jobs startable now.
+            let _ = self.wake.send(Wakeup::JobDue);
+        }
+        Ok(())
+    }
+
+    async fn rate_limits(&self) -> Result<Vec<RateLimit>, StoreError> {
+        Ok(self.lock().rate_limits.clone())
+    }
+
+    async fn rate_wait(&self, use_case: &str) -> Result<Option<Duration>, StoreError> {
+        let now = self.clock.now();
+        let inner = self.lock();
+        let mut wait: Option<Duration> = None;
+        let mut seen = std::collections::HashSet::new();
+        for job in inner.jobs.values() {
+            if job.use_case != use_case
+                || job.status != JobStatus::Pending
+                || job.run_at > now
+                || !seen.insert(job.tenant_id.as_str())
+                || inner
+                    .pauses
+                    .keys()
+                    .any(|p| p.holds(use_case, &job.tenant_id))
+            {
+                continue;
+            }
+            let Some(limit) = crate::rate::lookup(&inner.rate_limits, &job.tenant_id, use_case)
+            else {
+                continue;
+            };
+            let bucket = inner
+                .buckets
+                .get(&(use_case.to_owned(), job.tenant_id.clone()))
+                .copied();
+            let tokens = limit.tokens_at(bucket, now);
+            if tokens < 1.0 {
+                let w = limit.wait_for_token(tokens);
+                wait = Some(wait.map_or(w, |x| x.min(w)));
+            }
+        }
+        Ok(wait)
+    }
 }
 
 #[async_trait]
@@ -493,6 +603,12 @@ impl LeaseStore for MemoryStore {
         lease: Duration,
     ) -> Result<Job, LeaseError> {
         self.fenced(id, token, JobStatus::Dispatched, |job, now| {
+            if missed_deadline(job, now) {
+                // Reached a worker after its deadline: it ends expired and does not run.
+                finish(job, Transition::MissDeadline, now);
+                job.last_error = Some(EXPIRED_ERROR.to_owned());
+                return Err(LeaseError::LeaseLost(job.id));
+            }
             set_status(job, Transition::Claim);
             job.attempts = job.attempts.saturating_add(1);
             // As the Postgres store: a job whose start predates `first_started_at` keeps it.
@@ -500,8 +616,8 @@ impl LeaseStore for MemoryStore {
             job.first_started_at.get_or_insert(first);
             job.started_at = Some(now);
             job.lease_expires_at = Some(add_saturating(now, lease));
-            job.clone()
-        })
+            Ok(job.clone())
+        })?
     }
 
     async fn heartbeat(
@@ -669,6 +785,17 @@ impl MaintenanceStore for MemoryStore {
                 }
             }
         }
+        // Buckets that refilled, or whose limit is gone: to the pick, the same as none.
+        let now = self.clock.now();
+        let Inner {
+            buckets,
+            rate_limits,
+            ..
+        } = &mut *inner;
+        buckets.retain(|(use_case, tenant), bucket| {
+            crate::rate::lookup(rate_limits.iter(), tenant, use_case)
+                .is_some_and(|l| l.tokens_at(Some(*bucket), now) < f64::from(l.burst))
+        });
         Ok(doomed.len() as u64)
     }
 }

@@ -48,6 +48,8 @@ macro_rules! api_suite {
             metrics_count_enqueues_and_requests,
             nests_under_a_prefix,
             pauses_hold_the_pick_and_follow_the_caller,
+            rate_limits_are_listed_as_the_store_enforces_them,
+            a_job_set_to_expire_ends_expired_and_can_be_retried,
             bulk_actions_work_in_batches_and_keep_quotas,
             schedules_crud_codes_and_tenant_scope,
         );
@@ -1504,6 +1506,109 @@ pub async fn nests_under_a_prefix(store: Arc<dyn JobStore>) {
         (StatusCode::BAD_REQUEST, "invalid_id")
     );
     assert_eq!(api.get("/api/v1/healthz").await.status, StatusCode::OK);
+}
+
+/// `expire_at_deadline`: travels in the request and the job; a job not started by its deadline
+/// ends `expired` (listed under that status) and a retry brings it back; a non-boolean is a 400.
+pub async fn a_job_set_to_expire_ends_expired_and_can_be_retried(store: Arc<dyn JobStore>) {
+    let api = api(store.clone(), AuthConfig::operator_token("op"));
+    let mut body = req("tenant-a");
+    body["expire_at_deadline"] = json!(true);
+    body["delay_tolerance_seconds"] = json!(0);
+    let r = api
+        .call(Method::POST, "/jobs", Some("op"), Some(body))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.json["expire_at_deadline"], true);
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let plain = api
+        .call(Method::POST, "/jobs", Some("op"), Some(req("tenant-a")))
+        .await;
+    assert_eq!(
+        plain.json["expire_at_deadline"], false,
+        "the use case's default"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let pick = PickRequest {
+        cap: 100,
+        limit: 100,
+        lease: std::time::Duration::from_secs(60),
+    };
+    let leased = store.lease_due("notifications", pick).await.unwrap();
+    assert_eq!(leased.len(), 1, "only the job that may run late");
+    let r = api
+        .call(Method::GET, &format!("/jobs/{id}"), Some("op"), None)
+        .await;
+    assert_eq!(r.json["status"], "expired", "{}", r.json);
+    let r = api
+        .call(Method::GET, "/jobs?status=expired", Some("op"), None)
+        .await;
+    assert_eq!(r.json["jobs"].as_array().unwrap().len(), 1, "{}", r.json);
+    let r = api
+        .call(Method::POST, &format!("/jobs/{id}/retry"), Some("op"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["status"], "pending");
+    let r = api
+        .call(
+            Method::POST,
+            &format!("/jobs/{id}/cancel"),
+            Some("op"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let mut bad = req("tenant-a");
+    bad["expire_at_deadline"] = json!("yes");
+    let r = api.call(Method::POST, "/jobs", Some("op"), Some(bad)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+}
+
+/// `/rate-limits`: what the store enforces (written by the scheduler leader); the operator sees
+/// every limit, a tenant key the every-tenant limits and its own.
+pub async fn rate_limits_are_listed_as_the_store_enforces_them(store: Arc<dyn JobStore>) {
+    let auth = AuthConfig::operator_token("op").with_tenant_key("key-a", "tenant-a");
+    let api = api(store.clone(), auth);
+    let r = api
+        .call(Method::GET, "/rate-limits", Some("op"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json, json!({"rate_limits": []}));
+    let limits = [
+        jobs_core::RateLimit::new("notifications", None, 50.0, 50).unwrap(),
+        jobs_core::RateLimit::new("notifications", Some("tenant-a".into()), 2.5, 5).unwrap(),
+        jobs_core::RateLimit::new("notifications", Some("tenant-b".into()), 1.0, 1).unwrap(),
+    ];
+    store.set_rate_limits(&limits).await.unwrap();
+    let r = api
+        .call(Method::GET, "/rate-limits", Some("op"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        r.json["rate_limits"].as_array().unwrap().len(),
+        3,
+        "{}",
+        r.json
+    );
+    assert_eq!(
+        r.json["rate_limits"][1],
+        json!({"use_case": "notifications", "tenant_id": "tenant-a", "per_second": 2.5, "burst": 5})
+    );
+    let r = api
+        .call(Method::GET, "/rate-limits", Some("key-a"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        r.json["rate_limits"],
+        json!([
+            {"use_case": "notifications", "tenant_id": null, "per_second": 50.0, "burst": 50},
+            {"use_case": "notifications", "tenant_id": "tenant-a", "per_second": 2.5, "burst": 5},
+        ]),
+        "a tenant sees the every-tenant limit and its own"
+    );
+    let r = api.call(Method::GET, "/rate-limits", None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    store.set_rate_limits(&[]).await.unwrap();
 }
 
 /// `/pauses`: the operator pauses and resumes a use case or a tenant; the pick passes paused jobs

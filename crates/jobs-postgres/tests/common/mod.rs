@@ -104,6 +104,7 @@ pub fn new_job(tenant: &str, use_case: &str) -> NewJob {
         backoff: Backoff::default(),
         run_at: None,
         delay_tolerance: Duration::from_secs(300),
+        expire_at_deadline: false,
         timeout: Duration::from_secs(30),
         idempotency_key: None,
         quota: None,

@@ -19,7 +19,7 @@
 //! The concerns: `enqueue` (fields, idempotency, batches, trace context), `quota`, `pick` (the
 //! scheduler's EDF pick under caps), `deadline`, `lease` (claim, heartbeat and the outcomes a
 //! worker records), `fencing`, `reaper` (expired leases, refused dispatches, counts and pruning),
-//! `cancel_retry`, `list`, `wakeup`, `pause` and `schedule` (cron schedules and their fenced firing). Every case is re-exported here, so its path is
+//! `cancel_retry`, `list`, `wakeup`, `pause`, `rate`, `expiry` and `schedule` (cron schedules and their fenced firing). Every case is re-exported here, so its path is
 //! `jobs_core::testkit::store::<case>` whichever file holds it. A new case goes in the file of
 //! its concern *and* in the macro's list; a unit test checks that the two agree.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -27,12 +27,14 @@
 mod cancel_retry;
 mod deadline;
 mod enqueue;
+mod expiry;
 mod fencing;
 mod lease;
 mod list;
 mod pause;
 mod pick;
 mod quota;
+mod rate;
 mod reaper;
 mod schedule;
 mod wakeup;
@@ -40,12 +42,14 @@ mod wakeup;
 pub use cancel_retry::*;
 pub use deadline::*;
 pub use enqueue::*;
+pub use expiry::*;
 pub use fencing::*;
 pub use lease::*;
 pub use list::*;
 pub use pause::*;
 pub use pick::*;
 pub use quota::*;
+pub use rate::*;
 pub use reaper::*;
 pub use schedule::*;
 pub use wakeup::*;
@@ -122,6 +126,17 @@ macro_rules! store_conformance_tests {
             a_paused_use_case_or_tenant_is_passed_over_by_the_pick,
             a_paused_scope_still_takes_enqueues_cancels_and_claims,
             resuming_wakes_the_scheduler,
+            // rate.rs
+            a_rate_limited_tenant_starts_its_burst_then_its_rate,
+            an_every_tenant_limit_gives_each_tenant_its_own_bucket,
+            changed_rate_limits_apply_to_jobs_already_enqueued,
+            rate_limits_hold_under_concurrent_picks,
+            pruning_keeps_the_buckets_that_have_not_refilled,
+            retried_jobs_come_under_a_limit_set_after_they_finished,
+            // expiry.rs
+            a_job_set_to_expire_does_not_start_after_its_deadline,
+            expiry_holds_while_a_job_waits_for_a_pause_or_capacity,
+            a_late_claim_expires_the_job_instead_of_running_it,
             // schedule.rs
             schedules_are_created_read_updated_and_deleted,
             config_sync_replaces_config_schedules_and_keeps_api_ones,
@@ -179,6 +194,7 @@ pub fn new_job(tenant: &str, use_case: &str) -> NewJob {
         },
         run_at: None,
         delay_tolerance: Duration::from_secs(60),
+        expire_at_deadline: false,
         timeout: Duration::from_secs(30),
         idempotency_key: None,
         quota: None,
