@@ -53,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         job.id, job.kind, job.status, job.deadline_at
     );
 
-    // 2. Wait for it to finish (succeeded, dead or cancelled).
+    // 2. Wait for it to finish (succeeded, dead, cancelled or expired).
     match client.wait_for(job.id, wait).await {
         Ok(done) => println!(
             "job {} finished {} after {} attempt(s){}",

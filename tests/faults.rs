@@ -760,7 +760,7 @@ async fn s13_a_stalled_store_during_recording_reruns_nothing() {
                 .await
                 .query_one(
                     &format!(
-                        "SELECT count(*) FROM {t} WHERE status IN ('succeeded', 'dead', 'cancelled')"
+                        "SELECT count(*) FROM {t} WHERE status IN ('succeeded', 'dead', 'cancelled', 'expired')"
                     ),
                     &[],
                 )

@@ -290,3 +290,31 @@ fn an_operator_finds_a_dead_job_retries_it_and_scripts_can_rely_on_exit_codes() 
     assert_eq!(config["token"], true);
     assert!(!config.to_string().contains(OPERATOR));
 }
+
+#[test]
+fn enqueue_sets_expiry_at_the_deadline_when_asked() {
+    let api = start_api();
+    let job = json(&jobs(
+        &api.url,
+        Some(OPERATOR),
+        &[
+            "enqueue",
+            "--tenant",
+            "acme",
+            "--use-case",
+            "notifications",
+            "--type",
+            "send_email",
+            "--payload",
+            r#"{"to": "a@b.c", "subject": "s", "body": "b", "sleep_ms": 0}"#,
+            "--tolerance-seconds",
+            "3600",
+            "--expire-at-deadline",
+            "true",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(job["expire_at_deadline"], true, "{job}");
+    wait_status(&api.url, job["id"].as_str().unwrap(), "succeeded");
+}

@@ -191,6 +191,10 @@ pub(crate) struct EnqueueArgs {
     /// How late after it is due the job may still start (seconds).
     #[arg(long)]
     tolerance_seconds: Option<u64>,
+    /// `true`: not started by its deadline, the job ends `expired` instead of running late;
+    /// absent: the use case's default.
+    #[arg(long)]
+    expire_at_deadline: Option<bool>,
 }
 
 fn parse_status(s: &str) -> Result<JobStatus, String> {
@@ -265,6 +269,9 @@ pub(crate) fn run(conn: &Connection, command: JobsCommand) -> ExitCode {
                 }
                 if let Some(s) = args.tolerance_seconds {
                     req = req.delay_tolerance(Duration::from_secs(s));
+                }
+                if let Some(expire) = args.expire_at_deadline {
+                    req = req.expire_at_deadline(expire);
                 }
                 client.enqueue(req).await.map(|j| print_job(output, &j))
             }

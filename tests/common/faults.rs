@@ -170,7 +170,7 @@ pub async fn check_invariants(schema: &str, check: Check) -> Figures {
             "not terminal nor legitimately pending",
             &format!(
                 "SELECT id::text || ' ' || status || ' attempts ' || attempts FROM {t}
-                 WHERE NOT (status IN ('succeeded', 'dead', 'cancelled')
+                 WHERE NOT (status IN ('succeeded', 'dead', 'cancelled', 'expired')
                             OR (status = 'pending' AND run_at > now()))"
             ),
         )
@@ -193,7 +193,7 @@ pub async fn check_invariants(schema: &str, check: Check) -> Figures {
             "terminal without finished_at",
             &format!(
                 "SELECT id::text || ' ' || status FROM {t}
-                 WHERE status IN ('succeeded', 'dead', 'cancelled') AND finished_at IS NULL"
+                 WHERE status IN ('succeeded', 'dead', 'cancelled', 'expired') AND finished_at IS NULL"
             ),
         )
         .await,

@@ -24,7 +24,7 @@ const PAGE: u32 = 500;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BulkAction {
-    /// Dead or cancelled → pending, with a fresh set of attempts.
+    /// Dead, cancelled or expired → pending, with a fresh set of attempts.
     Retry,
     /// Pending or dispatched → cancelled; running → cancel requested.
     Cancel,

@@ -184,7 +184,7 @@ impl JobService {
         self.store.cancel(id).await
     }
 
-    /// Retries a dead or cancelled job visible to `scope`. The retried job counts against its
+    /// Retries a dead, cancelled or expired job visible to `scope`. The retried job counts against its
     /// tenant's quota exactly as an enqueue does ([`ChangeError::QuotaExceeded`] when full).
     pub async fn retry(&self, id: JobId, scope: &TenantScope) -> Result<Job, ChangeError> {
         // tenant_id and use_case never change, so resolving the quota before the write leaves no

@@ -372,7 +372,7 @@ pub trait ApiStore: Send + Sync + std::fmt::Debug {
     /// return [`ChangeError::Illegal`] for `succeeded` and `dead`.
     async fn cancel(&self, id: JobId) -> Result<Job, ChangeError>;
 
-    /// Retries a `dead` or `cancelled` job by hand: `pending`, attempts 0, `run_at = now`,
+    /// Retries a `dead`, `cancelled` or `expired` job by hand: `pending`, attempts 0, `run_at = now`,
     /// deadline recomputed (`now + delay_tolerance`), cancel request cleared. MUST return
     /// [`ChangeError::Illegal`] otherwise.
     ///

@@ -28,7 +28,7 @@ const CLAIM_OR_EXPIRE: &str = "status = CASE WHEN (j.expire_at_deadline AND j.de
      first_started_at = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN j.first_started_at \
          ELSE coalesce(j.first_started_at, j.started_at, t.now) END, \
      finished_at = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN t.now ELSE j.finished_at END, \
-     last_error = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN 'expired: not started by its deadline' ELSE j.last_error END, \
+     last_error = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN 'expired: it would have started after its deadline' ELSE j.last_error END, \
      lease_token = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN NULL ELSE j.lease_token END";
 
 /// Rendered statements for one schema.
@@ -185,6 +185,10 @@ impl Sql {
             // locked, re-checked (a cancel may have moved one on) and leased, and each leased
             // limited job takes a token from its tenant's bucket in the same statement.
             //
+            // A job set to expire whose deadline has passed is never a candidate, in either lane:
+            // the expiry before the pick ends at most a batch of them, and any left over wait for
+            // the next pick's expiry instead of being leased late.
+            //
             // `limited` is only where a job is indexed, not what limits it: a job whose flag is
             // stale (enqueued in a transaction that overlapped a change of limits, or brought
             // back from a finished state) but whose tenant is limited now is never leased from
@@ -202,7 +206,7 @@ impl Sql {
                          EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = $2 AND r.tenant_id IN (p.tenant_id, '')) AS stale \
                      FROM {jobs} p, {NOW} \
                      WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready AND NOT p.held AND NOT p.limited \
-                     AND p.run_at <= t.now \
+                     AND p.run_at <= t.now AND NOT (p.expire_at_deadline AND p.deadline_at < t.now) \
                      AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = p.tenant_id) \
                      ORDER BY p.deadline_at, p.priority DESC, p.id \
                      LIMIT (SELECT n FROM room)), \
@@ -212,6 +216,7 @@ impl Sql {
                          SELECT p.id, p.deadline_at, p.priority FROM {jobs} p, {NOW} \
                          WHERE p.use_case = $2 AND p.tenant_id = a.tenant_id AND p.status = 'pending' AND p.ready \
                          AND NOT p.held AND p.limited AND p.run_at <= t.now \
+                         AND NOT (p.expire_at_deadline AND p.deadline_at < t.now) \
                          ORDER BY p.deadline_at, p.priority DESC, p.id \
                          LIMIT least(room.n, coalesce(floor(a.tokens)::bigint, room.n))) c \
                      WHERE room.n > 0 AND (a.tokens IS NULL OR a.tokens >= 1)), \
@@ -289,7 +294,7 @@ impl Sql {
                      WHERE e.use_case = $2 AND e.status = 'pending' AND e.expire_at_deadline AND e.deadline_at < t.now \
                      ORDER BY e.deadline_at LIMIT $3 FOR UPDATE OF e SKIP LOCKED) \
                  UPDATE {jobs} j SET status = 'expired', finished_at = t.now, updated_at = t.now, \
-                     last_error = 'expired: not started by its deadline', {cleared} \
+                     last_error = 'expired: it would have started after its deadline', {cleared} \
                  FROM late, {NOW} WHERE j.id = late.id"
             ),
             // Scheduled → ready: pending jobs of use case $2 whose run_at has come, oldest first,

@@ -1030,6 +1030,10 @@ impl LeaseStore for PgStore {
         let job = self
             .fenced(&self.sql.claim, id, token, &[&interval_us(lease)])
             .await;
+        if matches!(&job, Ok(j) if j.status == JobStatus::Expired) {
+            // Dispatched → expired freed a place under the cap.
+            self.wake(false, true);
+        }
         claimed_or_expired(job)
     }
 
@@ -1039,11 +1043,17 @@ impl LeaseStore for PgStore {
         lease: Duration,
     ) -> Vec<Result<Job, LeaseError>> {
         let lease = interval_us(lease);
-        self.fenced_many(&self.sql.claim_many, claims, &[&lease])
-            .await
-            .into_iter()
-            .map(claimed_or_expired)
-            .collect()
+        let out = self
+            .fenced_many(&self.sql.claim_many, claims, &[&lease])
+            .await;
+        if out
+            .iter()
+            .any(|r| matches!(r, Ok(j) if j.status == JobStatus::Expired))
+        {
+            // Dispatched → expired freed places under the cap.
+            self.wake(false, true);
+        }
+        out.into_iter().map(claimed_or_expired).collect()
     }
 
     async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<Job, LeaseError>> {

@@ -942,3 +942,60 @@ async fn upgrade_from_v5_adds_schedules() {
         .await
         .unwrap();
 }
+
+/// More overdue jobs set to expire than one pick expires: the rest are not leased late, they wait
+/// for the next pick's expiry; jobs still in time are leased meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overdue_expiring_jobs_beyond_the_expiry_batch_are_not_leased() {
+    let admin = admin_client().await;
+    let schema = fresh_schema();
+    let store = PgStore::connect(&database_url(), &schema).unwrap();
+    store.migrate().await.unwrap();
+    let now: DateTime<Utc> = admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
+    let clock = Arc::new(ManualClock::at(now));
+    let store = store.with_clock(clock.clone());
+    let mut batch = Vec::new();
+    for _ in 0..5_010 {
+        let mut j = common::new_job("acme", "alpha");
+        j.expire_at_deadline = true;
+        j.delay_tolerance = Duration::from_secs(1);
+        batch.push(j);
+        if batch.len() == 1000 {
+            store
+                .enqueue_many(std::mem::take(&mut batch))
+                .await
+                .unwrap();
+        }
+    }
+    store.enqueue_many(batch).await.unwrap();
+    let mut in_time = common::new_job("acme", "alpha");
+    in_time.expire_at_deadline = true;
+    in_time.delay_tolerance = Duration::from_secs(3600);
+    let in_time = store.enqueue(in_time).await.unwrap().job;
+    clock.advance(Duration::from_secs(10));
+    let pick = PickRequest {
+        cap: 100,
+        limit: 100,
+        lease: LEASE,
+    };
+    let leased = store.lease_due("alpha", pick).await.unwrap();
+    assert_eq!(
+        leased.iter().map(|d| d.job_id).collect::<Vec<_>>(),
+        vec![in_time.id],
+        "none of the overdue ones"
+    );
+    assert!(store.lease_due("alpha", pick).await.unwrap().is_empty());
+    let pending: i64 = admin
+        .query_one(
+            &format!("SELECT count(*) FROM {schema}.jobs WHERE status = 'pending'"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 0, "the second pick expired the rest");
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}

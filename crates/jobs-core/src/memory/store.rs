@@ -139,7 +139,7 @@ fn finish(job: &mut Job, event: Transition, now: DateTime<Utc>) {
 }
 
 /// The error a job that expired at its deadline keeps (`miss_deadline`).
-pub(crate) const EXPIRED_ERROR: &str = "expired: not started by its deadline";
+pub(crate) const EXPIRED_ERROR: &str = "expired: it would have started after its deadline";
 
 /// True if `job`, set to expire at its deadline, would start after it at `now`.
 fn missed_deadline(job: &Job, now: DateTime<Utc>) -> bool {

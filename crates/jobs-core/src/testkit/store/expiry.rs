@@ -107,3 +107,29 @@ pub async fn a_late_claim_expires_the_job_instead_of_running_it(make: impl MakeS
         .await;
     assert_eq!(many[0].as_ref().unwrap().status, JobStatus::Running);
 }
+
+pub async fn a_job_released_after_its_deadline_expires_instead_of_restarting(make: impl MakeStore) {
+    let f = Fixture::new(make).await;
+    let job = f.add(expiring("acme", "alpha", 10)).await;
+    let leased = f.store.lease_due("alpha", pick(100)).await.unwrap();
+    f.clock.advance(Duration::from_secs(5));
+    let token = leased[0].lease_token;
+    let running = f.store.claim(job.id, token, LEASE).await.unwrap();
+    assert_eq!(running.first_started_at, Some(f.now()));
+    // The worker shuts down after the deadline: released, the attempt not counted, the window
+    // kept. Its next start would be late, so the next pick expires it.
+    f.clock.advance(Duration::from_secs(10));
+    f.store.release(job.id, token).await.unwrap();
+    assert!(f
+        .store
+        .lease_due("alpha", pick(100))
+        .await
+        .unwrap()
+        .is_empty());
+    let expired = f.get(job.id).await;
+    assert_eq!(expired.status, JobStatus::Expired);
+    assert_eq!(
+        expired.first_started_at, running.first_started_at,
+        "its first start stays"
+    );
+}

@@ -137,6 +137,7 @@ macro_rules! store_conformance_tests {
             a_job_set_to_expire_does_not_start_after_its_deadline,
             expiry_holds_while_a_job_waits_for_a_pause_or_capacity,
             a_late_claim_expires_the_job_instead_of_running_it,
+            a_job_released_after_its_deadline_expires_instead_of_restarting,
             // schedule.rs
             schedules_are_created_read_updated_and_deleted,
             config_sync_replaces_config_schedules_and_keeps_api_ones,
