@@ -18,6 +18,27 @@ use uuid::Uuid;
 
 const LEASE: Duration = Duration::from_secs(300);
 
+/// An admin connection, a fresh schema migrated to the latest version, and its store reading a
+/// manual clock set to the database's time.
+async fn migrated_at_db_now() -> (tokio_postgres::Client, String, PgStore, Arc<ManualClock>) {
+    let admin = admin_client().await;
+    let schema = fresh_schema();
+    let store = PgStore::connect(&database_url(), &schema).unwrap();
+    store.migrate().await.unwrap();
+    let now: DateTime<Utc> = admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
+    let clock = Arc::new(ManualClock::at(now));
+    let store = store.with_clock(clock.clone());
+    (admin, schema, store, clock)
+}
+
+/// Enqueues `jobs` in batches of 1,000.
+async fn enqueue_in_batches(store: &PgStore, jobs: impl IntoIterator<Item = jobs_core::NewJob>) {
+    let jobs: Vec<_> = jobs.into_iter().collect();
+    for chunk in jobs.chunks(1000) {
+        store.enqueue_many(chunk.to_vec()).await.unwrap();
+    }
+}
+
 /// The versions a migration from `first - 1` applies: `first` through the latest.
 fn applied_from(first: i32) -> Vec<i32> {
     jobs_postgres::migrate::MIGRATIONS
@@ -408,26 +429,15 @@ async fn explain_pick(schema: &str, now: DateTime<Utc>) -> (serde_json::Value, f
 /// out on every tick).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_pick_does_not_walk_jobs_scheduled_for_later() {
-    let admin = admin_client().await;
-    let schema = fresh_schema();
-    let store = PgStore::connect(&database_url(), &schema).unwrap();
-    store.migrate().await.unwrap();
-    let now: DateTime<Utc> = admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
-    let clock = Arc::new(ManualClock::at(now));
-    let store = store.with_clock(clock.clone());
-    let mut future = Vec::new();
-    for i in 0..20_000 {
+    let (admin, schema, store, clock) = migrated_at_db_now().await;
+    let now = clock.now();
+    let future = (0..20_000).map(|i| {
         let mut j = common::new_job("acme", "alpha");
         j.run_at = Some(now + TimeDelta::seconds(600));
         j.delay_tolerance = Duration::from_secs(1 + i % 50);
-        future.push(j);
-        if future.len() == 1000 {
-            store
-                .enqueue_many(std::mem::take(&mut future))
-                .await
-                .unwrap();
-        }
-    }
+        j
+    });
+    enqueue_in_batches(&store, future).await;
     let mut due = common::new_job("acme", "alpha");
     due.delay_tolerance = Duration::from_secs(3600);
     let due = store.enqueue(due).await.unwrap().job;
@@ -511,13 +521,7 @@ async fn upgrade_from_v4_adds_pauses_and_holds_nothing() {
 /// a resume puts them all back in the pick.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_backlog_is_not_walked_by_the_pick() {
-    let admin = admin_client().await;
-    let schema = fresh_schema();
-    let store = PgStore::connect(&database_url(), &schema).unwrap();
-    store.migrate().await.unwrap();
-    let now: DateTime<Utc> = admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
-    let clock = Arc::new(ManualClock::at(now));
-    let store = store.with_clock(clock.clone());
+    let (admin, schema, store, clock) = migrated_at_db_now().await;
     let flooder = jobs_core::PauseScope::tenant("alpha", "flooder");
     let mut batch = Vec::new();
     for i in 0..20_000 {
@@ -633,13 +637,7 @@ async fn upgrade_from_v5_adds_rate_limits_and_limits_nothing() {
 /// token's worth and the other tenant's job reads a handful of rows, not the backlog.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rate_limited_backlog_is_not_walked_by_the_pick() {
-    let admin = admin_client().await;
-    let schema = fresh_schema();
-    let store = PgStore::connect(&database_url(), &schema).unwrap();
-    store.migrate().await.unwrap();
-    let now: DateTime<Utc> = admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
-    let clock = Arc::new(ManualClock::at(now));
-    let store = store.with_clock(clock.clone());
+    let (admin, schema, store, clock) = migrated_at_db_now().await;
     let limits = [jobs_core::RateLimit::new("alpha", Some("flooder".into()), 1.0, 1).unwrap()];
     let mut batch = Vec::new();
     for i in 0..20_000 {
@@ -710,29 +708,15 @@ async fn a_rate_limited_backlog_is_not_walked_by_the_pick() {
 /// of 100 over 1,000 tenants with bursts of 10 locks 100 rows, not 10,000.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pick_over_many_limited_tenants_locks_only_what_it_leases() {
-    let admin = admin_client().await;
-    let schema = fresh_schema();
-    let store = PgStore::connect(&database_url(), &schema).unwrap();
-    store.migrate().await.unwrap();
-    let now: DateTime<Utc> = admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
-    let clock = Arc::new(ManualClock::at(now));
-    let store = store.with_clock(clock.clone());
+    let (admin, schema, store, clock) = migrated_at_db_now().await;
     store
         .set_rate_limits(&[jobs_core::RateLimit::new("alpha", None, 10.0, 10).unwrap()])
         .await
         .unwrap();
-    let mut batch = Vec::new();
-    for tenant in 0..1_000 {
-        for _ in 0..20 {
-            batch.push(common::new_job(&format!("tenant-{tenant}"), "alpha"));
-        }
-        if batch.len() >= 1000 {
-            store
-                .enqueue_many(std::mem::take(&mut batch))
-                .await
-                .unwrap();
-        }
-    }
+    let jobs = (0..1_000).flat_map(|tenant| {
+        (0..20).map(move |_| common::new_job(&format!("tenant-{tenant}"), "alpha"))
+    });
+    enqueue_in_batches(&store, jobs).await;
     admin
         .batch_execute(&format!("VACUUM ANALYZE {schema}.jobs"))
         .await
@@ -807,25 +791,13 @@ async fn upgrade_from_v6_adds_expiry_and_expires_nothing_old() {
 /// are not walked (they are not in `jobs_expiry_idx`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn expiry_does_not_walk_late_jobs_that_run_late() {
-    let admin = admin_client().await;
-    let schema = fresh_schema();
-    let store = PgStore::connect(&database_url(), &schema).unwrap();
-    store.migrate().await.unwrap();
-    let now: DateTime<Utc> = admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
-    let clock = Arc::new(ManualClock::at(now));
-    let store = store.with_clock(clock.clone());
-    let mut batch = Vec::new();
-    for _ in 0..20_000 {
+    let (admin, schema, store, clock) = migrated_at_db_now().await;
+    let late = (0..20_000).map(|_| {
         let mut j = common::new_job("acme", "alpha");
         j.delay_tolerance = Duration::from_secs(1);
-        batch.push(j);
-        if batch.len() == 1000 {
-            store
-                .enqueue_many(std::mem::take(&mut batch))
-                .await
-                .unwrap();
-        }
-    }
+        j
+    });
+    enqueue_in_batches(&store, late).await;
     let mut expiring = common::new_job("acme", "alpha");
     expiring.expire_at_deadline = true;
     expiring.delay_tolerance = Duration::from_secs(1);
@@ -947,27 +919,14 @@ async fn upgrade_from_v5_adds_schedules() {
 /// for the next pick's expiry; jobs still in time are leased meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overdue_expiring_jobs_beyond_the_expiry_batch_are_not_leased() {
-    let admin = admin_client().await;
-    let schema = fresh_schema();
-    let store = PgStore::connect(&database_url(), &schema).unwrap();
-    store.migrate().await.unwrap();
-    let now: DateTime<Utc> = admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
-    let clock = Arc::new(ManualClock::at(now));
-    let store = store.with_clock(clock.clone());
-    let mut batch = Vec::new();
-    for _ in 0..5_010 {
+    let (admin, schema, store, clock) = migrated_at_db_now().await;
+    let overdue = (0..5_010).map(|_| {
         let mut j = common::new_job("acme", "alpha");
         j.expire_at_deadline = true;
         j.delay_tolerance = Duration::from_secs(1);
-        batch.push(j);
-        if batch.len() == 1000 {
-            store
-                .enqueue_many(std::mem::take(&mut batch))
-                .await
-                .unwrap();
-        }
-    }
-    store.enqueue_many(batch).await.unwrap();
+        j
+    });
+    enqueue_in_batches(&store, overdue).await;
     let mut in_time = common::new_job("acme", "alpha");
     in_time.expire_at_deadline = true;
     in_time.delay_tolerance = Duration::from_secs(3600);
