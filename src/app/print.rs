@@ -26,6 +26,7 @@ impl Settings {
                     "max_concurrent": uc.max_concurrent,
                     "default_delay_tolerance_seconds": secs(uc.default_delay_tolerance),
                     "expire_at_deadline": uc.expire_at_deadline,
+                    "fair_share": uc.fair_share,
                 })
             })
             .collect();
@@ -72,6 +73,7 @@ impl Settings {
             "use_cases": use_cases,
             "per_tenant_quotas": self.platform.quotas.to_json(),
             "per_tenant_rate_limits": self.platform.rate_limits.to_json(),
+            "per_tenant_weights": self.platform.weights.to_json(),
             "input_limits": {
                 "max_payload_bytes": limits.max_payload_bytes,
                 "max_tenant_len": limits.max_tenant_len,

@@ -784,6 +784,14 @@ mod tests {
             )],
             &[("ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS", " ")],
             &[("ASYNC_JOBS_SQS_QUEUE_BAD-NAME", "http://q")],
+            &[("ASYNC_JOBS_PER_TENANT_WEIGHTS", r#"{"a": 0}"#)],
+            &[("ASYNC_JOBS_PER_TENANT_WEIGHTS", r#"{"a": 1001}"#)],
+            &[("ASYNC_JOBS_PER_TENANT_WEIGHTS", r#"{"a": 1.5}"#)],
+            &[(
+                "ASYNC_JOBS_PER_TENANT_WEIGHTS",
+                r#"{"a": {"no_such_use_case": 2}}"#,
+            )],
+            &[("ASYNC_JOBS_NOTIFICATIONS_FAIR_SHARE", "yes")],
         ];
         for vars in cases {
             let err = parse(vars).unwrap_err();
@@ -795,6 +803,44 @@ mod tests {
             );
             assert!(!line.contains('\n'), "one line: {line}");
         }
+    }
+
+    #[test]
+    fn weights_and_fair_share() {
+        let c = parse(&[
+            (
+                "ASYNC_JOBS_PER_TENANT_WEIGHTS",
+                r#"{"acme": {"NOTIFICATIONS": 4}, "globex": 2, "*": {"message_labeling": 3}}"#,
+            ),
+            ("ASYNC_JOBS_MESSAGE_LABELING_FAIR_SHARE", "false"),
+        ])
+        .unwrap();
+        assert_eq!(c.weights.weight_for("acme", "notifications"), 4);
+        assert_eq!(c.weights.weight_for("acme", "message_labeling"), 3);
+        assert_eq!(c.weights.weight_for("globex", "notifications"), 2);
+        assert_eq!(
+            c.weights.weight_for("anyone", "notifications"),
+            1,
+            "default 1"
+        );
+        assert_eq!(c.weights.weight_for("anyone", "message_labeling"), 3);
+        assert!(
+            c.use_case("notifications").unwrap().fair_share,
+            "on by default"
+        );
+        assert!(!c.use_case("message_labeling").unwrap().fair_share);
+        assert_eq!(
+            WeightConfig::from_json(&c.weights.to_json().to_string()).unwrap(),
+            c.weights,
+            "the JSON form round-trips"
+        );
+        // The enqueue carries the weight, or none where the use case is plain EDF.
+        let req = |uc: &str| crate::EnqueueRequest::new("acme", uc, "k", serde_json::json!({}));
+        let now = chrono::Utc::now();
+        let fair = crate::enqueue::validate(req("notifications"), &c, now).unwrap();
+        assert_eq!(fair.fair_weight, Some(4));
+        let plain = crate::enqueue::validate(req("message_labeling"), &c, now).unwrap();
+        assert_eq!(plain.fair_weight, None);
     }
 
     #[test]

@@ -94,7 +94,9 @@ pub mod testkit;
 pub use backoff::{Backoff, BackoffStrategy, Jitter};
 pub use bulk::{BulkAction, BulkOutcome};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{ConfigError, Env, Limits, PlatformConfig, QuotaConfig, UseCaseConfig};
+pub use config::{
+    ConfigError, Env, Limits, PlatformConfig, QuotaConfig, UseCaseConfig, WeightConfig,
+};
 pub use enqueue::{EnqueueRequest, ValidationError};
 pub use handler::{
     run_guarded, CancellationSignal, Handler, HandlerError, HandlerRegistry, HandlerResult,
