@@ -43,7 +43,9 @@ pub struct BacklogRow {
 impl BacklogRow {
     /// How long the oldest due job has waited at `now` (zero if `now` is before its `run_at`).
     pub fn oldest_age(&self, now: DateTime<Utc>) -> Duration {
-        (now - self.oldest_run_at).to_std().unwrap_or(Duration::ZERO)
+        (now - self.oldest_run_at)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
     }
 }
 
@@ -118,6 +120,9 @@ mod tests {
         assert_eq!(a.oldest_age(backlog.at), Duration::from_secs(60));
         assert!(backlog.use_case("c").is_none());
         // A run_at after the reading's clock (clock steps) is an age of zero, not a panic.
-        assert_eq!(row("a", None, 1, 200).oldest_age(backlog.at), Duration::ZERO);
+        assert_eq!(
+            row("a", None, 1, 200).oldest_age(backlog.at),
+            Duration::ZERO
+        );
     }
 }

@@ -104,7 +104,7 @@ pub fn backlog_seconds(due: u64, rate: f64, min_rate: f64) -> f64 {
     } else {
         0.0
     };
-    due as f64 / rate.max(floor)
+    (due as f64 / rate.max(floor)).min(f64::MAX)
 }
 
 #[cfg(test)]
@@ -125,9 +125,9 @@ mod tests {
             (0, 0.0, 1.0, 0.0),
             (0, 50.0, 1.0, 0.0),
             (100, 10.0, 1.0, 10.0),
-            (100, 0.0, 1.0, 100.0),   // nothing drains: the floor
-            (100, 0.5, 2.0, 50.0),    // slower than the floor: the floor
-            (100, 0.0, 0.0, 100.0),   // a floor that is no number: the default
+            (100, 0.0, 1.0, 100.0), // nothing drains: the floor
+            (100, 0.5, 2.0, 50.0),  // slower than the floor: the floor
+            (100, 0.0, 0.0, 100.0), // a floor that is no number: the default
             (100, f64::NAN, 4.0, 25.0),
             (100, f64::INFINITY, 4.0, 25.0),
             (100, -3.0, 4.0, 25.0),
@@ -135,7 +135,10 @@ mod tests {
         ];
         for (due, rate, floor, want) in cases {
             let got = backlog_seconds(due, rate, floor);
-            assert!(close(got, want), "{due} / max({rate}, {floor}) = {got}, not {want}");
+            assert!(
+                close(got, want),
+                "{due} / max({rate}, {floor}) = {got}, not {want}"
+            );
         }
         assert!(backlog_seconds(u64::MAX, 0.0, f64::MIN_POSITIVE).is_finite());
     }
@@ -161,8 +164,11 @@ mod tests {
         for _ in 0..12 {
             r.observe(5 * S, 0); // then nothing for one window
         }
+        // What was seen a window ago weighs 1/e (over the weight of the six windows seen).
         let after_one = r.per_second();
-        assert!(close(after_one, 20.0 * (-1.0f64).exp()), "{after_one}");
+        let e = |x: f64| x.exp();
+        let want = 20.0 * (1.0 - e(-5.0)) * e(-1.0) / (1.0 - e(-6.0));
+        assert!(close(after_one, want), "{after_one} vs {want}");
         for _ in 0..48 {
             r.observe(5 * S, 0);
         }

@@ -39,12 +39,17 @@ const CLAIM_OR_EXPIRE: &str = "status = CASE WHEN (j.expire_at_deadline AND j.de
 ///   whose predicates the branches repeat so the planner can use them; `run_at` is INCLUDEd);
 /// - jobs whose `run_at` has come but which no pick has promoted yet (`ready = false`): one
 ///   range probe of `jobs_scheduled_idx` per use case that has scheduled jobs (found by a loose
-///   scan of the same index), so a large backlog scheduled for later is not walked;
+///   scan of the same index), so a large backlog scheduled for later is not walked (`OFFSET 0`
+///   keeps the planner from flattening the probe into a join that scans the index by `run_at`);
 /// - tenant pauses are the `held` mark (set in the pause's transaction); a use case paused for
 ///   every tenant is filtered by the (small) pauses table.
 fn backlog(jobs: &str, pauses: &str, by_tenant: bool) -> String {
     // Per use case, every row's tenant is NULL, so grouping by it too changes nothing.
-    let tenant = if by_tenant { "j.tenant_id" } else { "NULL::text" };
+    let tenant = if by_tenant {
+        "j.tenant_id"
+    } else {
+        "NULL::text"
+    };
     let now = "coalesce($1::timestamptz, now())";
     format!(
         "WITH RECURSIVE sched AS ( \
@@ -61,8 +66,10 @@ fn backlog(jobs: &str, pauses: &str, by_tenant: bool) -> String {
              SELECT j.use_case, {tenant}, j.run_at FROM {jobs} j \
                  WHERE j.status = 'pending' AND j.ready AND NOT j.held AND j.limited AND j.run_at <= {now} \
              UNION ALL \
-             SELECT j.use_case, {tenant}, j.run_at FROM sched u JOIN {jobs} j ON j.use_case = u.use_case \
-                 WHERE j.status = 'pending' AND NOT j.ready AND NOT j.held AND j.run_at <= {now}), \
+             SELECT x.use_case, x.tenant_id, x.run_at FROM sched u CROSS JOIN LATERAL ( \
+                 SELECT j.use_case, {tenant} AS tenant_id, j.run_at FROM {jobs} j \
+                 WHERE j.use_case = u.use_case AND j.status = 'pending' AND NOT j.ready AND NOT j.held \
+                 AND j.run_at <= {now} OFFSET 0) x WHERE u.use_case IS NOT NULL), \
          grouped AS ( \
              SELECT d.use_case, d.tenant_id, count(*) AS n, min(d.run_at) AS oldest FROM due d \
                  WHERE d.use_case NOT IN (SELECT z.use_case FROM {pauses} z WHERE z.tenant_id = '') \

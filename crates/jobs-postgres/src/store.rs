@@ -11,9 +11,9 @@ use jobs_core::store::{
     StatusCount, WakeupStream,
 };
 use jobs_core::{
-    Backlog, BacklogGrouping, BacklogRow, ChangeError, Clock, Dispatch, EnqueueError, Enqueued, Failure, Job, JobFilter, JobId,
-    JobStatus, LeaseError, LeaseToken, NewJob, Page, PageRequest, Pause, PauseScope, RateLimit,
-    StoreError, Transition,
+    Backlog, BacklogGrouping, BacklogRow, ChangeError, Clock, Dispatch, EnqueueError, Enqueued,
+    Failure, Job, JobFilter, JobId, JobStatus, LeaseError, LeaseToken, NewJob, Page, PageRequest,
+    Pause, PauseScope, RateLimit, StoreError, Transition,
 };
 use tokio_postgres::IsolationLevel;
 

@@ -9,7 +9,12 @@ use crate::store::Failure;
 
 use super::{new_job, pick, Fixture, MakeStore, SECOND};
 
-fn row(use_case: &str, tenant: Option<&str>, due: u64, oldest: chrono::DateTime<chrono::Utc>) -> BacklogRow {
+fn row(
+    use_case: &str,
+    tenant: Option<&str>,
+    due: u64,
+    oldest: chrono::DateTime<chrono::Utc>,
+) -> BacklogRow {
     BacklogRow {
         use_case: use_case.to_owned(),
         tenant_id: tenant.map(str::to_owned),
@@ -48,7 +53,10 @@ pub async fn backlog_counts_due_pending_jobs_and_the_oldest(make: impl MakeStore
         backlog.rows,
         vec![row("alpha", None, 3, oldest), row("beta", None, 1, t0)]
     );
-    assert_eq!(backlog.rows[0].oldest_age(backlog.at), Duration::from_secs(30));
+    assert_eq!(
+        backlog.rows[0].oldest_age(backlog.at),
+        Duration::from_secs(30)
+    );
     let by_tenant = f.store.backlog(BacklogGrouping::Tenant).await.unwrap();
     assert_eq!(
         by_tenant.rows,
@@ -106,7 +114,12 @@ pub async fn backlog_counts_due_pending_jobs_and_the_oldest(make: impl MakeStore
         by_tenant.rows,
         vec![
             row("alpha", Some("globex"), 1, t0),
-            row("delta", Some("initech"), 1, t0 + chrono::Duration::seconds(20)),
+            row(
+                "delta",
+                Some("initech"),
+                1,
+                t0 + chrono::Duration::seconds(20)
+            ),
         ]
     );
     f.store
