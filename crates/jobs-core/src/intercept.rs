@@ -523,6 +523,7 @@ mod tests {
             timeout: Duration::from_secs(30),
             idempotency_key: None,
             quota: None,
+            fair_weight: Some(1),
             trace_context: None,
         }
     }

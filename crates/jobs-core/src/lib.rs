@@ -73,6 +73,7 @@ pub mod config;
 pub mod deadline;
 pub mod duration_secs;
 pub mod enqueue;
+pub mod fair;
 pub mod handler;
 pub mod intercept;
 pub mod job;

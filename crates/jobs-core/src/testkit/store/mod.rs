@@ -30,6 +30,7 @@ mod cancel_retry;
 mod deadline;
 mod enqueue;
 mod expiry;
+mod fair;
 mod fencing;
 mod lease;
 mod list;
@@ -46,6 +47,7 @@ pub use cancel_retry::*;
 pub use deadline::*;
 pub use enqueue::*;
 pub use expiry::*;
+pub use fair::*;
 pub use fencing::*;
 pub use lease::*;
 pub use list::*;
@@ -149,6 +151,12 @@ macro_rules! store_conformance_tests {
             firing_a_slot_twice_makes_one_job,
             concurrent_fires_of_one_slot_make_one_job,
             a_full_quota_skips_the_slot_and_the_schedule_advances,
+            fair_share_splits_turns_by_weight,
+            a_flooder_queues_behind_its_own_jobs,
+            each_turn_goes_to_the_tenants_earliest_deadline,
+            idle_paused_and_scheduled_tenants_bank_no_turns,
+            a_use_case_without_fair_share_is_plain_edf,
+            a_retried_job_takes_its_tenants_next_turn,
         }
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
@@ -204,6 +212,7 @@ pub fn new_job(tenant: &str, use_case: &str) -> NewJob {
         timeout: Duration::from_secs(30),
         idempotency_key: None,
         quota: None,
+        fair_weight: Some(1),
         trace_context: None,
     }
 }
