@@ -35,8 +35,9 @@ const CLAIM_OR_EXPIRE: &str = "status = CASE WHEN (j.expire_at_deadline AND j.de
 /// `(at, use_case, tenant_id, n, oldest)` per group, or one row of `at` and NULLs when nothing is
 /// due. It reads only the indexes of pending jobs (docs/postgres.md, "The backlog"):
 ///
-/// - ready jobs, from the pick's two partial indexes (`jobs_pick_idx`, `jobs_limited_pick_idx`,
-///   whose predicates the branches repeat so the planner can use them; `run_at` is INCLUDEd);
+/// - ready jobs, from `jobs_tenant_pick_idx` (every ready job that is not held; the branch
+///   repeats its predicate so the planner can use it): index-only, as `use_case` and `tenant_id`
+///   are keys and `run_at` is INCLUDEd;
 /// - jobs whose `run_at` has come but which no pick has promoted yet (`ready = false`): one
 ///   range probe of `jobs_scheduled_idx` per use case that has scheduled jobs (found by a loose
 ///   scan of the same index), so a large backlog scheduled for later is not walked (`OFFSET 0`
@@ -61,10 +62,7 @@ fn backlog(jobs: &str, pauses: &str, by_tenant: bool) -> String {
              FROM sched u WHERE u.use_case IS NOT NULL), \
          due AS ( \
              SELECT j.use_case, {tenant} AS tenant_id, j.run_at FROM {jobs} j \
-                 WHERE j.status = 'pending' AND j.ready AND NOT j.held AND NOT j.limited AND j.run_at <= {now} \
-             UNION ALL \
-             SELECT j.use_case, {tenant}, j.run_at FROM {jobs} j \
-                 WHERE j.status = 'pending' AND j.ready AND NOT j.held AND j.limited AND j.run_at <= {now} \
+                 WHERE j.status = 'pending' AND j.ready AND NOT j.held AND j.run_at <= {now} \
              UNION ALL \
              SELECT x.use_case, x.tenant_id, x.run_at FROM sched u CROSS JOIN LATERAL ( \
                  SELECT j.use_case, {tenant} AS tenant_id, j.run_at FROM {jobs} j \
