@@ -134,6 +134,18 @@ impl Settings {
                 }),
             );
         }
+        if let Some(b) = &self.backlog {
+            obj.insert(
+                "backlog".into(),
+                json!({
+                    "interval_seconds": secs(b.interval),
+                    "rate_window_seconds": secs(b.rate_window),
+                    "scaling_min_rate": b.min_rate,
+                    "tenant_labels": b.tenant_labels.labels.describe(),
+                    "tenant_labels_max": b.tenant_labels.max_tenants,
+                }),
+            );
+        }
         if let Some(schedules) = &self.schedules {
             // The configured cron schedules (names, expressions, zones, tenants and use cases;
             // payloads are not shown).
@@ -165,6 +177,8 @@ impl Settings {
                     "shutdown_grace_seconds": secs(w.shutdown_grace),
                     "error_backoff_seconds": secs(w.error_backoff),
                     "receive_loops": w.receive_loops,
+                    "tenant_labels": w.tenant_labels.labels.describe(),
+                    "tenant_labels_max": w.tenant_labels.max_tenants,
                 }),
             );
             obj.insert(

@@ -15,6 +15,9 @@
 //!   maintenance), [`transport::Transport`] and [`clock::Clock`], each documenting the contract an
 //!   adapter must honour.
 //! - [`service::JobService`]: the domain rules over any store.
+//! - Telemetry maths: [`backlog`] (the due pending jobs a store reports, and the age of the
+//!   oldest), [`scaling`] (the drain rate and the backlog-seconds scaling signal) and
+//!   [`tenant_label`] (the bounded `tenant` label of per-tenant metrics).
 //! - [`schedule`]: cron schedules (periodic jobs): parsing in IANA zones, slots and the
 //!   missed-slot policy, the job template; [`ScheduleStore`] is their port.
 //! - [`handler`]: typed handlers, their registry, context and outcomes.
@@ -62,6 +65,7 @@
 //! # }
 //! ```
 
+pub mod backlog;
 pub mod backoff;
 pub mod bulk;
 pub mod clock;
@@ -79,11 +83,13 @@ pub mod memory;
 pub mod pause;
 pub mod rate;
 pub mod rfc3339;
+pub mod scaling;
 pub mod schedule;
 pub mod schedule_store;
 pub mod service;
 pub mod status;
 pub mod store;
+pub mod tenant_label;
 pub mod trace;
 pub mod transport;
 pub mod whole;
@@ -91,6 +97,7 @@ pub mod whole;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use backlog::{Backlog, BacklogGrouping, BacklogRow};
 pub use backoff::{Backoff, BackoffStrategy, Jitter};
 pub use bulk::{BulkAction, BulkOutcome};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -117,5 +124,6 @@ pub use store::{
     ApiStore, ChangeError, DispatchStore, EnqueueError, Failure, JobFilter, JobStore, LeaseError,
     LeaseStore, MaintenanceStore, Page, PageRequest, PickRequest, SchedulerStore, StoreError,
 };
+pub use tenant_label::{TenantLabelPolicy, TenantLabeler, TenantLabels};
 pub use trace::{TraceContext, TraceParentError};
 pub use transport::{DispatchMessage, Transport, TransportError};

@@ -31,6 +31,52 @@ const CLAIM_OR_EXPIRE: &str = "status = CASE WHEN (j.expire_at_deadline AND j.de
      last_error = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN 'expired: it would have started after its deadline' ELSE j.last_error END, \
      lease_token = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN NULL ELSE j.lease_token END";
 
+/// The backlog (due pending jobs, not paused) per use case, or per use case and tenant: one row
+/// `(at, use_case, tenant_id, n, oldest)` per group, or one row of `at` and NULLs when nothing is
+/// due. It reads only the indexes of pending jobs (docs/postgres.md, "The backlog"):
+///
+/// - ready jobs, from `jobs_tenant_pick_idx` (every ready job that is not held; the branch
+///   repeats its predicate so the planner can use it): index-only, as `use_case` and `tenant_id`
+///   are keys and `run_at` is INCLUDEd;
+/// - jobs whose `run_at` has come but which no pick has promoted yet (`ready = false`): one
+///   range probe of `jobs_scheduled_idx` per use case that has scheduled jobs (found by a loose
+///   scan of the same index), so a large backlog scheduled for later is not walked (`OFFSET 0`
+///   keeps the planner from flattening the probe into a join that scans the index by `run_at`);
+/// - tenant pauses are the `held` mark (set in the pause's transaction); a use case paused for
+///   every tenant is filtered by the (small) pauses table.
+fn backlog(jobs: &str, pauses: &str, by_tenant: bool) -> String {
+    // Per use case, every row's tenant is NULL, so grouping by it too changes nothing.
+    let tenant = if by_tenant {
+        "j.tenant_id"
+    } else {
+        "NULL::text"
+    };
+    let now = "coalesce($1::timestamptz, now())";
+    format!(
+        "WITH RECURSIVE sched AS ( \
+             (SELECT s.use_case FROM {jobs} s WHERE s.status = 'pending' AND NOT s.ready AND NOT s.held \
+                 ORDER BY s.use_case LIMIT 1) \
+             UNION ALL \
+             SELECT (SELECT s.use_case FROM {jobs} s WHERE s.status = 'pending' AND NOT s.ready AND NOT s.held \
+                 AND s.use_case > u.use_case ORDER BY s.use_case LIMIT 1) \
+             FROM sched u WHERE u.use_case IS NOT NULL), \
+         due AS ( \
+             SELECT j.use_case, {tenant} AS tenant_id, j.run_at FROM {jobs} j \
+                 WHERE j.status = 'pending' AND j.ready AND NOT j.held AND j.run_at <= {now} \
+             UNION ALL \
+             SELECT x.use_case, x.tenant_id, x.run_at FROM sched u CROSS JOIN LATERAL ( \
+                 SELECT j.use_case, {tenant} AS tenant_id, j.run_at FROM {jobs} j \
+                 WHERE j.use_case = u.use_case AND j.status = 'pending' AND NOT j.ready AND NOT j.held \
+                 AND j.run_at <= {now} OFFSET 0) x WHERE u.use_case IS NOT NULL), \
+         grouped AS ( \
+             SELECT d.use_case, d.tenant_id, count(*) AS n, min(d.run_at) AS oldest FROM due d \
+                 WHERE d.use_case NOT IN (SELECT z.use_case FROM {pauses} z WHERE z.tenant_id = '') \
+                 GROUP BY d.use_case, d.tenant_id) \
+         SELECT {now} AS at, g.use_case, g.tenant_id, g.n, g.oldest FROM (SELECT 1) one LEFT JOIN grouped g ON true \
+         ORDER BY g.use_case COLLATE \"C\", g.tenant_id COLLATE \"C\""
+    )
+}
+
 /// Rendered statements for one schema.
 #[derive(Debug)]
 pub(crate) struct Sql {
@@ -62,6 +108,8 @@ pub(crate) struct Sql {
     pub(crate) return_dispatched: String,
     pub(crate) reap_running: String,
     pub(crate) counts: String,
+    pub(crate) backlog_by_use_case: String,
+    pub(crate) backlog_by_tenant: String,
     pub(crate) prune: String,
     pub(crate) pause: String,
     pub(crate) hold: String,
@@ -478,6 +526,8 @@ impl Sql {
                 tol = us!("j.delay_tolerance_us"),
             ),
             counts: format!("SELECT use_case, status, count(*) AS n FROM {jobs} GROUP BY use_case, status ORDER BY 1, 2"),
+            backlog_by_use_case: backlog(&jobs, &pauses, false),
+            backlog_by_tenant: backlog(&jobs, &pauses, true),
             // Pauses: '' is the whole use case. Pausing a paused scope keeps its first
             // paused_at: the conflict arm rewrites the row as it is (it sees and locks the
             // latest committed version, so a concurrent first pause is returned too).

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
+use crate::backlog::{Backlog, BacklogGrouping, BacklogRow};
 use crate::clock::Clock;
 use crate::deadline::{add_saturating, deadline_at, sub};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
@@ -468,6 +469,41 @@ impl ApiStore for MemoryStore {
                 count,
             })
             .collect())
+    }
+
+    async fn backlog(&self, grouping: BacklogGrouping) -> Result<Backlog, StoreError> {
+        let at = self.clock.now();
+        let inner = self.lock();
+        let mut rows: BTreeMap<(String, Option<String>), BacklogRow> = BTreeMap::new();
+        let due = inner.jobs.values().filter(|j| {
+            j.status == JobStatus::Pending
+                && j.run_at <= at
+                && !inner
+                    .pauses
+                    .keys()
+                    .any(|p| p.holds(&j.use_case, &j.tenant_id))
+        });
+        for job in due {
+            let tenant_id = match grouping {
+                BacklogGrouping::UseCase => None,
+                BacklogGrouping::Tenant => Some(job.tenant_id.clone()),
+            };
+            rows.entry((job.use_case.clone(), tenant_id.clone()))
+                .and_modify(|r| {
+                    r.due += 1;
+                    r.oldest_run_at = r.oldest_run_at.min(job.run_at);
+                })
+                .or_insert_with(|| BacklogRow {
+                    use_case: job.use_case.clone(),
+                    tenant_id,
+                    due: 1,
+                    oldest_run_at: job.run_at,
+                });
+        }
+        Ok(Backlog {
+            at,
+            rows: rows.into_values().collect(),
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

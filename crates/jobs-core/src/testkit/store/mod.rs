@@ -19,11 +19,13 @@
 //! The concerns: `enqueue` (fields, idempotency, batches, trace context), `quota`, `pick` (the
 //! scheduler's EDF pick under caps), `deadline`, `lease` (claim, heartbeat and the outcomes a
 //! worker records), `fencing`, `reaper` (expired leases, refused dispatches, counts and pruning),
+//! `backlog` (due pending jobs and the oldest, for the telemetry),
 //! `cancel_retry`, `list`, `wakeup`, `pause`, `rate`, `expiry` and `schedule` (cron schedules and their fenced firing). Every case is re-exported here, so its path is
 //! `jobs_core::testkit::store::<case>` whichever file holds it. A new case goes in the file of
 //! its concern *and* in the macro's list; a unit test checks that the two agree.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod backlog;
 mod cancel_retry;
 mod deadline;
 mod enqueue;
@@ -40,6 +42,7 @@ mod reaper;
 mod schedule;
 mod wakeup;
 
+pub use backlog::*;
 pub use cancel_retry::*;
 pub use deadline::*;
 pub use enqueue::*;
@@ -112,6 +115,8 @@ macro_rules! store_conformance_tests {
             reaper_counts_expired_runs_as_attempts,
             unsent_dispatches_go_back_at_once,
             counts_and_prune,
+            // backlog.rs
+            backlog_counts_due_pending_jobs_and_the_oldest,
             // cancel_retry.rs
             cancel_follows_the_state_table,
             running_cancel_is_cooperative,
