@@ -15,6 +15,8 @@
 //!   maintenance), [`transport::Transport`] and [`clock::Clock`], each documenting the contract an
 //!   adapter must honour.
 //! - [`service::JobService`]: the domain rules over any store.
+//! - [`activity`]: recent activity minute by minute (jobs finished, deadlines met and missed),
+//!   the rules every store's [`ApiStore::activity`] follows.
 //! - [`schedule`]: cron schedules (periodic jobs): parsing in IANA zones, slots and the
 //!   missed-slot policy, the job template; [`ScheduleStore`] is their port.
 //! - [`handler`]: typed handlers, their registry, context and outcomes.
@@ -62,6 +64,7 @@
 //! # }
 //! ```
 
+pub mod activity;
 pub mod backoff;
 pub mod bulk;
 pub mod clock;
@@ -90,6 +93,7 @@ pub mod whole;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use activity::{Activity, ActivityQuery, MinuteActivity};
 pub use backoff::{Backoff, BackoffStrategy, Jitter};
 pub use bulk::{BulkAction, BulkOutcome};
 pub use clock::{Clock, ManualClock, SystemClock};

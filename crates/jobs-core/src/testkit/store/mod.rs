@@ -19,11 +19,13 @@
 //! The concerns: `enqueue` (fields, idempotency, batches, trace context), `quota`, `pick` (the
 //! scheduler's EDF pick under caps), `deadline`, `lease` (claim, heartbeat and the outcomes a
 //! worker records), `fencing`, `reaper` (expired leases, refused dispatches, counts and pruning),
-//! `cancel_retry`, `list`, `wakeup`, `pause`, `rate`, `expiry` and `schedule` (cron schedules and their fenced firing). Every case is re-exported here, so its path is
+//! `cancel_retry`, `list`, `wakeup`, `pause`, `rate`, `expiry`, `schedule` (cron schedules and their fenced firing) and `activity` (the dashboard's
+//! per-minute activity). Every case is re-exported here, so its path is
 //! `jobs_core::testkit::store::<case>` whichever file holds it. A new case goes in the file of
 //! its concern *and* in the macro's list; a unit test checks that the two agree.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod activity;
 mod cancel_retry;
 mod deadline;
 mod enqueue;
@@ -39,6 +41,7 @@ mod reaper;
 mod schedule;
 mod wakeup;
 
+pub use activity::*;
 pub use cancel_retry::*;
 pub use deadline::*;
 pub use enqueue::*;
@@ -144,6 +147,9 @@ macro_rules! store_conformance_tests {
             firing_a_slot_twice_makes_one_job,
             concurrent_fires_of_one_slot_make_one_job,
             a_full_quota_skips_the_slot_and_the_schedule_advances,
+            // activity.rs
+            activity_counts_finished_jobs_and_deadlines_per_minute,
+            activity_examines_a_bounded_number_of_jobs,
         }
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
