@@ -201,7 +201,7 @@ pub fn tally<'a>(
         }
     }
     // The most recently finished first, as a database's index walk.
-    finished.sort_by(|a, b| (b.finished_at, b.id).cmp(&(a.finished_at, a.id)));
+    finished.sort_by_key(|j| std::cmp::Reverse((j.finished_at, j.id)));
     let truncated = finished.len() > max_rows;
     finished.truncate(max_rows);
     in_flight.truncate(max_rows);
