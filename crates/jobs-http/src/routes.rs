@@ -533,6 +533,11 @@ pub fn router(state: AppState) -> axum::Router {
     let (router, _) = api_router().split_for_parts();
     router
         .nest("/ui", crate::ui::routes())
+        // `/ui/` (a trailing slash) is the dashboard too; relative, so it works under any prefix.
+        .route(
+            "/ui/",
+            axum::routing::get(|| async { axum::response::Redirect::permanent("../ui") }),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))

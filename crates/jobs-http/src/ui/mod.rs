@@ -7,7 +7,7 @@
 //! | page | shows / does |
 //! |---|---|
 //! | `GET /ui/login`, `POST /ui/login`, `POST /ui/logout` | sign in with the operator token or a tenant key; sign out |
-//! | `GET /ui/` | per use case: counts by status, in flight against the cap, pauses, jobs finished and deadlines met/missed per minute (SVG charts), recent failures |
+//! | `GET /ui` | per use case: counts by status, in flight against the cap, pauses, jobs finished and deadlines met/missed per minute (SVG charts), recent failures |
 //! | `GET /ui/jobs` | jobs filtered by tenant, use case, status, type and creation time, with cursor paging |
 //! | `GET /ui/jobs/{id}` | one job: payload as pretty JSON, attempts, last error, timeline; retry and cancel |
 //! | `POST /ui/pauses` | pause or resume a use case (operator) |
@@ -168,6 +168,14 @@ impl Base {
     /// `self` + `path` (which starts with `/`).
     pub(crate) fn at(&self, path: &str) -> String {
         format!("{}{path}", self.0)
+    }
+
+    /// The overview: the mount point itself (`/ui`), or `/` at the root.
+    pub(crate) fn home(&self) -> String {
+        match self.0.is_empty() {
+            true => "/".to_owned(),
+            false => self.0.clone(),
+        }
     }
 
     /// The cookie's `Path`.

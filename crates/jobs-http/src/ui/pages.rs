@@ -74,7 +74,7 @@ fn layout(base: &Base, session: Option<&Session>, title: &str, body: Markup) -> 
                     span .brand { "async-jobs" }
                     @if let Some(s) = session {
                         nav aria-label="Main" {
-                            a href=(base.at("/")) { "Overview" }
+                            a href=(base.home()) { "Overview" }
                             a href=(base.at("/jobs")) { "Jobs" }
                         }
                         span .who { "Signed in as " (who(&s.scope)) }
@@ -111,7 +111,7 @@ pub(crate) fn error_page(
             title,
             html! {
                 p .error role="alert" { (message) }
-                p { a href=(base.at("/")) { "Back to the overview" } }
+                p { a href=(base.home()) { "Back to the overview" } }
             },
         ),
     )
@@ -185,9 +185,12 @@ fn status_badge(status: JobStatus) -> Markup {
     html! { span class={"status s-" (status.as_str())} { (status.as_str()) } }
 }
 
+/// A link to a job, showing the end of its id: a UUID v7 starts with its creation time, so jobs
+/// made together share their first digits, and differ in their last (random) ones.
 fn job_link(base: &Base, id: JobId) -> Markup {
     let text = id.to_string();
-    html! { a href=(base.at(&format!("/jobs/{id}"))) title=(text) { code { (text[..8]) "…" } } }
+    let tail = &text[text.len() - 12..];
+    html! { a href=(base.at(&format!("/jobs/{id}"))) title=(text) aria-label={"job " (text)} { code { "…" (tail) } } }
 }
 
 /// An empty form: actions that carry only the CSRF token.
@@ -259,7 +262,7 @@ pub(crate) async fn login(
         .unwrap_or_default();
     match key.login(state.auth(), &secret, unix_now()) {
         Some((cookie, _)) => {
-            let mut response = Redirect::to(&base.at("/")).into_response();
+            let mut response = Redirect::to(&base.home()).into_response();
             if let Ok(v) = session::set_cookie(&cookie, base.cookie_path()).parse() {
                 response.headers_mut().insert(header::SET_COOKIE, v);
             }
@@ -457,7 +460,7 @@ pub(crate) async fn overview(
     let body = html! {
         @if let Some(done) = query.done.as_deref() { p .notice role="status" { (done_text(done)) } }
         @if operator {
-            form .filters method="get" action=(base.at("/")) {
+            form .filters method="get" action=(base.home()) {
                 label for="ov-tenant" { "Tenant" }
                 input #ov-tenant type="text" name="tenant_id" value=(tenant.clone().unwrap_or_default()) placeholder="all tenants";
                 button type="submit" { "Show" }
@@ -975,7 +978,7 @@ pub(crate) async fn pause(State(state): State<AppState>, posted: Posted<PauseFor
         }
     };
     match outcome {
-        Ok(done) => Redirect::to(&signed.base.at(&format!("/?done={done}"))).into_response(),
+        Ok(done) => Redirect::to(&format!("{}?done={done}", signed.base.home())).into_response(),
         Err(PauseError::Forbidden) => error_page(
             &signed.base,
             Some(&signed.session),
@@ -1065,7 +1068,7 @@ pub(crate) async fn bulk_retry_confirm(
             @if let Some(t) = &tenant { input type="hidden" name="tenant_id" value=(t); }
             button #confirm type="submit" .danger { "Yes, retry the dead jobs" }
             " "
-            a href=(base.at("/")) { "No, go back" }
+            a href=(base.home()) { "No, go back" }
         }
     };
     respond(
@@ -1132,7 +1135,7 @@ pub(crate) async fn bulk_retry(
                 button type="submit" { "Continue with the next " (DEFAULT_BULK_LIMIT) }
             }
         }
-        p { a href=(jobs_href(base, &use_case, JobStatus::Pending, tenant.as_deref())) { "See the pending jobs" } " · " a href=(base.at("/")) { "Overview" } }
+        p { a href=(jobs_href(base, &use_case, JobStatus::Pending, tenant.as_deref())) { "See the pending jobs" } " · " a href=(base.home()) { "Overview" } }
     };
     respond(
         StatusCode::OK,
