@@ -449,6 +449,7 @@ async fn failing_job_dead_in_the_list_then_retried(d: &Dashboard) {
     let overview = d.text("main").await;
     assert!(overview.contains("paused"), "{overview}");
     assert!(overview.contains("Jobs finished per minute"), "{overview}");
+    assert!(overview.contains("Backlog"), "{overview}");
     eventually("the charts to count the finished jobs", || async {
         d.browser.refresh().await.ok()?;
         let s = d.source().await;

@@ -1006,3 +1006,128 @@ fn env_example_lists_every_setting_and_only_real_ones() {
         "listed in .env.example but read nowhere: {stale:?}"
     );
 }
+
+// ---- Autoscaling on the backlog signal ------------------------------------------------------
+
+/// The metric the scheduler's leader exports as the scaling signal (`jobs_scheduler::BACKLOG_SECONDS`).
+const SCALING_METRIC: &str = "async_jobs_backlog_seconds";
+
+fn ecs_json(file: &str) -> Value {
+    serde_json::from_str(&read(&format!("deploy/ecs/{file}")))
+        .unwrap_or_else(|e| panic!("{file} is not JSON: {e}"))
+}
+
+/// `deploy/ecs/autoscaling-worker-*.json` (Application Auto Scaling inputs) and
+/// `adot-metrics-container.json` (the scheduler's metrics sidecar) fit together and with the
+/// code: the collector scrapes the scheduler's `/metrics` port and publishes the signal under the
+/// namespace and `use_case` dimension the policies read, one policy per use case the scheduler
+/// runs, on the worker service, with the `Maximum` statistic (only the leader reports a
+/// non-zero value), and no more tasks than the use cases' caps can keep busy.
+#[test]
+fn the_worker_autoscaling_tracks_the_signal_the_scheduler_exports() {
+    assert!(
+        read("crates/jobs-scheduler/src/backlog.rs").contains(&format!("\"{SCALING_METRIC}\"")),
+        "the scheduler no longer exports {SCALING_METRIC}"
+    );
+    let defs = task_definitions();
+    let scheduler = &defs["scheduler"]["containerDefinitions"][0];
+    let scheduler_env = name_values(&scheduler["environment"], "value");
+    let worker = &defs["worker"]["containerDefinitions"][0];
+    let worker_env = name_values(&worker["environment"], "value");
+
+    // The sidecar: scrapes the scheduler's health port, keeps and publishes the signal.
+    let sidecar = ecs_json("adot-metrics-container.json");
+    let config_text = name_values(&sidecar["environment"], "value")
+        .remove("AOT_CONFIG_CONTENT")
+        .expect("the collector's configuration in AOT_CONFIG_CONTENT");
+    let config = YamlLoader::load_from_str(&config_text).unwrap().remove(0);
+    let scrape = &config["receivers"]["prometheus"]["config"]["scrape_configs"][0];
+    let target = scrape["static_configs"][0]["targets"][0].as_str().unwrap();
+    assert_eq!(
+        port_of(target),
+        health_port("scheduler", &scheduler_env),
+        "the collector scrapes the scheduler's /metrics"
+    );
+    let keep = regex_lite_match(
+        scrape["metric_relabel_configs"][0]["regex"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(keep(SCALING_METRIC), "the scrape drops {SCALING_METRIC}");
+    let emf = &config["exporters"]["awsemf"];
+    let namespace = emf["namespace"].as_str().unwrap();
+    let declaration = &emf["metric_declarations"][0];
+    assert_eq!(
+        declaration["dimensions"][0][0].as_str(),
+        Some("use_case"),
+        "published with the use_case dimension alone"
+    );
+    assert!(declaration["metric_name_selectors"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .any(|s| s.as_str() == Some(&format!("^{SCALING_METRIC}$"))));
+
+    // The scalable target: the worker service, 1..=ceil(sum of caps / worker concurrency).
+    let target = ecs_json("autoscaling-worker-target.json");
+    let resource = target["ResourceId"].as_str().unwrap();
+    let family = defs["worker"]["family"].as_str().unwrap();
+    assert!(
+        resource.starts_with("service/") && resource.ends_with(&format!("/{family}")),
+        "{resource}"
+    );
+    assert_eq!(target["ScalableDimension"], "ecs:service:DesiredCount");
+    let caps: u64 = USE_CASES
+        .iter()
+        .map(|uc| {
+            scheduler_env[&format!("ASYNC_JOBS_{uc}_MAX_CONCURRENT")]
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    let concurrency: u64 = worker_env["ASYNC_JOBS_WORKER_CONCURRENCY"].parse().unwrap();
+    let (min, max) = (
+        target["MinCapacity"].as_u64().unwrap(),
+        target["MaxCapacity"].as_u64().unwrap(),
+    );
+    assert!(
+        min >= 1,
+        "at least one worker: target tracking does not scale out from zero"
+    );
+    assert!(
+        min <= max && max <= caps.div_ceil(concurrency),
+        "more than {} workers cannot be kept busy under caps summing to {caps}",
+        caps.div_ceil(concurrency)
+    );
+
+    // One target-tracking policy per use case, on the same target and metric.
+    for uc in USE_CASES {
+        let name = uc.to_lowercase();
+        let policy = ecs_json(&format!(
+            "autoscaling-worker-{}.json",
+            name.replace('_', "-")
+        ));
+        assert_eq!(policy["ResourceId"], resource);
+        assert_eq!(policy["PolicyType"], "TargetTrackingScaling");
+        let config = &policy["TargetTrackingScalingPolicyConfiguration"];
+        assert!(config["TargetValue"].as_f64().unwrap() > 0.0);
+        let metric = &config["CustomizedMetricSpecification"];
+        assert_eq!(metric["MetricName"], SCALING_METRIC);
+        assert_eq!(metric["Namespace"], namespace);
+        assert_eq!(metric["Statistic"], "Maximum");
+        assert_eq!(
+            metric["Dimensions"],
+            serde_json::json!([{"Name": "use_case", "Value": name}])
+        );
+    }
+}
+
+/// A matcher for the relabel regex `prefix(a|b|c)` (anchored, as Prometheus anchors it).
+fn regex_lite_match(regex: &str) -> impl Fn(&str) -> bool + '_ {
+    move |name: &str| {
+        let (prefix, rest) = regex.split_once('(').expect("prefix(alternatives)");
+        let alternatives = rest.strip_suffix(')').expect("prefix(alternatives)");
+        name.strip_prefix(prefix)
+            .is_some_and(|tail| alternatives.split('|').any(|a| a == tail))
+    }
+}

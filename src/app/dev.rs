@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use jobs_core::{HandlerRegistry, JobService};
-use jobs_scheduler::{Dispatcher, Scheduler};
+use jobs_scheduler::{BacklogMonitor, Dispatcher, Scheduler};
 use jobs_worker::Worker;
 use tokio::sync::watch;
 
@@ -72,11 +72,15 @@ pub async fn run(
     );
     let cron = jobs_scheduler::Cron::new(store.store.clone(), platform.clone())
         .with_configured(settings.schedules.clone().unwrap_or_default());
-    let mut scheduler = tokio::spawn(
-        Scheduler::new(dispatcher, leader)
-            .with_cron(cron)
-            .run(stopped()),
-    );
+    let backlog = settings
+        .backlog
+        .clone()
+        .map(|config| BacklogMonitor::new(store.store.clone(), platform.clone(), config));
+    let mut scheduler = Scheduler::new(dispatcher, leader).with_cron(cron);
+    if let Some(backlog) = backlog {
+        scheduler = scheduler.with_backlog(backlog);
+    }
+    let mut scheduler = tokio::spawn(scheduler.run(stopped()));
     let mut worker = tokio::spawn(
         Worker::new(service, transport, registry, worker_config)
             .with_span_parent(jobs_http::telemetry::set_parent)

@@ -26,6 +26,7 @@ impl Settings {
                     "max_concurrent": uc.max_concurrent,
                     "default_delay_tolerance_seconds": secs(uc.default_delay_tolerance),
                     "expire_at_deadline": uc.expire_at_deadline,
+                    "fair_share": uc.fair_share,
                 })
             })
             .collect();
@@ -72,6 +73,7 @@ impl Settings {
             "use_cases": use_cases,
             "per_tenant_quotas": self.platform.quotas.to_json(),
             "per_tenant_rate_limits": self.platform.rate_limits.to_json(),
+            "per_tenant_weights": self.platform.weights.to_json(),
             "input_limits": {
                 "max_payload_bytes": limits.max_payload_bytes,
                 "max_tenant_len": limits.max_tenant_len,
@@ -139,6 +141,18 @@ impl Settings {
                 }),
             );
         }
+        if let Some(b) = &self.backlog {
+            obj.insert(
+                "backlog".into(),
+                json!({
+                    "interval_seconds": secs(b.interval),
+                    "rate_window_seconds": secs(b.rate_window),
+                    "scaling_min_rate": b.min_rate,
+                    "tenant_labels": b.tenant_labels.labels.describe(),
+                    "tenant_labels_max": b.tenant_labels.max_tenants,
+                }),
+            );
+        }
         if let Some(schedules) = &self.schedules {
             // The configured cron schedules (names, expressions, zones, tenants and use cases;
             // payloads are not shown).
@@ -170,6 +184,8 @@ impl Settings {
                     "shutdown_grace_seconds": secs(w.shutdown_grace),
                     "error_backoff_seconds": secs(w.error_backoff),
                     "receive_loops": w.receive_loops,
+                    "tenant_labels": w.tenant_labels.labels.describe(),
+                    "tenant_labels_max": w.tenant_labels.max_tenants,
                 }),
             );
             obj.insert(

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use jobs_core::JobService;
-use jobs_scheduler::{Cron, Dispatcher, Scheduler};
+use jobs_scheduler::{BacklogMonitor, Cron, Dispatcher, Scheduler};
 
 use super::settings::Settings;
 use super::{ports, store, AppError};
@@ -33,9 +33,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     );
     let cron = Cron::new(choice.store.clone(), settings.platform.clone())
         .with_configured(settings.schedules.clone().unwrap_or_default());
+    // The leader exports the backlog gauges and the scaling signal (docs/metrics.md).
+    let backlog = BacklogMonitor::new(
+        choice.store.clone(),
+        settings.platform.clone(),
+        settings.backlog.clone().unwrap_or_default(),
+    );
     let dispatcher = Dispatcher::new(choice.store, transport, settings.platform.clone(), config);
     Scheduler::new(dispatcher, leader)
         .with_cron(cron)
+        .with_backlog(backlog)
         .run(shutdown)
         .await;
     tracing::info!("scheduler stopped");

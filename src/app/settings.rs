@@ -22,7 +22,7 @@ use jobs_http::auth::{AuthError, ResolvedAuth, Serving};
 use jobs_http::ServerLimits;
 use jobs_postgres::PgConnector;
 use jobs_samples::{SideEffectLog, ENV_SIDE_EFFECTS_DSN, ENV_SIDE_EFFECTS_SCHEMA};
-use jobs_scheduler::SchedulerConfig;
+use jobs_scheduler::{BacklogConfig, SchedulerConfig};
 use jobs_sqs::SqsOptions;
 use jobs_worker::WorkerConfig;
 
@@ -50,6 +50,17 @@ pub const SERVICE_NAME_VAR: &str = "OTEL_SERVICE_NAME";
 pub const SCHEDULES_VAR: &str = "ASYNC_JOBS_SCHEDULES";
 /// A file holding a JSON array of cron schedules (see [`schedules`]).
 pub const SCHEDULES_FILE_VAR: &str = "ASYNC_JOBS_SCHEDULES_FILE";
+/// Per-tenant metric series: `off` (default), `all`, or a comma-separated list of tenant ids
+/// ([`jobs_core::tenant_label`]).
+pub const TENANT_LABELS_VAR: &str = "ASYNC_JOBS_METRICS_TENANT_LABELS";
+/// The most distinct tenant labels per process (default 100); the rest are `tenant="other"`.
+pub const TENANT_LABELS_MAX_VAR: &str = "ASYNC_JOBS_METRICS_TENANT_LABELS_MAX";
+/// The scaling signal's drain-rate floor in jobs per second (default 1): one worker task's
+/// throughput ([`jobs_core::scaling`]).
+pub const SCALING_MIN_RATE_VAR: &str = "ASYNC_JOBS_SCALING_MIN_RATE";
+/// The highest [`TENANT_LABELS_MAX_VAR`] accepted: beyond it the cap stops protecting the
+/// metrics backend.
+const MAX_TENANT_LABELS: usize = 10_000;
 const DEFAULT_API_ADDR: &str = "127.0.0.1:8080";
 const DEFAULT_HEALTH_ADDR: &str = "0.0.0.0:9090";
 
@@ -147,6 +158,8 @@ pub struct Settings {
     pub api: Option<ApiSettings>,
     /// The scheduler loop (for `dev` and `scheduler`).
     pub scheduler: Option<SchedulerConfig>,
+    /// The leader's backlog gauges and scaling signal (for `dev` and `scheduler`).
+    pub backlog: Option<BacklogConfig>,
     /// The cron schedules the configuration declares (for `dev` and `scheduler`; empty when
     /// neither [`SCHEDULES_VAR`] nor [`SCHEDULES_FILE_VAR`] is set), checked at start.
     pub schedules: Option<Vec<NewSchedule>>,
@@ -401,13 +414,28 @@ impl Settings {
             true => Some(SchedulerConfig::from_lookup(&env.lookup())?),
             false => None,
         };
+        let tenant_labels = match process.runs_scheduler() || process.runs_worker() {
+            true => Some(tenant_label_policy(env)?),
+            false => None,
+        };
+        let backlog = match (process.runs_scheduler(), &tenant_labels) {
+            (true, Some(tenant_labels)) => Some(BacklogConfig {
+                min_rate: scaling_min_rate(env)?,
+                tenant_labels: tenant_labels.clone(),
+                ..BacklogConfig::default()
+            }),
+            _ => None,
+        };
         let schedules = match process.runs_scheduler() {
             true => Some(schedules(env, &platform)?),
             false => None,
         };
         let worker = match process.runs_worker() {
             true => {
-                let config = WorkerConfig::from_vars(env.pairs())?;
+                let mut config = WorkerConfig::from_vars(env.pairs())?;
+                if let Some(policy) = &tenant_labels {
+                    config.tenant_labels = policy.clone();
+                }
                 // The worker would refuse them at start, after connecting everything: say so now.
                 if let Some(unknown) = config
                     .use_cases
@@ -457,6 +485,7 @@ impl Settings {
             transport,
             api,
             scheduler,
+            backlog,
             schedules,
             worker,
             health_addr,
@@ -565,6 +594,53 @@ fn aws_endpoint(env: &Env) -> Result<Option<String>, SettingsError> {
         }
     }
     Ok(None)
+}
+
+/// The tenant label policy of the per-tenant metrics ([`TENANT_LABELS_VAR`],
+/// [`TENANT_LABELS_MAX_VAR`]).
+fn tenant_label_policy(env: &Env) -> Result<jobs_core::TenantLabelPolicy, SettingsError> {
+    let labels = match env.get(TENANT_LABELS_VAR) {
+        None => jobs_core::TenantLabels::Off,
+        Some(raw) => jobs_core::TenantLabels::parse(raw)
+            .map_err(|expected| ConfigError::new(TENANT_LABELS_VAR, expected, raw))?,
+    };
+    let max_tenants = match env.get(TENANT_LABELS_MAX_VAR) {
+        None => jobs_core::tenant_label::DEFAULT_MAX_TENANTS,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_TENANT_LABELS).contains(n))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    TENANT_LABELS_MAX_VAR,
+                    format!("a whole number from 1 to {MAX_TENANT_LABELS}"),
+                    raw,
+                )
+            })?,
+    };
+    Ok(jobs_core::TenantLabelPolicy {
+        labels,
+        max_tenants,
+    })
+}
+
+/// The drain-rate floor of the scaling signal ([`SCALING_MIN_RATE_VAR`]).
+fn scaling_min_rate(env: &Env) -> Result<f64, SettingsError> {
+    match env.get(SCALING_MIN_RATE_VAR) {
+        None => Ok(jobs_core::scaling::DEFAULT_MIN_RATE),
+        Some(raw) => raw
+            .parse::<f64>()
+            .ok()
+            .filter(|r| r.is_finite() && *r >= 0.001)
+            .ok_or_else(|| {
+                ConfigError::new(
+                    SCALING_MIN_RATE_VAR,
+                    "jobs per second, a number ≥ 0.001",
+                    raw,
+                )
+                .into()
+            }),
+    }
 }
 
 fn socket_addr(env: &Env, var: &str, default: &str) -> Result<SocketAddr, SettingsError> {
@@ -845,6 +921,9 @@ mod tests {
         ("ASYNC_JOBS_WORKER_CONCURRENCY", "11"),
         ("ASYNC_JOBS_WORKER_USE_CASES", "notifications"),
         ("ASYNC_JOBS_WORKER_RECEIVE_LOOPS", "2"),
+        ("ASYNC_JOBS_METRICS_TENANT_LABELS", "acme,globex"),
+        ("ASYNC_JOBS_METRICS_TENANT_LABELS_MAX", "7"),
+        ("ASYNC_JOBS_SCALING_MIN_RATE", "2.5"),
         ("ASYNC_JOBS_WORKER_RECEIVE_WAIT_SECONDS", "19"),
         ("ASYNC_JOBS_WORKER_HEARTBEAT_LEASE_SECONDS", "31"),
         ("ASYNC_JOBS_WORKER_LEASE_MARGIN_SECONDS", "29"),
@@ -1094,6 +1173,12 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
             ("ASYNC_JOBS_DB_SCHEMA", "bad-name"),
+            ("ASYNC_JOBS_METRICS_TENANT_LABELS", "acme,,globex"),
+            ("ASYNC_JOBS_METRICS_TENANT_LABELS_MAX", "0"),
+            ("ASYNC_JOBS_METRICS_TENANT_LABELS_MAX", "10001"),
+            ("ASYNC_JOBS_SCALING_MIN_RATE", "0"),
+            ("ASYNC_JOBS_SCALING_MIN_RATE", "NaN"),
+            ("ASYNC_JOBS_SCALING_MIN_RATE", "fast"),
         ] {
             let vars = with(
                 &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")],

@@ -9,6 +9,8 @@
 //! | `ASYNC_JOBS_PER_TENANT_QUOTAS` | JSON quotas, see [`QuotaConfig`] |
 //! | `ASYNC_JOBS_<USE_CASE>_EXPIRE_AT_DEADLINE` | `true`: its jobs expire at their deadline unless an enqueue says otherwise |
 //! | `ASYNC_JOBS_PER_TENANT_RATE_LIMITS` | JSON rate limits, see [`crate::rate`] |
+//! | `ASYNC_JOBS_PER_TENANT_WEIGHTS` | JSON fair-share weights, see [`WeightConfig`] |
+//! | `ASYNC_JOBS_<USE_CASE>_FAIR_SHARE` | `false`: the use case's pick is plain EDF across tenants (default `true`: weighted fair share, EDF within each tenant) |
 //!
 //! With no queue variable at all, the two use cases of the original are configured:
 //! `notifications` (cap 10, tolerance 300 s) and `message_labeling` (cap 5, tolerance 600 s).
@@ -165,6 +167,10 @@ pub struct UseCaseConfig {
     /// Whether a job not started by its deadline ends `expired` (instead of running late) when
     /// its enqueue does not say (`ASYNC_JOBS_<USE_CASE>_EXPIRE_AT_DEADLINE`, default false).
     pub expire_at_deadline: bool,
+    /// Whether the pick shares the cap between tenants by weight (turns in virtual-time order,
+    /// each turn to the tenant's earliest deadline), or is plain earliest-deadline-first across
+    /// tenants (`ASYNC_JOBS_<USE_CASE>_FAIR_SHARE`, default true). See `docs/fairness.md`.
+    pub fair_share: bool,
 }
 
 impl UseCaseConfig {
@@ -180,7 +186,15 @@ impl UseCaseConfig {
             max_concurrent,
             default_delay_tolerance,
             expire_at_deadline: false,
+            fair_share: true,
         }
+    }
+
+    /// Sets whether the pick shares the cap between tenants by weight (`true`, the default) or
+    /// is plain EDF across tenants.
+    pub fn with_fair_share(mut self, fair_share: bool) -> Self {
+        self.fair_share = fair_share;
+        self
     }
 
     /// Sets whether its jobs expire at their deadline unless an enqueue says otherwise.
@@ -313,6 +327,20 @@ impl QuotaConfig {
         Ok(QuotaConfig { tenants })
     }
 
+    /// Every configured number.
+    fn values(&self) -> impl Iterator<Item = u32> + '_ {
+        self.tenants
+            .values()
+            .flat_map(|q| q.all.into_iter().chain(q.per_use_case.values().copied()))
+    }
+
+    /// The use cases named by a per-use-case entry.
+    fn use_cases(&self) -> impl Iterator<Item = &str> {
+        self.tenants
+            .values()
+            .flat_map(|q| q.per_use_case.keys().map(String::as_str))
+    }
+
     /// The limit for `tenant` in `use_case`, or `None` for unlimited.
     pub fn limit_for(&self, tenant: &str, use_case: &str) -> Option<u32> {
         let lookup = |key: &str| {
@@ -321,6 +349,68 @@ impl QuotaConfig {
                 .and_then(|q| q.per_use_case.get(use_case).copied().or(q.all))
         };
         lookup(tenant).or_else(|| lookup(ANY_TENANT))
+    }
+}
+
+/// Largest fair-share weight.
+pub const MAX_WEIGHT: u32 = 1000;
+
+/// Per-tenant, per-use-case weights of the fair share: under saturation a use case's starts are
+/// shared between its tenants with due work in proportion to their weights (default 1).
+///
+/// `ASYNC_JOBS_PER_TENANT_WEIGHTS` has the form and lookup order of the quotas ([`QuotaConfig`]),
+/// with weights from 1 to [`MAX_WEIGHT`]:
+///
+/// ```json
+/// {"acme": {"notifications": 4}, "globex": 2, "*": 1}
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WeightConfig(QuotaConfig);
+
+impl WeightConfig {
+    /// Every tenant weighs 1.
+    pub fn equal() -> Self {
+        WeightConfig::default()
+    }
+
+    /// Sets the weight of `tenant` in `use_case` (clamped to 1..=[`MAX_WEIGHT`]).
+    pub fn with_weight(self, tenant: &str, use_case: &str, weight: u32) -> Self {
+        WeightConfig(
+            self.0
+                .with_limit(tenant, use_case, weight.clamp(1, MAX_WEIGHT)),
+        )
+    }
+
+    /// Sets one weight for every use case of `tenant` (use [`ANY_TENANT`] for the default).
+    pub fn with_tenant_weight(self, tenant: &str, weight: u32) -> Self {
+        WeightConfig(
+            self.0
+                .with_tenant_limit(tenant, weight.clamp(1, MAX_WEIGHT)),
+        )
+    }
+
+    /// Parses the JSON form: the quotas' form, every weight from 1 to [`MAX_WEIGHT`].
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let parsed = QuotaConfig::from_json(text)?;
+        if let Some(w) = parsed.values().find(|w| !(1..=MAX_WEIGHT).contains(w)) {
+            return Err(format!("weight {w} is not from 1 to {MAX_WEIGHT}"));
+        }
+        Ok(WeightConfig(parsed))
+    }
+
+    /// The weights in force, in their JSON form.
+    pub fn to_json(&self) -> serde_json::Value {
+        self.0.to_json()
+    }
+
+    /// The use cases named by a per-use-case weight.
+    pub fn use_cases(&self) -> impl Iterator<Item = &str> {
+        self.0.use_cases()
+    }
+
+    /// The weight of `tenant` in `use_case` (1 when none is configured).
+    pub fn weight_for(&self, tenant: &str, use_case: &str) -> u32 {
+        self.0.limit_for(tenant, use_case).unwrap_or(1)
     }
 }
 
@@ -379,6 +469,8 @@ pub struct PlatformConfig {
     pub quotas: QuotaConfig,
     /// Tenant rate limits (jobs started per second).
     pub rate_limits: crate::rate::RateLimitConfig,
+    /// Tenant weights in the fair share.
+    pub weights: WeightConfig,
     /// Input bounds.
     pub limits: Limits,
 }
@@ -395,6 +487,7 @@ impl Default for PlatformConfig {
             use_cases,
             quotas: QuotaConfig::default(),
             rate_limits: crate::rate::RateLimitConfig::default(),
+            weights: WeightConfig::default(),
             limits: Limits::default(),
         }
     }
@@ -403,6 +496,7 @@ impl Default for PlatformConfig {
 const QUEUE_PREFIX: &str = "ASYNC_JOBS_SQS_QUEUE_";
 const QUOTAS_VAR: &str = "ASYNC_JOBS_PER_TENANT_QUOTAS";
 const RATE_LIMITS_VAR: &str = "ASYNC_JOBS_PER_TENANT_RATE_LIMITS";
+const WEIGHTS_VAR: &str = "ASYNC_JOBS_PER_TENANT_WEIGHTS";
 
 impl PlatformConfig {
     /// A configuration with exactly these use cases, no quotas and default limits.
@@ -414,6 +508,7 @@ impl PlatformConfig {
                 .collect(),
             quotas: QuotaConfig::default(),
             rate_limits: crate::rate::RateLimitConfig::default(),
+            weights: WeightConfig::default(),
             limits: Limits::default(),
         }
     }
@@ -421,6 +516,12 @@ impl PlatformConfig {
     /// Replaces the quotas.
     pub fn with_quotas(mut self, quotas: QuotaConfig) -> Self {
         self.quotas = quotas;
+        self
+    }
+
+    /// Replaces the fair-share weights.
+    pub fn with_weights(mut self, weights: WeightConfig) -> Self {
+        self.weights = weights;
         self
     }
 
@@ -494,6 +595,14 @@ impl PlatformConfig {
                     _ => return Err(ConfigError::new(&expire_var, "true or false", raw)),
                 };
             }
+            let fair_var = format!("ASYNC_JOBS_{upper}_FAIR_SHARE");
+            if let Some(raw) = vars.get(&fair_var) {
+                uc.fair_share = match raw.trim() {
+                    "" | "true" => true,
+                    "false" => false,
+                    _ => return Err(ConfigError::new(&fair_var, "true or false", raw)),
+                };
+            }
             let tol_var = format!("ASYNC_JOBS_{upper}_DEFAULT_DELAY_TOLERANCE_SECONDS");
             if let Some(raw) = vars.get(&tol_var) {
                 uc.default_delay_tolerance = raw
@@ -537,10 +646,29 @@ impl PlatformConfig {
             _ => crate::rate::RateLimitConfig::default(),
         };
 
+        let weights = match vars.get(WEIGHTS_VAR) {
+            Some(raw) if !raw.trim().is_empty() => {
+                let expected = |e: &str| {
+                    format!(
+                        r#"JSON like {{"tenant": 2}} or {{"tenant": {{"use_case": 2}}}}, weights 1 to {MAX_WEIGHT} ({e})"#
+                    )
+                };
+                let parsed = WeightConfig::from_json(raw)
+                    .map_err(|e| ConfigError::new(WEIGHTS_VAR, expected(&e), raw))?;
+                if let Some(unknown) = parsed.use_cases().find(|uc| !use_cases.contains_key(*uc)) {
+                    let e = format!("'{unknown}' is not a configured use case");
+                    return Err(ConfigError::new(WEIGHTS_VAR, expected(&e), raw));
+                }
+                parsed
+            }
+            _ => WeightConfig::default(),
+        };
+
         Ok(PlatformConfig {
             use_cases,
             quotas,
             rate_limits,
+            weights,
             limits: Limits::default(),
         })
     }
@@ -656,6 +784,14 @@ mod tests {
             )],
             &[("ASYNC_JOBS_SQS_QUEUE_NOTIFICATIONS", " ")],
             &[("ASYNC_JOBS_SQS_QUEUE_BAD-NAME", "http://q")],
+            &[("ASYNC_JOBS_PER_TENANT_WEIGHTS", r#"{"a": 0}"#)],
+            &[("ASYNC_JOBS_PER_TENANT_WEIGHTS", r#"{"a": 1001}"#)],
+            &[("ASYNC_JOBS_PER_TENANT_WEIGHTS", r#"{"a": 1.5}"#)],
+            &[(
+                "ASYNC_JOBS_PER_TENANT_WEIGHTS",
+                r#"{"a": {"no_such_use_case": 2}}"#,
+            )],
+            &[("ASYNC_JOBS_NOTIFICATIONS_FAIR_SHARE", "yes")],
         ];
         for vars in cases {
             let err = parse(vars).unwrap_err();
@@ -667,6 +803,44 @@ mod tests {
             );
             assert!(!line.contains('\n'), "one line: {line}");
         }
+    }
+
+    #[test]
+    fn weights_and_fair_share() {
+        let c = parse(&[
+            (
+                "ASYNC_JOBS_PER_TENANT_WEIGHTS",
+                r#"{"acme": {"NOTIFICATIONS": 4}, "globex": 2, "*": {"message_labeling": 3}}"#,
+            ),
+            ("ASYNC_JOBS_MESSAGE_LABELING_FAIR_SHARE", "false"),
+        ])
+        .unwrap();
+        assert_eq!(c.weights.weight_for("acme", "notifications"), 4);
+        assert_eq!(c.weights.weight_for("acme", "message_labeling"), 3);
+        assert_eq!(c.weights.weight_for("globex", "notifications"), 2);
+        assert_eq!(
+            c.weights.weight_for("anyone", "notifications"),
+            1,
+            "default 1"
+        );
+        assert_eq!(c.weights.weight_for("anyone", "message_labeling"), 3);
+        assert!(
+            c.use_case("notifications").unwrap().fair_share,
+            "on by default"
+        );
+        assert!(!c.use_case("message_labeling").unwrap().fair_share);
+        assert_eq!(
+            WeightConfig::from_json(&c.weights.to_json().to_string()).unwrap(),
+            c.weights,
+            "the JSON form round-trips"
+        );
+        // The enqueue carries the weight, or none where the use case is plain EDF.
+        let req = |uc: &str| crate::EnqueueRequest::new("acme", uc, "k", serde_json::json!({}));
+        let now = chrono::Utc::now();
+        let fair = crate::enqueue::validate(req("notifications"), &c, now).unwrap();
+        assert_eq!(fair.fair_weight, Some(4));
+        let plain = crate::enqueue::validate(req("message_labeling"), &c, now).unwrap();
+        assert_eq!(plain.fair_weight, None);
     }
 
     #[test]

@@ -484,6 +484,9 @@ pub fn validate(
     }
 
     let quota = config.quotas.limit_for(&req.tenant_id, &use_case.name);
+    let fair_weight = use_case
+        .fair_share
+        .then(|| config.weights.weight_for(&req.tenant_id, &use_case.name));
     Ok(NewJob {
         id: new_job_id(),
         tenant_id: req.tenant_id,
@@ -501,6 +504,7 @@ pub fn validate(
         timeout,
         idempotency_key: req.idempotency_key,
         quota,
+        fair_weight,
         trace_context: req.trace_context,
     })
 }

@@ -42,6 +42,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::activity::{Activity, ActivityQuery};
+use crate::backlog::{Backlog, BacklogGrouping};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
 use crate::rate::RateLimit;
@@ -92,6 +93,8 @@ pub enum StoreOp {
     ReturnDispatched,
     /// [`ApiStore::counts`].
     Counts,
+    /// [`ApiStore::backlog`].
+    Backlog,
     /// [`MaintenanceStore::prune`].
     Prune,
     /// [`ApiStore::ping`].
@@ -144,6 +147,7 @@ impl StoreOp {
             StoreOp::ReapExpired => "reap_expired",
             StoreOp::ReturnDispatched => "return_dispatched",
             StoreOp::Counts => "counts",
+            StoreOp::Backlog => "backlog",
             StoreOp::Prune => "prune",
             StoreOp::Ping => "ping",
             StoreOp::Pause => "pause",
@@ -287,6 +291,11 @@ impl<I: Interceptor> ApiStore for InterceptedStore<I> {
 
     async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
         self.around(StoreOp::Counts, 1, self.inner.counts()).await
+    }
+
+    async fn backlog(&self, grouping: BacklogGrouping) -> Result<Backlog, StoreError> {
+        self.around(StoreOp::Backlog, 1, self.inner.backlog(grouping))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -523,6 +532,7 @@ mod tests {
             timeout: Duration::from_secs(30),
             idempotency_key: None,
             quota: None,
+            fair_weight: Some(1),
             trace_context: None,
         }
     }

@@ -167,8 +167,19 @@ pub struct NewJob {
     /// The quota in force for this tenant and use case: at most this many of the tenant's jobs of
     /// this use case may be non-terminal. `None` = unlimited. The store enforces it atomically.
     pub quota: Option<u32>,
+    /// The tenant's weight in the use case's fair share (1 to [`crate::config::MAX_WEIGHT`]); the
+    /// store keeps it with the job and tags each of the job's turns with `1 / weight`. `None`: the
+    /// use case's pick is plain EDF across tenants (every tag 0).
+    pub fair_weight: Option<u32>,
     /// The enqueuer's trace context, stored with the job.
     pub trace_context: Option<TraceContext>,
+}
+
+impl NewJob {
+    /// The virtual-time step of one of this job's turns: `1 / weight`, or 0 in plain EDF.
+    pub fn fair_step(&self) -> f64 {
+        crate::fair::step(self.fair_weight)
+    }
 }
 
 /// What the scheduler leased: everything the transport message needs, nothing more.

@@ -17,6 +17,9 @@
 //! - [`service::JobService`]: the domain rules over any store.
 //! - [`activity`]: recent activity minute by minute (jobs finished, deadlines met and missed),
 //!   the rules every store's [`ApiStore::activity`] follows.
+//! - Telemetry maths: [`backlog`] (the due pending jobs a store reports, and the age of the
+//!   oldest), [`scaling`] (the drain rate and the backlog-seconds scaling signal) and
+//!   [`tenant_label`] (the bounded `tenant` label of per-tenant metrics).
 //! - [`schedule`]: cron schedules (periodic jobs): parsing in IANA zones, slots and the
 //!   missed-slot policy, the job template; [`ScheduleStore`] is their port.
 //! - [`handler`]: typed handlers, their registry, context and outcomes.
@@ -65,6 +68,7 @@
 //! ```
 
 pub mod activity;
+pub mod backlog;
 pub mod backoff;
 pub mod bulk;
 pub mod clock;
@@ -72,6 +76,7 @@ pub mod config;
 pub mod deadline;
 pub mod duration_secs;
 pub mod enqueue;
+pub mod fair;
 pub mod handler;
 pub mod intercept;
 pub mod job;
@@ -81,11 +86,13 @@ pub mod memory;
 pub mod pause;
 pub mod rate;
 pub mod rfc3339;
+pub mod scaling;
 pub mod schedule;
 pub mod schedule_store;
 pub mod service;
 pub mod status;
 pub mod store;
+pub mod tenant_label;
 pub mod trace;
 pub mod transport;
 pub mod whole;
@@ -94,10 +101,13 @@ pub mod whole;
 pub mod testkit;
 
 pub use activity::{Activity, ActivityQuery, MinuteActivity};
+pub use backlog::{Backlog, BacklogGrouping, BacklogRow};
 pub use backoff::{Backoff, BackoffStrategy, Jitter};
 pub use bulk::{BulkAction, BulkOutcome};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{ConfigError, Env, Limits, PlatformConfig, QuotaConfig, UseCaseConfig};
+pub use config::{
+    ConfigError, Env, Limits, PlatformConfig, QuotaConfig, UseCaseConfig, WeightConfig,
+};
 pub use enqueue::{EnqueueRequest, ValidationError};
 pub use handler::{
     run_guarded, CancellationSignal, Handler, HandlerError, HandlerRegistry, HandlerResult,
@@ -118,5 +128,6 @@ pub use store::{
     ApiStore, ChangeError, DispatchStore, EnqueueError, Failure, JobFilter, JobStore, LeaseError,
     LeaseStore, MaintenanceStore, Page, PageRequest, PickRequest, SchedulerStore, StoreError,
 };
+pub use tenant_label::{TenantLabelPolicy, TenantLabeler, TenantLabels};
 pub use trace::{TraceContext, TraceParentError};
 pub use transport::{DispatchMessage, Transport, TransportError};

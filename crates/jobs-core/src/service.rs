@@ -200,6 +200,33 @@ impl JobService {
         self.store.activity(&query).await
     }
 
+    /// The due backlog ([`crate::backlog`]) `scope` may see: per use case for every tenant, or,
+    /// with a tenant (always its own for a tenant-scoped caller), that tenant's rows only.
+    pub async fn backlog(
+        &self,
+        tenant: Option<String>,
+        scope: &TenantScope,
+    ) -> Result<crate::backlog::Backlog, StoreError> {
+        let tenant = match scope {
+            TenantScope::Tenant(own) => Some(own.clone()),
+            TenantScope::All => tenant,
+        };
+        let Some(tenant) = tenant else {
+            return self
+                .store
+                .backlog(crate::backlog::BacklogGrouping::UseCase)
+                .await;
+        };
+        let mut backlog = self
+            .store
+            .backlog(crate::backlog::BacklogGrouping::Tenant)
+            .await?;
+        backlog
+            .rows
+            .retain(|r| r.tenant_id.as_deref() == Some(tenant.as_str()));
+        Ok(backlog)
+    }
+
     /// Cancels a job visible to `scope` (see [`ApiStore::cancel`](crate::store::ApiStore::cancel)).
     pub async fn cancel(&self, id: JobId, scope: &TenantScope) -> Result<Job, ChangeError> {
         self.visible(id, scope).await?;

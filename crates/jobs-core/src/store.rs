@@ -5,7 +5,7 @@
 //!
 //! | role | caller | methods |
 //! |---|---|---|
-//! | [`ApiStore`] | `JobService`, the HTTP API, operations endpoints, the dashboard | enqueue, enqueue_many, get, list, cancel, retry, counts, ping, pause, resume, pauses, activity |
+//! | [`ApiStore`] | `JobService`, the HTTP API, operations endpoints, the dashboard | enqueue, enqueue_many, get, list, cancel, retry, counts, backlog, ping, pause, resume, pauses, activity |
 //! | [`DispatchStore`] | the scheduler's pick | lease_due, return_dispatched, subscribe, set_rate_limits, rate_limits, rate_wait |
 //! | [`LeaseStore`] | the worker | claim, claim_many, heartbeat, complete, complete_many, fail, finish_cancelled, release |
 //! | [`MaintenanceStore`] | the scheduler's reaper and pruning | reap_expired, prune |
@@ -38,6 +38,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::activity::{Activity, ActivityQuery};
+use crate::backlog::{Backlog, BacklogGrouping};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
 use crate::rate::RateLimit;
@@ -386,6 +387,17 @@ pub trait ApiStore: Send + Sync + std::fmt::Debug {
     /// Job counts by use case and status (statuses with no jobs may be omitted).
     async fn counts(&self) -> Result<Vec<StatusCount>, StoreError>;
 
+    /// The backlog ([`crate::backlog`]): how many jobs are due and pending — `pending`, `run_at`
+    /// at or before the store's now, and neither their use case nor their tenant in it paused —
+    /// and the earliest `run_at` among them, per use case or per (use case, tenant) as `grouping`
+    /// asks. Groups without due jobs have no row; rows are ordered by use case, then tenant.
+    /// [`Backlog::at`] is the store's now, against which ages are measured.
+    ///
+    /// MUST read only due pending jobs (on a table of millions of finished or scheduled jobs it
+    /// costs in proportion to the backlog, not the table), and MUST NOT count jobs scheduled for
+    /// later, retries waiting out their backoff, paused jobs or jobs in any other status.
+    async fn backlog(&self, grouping: BacklogGrouping) -> Result<Backlog, StoreError>;
+
     /// Checks the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -600,6 +612,7 @@ mockall::mock! {
         async fn cancel(&self, id: JobId) -> Result<Job, ChangeError>;
         async fn retry(&self, id: JobId, quota: Option<u32>) -> Result<Job, ChangeError>;
         async fn counts(&self) -> Result<Vec<StatusCount>, StoreError>;
+        async fn backlog(&self, grouping: BacklogGrouping) -> Result<Backlog, StoreError>;
         async fn ping(&self) -> Result<(), StoreError>;
         async fn pause(&self, scope: &PauseScope) -> Result<Pause, StoreError>;
         async fn resume(&self, scope: &PauseScope) -> Result<bool, StoreError>;

@@ -94,6 +94,7 @@ pub(crate) async fn one<C: GenericClient + Sync>(
                 &traceparent,
                 &tracestate,
                 &job.expire_at_deadline,
+                &job.fair_step(),
             ],
         )
         .await?;
@@ -258,6 +259,7 @@ pub(crate) async fn many<C: GenericClient + Sync>(
         let traceparents: Vec<Option<&str>> = traces.iter().map(|t| t.0.as_deref()).collect();
         let tracestates: Vec<Option<&str>> = traces.iter().map(|t| t.1).collect();
         let expires: Vec<bool> = to_insert.iter().map(|j| j.expire_at_deadline).collect();
+        let steps: Vec<f64> = to_insert.iter().map(|j| j.fair_step()).collect();
         let rows = db
             .client
             .query(
@@ -282,6 +284,7 @@ pub(crate) async fn many<C: GenericClient + Sync>(
                     &traceparents,
                     &tracestates,
                     &expires,
+                    &steps,
                 ],
             )
             .await

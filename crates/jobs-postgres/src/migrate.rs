@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "expiry",
         sql: include_str!("../migrations/0008_expiry.sql"),
     },
+    Migration {
+        version: 9,
+        name: "fair_share",
+        sql: include_str!("../migrations/0009_fair_share.sql"),
+    },
 ];
 
 /// Migrating failed.

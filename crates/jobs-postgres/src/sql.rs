@@ -74,6 +74,52 @@ fn activity_sql(jobs: &str) -> String {
     )
 }
 
+/// The backlog (due pending jobs, not paused) per use case, or per use case and tenant: one row
+/// `(at, use_case, tenant_id, n, oldest)` per group, or one row of `at` and NULLs when nothing is
+/// due. It reads only the indexes of pending jobs (docs/postgres.md, "The backlog"):
+///
+/// - ready jobs, from `jobs_tenant_pick_idx` (every ready job that is not held; the branch
+///   repeats its predicate so the planner can use it): index-only, as `use_case` and `tenant_id`
+///   are keys and `run_at` is INCLUDEd;
+/// - jobs whose `run_at` has come but which no pick has promoted yet (`ready = false`): one
+///   range probe of `jobs_scheduled_idx` per use case that has scheduled jobs (found by a loose
+///   scan of the same index), so a large backlog scheduled for later is not walked (`OFFSET 0`
+///   keeps the planner from flattening the probe into a join that scans the index by `run_at`);
+/// - tenant pauses are the `held` mark (set in the pause's transaction); a use case paused for
+///   every tenant is filtered by the (small) pauses table.
+fn backlog(jobs: &str, pauses: &str, by_tenant: bool) -> String {
+    // Per use case, every row's tenant is NULL, so grouping by it too changes nothing.
+    let tenant = if by_tenant {
+        "j.tenant_id"
+    } else {
+        "NULL::text"
+    };
+    let now = "coalesce($1::timestamptz, now())";
+    format!(
+        "WITH RECURSIVE sched AS ( \
+             (SELECT s.use_case FROM {jobs} s WHERE s.status = 'pending' AND NOT s.ready AND NOT s.held \
+                 ORDER BY s.use_case LIMIT 1) \
+             UNION ALL \
+             SELECT (SELECT s.use_case FROM {jobs} s WHERE s.status = 'pending' AND NOT s.ready AND NOT s.held \
+                 AND s.use_case > u.use_case ORDER BY s.use_case LIMIT 1) \
+             FROM sched u WHERE u.use_case IS NOT NULL), \
+         due AS ( \
+             SELECT j.use_case, {tenant} AS tenant_id, j.run_at FROM {jobs} j \
+                 WHERE j.status = 'pending' AND j.ready AND NOT j.held AND j.run_at <= {now} \
+             UNION ALL \
+             SELECT x.use_case, x.tenant_id, x.run_at FROM sched u CROSS JOIN LATERAL ( \
+                 SELECT j.use_case, {tenant} AS tenant_id, j.run_at FROM {jobs} j \
+                 WHERE j.use_case = u.use_case AND j.status = 'pending' AND NOT j.ready AND NOT j.held \
+                 AND j.run_at <= {now} OFFSET 0) x WHERE u.use_case IS NOT NULL), \
+         grouped AS ( \
+             SELECT d.use_case, d.tenant_id, count(*) AS n, min(d.run_at) AS oldest FROM due d \
+                 WHERE d.use_case NOT IN (SELECT z.use_case FROM {pauses} z WHERE z.tenant_id = '') \
+                 GROUP BY d.use_case, d.tenant_id) \
+         SELECT {now} AS at, g.use_case, g.tenant_id, g.n, g.oldest FROM (SELECT 1) one LEFT JOIN grouped g ON true \
+         ORDER BY g.use_case COLLATE \"C\", g.tenant_id COLLATE \"C\""
+    )
+}
+
 /// Rendered statements for one schema.
 #[derive(Debug)]
 pub(crate) struct Sql {
@@ -107,6 +153,8 @@ pub(crate) struct Sql {
     pub(crate) counts: String,
     pub(crate) tenant_counts: String,
     pub(crate) activity: String,
+    pub(crate) backlog_by_use_case: String,
+    pub(crate) backlog_by_tenant: String,
     pub(crate) prune: String,
     pub(crate) pause: String,
     pub(crate) hold: String,
@@ -128,8 +176,17 @@ impl Sql {
         let pauses = format!("{s}.pauses");
         let rate_limits = format!("{s}.rate_limits");
         let buckets = format!("{s}.rate_buckets");
+        let clock = format!("{s}.fair_clock");
+        // The tag before the first of a tenant's jobs becoming ready now (`jobs_core::fair`): the
+        // use case's clock, or the tenant's highest tag when further on (the last entry of its
+        // range in jobs_quota_idx).
+        let fair_base = |tenant: &str, use_case: &str| {
+            format!(
+                "greatest(coalesce((SELECT fc.vtime FROM {clock} fc WHERE fc.use_case = {use_case}), 0),                      coalesce((SELECT fq.fair_tag FROM {jobs} fq WHERE fq.tenant_id = {tenant} AND fq.use_case = {use_case}                          AND fq.status IN {UNFINISHED} ORDER BY fq.fair_tag DESC LIMIT 1), 0))"
+            )
+        };
         // The tenants of use case $2 with ready limited jobs, one index probe each (a loose scan
-        // of jobs_limited_pick_idx), with the tokens each holds now (NULL: no limit applies any
+        // of jobs_tenant_pick_idx's limited part), with the tokens each holds now (NULL: no limit applies any
         // more, take as many as the pick allows) and its limit. Paused tenants are left out.
         let allowances = format!(
             "lim_t AS ( \
@@ -155,7 +212,7 @@ impl Sql {
         let insert_columns = "id, tenant_id, use_case, kind, payload, status, priority, attempts, max_attempts, \
              backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, delay_tolerance_us, \
              deadline_at, timeout_us, idempotency_key, cancel_requested, created_at, updated_at, ready, \
-             traceparent, tracestate, held, limited, expire_at_deadline";
+             traceparent, tracestate, held, limited, expire_at_deadline, fair_tag, fair_step";
         // A fenced update: `set` applies to the job with id $2, status `status` and token $3.
         let fenced = |status: &str, set: &str, extra: &str| {
             format!(
@@ -181,13 +238,17 @@ impl Sql {
                         coalesce($13::timestamptz, t.now) <= t.now, $18::text, $19::text, \
                         EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $4 AND z.tenant_id = $3), \
                         EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = $4 AND r.tenant_id IN ($3, '')), \
-                        $20::boolean \
+                        $20::boolean, \
+                        CASE WHEN $21::float8 > 0 AND coalesce($13::timestamptz, t.now) <= t.now \
+                            AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $4 AND z.tenant_id = $3) \
+                            THEN {base} + $21::float8 ELSE 0 END, $21::float8 \
                  FROM {NOW} \
                  WHERE $17::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
                      WHERE q.tenant_id = $3 AND q.use_case = $4 AND q.status IN {UNFINISHED} LIMIT $17) c) < $17 \
                  ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
                  RETURNING {plain_cols}",
                 tol = us!("$14::bigint"),
+                base = fair_base("$3", "$4"),
             ),
             insert_many: format!(
                 "INSERT INTO {jobs} ({insert_columns}) \
@@ -197,14 +258,22 @@ impl Sql {
                         coalesce(u.run_at, t.now) <= t.now, u.traceparent, u.tracestate, \
                         EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = u.use_case AND z.tenant_id = u.tenant_id), \
                         EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = u.use_case AND r.tenant_id IN (u.tenant_id, '')), \
-                        u.expire_at_deadline \
-                 FROM {NOW}, unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::smallint[], \
+                        u.expire_at_deadline, \
+                        CASE WHEN u.turn IS NULL THEN 0 ELSE {base} + u.turn * u.step END, u.step \
+                 FROM {NOW}, ( \
+                     SELECT v.*, CASE WHEN v.step > 0 AND coalesce(v.run_at, n.now) <= n.now \
+                             AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = v.use_case AND z.tenant_id = v.tenant_id) \
+                         THEN row_number() OVER (PARTITION BY v.tenant_id, v.use_case, v.step > 0 AND coalesce(v.run_at, n.now) <= n.now \
+                             ORDER BY v.ord) END AS turn \
+                     FROM (SELECT coalesce($1::timestamptz, now()) AS now) n, \
+                     unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::smallint[], \
                         $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], $13::timestamptz[], \
-                        $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[], $19::boolean[]) \
-                     AS u(id, tenant_id, use_case, kind, payload, priority, max_attempts, strategy, base_us, cap_us, \
-                          jitter, run_at, tolerance_us, timeout_us, key, traceparent, tracestate, expire_at_deadline) \
+                        $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[], $19::boolean[], $20::float8[]) \
+                     WITH ORDINALITY AS v(id, tenant_id, use_case, kind, payload, priority, max_attempts, strategy, base_us, cap_us, \
+                          jitter, run_at, tolerance_us, timeout_us, key, traceparent, tracestate, expire_at_deadline, step, ord)) u \
                  RETURNING {plain_cols}",
                 tol = us!("u.tolerance_us"),
+                base = fair_base("u.tenant_id", "u.use_case"),
             ),
             by_key: format!("SELECT {cols} FROM {jobs} j WHERE j.tenant_id = $1 AND j.idempotency_key = $2"),
             by_keys: format!(
@@ -222,13 +291,18 @@ impl Sql {
                          FROM unnest($1::text[]) AS k"
                 .to_owned(),
             lease_lock: "SELECT pg_advisory_xact_lock(hashtext('async_jobs.lease'), hashtext($1))".to_owned(),
-            // The pick, in two lanes merged in deadline order: the main index (tenants without a
-            // rate limit) walked from the earliest deadline, and for each rate-limited tenant its
-            // own earliest deadlines, as many as its whole tokens. The room under the cap is
-            // counted once; a paused use case has none. Candidates are read without locks (picks
-            // of a use case are serialised by its advisory lock); only the rows chosen are
-            // locked, re-checked (a cancel may have moved one on) and leased, and each leased
-            // limited job takes a token from its tenant's bucket in the same statement.
+            // The pick hands out turns (`jobs_core::fair`), in two lanes merged in tag order: the
+            // main index (tenants without a rate limit) walked from the lowest tag, and for each
+            // rate-limited tenant its own earliest deadlines, as many as its whole tokens. Each
+            // main-lane tenant's turns go to its earliest deadlines (`chosen`, one probe of
+            // jobs_tenant_pick_idx per tenant served), and the tags of turns it did not use in
+            // this order move to the jobs it keeps (`displaced` ← `gained`); the use case's clock
+            // moves to the highest main-lane tag handed out. With every tag 0 (plain EDF) the
+            // turns are the EDF prefix and nothing moves. The room under the cap is counted once;
+            // a paused use case has none. Candidates are read without locks (picks of a use case
+            // are serialised by its advisory lock); only the rows leased are locked, re-checked
+            // (a cancel may have moved one on) and leased, and each leased limited job takes a
+            // token from its tenant's bucket in the same statement.
             //
             // A job set to expire whose deadline has passed is never a candidate, in either lane:
             // the expiry before the pick ends at most a batch of them, and any left over wait for
@@ -247,33 +321,55 @@ impl Sql {
                      THEN 0 ELSE greatest(0, least($3::bigint, $4::bigint - (SELECT count(*) FROM {jobs} f \
                          WHERE f.use_case = $2 AND f.status IN {IN_FLIGHT}))) END AS n), \
                  main AS MATERIALIZED ( \
-                     SELECT p.id, p.deadline_at, p.priority, false AS lim, \
+                     SELECT p.id, p.tenant_id, p.fair_tag, p.deadline_at, p.priority, false AS lim, \
                          EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = $2 AND r.tenant_id IN (p.tenant_id, '')) AS stale \
                      FROM {jobs} p, {NOW} \
                      WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready AND NOT p.held AND NOT p.limited \
                      AND p.run_at <= t.now AND NOT (p.expire_at_deadline AND p.deadline_at < t.now) \
                      AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = p.tenant_id) \
-                     ORDER BY p.deadline_at, p.priority DESC, p.id \
+                     ORDER BY p.fair_tag, p.deadline_at, p.priority DESC, p.id \
                      LIMIT (SELECT n FROM room)), \
                  lane AS ( \
-                     SELECT c.id, c.deadline_at, c.priority, true AS lim \
+                     SELECT c.id, a.tenant_id, c.fair_tag, c.deadline_at, c.priority, true AS lim \
                      FROM allow a CROSS JOIN room, LATERAL ( \
-                         SELECT p.id, p.deadline_at, p.priority FROM {jobs} p, {NOW} \
-                         WHERE p.use_case = $2 AND p.tenant_id = a.tenant_id AND p.status = 'pending' AND p.ready \
-                         AND NOT p.held AND p.limited AND p.run_at <= t.now \
+                         SELECT p.id, p.fair_tag, p.deadline_at, p.priority FROM {jobs} p, {NOW} \
+                         WHERE p.use_case = $2 AND p.limited AND p.tenant_id = a.tenant_id AND p.status = 'pending' AND p.ready \
+                         AND NOT p.held AND p.run_at <= t.now \
                          AND NOT (p.expire_at_deadline AND p.deadline_at < t.now) \
                          ORDER BY p.deadline_at, p.priority DESC, p.id \
                          LIMIT least(room.n, coalesce(floor(a.tokens)::bigint, room.n))) c \
                      WHERE room.n > 0 AND (a.tokens IS NULL OR a.tokens >= 1)), \
                  picked AS MATERIALIZED ( \
-                     SELECT u.id, u.lim FROM ( \
-                         SELECT id, deadline_at, priority, lim FROM main WHERE NOT stale \
-                         UNION ALL SELECT id, deadline_at, priority, lim FROM lane) u \
-                     ORDER BY u.deadline_at, u.priority DESC, u.id LIMIT (SELECT n FROM room)), \
+                     SELECT u.id, u.tenant_id, u.fair_tag, u.lim FROM ( \
+                         SELECT id, tenant_id, fair_tag, deadline_at, priority, lim FROM main WHERE NOT stale \
+                         UNION ALL SELECT id, tenant_id, fair_tag, deadline_at, priority, lim FROM lane) u \
+                     ORDER BY u.fair_tag, u.deadline_at, u.priority DESC, u.id LIMIT (SELECT n FROM room)), \
+                 turns AS MATERIALIZED (SELECT tenant_id, count(*) AS n FROM picked WHERE NOT lim GROUP BY tenant_id), \
+                 chosen AS MATERIALIZED ( \
+                     SELECT c.id, c.fair_tag, tu.tenant_id FROM turns tu, LATERAL ( \
+                         SELECT p.id, p.fair_tag FROM {jobs} p, {NOW} \
+                         WHERE p.use_case = $2 AND NOT p.limited AND p.tenant_id = tu.tenant_id AND p.status = 'pending' \
+                         AND p.ready AND NOT p.held AND p.run_at <= t.now \
+                         AND NOT (p.expire_at_deadline AND p.deadline_at < t.now) \
+                         ORDER BY p.deadline_at, p.priority DESC, p.id LIMIT tu.n) c), \
+                 leasing AS MATERIALIZED ( \
+                     SELECT id, false AS lim FROM chosen UNION ALL SELECT id, true FROM picked WHERE lim), \
                  locked AS MATERIALIZED ( \
-                     SELECT j.id, j.tenant_id, picked.lim FROM {jobs} j JOIN picked ON picked.id = j.id \
-                     WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND j.status = 'pending' AND NOT j.held \
+                     SELECT j.id, j.tenant_id, leasing.lim FROM {jobs} j JOIN leasing ON leasing.id = j.id \
+                     WHERE j.id = ANY (ARRAY(SELECT id FROM leasing)) AND j.status = 'pending' AND NOT j.held \
                      FOR UPDATE OF j SKIP LOCKED), \
+                 displaced AS ( \
+                     SELECT s.id, s.tenant_id, row_number() OVER (PARTITION BY s.tenant_id ORDER BY s.fair_tag, s.id) AS k \
+                     FROM picked s WHERE NOT s.lim AND s.id NOT IN (SELECT id FROM chosen)), \
+                 gained AS ( \
+                     SELECT c.tenant_id, c.fair_tag, row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.fair_tag, c.id) AS k \
+                     FROM chosen c WHERE c.id NOT IN (SELECT id FROM picked)), \
+                 swapped AS ( \
+                     UPDATE {jobs} j SET fair_tag = g.fair_tag FROM displaced d JOIN gained g ON g.tenant_id = d.tenant_id AND g.k = d.k \
+                     WHERE j.id = d.id AND j.status = 'pending'), \
+                 clocked AS ( \
+                     INSERT INTO {clock} AS fc (use_case, vtime) SELECT $2, max(fair_tag) FROM picked WHERE NOT lim HAVING count(*) > 0 \
+                     ON CONFLICT (use_case) DO UPDATE SET vtime = greatest(fc.vtime, excluded.vtime)), \
                  healed AS ( \
                      UPDATE {jobs} j SET limited = true \
                      WHERE j.id = ANY (ARRAY(SELECT id FROM main WHERE stale)) AND j.status = 'pending' AND NOT j.limited), \
@@ -345,11 +441,18 @@ impl Sql {
             // Scheduled → ready: pending jobs of use case $2 whose run_at has come, oldest first,
             // at most $3 (run in the lease transaction, before the pick).
             promote: format!(
-                "WITH due AS ( \
-                     SELECT s.id FROM {jobs} s, {NOW} \
-                     WHERE s.use_case = $2 AND s.status = 'pending' AND NOT s.ready AND NOT s.held AND s.run_at <= t.now \
-                     ORDER BY s.run_at LIMIT $3 FOR UPDATE OF s SKIP LOCKED) \
-                 UPDATE {jobs} j SET ready = true FROM due WHERE j.id = due.id"
+                "WITH due AS MATERIALIZED ( \
+                     SELECT s.id, s.tenant_id, s.fair_step, row_number() OVER (PARTITION BY s.tenant_id \
+                         ORDER BY s.deadline_at, s.priority DESC, s.id) AS turn FROM ( \
+                         SELECT s.id, s.tenant_id, s.fair_step, s.deadline_at, s.priority FROM {jobs} s, {NOW} \
+                         WHERE s.use_case = $2 AND s.status = 'pending' AND NOT s.ready AND NOT s.held AND s.run_at <= t.now \
+                         ORDER BY s.run_at LIMIT $3 FOR UPDATE OF s SKIP LOCKED) s), \
+                 bases AS MATERIALIZED ( \
+                     SELECT d.tenant_id, {base} AS base FROM (SELECT DISTINCT tenant_id FROM due) d) \
+                 UPDATE {jobs} j SET ready = true, \
+                     fair_tag = CASE WHEN due.fair_step > 0 THEN b.base + due.turn * due.fair_step ELSE 0 END \
+                 FROM due JOIN bases b ON b.tenant_id = due.tenant_id WHERE j.id = due.id",
+                base = fair_base("d.tenant_id", "$2"),
             ),
             get: format!("SELECT {cols} FROM {jobs} j WHERE j.id = $1"),
             cancel: format!(
@@ -368,13 +471,15 @@ impl Sql {
                 "UPDATE {jobs} j SET status = 'pending', ready = true, attempts = 0, run_at = t.now, \
                      deadline_at = t.now + {tol}, {cleared}, cancel_requested = false, finished_at = NULL, \
                      updated_at = t.now, limited = EXISTS (SELECT 1 FROM {rate_limits} l \
-                         WHERE l.use_case = j.use_case AND l.tenant_id IN (j.tenant_id, '')) \
+                         WHERE l.use_case = j.use_case AND l.tenant_id IN (j.tenant_id, '')), \
+                     fair_tag = CASE WHEN j.fair_step > 0 THEN {base} + j.fair_step ELSE 0 END \
                  FROM {NOW} WHERE j.id = $2 AND j.status IN ('dead', 'cancelled', 'expired') \
                      AND ($3::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
                          WHERE q.tenant_id = j.tenant_id AND q.use_case = j.use_case \
                          AND q.status IN {UNFINISHED} LIMIT $3) c) < $3) \
                  RETURNING {cols}",
                 tol = us!("j.delay_tolerance_us"),
+                base = fair_base("j.tenant_id", "j.use_case"),
             ),
             status_of: format!("SELECT status, tenant_id, use_case FROM {jobs} WHERE id = $1"),
             status_for_update: format!("SELECT status FROM {jobs} WHERE id = $1 FOR UPDATE"),
@@ -472,6 +577,8 @@ impl Sql {
                  GROUP BY use_case, status ORDER BY 1, 2"
             ),
             activity: activity_sql(&jobs),
+            backlog_by_use_case: backlog(&jobs, &pauses, false),
+            backlog_by_tenant: backlog(&jobs, &pauses, true),
             // Pauses: '' is the whole use case. Pausing a paused scope keeps its first
             // paused_at: the conflict arm rewrites the row as it is (it sees and locks the
             // latest committed version, so a concurrent first pause is returned too).
@@ -488,8 +595,18 @@ impl Sql {
                  AND status IN {UNFINISHED} AND NOT held"
             ),
             resume: format!("DELETE FROM {pauses} WHERE use_case = $1 AND tenant_id = $2"),
+            // A resumed tenant's ready jobs take turns from the clock on, in deadline order (a
+            // pause banks no turns); its scheduled ones are tagged when promoted.
             unhold: format!(
-                "UPDATE {jobs} SET held = false WHERE use_case = $1 AND tenant_id = $2 AND held"
+                "WITH h AS MATERIALIZED ( \
+                     SELECT q.id, q.fair_step > 0 AND q.status = 'pending' AND q.ready AS tagged, q.status = 'pending' AS waiting, \
+                         q.fair_step, row_number() OVER (PARTITION BY q.fair_step > 0 AND q.status = 'pending' AND q.ready \
+                             ORDER BY q.deadline_at, q.priority DESC, q.id) AS turn \
+                     FROM {jobs} q WHERE q.use_case = $1 AND q.tenant_id = $2 AND q.held), \
+                 c AS (SELECT coalesce((SELECT fc.vtime FROM {clock} fc WHERE fc.use_case = $1), 0) AS base) \
+                 UPDATE {jobs} j SET held = false, \
+                     fair_tag = CASE WHEN h.tagged THEN c.base + h.turn * h.fair_step WHEN h.waiting THEN 0 ELSE j.fair_tag END \
+                 FROM h, c WHERE j.id = h.id AND j.held"
             ),
             pauses: format!(
                 "SELECT use_case, tenant_id, paused_at FROM {pauses} \

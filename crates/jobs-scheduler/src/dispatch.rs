@@ -48,6 +48,9 @@ pub struct TickReport {
     pub reaped: ReapReport,
     /// Jobs leased and handed to the transport.
     pub dispatched: u64,
+    /// The same, per use case (use cases that dispatched nothing are left out): what the
+    /// backlog's drain rate is measured from ([`BacklogMonitor`](crate::BacklogMonitor)).
+    pub dispatched_by_use_case: std::collections::BTreeMap<String, u64>,
     /// Jobs leased but not accepted by the transport (returned to `pending`).
     pub send_failed: u64,
     /// True if some use case filled a whole batch: more due jobs may be waiting, tick again now.
@@ -206,6 +209,12 @@ impl Dispatcher {
         };
         let failed = unsent.len() as u64;
         report.dispatched += count - failed;
+        if count > failed {
+            *report
+                .dispatched_by_use_case
+                .entry(use_case.to_owned())
+                .or_default() += count - failed;
+        }
         report.send_failed += failed;
         metrics::counter!("async_jobs_dispatched_total", "use_case" => use_case.to_owned())
             .increment(count - failed);

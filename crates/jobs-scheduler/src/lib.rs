@@ -13,6 +13,11 @@
 //! configured schedules when it wins leadership, fires each due slot before the tick's pick (one
 //! job per slot, fenced in the store), and sleeps no longer than until the next slot.
 //!
+//! With [`Scheduler::with_backlog`] the leader also exports the backlog — due pending jobs and
+//! the age of the oldest, per use case (and per tenant under a bounded label policy) — and the
+//! scaling signal `async_jobs_backlog_seconds` ([`BacklogMonitor`]; the maths is
+//! [`jobs_core::scaling`]).
+//!
 //! It ticks on an interval and whenever the store reports a wake-up (a due job was enqueued,
 //! capacity freed), so an idle system starts a job within milliseconds. Only the leader ticks
 //! ([`jobs_core::leader`]); standbys poll for leadership and take over when the leader's session
@@ -38,11 +43,16 @@
 //! Postgres leader lock, `/healthz`, settings from the environment — is composed by
 //! `async_jobs::app` (`async-jobs scheduler`).
 
+mod backlog;
 mod config;
 mod cron;
 mod dispatch;
 mod run;
 
+pub use backlog::{
+    BacklogConfig, BacklogMonitor, UseCaseBacklog, BACKLOG_JOBS, BACKLOG_SECONDS, DISPATCH_RATE,
+    OLDEST_PENDING_AGE, TENANT_BACKLOG_JOBS, TENANT_OLDEST_PENDING_AGE,
+};
 pub use config::SchedulerConfig;
 pub use cron::{Cron, CronReport};
 pub use dispatch::{Dispatcher, SchedulerError, TickReport};

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use jobs_core::leader::{LeaderElection, LeaderLease};
 use jobs_core::store::{NeverWake, WakeupStream};
 
+use crate::backlog::BacklogMonitor;
 use crate::cron::Cron;
 use crate::dispatch::Dispatcher;
 
@@ -30,6 +31,7 @@ pub struct Scheduler {
     dispatcher: Dispatcher,
     leader: Arc<dyn LeaderElection>,
     cron: Option<Cron>,
+    backlog: Option<BacklogMonitor>,
 }
 
 enum Next {
@@ -44,6 +46,30 @@ impl Scheduler {
             dispatcher,
             leader,
             cron: None,
+            backlog: None,
+        }
+    }
+
+    /// Also exports the backlog gauges and the scaling signal while leading ([`BacklogMonitor`]):
+    /// every [`interval`](crate::BacklogConfig::interval) after a tick, and zeroed when
+    /// leadership ends.
+    pub fn with_backlog(mut self, backlog: BacklogMonitor) -> Self {
+        self.backlog = Some(backlog);
+        self
+    }
+
+    /// Notes a tick's dispatches and, when due, refreshes the backlog gauges.
+    async fn backlog_pass(&self, dispatched: Option<&crate::TickReport>) {
+        let Some(backlog) = &self.backlog else {
+            return;
+        };
+        if let Some(report) = dispatched {
+            backlog.dispatched(&report.dispatched_by_use_case);
+        }
+        if backlog.is_due() {
+            if let Err(e) = backlog.refresh().await {
+                tracing::warn!(error = %e, "reading the backlog failed");
+            }
         }
     }
 
@@ -96,6 +122,9 @@ impl Scheduler {
             metrics::gauge!("async_jobs_scheduler_leader").set(1.0);
             let stopped = self.lead(lease, &mut shutdown).await;
             metrics::gauge!("async_jobs_scheduler_leader").set(0.0);
+            if let Some(backlog) = &self.backlog {
+                backlog.stand_down();
+            }
             if let Some(stopped) = stopped {
                 return stopped;
             }
@@ -158,7 +187,9 @@ impl Scheduler {
                     }
                 }
             }
-            let delay = match self.dispatcher.tick().await {
+            let ticked = self.dispatcher.tick().await;
+            self.backlog_pass(ticked.as_ref().ok()).await;
+            let delay = match ticked {
                 Ok(report) if report.send_failed == 0 => {
                     backoff = config.min_backoff;
                     if report.saturated {

@@ -61,6 +61,10 @@ pub struct WorkerConfig {
     /// of ≈ 0.33 with 4 loops on the emulator), and one long poll per loop per `receive_wait`
     /// when idle. In process one loop is fastest (more loops split the free slots).
     pub receive_loops: usize,
+    /// Which tenants get series of their own in the per-tenant deadline metrics
+    /// (`async_jobs_tenant_deadlines_met_total`, …; default off, see
+    /// [`jobs_core::tenant_label`]). The per-use-case metrics do not depend on it.
+    pub tenant_labels: jobs_core::TenantLabelPolicy,
 }
 
 impl Default for WorkerConfig {
@@ -74,6 +78,7 @@ impl Default for WorkerConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             error_backoff: Duration::from_secs(1),
             receive_loops: DEFAULT_RECEIVE_LOOPS,
+            tenant_labels: jobs_core::TenantLabelPolicy::off(),
         }
     }
 }
@@ -157,6 +162,12 @@ impl WorkerConfig {
             }
         }
         Ok(config)
+    }
+
+    /// Sets [`tenant_labels`](Self::tenant_labels), the per-tenant series policy.
+    pub fn with_tenant_labels(mut self, policy: jobs_core::TenantLabelPolicy) -> Self {
+        self.tenant_labels = policy;
+        self
     }
 
     /// Sets the receive loops per use case (at least 1).

@@ -26,6 +26,15 @@ pub const METRIC_DEADLINES_MET: &str = "async_jobs_deadlines_met_total";
 /// Histogram of how late missed jobs first started (first start − deadline, seconds), labelled by
 /// `use_case`.
 pub const METRIC_DEADLINE_LATENESS: &str = "async_jobs_deadline_lateness_seconds";
+/// Counter of [`METRIC_DEADLINES_MET`] per `use_case` and `tenant`, under the worker's tenant
+/// label policy ([`WorkerConfig::tenant_labels`](crate::WorkerConfig)): off by default; tenants
+/// past the cap count as `tenant="other"`. A separate metric, so the per-use-case series and the
+/// dashboards that sum them are unchanged whatever the policy.
+pub const METRIC_TENANT_DEADLINES_MET: &str = "async_jobs_tenant_deadlines_met_total";
+/// Counter of [`METRIC_DEADLINE_MISSES`] per `use_case` and `tenant` (label policy as above).
+pub const METRIC_TENANT_DEADLINE_MISSES: &str = "async_jobs_tenant_deadline_misses_total";
+/// Histogram of [`METRIC_DEADLINE_LATENESS`] per `use_case` and `tenant` (label policy as above).
+pub const METRIC_TENANT_DEADLINE_LATENESS: &str = "async_jobs_tenant_deadline_lateness_seconds";
 /// Counter of failed store or transport calls, labelled by `dependency` (`store`, `sqs`) and `op`.
 pub const METRIC_DEPENDENCY_ERRORS: &str = "async_jobs_worker_dependency_errors_total";
 
@@ -86,8 +95,9 @@ pub struct WorkerReport {
 }
 
 /// Live counters behind a [`WorkerReport`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
+    tenant_labels: jobs_core::TenantLabeler,
     claimed: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
@@ -106,6 +116,23 @@ fn bump(c: &AtomicU64) {
 }
 
 impl Counters {
+    pub(crate) fn new(tenant_labels: jobs_core::TenantLabeler) -> Self {
+        Counters {
+            tenant_labels,
+            claimed: AtomicU64::default(),
+            succeeded: AtomicU64::default(),
+            failed: AtomicU64::default(),
+            dead: AtomicU64::default(),
+            cancelled: AtomicU64::default(),
+            released: AtomicU64::default(),
+            lease_lost: AtomicU64::default(),
+            unrecorded: AtomicU64::default(),
+            messages_dropped: AtomicU64::default(),
+            deadlines_met: AtomicU64::default(),
+            deadlines_missed: AtomicU64::default(),
+        }
+    }
+
     pub(crate) fn dropped(&self, reason: DropReason) {
         bump(&self.messages_dropped);
         metrics::counter!(METRIC_MESSAGES_DROPPED, "reason" => reason.as_str()).increment(1);
@@ -123,19 +150,34 @@ impl Counters {
             metrics::histogram!(METRIC_SCHEDULE_LAG, "use_case" => use_case.clone())
                 .record(lag.as_secs_f64());
         }
-        match jobs_core::deadline::first_start_outcome(job) {
-            Some(jobs_core::deadline::DeadlineOutcome::Met) => {
+        let Some(outcome) = jobs_core::deadline::first_start_outcome(job) else {
+            return;
+        };
+        // The tenant's label only now: a reclaim is not a first start and must not take one of
+        // the capped labels.
+        let tenant = self.tenant_labels.label(&job.tenant_id);
+        match outcome {
+            jobs_core::deadline::DeadlineOutcome::Met => {
                 bump(&self.deadlines_met);
+                if let Some(tenant) = tenant {
+                    metrics::counter!(METRIC_TENANT_DEADLINES_MET, "use_case" => use_case.clone(), "tenant" => tenant)
+                        .increment(1);
+                }
                 metrics::counter!(METRIC_DEADLINES_MET, "use_case" => use_case).increment(1);
             }
-            Some(jobs_core::deadline::DeadlineOutcome::Missed { late }) => {
+            jobs_core::deadline::DeadlineOutcome::Missed { late } => {
                 bump(&self.deadlines_missed);
+                if let Some(tenant) = tenant {
+                    metrics::counter!(METRIC_TENANT_DEADLINE_MISSES, "use_case" => use_case.clone(), "tenant" => tenant.clone())
+                        .increment(1);
+                    metrics::histogram!(METRIC_TENANT_DEADLINE_LATENESS, "use_case" => use_case.clone(), "tenant" => tenant)
+                        .record(late.as_secs_f64());
+                }
                 metrics::counter!(METRIC_DEADLINE_MISSES, "use_case" => use_case.clone())
                     .increment(1);
                 metrics::histogram!(METRIC_DEADLINE_LATENESS, "use_case" => use_case)
                     .record(late.as_secs_f64());
             }
-            None => {}
         }
     }
 

@@ -71,12 +71,13 @@ impl Worker {
         registry: HandlerRegistry,
         config: WorkerConfig,
     ) -> Self {
+        let labels = jobs_core::TenantLabeler::new(config.tenant_labels.clone());
         Worker {
             service,
             transport,
             registry,
             config,
-            counters: Arc::new(Counters::default()),
+            counters: Arc::new(Counters::new(labels)),
             span_parent: None,
         }
     }

@@ -1,23 +1,29 @@
-//! Scenario 5: deadlines under overload — arrivals at a multiple of the cap's capacity with a
-//! mix of tolerances and three tenants, one flooding; share of jobs started by their deadline,
-//! earliest-deadline-first versus plain FIFO.
+//! Scenario 5: deadlines and fair share under overload — arrivals at a multiple of the cap's
+//! capacity from one flooding tenant with tight deadlines and several well-behaved tenants at or
+//! under their shares; per tenant, the share of jobs started by their deadline and the throughput,
+//! for FIFO, plain EDF and fair EDF side by side; and a weighted run (every tenant saturating,
+//! weights 2:1:1) that reports how the starts split.
 //!
-//! The trace runs in virtual time through the real pick of the in-memory store (the reference
-//! semantics of the Postgres pick: same order, same cap) driven by a manual clock. FIFO is the
-//! same pick fed jobs that all carry the longest tolerance, so their deadline order is their
-//! arrival order; hits are always judged against each job's true deadline. Production code is
-//! not changed.
+//! The trace runs in virtual time through the real pick of a store (the in-memory store, whose
+//! pick is the reference semantics, and with `--store postgres|both` the Postgres store with the
+//! same manual clock injected) driven step by step: arrivals are enqueued through the enqueue
+//! validation with the run's configuration, finished jobs completed, then one pick per step under
+//! the cap. FIFO is plain EDF fed jobs that all carry the longest tolerance (so deadline order is
+//! arrival order); hits are always judged against each job's true deadline. Deterministic per
+//! seed and store.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jobs_core::memory::MemoryStore;
-use jobs_core::{ApiStore, Clock, DispatchStore, JobId, LeaseStore, ManualClock, PickRequest};
+use jobs_core::{
+    Clock, JobId, JobStore, ManualClock, PickRequest, PlatformConfig, UseCaseConfig, WeightConfig,
+};
 use serde_json::json;
 
-use crate::db::{self, USE_CASE};
+use crate::db::{self, BenchDb, USE_CASE};
 use crate::stats::round3;
 
 /// Scenario 5's parameters.
@@ -35,80 +41,166 @@ pub struct DeadlineArgs {
     /// Arrival rate as a multiple of the capacity (`cap / service time`).
     #[arg(long, default_value_t = 1.5)]
     pub overload: f64,
-    /// Share of arrivals from the flooding tenant.
-    #[arg(long, default_value_t = 0.6)]
-    pub flood_share: f64,
+    /// How many well-behaved tenants.
+    #[arg(long, default_value_t = 4)]
+    pub good_tenants: u32,
+    /// Each well-behaved tenant's arrival rate as a share of the capacity (its fair share is
+    /// `1 / (good_tenants + 1)`); the flooder sends the rest of the overload.
+    #[arg(long, default_value_t = 0.18)]
+    pub good_share: f64,
+    /// The flooder's tolerance in seconds (tighter than every well-behaved tolerance).
+    #[arg(long, default_value_t = 5)]
+    pub flood_tolerance_s: u64,
     /// Scheduler step in virtual milliseconds.
     #[arg(long, default_value_t = 50)]
     pub step_ms: u64,
     /// Random seed of the trace.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Which store's pick runs the trace: `memory`, `postgres` (the bench database) or `both`.
+    #[arg(long, default_value = "memory")]
+    pub store: String,
 }
 
 /// Pick order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Order {
-    Edf,
     Fifo,
+    Edf,
+    Fair,
 }
 
-const TOLERANCES_S: [u64; 3] = [10, 60, 600];
-const TENANTS: [&str; 3] = ["flood", "tenant_b", "tenant_c"];
+impl Order {
+    fn name(self) -> &'static str {
+        match self {
+            Order::Fifo => "fifo",
+            Order::Edf => "edf",
+            Order::Fair => "fair_edf",
+        }
+    }
+}
 
+/// The well-behaved tenants' tolerances, drawn uniformly.
+const GOOD_TOLERANCES_S: [u64; 3] = [15, 30, 60];
+/// The tolerance every FIFO job carries (longer than any real one).
+const FIFO_TOLERANCE_S: u64 = 3600;
+const FLOOD: &str = "flood";
+
+#[derive(Debug, Clone)]
 struct Arrival {
     at_ms: u64,
-    tenant: &'static str,
+    tenant: String,
     tolerance_s: u64,
 }
 
-fn trace(args: &DeadlineArgs) -> Vec<Arrival> {
-    let mut rng = fastrand::Rng::with_seed(args.seed);
-    let per_s = args.overload * f64::from(args.cap) / (args.service_ms as f64 / 1000.0);
-    let n = (per_s * args.duration_s as f64).round() as u64;
-    (0..n)
-        .map(|i| {
-            let tenant = if rng.f64() < args.flood_share {
-                TENANTS[0]
-            } else {
-                TENANTS[1 + rng.usize(0..2)]
-            };
-            Arrival {
-                at_ms: (i as f64 * 1000.0 / per_s) as u64,
-                tenant,
-                tolerance_s: TOLERANCES_S[rng.usize(0..3)],
-            }
-        })
-        .collect()
+/// Poisson-free, deterministic interleaving: each tenant arrives at its own steady rate with a
+/// random phase, and the tolerances are drawn per job.
+fn arrivals(seed: u64, duration_s: u64, rates: &[(String, f64, Vec<u64>)]) -> Vec<Arrival> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut out = Vec::new();
+    for (tenant, per_s, tolerances) in rates {
+        if *per_s <= 0.0 {
+            continue;
+        }
+        let gap = 1000.0 / per_s;
+        let mut at = rng.f64() * gap;
+        while at < (duration_s * 1000) as f64 {
+            out.push(Arrival {
+                at_ms: at as u64,
+                tenant: tenant.clone(),
+                tolerance_s: tolerances[rng.usize(0..tolerances.len())],
+            });
+            at += gap;
+        }
+    }
+    out.sort_by(|a, b| a.at_ms.cmp(&b.at_ms).then(a.tenant.cmp(&b.tenant)));
+    out
+}
+
+fn capacity_per_s(args: &DeadlineArgs) -> f64 {
+    f64::from(args.cap) / (args.service_ms as f64 / 1000.0)
+}
+
+fn overload_trace(args: &DeadlineArgs) -> Vec<Arrival> {
+    let capacity = capacity_per_s(args);
+    let good = f64::from(args.good_tenants) * args.good_share;
+    let flood = (args.overload - good).max(0.0);
+    let mut rates = vec![(
+        FLOOD.to_owned(),
+        flood * capacity,
+        vec![args.flood_tolerance_s],
+    )];
+    for i in 0..args.good_tenants {
+        rates.push((
+            format!("good_{i}"),
+            args.good_share * capacity,
+            GOOD_TOLERANCES_S.to_vec(),
+        ));
+    }
+    arrivals(args.seed, args.duration_s, &rates)
+}
+
+/// Every tenant saturating on its own (each arrives at the whole capacity).
+fn weighted_trace(args: &DeadlineArgs, tenants: &[(&str, u32)]) -> Vec<Arrival> {
+    let capacity = capacity_per_s(args);
+    let rates: Vec<(String, f64, Vec<u64>)> = tenants
+        .iter()
+        .map(|(t, _)| ((*t).to_owned(), capacity, vec![60]))
+        .collect();
+    arrivals(args.seed, args.duration_s, &rates)
 }
 
 #[derive(Default, Clone, Copy)]
 struct Tally {
     jobs: u64,
     hits: u64,
+    /// Started while arrivals were still coming (the saturated window).
+    in_window: u64,
 }
 
-impl Tally {
-    fn json(self) -> serde_json::Value {
-        json!({ "jobs": self.jobs, "hit": self.hits, "hit_rate": round3(self.hits as f64 / self.jobs.max(1) as f64) })
-    }
+/// Where a trace runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    Memory,
+    Postgres,
+}
+
+async fn make_store(
+    kind: StoreKind,
+    clock: &Arc<ManualClock>,
+) -> anyhow::Result<(Arc<dyn JobStore>, Option<BenchDb>)> {
+    Ok(match kind {
+        StoreKind::Memory => (
+            Arc::new(MemoryStore::new(Arc::clone(clock) as Arc<dyn Clock>)),
+            None,
+        ),
+        StoreKind::Postgres => {
+            let bench = BenchDb::fresh(&db::database_url(), "deadline").await?;
+            let store = bench
+                .store(2)?
+                .with_clock(Arc::clone(clock) as Arc<dyn Clock>);
+            (Arc::new(store), Some(bench))
+        }
+    })
 }
 
 async fn simulate(
     args: &DeadlineArgs,
+    kind: StoreKind,
+    config: &PlatformConfig,
     arrivals: &[Arrival],
-    order: Order,
-) -> anyhow::Result<serde_json::Value> {
+    fifo: bool,
+) -> anyhow::Result<BTreeMap<String, Tally>> {
     let clock = Arc::new(ManualClock::default());
     let t0: DateTime<Utc> = clock.now();
     let at = |ms: u64| t0 + chrono::Duration::milliseconds(ms as i64);
-    let store = MemoryStore::new(Arc::clone(&clock) as Arc<dyn Clock>);
-    let config = db::platform(args.cap);
+    let (store, bench) = make_store(kind, &clock).await?;
     let lease = Duration::from_secs(3600);
-    let mut truth: HashMap<JobId, (&'static str, u64, DateTime<Utc>)> = HashMap::new();
+    let window_ms = args.duration_s * 1000;
+    let mut truth: HashMap<JobId, (String, DateTime<Utc>)> = HashMap::new();
     let mut running: Vec<(u64, JobId, jobs_core::LeaseToken)> = Vec::new();
     let mut started = 0usize;
-    let mut tallies: HashMap<String, Tally> = HashMap::new();
+    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
     let mut next = 0usize;
     let mut now_ms = 0u64;
     while started < arrivals.len() {
@@ -116,17 +208,15 @@ async fn simulate(
         while next < arrivals.len() && arrivals[next].at_ms <= now_ms {
             let a = &arrivals[next];
             clock.set(at(a.at_ms));
-            let tolerance = match order {
-                Order::Edf => a.tolerance_s,
-                Order::Fifo => TOLERANCES_S[2],
+            let tolerance = if fifo {
+                FIFO_TOLERANCE_S
+            } else {
+                a.tolerance_s
             };
-            let req = db::request(a.tenant).delay_tolerance(Duration::from_secs(tolerance));
-            let job = jobs_core::enqueue::validate(req, &config, clock.now())?;
+            let req = db::request(&a.tenant).delay_tolerance(Duration::from_secs(tolerance));
+            let job = jobs_core::enqueue::validate(req, config, clock.now())?;
             let id = store.enqueue(job).await?.job.id;
-            truth.insert(
-                id,
-                (a.tenant, a.tolerance_s, at(a.at_ms + a.tolerance_s * 1000)),
-            );
+            truth.insert(id, (a.tenant.clone(), at(a.at_ms + a.tolerance_s * 1000)));
             next += 1;
         }
         clock.set(at(now_ms));
@@ -139,62 +229,154 @@ async fn simulate(
             }
         }
         running = still;
-        for d in store
-            .lease_due(
-                USE_CASE,
-                PickRequest {
-                    cap: args.cap,
-                    limit: args.cap,
-                    lease,
-                },
-            )
-            .await?
-        {
+        let pick = PickRequest {
+            cap: args.cap,
+            limit: args.cap,
+            lease,
+        };
+        for d in store.lease_due(USE_CASE, pick).await? {
             store.claim(d.job_id, d.lease_token, lease).await?;
             running.push((now_ms + args.service_ms, d.job_id, d.lease_token));
             started += 1;
-            let (tenant, tolerance, deadline) = truth
+            let (tenant, deadline) = truth
                 .get(&d.job_id)
-                .copied()
+                .cloned()
                 .ok_or_else(|| anyhow::anyhow!("unknown job leased"))?;
             let hit = clock.now() <= deadline;
-            for key in [
-                "overall".to_owned(),
-                format!("tenant:{tenant}"),
-                format!("tolerance_s:{tolerance}"),
-            ] {
+            for key in ["overall".to_owned(), tenant] {
                 let t = tallies.entry(key).or_default();
                 t.jobs += 1;
                 t.hits += u64::from(hit);
+                t.in_window += u64::from(now_ms <= window_ms);
             }
         }
+        if now_ms > window_ms + 3_600_000 {
+            anyhow::bail!("the trace did not drain within an hour of virtual time");
+        }
     }
-    let mut out = serde_json::Map::new();
-    let mut keys: Vec<_> = tallies.keys().cloned().collect();
-    keys.sort();
-    for k in keys {
-        out.insert(k.clone(), tallies[&k].json());
+    if let Some(bench) = bench {
+        bench.drop_schema().await?;
     }
-    out.insert("virtual_seconds".into(), json!(now_ms as f64 / 1000.0));
-    Ok(serde_json::Value::Object(out))
+    Ok(tallies)
 }
 
-/// Runs scenario 5 (no database needed).
+fn tally_json(tallies: &BTreeMap<String, Tally>, duration_s: u64) -> serde_json::Value {
+    let window_total = tallies.get("overall").map_or(0, |t| t.in_window).max(1);
+    let per: serde_json::Map<String, serde_json::Value> = tallies
+        .iter()
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                json!({
+                    "jobs": t.jobs,
+                    "hit": t.hits,
+                    "hit_rate": round3(t.hits as f64 / t.jobs.max(1) as f64),
+                    "throughput_per_s": round3(t.in_window as f64 / duration_s.max(1) as f64),
+                    "throughput_share": round3(t.in_window as f64 / window_total as f64),
+                }),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(per)
+}
+
+fn config(args: &DeadlineArgs, fair: bool, weights: WeightConfig) -> PlatformConfig {
+    PlatformConfig::with_use_cases([UseCaseConfig::new(
+        USE_CASE,
+        args.cap,
+        Duration::from_secs(300),
+    )
+    .with_fair_share(fair)])
+    .with_weights(weights)
+}
+
+async fn run_on(args: &DeadlineArgs, kind: StoreKind) -> anyhow::Result<serde_json::Value> {
+    let trace = overload_trace(args);
+    let mut orders = serde_json::Map::new();
+    let mut by_order: HashMap<&str, BTreeMap<String, Tally>> = HashMap::new();
+    for order in [Order::Fifo, Order::Edf, Order::Fair] {
+        let cfg = config(args, order == Order::Fair, WeightConfig::equal());
+        let tallies = simulate(args, kind, &cfg, &trace, order == Order::Fifo).await?;
+        orders.insert(
+            order.name().to_owned(),
+            tally_json(&tallies, args.duration_s),
+        );
+        by_order.insert(order.name(), tallies);
+    }
+    let fair = &by_order["fair_edf"];
+    let edf = &by_order["edf"];
+    let good_min = fair
+        .iter()
+        .filter(|(k, _)| k.starts_with("good_"))
+        .map(|(_, t)| t.hits as f64 / t.jobs.max(1) as f64)
+        .fold(1.0f64, f64::min);
+    let window = |t: &BTreeMap<String, Tally>, k: &str| t.get(k).map_or(0, |t| t.in_window) as f64;
+    let fair_share = 1.0 / f64::from(args.good_tenants + 1);
+    let flood_share = window(fair, FLOOD) / window(fair, "overall").max(1.0);
+
+    // Weighted: three saturating tenants, weights 2:1:1, fair EDF.
+    let tenants = [("heavy", 2u32), ("light_a", 1), ("light_b", 1)];
+    let weights = tenants.iter().fold(WeightConfig::equal(), |w, (t, n)| {
+        w.with_weight(t, USE_CASE, *n)
+    });
+    let wtrace = weighted_trace(args, &tenants);
+    let wt = simulate(args, kind, &config(args, true, weights), &wtrace, false).await?;
+    let total_w: u32 = tenants.iter().map(|t| t.1).sum();
+    let mut split = serde_json::Map::new();
+    let mut worst_error = 0.0f64;
+    for (t, w) in tenants {
+        let share = window(&wt, t) / window(&wt, "overall").max(1.0);
+        let want = f64::from(w) / f64::from(total_w);
+        let error = (share - want).abs() / want;
+        worst_error = worst_error.max(error);
+        split.insert(
+            t.to_owned(),
+            json!({"weight": w, "share": round3(share), "target": round3(want), "relative_error": round3(error)}),
+        );
+    }
+    Ok(json!({
+        "orders": orders,
+        "targets": {
+            "good_min_hit_rate_fair": round3(good_min),
+            "flood_throughput_share_fair": round3(flood_share),
+            "flood_weighted_share": round3(fair_share),
+            "fair_over_edf_throughput": round3(window(fair, "overall") / window(edf, "overall").max(1.0)),
+            "weighted_worst_relative_error": round3(worst_error),
+        },
+        "weighted_2_1_1": split,
+    }))
+}
+
+/// Runs scenario 5 (`--store postgres|both` needs the bench database).
 pub async fn run(args: DeadlineArgs) -> anyhow::Result<serde_json::Value> {
-    let arrivals = trace(&args);
-    let edf = simulate(&args, &arrivals, Order::Edf).await?;
-    let fifo = simulate(&args, &arrivals, Order::Fifo).await?;
-    let rate = |v: &serde_json::Value| v["overall"]["hit_rate"].as_f64().unwrap_or(0.0);
+    let kinds: Vec<(&str, StoreKind)> = match args.store.as_str() {
+        "memory" => vec![("memory", StoreKind::Memory)],
+        "postgres" => vec![("postgres", StoreKind::Postgres)],
+        "both" => vec![
+            ("memory", StoreKind::Memory),
+            ("postgres", StoreKind::Postgres),
+        ],
+        other => anyhow::bail!("--store must be memory, postgres or both, not {other:?}"),
+    };
+    let trace = overload_trace(&args);
+    let mut per_tenant_rate = BTreeMap::new();
+    for a in &trace {
+        *per_tenant_rate.entry(a.tenant.clone()).or_insert(0.0) += 1.0 / args.duration_s as f64;
+    }
+    let mut stores = serde_json::Map::new();
+    for (name, kind) in kinds {
+        stores.insert(name.to_owned(), run_on(&args, kind).await?);
+    }
     Ok(json!({
         "scenario": "deadline",
-        "arrivals": arrivals.len(),
+        "arrivals": trace.len(),
+        "arrivals_per_s": per_tenant_rate.into_iter().map(|(k, v)| (k, json!(round3(v)))).collect::<serde_json::Map<_, _>>(),
+        "capacity_per_s": round3(capacity_per_s(&args)),
         "cap": args.cap,
         "service_ms": args.service_ms,
         "overload": args.overload,
-        "flood_share": args.flood_share,
-        "tolerances_s": TOLERANCES_S,
-        "edf": edf,
-        "fifo": fifo,
-        "edf_beats_fifo": rate(&edf) > rate(&fifo),
+        "flood_tolerance_s": args.flood_tolerance_s,
+        "good_tolerances_s": GOOD_TOLERANCES_S,
+        "stores": stores,
     }))
 }

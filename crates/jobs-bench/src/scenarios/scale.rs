@@ -3,7 +3,11 @@
 //! jobs in the table, almost all scheduled in the future. Two shapes of that future backlog:
 //! `later` (deadlines after the due jobs', 1 hour to 30 days ahead) and `earlier` (reminders 20–30
 //! minutes ahead with 0–60 s of tolerance, whose deadlines sort *before* the due jobs' 1-hour
-//! deadlines: the shape that made the old pick walk the whole backlog on every tick).
+//! deadlines: the shape that made the old pick walk the whole backlog on every tick). A third,
+//! `tenants`, is a real due backlog: every pending job ready now, spread over 10,000 tenants with
+//! their fair-share tags (100 per tenant at 1,000,000), so each tick leases from the backlog in
+//! turn order; `--plain-edf` runs it with the use case's fair share off (every tag 0) to compare
+//! the two picks in the same run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +28,9 @@ pub enum Shape {
     /// `run_at` 20–30 minutes ahead, 0–60 s tolerance: deadlines before the due jobs' (which get
     /// one hour of tolerance).
     Earlier,
+    /// Due now, spread over 10,000 tenants, tagged as each tenant's turns: the pick leases from
+    /// this backlog (no idle-start samples: the system is never idle).
+    Tenants,
 }
 
 impl Shape {
@@ -31,6 +38,7 @@ impl Shape {
         match self {
             Shape::Later => "later",
             Shape::Earlier => "earlier",
+            Shape::Tenants => "tenants",
         }
     }
 }
@@ -56,17 +64,32 @@ pub struct ScaleArgs {
     /// Idle starts timed per size (enqueue one due job, then one tick).
     #[arg(long, default_value_t = 100)]
     pub idle_samples: u32,
+    /// The use case's pick without fair share (plain EDF, every tag 0).
+    #[arg(long)]
+    pub plain_edf: bool,
 }
+
+/// Tenants of the `tenants` shape.
+const BACKLOG_TENANTS: u64 = 10_000;
 
 /// Inserts future pending jobs with ordinals `from..to` in one statement, as the store's enqueue
 /// would write them (scheduled: not `ready` until the pick promotes them).
-async fn fill(bench: &BenchDb, shape: Shape, from: u64, to: u64) -> anyhow::Result<()> {
+async fn fill(
+    bench: &BenchDb,
+    shape: Shape,
+    plain_edf: bool,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<()> {
+    if shape == Shape::Tenants {
+        return fill_tenants(bench, plain_edf, from, to).await;
+    }
     let (run_at, tolerance_s) = match shape {
         Shape::Later => (
             "now() + interval '1 hour' + random() * interval '30 days'",
             "300",
         ),
-        Shape::Earlier => (
+        Shape::Earlier | Shape::Tenants => (
             "now() + interval '20 minutes' + random() * interval '10 minutes'",
             "floor(random() * 61)",
         ),
@@ -93,11 +116,50 @@ async fn fill(bench: &BenchDb, shape: Shape, from: u64, to: u64) -> anyhow::Resu
     Ok(())
 }
 
+/// Inserts due pending jobs with ordinals `from..to` over [`BACKLOG_TENANTS`] tenants, each
+/// tenant's k-th job holding its k-th turn (tag k, weight 1), or tag 0 in plain EDF; deadlines
+/// 5–10 minutes out.
+async fn fill_tenants(bench: &BenchDb, plain_edf: bool, from: u64, to: u64) -> anyhow::Result<()> {
+    let (tag, step) = if plain_edf {
+        ("0", "0")
+    } else {
+        ("(g / {BACKLOG_TENANTS} + 1)::float8", "1")
+    };
+    let tag = tag.replace("{BACKLOG_TENANTS}", &BACKLOG_TENANTS.to_string());
+    let sql = format!(
+        "INSERT INTO {s}.jobs (id, tenant_id, use_case, kind, payload, status, priority, attempts, \
+             max_attempts, backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, \
+             delay_tolerance_us, deadline_at, timeout_us, cancel_requested, created_at, updated_at, ready, \
+             fair_tag, fair_step) \
+         SELECT gen_random_uuid(), 'tenant_' || (g % {BACKLOG_TENANTS}), '{USE_CASE}', 'noop', '{{}}'::jsonb, 'pending', 0, 0, \
+             3, 'exponential', 1000000, 60000000, 'full', now(), 300000000, \
+             now() + interval '5 minutes' + random() * interval '5 minutes', \
+             60000000, false, now(), now(), true, {tag}, {step} \
+         FROM generate_series($1::bigint, $2::bigint - 1) g",
+        s = bench.schema
+    );
+    bench
+        .admin
+        .execute(&sql, &[&(from as i64), &(to as i64)])
+        .await?;
+    bench
+        .admin
+        .batch_execute(&format!("VACUUM ANALYZE {}.jobs", bench.schema))
+        .await?;
+    Ok(())
+}
+
 /// Runs scenario 4.
 pub async fn run(args: ScaleArgs) -> anyhow::Result<serde_json::Value> {
     let bench = BenchDb::fresh(&db::database_url(), "scale").await?;
     let store: Arc<dyn JobStore> = bench.shared_store(2)?;
-    let platform = Arc::new(db::platform(100_000));
+    let platform = {
+        let mut p = db::platform(100_000);
+        for uc in p.use_cases.values_mut() {
+            uc.fair_share = !args.plain_edf;
+        }
+        Arc::new(p)
+    };
     let service = JobService::new(Arc::clone(&store), Arc::clone(&platform));
     let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new([USE_CASE]));
     let dispatcher = Dispatcher::new(
@@ -109,18 +171,29 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<serde_json::Value> {
             ..SchedulerConfig::default()
         },
     );
+    // Finish what the ticks leased (and, but in the `tenants` shape, the due jobs left over).
     let settle = format!(
         "UPDATE {}.jobs SET status = 'succeeded', lease_token = NULL, lease_expires_at = NULL, \
              finished_at = now(), updated_at = now() \
-         WHERE status IN ('dispatched', 'running') OR (status = 'pending' AND run_at <= now())",
-        bench.schema
+         WHERE status IN ('dispatched', 'running'){}",
+        bench.schema,
+        if args.shape == Shape::Tenants {
+            ""
+        } else {
+            " OR (status = 'pending' AND run_at <= now())"
+        }
     );
+    let idle_samples = if args.shape == Shape::Tenants {
+        0
+    } else {
+        args.idle_samples
+    };
     let mut filled = 0;
     let mut steps = Vec::new();
     for &size in &args.sizes {
         let fill_start = Instant::now();
         if size > filled {
-            fill(&bench, args.shape, filled, size).await?;
+            fill(&bench, args.shape, args.plain_edf, filled, size).await?;
             filled = size;
         }
         let fill_s = fill_start.elapsed().as_secs_f64();
@@ -150,7 +223,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<serde_json::Value> {
         bench.admin.execute(&settle, &[]).await?;
         // Idle start: one due job into an idle system, dispatched by the next tick.
         let mut idle = Vec::new();
-        for _ in 0..args.idle_samples {
+        for _ in 0..idle_samples {
             let t = Instant::now();
             service.enqueue(due(args.shape)).await?;
             let report = dispatcher.tick().await?;
@@ -185,6 +258,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<serde_json::Value> {
     Ok(json!({
         "scenario": "scale",
         "shape": args.shape.as_str(),
+        "pick": if args.plain_edf { "plain_edf" } else { "fair_edf" },
         "due_per_tick": args.due_per_round,
         "steps": steps,
         "tick_p50_largest_over_smallest": tick_ratio,
@@ -198,7 +272,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<serde_json::Value> {
 fn due(shape: Shape) -> jobs_core::EnqueueRequest {
     let req = db::request("due");
     match shape {
-        Shape::Later => req,
+        Shape::Later | Shape::Tenants => req,
         Shape::Earlier => req.delay_tolerance(Duration::from_secs(3600)),
     }
 }

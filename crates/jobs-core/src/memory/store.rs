@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
 use crate::activity::{Activity, ActivityQuery};
+use crate::backlog::{Backlog, BacklogGrouping, BacklogRow};
 use crate::clock::Clock;
 use crate::deadline::{add_saturating, deadline_at, sub};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
@@ -52,6 +53,56 @@ pub(super) struct Inner {
     rate_limits: Vec<RateLimit>,
     /// Token buckets by (use case, tenant): tokens held at a time.
     buckets: HashMap<(String, String), (f64, DateTime<Utc>)>,
+    /// Fair-share state of each job (see [`crate::fair`]).
+    fair: HashMap<JobId, Turn>,
+    /// Virtual clock of each use case: the highest tag its pick handed out.
+    clocks: HashMap<String, f64>,
+}
+
+/// A job's place in the fair share: its tag, the step of its tenant's turns, and whether it holds
+/// a tag (it became ready) or waits for one (its `run_at` has not come, or its tenant is paused).
+#[derive(Debug, Clone, Copy)]
+struct Turn {
+    tag: f64,
+    step: f64,
+    tagged: bool,
+}
+
+impl Inner {
+    fn turn(&self, id: &JobId) -> Turn {
+        self.fair.get(id).copied().unwrap_or(Turn {
+            tag: 0.0,
+            step: 1.0,
+            tagged: false,
+        })
+    }
+
+    /// Tags `ids` (jobs of one tenant and use case becoming ready now, in this order).
+    fn tag(&mut self, tenant: &str, use_case: &str, ids: &[JobId]) {
+        if ids.is_empty() {
+            return;
+        }
+        let clock = self.clocks.get(use_case).copied().unwrap_or(0.0);
+        let highest = self
+            .jobs
+            .values()
+            .filter(|j| j.tenant_id == tenant && j.use_case == use_case && !j.status.is_terminal())
+            .map(|j| self.turn(&j.id).tag)
+            .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+        let base = crate::fair::base(clock, highest);
+        let mut at = base;
+        for id in ids {
+            let mut turn = self.turn(id);
+            turn.tag = if turn.step > 0.0 {
+                at += turn.step;
+                at
+            } else {
+                0.0
+            };
+            turn.tagged = true;
+            self.fair.insert(*id, turn);
+        }
+    }
 }
 
 /// A [`JobStore`](crate::JobStore) in process memory. Cheap to clone (shared state).
@@ -147,6 +198,15 @@ fn missed_deadline(job: &Job, now: DateTime<Utc>) -> bool {
     job.expire_at_deadline && job.deadline_at < now
 }
 
+/// Earliest deadline first, then higher priority, then id: the order within a tenant (and across
+/// tenants in plain EDF).
+fn edf(a: &Job, b: &Job) -> std::cmp::Ordering {
+    a.deadline_at
+        .cmp(&b.deadline_at)
+        .then(b.priority.cmp(&a.priority))
+        .then(a.id.cmp(&b.id))
+}
+
 fn back_to_pending(job: &mut Job, event: Transition, run_at: DateTime<Utc>, now: DateTime<Utc>) {
     finish(job, event, now);
     job.run_at = run_at;
@@ -184,6 +244,7 @@ pub(super) fn insert(
     // deadline ahead of every other job.
     let deadline = deadline_at(run_at.max(now), new.delay_tolerance)
         .map_err(|e| EnqueueError::Store(StoreError::Internal(e.to_string())))?;
+    let step = new.fair_step();
     let job = Job {
         id: new.id,
         tenant_id: new.tenant_id,
@@ -218,7 +279,21 @@ pub(super) fn insert(
             .idempotency
             .insert((job.tenant_id.clone(), key.clone()), job.id);
     }
+    inner.fair.insert(
+        job.id,
+        Turn {
+            tag: 0.0,
+            step,
+            tagged: false,
+        },
+    );
     inner.jobs.insert(job.id, job.clone());
+    let held = inner
+        .pauses
+        .contains_key(&PauseScope::tenant(&job.use_case, &job.tenant_id));
+    if run_at <= now && !held {
+        inner.tag(&job.tenant_id, &job.use_case, &[job.id]);
+    }
     Ok(Enqueued { job, created: true })
 }
 
@@ -362,7 +437,18 @@ impl ApiStore for MemoryStore {
             job.cancel_requested = false;
             job.finished_at = None;
             job.updated_at = now;
-            job.clone()
+            let job = job.clone();
+            // A retried job is new work: its tenant's next turn.
+            let held = inner
+                .pauses
+                .contains_key(&PauseScope::tenant(&job.use_case, &job.tenant_id));
+            if let Some(turn) = inner.fair.get_mut(&id) {
+                turn.tagged = false;
+            }
+            if !held {
+                inner.tag(&job.tenant_id, &job.use_case, &[id]);
+            }
+            job
         };
         self.notify(Wakeup::JobDue);
         Ok(job)
@@ -386,6 +472,41 @@ impl ApiStore for MemoryStore {
             .collect())
     }
 
+    async fn backlog(&self, grouping: BacklogGrouping) -> Result<Backlog, StoreError> {
+        let at = self.clock.now();
+        let inner = self.lock();
+        let mut rows: BTreeMap<(String, Option<String>), BacklogRow> = BTreeMap::new();
+        let due = inner.jobs.values().filter(|j| {
+            j.status == JobStatus::Pending
+                && j.run_at <= at
+                && !inner
+                    .pauses
+                    .keys()
+                    .any(|p| p.holds(&j.use_case, &j.tenant_id))
+        });
+        for job in due {
+            let tenant_id = match grouping {
+                BacklogGrouping::UseCase => None,
+                BacklogGrouping::Tenant => Some(job.tenant_id.clone()),
+            };
+            rows.entry((job.use_case.clone(), tenant_id.clone()))
+                .and_modify(|r| {
+                    r.due += 1;
+                    r.oldest_run_at = r.oldest_run_at.min(job.run_at);
+                })
+                .or_insert_with(|| BacklogRow {
+                    use_case: job.use_case.clone(),
+                    tenant_id,
+                    due: 1,
+                    oldest_run_at: job.run_at,
+                });
+        }
+        Ok(Backlog {
+            at,
+            rows: rows.into_values().collect(),
+        })
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -401,7 +522,39 @@ impl ApiStore for MemoryStore {
     }
 
     async fn resume(&self, scope: &PauseScope) -> Result<bool, StoreError> {
-        let resumed = self.lock().pauses.remove(scope).is_some();
+        let now = self.clock.now();
+        let resumed = {
+            let mut inner = self.lock();
+            let resumed = inner.pauses.remove(scope).is_some();
+            if resumed {
+                if let Some(tenant) = scope.tenant_id.clone() {
+                    // The tenant's waiting jobs take turns from the clock on, in deadline order:
+                    // a pause banks no turns.
+                    let mut waiting: Vec<&Job> = inner
+                        .jobs
+                        .values()
+                        .filter(|j| {
+                            j.use_case == scope.use_case
+                                && j.tenant_id == tenant
+                                && j.status == JobStatus::Pending
+                        })
+                        .collect();
+                    waiting.sort_by(|a, b| edf(a, b));
+                    let (due, later): (Vec<&Job>, Vec<&Job>) =
+                        waiting.into_iter().partition(|j| j.run_at <= now);
+                    let due: Vec<JobId> = due.iter().map(|j| j.id).collect();
+                    let later: Vec<JobId> = later.iter().map(|j| j.id).collect();
+                    for id in due.iter().chain(&later) {
+                        if let Some(turn) = inner.fair.get_mut(id) {
+                            turn.tagged = false;
+                            turn.tag = 0.0;
+                        }
+                    }
+                    inner.tag(&tenant, &scope.use_case, &due);
+                }
+            }
+            resumed
+        };
         if resumed {
             self.notify(Wakeup::JobDue);
         }
@@ -454,46 +607,135 @@ impl DispatchStore for MemoryStore {
         if take == 0 {
             return Ok(Vec::new());
         }
-        let pauses: Vec<&PauseScope> = inner
+        let pauses: Vec<PauseScope> = inner
             .pauses
             .keys()
             .filter(|p| p.use_case == use_case)
+            .cloned()
             .collect();
-        let mut due: Vec<&Job> = inner
+        let paused = |j: &Job| pauses.iter().any(|p| p.holds(&j.use_case, &j.tenant_id));
+        let tenant_paused = |j: &Job| {
+            pauses
+                .iter()
+                .any(|p| p.tenant_id.as_deref() == Some(j.tenant_id.as_str()))
+        };
+        // Jobs that became ready since the last pick (their run_at came) take their tenants' next
+        // turns, in deadline order; a paused tenant's wait until it resumes.
+        let mut promoted: BTreeMap<String, Vec<&Job>> = BTreeMap::new();
+        for j in inner.jobs.values().filter(|j| {
+            j.use_case == use_case
+                && j.status == JobStatus::Pending
+                && j.run_at <= now
+                && !tenant_paused(j)
+                && !inner.turn(&j.id).tagged
+        }) {
+            promoted.entry(j.tenant_id.clone()).or_default().push(j);
+        }
+        let promoted: Vec<(String, Vec<JobId>)> = promoted
+            .into_iter()
+            .map(|(tenant, mut jobs)| {
+                jobs.sort_by(|a, b| edf(a, b));
+                (tenant, jobs.iter().map(|j| j.id).collect())
+            })
+            .collect();
+        for (tenant, ids) in promoted {
+            inner.tag(&tenant, use_case, &ids);
+        }
+
+        let due: Vec<&Job> = inner
             .jobs
             .values()
             .filter(|j| j.use_case == use_case && j.status == JobStatus::Pending && j.run_at <= now)
-            .filter(|j| !pauses.iter().any(|p| p.holds(&j.use_case, &j.tenant_id)))
+            .filter(|j| !paused(j))
             .collect();
-        due.sort_by(|a, b| {
-            a.deadline_at
-                .cmp(&b.deadline_at)
-                .then(b.priority.cmp(&a.priority))
-                .then(a.id.cmp(&b.id))
-        });
-        // Rate limits: each limited tenant may take as many jobs as whole tokens it holds now.
+        let by_turn = |a: &&Job, b: &&Job| {
+            let (ta, tb) = (inner.turn(&a.id).tag, inner.turn(&b.id).tag);
+            ta.total_cmp(&tb).then_with(|| edf(a, b))
+        };
+        // Each tenant's due jobs in deadline order, and whether a rate limit applies to it.
+        let mut tenants: BTreeMap<&str, Vec<&Job>> = BTreeMap::new();
+        for j in &due {
+            tenants.entry(j.tenant_id.as_str()).or_default().push(j);
+        }
+        for jobs in tenants.values_mut() {
+            jobs.sort_by(|a, b| edf(a, b));
+        }
+        let limit_of = |tenant: &str| crate::rate::lookup(&inner.rate_limits, tenant, use_case);
+        // The main lane: turns of tenants without a rate limit, lowest tags first. The limited
+        // lane: each limited tenant's earliest deadlines, as many as its whole tokens.
+        let mut main: Vec<&Job> = due
+            .iter()
+            .copied()
+            .filter(|j| limit_of(&j.tenant_id).is_none())
+            .collect();
+        main.sort_by(by_turn);
+        main.truncate(take);
         let mut tokens: HashMap<String, (f64, f64)> = HashMap::new();
-        let mut ids = Vec::with_capacity(take);
-        for job in due {
-            if ids.len() == take {
-                break;
-            }
-            if let Some(limit) = crate::rate::lookup(&inner.rate_limits, &job.tenant_id, use_case) {
+        let mut lane: Vec<&Job> = Vec::new();
+        for (tenant, jobs) in &tenants {
+            if let Some(limit) = limit_of(tenant) {
                 let bucket = inner
                     .buckets
-                    .get(&(use_case.to_owned(), job.tenant_id.clone()))
+                    .get(&(use_case.to_owned(), (*tenant).to_owned()))
                     .copied();
-                let (_, left) = tokens.entry(job.tenant_id.clone()).or_insert_with(|| {
-                    let t = limit.tokens_at(bucket, now);
-                    (t, t)
-                });
-                if *left < 1.0 {
-                    continue;
-                }
-                *left -= 1.0;
+                let t = limit.tokens_at(bucket, now);
+                tokens.insert((*tenant).to_owned(), (t, t));
+                let whole = if t < 1.0 { 0 } else { t.floor() as usize };
+                lane.extend(jobs.iter().take(whole.min(take)));
             }
-            ids.push(job.id);
         }
+        let mut picked: Vec<(&Job, bool)> = main
+            .into_iter()
+            .map(|j| (j, false))
+            .chain(lane.into_iter().map(|j| (j, true)))
+            .collect();
+        picked.sort_by(|a, b| by_turn(&a.0, &b.0));
+        picked.truncate(take);
+        // Each main-lane tenant's turns go to its earliest deadlines; unused tags move to the
+        // jobs it keeps (`fair::hand_over`).
+        let mut slots: BTreeMap<&str, Vec<(JobId, f64)>> = BTreeMap::new();
+        let mut ids = Vec::with_capacity(take);
+        let mut clock = inner.clocks.get(use_case).copied().unwrap_or(0.0);
+        for (j, limited) in &picked {
+            if *limited {
+                ids.push(j.id);
+                if let Some((_, left)) = tokens.get_mut(&j.tenant_id) {
+                    *left -= 1.0;
+                }
+            } else {
+                let tag = inner.turn(&j.id).tag;
+                clock = clock.max(tag);
+                slots
+                    .entry(j.tenant_id.as_str())
+                    .or_default()
+                    .push((j.id, tag));
+            }
+        }
+        let mut swaps = Vec::new();
+        for (tenant, turns) in &slots {
+            let chosen: Vec<(JobId, f64)> = tenants
+                .get(tenant)
+                .map(|jobs| {
+                    jobs.iter()
+                        .take(turns.len())
+                        .map(|j| (j.id, inner.turn(&j.id).tag))
+                        .collect()
+                })
+                .unwrap_or_default();
+            ids.extend(chosen.iter().map(|c| c.0));
+            swaps.extend(crate::fair::hand_over(turns, &chosen));
+        }
+        for (id, tag) in swaps {
+            if let Some(turn) = inner.fair.get_mut(&id) {
+                turn.tag = tag;
+            }
+        }
+        inner.clocks.insert(use_case.to_owned(), clock);
+        // One pick's jobs are sent in deadline order (as the Postgres store returns them).
+        ids.sort_by(|a, b| match (inner.jobs.get(a), inner.jobs.get(b)) {
+            (Some(a), Some(b)) => edf(a, b),
+            _ => a.cmp(b),
+        });
         for (tenant, (at_start, left)) in tokens {
             if left < at_start {
                 inner
@@ -671,6 +913,12 @@ impl LeaseStore for MemoryStore {
             }
             job.clone()
         })?;
+        if job.status == JobStatus::Pending && job.run_at > self.clock.now() {
+            // Tagged again when its backoff ends (it becomes ready), like a scheduled job.
+            if let Some(turn) = self.lock().fair.get_mut(&id) {
+                turn.tagged = false;
+            }
+        }
         self.notify(Wakeup::CapacityFreed);
         Ok(job)
     }

@@ -7,7 +7,7 @@
 //! | page | shows / does |
 //! |---|---|
 //! | `GET /ui/login`, `POST /ui/login`, `POST /ui/logout` | sign in with the operator token or a tenant key; sign out |
-//! | `GET /ui` | per use case: counts by status, in flight against the cap, pauses, jobs finished and deadlines met/missed per minute (SVG charts), recent failures |
+//! | `GET /ui` | per use case: counts by status, in flight against the cap, pauses, the due backlog and the age of its oldest job, jobs finished and deadlines met/missed per minute (SVG charts), recent failures |
 //! | `GET /ui/jobs` | jobs filtered by tenant, use case, status, type and creation time, with cursor paging |
 //! | `GET /ui/jobs/{id}` | one job: payload as pretty JSON, attempts, last error, timeline; retry and cancel |
 //! | `POST /ui/pauses` | pause or resume a use case (operator) |
@@ -43,7 +43,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use jobs_core::{Activity, ActivityQuery, JobService, StoreError, TenantScope};
+use jobs_core::{Activity, ActivityQuery, Backlog, JobService, StoreError, TenantScope};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -58,8 +58,15 @@ const ACTIVITY_CACHE_ENTRIES: usize = 256;
 /// Largest form body the dashboard reads.
 const FORM_LIMIT: usize = 64 * 1024;
 
+/// What the overview shows of one scope: the recent activity and the due backlog.
+#[derive(Debug)]
+pub(crate) struct Overview {
+    pub(crate) activity: Activity,
+    pub(crate) backlog: Backlog,
+}
+
 /// Overview data by tenant (`None`: every tenant), with when it was read.
-type ActivityCache = HashMap<Option<String>, (Instant, Arc<Activity>)>;
+type ActivityCache = HashMap<Option<String>, (Instant, Arc<Overview>)>;
 
 /// The dashboard's part of the router state: the session key and the overview cache.
 #[derive(Debug)]
@@ -82,14 +89,14 @@ impl UiState {
         self.key.as_ref()
     }
 
-    /// The overview's activity for `scope` (optionally one tenant's), reused for
+    /// The overview's data for `scope` (optionally one tenant's), reused for
     /// [`ACTIVITY_MAX_AGE`].
-    async fn activity(
+    async fn overview(
         &self,
         service: &JobService,
         scope: &TenantScope,
         tenant: Option<String>,
-    ) -> Result<Arc<Activity>, StoreError> {
+    ) -> Result<Arc<Overview>, StoreError> {
         let tenant = match scope {
             TenantScope::Tenant(own) => Some(own.clone()),
             TenantScope::All => tenant,
@@ -104,13 +111,15 @@ impl UiState {
             tenant_id: tenant.clone(),
             ..ActivityQuery::all_tenants()
         };
-        let activity = Arc::new(service.activity(query, scope).await?);
+        let activity = service.activity(query, scope).await?;
+        let backlog = service.backlog(tenant.clone(), scope).await?;
+        let overview = Arc::new(Overview { activity, backlog });
         let mut cache = self.cache();
         if cache.len() >= ACTIVITY_CACHE_ENTRIES {
             cache.clear();
         }
-        cache.insert(tenant, (Instant::now(), activity.clone()));
-        Ok(activity)
+        cache.insert(tenant, (Instant::now(), overview.clone()));
+        Ok(overview)
     }
 
     /// Drops the cached overviews (after an action changed jobs).

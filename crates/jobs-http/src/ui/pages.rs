@@ -310,10 +310,12 @@ pub(crate) async fn overview(
         TenantScope::All => nonempty(query.tenant_id),
         TenantScope::Tenant(own) => Some(own.clone()),
     };
-    let activity = match state.ui().activity(service, scope, tenant.clone()).await {
-        Ok(a) => a,
+    let overview = match state.ui().overview(service, scope, tenant.clone()).await {
+        Ok(o) => o,
         Err(e) => return store_failed(&signed, &e),
     };
+    let activity = &overview.activity;
+    let backlog = &overview.backlog;
     let pauses = match service.pauses(scope).await {
         Ok(p) => p,
         Err(e) => return store_failed(&signed, &e),
@@ -372,6 +374,18 @@ pub(crate) async fn overview(
             })
             .collect();
         let in_flight = count(JobStatus::Dispatched) + count(JobStatus::Running);
+        let due: u64 = backlog
+            .rows
+            .iter()
+            .filter(|r| &r.use_case == name)
+            .map(|r| r.due)
+            .sum();
+        let oldest = backlog
+            .rows
+            .iter()
+            .filter(|r| &r.use_case == name)
+            .map(|r| r.oldest_run_at)
+            .min();
         let dead = count(JobStatus::Dead);
         let id = format!("uc-{name}");
         cards.push(html! {
@@ -408,6 +422,11 @@ pub(crate) async fn overview(
                         }
                         meter #(format!("cap-{name}")) min="0" max=(uc.max_concurrent) value=(in_flight) {
                             (in_flight) " of " (uc.max_concurrent)
+                        }
+                        h3 { "Backlog" }
+                        @match oldest {
+                            Some(at) => p { (due) " due and waiting; the oldest for " strong { (span(backlog.at - at)) } " (due since " (ts(at)) ")." },
+                            None => p { "Nothing due is waiting." },
                         }
                         h3 { "Last " (DEFAULT_ACTIVITY_MINUTES) " minutes" }
                         (chart::bars("Jobs finished per minute", "succeeded", "dead or expired", &throughput))
@@ -1040,15 +1059,16 @@ pub(crate) async fn bulk_retry_confirm(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let activity = match state
+    let overview = match state
         .ui()
-        .activity(state.service(), signed.scope(), tenant.clone())
+        .overview(state.service(), signed.scope(), tenant.clone())
         .await
     {
-        Ok(a) => a,
+        Ok(o) => o,
         Err(e) => return store_failed(&signed, &e),
     };
-    let dead: u64 = activity
+    let dead: u64 = overview
+        .activity
         .counts
         .iter()
         .filter(|c| c.use_case == use_case && c.status == JobStatus::Dead)

@@ -108,6 +108,7 @@ pub fn new_job(tenant: &str, use_case: &str) -> NewJob {
         timeout: Duration::from_secs(30),
         idempotency_key: None,
         quota: None,
+        fair_weight: Some(1),
         trace_context: None,
     }
 }

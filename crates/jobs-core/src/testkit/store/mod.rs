@@ -19,6 +19,7 @@
 //! The concerns: `enqueue` (fields, idempotency, batches, trace context), `quota`, `pick` (the
 //! scheduler's EDF pick under caps), `deadline`, `lease` (claim, heartbeat and the outcomes a
 //! worker records), `fencing`, `reaper` (expired leases, refused dispatches, counts and pruning),
+//! `backlog` (due pending jobs and the oldest, for the telemetry),
 //! `cancel_retry`, `list`, `wakeup`, `pause`, `rate`, `expiry`, `schedule` (cron schedules and their fenced firing) and `activity` (the dashboard's
 //! per-minute activity). Every case is re-exported here, so its path is
 //! `jobs_core::testkit::store::<case>` whichever file holds it. A new case goes in the file of
@@ -26,10 +27,12 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod activity;
+mod backlog;
 mod cancel_retry;
 mod deadline;
 mod enqueue;
 mod expiry;
+mod fair;
 mod fencing;
 mod lease;
 mod list;
@@ -42,10 +45,12 @@ mod schedule;
 mod wakeup;
 
 pub use activity::*;
+pub use backlog::*;
 pub use cancel_retry::*;
 pub use deadline::*;
 pub use enqueue::*;
 pub use expiry::*;
+pub use fair::*;
 pub use fencing::*;
 pub use lease::*;
 pub use list::*;
@@ -113,6 +118,8 @@ macro_rules! store_conformance_tests {
             reaper_counts_expired_runs_as_attempts,
             unsent_dispatches_go_back_at_once,
             counts_and_prune,
+            // backlog.rs
+            backlog_counts_due_pending_jobs_and_the_oldest,
             // cancel_retry.rs
             cancel_follows_the_state_table,
             running_cancel_is_cooperative,
@@ -147,6 +154,12 @@ macro_rules! store_conformance_tests {
             firing_a_slot_twice_makes_one_job,
             concurrent_fires_of_one_slot_make_one_job,
             a_full_quota_skips_the_slot_and_the_schedule_advances,
+            fair_share_splits_turns_by_weight,
+            a_flooder_queues_behind_its_own_jobs,
+            each_turn_goes_to_the_tenants_earliest_deadline,
+            idle_paused_and_scheduled_tenants_bank_no_turns,
+            a_use_case_without_fair_share_is_plain_edf,
+            a_retried_job_takes_its_tenants_next_turn,
             // activity.rs
             activity_counts_finished_jobs_and_deadlines_per_minute,
             activity_examines_a_bounded_number_of_jobs,
@@ -205,6 +218,7 @@ pub fn new_job(tenant: &str, use_case: &str) -> NewJob {
         timeout: Duration::from_secs(30),
         idempotency_key: None,
         quota: None,
+        fair_weight: Some(1),
         trace_context: None,
     }
 }
