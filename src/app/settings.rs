@@ -882,6 +882,16 @@ mod tests {
         ("ASYNC_JOBS_MESSAGE_LABELING_MAX_CONCURRENT", "2"),
         ("ASYNC_JOBS_NOTIFICATIONS_EXPIRE_AT_DEADLINE", "true"),
         ("ASYNC_JOBS_MESSAGE_LABELING_EXPIRE_AT_DEADLINE", "true"),
+        ("ASYNC_JOBS_NOTIFICATIONS_FAIR_SHARE", "false"),
+        (
+            "ASYNC_JOBS_PER_TENANT_WEIGHTS",
+            r#"{"acme": {"notifications": 4}, "*": 1}"#,
+        ),
+        ("ASYNC_JOBS_MESSAGE_LABELING_FAIR_SHARE", "false"),
+        (
+            "ASYNC_JOBS_UI_SESSION_KEY",
+            "0123456789abcdef0123456789abcdef",
+        ),
         (
             "ASYNC_JOBS_MESSAGE_LABELING_DEFAULT_DELAY_TOLERANCE_SECONDS",
             "60",
@@ -954,7 +964,7 @@ mod tests {
     ];
 
     /// Settings whose value the report never shows (only whether they are set).
-    const SECRETS: &[&str] = &["ASYNC_JOBS_ENQUEUE_AUTH_TOKEN"];
+    const SECRETS: &[&str] = &["ASYNC_JOBS_ENQUEUE_AUTH_TOKEN", "ASYNC_JOBS_UI_SESSION_KEY"];
 
     /// Settings in `.env.example` that no platform process reads, and who does.
     const NOT_PROCESS_SETTINGS: &[(&str, &str)] = &[
