@@ -94,10 +94,12 @@ async fn prepare_caller_tx(
     Ok(())
 }
 
-/// Run on every new pooled connection: the store sends its own wake-ups (see `wake.rs`), and
-/// statements outside an explicit transaction run at READ COMMITTED too.
-const SESSION_SETUP: &str =
-    "SET async_jobs.notify = 'off'; SET default_transaction_isolation = 'read committed'";
+/// Run on every new pooled connection: the store sends its own wake-ups (see `wake.rs`),
+/// statements outside an explicit transaction run at READ COMMITTED too, and no statement is
+/// JIT-compiled: every store statement reads a handful of index entries, but the planner's
+/// estimates for the pick's CTEs on a large backlog cross `jit_above_cost`, and compiling took
+/// up to 2 s of a 30 ms pick (seen at 1,000,000 due jobs).
+const SESSION_SETUP: &str = "SET async_jobs.notify = 'off'; SET default_transaction_isolation = 'read committed'; SET jit = 'off'";
 
 /// The refusal of a retry of a job in `from`.
 fn illegal_retry(from: JobStatus) -> ChangeError {
