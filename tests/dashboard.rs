@@ -6,7 +6,7 @@
 //! page stays open (live refresh), its page shows it, Retry makes it pending again; a tenant key
 //! sees nothing of another tenant anywhere; a payload holding `<script>` is shown as text; a form
 //! posted without its CSRF token (or from another origin) is refused. It also takes the
-//! screenshots of the main pages (`target/dashboard-screenshots/`, and `docs/screenshots/` with
+//! screenshots of the main pages (`dashboard-screenshots/` in the target directory, and `docs/screenshots/` with
 //! `ASYNC_JOBS_UPDATE_SCREENSHOTS=1`).
 //!
 //! Without `chromium` and `chromedriver` the test is skipped with a loud message, except under
@@ -319,7 +319,12 @@ async fn the_dashboard_in_a_real_browser() {
             .build()
             .unwrap(),
         browser,
-        shots: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-screenshots"),
+        shots: std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(
+                || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+                PathBuf::from,
+            )
+            .join("dashboard-screenshots"),
     });
 
     // The flows run in a task, so that a failed assertion still lets the browser close first.
