@@ -41,6 +41,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::activity::{Activity, ActivityQuery};
 use crate::backlog::{Backlog, BacklogGrouping};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
@@ -120,6 +121,8 @@ pub enum StoreOp {
     RateLimits,
     /// [`DispatchStore::rate_wait`].
     RateWait,
+    /// [`ApiStore::activity`].
+    Activity,
 }
 
 impl StoreOp {
@@ -157,6 +160,7 @@ impl StoreOp {
             StoreOp::SetRateLimits => "set_rate_limits",
             StoreOp::RateLimits => "rate_limits",
             StoreOp::RateWait => "rate_wait",
+            StoreOp::Activity => "activity",
         }
     }
 }
@@ -310,6 +314,11 @@ impl<I: Interceptor> ApiStore for InterceptedStore<I> {
 
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
         self.around(StoreOp::Pauses, 1, self.inner.pauses()).await
+    }
+
+    async fn activity(&self, query: &ActivityQuery) -> Result<Activity, StoreError> {
+        self.around(StoreOp::Activity, 1, self.inner.activity(query))
+            .await
     }
 }
 

@@ -5,7 +5,7 @@
 //!
 //! | role | caller | methods |
 //! |---|---|---|
-//! | [`ApiStore`] | `JobService`, the HTTP API, operations endpoints | enqueue, enqueue_many, get, list, cancel, retry, counts, backlog, ping |
+//! | [`ApiStore`] | `JobService`, the HTTP API, operations endpoints, the dashboard | enqueue, enqueue_many, get, list, cancel, retry, counts, backlog, ping, pause, resume, pauses, activity |
 //! | [`DispatchStore`] | the scheduler's pick | lease_due, return_dispatched, subscribe, set_rate_limits, rate_limits, rate_wait |
 //! | [`LeaseStore`] | the worker | claim, claim_many, heartbeat, complete, complete_many, fail, finish_cancelled, release |
 //! | [`MaintenanceStore`] | the scheduler's reaper and pruning | reap_expired, prune |
@@ -37,6 +37,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::activity::{Activity, ActivityQuery};
 use crate::backlog::{Backlog, BacklogGrouping};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
@@ -413,6 +414,14 @@ pub trait ApiStore: Send + Sync + std::fmt::Debug {
 
     /// Every pause in force, by use case, then the whole use case before its tenants, then tenant.
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
+
+    /// Recent activity for the dashboard: job counts by use case and status, and for each use
+    /// case and minute of the recent window the jobs finished (by status) and the deadlines met
+    /// and missed, of the query's tenant or of all. MUST follow the rules of [`crate::activity`]
+    /// (the reference is [`crate::activity::tally`]), and MUST examine at most
+    /// [`ActivityQuery::max_rows`] finished and as many in-flight jobs, whatever the number of
+    /// jobs stored.
+    async fn activity(&self, query: &ActivityQuery) -> Result<Activity, StoreError>;
 }
 
 /// The scheduler's dispatch role: pick due jobs under the caps, take back the ones the transport
@@ -608,6 +617,7 @@ mockall::mock! {
         async fn pause(&self, scope: &PauseScope) -> Result<Pause, StoreError>;
         async fn resume(&self, scope: &PauseScope) -> Result<bool, StoreError>;
         async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
+        async fn activity(&self, query: &ActivityQuery) -> Result<Activity, StoreError>;
     }
 
     #[async_trait]

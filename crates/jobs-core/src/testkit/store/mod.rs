@@ -20,11 +20,13 @@
 //! scheduler's EDF pick under caps), `deadline`, `lease` (claim, heartbeat and the outcomes a
 //! worker records), `fencing`, `reaper` (expired leases, refused dispatches, counts and pruning),
 //! `backlog` (due pending jobs and the oldest, for the telemetry),
-//! `cancel_retry`, `list`, `wakeup`, `pause`, `rate`, `expiry` and `schedule` (cron schedules and their fenced firing). Every case is re-exported here, so its path is
+//! `cancel_retry`, `list`, `wakeup`, `pause`, `rate`, `expiry`, `schedule` (cron schedules and their fenced firing) and `activity` (the dashboard's
+//! per-minute activity). Every case is re-exported here, so its path is
 //! `jobs_core::testkit::store::<case>` whichever file holds it. A new case goes in the file of
 //! its concern *and* in the macro's list; a unit test checks that the two agree.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod activity;
 mod backlog;
 mod cancel_retry;
 mod deadline;
@@ -42,6 +44,7 @@ mod reaper;
 mod schedule;
 mod wakeup;
 
+pub use activity::*;
 pub use backlog::*;
 pub use cancel_retry::*;
 pub use deadline::*;
@@ -157,6 +160,9 @@ macro_rules! store_conformance_tests {
             idle_paused_and_scheduled_tenants_bank_no_turns,
             a_use_case_without_fair_share_is_plain_edf,
             a_retried_job_takes_its_tenants_next_turn,
+            // activity.rs
+            activity_counts_finished_jobs_and_deadlines_per_minute,
+            activity_examines_a_bounded_number_of_jobs,
         }
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
