@@ -106,15 +106,7 @@ async fn fill(bench: &BenchDb, args: &ScaleArgs, from: u64, to: u64) -> anyhow::
                FROM generate_series($1::bigint, $2::bigint - 1) g) x",
         s = bench.schema
     );
-    bench
-        .admin
-        .execute(&sql, &[&(from as i64), &(to as i64)])
-        .await?;
-    bench
-        .admin
-        .batch_execute(&format!("VACUUM ANALYZE {}.jobs", bench.schema))
-        .await?;
-    Ok(())
+    insert_range(bench, &sql, from, to).await
 }
 
 /// Inserts due pending jobs with ordinals `from..to` over [`BACKLOG_TENANTS`] tenants, each
@@ -151,9 +143,15 @@ async fn fill_tenants(
          FROM generate_series($1::bigint, $2::bigint - 1) g",
         s = bench.schema
     );
+    insert_range(bench, &sql, from, to).await
+}
+
+/// Runs `sql` (an insert of the ordinals `$1..$2`) for `from..to`, then refreshes the table's
+/// visibility map and statistics, as a settled production table would have them.
+async fn insert_range(bench: &BenchDb, sql: &str, from: u64, to: u64) -> anyhow::Result<()> {
     bench
         .admin
-        .execute(&sql, &[&(from as i64), &(to as i64)])
+        .execute(sql, &[&(from as i64), &(to as i64)])
         .await?;
     bench
         .admin
