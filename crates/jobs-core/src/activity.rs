@@ -200,13 +200,14 @@ pub fn tally<'a>(
             _ => {}
         }
     }
-    // The most recently finished first, as a database's index walk.
+    // Only the scope's jobs count toward the bound (another tenant's volume must not show in a
+    // tenant's figures, not even as a cut window); then the most recently finished first.
+    finished.retain(|j| ours(j));
+    in_flight.retain(|j| ours(j));
     finished.sort_by_key(|j| std::cmp::Reverse((j.finished_at, j.id)));
     let truncated = finished.len() > max_rows;
     finished.truncate(max_rows);
     in_flight.truncate(max_rows);
-    finished.retain(|j| ours(j));
-    in_flight.retain(|j| ours(j));
     let mut minutes: BTreeMap<(String, DateTime<Utc>), MinuteActivity> = BTreeMap::new();
     for job in &finished {
         if let Some(at) = job.finished_at {

@@ -34,10 +34,13 @@ const CLAIM_OR_EXPIRE: &str = "status = CASE WHEN (j.expire_at_deadline AND j.de
 /// The dashboard's recent activity (`ApiStore::activity`, rules in `jobs_core::activity`): $1 the
 /// clock, $2 the window in minutes, $3 the bound on rows examined, $4 the tenant or NULL.
 ///
-/// Bounded whatever the table's size: `fin0` walks `jobs_finished_idx` backwards from now and
-/// stops after $3 + 1 rows (the extra one only says the bound cut the window); `fly` reads the
-/// in-flight jobs (dispatched or running: the caps bound them) through their partial indexes,
-/// at most $3. The tenant filter applies to those rows. No index is added for it: every
+/// Bounded whatever the table's size. For every tenant, `fin0` walks `jobs_finished_idx`
+/// backwards from now and stops after $3 + 1 rows (the extra one only says the bound cut the
+/// window). For one tenant it walks that tenant's newest $3 + 1 jobs (`jobs_tenant_list_idx`;
+/// ids are UUIDv7, in creation order) and keeps those finished in the window: the bound counts
+/// the tenant's own jobs only, so another tenant's volume never shows in a tenant's figures, not
+/// even as a cut window. `fly` reads the in-flight jobs (dispatched or running: the caps bound
+/// them) through their partial indexes, at most $3. No index is added for it: every
 /// index costs each job write, and `finished_at`'s exists for pruning. Minutes are UTC. Always
 /// one row at least (the window's start and the truncation flag, with NULL groups when nothing
 /// happened).
@@ -45,16 +48,20 @@ fn activity_sql(jobs: &str) -> String {
     const MINUTE: &str = "(date_trunc('minute', t.now AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')";
     format!(
         "WITH w AS MATERIALIZED (SELECT {MINUTE} - ($2::int - 1) * interval '1 minute' AS since FROM {NOW}), \
-         fin0 AS MATERIALIZED (SELECT j.tenant_id, j.use_case, j.status, j.finished_at, j.first_started_at, \
-                 j.started_at, j.deadline_at \
-             FROM {jobs} j WHERE j.finished_at >= (SELECT since FROM w) \
-             ORDER BY j.finished_at DESC LIMIT $3::bigint + 1), \
+         fin0 AS MATERIALIZED ( \
+             (SELECT j.tenant_id, j.use_case, j.status, j.finished_at, j.first_started_at, j.started_at, j.deadline_at \
+                 FROM {jobs} j WHERE $4::text IS NULL AND j.finished_at >= (SELECT since FROM w) \
+                 ORDER BY j.finished_at DESC LIMIT $3::bigint + 1) \
+             UNION ALL \
+             (SELECT x.tenant_id, x.use_case, x.status, x.finished_at, x.first_started_at, x.started_at, x.deadline_at \
+                 FROM (SELECT j.tenant_id, j.use_case, j.status, j.finished_at, j.first_started_at, j.started_at, j.deadline_at \
+                     FROM {jobs} j WHERE j.tenant_id = $4::text ORDER BY j.id DESC LIMIT $3::bigint + 1) x \
+                 WHERE x.finished_at >= (SELECT since FROM w))), \
          fin AS MATERIALIZED (SELECT * FROM (SELECT * FROM fin0 ORDER BY finished_at DESC LIMIT $3::bigint) x \
-             WHERE x.status IN ('succeeded', 'dead', 'cancelled', 'expired') \
-             AND ($4::text IS NULL OR x.tenant_id = $4::text)), \
+             WHERE x.status IN ('succeeded', 'dead', 'cancelled', 'expired')), \
          fly AS (SELECT * FROM (SELECT j.tenant_id, j.use_case, j.first_started_at, j.started_at, j.deadline_at \
              FROM {jobs} j WHERE j.status IN {IN_FLIGHT} AND j.first_started_at >= (SELECT since FROM w) \
-             LIMIT $3::bigint) y WHERE ($4::text IS NULL OR y.tenant_id = $4::text)), \
+             AND ($4::text IS NULL OR j.tenant_id = $4::text) LIMIT $3::bigint) y), \
          started AS (SELECT use_case, first_started_at, started_at, deadline_at FROM fin \
              UNION ALL SELECT use_case, first_started_at, started_at, deadline_at FROM fly), \
          ev AS (SELECT use_case, finished_at AS at, status AS what FROM fin \

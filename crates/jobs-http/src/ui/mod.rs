@@ -122,9 +122,18 @@ impl UiState {
         Ok(overview)
     }
 
-    /// Drops the cached overviews (after an action changed jobs).
+    /// Drops every cached overview (after an operator's change of a whole use case).
     pub(crate) fn forget(&self) {
         self.cache().clear();
+    }
+
+    /// Drops the cached overviews that show `tenant`'s jobs: its own and the all-tenants one
+    /// (after a change of its jobs succeeded; a refused action drops nothing, so no caller can
+    /// make every scope's overview be read again at will).
+    pub(crate) fn forget_tenant(&self, tenant: &str) {
+        let mut cache = self.cache();
+        cache.remove(&Some(tenant.to_owned()));
+        cache.remove(&None);
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, ActivityCache> {

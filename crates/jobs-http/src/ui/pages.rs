@@ -930,9 +930,11 @@ pub(crate) async fn retry(
         Ok(id) => id,
         Err(r) => return r,
     };
-    state.ui().forget();
     match state.service().retry(id, signed.scope()).await {
-        Ok(_) => Redirect::to(&signed.base.at(&format!("/jobs/{id}?done=retried"))).into_response(),
+        Ok(job) => {
+            state.ui().forget_tenant(&job.tenant_id);
+            Redirect::to(&signed.base.at(&format!("/jobs/{id}?done=retried"))).into_response()
+        }
         Err(e) => change_failed(signed, e),
     }
 }
@@ -948,9 +950,9 @@ pub(crate) async fn cancel(
         Ok(id) => id,
         Err(r) => return r,
     };
-    state.ui().forget();
     match state.service().cancel(id, signed.scope()).await {
         Ok(job) => {
+            state.ui().forget_tenant(&job.tenant_id);
             let done = match job.status {
                 JobStatus::Cancelled => "cancelled",
                 _ => "cancel_requested",
@@ -974,7 +976,6 @@ pub(crate) struct PauseForm {
 pub(crate) async fn pause(State(state): State<AppState>, posted: Posted<PauseForm>) -> Response {
     let signed = &posted.signed;
     let scope = PauseScope::use_case(posted.form.use_case.clone());
-    state.ui().forget();
     let outcome = match posted.form.action.as_str() {
         "pause" => state
             .service()
@@ -997,7 +998,10 @@ pub(crate) async fn pause(State(state): State<AppState>, posted: Posted<PauseFor
         }
     };
     match outcome {
-        Ok(done) => Redirect::to(&format!("{}?done={done}", signed.base.home())).into_response(),
+        Ok(done) => {
+            state.ui().forget();
+            Redirect::to(&format!("{}?done={done}", signed.base.home())).into_response()
+        }
         Err(PauseError::Forbidden) => error_page(
             &signed.base,
             Some(&signed.session),
@@ -1126,7 +1130,6 @@ pub(crate) async fn bulk_retry(
         status: Some(JobStatus::Dead),
         ..JobFilter::default()
     };
-    state.ui().forget();
     let outcome = match state
         .service()
         .bulk(
@@ -1141,6 +1144,12 @@ pub(crate) async fn bulk_retry(
         Ok(o) => o,
         Err(e) => return store_failed(signed, &e),
     };
+    if outcome.changed > 0 {
+        match &tenant {
+            Some(t) => state.ui().forget_tenant(t),
+            None => state.ui().forget(),
+        }
+    }
     let base = &signed.base;
     let body = html! {
         p .notice role="status" { "Retried " strong { (outcome.changed) } " of " (outcome.matched) " dead jobs examined." }

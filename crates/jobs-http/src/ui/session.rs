@@ -201,16 +201,23 @@ impl Session {
     }
 }
 
-/// The session cookie's value in a request, if any.
+/// The session cookie's value in a request, if it carries exactly one. Two or more (a cookie
+/// planted for a parent domain or a narrower path beside ours) open no session: choosing one
+/// would let a sibling site fix the session a victim works in.
 pub(crate) fn cookie_value(headers: &HeaderMap) -> Option<&str> {
-    headers
+    let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value)
+        .filter(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value);
+    let first = found.next()?;
+    match found.next() {
+        Some(_) => None,
+        None => Some(first),
+    }
 }
 
 /// The `Set-Cookie` value that stores `value` for `path`: `Secure` (browsers also accept it from
@@ -326,6 +333,13 @@ mod tests {
             HeaderValue::from_static("a=1; async_jobs_session=v1.x; b=2"),
         );
         assert_eq!(cookie_value(&h), Some("v1.x"));
+        // A second session cookie (planted by a sibling site for a parent domain or a narrower
+        // path) opens no session instead of choosing one.
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("async_jobs_session=v1.planted"),
+        );
+        assert_eq!(cookie_value(&h), None);
         let set = set_cookie("v", "/ui");
         for part in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/ui"] {
             assert!(set.contains(part), "{set}");

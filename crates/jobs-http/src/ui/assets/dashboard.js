@@ -16,8 +16,11 @@
     return;
   }
   var busy = false;
+  var failing = false;
 
-  function say(text) { if (status) { status.textContent = text; } }
+  // The status is an aria-live region: it speaks only when something changes for the reader
+  // (a refresh fails, recovers, or is switched), never on every successful refresh.
+  function say(text) { if (status && status.textContent !== text) { status.textContent = text; } }
 
   function refresh() {
     if (busy || !toggle.checked || document.hidden) { return; }
@@ -42,9 +45,9 @@
             }));
           }
         });
-        say("Updated " + new Date().toLocaleTimeString());
+        if (failing) { failing = false; say("Live again"); }
       })
-      .catch(function (err) { say("Refresh failed (" + err.message + ")"); })
+      .catch(function (err) { failing = true; say("Refresh failed (" + err.message + ")"); })
       .finally(function () { busy = false; });
   }
 
