@@ -237,7 +237,8 @@ pub(crate) fn clear_cookie(path: &str) -> String {
 
 /// Whether a state-changing request comes from the dashboard's own pages: `Sec-Fetch-Site`, when
 /// the browser sends it, must be `same-origin` (or `none`: typed by the user), and `Origin`, when
-/// sent, must name the host the request was sent to. Browsers send at least one of them with
+/// sent, must name the host the request was sent to (`Host`, or the `X-Forwarded-Host` a
+/// reverse proxy that rewrites `Host` passes on). Browsers send at least one of them with
 /// every form POST; a request with neither (not a browser) still needs the CSRF token.
 pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
@@ -249,11 +250,20 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     match text(header::ORIGIN) {
         None => true,
         Some(origin) => {
-            let host = text(header::HOST).unwrap_or("");
             let authority = origin
                 .strip_prefix("https://")
                 .or_else(|| origin.strip_prefix("http://"));
-            !host.is_empty() && authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
+            // The host the browser addressed: `Host`, or, behind a proxy that rewrites it, the
+            // first `X-Forwarded-Host` (a cross-site form cannot set that header, and the CSRF
+            // token is checked regardless).
+            let forwarded = text(header::HeaderName::from_static("x-forwarded-host"))
+                .and_then(|v| v.split(',').next())
+                .map(str::trim);
+            [text(header::HOST), forwarded]
+                .into_iter()
+                .flatten()
+                .filter(|h| !h.is_empty())
+                .any(|host| authority.is_some_and(|a| a.eq_ignore_ascii_case(host)))
         }
     }
 }
@@ -368,5 +378,16 @@ mod tests {
         assert!(!with(&[("host", "a"), ("sec-fetch-site", "cross-site")]));
         assert!(!with(&[("host", "a"), ("sec-fetch-site", "same-site")]));
         assert!(!with(&[("origin", "null"), ("host", "a")]));
+        // Behind a proxy that rewrites Host, the forwarded host the browser addressed.
+        assert!(with(&[
+            ("host", "backend:8080"),
+            ("x-forwarded-host", "jobs.example.com, proxy.internal"),
+            ("origin", "https://jobs.example.com")
+        ]));
+        assert!(!with(&[
+            ("host", "backend:8080"),
+            ("x-forwarded-host", "jobs.example.com"),
+            ("origin", "https://evil.example")
+        ]));
     }
 }
