@@ -44,6 +44,7 @@ use async_trait::async_trait;
 use crate::backlog::{Backlog, BacklogGrouping};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
+use crate::predict::QueuePosition;
 use crate::rate::RateLimit;
 use crate::schedule::{Schedule, ScheduleDraft};
 use crate::schedule_store::{Fired, ScheduleStore};
@@ -120,6 +121,10 @@ pub enum StoreOp {
     RateLimits,
     /// [`DispatchStore::rate_wait`].
     RateWait,
+    /// [`ApiStore::queue_position`].
+    QueuePosition,
+    /// [`DispatchStore::record_drain_rate`].
+    RecordDrainRate,
 }
 
 impl StoreOp {
@@ -157,6 +162,8 @@ impl StoreOp {
             StoreOp::SetRateLimits => "set_rate_limits",
             StoreOp::RateLimits => "rate_limits",
             StoreOp::RateWait => "rate_wait",
+            StoreOp::QueuePosition => "queue_position",
+            StoreOp::RecordDrainRate => "record_drain_rate",
         }
     }
 }
@@ -311,6 +318,15 @@ impl<I: Interceptor> ApiStore for InterceptedStore<I> {
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
         self.around(StoreOp::Pauses, 1, self.inner.pauses()).await
     }
+
+    async fn queue_position(
+        &self,
+        id: JobId,
+        bound: u32,
+    ) -> Result<Option<QueuePosition>, StoreError> {
+        self.around(StoreOp::QueuePosition, 1, self.inner.queue_position(id, bound))
+            .await
+    }
 }
 
 #[async_trait]
@@ -355,6 +371,11 @@ impl<I: Interceptor> DispatchStore for InterceptedStore<I> {
     async fn rate_wait(&self, use_case: &str) -> Result<Option<Duration>, StoreError> {
         self.around(StoreOp::RateWait, 1, self.inner.rate_wait(use_case))
             .await
+    }
+
+    async fn record_drain_rate(&self, use_case: &str, per_second: f64) -> Result<(), StoreError> {
+        let call = self.inner.record_drain_rate(use_case, per_second);
+        self.around(StoreOp::RecordDrainRate, 1, call).await
     }
 }
 
