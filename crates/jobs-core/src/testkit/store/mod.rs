@@ -20,7 +20,7 @@
 //! scheduler's EDF pick under caps), `deadline`, `lease` (claim, heartbeat and the outcomes a
 //! worker records), `fencing`, `reaper` (expired leases, refused dispatches, counts and pruning),
 //! `backlog` (due pending jobs and the oldest, for the telemetry),
-//! `cancel_retry`, `list`, `wakeup`, `pause`, `rate`, `expiry` and `schedule` (cron schedules and their fenced firing). Every case is re-exported here, so its path is
+//! `cancel_retry`, `list`, `wakeup`, `pause`, `rate`, `expiry`, `schedule` (cron schedules and their fenced firing), `fair` (weighted fair share) and `predict` (the queue position behind a predicted start). Every case is re-exported here, so its path is
 //! `jobs_core::testkit::store::<case>` whichever file holds it. A new case goes in the file of
 //! its concern *and* in the macro's list; a unit test checks that the two agree.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -36,6 +36,7 @@ mod lease;
 mod list;
 mod pause;
 mod pick;
+mod predict;
 mod quota;
 mod rate;
 mod reaper;
@@ -53,6 +54,7 @@ pub use lease::*;
 pub use list::*;
 pub use pause::*;
 pub use pick::*;
+pub use predict::*;
 pub use quota::*;
 pub use rate::*;
 pub use reaper::*;
@@ -157,6 +159,10 @@ macro_rules! store_conformance_tests {
             idle_paused_and_scheduled_tenants_bank_no_turns,
             a_use_case_without_fair_share_is_plain_edf,
             a_retried_job_takes_its_tenants_next_turn,
+            // predict.rs
+            queue_positions_follow_the_pick_order,
+            queue_position_counts_in_flight_bounds_and_reads_the_drain_rate,
+            paused_and_scheduled_jobs_hold_no_place,
         }
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
