@@ -594,9 +594,10 @@ fn print_view(output: Output, view: &JobView) {
         return;
     }
     let p = &view.prediction;
-    let predicted = p
-        .predicted_start_at
-        .map_or_else(|| "-".to_owned(), |t| format!("{} (estimate)", time(Some(t))));
+    let predicted = p.predicted_start_at.map_or_else(
+        || "-".to_owned(),
+        |t| format!("{} (estimate)", time(Some(t))),
+    );
     let at_risk = p.at_risk.map_or("-", |r| if r { "yes" } else { "no" });
     print_job_lines(
         &view.job,

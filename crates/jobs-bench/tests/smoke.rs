@@ -238,10 +238,16 @@ fn deadline_smoke() {
         for load in ["steady", "overload"] {
             for order in ["edf", "fair_edf"] {
                 let p = &s["prediction"][load]["orders"][order];
-                assert!(p["predicted"].as_u64().unwrap() > 0, "{store} {load} {order}: {p}");
+                assert!(
+                    p["predicted"].as_u64().unwrap() > 0,
+                    "{store} {load} {order}: {p}"
+                );
                 let median = p["median_abs_error_s"].as_f64().unwrap();
                 let p90 = p["p90_abs_error_s"].as_f64().unwrap();
-                assert!(median >= 0.0 && p90 >= median, "{store} {load} {order}: {p}");
+                assert!(
+                    median >= 0.0 && p90 >= median,
+                    "{store} {load} {order}: {p}"
+                );
             }
         }
         // Below the capacity a job starts within a step or two of its prediction.

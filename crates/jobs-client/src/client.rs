@@ -5,8 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use jobs_core::{
     EnqueueRequest, Job, JobId, JobStatus, JobView, NewSchedule, Pause, PauseScope, Prediction,
-    RateLimit, Schedule,
-    ScheduleDefinition, TraceContext,
+    RateLimit, Schedule, ScheduleDefinition, TraceContext,
 };
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};

@@ -324,8 +324,12 @@ impl<I: Interceptor> ApiStore for InterceptedStore<I> {
         id: JobId,
         bound: u32,
     ) -> Result<Option<QueuePosition>, StoreError> {
-        self.around(StoreOp::QueuePosition, 1, self.inner.queue_position(id, bound))
-            .await
+        self.around(
+            StoreOp::QueuePosition,
+            1,
+            self.inner.queue_position(id, bound),
+        )
+        .await
     }
 }
 

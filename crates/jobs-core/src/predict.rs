@@ -224,12 +224,25 @@ mod tests {
             predict(input(19, 0, Some(2.0))),
             Prediction::at(t(10), t(60))
         );
-        assert_eq!(predict(input(5, 3, Some(1.0))).predicted_start_at, Some(t(3)));
+        assert_eq!(
+            predict(input(5, 3, Some(1.0))).predicted_start_at,
+            Some(t(3))
+        );
         // Late: at risk.
         assert_eq!(predict(input(99, 0, Some(1.0))).at_risk, Some(true));
         // Must wait and no rate: no prediction.
-        for rate in [None, Some(0.0), Some(-1.0), Some(f64::NAN), Some(f64::INFINITY)] {
-            assert_eq!(predict(input(3, 0, rate)), Prediction::unknown(), "{rate:?}");
+        for rate in [
+            None,
+            Some(0.0),
+            Some(-1.0),
+            Some(f64::NAN),
+            Some(f64::INFINITY),
+        ] {
+            assert_eq!(
+                predict(input(3, 0, rate)),
+                Prediction::unknown(),
+                "{rate:?}"
+            );
         }
         // A bounded count is a lower bound: at risk only if even the bound is late.
         let bounded = PredictInput {
@@ -303,7 +316,10 @@ mod tests {
             paused: true,
             ..pos.clone()
         };
-        assert_eq!(from_position(&pending, Some(&paused), 5), Prediction::unknown());
+        assert_eq!(
+            from_position(&pending, Some(&paused), 5),
+            Prediction::unknown()
+        );
         let stale = QueuePosition {
             drain_rate: Some(RecordedRate {
                 per_second: 1.0,
@@ -311,7 +327,10 @@ mod tests {
             }),
             ..pos.clone()
         };
-        assert_eq!(from_position(&pending, Some(&stale), 5), Prediction::unknown());
+        assert_eq!(
+            from_position(&pending, Some(&stale), 5),
+            Prediction::unknown()
+        );
         // In flight above the cap (a lowered cap): no place free.
         assert_eq!(
             from_position(&pending, Some(&pos), 2).predicted_start_at,

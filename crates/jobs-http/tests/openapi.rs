@@ -179,12 +179,14 @@ async fn schemas_match_the_wire_types() {
     assert!(view_wire.contains("predicted_start_at") && view_wire.contains("at_risk"));
     for path in ["/jobs", "/jobs/enqueue"] {
         assert_eq!(
-            doc["paths"][path]["post"]["responses"]["201"]["content"]["application/json"]["schema"]["$ref"],
+            doc["paths"][path]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+                ["$ref"],
             "#/components/schemas/PredictedJob"
         );
     }
     assert_eq!(
-        doc["paths"]["/jobs/{id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        doc["paths"]["/jobs/{id}"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"],
         "#/components/schemas/PredictedJob"
     );
     let required = |schema: &str| -> BTreeSet<String> {

@@ -866,10 +866,12 @@ impl ApiStore for PgStore {
                 ahead: u64::try_from(ahead).unwrap_or(0),
                 ahead_bounded: ahead >= bound,
                 in_flight: u64::try_from(in_flight).unwrap_or(0),
-                drain_rate: rate.zip(rate_at).map(|(per_second, measured_at)| RecordedRate {
-                    per_second,
-                    measured_at,
-                }),
+                drain_rate: rate
+                    .zip(rate_at)
+                    .map(|(per_second, measured_at)| RecordedRate {
+                        per_second,
+                        measured_at,
+                    }),
             }))
         })
     }

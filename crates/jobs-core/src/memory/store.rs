@@ -583,11 +583,18 @@ impl ApiStore for MemoryStore {
     ) -> Result<Option<QueuePosition>, StoreError> {
         let at = self.clock.now();
         let inner = self.lock();
-        let Some(me) = inner.jobs.get(&id).filter(|j| j.status == JobStatus::Pending) else {
+        let Some(me) = inner
+            .jobs
+            .get(&id)
+            .filter(|j| j.status == JobStatus::Pending)
+        else {
             return Ok(None);
         };
         let use_case = me.use_case.as_str();
-        let paused = inner.pauses.keys().any(|p| p.holds(use_case, &me.tenant_id));
+        let paused = inner
+            .pauses
+            .keys()
+            .any(|p| p.holds(use_case, &me.tenant_id));
         let held = |j: &Job| {
             inner
                 .pauses
@@ -596,7 +603,14 @@ impl ApiStore for MemoryStore {
         let limited =
             |j: &Job| crate::rate::lookup(&inner.rate_limits, &j.tenant_id, use_case).is_some();
         // The pick's order: tag, then deadline, higher priority, id.
-        let key = |j: &Job| (inner.turn(&j.id).tag, j.deadline_at, -i32::from(j.priority), j.id);
+        let key = |j: &Job| {
+            (
+                inner.turn(&j.id).tag,
+                j.deadline_at,
+                -i32::from(j.priority),
+                j.id,
+            )
+        };
         let before = |j: &Job| {
             let (a, b) = (key(j), key(me));
             a.0.total_cmp(&b.0)

@@ -288,14 +288,18 @@ pub async fn single_enqueue_and_get_answer_the_predicted_start(store: Arc<dyn Jo
     use chrono::{DateTime, Utc};
     let api = api(store, AuthConfig::open());
     let time = |v: &Value| -> Option<DateTime<Utc>> {
-        v.as_str().map(|s| DateTime::parse_from_rfc3339(s).unwrap().to_utc())
+        v.as_str()
+            .map(|s| DateTime::parse_from_rfc3339(s).unwrap().to_utc())
     };
     // A place is free under the cap (10): the job starts at once, in time.
     let r = api.post("/jobs", req("a")).await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     let job = r.job();
     let predicted = time(&r.json["predicted_start_at"]).expect("a prediction");
-    assert!(predicted >= job.created_at && predicted <= job.deadline_at, "{r:?}");
+    assert!(
+        predicted >= job.created_at && predicted <= job.deadline_at,
+        "{r:?}"
+    );
     assert_eq!(r.json["at_risk"], false);
     let g = api.get(&format!("/jobs/{}", job.id)).await;
     assert_eq!(g.status, StatusCode::OK);
@@ -310,10 +314,20 @@ pub async fn single_enqueue_and_get_answer_the_predicted_start(store: Arc<dyn Jo
         limit: 10,
         lease: std::time::Duration::from_secs(60),
     };
-    assert_eq!(api.store.lease_due("notifications", pick).await.unwrap().len(), 10);
+    assert_eq!(
+        api.store
+            .lease_due("notifications", pick)
+            .await
+            .unwrap()
+            .len(),
+        10
+    );
     let r = api.post("/jobs", req("b")).await;
     assert_eq!(r.status, StatusCode::CREATED);
-    assert!(r.json["predicted_start_at"].is_null() && r.json["at_risk"].is_null(), "{r:?}");
+    assert!(
+        r.json["predicted_start_at"].is_null() && r.json["at_risk"].is_null(),
+        "{r:?}"
+    );
     let waiting = r.job();
     // With the drain rate the scheduler records: after the job ahead of it, at 2 jobs/s.
     api.store
@@ -347,9 +361,15 @@ pub async fn single_enqueue_and_get_answer_the_predicted_start(store: Arc<dyn Jo
     // Batch enqueue and list answer jobs without a prediction.
     let b = api.post("/jobs/batch", json!({"jobs": [req("d")]})).await;
     assert_eq!(b.status, StatusCode::CREATED);
-    assert!(b.json["jobs"][0].get("predicted_start_at").is_none(), "{b:?}");
+    assert!(
+        b.json["jobs"][0].get("predicted_start_at").is_none(),
+        "{b:?}"
+    );
     let l = api.get("/jobs").await;
-    assert!(l.json["jobs"][0].get("predicted_start_at").is_none(), "{l:?}");
+    assert!(
+        l.json["jobs"][0].get("predicted_start_at").is_none(),
+        "{l:?}"
+    );
 }
 
 pub async fn batch_enqueue_is_all_or_none(store: Arc<dyn JobStore>) {

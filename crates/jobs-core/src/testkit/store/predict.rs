@@ -45,7 +45,10 @@ async fn positions_match_the_pick(f: &Fixture, ids: &[JobId]) {
         };
         let leased = f.store.lease_due("alpha", pick).await.unwrap();
         assert_eq!(leased.len(), 1);
-        assert_eq!(leased[0].job_id, *id, "pick {i} starts the job with {i} ahead");
+        assert_eq!(
+            leased[0].job_id, *id,
+            "pick {i} starts the job with {i} ahead"
+        );
         assert!(f.store.queue_position(*id, 1000).await.unwrap().is_none());
     }
 }
@@ -63,7 +66,10 @@ pub async fn queue_positions_follow_the_pick_order(make: impl MakeStore) {
         ids.push(f.add(job("light", Some(1), 60)).await.id);
     }
     // The light tenant's first job goes ahead of most of heavy's backlog.
-    assert!(ahead(&f, ids[6]).await <= 2, "light's first turn comes early");
+    assert!(
+        ahead(&f, ids[6]).await <= 2,
+        "light's first turn comes early"
+    );
     positions_match_the_pick(&f, &ids).await;
 
     // Plain EDF: the deadline order, whoever sent the job and whatever its arrival.
@@ -77,11 +83,14 @@ pub async fn queue_positions_follow_the_pick_order(make: impl MakeStore) {
     positions_match_the_pick(&f, &ids).await;
 }
 
-pub async fn queue_position_counts_in_flight_bounds_and_reads_the_drain_rate(
-    make: impl MakeStore,
-) {
+pub async fn queue_position_counts_in_flight_bounds_and_reads_the_drain_rate(make: impl MakeStore) {
     let f = Fixture::new(make).await;
-    assert!(f.store.queue_position(new_job_id(), 10).await.unwrap().is_none());
+    assert!(f
+        .store
+        .queue_position(new_job_id(), 10)
+        .await
+        .unwrap()
+        .is_none());
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(f.add(job("a", Some(1), 60)).await.id);
@@ -124,17 +133,40 @@ pub async fn paused_and_scheduled_jobs_hold_no_place(make: impl MakeStore) {
     let a2 = f.add(job("a", Some(1), 60)).await.id;
     assert_eq!(ahead(&f, a2).await, 2);
     // A paused tenant: its jobs are paused (no place) and not counted ahead of the others'.
-    f.store.pause(&PauseScope::tenant("alpha", "b")).await.unwrap();
+    f.store
+        .pause(&PauseScope::tenant("alpha", "b"))
+        .await
+        .unwrap();
     let pos = f.store.queue_position(b1, 100).await.unwrap().unwrap();
     assert!(pos.paused);
     assert_eq!(pos.ahead, 0);
     assert_eq!(ahead(&f, a2).await, 1);
-    f.store.resume(&PauseScope::tenant("alpha", "b")).await.unwrap();
+    f.store
+        .resume(&PauseScope::tenant("alpha", "b"))
+        .await
+        .unwrap();
     // A paused use case: every job of it is paused.
     f.store.pause(&PauseScope::use_case("alpha")).await.unwrap();
-    assert!(f.store.queue_position(a1, 100).await.unwrap().unwrap().paused);
-    f.store.resume(&PauseScope::use_case("alpha")).await.unwrap();
-    assert!(!f.store.queue_position(a1, 100).await.unwrap().unwrap().paused);
+    assert!(
+        f.store
+            .queue_position(a1, 100)
+            .await
+            .unwrap()
+            .unwrap()
+            .paused
+    );
+    f.store
+        .resume(&PauseScope::use_case("alpha"))
+        .await
+        .unwrap();
+    assert!(
+        !f.store
+            .queue_position(a1, 100)
+            .await
+            .unwrap()
+            .unwrap()
+            .paused
+    );
     // A job scheduled for later holds no place yet, and is not counted ahead of others.
     let mut later = job("c", Some(1), 60);
     later.run_at = Some(f.now() + chrono::TimeDelta::seconds(60));
