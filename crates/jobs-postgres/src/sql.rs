@@ -785,6 +785,8 @@ pub struct HotStatements {
     pub claim: String,
     /// Prune: $1 now, $2 age µs, $3 limit.
     pub prune: String,
+    /// A pending job's queue position (the predicted start): $1 now, $2 id, $3 bound.
+    pub queue_position: String,
 }
 
 /// The hot statements of `schema`.
@@ -807,5 +809,6 @@ pub fn hot_statements(schema: SchemaName) -> HotStatements {
         by_key: sql.by_key,
         claim: sql.claim,
         prune: sql.prune,
+        queue_position: sql.queue_position,
     }
 }
