@@ -5,7 +5,8 @@
 #   and phase, against the built `async-jobs dev`), and doc tests.
 # It provisions what is missing: starts PostgreSQL (installing it from Debian's packages only if
 # absent), creates a fresh test database, and installs + starts moto's SQS server in a local
-# virtualenv. A service that cannot be started fails the run; nothing is skipped.
+# virtualenv, and installs Debian's chromium and chromium-driver for the dashboard's browser test.
+# A service that cannot be started fails the run; nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,16 @@ psql -q -h "$PGHOST_ADDR" -U postgres -d postgres -v ON_ERROR_STOP=1 \
 log "starting the SQS emulator"
 eval "$(scripts/moto.sh start)"
 trap 'scripts/moto.sh stop >/dev/null 2>&1 || true' EXIT
+
+# --- Headless browser (tests/dashboard.rs) ---------------------------------------------------
+# Debian's chromium and its WebDriver, which the dashboard's browser test drives. Installed only
+# when absent; under CI=true the test fails without them instead of skipping.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  log "installing chromium and chromium-driver from Debian's packages"
+  SUDO=""
+  if [[ "$(id -u)" -ne 0 ]]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
+fi
 
 # --- Rust checks and tests --------------------------------------------------------------------
 if ! cargo nextest --version >/dev/null 2>&1; then

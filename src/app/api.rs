@@ -22,8 +22,11 @@ pub async fn run(
         tracing::warn!("ASYNC_JOBS_STORE=memory: {}", choice.describe());
     }
     let service = JobService::new(choice.store, settings.platform.clone());
-    let state = jobs_http::AppState::new(service, api.auth.into_config())
+    let mut state = jobs_http::AppState::new(service, api.auth.into_config())
         .with_metrics_handle(jobs_http::metrics::prometheus_handle());
+    if let Some(key) = api.ui_session_key {
+        state = state.with_ui_session_key(key);
+    }
     let listener = tokio::net::TcpListener::bind(api.addr)
         .await
         .map_err(|e| format!("ASYNC_JOBS_API_ADDR: cannot listen on {}: {e}", api.addr))?;

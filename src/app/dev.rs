@@ -22,7 +22,7 @@ pub async fn run(
     let api = settings.api.clone().ok_or(missing)?;
     let scheduler_config = settings.scheduler.clone().ok_or(missing)?;
     let worker_config = settings.worker.clone().ok_or(missing)?;
-    let (addr, auth, limits) = (api.addr, api.auth, api.limits);
+    let (addr, auth, limits, ui_key) = (api.addr, api.auth, api.limits, api.ui_session_key);
     let platform = settings.platform.clone();
     // One store for all three, with the API's statement timeout (ASYNC_JOBS_API_STATEMENT_TIMEOUT).
     let (transport, transport_kind) = ports::transport(&settings.transport, &platform).await?;
@@ -53,8 +53,11 @@ pub async fn run(
         }
     };
 
-    let state = jobs_http::AppState::new(service.clone(), auth.into_config())
+    let mut state = jobs_http::AppState::new(service.clone(), auth.into_config())
         .with_metrics_handle(jobs_http::metrics::prometheus_handle());
+    if let Some(key) = ui_key {
+        state = state.with_ui_session_key(key);
+    }
     let api = tokio::spawn(jobs_http::server::serve_with(
         listener,
         jobs_http::router(state),

@@ -107,6 +107,13 @@ impl Settings {
             obj.insert("api_addr".into(), json!(api.addr.to_string()));
             obj.insert("auth".into(), api.auth.report());
             obj.insert(
+                "ui_session_key".into(),
+                json!(match api.ui_session_key {
+                    Some(_) => "configured (***)",
+                    None => "random per process",
+                }),
+            );
+            obj.insert(
                 "http_limits".into(),
                 json!({
                     "header_timeout_seconds": secs(api.limits.header_timeout),

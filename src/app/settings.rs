@@ -250,6 +250,9 @@ pub struct ApiSettings {
     pub auth: ResolvedAuth,
     /// Connection limits and timeouts (`ASYNC_JOBS_HTTP_*`).
     pub limits: ServerLimits,
+    /// The key that signs the dashboard's sessions (`ASYNC_JOBS_UI_SESSION_KEY`); `None`: a
+    /// random key of this process.
+    pub ui_session_key: Option<jobs_http::ui::SessionKey>,
 }
 
 /// Log line format.
@@ -402,6 +405,7 @@ impl Settings {
                     addr,
                     auth: ResolvedAuth::from_vars(env.pairs(), serving)?,
                     limits: ServerLimits::from_vars(env.pairs())?,
+                    ui_session_key: ui_session_key(env)?,
                 })
             }
             false => None,
@@ -502,6 +506,22 @@ impl Settings {
         }
     }
 }
+
+/// `ASYNC_JOBS_UI_SESSION_KEY`: the dashboard's session key, shared by every API replica;
+/// unset: a random key per process (sessions end when it restarts and hold on that replica only).
+fn ui_session_key(env: &Env) -> Result<Option<jobs_http::ui::SessionKey>, SettingsError> {
+    match env.get(UI_SESSION_KEY_VAR) {
+        None => Ok(None),
+        Some(secret) => jobs_http::ui::SessionKey::from_secret(secret)
+            .map(Some)
+            .map_err(|expected| {
+                ConfigError::new(UI_SESSION_KEY_VAR, expected, "<redacted>").into()
+            }),
+    }
+}
+
+/// The dashboard's session key variable.
+pub const UI_SESSION_KEY_VAR: &str = "ASYNC_JOBS_UI_SESSION_KEY";
 
 /// The region the SQS client signs for (see [`TransportSettings::Sqs`]).
 fn aws_region(env: &Env, queue_urls: &BTreeMap<String, String>) -> Result<String, SettingsError> {
@@ -862,6 +882,16 @@ mod tests {
         ("ASYNC_JOBS_MESSAGE_LABELING_MAX_CONCURRENT", "2"),
         ("ASYNC_JOBS_NOTIFICATIONS_EXPIRE_AT_DEADLINE", "true"),
         ("ASYNC_JOBS_MESSAGE_LABELING_EXPIRE_AT_DEADLINE", "true"),
+        ("ASYNC_JOBS_NOTIFICATIONS_FAIR_SHARE", "false"),
+        (
+            "ASYNC_JOBS_PER_TENANT_WEIGHTS",
+            r#"{"acme": {"notifications": 4}, "*": 1}"#,
+        ),
+        ("ASYNC_JOBS_MESSAGE_LABELING_FAIR_SHARE", "false"),
+        (
+            "ASYNC_JOBS_UI_SESSION_KEY",
+            "0123456789abcdef0123456789abcdef",
+        ),
         (
             "ASYNC_JOBS_MESSAGE_LABELING_DEFAULT_DELAY_TOLERANCE_SECONDS",
             "60",
@@ -934,7 +964,7 @@ mod tests {
     ];
 
     /// Settings whose value the report never shows (only whether they are set).
-    const SECRETS: &[&str] = &["ASYNC_JOBS_ENQUEUE_AUTH_TOKEN"];
+    const SECRETS: &[&str] = &["ASYNC_JOBS_ENQUEUE_AUTH_TOKEN", "ASYNC_JOBS_UI_SESSION_KEY"];
 
     /// Settings in `.env.example` that no platform process reads, and who does.
     const NOT_PROCESS_SETTINGS: &[(&str, &str)] = &[

@@ -184,7 +184,7 @@ fn scale_smoke_with_earlier_deadlines_ahead() {
 
 #[test]
 fn scale_smoke_with_a_backlog_over_many_tenants() {
-    for plain in [false, true] {
+    for (plain, shuffled) in [(false, false), (true, false), (false, true)] {
         let mut args = vec![
             "scale",
             "--shape",
@@ -201,7 +201,11 @@ fn scale_smoke_with_a_backlog_over_many_tenants() {
         if plain {
             args.push("--plain-edf");
         }
+        if shuffled {
+            args.push("--shuffled-deadlines");
+        }
         let v = run(&args);
+        assert_eq!(v["shuffled_deadlines"], shuffled);
         assert_eq!(v["shape"], "tenants");
         assert_eq!(v["pick"], if plain { "plain_edf" } else { "fair_edf" });
         let steps = v["steps"].as_array().unwrap();

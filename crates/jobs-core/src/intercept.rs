@@ -41,6 +41,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::activity::{Activity, ActivityQuery};
 use crate::backlog::{Backlog, BacklogGrouping};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
@@ -125,6 +126,8 @@ pub enum StoreOp {
     QueuePosition,
     /// [`DispatchStore::record_drain_rate`].
     RecordDrainRate,
+    /// [`ApiStore::activity`].
+    Activity,
 }
 
 impl StoreOp {
@@ -164,6 +167,7 @@ impl StoreOp {
             StoreOp::RateWait => "rate_wait",
             StoreOp::QueuePosition => "queue_position",
             StoreOp::RecordDrainRate => "record_drain_rate",
+            StoreOp::Activity => "activity",
         }
     }
 }
@@ -330,6 +334,11 @@ impl<I: Interceptor> ApiStore for InterceptedStore<I> {
             self.inner.queue_position(id, bound),
         )
         .await
+    }
+
+    async fn activity(&self, query: &ActivityQuery) -> Result<Activity, StoreError> {
+        self.around(StoreOp::Activity, 1, self.inner.activity(query))
+            .await
     }
 }
 

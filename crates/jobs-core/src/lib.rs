@@ -15,6 +15,8 @@
 //!   maintenance), [`transport::Transport`] and [`clock::Clock`], each documenting the contract an
 //!   adapter must honour.
 //! - [`service::JobService`]: the domain rules over any store.
+//! - [`activity`]: recent activity minute by minute (jobs finished, deadlines met and missed),
+//!   the rules every store's [`ApiStore::activity`] follows.
 //! - Telemetry maths: [`backlog`] (the due pending jobs a store reports, and the age of the
 //!   oldest), [`scaling`] (the drain rate and the backlog-seconds scaling signal) and
 //!   [`tenant_label`] (the bounded `tenant` label of per-tenant metrics).
@@ -67,6 +69,7 @@
 //! # }
 //! ```
 
+pub mod activity;
 pub mod backlog;
 pub mod backoff;
 pub mod bulk;
@@ -100,6 +103,7 @@ pub mod whole;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use activity::{Activity, ActivityQuery, MinuteActivity};
 pub use backlog::{Backlog, BacklogGrouping, BacklogRow};
 pub use backoff::{Backoff, BackoffStrategy, Jitter};
 pub use bulk::{BulkAction, BulkOutcome};

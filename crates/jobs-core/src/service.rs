@@ -235,6 +235,55 @@ impl JobService {
         self.store.list(&filter, page).await
     }
 
+    /// Recent activity ([`crate::activity`]) of the jobs `scope` may see: a tenant-scoped caller
+    /// only ever gets its own tenant's, whatever the query names.
+    pub async fn activity(
+        &self,
+        mut query: crate::activity::ActivityQuery,
+        scope: &TenantScope,
+    ) -> Result<crate::activity::Activity, StoreError> {
+        if let TenantScope::Tenant(own) = scope {
+            query.tenant_id = Some(own.clone());
+        }
+        if query.tenant_id.as_deref().is_some_and(|t| t.contains('\0')) {
+            // No job has such a tenant (validation refuses NUL), and some stores cannot compare it.
+            return Ok(crate::activity::Activity {
+                since: crate::activity::window_start(self.clock.now(), query.window_minutes()),
+                counts: Vec::new(),
+                minutes: Default::default(),
+                truncated: false,
+            });
+        }
+        self.store.activity(&query).await
+    }
+
+    /// The due backlog ([`crate::backlog`]) `scope` may see: per use case for every tenant, or,
+    /// with a tenant (always its own for a tenant-scoped caller), that tenant's rows only.
+    pub async fn backlog(
+        &self,
+        tenant: Option<String>,
+        scope: &TenantScope,
+    ) -> Result<crate::backlog::Backlog, StoreError> {
+        let tenant = match scope {
+            TenantScope::Tenant(own) => Some(own.clone()),
+            TenantScope::All => tenant,
+        };
+        let Some(tenant) = tenant else {
+            return self
+                .store
+                .backlog(crate::backlog::BacklogGrouping::UseCase)
+                .await;
+        };
+        let mut backlog = self
+            .store
+            .backlog(crate::backlog::BacklogGrouping::Tenant)
+            .await?;
+        backlog
+            .rows
+            .retain(|r| r.tenant_id.as_deref() == Some(tenant.as_str()));
+        Ok(backlog)
+    }
+
     /// Cancels a job visible to `scope` (see [`ApiStore::cancel`](crate::store::ApiStore::cancel)).
     pub async fn cancel(&self, id: JobId, scope: &TenantScope) -> Result<Job, ChangeError> {
         self.visible(id, scope).await?;

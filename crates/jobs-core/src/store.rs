@@ -5,7 +5,7 @@
 //!
 //! | role | caller | methods |
 //! |---|---|---|
-//! | [`ApiStore`] | `JobService`, the HTTP API, operations endpoints | enqueue, enqueue_many, get, list, cancel, retry, counts, backlog, ping, pause, resume, pauses, queue_position |
+//! | [`ApiStore`] | `JobService`, the HTTP API, operations endpoints, the dashboard | enqueue, enqueue_many, get, list, cancel, retry, counts, backlog, ping, pause, resume, pauses, activity, queue_position |
 //! | [`DispatchStore`] | the scheduler's pick | lease_due, return_dispatched, subscribe, set_rate_limits, rate_limits, rate_wait, record_drain_rate |
 //! | [`LeaseStore`] | the worker | claim, claim_many, heartbeat, complete, complete_many, fail, finish_cancelled, release |
 //! | [`MaintenanceStore`] | the scheduler's reaper and pruning | reap_expired, prune |
@@ -37,6 +37,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::activity::{Activity, ActivityQuery};
 use crate::backlog::{Backlog, BacklogGrouping};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
@@ -415,6 +416,14 @@ pub trait ApiStore: Send + Sync + std::fmt::Debug {
     /// Every pause in force, by use case, then the whole use case before its tenants, then tenant.
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
 
+    /// Recent activity for the dashboard: job counts by use case and status, and for each use
+    /// case and minute of the recent window the jobs finished (by status) and the deadlines met
+    /// and missed, of the query's tenant or of all. MUST follow the rules of [`crate::activity`]
+    /// (the reference is [`crate::activity::tally`]), and MUST examine at most
+    /// [`ActivityQuery::max_rows`] finished and as many in-flight jobs, whatever the number of
+    /// jobs stored.
+    async fn activity(&self, query: &ActivityQuery) -> Result<Activity, StoreError>;
+
     /// Where the pending job `id` stands, for its predicted start ([`crate::predict`]), read at
     /// one moment: the store's now; whether the job is paused (its tenant or its use case);
     /// how many ready, unpaused pending jobs of its use case without a rate limit come before it
@@ -639,6 +648,7 @@ mockall::mock! {
         async fn pause(&self, scope: &PauseScope) -> Result<Pause, StoreError>;
         async fn resume(&self, scope: &PauseScope) -> Result<bool, StoreError>;
         async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
+        async fn activity(&self, query: &ActivityQuery) -> Result<Activity, StoreError>;
     }
 
     #[async_trait]

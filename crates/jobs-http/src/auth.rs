@@ -55,7 +55,7 @@ pub const API_KEYS_VAR: &str = "ASYNC_JOBS_API_KEYS";
 /// The variable choosing whether credentials are required: `required` (default) or `none`.
 pub const AUTH_MODE_VAR: &str = "ASYNC_JOBS_AUTH";
 
-type Digest32 = [u8; 32];
+pub(crate) type Digest32 = [u8; 32];
 
 /// Who may call the `/jobs` endpoints, and with which [`TenantScope`].
 #[derive(Clone, Default)]
@@ -79,7 +79,7 @@ pub fn hash_key(secret: &str) -> String {
     hex::encode(digest(secret))
 }
 
-fn digest(secret: &str) -> Digest32 {
+pub(crate) fn digest(secret: &str) -> Digest32 {
     Sha256::digest(secret.as_bytes()).into()
 }
 
@@ -265,20 +265,36 @@ impl AuthConfig {
             })
             .filter(|s| !s.is_empty())
             .ok_or_else(ApiError::unauthorized)?;
-        let presented = digest(presented);
+        self.scope_of_digest(&digest(presented))
+            .ok_or_else(ApiError::unauthorized)
+    }
+
+    /// The scope of a credential by its digest, compared against every configured credential in
+    /// constant time (no early exit); `None` when none matches.
+    pub(crate) fn scope_of_digest(&self, presented: &Digest32) -> Option<TenantScope> {
         let mut scope = None;
         if let Some(op) = &self.operator {
-            if bool::from(op.ct_eq(&presented)) {
+            if bool::from(op.ct_eq(presented)) {
                 scope = Some(TenantScope::All);
             }
         }
         // Compare against every key, without stopping at a match.
         for (key, tenant) in &self.tenant_keys {
-            if bool::from(key.ct_eq(&presented)) && scope.is_none() {
+            if bool::from(key.ct_eq(presented)) && scope.is_none() {
                 scope = Some(TenantScope::Tenant(tenant.clone()));
             }
         }
-        scope.ok_or_else(ApiError::unauthorized)
+        scope
+    }
+
+    /// Every configured credential's digest with its scope (the dashboard's sessions name the
+    /// credential they were opened with by a keyed hash of its digest, see `ui::session`).
+    pub(crate) fn credentials(&self) -> impl Iterator<Item = (&Digest32, TenantScope)> {
+        self.operator.iter().map(|d| (d, TenantScope::All)).chain(
+            self.tenant_keys
+                .iter()
+                .map(|(d, t)| (d, TenantScope::Tenant(t.clone()))),
+        )
     }
 }
 

@@ -16,6 +16,7 @@
 //! | `GET /pauses`, `PUT`/`DELETE /pauses/{use_case}`, `PUT`/`DELETE /pauses/{use_case}/tenants/{tenant_id}` | pause and resume a use case or one tenant in it ([`pauses`]) |
 //! | `GET`/`POST /schedules`, `GET`/`PUT`/`DELETE /schedules/{name}` | cron schedules: periodic jobs, one per slot, with their next run time ([`schedules`]) |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openapi.json` | operations (no auth) |
+//! | `/ui/…` | the web dashboard: HTML pages behind a login with the same credentials ([`ui`]; not part of the OpenAPI document) |
 //!
 //! Errors are JSON `{"error": {"code", "message"}}` with stable codes ([`error::codes`] and
 //! [`jobs_core::ValidationError::code`]); see `docs/http-api.md` for the full table.
@@ -46,6 +47,7 @@ pub mod schedules;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod ui;
 
 pub use auth::{AuthConfig, Caller};
 pub use error::{ApiError, ErrorBody, ErrorDetail};

@@ -534,7 +534,8 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// The API router. Mount it at the root or under a prefix with [`axum::Router::nest`].
+/// The API router, with the web dashboard at `/ui` ([`crate::ui`]). Mount it at the root or
+/// under a prefix with [`axum::Router::nest`].
 pub fn router(state: AppState) -> axum::Router {
     let limit = state
         .settings()
@@ -542,6 +543,12 @@ pub fn router(state: AppState) -> axum::Router {
         .max(state.settings().batch_body_limit);
     let (router, _) = api_router().split_for_parts();
     router
+        .nest("/ui", crate::ui::routes())
+        // `/ui/` (a trailing slash) is the dashboard too; relative, so it works under any prefix.
+        .route(
+            "/ui/",
+            axum::routing::get(|| async { axum::response::Redirect::permanent("../ui") }),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))

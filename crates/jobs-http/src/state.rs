@@ -70,6 +70,8 @@ pub struct AppState {
     counts_read_at: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
     /// The serialized OpenAPI document, made on first request.
     openapi: Arc<std::sync::OnceLock<String>>,
+    /// The dashboard's session key and cache.
+    ui: Arc<crate::ui::UiState>,
 }
 
 impl AppState {
@@ -83,7 +85,20 @@ impl AppState {
             metrics: crate::metrics::prometheus_handle(),
             counts_read_at: Arc::default(),
             openapi: Arc::default(),
+            ui: Arc::default(),
         }
+    }
+
+    /// Signs the dashboard's sessions with `key` instead of a random key of this process (give
+    /// every replica of the API the same key, so each accepts the sessions the others opened).
+    pub fn with_ui_session_key(mut self, key: crate::ui::SessionKey) -> Self {
+        self.ui = Arc::new(crate::ui::UiState::new(Some(key)));
+        self
+    }
+
+    /// The dashboard's state.
+    pub(crate) fn ui(&self) -> &crate::ui::UiState {
+        &self.ui
     }
 
     /// Replaces the settings.

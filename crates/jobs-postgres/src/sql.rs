@@ -31,6 +31,49 @@ const CLAIM_OR_EXPIRE: &str = "status = CASE WHEN (j.expire_at_deadline AND j.de
      last_error = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN 'expired: it would have started after its deadline' ELSE j.last_error END, \
      lease_token = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN NULL ELSE j.lease_token END";
 
+/// The dashboard's recent activity (`ApiStore::activity`, rules in `jobs_core::activity`): $1 the
+/// clock, $2 the window in minutes, $3 the bound on rows examined, $4 the tenant or NULL.
+///
+/// Bounded whatever the table's size: `fin0` walks `jobs_finished_idx` backwards from now and
+/// stops after $3 + 1 rows (the extra one only says the bound cut the window); `fly` reads the
+/// in-flight jobs (dispatched or running: the caps bound them) through their partial indexes,
+/// at most $3. The tenant filter applies to those rows. No index is added for it: every
+/// index costs each job write, and `finished_at`'s exists for pruning. Minutes are UTC. Always
+/// one row at least (the window's start and the truncation flag, with NULL groups when nothing
+/// happened).
+fn activity_sql(jobs: &str) -> String {
+    const MINUTE: &str = "(date_trunc('minute', t.now AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')";
+    format!(
+        "WITH w AS MATERIALIZED (SELECT {MINUTE} - ($2::int - 1) * interval '1 minute' AS since FROM {NOW}), \
+         fin0 AS MATERIALIZED (SELECT j.tenant_id, j.use_case, j.status, j.finished_at, j.first_started_at, \
+                 j.started_at, j.deadline_at \
+             FROM {jobs} j WHERE j.finished_at >= (SELECT since FROM w) \
+             ORDER BY j.finished_at DESC LIMIT $3::bigint + 1), \
+         fin AS MATERIALIZED (SELECT * FROM (SELECT * FROM fin0 ORDER BY finished_at DESC LIMIT $3::bigint) x \
+             WHERE x.status IN ('succeeded', 'dead', 'cancelled', 'expired') \
+             AND ($4::text IS NULL OR x.tenant_id = $4::text)), \
+         fly AS (SELECT * FROM (SELECT j.tenant_id, j.use_case, j.first_started_at, j.started_at, j.deadline_at \
+             FROM {jobs} j WHERE j.status IN {IN_FLIGHT} AND j.first_started_at >= (SELECT since FROM w) \
+             LIMIT $3::bigint) y WHERE ($4::text IS NULL OR y.tenant_id = $4::text)), \
+         started AS (SELECT use_case, first_started_at, started_at, deadline_at FROM fin \
+             UNION ALL SELECT use_case, first_started_at, started_at, deadline_at FROM fly), \
+         ev AS (SELECT use_case, finished_at AS at, status AS what FROM fin \
+             UNION ALL \
+             SELECT use_case, first_started_at, \
+                 CASE WHEN first_started_at > deadline_at THEN 'missed' ELSE 'met' END FROM started \
+                 WHERE first_started_at >= (SELECT since FROM w) \
+                 AND (started_at = first_started_at OR first_started_at > deadline_at) \
+             UNION ALL \
+             SELECT use_case, finished_at, 'missed' FROM fin \
+                 WHERE status = 'expired' AND first_started_at IS NULL), \
+         g AS (SELECT use_case, date_trunc('minute', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS minute, \
+                 what, count(*) AS n FROM ev GROUP BY 1, 2, 3) \
+         SELECT w.since, (SELECT count(*) FROM fin0) > $3::bigint AS truncated, \
+             g.use_case, g.minute, g.what, g.n \
+         FROM w LEFT JOIN g ON true"
+    )
+}
+
 /// The backlog (due pending jobs, not paused) per use case, or per use case and tenant: one row
 /// `(at, use_case, tenant_id, n, oldest)` per group, or one row of `at` and NULLs when nothing is
 /// due. It reads only the indexes of pending jobs (docs/postgres.md, "The backlog"):
@@ -108,6 +151,8 @@ pub(crate) struct Sql {
     pub(crate) return_dispatched: String,
     pub(crate) reap_running: String,
     pub(crate) counts: String,
+    pub(crate) tenant_counts: String,
+    pub(crate) activity: String,
     pub(crate) backlog_by_use_case: String,
     pub(crate) backlog_by_tenant: String,
     pub(crate) prune: String,
@@ -556,6 +601,12 @@ impl Sql {
                 tol = us!("j.delay_tolerance_us"),
             ),
             counts: format!("SELECT use_case, status, count(*) AS n FROM {jobs} GROUP BY use_case, status ORDER BY 1, 2"),
+            // One tenant's counts: a walk of jobs_tenant_list_idx over its rows.
+            tenant_counts: format!(
+                "SELECT use_case, status, count(*) AS n FROM {jobs} WHERE tenant_id = $1 \
+                 GROUP BY use_case, status ORDER BY 1, 2"
+            ),
+            activity: activity_sql(&jobs),
             backlog_by_use_case: backlog(&jobs, &pauses, false),
             backlog_by_tenant: backlog(&jobs, &pauses, true),
             // Pauses: '' is the whole use case. Pausing a paused scope keeps its first

@@ -11,9 +11,10 @@ use jobs_core::store::{
     StatusCount, WakeupStream,
 };
 use jobs_core::{
-    Backlog, BacklogGrouping, BacklogRow, ChangeError, Clock, Dispatch, EnqueueError, Enqueued,
-    Failure, Job, JobFilter, JobId, JobStatus, LeaseError, LeaseToken, NewJob, Page, PageRequest,
-    Pause, PauseScope, QueuePosition, RateLimit, RecordedRate, StoreError, Transition,
+    Activity, ActivityQuery, Backlog, BacklogGrouping, BacklogRow, ChangeError, Clock, Dispatch,
+    EnqueueError, Enqueued, Failure, Job, JobFilter, JobId, JobStatus, LeaseError, LeaseToken,
+    NewJob, Page, PageRequest, Pause, PauseScope, QueuePosition, RateLimit, RecordedRate,
+    StoreError, Transition,
 };
 use tokio_postgres::IsolationLevel;
 
@@ -714,6 +715,72 @@ impl ApiStore for PgStore {
             }
             Ok::<_, Op<StoreError>>(out)
         })
+    }
+
+    async fn activity(&self, query: &ActivityQuery) -> Result<Activity, StoreError> {
+        let now = self.now();
+        let minutes = i32::try_from(query.window_minutes()).unwrap_or(i32::MAX);
+        let max_rows = i64::from(query.max_rows.max(1));
+        let tenant = query.tenant_id.as_deref();
+        let (counts, rows) = with_conn!(self, |c| async {
+            let counts = match tenant {
+                None => {
+                    let stmt = c.prepare_cached(&self.sql.counts).await?;
+                    c.query(&stmt, &[]).await?
+                }
+                Some(t) => {
+                    let stmt = c.prepare_cached(&self.sql.tenant_counts).await?;
+                    c.query(&stmt, &[&t]).await?
+                }
+            };
+            let stmt = c.prepare_cached(&self.sql.activity).await?;
+            let rows = c
+                .query(&stmt, &[&now, &minutes, &max_rows, &tenant])
+                .await?;
+            Ok::<_, Op<StoreError>>((counts, rows))
+        })?;
+        let mut out = Activity {
+            since: DateTime::<Utc>::MIN_UTC,
+            counts: Vec::with_capacity(counts.len()),
+            minutes: Default::default(),
+            truncated: false,
+        };
+        for r in counts {
+            let n: i64 = r.get("n");
+            out.counts.push(StatusCount {
+                use_case: r.get("use_case"),
+                status: row::status(r.get("status"))?,
+                count: u64::try_from(n).unwrap_or(0),
+            });
+        }
+        for r in rows {
+            out.since = r.get("since");
+            out.truncated = r.get("truncated");
+            let (Some(use_case), Some(minute), Some(what), Some(n)) = (
+                r.get::<_, Option<String>>("use_case"),
+                r.get::<_, Option<DateTime<Utc>>>("minute"),
+                r.get::<_, Option<String>>("what"),
+                r.get::<_, Option<i64>>("n"),
+            ) else {
+                continue;
+            };
+            let n = u64::try_from(n).unwrap_or(0);
+            let at = out.minutes.entry((use_case, minute)).or_default();
+            match what.as_str() {
+                "met" => at.deadlines_met += n,
+                "missed" => at.deadlines_missed += n,
+                "succeeded" => at.succeeded += n,
+                "dead" => at.dead += n,
+                "cancelled" => at.cancelled += n,
+                "expired" => at.expired += n,
+                other => {
+                    return Err(StoreError::Internal(format!(
+                        "activity: unexpected row kind {other:?}"
+                    )))
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn backlog(&self, grouping: BacklogGrouping) -> Result<Backlog, StoreError> {

@@ -540,7 +540,10 @@ async fn the_queue_position_reads_only_the_jobs_ahead_up_to_the_bound() {
         admin.batch_execute("BEGIN").await.unwrap();
         let plan: serde_json::Value = admin
             .query_one(
-                &format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}", hot.queue_position),
+                &format!(
+                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}",
+                    hot.queue_position
+                ),
                 &[&Some(clock.now()), &job.id, &bound],
             )
             .await

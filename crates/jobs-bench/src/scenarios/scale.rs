@@ -67,6 +67,12 @@ pub struct ScaleArgs {
     /// The use case's pick without fair share (plain EDF, every tag 0).
     #[arg(long)]
     pub plain_edf: bool,
+    /// `tenants` shape: deadlines at random within each tenant (its k-th job's deadline has
+    /// nothing to do with its k-th turn), the fair pick's worst case: almost every turn goes to
+    /// another job than the one holding the tag, and the tags move (see docs/fairness.md). By
+    /// default a tenant's later jobs have later deadlines, as with one tolerance per use case.
+    #[arg(long)]
+    pub shuffled_deadlines: bool,
 }
 
 /// Tenants of the `tenants` shape.
@@ -74,15 +80,10 @@ const BACKLOG_TENANTS: u64 = 10_000;
 
 /// Inserts future pending jobs with ordinals `from..to` in one statement, as the store's enqueue
 /// would write them (scheduled: not `ready` until the pick promotes them).
-async fn fill(
-    bench: &BenchDb,
-    shape: Shape,
-    plain_edf: bool,
-    from: u64,
-    to: u64,
-) -> anyhow::Result<()> {
+async fn fill(bench: &BenchDb, args: &ScaleArgs, from: u64, to: u64) -> anyhow::Result<()> {
+    let shape = args.shape;
     if shape == Shape::Tenants {
-        return fill_tenants(bench, plain_edf, from, to).await;
+        return fill_tenants(bench, args.plain_edf, args.shuffled_deadlines, from, to).await;
     }
     let (run_at, tolerance_s) = match shape {
         Shape::Later => (
@@ -118,8 +119,21 @@ async fn fill(
 
 /// Inserts due pending jobs with ordinals `from..to` over [`BACKLOG_TENANTS`] tenants, each
 /// tenant's k-th job holding its k-th turn (tag k, weight 1), or tag 0 in plain EDF; deadlines
-/// 5–10 minutes out.
-async fn fill_tenants(bench: &BenchDb, plain_edf: bool, from: u64, to: u64) -> anyhow::Result<()> {
+/// 5 minutes + k seconds (+ up to 1 s) out, or, `shuffled`, anywhere 5–10 minutes out.
+async fn fill_tenants(
+    bench: &BenchDb,
+    plain_edf: bool,
+    shuffled: bool,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<()> {
+    let deadline = if shuffled {
+        "now() + interval '5 minutes' + random() * interval '5 minutes'".to_owned()
+    } else {
+        format!(
+            "now() + interval '5 minutes' + (g / {BACKLOG_TENANTS}) * interval '1 second' + random() * interval '1 second'"
+        )
+    };
     let (tag, step) = if plain_edf {
         ("0", "0")
     } else {
@@ -132,8 +146,7 @@ async fn fill_tenants(bench: &BenchDb, plain_edf: bool, from: u64, to: u64) -> a
              delay_tolerance_us, deadline_at, timeout_us, cancel_requested, created_at, updated_at, ready, \
              fair_tag, fair_step) \
          SELECT gen_random_uuid(), 'tenant_' || (g % {BACKLOG_TENANTS}), '{USE_CASE}', 'noop', '{{}}'::jsonb, 'pending', 0, 0, \
-             3, 'exponential', 1000000, 60000000, 'full', now(), 300000000, \
-             now() + interval '5 minutes' + random() * interval '5 minutes', \
+             3, 'exponential', 1000000, 60000000, 'full', now(), 300000000, {deadline}, \
              60000000, false, now(), now(), true, {tag}, {step} \
          FROM generate_series($1::bigint, $2::bigint - 1) g",
         s = bench.schema
@@ -193,7 +206,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<serde_json::Value> {
     for &size in &args.sizes {
         let fill_start = Instant::now();
         if size > filled {
-            fill(&bench, args.shape, args.plain_edf, filled, size).await?;
+            fill(&bench, &args, filled, size).await?;
             filled = size;
         }
         let fill_s = fill_start.elapsed().as_secs_f64();
@@ -259,6 +272,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<serde_json::Value> {
         "scenario": "scale",
         "shape": args.shape.as_str(),
         "pick": if args.plain_edf { "plain_edf" } else { "fair_edf" },
+        "shuffled_deadlines": args.shuffled_deadlines,
         "due_per_tick": args.due_per_round,
         "steps": steps,
         "tick_p50_largest_over_smallest": tick_ratio,

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
+use crate::activity::{Activity, ActivityQuery};
 use crate::backlog::{Backlog, BacklogGrouping, BacklogRow};
 use crate::clock::Clock;
 use crate::deadline::{add_saturating, deadline_at, sub};
@@ -561,6 +562,12 @@ impl ApiStore for MemoryStore {
             self.notify(Wakeup::JobDue);
         }
         Ok(resumed)
+    }
+
+    async fn activity(&self, query: &ActivityQuery) -> Result<Activity, StoreError> {
+        let now = self.clock.now();
+        let inner = self.lock();
+        Ok(crate::activity::tally(inner.jobs.values(), now, query))
     }
 
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {

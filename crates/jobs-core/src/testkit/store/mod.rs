@@ -20,11 +20,13 @@
 //! scheduler's EDF pick under caps), `deadline`, `lease` (claim, heartbeat and the outcomes a
 //! worker records), `fencing`, `reaper` (expired leases, refused dispatches, counts and pruning),
 //! `backlog` (due pending jobs and the oldest, for the telemetry),
-//! `cancel_retry`, `list`, `wakeup`, `pause`, `rate`, `expiry`, `schedule` (cron schedules and their fenced firing), `fair` (weighted fair share) and `predict` (the queue position behind a predicted start). Every case is re-exported here, so its path is
+//! `cancel_retry`, `list`, `wakeup`, `pause`, `rate`, `expiry`, `schedule` (cron schedules and their fenced firing), `fair` (weighted fair share), `activity` (the dashboard's
+//! per-minute activity) and `predict` (the queue position behind a predicted start). Every case is re-exported here, so its path is
 //! `jobs_core::testkit::store::<case>` whichever file holds it. A new case goes in the file of
 //! its concern *and* in the macro's list; a unit test checks that the two agree.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod activity;
 mod backlog;
 mod cancel_retry;
 mod deadline;
@@ -43,6 +45,7 @@ mod reaper;
 mod schedule;
 mod wakeup;
 
+pub use activity::*;
 pub use backlog::*;
 pub use cancel_retry::*;
 pub use deadline::*;
@@ -163,6 +166,9 @@ macro_rules! store_conformance_tests {
             queue_positions_follow_the_pick_order,
             queue_position_counts_in_flight_bounds_and_reads_the_drain_rate,
             paused_and_scheduled_jobs_hold_no_place,
+            // activity.rs
+            activity_counts_finished_jobs_and_deadlines_per_minute,
+            activity_examines_a_bounded_number_of_jobs,
         }
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
