@@ -20,6 +20,10 @@ use crate::sql::Sql;
 pub(crate) struct Db<'a, C> {
     pub(crate) client: &'a C,
     pub(crate) cache: Option<&'a StatementCache>,
+    /// The caller's own transaction (`enqueue_in`): the tenant's lock is then taken for a quota
+    /// only, not for the fair-share tag, so a long transaction of the caller does not hold up
+    /// the tenant's other enqueues (a tag it reads stale is re-based by the pick).
+    pub(crate) caller_tx: bool,
 }
 
 impl<C: GenericClient + Sync> Db<'_, C> {
@@ -45,19 +49,37 @@ fn quota_exceeded(job: &NewJob, limit: u32) -> EnqueueError {
     }
 }
 
-/// True when enqueueing `jobs` needs a transaction (locks or look-ups before the insert).
-pub(crate) fn needs_transaction(jobs: &[NewJob]) -> bool {
-    jobs.iter().any(|j| j.quota.is_some())
+/// True when `job` takes its tenant's enqueue lock in its use case (in a transaction of the
+/// store's own): to count its quota, or to read its tenant's highest fair-share tag with every
+/// earlier enqueue of the tenant committed (concurrent enqueues of one tenant would otherwise
+/// read the same tag and share its turns).
+pub(crate) fn takes_tenant_lock(job: &NewJob) -> bool {
+    job.quota.is_some() || job.fair_weight.is_some()
 }
 
-/// Inserts one job. With a quota, `db` must be a transaction (the lock lasts until its end).
+/// [`takes_tenant_lock`] in `db`'s kind of transaction.
+fn locks<C>(db: &Db<'_, C>, job: &NewJob) -> bool {
+    if db.caller_tx {
+        job.quota.is_some()
+    } else {
+        takes_tenant_lock(job)
+    }
+}
+
+/// True when enqueueing `jobs` needs a transaction (locks or look-ups before the insert).
+pub(crate) fn needs_transaction(jobs: &[NewJob]) -> bool {
+    jobs.iter().any(takes_tenant_lock)
+}
+
+/// Inserts one job. With a quota or a fair-share weight ([`takes_tenant_lock`]), `db` must be a
+/// transaction (the lock lasts until its end).
 pub(crate) async fn one<C: GenericClient + Sync>(
     db: &Db<'_, C>,
     sql: &Sql,
     now: Option<DateTime<Utc>>,
     job: &NewJob,
 ) -> Result<Enqueued, Op<EnqueueError>> {
-    if job.quota.is_some() {
+    if locks(db, job) {
         let lock = db.stmt(&sql.quota_lock).await?;
         db.client
             .execute(
@@ -145,10 +167,11 @@ pub(crate) async fn many<C: GenericClient + Sync>(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    // Lock every quota the batch touches, in a fixed order so batches cannot deadlock.
+    // Lock every (tenant, use case) the batch counts a quota of or tags, in a fixed order so
+    // batches cannot deadlock.
     let locks: BTreeSet<String> = jobs
         .iter()
-        .filter(|j| j.quota.is_some())
+        .filter(|j| locks(db, j))
         .map(|j| quota_key(sql, &j.tenant_id, &j.use_case))
         .collect();
     if !locks.is_empty() {

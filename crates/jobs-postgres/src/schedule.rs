@@ -224,6 +224,7 @@ impl ScheduleStore for PgStore {
             let db = Db {
                 client: &*tx,
                 cache: Some(&tx.statement_cache),
+                caller_tx: false,
             };
             for job in &jobs {
                 match enqueue::one(&db, &self.sql, now, job).await {

@@ -299,7 +299,8 @@ impl Sql {
             // main-lane tenant's turns go to its earliest deadlines (`chosen`, one probe of
             // jobs_tenant_pick_idx per tenant served), and the tags of turns it did not use in
             // this order move to the jobs it keeps (`displaced` ← `gained`); the use case's clock
-            // moves to the highest main-lane tag handed out. With every tag 0 (plain EDF) the
+            // moves to the highest tag handed out (a leased job keeps at most that tag: in flight
+            // it holds the turn it used, not a later one). With every tag 0 (plain EDF) the
             // turns are the EDF prefix and nothing moves. The room under the cap is counted once;
             // a paused use case has none. Candidates are read without locks (picks of a use case
             // are serialised by its advisory lock); only the rows leased are locked, re-checked
@@ -370,7 +371,7 @@ impl Sql {
                      UPDATE {jobs} j SET fair_tag = g.fair_tag FROM displaced d JOIN gained g ON g.tenant_id = d.tenant_id AND g.k = d.k \
                      WHERE j.id = d.id AND j.status = 'pending'), \
                  clocked AS ( \
-                     INSERT INTO {clock} AS fc (use_case, vtime) SELECT $2, max(fair_tag) FROM picked WHERE NOT lim HAVING count(*) > 0 \
+                     INSERT INTO {clock} AS fc (use_case, vtime) SELECT $2, max(fair_tag) FROM picked HAVING count(*) > 0 \
                      ON CONFLICT (use_case) DO UPDATE SET vtime = greatest(fc.vtime, excluded.vtime)), \
                  healed AS ( \
                      UPDATE {jobs} j SET limited = true \
@@ -384,7 +385,8 @@ impl Sql {
                      ON CONFLICT (use_case, tenant_id) DO UPDATE SET tokens = excluded.tokens, \
                          updated_at = greatest(b.updated_at, excluded.updated_at)) \
                  UPDATE {jobs} j SET status = 'dispatched', lease_token = gen_random_uuid(), \
-                     lease_expires_at = t.now + {lease}, dispatched_at = t.now, updated_at = t.now \
+                     lease_expires_at = t.now + {lease}, dispatched_at = t.now, updated_at = t.now, \
+                     fair_tag = least(j.fair_tag, (SELECT max(fair_tag) FROM picked)) \
                  FROM {NOW} WHERE j.id = ANY (ARRAY(SELECT id FROM locked)) \
                  RETURNING j.id, j.lease_token, j.tenant_id, j.use_case, j.kind, j.attempts, j.deadline_at, j.priority",
                 lease = us!("$5::bigint"),
@@ -468,15 +470,30 @@ impl Sql {
                      last_error = 'expired: it would have started after its deadline', {cleared} \
                  FROM late, {NOW} WHERE j.id = late.id"
             ),
-            // Scheduled → ready: pending jobs of use case $2 whose run_at has come, oldest first,
-            // at most $3 (run in the lease transaction, before the pick).
+            // Before each pick (in the lease transaction, under the use case's pick lock), jobs
+            // take their tenants' next turns (`jobs_core::fair`), per tenant in deadline order:
+            // - scheduled → ready: pending jobs of use case $2 whose run_at has come, oldest
+            //   first, at most $3;
+            // - re-based: ready jobs whose tag fell below the clock, at most $3 (a tag read
+            //   before a long caller's transaction committed, a job back from a release, a reap
+            //   or a failure without backoff, a retry while its tenant was paused, a job from
+            //   before migration 9): their tenant's next turns, not turns it did not use in time.
+            //   Rate-limited tenants' jobs are left as they are (their tokens pace them).
             promote: format!(
-                "WITH due AS MATERIALIZED ( \
+                "WITH clock AS MATERIALIZED (SELECT coalesce((SELECT fc.vtime FROM {clock} fc WHERE fc.use_case = $2), 0) AS v), \
+                 sched AS ( \
+                     SELECT s.id, s.tenant_id, s.fair_step, s.deadline_at, s.priority FROM {jobs} s, {NOW} \
+                     WHERE s.use_case = $2 AND s.status = 'pending' AND NOT s.ready AND NOT s.held AND s.run_at <= t.now \
+                     ORDER BY s.run_at LIMIT $3 FOR UPDATE OF s SKIP LOCKED), \
+                 stale AS ( \
+                     SELECT s.id, s.tenant_id, s.fair_step, s.deadline_at, s.priority FROM {jobs} s, clock \
+                     WHERE s.use_case = $2 AND s.status = 'pending' AND s.ready AND NOT s.held AND NOT s.limited \
+                     AND s.fair_tag < clock.v AND s.fair_step > 0 \
+                     ORDER BY s.fair_tag LIMIT $3 FOR UPDATE OF s SKIP LOCKED), \
+                 due AS MATERIALIZED ( \
                      SELECT s.id, s.tenant_id, s.fair_step, row_number() OVER (PARTITION BY s.tenant_id \
-                         ORDER BY s.deadline_at, s.priority DESC, s.id) AS turn FROM ( \
-                         SELECT s.id, s.tenant_id, s.fair_step, s.deadline_at, s.priority FROM {jobs} s, {NOW} \
-                         WHERE s.use_case = $2 AND s.status = 'pending' AND NOT s.ready AND NOT s.held AND s.run_at <= t.now \
-                         ORDER BY s.run_at LIMIT $3 FOR UPDATE OF s SKIP LOCKED) s), \
+                         ORDER BY s.deadline_at, s.priority DESC, s.id) AS turn \
+                     FROM (SELECT * FROM sched UNION SELECT * FROM stale) s), \
                  bases AS MATERIALIZED ( \
                      SELECT d.tenant_id, {base} AS base FROM (SELECT DISTINCT tenant_id FROM due) d) \
                  UPDATE {jobs} j SET ready = true, \
@@ -498,18 +515,16 @@ impl Sql {
             // $3: the quota (NULL = none), counted in this statement: with a quota the caller
             // holds the tenant's quota lock, taken in an earlier statement of the transaction.
             retry: format!(
-                "UPDATE {jobs} j SET status = 'pending', ready = true, attempts = 0, run_at = t.now, \
+                "UPDATE {jobs} j SET status = 'pending', ready = false, attempts = 0, run_at = t.now, \
                      deadline_at = t.now + {tol}, {cleared}, cancel_requested = false, finished_at = NULL, \
                      updated_at = t.now, limited = EXISTS (SELECT 1 FROM {rate_limits} l \
-                         WHERE l.use_case = j.use_case AND l.tenant_id IN (j.tenant_id, '')), \
-                     fair_tag = CASE WHEN j.fair_step > 0 THEN {base} + j.fair_step ELSE 0 END \
+                         WHERE l.use_case = j.use_case AND l.tenant_id IN (j.tenant_id, '')) \
                  FROM {NOW} WHERE j.id = $2 AND j.status IN ('dead', 'cancelled', 'expired') \
                      AND ($3::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
                          WHERE q.tenant_id = j.tenant_id AND q.use_case = j.use_case \
                          AND q.status IN {UNFINISHED} LIMIT $3) c) < $3) \
                  RETURNING {cols}",
                 tol = us!("j.delay_tolerance_us"),
-                base = fair_base("j.tenant_id", "j.use_case"),
             ),
             status_of: format!("SELECT status, tenant_id, use_case FROM {jobs} WHERE id = $1"),
             status_for_update: format!("SELECT status FROM {jobs} WHERE id = $1 FOR UPDATE"),
@@ -545,7 +560,7 @@ impl Sql {
                                    THEN t.now + {delay} ELSE j.run_at END, \
                      deadline_at = CASE WHEN NOT j.cancel_requested AND $5::bigint IS NOT NULL \
                                    THEN t.now + {delay} + {tol} ELSE j.deadline_at END, \
-                     ready = j.cancel_requested OR $5::bigint IS NULL OR {delay} <= interval '0', \
+                     ready = j.cancel_requested OR $5::bigint IS NULL, \
                      finished_at = CASE WHEN j.cancel_requested OR $5::bigint IS NULL THEN t.now ELSE j.finished_at END",
                     delay = us!("$5::bigint"),
                     tol = us!("j.delay_tolerance_us"),
@@ -561,7 +576,7 @@ impl Sql {
                 "running",
                 &format!(
                     "{cleared}, \
-                     status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'pending' END, ready = true, \
+                     status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'pending' END, ready = j.cancel_requested, \
                      attempts = CASE WHEN j.cancel_requested THEN j.attempts ELSE greatest(j.attempts - 1, 0) END, \
                      run_at = CASE WHEN j.cancel_requested THEN j.run_at ELSE least(j.run_at, t.now) END, \
                      finished_at = CASE WHEN j.cancel_requested THEN t.now ELSE j.finished_at END"
@@ -573,12 +588,12 @@ impl Sql {
                      SELECT d.id FROM {jobs} d, {NOW} \
                      WHERE d.status = 'dispatched' AND d.lease_expires_at <= t.now \
                      ORDER BY d.lease_expires_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED) \
-                 UPDATE {jobs} j SET status = 'pending', ready = true, {cleared}, updated_at = t.now \
+                 UPDATE {jobs} j SET status = 'pending', ready = false, {cleared}, updated_at = t.now \
                  FROM doomed, {NOW} WHERE j.id = doomed.id RETURNING j.status"
             ),
             // The reaper's dispatched → pending, early and fenced per entry by the token.
             return_dispatched: format!(
-                "UPDATE {jobs} j SET status = 'pending', ready = true, {cleared}, updated_at = t.now \
+                "UPDATE {jobs} j SET status = 'pending', ready = false, {cleared}, updated_at = t.now \
                  FROM {NOW}, unnest($2::uuid[], $3::uuid[]) AS k(id, token) \
                  WHERE j.id = k.id AND j.status = 'dispatched' AND j.lease_token = k.token"
             ),
@@ -587,7 +602,8 @@ impl Sql {
                      SELECT d.id FROM {jobs} d, {NOW} \
                      WHERE d.status = 'running' AND d.lease_expires_at <= t.now \
                      ORDER BY d.lease_expires_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED) \
-                 UPDATE {jobs} j SET {cleared}, updated_at = t.now, ready = true, \
+                 UPDATE {jobs} j SET {cleared}, updated_at = t.now, \
+                     ready = j.cancel_requested OR j.attempts >= j.max_attempts, \
                      last_error = 'lease expired: the worker stopped heartbeating', \
                      status = CASE WHEN j.cancel_requested THEN 'cancelled' \
                                    WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'pending' END, \

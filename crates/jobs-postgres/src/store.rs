@@ -301,6 +301,9 @@ impl PgStore {
     /// Enqueues `job` inside the caller's transaction: the job exists if and only if the
     /// transaction commits, and its wake-up is sent at commit. Quotas hold a transaction-scoped
     /// lock on the tenant's use case until the transaction ends, so keep such transactions short.
+    /// The fair-share tag takes no lock here (outside the caller's transaction an enqueue takes
+    /// the tenant's lock for it too): a tag read stale because the transaction committed late is
+    /// re-based by the next pick (docs/fairness.md).
     ///
     /// A `deadpool_postgres::Transaction` dereferences to the `tokio_postgres::Transaction` this
     /// takes (`store.enqueue_in(&tx, job)`).
@@ -321,6 +324,7 @@ impl PgStore {
         let db = Db {
             client: tx,
             cache: None,
+            caller_tx: true,
         };
         enqueue::one(&db, &self.sql, self.now(), &job)
             .await
@@ -333,10 +337,11 @@ impl PgStore {
         tx: &tokio_postgres::Transaction<'_>,
         jobs: Vec<NewJob>,
     ) -> Result<Vec<Enqueued>, EnqueueError> {
-        prepare_caller_tx(tx, enqueue::needs_transaction(&jobs)).await?;
+        prepare_caller_tx(tx, jobs.iter().any(|j| j.quota.is_some())).await?;
         let db = Db {
             client: tx,
             cache: None,
+            caller_tx: true,
         };
         enqueue::many(&db, &self.sql, self.now(), &jobs)
             .await
@@ -457,11 +462,12 @@ impl PgStore {
         let now = self.now();
         let sql = &*self.sql;
         with_conn!(self, |c| async {
-            if job.quota.is_some() {
+            if enqueue::takes_tenant_lock(&job) {
                 let tx = read_committed(&mut c).await?;
                 let db = Db {
                     client: &*tx,
                     cache: Some(&tx.statement_cache),
+                    caller_tx: false,
                 };
                 let out = enqueue::one(&db, sql, now, &job).await?;
                 tx.commit().await?;
@@ -470,6 +476,7 @@ impl PgStore {
                 let db = Db {
                     client: &**c,
                     cache: Some(&c.statement_cache),
+                    caller_tx: false,
                 };
                 enqueue::one(&db, sql, now, &job).await
             }
@@ -488,6 +495,7 @@ impl PgStore {
                 let db = Db {
                     client: &*tx,
                     cache: Some(&tx.statement_cache),
+                    caller_tx: false,
                 };
                 let out = enqueue::many(&db, sql, now, &jobs).await?;
                 tx.commit().await?;
@@ -496,6 +504,7 @@ impl PgStore {
                 let db = Db {
                     client: &**c,
                     cache: Some(&c.statement_cache),
+                    caller_tx: false,
                 };
                 enqueue::many(&db, sql, now, &jobs).await
             }

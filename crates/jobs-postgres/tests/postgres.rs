@@ -1200,3 +1200,37 @@ async fn jobs_enqueued_across_a_change_of_limits_are_still_limited() {
         "the burst again"
     );
 }
+
+/// Fair share and the caller's transaction: jobs enqueued in a transaction that stays open while
+/// other tenants take turns commit with tags below the clock; the next pick re-bases them to
+/// their tenant's next turns instead of letting them take every slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_caller_transaction_banks_no_turns() {
+    let db = TestDb::new().await;
+    let pick = |n: u32| PickRequest {
+        cap: 100_000,
+        limit: n,
+        lease: Duration::from_secs(60),
+    };
+    let per_tenant = |leased: &[jobs_core::Dispatch]| {
+        let mut m = std::collections::BTreeMap::<String, usize>::new();
+        for d in leased {
+            *m.entry(d.tenant_id.clone()).or_default() += 1;
+        }
+        m
+    };
+    let jobs = |t: &str, n: usize| (0..n).map(|_| new_job(t, "u")).collect::<Vec<_>>();
+    let mut conn = db.store.pool().get().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
+    db.store.enqueue_many_in(&tx, jobs("a", 20)).await.unwrap();
+    db.store.enqueue_many(jobs("b", 60)).await.unwrap();
+    let leased = db.store.lease_due("u", pick(30)).await.unwrap();
+    assert_eq!(per_tenant(&leased).get("b"), Some(&30));
+    tx.commit().await.unwrap();
+    let leased = db.store.lease_due("u", pick(20)).await.unwrap();
+    assert_eq!(
+        per_tenant(&leased).get("a"),
+        Some(&10),
+        "a starts level: 1:1"
+    );
+}

@@ -72,6 +72,13 @@ struct Turn {
 }
 
 impl Inner {
+    /// `id` waits for a turn again: the next pick tags it (a job back in `pending`).
+    fn untag(&mut self, id: JobId) {
+        if let Some(turn) = self.fair.get_mut(&id) {
+            turn.tagged = false;
+        }
+    }
+
     fn turn(&self, id: &JobId) -> Turn {
         self.fair.get(id).copied().unwrap_or(Turn {
             tag: 0.0,
@@ -93,12 +100,10 @@ impl Inner {
             .map(|j| self.turn(&j.id).tag)
             .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
         let base = crate::fair::base(clock, highest);
-        let mut at = base;
-        for id in ids {
+        for (k, id) in ids.iter().enumerate() {
             let mut turn = self.turn(id);
             turn.tag = if turn.step > 0.0 {
-                at += turn.step;
-                at
+                base + (k + 1) as f64 * turn.step
             } else {
                 0.0
             };
@@ -441,16 +446,8 @@ impl ApiStore for MemoryStore {
             job.finished_at = None;
             job.updated_at = now;
             let job = job.clone();
-            // A retried job is new work: its tenant's next turn.
-            let held = inner
-                .pauses
-                .contains_key(&PauseScope::tenant(&job.use_case, &job.tenant_id));
-            if let Some(turn) = inner.fair.get_mut(&id) {
-                turn.tagged = false;
-            }
-            if !held {
-                inner.tag(&job.tenant_id, &job.use_case, &[id]);
-            }
+            // A retried job is new work: its tenant's next turn, taken at the next pick.
+            inner.untag(id);
             job
         };
         self.notify(Wakeup::JobDue);
@@ -687,11 +684,6 @@ impl DispatchStore for MemoryStore {
                 job.updated_at = now;
             }
         }
-        let free = u64::from(pick.cap).saturating_sub(in_flight(&inner.jobs, use_case));
-        let take = free.min(u64::from(pick.limit)) as usize;
-        if take == 0 {
-            return Ok(Vec::new());
-        }
         let pauses: Vec<PauseScope> = inner
             .pauses
             .keys()
@@ -704,15 +696,22 @@ impl DispatchStore for MemoryStore {
                 .iter()
                 .any(|p| p.tenant_id.as_deref() == Some(j.tenant_id.as_str()))
         };
-        // Jobs that became ready since the last pick (their run_at came) take their tenants' next
-        // turns, in deadline order; a paused tenant's wait until it resumes.
+        // Jobs that became ready since the last pick (their run_at came), and ready jobs whose
+        // tag fell below the clock (back from a release, a reap or a failure without backoff, a
+        // retry while the tenant was paused), take their tenants' next turns, in deadline order;
+        // a paused tenant's wait until it resumes, a rate-limited tenant's keep their tags.
+        let clock_now = inner.clocks.get(use_case).copied().unwrap_or(0.0);
+        let limited =
+            |tenant: &str| crate::rate::lookup(&inner.rate_limits, tenant, use_case).is_some();
         let mut promoted: BTreeMap<String, Vec<&Job>> = BTreeMap::new();
         for j in inner.jobs.values().filter(|j| {
+            let turn = inner.turn(&j.id);
             j.use_case == use_case
                 && j.status == JobStatus::Pending
                 && j.run_at <= now
                 && !tenant_paused(j)
-                && !inner.turn(&j.id).tagged
+                && (!turn.tagged
+                    || (turn.step > 0.0 && turn.tag < clock_now && !limited(&j.tenant_id)))
         }) {
             promoted.entry(j.tenant_id.clone()).or_default().push(j);
         }
@@ -725,6 +724,11 @@ impl DispatchStore for MemoryStore {
             .collect();
         for (tenant, ids) in promoted {
             inner.tag(&tenant, use_case, &ids);
+        }
+        let free = u64::from(pick.cap).saturating_sub(in_flight(&inner.jobs, use_case));
+        let take = free.min(u64::from(pick.limit)) as usize;
+        if take == 0 {
+            return Ok(Vec::new());
         }
 
         let due: Vec<&Job> = inner
@@ -784,6 +788,7 @@ impl DispatchStore for MemoryStore {
         for (j, limited) in &picked {
             if *limited {
                 ids.push(j.id);
+                clock = clock.max(inner.turn(&j.id).tag);
                 if let Some((_, left)) = tokens.get_mut(&j.tenant_id) {
                     *left -= 1.0;
                 }
@@ -816,6 +821,12 @@ impl DispatchStore for MemoryStore {
             }
         }
         inner.clocks.insert(use_case.to_owned(), clock);
+        // A leased job holds at most the turn it used, not a later one.
+        for id in &ids {
+            if let Some(turn) = inner.fair.get_mut(id) {
+                turn.tag = turn.tag.min(clock);
+            }
+        }
         // One pick's jobs are sent in deadline order (as the Postgres store returns them).
         ids.sort_by(|a, b| match (inner.jobs.get(a), inner.jobs.get(b)) {
             (Some(a), Some(b)) => edf(a, b),
@@ -860,6 +871,9 @@ impl DispatchStore for MemoryStore {
             let back = self.fenced(id, token, JobStatus::Dispatched, |job, now| {
                 finish(job, Transition::ExpireDispatch, now);
             });
+            if back.is_ok() {
+                self.lock().untag(id);
+            }
             returned += u64::from(back.is_ok());
         }
         if returned > 0 {
@@ -998,11 +1012,9 @@ impl LeaseStore for MemoryStore {
             }
             job.clone()
         })?;
-        if job.status == JobStatus::Pending && job.run_at > self.clock.now() {
-            // Tagged again when its backoff ends (it becomes ready), like a scheduled job.
-            if let Some(turn) = self.lock().fair.get_mut(&id) {
-                turn.tagged = false;
-            }
+        if job.status == JobStatus::Pending {
+            // Its next attempt is its tenant's next turn, taken at the pick after its backoff.
+            self.lock().untag(id);
         }
         self.notify(Wakeup::CapacityFreed);
         Ok(job)
@@ -1040,6 +1052,9 @@ impl LeaseStore for MemoryStore {
             }
             job.clone()
         })?;
+        if job.status == JobStatus::Pending {
+            self.lock().untag(id);
+        }
         self.notify(Wakeup::JobDue);
         Ok(job)
     }
@@ -1075,6 +1090,7 @@ impl MaintenanceStore for MemoryStore {
                     job.updated_at = now;
                     report.dispatch_expired += 1;
                 }
+                inner.untag(id);
             }
             for id in running {
                 if let Some(job) = inner.jobs.get_mut(&id) {
@@ -1087,6 +1103,9 @@ impl MaintenanceStore for MemoryStore {
                         Transition::ExpireRunRetry => {
                             back_to_pending(job, event, now, now);
                             report.run_expired_retry += 1;
+                            if let Some(turn) = inner.fair.get_mut(&id) {
+                                turn.tagged = false;
+                            }
                         }
                         Transition::ExpireRunDead => {
                             finish(job, event, now);
@@ -1119,6 +1138,7 @@ impl MaintenanceStore for MemoryStore {
             .map(|j| j.id)
             .collect();
         for id in &doomed {
+            inner.fair.remove(id);
             if let Some(job) = inner.jobs.remove(id) {
                 if let Some(key) = job.idempotency_key {
                     inner.idempotency.remove(&(job.tenant_id, key));

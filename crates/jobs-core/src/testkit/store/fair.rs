@@ -197,3 +197,107 @@ pub async fn a_retried_job_takes_its_tenants_next_turn(make: impl MakeStore) {
     let leased = f.store.lease_due("alpha", pick(2)).await.unwrap();
     assert_eq!(per_tenant(&leased), counts(&[("a", 1), ("b", 1)]));
 }
+
+pub async fn concurrent_enqueues_of_a_tenant_take_distinct_turns(make: impl MakeStore) {
+    let f = Fixture::new(make).await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = f.store.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                store.enqueue(weighted("par", Some(1), 600)).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for _ in 0..200 {
+        f.add(weighted("seq", Some(1), 600)).await;
+    }
+    // Eight connections of one tenant are still one tenant: 1:1.
+    let leased = f.store.lease_due("alpha", pick(200)).await.unwrap();
+    assert_eq!(per_tenant(&leased), counts(&[("par", 100), ("seq", 100)]));
+}
+
+pub async fn a_failure_without_backoff_is_not_a_free_turn(make: impl MakeStore) {
+    let f = Fixture::new(make).await;
+    let mut flaky = weighted("a", Some(1), 60);
+    flaky.max_attempts = 1000;
+    flaky.backoff = crate::backoff::Backoff {
+        strategy: crate::backoff::BackoffStrategy::Constant,
+        base: Duration::ZERO,
+        cap: Duration::ZERO,
+        jitter: crate::backoff::Jitter::None,
+    };
+    let flaky = f.add(flaky).await;
+    enqueue(&f, "a", Some(1), 600, 20).await;
+    enqueue(&f, "b", Some(1), 600, 21).await;
+    let mut total: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..10 {
+        let leased = f.store.lease_due("alpha", pick(2)).await.unwrap();
+        for d in &leased {
+            *total.entry(d.tenant_id.clone()).or_default() += 1;
+            if d.job_id == flaky.id {
+                f.store.claim(d.job_id, d.lease_token, LEASE).await.unwrap();
+                let failure = Failure {
+                    error: "again".to_owned(),
+                    retry_in: Some(Duration::ZERO),
+                };
+                f.store
+                    .fail(d.job_id, d.lease_token, failure)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    assert_eq!(total, counts(&[("a", 10), ("b", 10)]), "20 turns, 1:1");
+}
+
+pub async fn a_retry_while_paused_banks_no_turns(make: impl MakeStore) {
+    let f = Fixture::new(make).await;
+    enqueue(&f, "b", Some(1), 600, 5).await;
+    let leased = f.store.lease_due("alpha", pick(5)).await.unwrap();
+    for d in &leased {
+        f.store.claim(d.job_id, d.lease_token, LEASE).await.unwrap();
+        let failure = Failure {
+            error: "dead".to_owned(),
+            retry_in: None,
+        };
+        f.store
+            .fail(d.job_id, d.lease_token, failure)
+            .await
+            .unwrap();
+    }
+    let pause = PauseScope::tenant("alpha", "b");
+    f.store.pause(&pause).await.unwrap();
+    for d in &leased {
+        f.store.retry(d.job_id, None).await.unwrap();
+    }
+    enqueue(&f, "a", Some(1), 600, 100).await;
+    let leased_a = f.store.lease_due("alpha", pick(50)).await.unwrap();
+    assert_eq!(per_tenant(&leased_a), counts(&[("a", 50)]));
+    f.store.resume(&pause).await.unwrap();
+    let leased = f.store.lease_due("alpha", pick(6)).await.unwrap();
+    assert_eq!(
+        per_tenant(&leased),
+        counts(&[("a", 3), ("b", 3)]),
+        "b starts level, no credit"
+    );
+}
+
+pub async fn rate_limited_turns_move_the_clock(make: impl MakeStore) {
+    let f = Fixture::new(make).await;
+    let every = crate::rate::RateLimit::new("alpha", None, 1000.0, 1000).unwrap();
+    f.store.set_rate_limits(&[every]).await.unwrap();
+    enqueue(&f, "a", Some(1), 600, 40).await;
+    let leased = f.store.lease_due("alpha", pick(20)).await.unwrap();
+    assert_eq!(per_tenant(&leased), counts(&[("a", 20)]));
+    enqueue(&f, "d", Some(1), 600, 20).await;
+    let leased = f.store.lease_due("alpha", pick(10)).await.unwrap();
+    assert_eq!(
+        per_tenant(&leased),
+        counts(&[("a", 5), ("d", 5)]),
+        "d starts level, no credit"
+    );
+}

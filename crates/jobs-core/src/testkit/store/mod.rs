@@ -162,6 +162,10 @@ macro_rules! store_conformance_tests {
             idle_paused_and_scheduled_tenants_bank_no_turns,
             a_use_case_without_fair_share_is_plain_edf,
             a_retried_job_takes_its_tenants_next_turn,
+            concurrent_enqueues_of_a_tenant_take_distinct_turns,
+            a_failure_without_backoff_is_not_a_free_turn,
+            a_retry_while_paused_banks_no_turns,
+            rate_limited_turns_move_the_clock,
             // predict.rs
             queue_positions_follow_the_pick_order,
             queue_position_counts_in_flight_bounds_and_reads_the_drain_rate,
