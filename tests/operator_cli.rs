@@ -188,6 +188,9 @@ fn an_operator_finds_a_dead_job_retries_it_and_scripts_can_rely_on_exit_codes() 
     let shown = stdout(&jobs(url, Some(OPERATOR), &["get", &dead]));
     for field in [
         "status      dead",
+        // A dead job has no predicted start.
+        "predicted   -",
+        "at risk     -",
         "last error",
         "payload",
         "\"fail\": \"permanent\"",

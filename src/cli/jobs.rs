@@ -14,7 +14,7 @@ use async_jobs::app::settings::redact_url;
 use async_jobs::core::{EnqueueRequest, Env, Job, JobId, JobStatus, Pause, PauseScope};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
-use jobs_client::{BulkFilter, ClientError, JobsClient, ListQuery};
+use jobs_client::{BulkFilter, ClientError, JobView, JobsClient, ListQuery};
 use serde_json::json;
 
 /// The API's address.
@@ -255,7 +255,7 @@ pub(crate) fn run(conn: &Connection, command: JobsCommand) -> ExitCode {
             JobsCommand::List(args) => list(&client, args).await.map(|(jobs, next)| {
                 print_list(output, &jobs, next.as_deref());
             }),
-            JobsCommand::Get { id } => client.get(id).await.map(|j| print_job(output, &j)),
+            JobsCommand::Get { id } => client.get_view(id).await.map(|v| print_view(output, &v)),
             JobsCommand::Retry { id } => client.retry(id).await.map(|j| print_job(output, &j)),
             JobsCommand::Cancel { id } => client.cancel(id).await.map(|j| print_job(output, &j)),
             JobsCommand::Enqueue(args) => {
@@ -586,11 +586,35 @@ pub(crate) fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) ->
     text
 }
 
+/// A job with its predicted start (`jobs get`): JSON as the API answers, or the job's lines
+/// with `predicted` and `at risk` after `deadline`.
+fn print_view(output: Output, view: &JobView) {
+    if output == Output::Json {
+        out(&format!("{}\n", json!(view)));
+        return;
+    }
+    let p = &view.prediction;
+    let predicted = p.predicted_start_at.map_or_else(
+        || "-".to_owned(),
+        |t| format!("{} (estimate)", time(Some(t))),
+    );
+    let at_risk = p.at_risk.map_or("-", |r| if r { "yes" } else { "no" });
+    print_job_lines(
+        &view.job,
+        &[("predicted", predicted), ("at risk", at_risk.to_owned())],
+    );
+}
+
 fn print_job(output: Output, job: &Job) {
     if output == Output::Json {
         out(&format!("{}\n", json!(job)));
         return;
     }
+    print_job_lines(job, &[]);
+}
+
+/// The job's lines, with `extra` after the deadline.
+fn print_job_lines(job: &Job, extra: &[(&str, String)]) {
     let payload = serde_json::to_string_pretty(&job.payload).unwrap_or_default();
     let fields = [
         ("id", job.id.to_string()),
@@ -602,6 +626,8 @@ fn print_job(output: Output, job: &Job) {
         ("created", time(Some(job.created_at))),
         ("run at", time(Some(job.run_at))),
         ("deadline", time(Some(job.deadline_at))),
+    ];
+    let after = [
         ("dispatched", time(job.dispatched_at)),
         ("started", time(job.started_at)),
         ("finished", time(job.finished_at)),
@@ -612,7 +638,8 @@ fn print_job(output: Output, job: &Job) {
         ("payload", payload),
     ];
     let mut text = String::new();
-    for (name, value) in fields {
+    let extra = extra.iter().map(|(n, v)| (*n, v.clone()));
+    for (name, value) in fields.into_iter().chain(extra).chain(after) {
         text.push_str(&format!("{name:<11} {value}\n"));
     }
     out(&text);

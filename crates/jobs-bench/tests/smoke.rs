@@ -238,5 +238,26 @@ fn deadline_smoke() {
         assert!(good >= 0.95, "{store}: {s}");
         positive(s, "targets.fair_over_edf_throughput");
         positive(s, "weighted_2_1_1.heavy.share");
+        // The predicted start's error, steady and overloaded, plain and fair EDF.
+        for load in ["steady", "overload"] {
+            for order in ["edf", "fair_edf"] {
+                let p = &s["prediction"][load]["orders"][order];
+                assert!(
+                    p["predicted"].as_u64().unwrap() > 0,
+                    "{store} {load} {order}: {p}"
+                );
+                let median = p["median_abs_error_s"].as_f64().unwrap();
+                let p90 = p["p90_abs_error_s"].as_f64().unwrap();
+                assert!(
+                    median >= 0.0 && p90 >= median,
+                    "{store} {load} {order}: {p}"
+                );
+            }
+        }
+        // Below the capacity a job starts within a step or two of its prediction.
+        let steady = s["prediction"]["steady"]["orders"]["fair_edf"]["p90_abs_error_s"]
+            .as_f64()
+            .unwrap();
+        assert!(steady <= 0.5, "{store}: {steady}");
     }
 }

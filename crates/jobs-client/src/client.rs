@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jobs_core::{
-    EnqueueRequest, Job, JobId, JobStatus, NewSchedule, Pause, PauseScope, RateLimit, Schedule,
-    ScheduleDefinition, TraceContext,
+    EnqueueRequest, Job, JobId, JobStatus, JobView, NewSchedule, Pause, PauseScope, Prediction,
+    RateLimit, Schedule, ScheduleDefinition, TraceContext,
 };
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
@@ -136,6 +136,9 @@ pub struct EnqueueOutcome {
     /// False when the server answered with an existing job (same idempotency key) — including a
     /// job this very call created on an attempt whose answer was lost.
     pub created: bool,
+    /// The job's predicted start, as the server estimated it when it answered (both fields
+    /// `None` from a server that does not predict, or when it had no prediction).
+    pub prediction: Prediction,
 }
 
 /// Filters and page of [`JobsClient::list`]; `None` fields are not sent.
@@ -363,8 +366,12 @@ impl JobsClient {
             )
             .await?;
         let created = resp.status() == StatusCode::CREATED;
-        let job = read_json(resp).await?;
-        Ok(EnqueueOutcome { job, created })
+        let JobView { job, prediction } = read_json(resp).await?;
+        Ok(EnqueueOutcome {
+            job,
+            created,
+            prediction,
+        })
     }
 
     /// Enqueues a batch, all or none; jobs without an idempotency key get one (fixed across retries).
@@ -399,6 +406,21 @@ impl JobsClient {
 
     /// One job.
     pub async fn get(&self, id: JobId) -> Result<Job, ClientError> {
+        let resp = self
+            .send(
+                Method::GET,
+                &format!("/jobs/{id}"),
+                &[],
+                None,
+                RetryPolicy::Idempotent,
+            )
+            .await?;
+        read_json(resp).await
+    }
+
+    /// One job with its predicted start (`predicted_start_at`, `at_risk`): an estimate the
+    /// server makes as it answers, `None` when it has none (or is older than the prediction).
+    pub async fn get_view(&self, id: JobId) -> Result<JobView, ClientError> {
         let resp = self
             .send(
                 Method::GET,

@@ -62,3 +62,4 @@ pub use client::{
     ListQuery,
 };
 pub use error::ClientError;
+pub use jobs_core::{JobView, Prediction};

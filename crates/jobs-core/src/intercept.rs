@@ -45,6 +45,7 @@ use crate::activity::{Activity, ActivityQuery};
 use crate::backlog::{Backlog, BacklogGrouping};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
+use crate::predict::QueuePosition;
 use crate::rate::RateLimit;
 use crate::schedule::{Schedule, ScheduleDraft};
 use crate::schedule_store::{Fired, ScheduleStore};
@@ -121,6 +122,10 @@ pub enum StoreOp {
     RateLimits,
     /// [`DispatchStore::rate_wait`].
     RateWait,
+    /// [`ApiStore::queue_position`].
+    QueuePosition,
+    /// [`DispatchStore::record_drain_rate`].
+    RecordDrainRate,
     /// [`ApiStore::activity`].
     Activity,
 }
@@ -160,6 +165,8 @@ impl StoreOp {
             StoreOp::SetRateLimits => "set_rate_limits",
             StoreOp::RateLimits => "rate_limits",
             StoreOp::RateWait => "rate_wait",
+            StoreOp::QueuePosition => "queue_position",
+            StoreOp::RecordDrainRate => "record_drain_rate",
             StoreOp::Activity => "activity",
         }
     }
@@ -316,6 +323,19 @@ impl<I: Interceptor> ApiStore for InterceptedStore<I> {
         self.around(StoreOp::Pauses, 1, self.inner.pauses()).await
     }
 
+    async fn queue_position(
+        &self,
+        id: JobId,
+        bound: u32,
+    ) -> Result<Option<QueuePosition>, StoreError> {
+        self.around(
+            StoreOp::QueuePosition,
+            1,
+            self.inner.queue_position(id, bound),
+        )
+        .await
+    }
+
     async fn activity(&self, query: &ActivityQuery) -> Result<Activity, StoreError> {
         self.around(StoreOp::Activity, 1, self.inner.activity(query))
             .await
@@ -364,6 +384,11 @@ impl<I: Interceptor> DispatchStore for InterceptedStore<I> {
     async fn rate_wait(&self, use_case: &str) -> Result<Option<Duration>, StoreError> {
         self.around(StoreOp::RateWait, 1, self.inner.rate_wait(use_case))
             .await
+    }
+
+    async fn record_drain_rate(&self, use_case: &str, per_second: f64) -> Result<(), StoreError> {
+        let call = self.inner.record_drain_rate(use_case, per_second);
+        self.around(StoreOp::RecordDrainRate, 1, call).await
     }
 }
 

@@ -20,6 +20,8 @@
 //! - Telemetry maths: [`backlog`] (the due pending jobs a store reports, and the age of the
 //!   oldest), [`scaling`] (the drain rate and the backlog-seconds scaling signal) and
 //!   [`tenant_label`] (the bounded `tenant` label of per-tenant metrics).
+//! - [`predict`]: the predicted start of a pending job (an estimate from the jobs ahead of it in
+//!   the pick order, the free places and the use case's drain rate) and whether it is at risk.
 //! - [`schedule`]: cron schedules (periodic jobs): parsing in IANA zones, slots and the
 //!   missed-slot policy, the job template; [`ScheduleStore`] is their port.
 //! - [`handler`]: typed handlers, their registry, context and outcomes.
@@ -84,6 +86,7 @@ pub mod job_type;
 pub mod leader;
 pub mod memory;
 pub mod pause;
+pub mod predict;
 pub mod rate;
 pub mod rfc3339;
 pub mod scaling;
@@ -116,6 +119,7 @@ pub use handler::{
 pub use job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 pub use job_type::JobType;
 pub use pause::{Pause, PauseError, PauseScope};
+pub use predict::{JobView, Prediction, QueuePosition, RecordedRate};
 pub use rate::{RateLimit, RateLimitConfig};
 pub use schedule::{
     JobTemplate, MissedPolicy, NewSchedule, Schedule, ScheduleDefinition, ScheduleDraft,

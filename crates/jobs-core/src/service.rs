@@ -11,6 +11,8 @@ use crate::config::PlatformConfig;
 use crate::enqueue::{validate, EnqueueRequest, ValidationError};
 use crate::handler::{HandlerError, HandlerResult};
 use crate::job::{Enqueued, Job, JobId, LeaseToken};
+use crate::predict::{self, JobView, Prediction};
+use crate::status::JobStatus;
 use crate::store::{
     ChangeError, EnqueueError, Failure, JobFilter, JobStore, LeaseError, Page, PageRequest,
     StoreError,
@@ -145,6 +147,61 @@ impl JobService {
             .get(id)
             .await?
             .filter(|job| scope.allows(&job.tenant_id)))
+    }
+
+    /// The predicted start of `job` ([`crate::predict`]): an estimate from the jobs ahead of it
+    /// in the pick order, the free places under its use case's cap and the drain rate the
+    /// scheduler recorded. One store read ([`ApiStore::queue_position`](crate::ApiStore::queue_position)),
+    /// made only for a pending job of a configured use case. It never fails: when the read
+    /// fails, the failure is logged and the answer is [`Prediction::unknown`], so a caller
+    /// that enqueued or read the job still gets it.
+    pub async fn predict(&self, job: &Job) -> Prediction {
+        if job.status != JobStatus::Pending {
+            return Prediction::unknown();
+        }
+        let Some(cap) = self
+            .config
+            .use_cases
+            .get(&job.use_case)
+            .map(|u| u.max_concurrent)
+        else {
+            return Prediction::unknown();
+        };
+        match self
+            .store
+            .queue_position(job.id, predict::DEFAULT_AHEAD_BOUND)
+            .await
+        {
+            Ok(position) => predict::from_position(job, position.as_ref(), cap),
+            Err(e) => {
+                tracing::warn!(job_id = %job.id, error = %e, "reading the queue position for the predicted start failed");
+                Prediction::unknown()
+            }
+        }
+    }
+
+    /// Validates and enqueues one job, then predicts its start ([`JobService::predict`], after
+    /// the insert and outside its transaction; a failed prediction leaves it unknown).
+    pub async fn enqueue_with_prediction(
+        &self,
+        req: EnqueueRequest,
+    ) -> Result<(Enqueued, Prediction), EnqueueError> {
+        let outcome = self.enqueue(req).await?;
+        let prediction = self.predict(&outcome.job).await;
+        Ok((outcome, prediction))
+    }
+
+    /// The job with its predicted start, if it exists and `scope` may see it.
+    pub async fn get_with_prediction(
+        &self,
+        id: JobId,
+        scope: &TenantScope,
+    ) -> Result<Option<JobView>, StoreError> {
+        let Some(job) = self.get(id, scope).await? else {
+            return Ok(None);
+        };
+        let prediction = self.predict(&job).await;
+        Ok(Some(JobView { job, prediction }))
     }
 
     /// Lists jobs visible to `scope`. A tenant-scoped caller only ever sees its own tenant, whatever
@@ -282,7 +339,6 @@ mod tests {
     use crate::backoff::{Backoff, BackoffStrategy, Jitter};
     use crate::clock::ManualClock;
     use crate::memory::MemoryStore;
-    use crate::status::JobStatus;
     use crate::store::MockJobStore;
     use std::time::Duration;
 

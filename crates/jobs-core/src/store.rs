@@ -5,8 +5,8 @@
 //!
 //! | role | caller | methods |
 //! |---|---|---|
-//! | [`ApiStore`] | `JobService`, the HTTP API, operations endpoints, the dashboard | enqueue, enqueue_many, get, list, cancel, retry, counts, backlog, ping, pause, resume, pauses, activity |
-//! | [`DispatchStore`] | the scheduler's pick | lease_due, return_dispatched, subscribe, set_rate_limits, rate_limits, rate_wait |
+//! | [`ApiStore`] | `JobService`, the HTTP API, operations endpoints, the dashboard | enqueue, enqueue_many, get, list, cancel, retry, counts, backlog, ping, pause, resume, pauses, activity, queue_position |
+//! | [`DispatchStore`] | the scheduler's pick | lease_due, return_dispatched, subscribe, set_rate_limits, rate_limits, rate_wait, record_drain_rate |
 //! | [`LeaseStore`] | the worker | claim, claim_many, heartbeat, complete, complete_many, fail, finish_cancelled, release |
 //! | [`MaintenanceStore`] | the scheduler's reaper and pruning | reap_expired, prune |
 //! | [`ScheduleStore`] | cron schedules: the API and the scheduler's leader | create/update/delete/get_schedule, schedules, sync_config_schedules, fire |
@@ -41,6 +41,7 @@ use crate::activity::{Activity, ActivityQuery};
 use crate::backlog::{Backlog, BacklogGrouping};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
+use crate::predict::QueuePosition;
 use crate::rate::RateLimit;
 #[cfg(any(test, feature = "testkit"))]
 use crate::schedule::{Schedule, ScheduleDraft};
@@ -422,6 +423,27 @@ pub trait ApiStore: Send + Sync + std::fmt::Debug {
     /// [`ActivityQuery::max_rows`] finished and as many in-flight jobs, whatever the number of
     /// jobs stored.
     async fn activity(&self, query: &ActivityQuery) -> Result<Activity, StoreError>;
+
+    /// Where the pending job `id` stands, for its predicted start ([`crate::predict`]), read at
+    /// one moment: the store's now; whether the job is paused (its tenant or its use case);
+    /// how many ready, unpaused pending jobs of its use case without a rate limit come before it
+    /// in the pick order — by (fair tag, deadline, priority descending, id), the
+    /// [`lease_due`](DispatchStore::lease_due) order — counted up to `bound` (`ahead_bounded`
+    /// when it reached it; 0 when the job is paused or not ready yet, its `run_at` still to
+    /// come or not yet promoted by a pick); the use case's jobs in flight; and the drain rate
+    /// last recorded ([`DispatchStore::record_drain_rate`]). `None` when the job does not exist
+    /// or is not pending.
+    ///
+    /// MUST cost in proportion to `bound`, not to the backlog. The default answers `None` (no
+    /// prediction); the platform's stores implement it.
+    async fn queue_position(
+        &self,
+        id: JobId,
+        bound: u32,
+    ) -> Result<Option<QueuePosition>, StoreError> {
+        let _ = (id, bound);
+        Ok(None)
+    }
 }
 
 /// The scheduler's dispatch role: pick due jobs under the caps, take back the ones the transport
@@ -499,6 +521,15 @@ pub trait DispatchStore: Send + Sync + std::fmt::Debug {
     async fn rate_wait(&self, use_case: &str) -> Result<Option<Duration>, StoreError> {
         let _ = use_case;
         Ok(None)
+    }
+
+    /// Stores `use_case`'s drain rate (jobs started per second, as the leading scheduler
+    /// measures it: [`crate::scaling::DrainRate`]) with the store's now, replacing the last one,
+    /// for the predicted start ([`ApiStore::queue_position`]). The leader calls it on each
+    /// backlog refresh. The default stores nothing.
+    async fn record_drain_rate(&self, use_case: &str, per_second: f64) -> Result<(), StoreError> {
+        let _ = (use_case, per_second);
+        Ok(())
     }
 }
 

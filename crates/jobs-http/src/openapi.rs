@@ -81,7 +81,8 @@ pub(crate) struct TraceContextSchema {
 /// The job schema, twice: `Job` (with its payload) and `ListedJob` (a list page's job, whose
 /// payload is there only when asked for), from one field list so they cannot drift apart.
 macro_rules! job_schema {
-    ($(#[$meta:meta])* $name:ident as $schema:ident, payload: $payload:ty) => {
+    ($(#[$meta:meta])* $name:ident as $schema:ident, payload: $payload:ty
+        $(, extra: { $($(#[$fmeta:meta])* $field:ident: $fty:ty),* $(,)? })?) => {
         $(#[$meta])*
         #[derive(ToSchema)]
         #[schema(as = $schema)]
@@ -117,6 +118,7 @@ macro_rules! job_schema {
             /// The trace context of the request that enqueued the job (its handler's span is a
             /// child of it); absent when there was none.
             trace_context: Option<TraceContextSchema>,
+            $($($(#[$fmeta])* $field: $fty,)*)?
         }
     };
 }
@@ -125,6 +127,25 @@ job_schema!(
     /// A job.
     JobSchema as Job,
     payload: serde_json::Value
+);
+
+job_schema!(
+    /// A job with its predicted start: the answer of a single enqueue (`POST /jobs`,
+    /// `POST /jobs/enqueue`) and of `GET /jobs/{id}`. The prediction is an estimate made when the
+    /// answer was written (see docs/fairness.md, "Predicted start").
+    PredictedJobSchema as PredictedJob,
+    payload: serde_json::Value,
+    extra: {
+        /// When the job is expected to start: an estimate from the jobs ahead of it in the pick
+        /// order, the free places under the use case's cap and the recent rate at which the use
+        /// case's jobs start. `null` when there is none: the job is not pending, it is paused, or
+        /// it must wait and no recent start rate is known (no scheduler running).
+        predicted_start_at: Option<DateTime<Utc>>,
+        /// The predicted start falls after `deadline_at`. `null` exactly when
+        /// `predicted_start_at` is. With more than 10,000 jobs ahead the prediction is a lower
+        /// bound, and `at_risk` is true only if even that bound is late.
+        at_risk: Option<bool>,
+    }
 );
 
 job_schema!(

@@ -5,7 +5,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use jobs_core::{EnqueueRequest, Enqueued, Job, JobStatus, PageRequest, TenantScope, TraceContext};
+use jobs_core::{
+    EnqueueRequest, Enqueued, Job, JobStatus, JobView, PageRequest, TenantScope, TraceContext,
+};
 use serde_json::json;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
@@ -19,6 +21,7 @@ use crate::extract::{
 use crate::metrics as m;
 use crate::openapi::{
     ApiDoc, BatchRequestSchema, BatchResponseSchema, EnqueueRequestSchema, HealthSchema, JobSchema,
+    PredictedJobSchema,
 };
 use crate::state::AppState;
 use crate::telemetry;
@@ -95,13 +98,15 @@ async fn enqueue_one(
     scope: &TenantScope,
     headers: &HeaderMap,
     mut req: EnqueueRequest,
-) -> Result<(StatusCode, Json<Job>), ApiError> {
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
     apply_idempotency_header(headers, &mut req)?;
     check_tenant(scope, &req.tenant_id)?;
     req.trace_context = request_trace(headers);
-    let outcome = state
+    // The prediction is read after the insert, outside its transaction; a failed read leaves it
+    // null and the enqueue stands.
+    let (outcome, prediction) = state
         .service()
-        .enqueue(req)
+        .enqueue_with_prediction(req)
         .await
         .map_err(|e| ApiError::from_enqueue(e, state.settings().quota_retry_after))?;
     count_enqueued(&outcome);
@@ -110,7 +115,13 @@ async fn enqueue_one(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(outcome.job)))
+    Ok((
+        status,
+        Json(JobView {
+            job: outcome.job,
+            prediction,
+        }),
+    ))
 }
 
 /// Enqueues one job.
@@ -119,8 +130,8 @@ async fn enqueue_one(
     request_body = EnqueueRequestSchema,
     params(("Idempotency-Key" = Option<String>, Header, description = "Deduplication key; must equal the body's idempotency_key if both are given"), TraceHeaders),
     responses(
-        (status = 201, description = "Created", body = JobSchema),
-        (status = 200, description = "An existing job with the same idempotency key", body = JobSchema),
+        (status = 201, description = "Created, with its predicted start", body = PredictedJobSchema),
+        (status = 200, description = "An existing job with the same idempotency key, with its predicted start", body = PredictedJobSchema),
         (status = 400, description = "Invalid request: a validation code (`unknown_use_case`, `empty_tenant`, …), `invalid_json`, `invalid_body` or `idempotency_key_mismatch`", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials (`unauthorized`, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
         (status = 403, description = "Tenant-scoped key enqueuing for another tenant", body = ErrorBody),
@@ -138,7 +149,7 @@ async fn enqueue(
     Caller(scope): Caller,
     headers: HeaderMap,
     EnqueueBody(req): EnqueueBody,
-) -> Result<(StatusCode, Json<Job>), ApiError> {
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
     enqueue_one(&state, &scope, &headers, req).await
 }
 
@@ -148,8 +159,8 @@ async fn enqueue(
     request_body = EnqueueRequestSchema,
     params(("Idempotency-Key" = Option<String>, Header, description = "Deduplication key"), TraceHeaders),
     responses(
-        (status = 201, description = "Created", body = JobSchema),
-        (status = 200, description = "An existing job with the same idempotency key", body = JobSchema),
+        (status = 201, description = "Created, with its predicted start", body = PredictedJobSchema),
+        (status = 200, description = "An existing job with the same idempotency key, with its predicted start", body = PredictedJobSchema),
         (status = 400, description = "Invalid request: a validation code (`unknown_use_case`, `empty_tenant`, …), `invalid_json`, `invalid_body` or `idempotency_key_mismatch`", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials (`unauthorized`, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
         (status = 403, description = "Tenant-scoped key enqueuing for another tenant", body = ErrorBody),
@@ -167,7 +178,7 @@ async fn enqueue_alias(
     Caller(scope): Caller,
     headers: HeaderMap,
     EnqueueBody(req): EnqueueBody,
-) -> Result<(StatusCode, Json<Job>), ApiError> {
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
     enqueue_one(&state, &scope, &headers, req).await
 }
 
@@ -231,7 +242,7 @@ async fn enqueue_batch(
     get, path = "/jobs/{id}", tag = "jobs",
     params(("id" = uuid::Uuid, Path, description = "Job id")),
     responses(
-        (status = 200, description = "The job", body = JobSchema),
+        (status = 200, description = "The job, with its predicted start", body = PredictedJobSchema),
         (status = 400, description = "The id is not a UUID (`invalid_id`)", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials (`unauthorized`, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
         (status = 404, description = "No such job, or another tenant's (`not_found`)", body = ErrorBody),
@@ -244,10 +255,10 @@ async fn get_job(
     State(state): State<AppState>,
     Caller(scope): Caller,
     JobIdPath(id): JobIdPath,
-) -> Result<Json<Job>, ApiError> {
+) -> Result<Json<JobView>, ApiError> {
     state
         .service()
-        .get(id, &scope)
+        .get_with_prediction(id, &scope)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::job_not_found(id))

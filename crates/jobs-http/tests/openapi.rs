@@ -163,6 +163,32 @@ async fn schemas_match_the_wire_types() {
     assert_eq!(properties(&doc, "Job"), wire);
     // A list page's job is the same object, its payload present only when asked for.
     assert_eq!(properties(&doc, "ListedJob"), wire);
+    // A single enqueue's and GET /jobs/{id}'s job: the same, with its predicted start.
+    let view = jobs_core::JobView {
+        job: job.clone(),
+        prediction: jobs_core::Prediction::default(),
+    };
+    let view_wire: BTreeSet<String> = serde_json::to_value(&view)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(properties(&doc, "PredictedJob"), view_wire);
+    assert!(view_wire.contains("predicted_start_at") && view_wire.contains("at_risk"));
+    for path in ["/jobs", "/jobs/enqueue"] {
+        assert_eq!(
+            doc["paths"][path]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+                ["$ref"],
+            "#/components/schemas/PredictedJob"
+        );
+    }
+    assert_eq!(
+        doc["paths"]["/jobs/{id}"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/PredictedJob"
+    );
     let required = |schema: &str| -> BTreeSet<String> {
         doc["components"]["schemas"][schema]["required"]
             .as_array()

@@ -20,9 +20,14 @@ ALTER TABLE __SCHEMA__.jobs
     ADD COLUMN fair_tag double precision NOT NULL DEFAULT 0,
     ADD COLUMN fair_step double precision NOT NULL DEFAULT 1;
 
+-- One row per use case: its virtual clock, and the drain rate the leading scheduler measured
+-- (jobs started per second, stored on each backlog refresh) for the predicted start of a job
+-- (NULL until a scheduler stored one; the pick writes only `vtime`).
 CREATE TABLE IF NOT EXISTS __SCHEMA__.fair_clock (
     use_case text PRIMARY KEY,
-    vtime double precision NOT NULL
+    vtime double precision NOT NULL,
+    drain_rate double precision,
+    drain_rate_at timestamptz
 );
 
 -- The pick's turn order (the main lane: tenants without a rate limit).

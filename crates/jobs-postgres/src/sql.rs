@@ -174,6 +174,8 @@ pub(crate) struct Sql {
     pub(crate) prune_buckets: String,
     pub(crate) rate_limits_insert: String,
     pub(crate) rate_limits_mark: String,
+    pub(crate) queue_position: String,
+    pub(crate) record_drain_rate: String,
 }
 
 impl Sql {
@@ -435,6 +437,34 @@ impl Sql {
                      FROM r WHERE r.use_case = ANY($1::text[]) AND r.status IN {UNFINISHED}), \
                  fixed AS (UPDATE {jobs} j SET limited = w.want FROM w WHERE j.id = w.id AND j.limited IS DISTINCT FROM w.want) \
                  SELECT (SELECT r.id FROM r ORDER BY r.id DESC LIMIT 1)"
+            ),
+            // Where pending job $2 stands ($1 now, $3 the bound): one statement, reading a
+            // bounded prefix of jobs_pick_idx (the jobs before it in the pick order: the row
+            // comparison on (fair_tag, deadline_at) is the index range, the rest of the key a
+            // filter on it), jobs_in_flight_idx for the use case's in-flight count, and the
+            // fair_clock row for the drain rate.
+            queue_position: format!(
+                "SELECT t.now AS at, z.paused, \
+                     CASE WHEN m.ready AND NOT z.paused THEN (SELECT count(*) FROM (SELECT 1 FROM {jobs} p \
+                         WHERE p.use_case = m.use_case AND p.status = 'pending' AND p.ready AND NOT p.held AND NOT p.limited \
+                         AND (p.fair_tag, p.deadline_at) <= (m.fair_tag, m.deadline_at) \
+                         AND (p.fair_tag < m.fair_tag OR p.deadline_at < m.deadline_at OR p.priority > m.priority \
+                             OR (p.priority = m.priority AND p.id < m.id)) \
+                         LIMIT $3) a) ELSE 0 END AS ahead, \
+                     (SELECT count(*) FROM {jobs} f WHERE f.use_case = m.use_case AND f.status IN {IN_FLIGHT}) AS in_flight, \
+                     fc.drain_rate, fc.drain_rate_at \
+                 FROM {jobs} m CROSS JOIN {NOW} \
+                 CROSS JOIN LATERAL (SELECT m.held OR EXISTS (SELECT 1 FROM {pauses} q \
+                     WHERE q.use_case = m.use_case AND q.tenant_id IN ('', m.tenant_id)) AS paused) z \
+                 LEFT JOIN {clock} fc ON fc.use_case = m.use_case \
+                 WHERE m.id = $2 AND m.status = 'pending'"
+            ),
+            // The drain rate $3 of use case $2, stored with the store's now ($1); a new row's
+            // clock starts at 0, as the pick's does.
+            record_drain_rate: format!(
+                "INSERT INTO {clock} AS fc (use_case, vtime, drain_rate, drain_rate_at) \
+                 SELECT $2, 0, $3::float8, t.now FROM {NOW} \
+                 ON CONFLICT (use_case) DO UPDATE SET drain_rate = excluded.drain_rate, drain_rate_at = excluded.drain_rate_at"
             ),
             // Pending jobs of use case $2 set to expire whose deadline passed ($1 now), earliest
             // first, at most $3: expired (run in the lease transaction, before the pick).
@@ -829,6 +859,8 @@ pub struct HotStatements {
     pub claim: String,
     /// Prune: $1 now, $2 age µs, $3 limit.
     pub prune: String,
+    /// A pending job's queue position (the predicted start): $1 now, $2 id, $3 bound.
+    pub queue_position: String,
 }
 
 /// The hot statements of `schema`.
@@ -851,5 +883,6 @@ pub fn hot_statements(schema: SchemaName) -> HotStatements {
         by_key: sql.by_key,
         claim: sql.claim,
         prune: sql.prune,
+        queue_position: sql.queue_position,
     }
 }

@@ -13,7 +13,8 @@ use jobs_core::store::{
 use jobs_core::{
     Activity, ActivityQuery, Backlog, BacklogGrouping, BacklogRow, ChangeError, Clock, Dispatch,
     EnqueueError, Enqueued, Failure, Job, JobFilter, JobId, JobStatus, LeaseError, LeaseToken,
-    NewJob, Page, PageRequest, Pause, PauseScope, RateLimit, StoreError, Transition,
+    NewJob, Page, PageRequest, Pause, PauseScope, QueuePosition, RateLimit, RecordedRate,
+    StoreError, Transition,
 };
 use tokio_postgres::IsolationLevel;
 
@@ -919,6 +920,38 @@ impl ApiStore for PgStore {
         Ok(resumed)
     }
 
+    async fn queue_position(
+        &self,
+        id: JobId,
+        bound: u32,
+    ) -> Result<Option<QueuePosition>, StoreError> {
+        let now = self.now();
+        let bound = i64::from(bound);
+        with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.queue_position).await?;
+            let Some(r) = c.query_opt(&stmt, &[&now, &id, &bound]).await? else {
+                return Ok::<_, Op<StoreError>>(None);
+            };
+            let ahead: i64 = r.get("ahead");
+            let in_flight: i64 = r.get("in_flight");
+            let rate: Option<f64> = r.get("drain_rate");
+            let rate_at: Option<DateTime<Utc>> = r.get("drain_rate_at");
+            Ok(Some(QueuePosition {
+                at: r.get("at"),
+                paused: r.get("paused"),
+                ahead: u64::try_from(ahead).unwrap_or(0),
+                ahead_bounded: ahead >= bound,
+                in_flight: u64::try_from(in_flight).unwrap_or(0),
+                drain_rate: rate
+                    .zip(rate_at)
+                    .map(|(per_second, measured_at)| RecordedRate {
+                        per_second,
+                        measured_at,
+                    }),
+            }))
+        })
+    }
+
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
         with_conn!(self, |c| async {
             let stmt = c.prepare_cached(&self.sql.pauses).await?;
@@ -1136,6 +1169,15 @@ impl DispatchStore for PgStore {
             Ok::<_, Op<StoreError>>(row.get(0))
         })?;
         Ok(secs.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)))
+    }
+
+    async fn record_drain_rate(&self, use_case: &str, per_second: f64) -> Result<(), StoreError> {
+        let now = self.now();
+        with_conn!(self, |c| async {
+            let stmt = c.prepare_cached(&self.sql.record_drain_rate).await?;
+            c.execute(&stmt, &[&now, &use_case, &per_second]).await?;
+            Ok::<_, Op<StoreError>>(())
+        })
     }
 }
 

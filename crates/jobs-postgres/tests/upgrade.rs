@@ -499,6 +499,81 @@ async fn the_pick_does_not_walk_jobs_scheduled_for_later() {
         .unwrap();
 }
 
+/// The queue position behind a predicted start reads a bounded prefix of the pick index: a job
+/// at the head of 20,000 due jobs or 51 jobs into them reads about as many index entries, and one
+/// at the back of the queue stops at the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_queue_position_reads_only_the_jobs_ahead_up_to_the_bound() {
+    use jobs_core::ApiStore as _;
+    let (admin, schema, store, clock) = migrated_at_db_now().await;
+    let jobs = (0..20_301).map(|i| {
+        let mut j = common::new_job(&format!("t{}", i % 50), "alpha");
+        j.delay_tolerance = Duration::from_secs(if i < 300 { 60 } else { 3600 });
+        j
+    });
+    enqueue_in_batches(&store, jobs).await;
+    let mut mine = common::new_job("me", "alpha");
+    mine.delay_tolerance = Duration::from_secs(120);
+    mine.fair_weight = None;
+    let mine = store.enqueue(mine).await.unwrap().job;
+    // A tenant new to the use case: its first turn comes right after each tenant's first.
+    let mut fresh = common::new_job("fresh", "alpha");
+    fresh.delay_tolerance = Duration::from_secs(120);
+    fresh.fair_weight = Some(1);
+    let fresh = store.enqueue(fresh).await.unwrap().job;
+    // Behind its tenant's 406 turns: behind more jobs than the bound.
+    let mut last = common::new_job("t0", "alpha");
+    last.delay_tolerance = Duration::from_secs(7200);
+    last.fair_weight = Some(1);
+    let last = store.enqueue(last).await.unwrap().job;
+    admin
+        .batch_execute(&format!("VACUUM ANALYZE {schema}.jobs"))
+        .await
+        .unwrap();
+    let hot = jobs_postgres::sql::hot_statements(jobs_postgres::SchemaName::new(&schema).unwrap());
+    let cases = [
+        (&mine, 10_000_i64, 0_u64),
+        (&fresh, 10_000, 51),
+        (&last, 1_000, 1_000),
+    ];
+    for (job, bound, ahead) in cases {
+        admin.batch_execute("BEGIN").await.unwrap();
+        let plan: serde_json::Value = admin
+            .query_one(
+                &format!(
+                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}",
+                    hot.queue_position
+                ),
+                &[&Some(clock.now()), &job.id, &bound],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        admin.batch_execute("ROLLBACK").await.unwrap();
+        let root = &plan[0]["Plan"];
+        let removed = sum_key(root, "Rows Removed by Filter");
+        let hits: f64 = ["Shared Hit Blocks", "Shared Read Blocks"]
+            .iter()
+            .filter_map(|k| root[k].as_f64())
+            .sum();
+        assert!(removed < 1_500.0, "filtered out {removed} rows: {plan:#}");
+        assert!(hits < 400.0, "touched {hits} buffers: {plan:#}");
+        let pos = store
+            .queue_position(job.id, u32::try_from(bound).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        // `me` is tagged 0 (no fair step): ahead of every tagged job. `fresh` comes after `me`
+        // and the 50 tenants' first turns (tag 1, earlier deadlines).
+        assert_eq!(pos.ahead, ahead, "{pos:?}");
+        assert_eq!(pos.ahead_bounded, ahead == 1_000);
+    }
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
 /// A database populated at version 4 gains the pauses table (migration 5): nothing is paused, so
 /// its due jobs are picked as before; a pause then holds them and a resume lets them go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

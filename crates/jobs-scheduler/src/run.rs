@@ -58,7 +58,8 @@ impl Scheduler {
         self
     }
 
-    /// Notes a tick's dispatches and, when due, refreshes the backlog gauges.
+    /// Notes a tick's dispatches and, when due, refreshes the backlog gauges and stores each use
+    /// case's drain rate ([`DispatchStore::record_drain_rate`](jobs_core::DispatchStore::record_drain_rate)).
     async fn backlog_pass(&self, dispatched: Option<&crate::TickReport>) {
         let Some(backlog) = &self.backlog else {
             return;
@@ -67,8 +68,22 @@ impl Scheduler {
             backlog.dispatched(&report.dispatched_by_use_case);
         }
         if backlog.is_due() {
-            if let Err(e) = backlog.refresh().await {
-                tracing::warn!(error = %e, "reading the backlog failed");
+            match backlog.refresh().await {
+                // The drain rates go to the store too, for the predicted start of jobs
+                // (`jobs_core::predict`), which the API reads.
+                Ok(figures) => {
+                    for (use_case, f) in figures {
+                        let stored = self
+                            .dispatcher
+                            .store()
+                            .record_drain_rate(&use_case, f.dispatch_rate)
+                            .await;
+                        if let Err(e) = stored {
+                            tracing::warn!(use_case, error = %e, "storing the drain rate failed");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the backlog failed"),
             }
         }
     }

@@ -11,6 +11,13 @@
 //! the cap. FIFO is plain EDF fed jobs that all carry the longest tolerance (so deadline order is
 //! arrival order); hits are always judged against each job's true deadline. Deterministic per
 //! seed and store.
+//!
+//! Every job's predicted start (`jobs_core::predict`) is recorded at its enqueue, as the API
+//! answers it: the store's queue position of the job, the cap, and the drain rate the sim
+//! records each step as the leading scheduler does (a [`DrainRate`] fed with the step's
+//! dispatches, stored with `record_drain_rate`). Its error is the distance to the job's actual
+//! start, reported (median and p90, seconds) for plain and fair EDF under the overload trace
+//! and under a steady trace (`--steady-load`, default 0.8 of the capacity).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,13 +25,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jobs_core::memory::MemoryStore;
+use jobs_core::predict::{self, Prediction, DEFAULT_AHEAD_BOUND};
+use jobs_core::scaling::{DrainRate, DEFAULT_RATE_WINDOW};
 use jobs_core::{
     Clock, JobId, JobStore, ManualClock, PickRequest, PlatformConfig, UseCaseConfig, WeightConfig,
 };
 use serde_json::json;
 
 use crate::db::{self, BenchDb, USE_CASE};
-use crate::stats::round3;
+use crate::stats::{quantile, round3};
 
 /// Scenario 5's parameters.
 #[derive(Debug, Clone, clap::Args)]
@@ -60,6 +69,10 @@ pub struct DeadlineArgs {
     /// Which store's pick runs the trace: `memory`, `postgres` (the bench database) or `both`.
     #[arg(long, default_value = "memory")]
     pub store: String,
+    /// The arrival rate of the steady run of the prediction's error, as a multiple of the
+    /// capacity (the same tenants as the overload trace, the flooder sending the rest).
+    #[arg(long, default_value_t = 0.8)]
+    pub steady_load: f64,
 }
 
 /// Pick order.
@@ -158,6 +171,43 @@ struct Tally {
     in_window: u64,
 }
 
+/// How the predicted starts compared with the actual ones.
+#[derive(Default, Clone)]
+struct PredictionErrors {
+    /// |actual start − predicted start| in seconds, per job with a prediction.
+    abs_error_s: Vec<f64>,
+    /// Predicted start minus actual start (negative: the job started later than predicted).
+    signed_error_s: Vec<f64>,
+    /// Jobs enqueued without a prediction (no drain rate known yet and no place free).
+    unknown: u64,
+    /// Jobs whose `at_risk` matched whether they started after their deadline.
+    at_risk_right: u64,
+}
+
+impl PredictionErrors {
+    fn json(&self) -> serde_json::Value {
+        let mut abs = self.abs_error_s.clone();
+        abs.sort_by(f64::total_cmp);
+        let mut signed = self.signed_error_s.clone();
+        signed.sort_by(f64::total_cmp);
+        let n = abs.len();
+        json!({
+            "predicted": n,
+            "unknown": self.unknown,
+            "median_abs_error_s": round3(quantile(&abs, 0.5)),
+            "p90_abs_error_s": round3(quantile(&abs, 0.9)),
+            "median_signed_error_s": round3(quantile(&signed, 0.5)),
+            "at_risk_accuracy": round3(self.at_risk_right as f64 / n.max(1) as f64),
+        })
+    }
+}
+
+/// What one simulated run measured.
+struct Outcome {
+    tallies: BTreeMap<String, Tally>,
+    prediction: PredictionErrors,
+}
+
 /// Where a trace runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StoreKind {
@@ -190,7 +240,7 @@ async fn simulate(
     config: &PlatformConfig,
     arrivals: &[Arrival],
     fifo: bool,
-) -> anyhow::Result<BTreeMap<String, Tally>> {
+) -> anyhow::Result<Outcome> {
     let clock = Arc::new(ManualClock::default());
     let t0: DateTime<Utc> = clock.now();
     let at = |ms: u64| t0 + chrono::Duration::milliseconds(ms as i64);
@@ -198,6 +248,10 @@ async fn simulate(
     let lease = Duration::from_secs(3600);
     let window_ms = args.duration_s * 1000;
     let mut truth: HashMap<JobId, (String, DateTime<Utc>)> = HashMap::new();
+    // The prediction made at each job's enqueue, and the drain rate the leader would store.
+    let mut predicted: HashMap<JobId, Prediction> = HashMap::new();
+    let mut errors = PredictionErrors::default();
+    let mut drain = DrainRate::new(DEFAULT_RATE_WINDOW);
     let mut running: Vec<(u64, JobId, jobs_core::LeaseToken)> = Vec::new();
     let mut started = 0usize;
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
@@ -215,7 +269,13 @@ async fn simulate(
             };
             let req = db::request(&a.tenant).delay_tolerance(Duration::from_secs(tolerance));
             let job = jobs_core::enqueue::validate(req, config, clock.now())?;
-            let id = store.enqueue(job).await?.job.id;
+            let job = store.enqueue(job).await?.job;
+            let id = job.id;
+            let position = store.queue_position(id, DEFAULT_AHEAD_BOUND).await?;
+            predicted.insert(
+                id,
+                predict::from_position(&job, position.as_ref(), args.cap),
+            );
             truth.insert(id, (a.tenant.clone(), at(a.at_ms + a.tolerance_s * 1000)));
             next += 1;
         }
@@ -234,8 +294,27 @@ async fn simulate(
             limit: args.cap,
             lease,
         };
-        for d in store.lease_due(USE_CASE, pick).await? {
+        let leased = store.lease_due(USE_CASE, pick).await?;
+        drain.observe(Duration::from_millis(args.step_ms), leased.len() as u64);
+        store
+            .record_drain_rate(USE_CASE, drain.per_second())
+            .await?;
+        for d in leased {
             store.claim(d.job_id, d.lease_token, lease).await?;
+            match predicted.remove(&d.job_id) {
+                Some(Prediction {
+                    predicted_start_at: Some(p),
+                    at_risk,
+                }) => {
+                    let signed = (p - clock.now()).as_seconds_f64();
+                    errors.abs_error_s.push(signed.abs());
+                    errors.signed_error_s.push(signed);
+                    // Judged against the deadline the job was enqueued with (as the API sees it).
+                    let late = d.deadline_at < clock.now();
+                    errors.at_risk_right += u64::from(at_risk == Some(late));
+                }
+                _ => errors.unknown += 1,
+            }
             running.push((now_ms + args.service_ms, d.job_id, d.lease_token));
             started += 1;
             let (tenant, deadline) = truth
@@ -257,7 +336,10 @@ async fn simulate(
     if let Some(bench) = bench {
         bench.drop_schema().await?;
     }
-    Ok(tallies)
+    Ok(Outcome {
+        tallies,
+        prediction: errors,
+    })
 }
 
 fn tally_json(tallies: &BTreeMap<String, Tally>, duration_s: u64) -> serde_json::Value {
@@ -294,14 +376,30 @@ async fn run_on(args: &DeadlineArgs, kind: StoreKind) -> anyhow::Result<serde_js
     let trace = overload_trace(args);
     let mut orders = serde_json::Map::new();
     let mut by_order: HashMap<&str, BTreeMap<String, Tally>> = HashMap::new();
+    let mut overload_errors = serde_json::Map::new();
     for order in [Order::Fifo, Order::Edf, Order::Fair] {
         let cfg = config(args, order == Order::Fair, WeightConfig::equal());
-        let tallies = simulate(args, kind, &cfg, &trace, order == Order::Fifo).await?;
+        let run = simulate(args, kind, &cfg, &trace, order == Order::Fifo).await?;
         orders.insert(
             order.name().to_owned(),
-            tally_json(&tallies, args.duration_s),
+            tally_json(&run.tallies, args.duration_s),
         );
-        by_order.insert(order.name(), tallies);
+        if order != Order::Fifo {
+            overload_errors.insert(order.name().to_owned(), run.prediction.json());
+        }
+        by_order.insert(order.name(), run.tallies);
+    }
+    // The prediction's error under a steady load (below the capacity), same tenants.
+    let steady_args = DeadlineArgs {
+        overload: args.steady_load,
+        ..args.clone()
+    };
+    let steady = overload_trace(&steady_args);
+    let mut steady_errors = serde_json::Map::new();
+    for order in [Order::Edf, Order::Fair] {
+        let cfg = config(args, order == Order::Fair, WeightConfig::equal());
+        let run = simulate(args, kind, &cfg, &steady, false).await?;
+        steady_errors.insert(order.name().to_owned(), run.prediction.json());
     }
     let fair = &by_order["fair_edf"];
     let edf = &by_order["edf"];
@@ -320,7 +418,9 @@ async fn run_on(args: &DeadlineArgs, kind: StoreKind) -> anyhow::Result<serde_js
         w.with_weight(t, USE_CASE, *n)
     });
     let wtrace = weighted_trace(args, &tenants);
-    let wt = simulate(args, kind, &config(args, true, weights), &wtrace, false).await?;
+    let wt = simulate(args, kind, &config(args, true, weights), &wtrace, false)
+        .await?
+        .tallies;
     let total_w: u32 = tenants.iter().map(|t| t.1).sum();
     let mut split = serde_json::Map::new();
     let mut worst_error = 0.0f64;
@@ -344,6 +444,10 @@ async fn run_on(args: &DeadlineArgs, kind: StoreKind) -> anyhow::Result<serde_js
             "weighted_worst_relative_error": round3(worst_error),
         },
         "weighted_2_1_1": split,
+        "prediction": {
+            "steady": {"load": args.steady_load, "orders": steady_errors},
+            "overload": {"load": args.overload, "orders": overload_errors},
+        },
     }))
 }
 

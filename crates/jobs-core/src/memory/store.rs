@@ -14,6 +14,7 @@ use crate::clock::Clock;
 use crate::deadline::{add_saturating, deadline_at, sub};
 use crate::job::{Dispatch, Enqueued, Job, JobId, LeaseToken, NewJob};
 use crate::pause::{Pause, PauseScope};
+use crate::predict::{QueuePosition, RecordedRate};
 use crate::rate::RateLimit;
 use crate::status::{expiry_transition, failure_transition, JobStatus, Transition};
 use crate::store::{
@@ -57,6 +58,8 @@ pub(super) struct Inner {
     fair: HashMap<JobId, Turn>,
     /// Virtual clock of each use case: the highest tag its pick handed out.
     clocks: HashMap<String, f64>,
+    /// The drain rate of each use case, as the scheduler last recorded it.
+    drain_rates: HashMap<String, RecordedRate>,
 }
 
 /// A job's place in the fair share: its tag, the step of its tenant's turns, and whether it holds
@@ -576,10 +579,92 @@ impl ApiStore for MemoryStore {
             })
             .collect())
     }
+
+    async fn queue_position(
+        &self,
+        id: JobId,
+        bound: u32,
+    ) -> Result<Option<QueuePosition>, StoreError> {
+        let at = self.clock.now();
+        let inner = self.lock();
+        let Some(me) = inner
+            .jobs
+            .get(&id)
+            .filter(|j| j.status == JobStatus::Pending)
+        else {
+            return Ok(None);
+        };
+        let use_case = me.use_case.as_str();
+        let paused = inner
+            .pauses
+            .keys()
+            .any(|p| p.holds(use_case, &me.tenant_id));
+        let held = |j: &Job| {
+            inner
+                .pauses
+                .contains_key(&PauseScope::tenant(use_case, &j.tenant_id))
+        };
+        let limited =
+            |j: &Job| crate::rate::lookup(&inner.rate_limits, &j.tenant_id, use_case).is_some();
+        // The pick's order: tag, then deadline, higher priority, id.
+        let key = |j: &Job| {
+            (
+                inner.turn(&j.id).tag,
+                j.deadline_at,
+                -i32::from(j.priority),
+                j.id,
+            )
+        };
+        let before = |j: &Job| {
+            let (a, b) = (key(j), key(me));
+            a.0.total_cmp(&b.0)
+                .then(a.1.cmp(&b.1))
+                .then(a.2.cmp(&b.2))
+                .then(a.3.cmp(&b.3))
+                .is_lt()
+        };
+        let ahead = if paused || !inner.turn(&id).tagged {
+            0
+        } else {
+            inner
+                .jobs
+                .values()
+                .filter(|j| {
+                    j.use_case == use_case
+                        && j.status == JobStatus::Pending
+                        && inner.turn(&j.id).tagged
+                        && !held(j)
+                        && !limited(j)
+                        && before(j)
+                })
+                .take(bound as usize)
+                .count() as u64
+        };
+        Ok(Some(QueuePosition {
+            at,
+            paused,
+            ahead,
+            ahead_bounded: ahead >= u64::from(bound),
+            in_flight: in_flight(&inner.jobs, use_case),
+            drain_rate: inner.drain_rates.get(use_case).copied(),
+        }))
+    }
 }
 
 #[async_trait]
 impl DispatchStore for MemoryStore {
+    async fn record_drain_rate(&self, use_case: &str, per_second: f64) -> Result<(), StoreError> {
+        let measured_at = self.clock.now();
+        self.lock().drain_rates.insert(
+            use_case.to_owned(),
+            RecordedRate {
+                per_second,
+                measured_at,
+            },
+        );
+        Ok(())
+    }
+
     async fn lease_due(
         &self,
         use_case: &str,

@@ -25,6 +25,8 @@ pub struct Faults {
     pub reads_unavailable: AtomicBool,
     /// Fail `ping` while set.
     pub ping_fails: AtomicBool,
+    /// Fail `queue_position` (the predicted start's read) while set.
+    pub position_unavailable: AtomicBool,
 }
 
 fn take(counter: &AtomicU32) -> bool {
@@ -49,6 +51,9 @@ impl Interceptor for Faults {
                 }
             }
             StoreOp::Get | StoreOp::List if self.reads_unavailable.load(Ordering::SeqCst) => {
+                return Err(StoreError::Unavailable("injected".into()));
+            }
+            StoreOp::QueuePosition if self.position_unavailable.load(Ordering::SeqCst) => {
                 return Err(StoreError::Unavailable("injected".into()));
             }
             StoreOp::Ping if self.ping_fails.load(Ordering::SeqCst) => {

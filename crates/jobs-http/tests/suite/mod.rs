@@ -12,7 +12,9 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use jobs_core::config::QuotaConfig;
-use jobs_core::{ApiStore, Job, JobService, JobStatus, JobStore, PickRequest, PlatformConfig};
+use jobs_core::{
+    ApiStore, DispatchStore, Job, JobService, JobStatus, JobStore, PickRequest, PlatformConfig,
+};
 use jobs_http::{AppState, AuthConfig};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
@@ -28,6 +30,7 @@ macro_rules! api_suite {
     ($make:expr) => {
         api_suite!(@cases $make;
             enqueue_get_and_idempotent_replay,
+            single_enqueue_and_get_answer_the_predicted_start,
             batch_enqueue_is_all_or_none,
             list_filters_and_pages,
             list_rejects_bad_parameters,
@@ -279,6 +282,94 @@ pub async fn enqueue_get_and_idempotent_replay(store: Arc<dyn JobStore>) {
     );
     assert_eq!(api.jobs().await, before);
     assert_eq!(before.len(), 3);
+}
+
+pub async fn single_enqueue_and_get_answer_the_predicted_start(store: Arc<dyn JobStore>) {
+    use chrono::{DateTime, Utc};
+    let api = api(store, AuthConfig::open());
+    let time = |v: &Value| -> Option<DateTime<Utc>> {
+        v.as_str()
+            .map(|s| DateTime::parse_from_rfc3339(s).unwrap().to_utc())
+    };
+    // A place is free under the cap (10): the job starts at once, in time.
+    let r = api.post("/jobs", req("a")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let job = r.job();
+    let predicted = time(&r.json["predicted_start_at"]).expect("a prediction");
+    assert!(
+        predicted >= job.created_at && predicted <= job.deadline_at,
+        "{r:?}"
+    );
+    assert_eq!(r.json["at_risk"], false);
+    let g = api.get(&format!("/jobs/{}", job.id)).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert!(time(&g.json["predicted_start_at"]).is_some());
+    assert_eq!(g.json["at_risk"], false);
+    // Fill the cap; one more waits. No drain rate recorded: no prediction (both null).
+    for _ in 0..10 {
+        api.enqueue("a").await;
+    }
+    let pick = PickRequest {
+        cap: 10,
+        limit: 10,
+        lease: std::time::Duration::from_secs(60),
+    };
+    assert_eq!(
+        api.store
+            .lease_due("notifications", pick)
+            .await
+            .unwrap()
+            .len(),
+        10
+    );
+    let r = api.post("/jobs", req("b")).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert!(
+        r.json["predicted_start_at"].is_null() && r.json["at_risk"].is_null(),
+        "{r:?}"
+    );
+    let waiting = r.job();
+    // With the drain rate the scheduler records: after the job ahead of it, at 2 jobs/s.
+    api.store
+        .record_drain_rate("notifications", 2.0)
+        .await
+        .unwrap();
+    let g = api.get(&format!("/jobs/{}", waiting.id)).await;
+    let predicted = time(&g.json["predicted_start_at"]).expect("a prediction");
+    let wait = predicted - waiting.created_at;
+    assert!(
+        wait >= chrono::TimeDelta::milliseconds(900) && wait <= chrono::TimeDelta::seconds(60),
+        "{g:?}"
+    );
+    assert_eq!(g.json["at_risk"], false);
+    // A job in flight has no predicted start.
+    let g = api.get(&format!("/jobs/{}", job.id)).await;
+    assert_eq!(g.json["status"], "dispatched");
+    assert!(g.json["predicted_start_at"].is_null() && g.json["at_risk"].is_null());
+    // A failed prediction read does not fail the enqueue: the job, with nulls.
+    api.store
+        .interceptor()
+        .position_unavailable
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = api.post("/jobs", req("c")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert!(r.json["predicted_start_at"].is_null() && r.json["at_risk"].is_null());
+    api.store
+        .interceptor()
+        .position_unavailable
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    // Batch enqueue and list answer jobs without a prediction.
+    let b = api.post("/jobs/batch", json!({"jobs": [req("d")]})).await;
+    assert_eq!(b.status, StatusCode::CREATED);
+    assert!(
+        b.json["jobs"][0].get("predicted_start_at").is_none(),
+        "{b:?}"
+    );
+    let l = api.get("/jobs").await;
+    assert!(
+        l.json["jobs"][0].get("predicted_start_at").is_none(),
+        "{l:?}"
+    );
 }
 
 pub async fn batch_enqueue_is_all_or_none(store: Arc<dyn JobStore>) {

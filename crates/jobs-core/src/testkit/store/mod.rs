@@ -20,8 +20,8 @@
 //! scheduler's EDF pick under caps), `deadline`, `lease` (claim, heartbeat and the outcomes a
 //! worker records), `fencing`, `reaper` (expired leases, refused dispatches, counts and pruning),
 //! `backlog` (due pending jobs and the oldest, for the telemetry),
-//! `cancel_retry`, `list`, `wakeup`, `pause`, `rate`, `expiry`, `schedule` (cron schedules and their fenced firing) and `activity` (the dashboard's
-//! per-minute activity). Every case is re-exported here, so its path is
+//! `cancel_retry`, `list`, `wakeup`, `pause`, `rate`, `expiry`, `schedule` (cron schedules and their fenced firing), `fair` (weighted fair share), `activity` (the dashboard's
+//! per-minute activity) and `predict` (the queue position behind a predicted start). Every case is re-exported here, so its path is
 //! `jobs_core::testkit::store::<case>` whichever file holds it. A new case goes in the file of
 //! its concern *and* in the macro's list; a unit test checks that the two agree.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -38,6 +38,7 @@ mod lease;
 mod list;
 mod pause;
 mod pick;
+mod predict;
 mod quota;
 mod rate;
 mod reaper;
@@ -56,6 +57,7 @@ pub use lease::*;
 pub use list::*;
 pub use pause::*;
 pub use pick::*;
+pub use predict::*;
 pub use quota::*;
 pub use rate::*;
 pub use reaper::*;
@@ -164,6 +166,10 @@ macro_rules! store_conformance_tests {
             a_failure_without_backoff_is_not_a_free_turn,
             a_retry_while_paused_banks_no_turns,
             rate_limited_turns_move_the_clock,
+            // predict.rs
+            queue_positions_follow_the_pick_order,
+            queue_position_counts_in_flight_bounds_and_reads_the_drain_rate,
+            paused_and_scheduled_jobs_hold_no_place,
             // activity.rs
             activity_counts_finished_jobs_and_deadlines_per_minute,
             activity_examines_a_bounded_number_of_jobs,
