@@ -1,8 +1,10 @@
 //! Weighted fair share between the tenants of a use case, inside earliest-deadline-first.
 //!
 //! The pick hands out **turns**. Each ready pending job carries a virtual tag, its tenant's turn:
-//! when a job becomes ready (enqueued due, its `run_at` reached, retried, or its tenant resumed)
-//! it is tagged
+//! a job enqueued due is tagged at its enqueue (under its tenant's lock, so one tenant's
+//! concurrent enqueues take distinct turns); a job becoming due later, back in `pending` (a
+//! failure, a release, a reap, a retry) or whose tag fell below the clock is tagged by the next
+//! pick; a paused tenant's jobs when it resumes. It is tagged
 //!
 //! ```text
 //! tag = max(V, the tenant's highest tag in the use case) + k · step,   step = 1 / weight
@@ -26,12 +28,14 @@
 //! - **EDF within a tenant**, and plain EDF across tenants when every tag is 0: a use case with
 //!   `fair_share = false` tags its jobs 0 ([`step`] of `None`).
 //! - **Cost.** The pick reads as many tags as it leases, whatever the number of tenants or jobs
-//!   waiting; an enqueue reads the clock and the tenant's highest tag (two index probes).
+//!   waiting; an enqueue reads the clock and the tenant's highest tag (two index probes) under
+//!   its tenant's lock.
 //!
 //! Rate-limited tenants take their turns from their own lane (as many as their tokens allow, their
-//! earliest deadlines) merged with the others by tag. Concurrent enqueues of one tenant may read
-//! the same highest tag and tie; ties go by deadline. Fairness is an ordering, never a safety
-//! property: caps, quotas, fencing and expiry do not depend on a tag.
+//! earliest deadlines) merged with the others by tag. Two enqueues of one tenant in callers' own
+//! transactions open at once may read the same highest tag and tie (ties go by deadline); see
+//! `docs/fairness.md`, "Limits". Fairness is an ordering, never a safety property: caps, quotas,
+//! fencing and expiry do not depend on a tag.
 
 /// The virtual-time step of one turn of a tenant with this weight: `1 / weight`, or 0 for plain
 /// EDF (`None`). A weight of 0 counts as 1.

@@ -800,20 +800,10 @@ impl ApiStore for PgStore {
                 BacklogGrouping::Tenant => &self.sql.backlog_by_tenant,
             };
             let stmt = c.prepare_cached(sql).await?;
-            // Without JIT: the planner prices the pick indexes' partial predicates far above the
-            // rows they hold, which on a large table crosses `jit_above_cost` and spends most of
-            // a second compiling a query that runs in milliseconds (docs/postgres.md). One
-            // pipelined round trip.
-            let client: &tokio_postgres::Client = &c;
-            let (begin, rows, commit) = futures_util::future::join3(
-                client.batch_execute("BEGIN READ ONLY; SET LOCAL jit = off"),
-                client.query(&stmt, &[&now]),
-                client.batch_execute("COMMIT"),
-            )
-            .await;
-            begin?;
-            let rows = rows?;
-            commit?;
+            // No JIT (the planner prices the pick indexes' partial predicates far above the rows
+            // they hold, and compiling cost most of a second): every pooled session runs with
+            // `jit = off` (SESSION_SETUP).
+            let rows = c.query(&stmt, &[&now]).await?;
             let mut backlog = Backlog {
                 at: rows.first().map_or_else(Utc::now, |r| r.get("at")),
                 rows: Vec::with_capacity(rows.len()),
