@@ -26,7 +26,7 @@ use jobs_scheduler::{BacklogConfig, SchedulerConfig};
 use jobs_sqs::SqsOptions;
 use jobs_worker::WorkerConfig;
 
-use super::store::{StoreKind, StoreRole};
+use super::store::{StoreKind, StoreRole, DSN_VAR};
 
 /// The API's listen address (default `127.0.0.1:8080`; `--addr` wins).
 pub const API_ADDR_VAR: &str = "ASYNC_JOBS_API_ADDR";
@@ -71,7 +71,7 @@ const DEFAULT_HEALTH_ADDR: &str = "0.0.0.0:9090";
 pub struct SettingsError(String);
 
 impl SettingsError {
-    fn new(message: impl std::fmt::Display) -> Self {
+    pub(crate) fn new(message: impl std::fmt::Display) -> Self {
         SettingsError(message.to_string().replace('\n', " "))
     }
 }
@@ -197,6 +197,9 @@ pub struct PostgresSettings {
     pub statement_timeout: Option<Duration>,
     /// Whether the process applies the migrations at start (`ASYNC_JOBS_AUTO_MIGRATE`).
     pub auto_migrate: bool,
+    /// Use cases with a store of their own (`ASYNC_JOBS_<USE_CASE>_DB_DSN`), by use case; the
+    /// others are kept in the default store ([`dsn`](Self::dsn)). See [`Self::targets`].
+    pub use_case_stores: BTreeMap<String, UseCaseStore>,
 }
 
 impl PostgresSettings {
@@ -204,6 +207,116 @@ impl PostgresSettings {
     pub fn redacted_dsn(&self) -> String {
         jobs_postgres::tls::redact_dsn(&self.dsn)
     }
+
+    /// The distinct databases the process keeps jobs in, the default one first, each with the
+    /// use cases routed to it by a DSN of their own (all in [`Self::schema`]). Two connection
+    /// strings are one database when they name the same hosts, ports and database
+    /// ([`PgConnector::database`]; user, password and options aside): its use cases share one
+    /// pool and one store.
+    pub fn targets(&self) -> Vec<StoreTarget> {
+        let mut targets = vec![StoreTarget {
+            variable: DSN_VAR.to_owned(),
+            redacted_dsn: self.redacted_dsn(),
+            connector: self.connector.clone(),
+            use_cases: Vec::new(),
+        }];
+        let mut keys = vec![self.connector.database()];
+        for (use_case, own) in &self.use_case_stores {
+            let key = own.connector.database();
+            let i = match keys.iter().position(|k| *k == key) {
+                Some(i) => i,
+                None => {
+                    keys.push(key);
+                    targets.push(StoreTarget {
+                        variable: own.variable.clone(),
+                        redacted_dsn: own.redacted_dsn(),
+                        connector: own.connector.clone(),
+                        use_cases: Vec::new(),
+                    });
+                    targets.len() - 1
+                }
+            };
+            targets[i].use_cases.push(use_case.clone());
+        }
+        targets
+    }
+}
+
+/// A use case's own store: `ASYNC_JOBS_<USE_CASE>_DB_DSN`.
+#[derive(Clone)]
+pub struct UseCaseStore {
+    /// The variable it was read from.
+    pub variable: String,
+    /// The connection string (holds the password: never print it, see [`Self::redacted_dsn`]).
+    pub dsn: String,
+    /// Its connection settings and TLS (`sslmode` of its DSN, `ASYNC_JOBS_DB_CA_FILE`).
+    pub connector: PgConnector,
+}
+
+impl UseCaseStore {
+    /// The DSN with every password replaced by `***`.
+    pub fn redacted_dsn(&self) -> String {
+        jobs_postgres::tls::redact_dsn(&self.dsn)
+    }
+}
+
+impl std::fmt::Debug for UseCaseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UseCaseStore")
+            .field("variable", &self.variable)
+            .field("dsn", &self.redacted_dsn())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One distinct database a process keeps jobs in ([`PostgresSettings::targets`]).
+#[derive(Debug, Clone)]
+pub struct StoreTarget {
+    /// The variable of its (first) connection string: `ASYNC_JOBS_DB_DSN` for the default store.
+    pub variable: String,
+    /// Its connection string, passwords `***` (for logs).
+    pub redacted_dsn: String,
+    /// How to connect.
+    pub connector: PgConnector,
+    /// The use cases routed to it by a DSN of their own.
+    pub use_cases: Vec<String>,
+}
+
+/// The suffix of a use case's own connection string, `ASYNC_JOBS_<USE_CASE>_DB_DSN`.
+pub const USE_CASE_DSN_SUFFIX: &str = "_DB_DSN";
+
+/// The `ASYNC_JOBS_<USE_CASE>_DB_DSN` variables set: use case → (variable, DSN). A variable for a
+/// use case that is not configured is refused (its jobs would silently go to the default store).
+fn use_case_dsns(
+    env: &Env,
+    platform: &PlatformConfig,
+) -> Result<BTreeMap<String, (String, String)>, SettingsError> {
+    let mut out = BTreeMap::new();
+    for (name, value) in env.pairs() {
+        let Some(upper) = name
+            .strip_prefix("ASYNC_JOBS_")
+            .and_then(|rest| rest.strip_suffix(USE_CASE_DSN_SUFFIX))
+            .filter(|u| !u.is_empty())
+        else {
+            continue;
+        };
+        let use_case = upper.to_ascii_lowercase();
+        if platform.use_case(&use_case).is_none() {
+            let known: Vec<&str> = platform.use_cases.keys().map(String::as_str).collect();
+            return Err(ConfigError::new(
+                name,
+                format!(
+                    "the connection string of a configured use case ('{use_case}' is not one; \
+                     configured: {})",
+                    known.join(", ")
+                ),
+                &jobs_postgres::tls::redact_dsn(value),
+            )
+            .into());
+        }
+        out.insert(use_case, (name.to_owned(), value.to_owned()));
+    }
+    Ok(out)
 }
 
 impl std::fmt::Debug for PostgresSettings {
@@ -214,6 +327,7 @@ impl std::fmt::Debug for PostgresSettings {
             .field("ca_file", &self.ca_file)
             .field("statement_timeout", &self.statement_timeout)
             .field("auto_migrate", &self.auto_migrate)
+            .field("use_case_stores", &self.use_case_stores)
             .finish_non_exhaustive()
     }
 }
@@ -374,7 +488,7 @@ impl Settings {
         let platform = PlatformConfig::from_vars(env.pairs())?;
         let telemetry =
             TelemetrySettings::from_snapshot(env, &format!("async-jobs-{}", process.name()))?;
-        let store = store(env, process)?;
+        let store = store(env, process, &platform)?;
         let transport = match process {
             Process::Api | Process::Migrate => TransportSettings::None,
             Process::Dev if platform.use_cases.values().all(|uc| uc.queue_url.is_none()) => {
@@ -664,10 +778,25 @@ fn flag(env: &Env, var: &str, default: bool) -> Result<bool, SettingsError> {
     }
 }
 
-fn store(env: &Env, process: Process) -> Result<StoreSettings, SettingsError> {
+fn store(
+    env: &Env,
+    process: Process,
+    platform: &PlatformConfig,
+) -> Result<StoreSettings, SettingsError> {
     let role = process.store_role();
     let statement_timeout = role.statement_timeout(env)?;
+    let own_dsns = use_case_dsns(env, platform)?;
     match StoreKind::from_vars(env.pairs(), role)? {
+        StoreKind::Memory if !own_dsns.is_empty() => {
+            let variable = own_dsns.values().map(|(v, _)| v.as_str()).next();
+            Err(ConfigError::new(
+                variable.unwrap_or(DSN_VAR),
+                "it unset with the in-memory store (a use case's own store needs the Postgres \
+                 store, ASYNC_JOBS_DB_DSN, as the default)",
+                "<set>",
+            )
+            .into())
+        }
         StoreKind::Memory => match process {
             Process::Dev | Process::Api => Ok(StoreSettings::Memory),
             _ => Err(SettingsError::new(format!(
@@ -686,6 +815,19 @@ fn store(env: &Env, process: Process) -> Result<StoreSettings, SettingsError> {
                 .map_err(|e| ConfigError::new("ASYNC_JOBS_DB_SCHEMA", e.to_string(), &schema))?;
             let connector =
                 PgConnector::new(&dsn, ca_file.as_deref()).map_err(SettingsError::new)?;
+            let mut use_case_stores = BTreeMap::new();
+            for (use_case, (variable, dsn)) in own_dsns {
+                let connector = PgConnector::new(&dsn, ca_file.as_deref())
+                    .map_err(|e| SettingsError::new(e.for_dsn_setting(&variable)))?;
+                use_case_stores.insert(
+                    use_case,
+                    UseCaseStore {
+                        variable,
+                        dsn,
+                        connector,
+                    },
+                );
+            }
             Ok(StoreSettings::Postgres(Box::new(PostgresSettings {
                 dsn,
                 schema,
@@ -693,6 +835,7 @@ fn store(env: &Env, process: Process) -> Result<StoreSettings, SettingsError> {
                 connector,
                 statement_timeout,
                 auto_migrate: flag(env, AUTO_MIGRATE_VAR, true)?,
+                use_case_stores,
             })))
         }
     }
@@ -863,6 +1006,14 @@ mod tests {
         ),
         ("ASYNC_JOBS_DB_CA_FILE", "/etc/ssl/rds-global-bundle.pem"),
         ("ASYNC_JOBS_DB_SCHEMA", "jobs_two"),
+        (
+            "ASYNC_JOBS_NOTIFICATIONS_DB_DSN",
+            "postgres://notif:pw@db-n.internal:5432/jobs?sslmode=disable",
+        ),
+        (
+            "ASYNC_JOBS_MESSAGE_LABELING_DB_DSN",
+            "postgres://label:pw@db-l.internal:5432/jobs?sslmode=disable",
+        ),
         ("ASYNC_JOBS_AUTO_MIGRATE", "false"),
         ("ASYNC_JOBS_STORE", "memory"),
         ("ASYNC_JOBS_API_STATEMENT_TIMEOUT", "9"),
@@ -1216,6 +1367,96 @@ mod tests {
             let e = outcome(p, &vars).unwrap_err();
             assert!(e.contains("ASYNC_JOBS_STORE"), "{e}");
         }
+    }
+
+    /// `ASYNC_JOBS_<USE_CASE>_DB_DSN` gives a use case a store of its own; use cases on one
+    /// database (whatever the user or options) share one store; every process reads them; a
+    /// variable for an unknown use case, a bad DSN or a use case store without the default one
+    /// is refused naming the variable, never printing a password.
+    #[test]
+    fn use_cases_may_have_stores_of_their_own() {
+        let vars = with(
+            &[(
+                "ASYNC_JOBS_MESSAGE_LABELING_DB_DSN",
+                "postgres://label:secretpw@DB.internal:5432/jobs?sslmode=disable",
+            )],
+            "ASYNC_JOBS_NOTIFICATIONS_DB_DSN",
+            "postgres://notif:secretpw@db-n.internal/notif?sslmode=require",
+        );
+        for process in PROCESSES {
+            let report = outcome(process, &vars).unwrap();
+            let stores = &report["store"]["use_case_stores"];
+            assert_eq!(
+                stores["notifications"]["dsn"],
+                "postgres://notif:***@db-n.internal/notif?sslmode=require"
+            );
+            assert_eq!(stores["notifications"]["sslmode"], "require");
+            assert_eq!(
+                stores["message_labeling"]["variable"],
+                "ASYNC_JOBS_MESSAGE_LABELING_DB_DSN"
+            );
+            // message_labeling's database is the default one (host case, user aside).
+            assert_eq!(report["store"]["stores"], 2, "{process:?}");
+            assert!(!report.to_string().contains("secretpw"));
+        }
+        let settings = Settings::from_snapshot(
+            &Env::from_pairs(vars.clone()),
+            Process::Scheduler,
+            Overrides::default(),
+        )
+        .unwrap();
+        let pg = settings.require_postgres().unwrap();
+        let targets = pg.targets();
+        assert_eq!(targets.len(), 2);
+        assert_eq!(targets[0].use_cases, vec!["message_labeling"]);
+        assert_eq!(targets[1].use_cases, vec!["notifications"]);
+        assert_eq!(targets[1].variable, "ASYNC_JOBS_NOTIFICATIONS_DB_DSN");
+        assert!(!format!("{settings:?}").contains("secretpw"));
+
+        let refused =
+            |name: &'static str, value: &'static str, extra: &[(&'static str, &'static str)]| {
+                // An empty value in `extra` removes the variable.
+                let removed: Vec<&str> = extra
+                    .iter()
+                    .filter(|(_, v)| v.is_empty())
+                    .map(|(k, _)| *k)
+                    .collect();
+                let vars: Vec<_> = with(extra, name, value)
+                    .into_iter()
+                    .filter(|(k, _)| !removed.contains(k))
+                    .collect();
+                let errors: Vec<String> = PROCESSES
+                    .iter()
+                    .filter_map(|p| outcome(*p, &vars).err())
+                    .collect();
+                assert_eq!(errors.len(), PROCESSES.len(), "{name}={value} accepted");
+                for e in &errors {
+                    assert!(e.contains(name) && !e.contains('\n'), "{e}");
+                    assert!(!e.contains("secretpw"), "{e}");
+                }
+                errors[0].clone()
+            };
+        let e = refused(
+            "ASYNC_JOBS_BILLING_DB_DSN",
+            "postgres://b:secretpw@db-b/jobs",
+            &[],
+        );
+        assert!(
+            e.contains("'billing' is not one") && e.contains("notifications"),
+            "{e}"
+        );
+        refused(
+            "ASYNC_JOBS_NOTIFICATIONS_DB_DSN",
+            "postgres://n:secretpw@db-n/jobs?sslmode=sometimes",
+            &[],
+        );
+        // Without the default store (memory, or dev without a DSN) a use case store is refused.
+        let e = refused(
+            "ASYNC_JOBS_NOTIFICATIONS_DB_DSN",
+            "postgres://n:secretpw@db-n/jobs",
+            &[("ASYNC_JOBS_STORE", "memory"), ("ASYNC_JOBS_DB_DSN", "")],
+        );
+        assert!(e.contains("in-memory"), "{e}");
     }
 
     #[test]

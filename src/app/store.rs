@@ -6,27 +6,32 @@ use std::time::Duration;
 
 use jobs_core::clock::SystemClock;
 use jobs_core::memory::MemoryStore;
-use jobs_core::{ConfigError, Env, JobStore};
+use jobs_core::{ConfigError, Env, JobStore, RoutedStore};
+use jobs_postgres::PgRoutes;
 
-use super::settings::StoreSettings;
+use super::settings::{PostgresSettings, SettingsError, StoreSettings};
 use super::AppError;
 
 /// The store a process runs on.
 #[derive(Debug, Clone)]
 pub struct StoreChoice {
-    /// The store.
+    /// The store: with use cases of their own stores (`ASYNC_JOBS_<USE_CASE>_DB_DSN`), a
+    /// [`RoutedStore`] over them ([`jobs_core::route`]).
     pub store: Arc<dyn JobStore>,
-    /// `(connector, schema)` when it is Postgres: the connection settings and TLS every other
-    /// connection of the process (leader lock, …) uses too.
+    /// `(connector, schema)` of the default store when it is Postgres: the connection settings
+    /// and TLS the scheduler's leader lock uses (one leader, on the default store).
     pub postgres: Option<(jobs_postgres::PgConnector, String)>,
+    /// The Postgres stores by use case, when they are more than one.
+    pub routes: Option<Arc<RoutedStore>>,
 }
 
 impl StoreChoice {
     /// `postgres` or a warning that the store is not durable.
     pub fn describe(&self) -> &'static str {
-        match self.postgres {
-            Some(_) => "postgres",
-            None => "in-memory (NOT durable: jobs are lost when the process exits)",
+        match (&self.postgres, &self.routes) {
+            (Some(_), Some(_)) => "postgres (a store per use case where configured)",
+            (Some(_), None) => "postgres",
+            (None, _) => "in-memory (NOT durable: jobs are lost when the process exits)",
         }
     }
 }
@@ -179,35 +184,127 @@ impl StoreKind {
 
 /// Opens the store `settings` describe: Postgres (TLS as `sslmode` in the DSN and
 /// `ASYNC_JOBS_DB_CA_FILE` say, see [`jobs_postgres::tls`]; migrated unless
-/// `ASYNC_JOBS_AUTO_MIGRATE=false`; the role's statement timeout) or the in-memory store.
+/// `ASYNC_JOBS_AUTO_MIGRATE=false`; the role's statement timeout) or the in-memory store. With
+/// use cases of their own stores, every distinct store is opened (and migrated) and the process
+/// runs on a [`RoutedStore`] over them.
 pub async fn open(settings: &StoreSettings) -> Result<StoreChoice, AppError> {
     let pg = match settings {
         StoreSettings::Memory => {
             return Ok(StoreChoice {
                 store: Arc::new(MemoryStore::new(Arc::new(SystemClock))),
                 postgres: None,
+                routes: None,
             })
         }
         StoreSettings::Postgres(pg) => pg,
     };
-    let store = jobs_postgres::PgStore::connect_using(
-        &pg.connector,
-        &pg.schema,
-        jobs_postgres::PoolOptions {
-            statement_timeout: pg.statement_timeout,
-            ..jobs_postgres::PoolOptions::default()
-        },
-    )?;
+    let options = jobs_postgres::PoolOptions {
+        statement_timeout: pg.statement_timeout,
+        ..jobs_postgres::PoolOptions::default()
+    };
+    let routes = connect_all(pg, options)?;
     if pg.auto_migrate {
-        store
-            .migrate()
-            .await
-            .map_err(|e| format!("applying migrations: {e}"))?;
+        migrate_all(&routes).await?;
+    }
+    let postgres = Some((pg.connector.clone(), pg.schema.clone()));
+    if routes.stores().len() == 1 {
+        return Ok(StoreChoice {
+            store: routes.routed(),
+            postgres,
+            routes: None,
+        });
+    }
+    check_distinct(&routes, pg).await?;
+    let routed = Arc::new(routes.routed_store());
+    for (i, target) in pg.targets().iter().enumerate() {
+        tracing::info!(
+            store = %routed.label(i),
+            database = %target.connector.database(),
+            schema = %pg.schema,
+            "job store"
+        );
     }
     Ok(StoreChoice {
-        store: Arc::new(store),
-        postgres: Some((pg.connector.clone(), pg.schema.clone())),
+        store: routed.clone(),
+        postgres,
+        routes: Some(routed),
     })
+}
+
+/// Every distinct store of `pg` ([`PostgresSettings::targets`]), connected (not yet: pools
+/// connect on first use) with `options`, and the use cases routed to each.
+pub fn connect_all(
+    pg: &PostgresSettings,
+    options: jobs_postgres::PoolOptions,
+) -> Result<PgRoutes, AppError> {
+    let mut routes: Option<PgRoutes> = None;
+    for target in pg.targets() {
+        let store = jobs_postgres::PgStore::connect_using(&target.connector, &pg.schema, options)
+            .map_err(|e| format!("{}: {e}", target.variable))?;
+        let mut next = match routes.take() {
+            None => PgRoutes::new(store.clone()),
+            Some(r) => r,
+        };
+        for use_case in &target.use_cases {
+            next = next.with_route(use_case.clone(), store.clone());
+        }
+        routes = Some(next);
+    }
+    routes.ok_or_else(|| "no store is configured".into())
+}
+
+/// Applies the migrations to every store (each under its own advisory lock); what each applied.
+pub async fn migrate_all(
+    routes: &PgRoutes,
+) -> Result<Vec<(String, jobs_postgres::MigrationReport)>, AppError> {
+    let mut reports = Vec::new();
+    for (i, store) in routes.stores().iter().enumerate() {
+        let report = store
+            .migrate()
+            .await
+            .map_err(|e| format!("applying migrations to {}: {e}", routes.label(i)))?;
+        reports.push((routes.label(i), report));
+    }
+    Ok(reports)
+}
+
+/// Refuses two connection strings that reach one database under different names (another host
+/// alias, a proxy): as two stores its jobs would be listed and counted twice. Each store's
+/// server start time and database name tell them apart; a store that does not answer now is
+/// not checked (it is checked at the next start).
+async fn check_distinct(routes: &PgRoutes, pg: &PostgresSettings) -> Result<(), AppError> {
+    let targets = pg.targets();
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for (i, store) in routes.stores().iter().enumerate() {
+        let identity = async {
+            let client = store.pool().get().await.map_err(|e| e.to_string())?;
+            let row = client
+                .query_one(
+                    "SELECT pg_postmaster_start_time()::text || '/' || current_database()",
+                    &[],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            row.try_get::<_, String>(0).map_err(|e| e.to_string())
+        };
+        let identity = match identity.await {
+            Ok(identity) => identity,
+            Err(e) => {
+                tracing::debug!(store = %routes.label(i), error = %e, "store not reachable: not checked for a duplicate now");
+                continue;
+            }
+        };
+        if let Some((_, first)) = seen.iter().find(|(id, _)| *id == identity) {
+            let variable = |k: usize| targets.get(k).map_or("?", |t| t.variable.as_str());
+            return Err(Box::new(SettingsError::new(format!(
+                "invalid {}: it reaches the same database and schema as {} under another                  connection string (host alias, proxy): give use cases that share a database the                  same host, port and database name, so they share one store (as two stores its                  jobs would be listed and counted twice)",
+                variable(i),
+                variable(*first)
+            ))));
+        }
+        seen.push((identity, i));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

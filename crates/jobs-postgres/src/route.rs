@@ -87,7 +87,14 @@ impl PgRoutes {
         Arc::new(self.routed_store())
     }
 
-    fn routed_store(&self) -> RoutedStore {
+    /// A name of the store at `index` for logs and errors (never a connection string), as
+    /// [`RoutedStore::label`] gives it.
+    pub fn label(&self, index: usize) -> String {
+        self.routed_store().label(index)
+    }
+
+    /// The stores as a [`RoutedStore`] (even when there is one).
+    pub fn routed_store(&self) -> RoutedStore {
         let arcs: Vec<Arc<dyn JobStore>> = self
             .stores
             .iter()

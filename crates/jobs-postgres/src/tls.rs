@@ -338,6 +338,33 @@ impl PgConnector {
         &mut self.config
     }
 
+    /// Which database the connection string names, as `host[,host…]:port[,port…]/dbname`
+    /// (hosts in lower case, port 5432 when none is given, the user's name as the database when
+    /// none is given, as in libpq): no user, password or option, so it may be logged, and two
+    /// connection strings with the same one reach the same database.
+    pub fn database(&self) -> String {
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.to_ascii_lowercase(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let ports: Vec<String> = match self.config.get_ports() {
+            [] => vec!["5432".to_owned()],
+            ports => ports.iter().map(u16::to_string).collect(),
+        };
+        let dbname = self
+            .config
+            .get_dbname()
+            .or(self.config.get_user())
+            .unwrap_or_default();
+        format!("{}:{}/{dbname}", hosts.join(","), ports.join(","))
+    }
+
     /// The TLS connector to hand to tokio-postgres or deadpool.
     pub fn tls(&self) -> MakeRustlsConnect {
         self.tls.clone()
