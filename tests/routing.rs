@@ -67,10 +67,7 @@ impl Databases {
             .unwrap()
         {
             let name: String = row.get(0);
-            let born = name
-                .rsplit('_')
-                .nth(1)
-                .and_then(|s| s.parse::<u64>().ok());
+            let born = name.rsplit('_').nth(1).and_then(|s| s.parse::<u64>().ok());
             if born.is_some_and(|b| b + 3600 < secs) {
                 let _ = client
                     .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
@@ -214,7 +211,11 @@ async fn use_cases_in_their_own_databases_run_end_to_end() {
     migrate.arg("migrate").envs(&w.env);
     let out = common::output_within(migrate, Duration::from_secs(60), "async-jobs migrate");
     let line = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{line} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{line} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for store in [
         "the default store",
         "the store of use case 'notifications'",
@@ -247,7 +248,10 @@ async fn use_cases_in_their_own_databases_run_end_to_end() {
     assert_eq!(status, 201, "{body}");
     let mut ids: BTreeMap<JobId, &str> = BTreeMap::new();
     for job in body["jobs"].as_array().unwrap() {
-        ids.insert(job["id"].as_str().unwrap().parse().unwrap(), "message_labeling");
+        ids.insert(
+            job["id"].as_str().unwrap().parse().unwrap(),
+            "message_labeling",
+        );
     }
     for i in 0..10 {
         let (uc, body) = match i % 3 {
@@ -303,9 +307,18 @@ async fn use_cases_in_their_own_databases_run_end_to_end() {
             "notifications" => 0,
             _ => 1,
         };
-        assert!(stores[home].get(*id).await.unwrap().is_some(), "{id} in its store");
-        assert!(stores[1 - home].get(*id).await.unwrap().is_none(), "{id} not in the other");
-        assert!(w.store.get(*id).await.unwrap().is_none(), "{id} not in the default");
+        assert!(
+            stores[home].get(*id).await.unwrap().is_some(),
+            "{id} in its store"
+        );
+        assert!(
+            stores[1 - home].get(*id).await.unwrap().is_none(),
+            "{id} not in the other"
+        );
+        assert!(
+            w.store.get(*id).await.unwrap().is_none(),
+            "{id} not in the default"
+        );
     }
 
     // Each cap held: runs of a use case never overlapped beyond it (and notifications used it).

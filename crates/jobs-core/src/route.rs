@@ -25,8 +25,9 @@
 //!
 //! A job id does not name its use case, and the worker's fenced writes carry only the id and the
 //! lease token. A job lives in exactly one store for its whole life (its use case never changes),
-//! so the routed store asks the stores in a fixed order — the default store first — until one
-//! holds the job: a miss is one primary-key probe that changes nothing (a fenced write on a store
+//! so the routed store asks the stores in turn — the store where it last found a job first (a
+//! worker of one use case finds its jobs there at once), then the others from the default store
+//! on — until one holds the job: a miss is one primary-key probe that changes nothing (a fenced write on a store
 //! without the job is refused as *lease lost*; a cancel or a retry is *not found*). It remembers
 //! where it found or put a job (a bounded map of recent job ids, see
 //! [`with_hint_capacity`](RoutedStore::with_hint_capacity)), so the calls that follow — the
@@ -59,12 +60,15 @@
 //! - **Moving a use case** to another store leaves its jobs where they are: its unfinished jobs
 //!   in the old store are no longer picked. Drain it first (pause it, let its jobs finish), then
 //!   move it; [`RoutedStore::misplaced`] finds jobs left behind.
-//! - `reap_expired` and `prune` take their `limit` per store.
+//! - `reap_expired` and `prune` take their `limit` per store, and a store that fails is logged
+//!   and skipped, so one store's outage does not stop the others' maintenance (nor the
+//!   scheduler's tick, which reaps first); they fail only when every store fails.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -106,6 +110,9 @@ pub struct RoutedStore {
     jobs: Hints<JobId>,
     /// Where recently seen schedules live (a first guess: a schedule may be re-created elsewhere).
     schedules: Hints<String>,
+    /// The store the last probe found a job in: probed first (a worker of one use case finds
+    /// its jobs there at the first try).
+    last_found: AtomicUsize,
 }
 
 impl fmt::Debug for RoutedStore {
@@ -145,6 +152,7 @@ impl RoutedStore {
             routes: BTreeMap::new(),
             jobs: Hints::new(DEFAULT_HINT_CAPACITY),
             schedules: Hints::new(DEFAULT_HINT_CAPACITY),
+            last_found: AtomicUsize::new(0),
         }
     }
 
@@ -244,6 +252,46 @@ impl RoutedStore {
         Ok(out)
     }
 
+    /// The order in which to look for a job not remembered: the store the last probe found one
+    /// in, then the others from the default store on.
+    fn probe_order(&self) -> Vec<usize> {
+        let first = self.last_found.load(Ordering::Relaxed) % self.stores.len();
+        std::iter::once(first)
+            .chain((0..self.stores.len()).filter(|i| *i != first))
+            .collect()
+    }
+
+    /// Remembers that job `id` is in store `i`.
+    fn found(&self, id: JobId, i: usize) {
+        self.jobs.put(id, i);
+        self.last_found.store(i, Ordering::Relaxed);
+    }
+
+    /// Runs `op` on every store at once; the answers of the stores that answered (a failure is
+    /// logged, naming the store), or the first failure when every store failed.
+    async fn each_tolerant<T, F, Fut>(&self, what: &str, op: F) -> Result<Vec<T>, StoreError>
+    where
+        F: Fn(Arc<dyn JobStore>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let results = join_all(self.stores.iter().map(|s| op(Arc::clone(s)))).await;
+        let (mut out, mut failure) = (Vec::with_capacity(results.len()), None);
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    let e = labelled(e, &self.label(i));
+                    tracing::warn!(error = %e, "{what} failed in one store; the others went ahead");
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        match (out.is_empty(), failure) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(out),
+        }
+    }
+
     /// Runs `op` on the store that holds job `id`: the remembered one, else each store in order
     /// until one holds it (see the module docs).
     async fn by_id<T, E, F, Fut>(
@@ -260,11 +308,11 @@ impl RoutedStore {
             return op(Arc::clone(&self.stores[i])).await;
         }
         let mut answer: Option<(Found, Result<T, E>)> = None;
-        for (i, store) in self.stores.iter().enumerate() {
-            let result = op(Arc::clone(store)).await;
+        for i in self.probe_order() {
+            let result = op(Arc::clone(&self.stores[i])).await;
             match classify(&result) {
                 Found::Here => {
-                    self.jobs.put(id, i);
+                    self.found(id, i);
                     return result;
                 }
                 // The first failure wins over any miss: the job may be in that store.
@@ -293,10 +341,10 @@ impl RoutedStore {
             return Ok(Some(i));
         }
         let mut failure = None;
-        for (i, store) in self.stores.iter().enumerate() {
-            match store.get(id).await {
+        for i in self.probe_order() {
+            match self.stores[i].get(id).await {
                 Ok(Some(_)) => {
-                    self.jobs.put(id, i);
+                    self.found(id, i);
                     return Ok(Some(i));
                 }
                 Ok(None) => {}
@@ -340,18 +388,18 @@ impl RoutedStore {
                 }
             }
         }
-        for (i, store) in self.stores.iter().enumerate() {
+        for i in self.probe_order() {
             if remaining.is_empty() {
                 break;
             }
             let batch = remaining.iter().map(|k| entries[*k]).collect();
-            let out = op(Arc::clone(store), batch).await;
+            let out = op(Arc::clone(&self.stores[i]), batch).await;
             let mut missing = Vec::new();
             let mut out = out.into_iter();
             for k in remaining {
                 match out.next() {
                     Some(Ok(job)) => {
-                        self.jobs.put(job.id, i);
+                        self.found(job.id, i);
                         results[k] = Some(Ok(job));
                     }
                     Some(Err(LeaseError::LeaseLost(_))) => missing.push(k),
@@ -881,11 +929,14 @@ impl LeaseStore for RoutedStore {
 #[async_trait]
 impl MaintenanceStore for RoutedStore {
     async fn reap_expired(&self, limit: u32) -> Result<ReapReport, StoreError> {
+        let reports = self
+            .each_tolerant(
+                "reap_expired",
+                |s| async move { s.reap_expired(limit).await },
+            )
+            .await?;
         let mut total = ReapReport::default();
-        for (_, r) in self
-            .each(|s| async move { s.reap_expired(limit).await })
-            .await?
-        {
+        for r in reports {
             total.dispatch_expired += r.dispatch_expired;
             total.run_expired_retry += r.run_expired_retry;
             total.run_expired_dead += r.run_expired_dead;
@@ -896,10 +947,9 @@ impl MaintenanceStore for RoutedStore {
 
     async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
         Ok(self
-            .each(|s| async move { s.prune(older_than, limit).await })
+            .each_tolerant("prune", |s| async move { s.prune(older_than, limit).await })
             .await?
             .into_iter()
-            .map(|(_, n)| n)
             .sum())
     }
 }

@@ -350,7 +350,7 @@ async fn a_failing_store_hides_no_job_of_another_and_is_named() {
         Arc::new(MemoryStore::new(clock.clone())),
         outage.clone(),
     ));
-    let beta: Arc<dyn JobStore> = Arc::new(MemoryStore::new(clock));
+    let beta: Arc<dyn JobStore> = Arc::new(MemoryStore::new(clock.clone()));
     let routed = RoutedStore::new(default)
         .with_route("beta", beta)
         .with_hint_capacity(0);
@@ -380,6 +380,22 @@ async fn a_failing_store_hides_no_job_of_another_and_is_named() {
     assert!(err.is_retryable());
     assert!(err.to_string().contains("the default store"), "{err}");
     assert!(routed.counts().await.is_err());
+    // Maintenance goes on in the stores that answer (the scheduler's tick reaps first).
+    routed.enqueue(new_job("acme", "beta")).await.unwrap();
+    let more = PickRequest {
+        cap: 10,
+        limit: 1,
+        lease: LEASE,
+    };
+    assert_eq!(routed.lease_due("beta", more).await.unwrap().len(), 1);
+    clock.advance(LEASE * 2);
+    let reaped = routed.reap_expired(100).await.unwrap();
+    assert_eq!(
+        (reaped.dispatch_expired, reaped.run_expired_retry),
+        (1, 1),
+        "{reaped:?}"
+    );
+    assert_eq!(routed.prune(Duration::ZERO, 100).await.unwrap(), 0);
     outage.down.store(false, Ordering::SeqCst);
     assert!(routed.get(a.id).await.unwrap().is_some());
 }
