@@ -1012,9 +1012,22 @@ impl ScheduleStore for RoutedStore {
         for draft in drafts {
             per_store[self.owner(&draft.template.use_case)].push(draft);
         }
-        // Each store makes its configured schedules exactly its own drafts, so a schedule whose
-        // use case moved is written in its new store and deleted from its old one.
         let mut failure = None;
+        // The configuration wins a name in every store: a schedule of that name kept in another
+        // store (created through the API, or configured before its use case moved) goes.
+        for (i, store) in self.stores.iter().enumerate() {
+            for (j, drafts) in per_store.iter().enumerate() {
+                if i == j {
+                    continue;
+                }
+                for draft in drafts {
+                    if let Err(e) = store.delete_schedule(&draft.name).await {
+                        failure.get_or_insert(labelled(e, &self.label(i)));
+                    }
+                }
+            }
+        }
+        // Each store makes its configured schedules exactly its own drafts.
         for (i, drafts) in per_store.into_iter().enumerate() {
             if let Err(e) = self.stores[i].sync_config_schedules(drafts).await {
                 failure.get_or_insert(labelled(e, &self.label(i)));

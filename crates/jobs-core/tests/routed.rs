@@ -481,7 +481,13 @@ async fn schedules_live_in_their_use_cases_store() {
         .unwrap();
     assert_eq!((fired.advanced, fired.created), (true, 1));
     assert_eq!(t.beta.counts().await.unwrap()[0].count, 1);
-    // Configured schedules: each store keeps exactly its own.
+    // Configured schedules: each store keeps exactly its own, and the configuration wins a name
+    // over a schedule of another store.
+    t.routed
+        .create_schedule(draft("a-cfg", "beta"))
+        .await
+        .unwrap()
+        .unwrap();
     let mut config_drafts = vec![draft("a-cfg", "alpha"), draft("b-cfg", "beta")];
     for d in &mut config_drafts {
         d.source = ScheduleSource::Config;
@@ -492,6 +498,10 @@ async fn schedules_live_in_their_use_cases_store() {
     assert_eq!(
         names(t.default.schedules().await.unwrap()),
         BTreeSet::from(["a-cfg".to_owned()])
+    );
+    assert_eq!(
+        names(t.beta.schedules().await.unwrap()),
+        BTreeSet::from(["b-cfg".to_owned(), "nightly".to_owned()])
     );
     assert_eq!(
         names(t.routed.schedules().await.unwrap()),
