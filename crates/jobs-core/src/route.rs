@@ -17,9 +17,10 @@
 //! | `list` | the use case's store when the filter names one; otherwise every store, merged by id (see below) |
 //! | `get`, `cancel`, `retry`, `queue_position`, `claim`, `heartbeat`, `complete`, `fail`, `finish_cancelled`, `release` and their batch forms, `return_dispatched` | the store that holds the job (see *Calls by job id*) |
 //! | `counts`, `backlog`, `activity`, `pauses`, `rate_limits`, `schedules` | every store, merged (counts summed; a store's pauses and limits only for the use cases routed to it, the ones its picks apply) |
-//! | `ping`, `reap_expired`, `prune`, `subscribe` | every store (readiness needs all of them; wake-ups of every store arrive on one stream) |
-//! | `set_rate_limits`, `sync_config_schedules` | every store, each with the limits / schedules of its own use cases (an empty set clears the others) |
-//! | `get_schedule`, `update_schedule`, `delete_schedule`, `fire` | the store that holds the schedule, found by name |
+//! | `ping`, `reap_expired`, `prune`, `subscribe` | every store (readiness needs all of them; maintenance goes on in the stores that answer; wake-ups of every store arrive on one stream) |
+//! | `delete_schedule` | every store |
+//! | `set_rate_limits`, `sync_config_schedules` | every store, each with the limits / schedules of its own use cases (an empty set clears the others; a configured schedule's name is freed in the other stores) |
+//! | `get_schedule`, `update_schedule`, `fire` | the store that holds the schedule, found by name (a schedule cannot be updated to a use case of another store) |
 //!
 //! ## Calls by job id
 //!
@@ -27,8 +28,9 @@
 //! lease token. A job lives in exactly one store for its whole life (its use case never changes),
 //! so the routed store asks the stores in turn — the store where it last found a job first (a
 //! worker of one use case finds its jobs there at once), then the others from the default store
-//! on — until one holds the job: a miss is one primary-key probe that changes nothing (a fenced write on a store
-//! without the job is refused as *lease lost*; a cancel or a retry is *not found*). It remembers
+//! on — until one holds the job: a miss is one primary-key probe that changes nothing (a fenced
+//! write on a store without the job is refused as *lease lost*; a cancel or a retry is *not
+//! found*). It remembers
 //! where it found or put a job (a bounded map of recent job ids, see
 //! [`with_hint_capacity`](RoutedStore::with_hint_capacity)), so the calls that follow — the
 //! worker's heartbeats and outcome after its claim, the scheduler's returns after its pick, a
