@@ -58,7 +58,7 @@ mod error;
 mod leader;
 pub mod migrate;
 mod notify;
-mod route;
+pub mod route;
 mod row;
 mod schedule;
 pub mod schema;

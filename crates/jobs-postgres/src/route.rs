@@ -1,5 +1,5 @@
 //! [`PgRoutes`]: Postgres stores by use case — a default store and stores of their own for some
-//! use cases — as one routed [`JobStore`](jobs_core::JobStore) ([`PgRoutes::routed`], see
+//! use cases — as one routed `JobStore` ([`PgRoutes::routed`], see
 //! [`jobs_core::route`]) and for enqueues inside a caller's transaction.
 //!
 //! A caller's transaction belongs to one database, so a job can be enqueued in it only when its
