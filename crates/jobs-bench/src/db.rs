@@ -64,6 +64,51 @@ async fn connect(connector: &PgConnector) -> anyhow::Result<Client> {
         .map_err(|e| anyhow::anyhow!(e))
 }
 
+/// Postgres's counters at one moment (see [`BenchDb::snapshot`]).
+#[derive(Debug, Clone)]
+pub struct PgSnapshot {
+    commits: i64,
+    wal_lsn: String,
+    inserted: i64,
+    updated: i64,
+    hot_updated: i64,
+    deleted: i64,
+    /// CPU seconds, when the server runs on this host.
+    cpu: Option<f64>,
+}
+
+/// CPU seconds (user + system) spent so far by the PostgreSQL processes of this host: the live
+/// ones, plus the children the postmaster has reaped (its `cutime`/`cstime`, which hold the
+/// backends that exited). `None` when no PostgreSQL process is visible (a server elsewhere).
+/// Every cluster on the host counts: measure on a quiet machine.
+pub fn postgres_cpu() -> Option<f64> {
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut total = 0u64;
+    let mut seen = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ... : the fields after the command's closing parenthesis.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.ends_with("(postgres") {
+            continue;
+        }
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // rest[0] is field 3 (state): utime is field 14, stime 15, cutime 16, cstime 17.
+        let field = |n: usize| {
+            f.get(n - 3)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        seen = true;
+        total += field(14) + field(15) + field(16) + field(17);
+    }
+    seen.then(|| total as f64 / ticks)
+}
+
 /// One scenario's schema in the bench database.
 #[derive(Debug)]
 pub struct BenchDb {
@@ -159,6 +204,70 @@ impl BenchDb {
             )
             .await?;
         Ok(row.get(0))
+    }
+
+    /// What Postgres has spent so far: commits of the bench database, the WAL position, the
+    /// jobs table's row counters and the CPU time of the host's PostgreSQL processes. Read it
+    /// before and after a measured part; [`PgSnapshot::cost_per_job`] gives the difference.
+    /// Backends publish their counters at transaction end at most once a second and when they
+    /// exit: take the second snapshot after the measured connections closed.
+    pub async fn snapshot(&self) -> anyhow::Result<PgSnapshot> {
+        self.admin
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await?;
+        let row = self
+            .admin
+            .query_one(
+                "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()), \
+                     pg_current_wal_lsn()::text, \
+                     coalesce(t.n_tup_ins, 0), coalesce(t.n_tup_upd, 0), coalesce(t.n_tup_hot_upd, 0), \
+                     coalesce(t.n_tup_del, 0) \
+                 FROM (SELECT 1) one LEFT JOIN pg_stat_user_tables t ON t.schemaname = $1 AND t.relname = 'jobs'",
+                &[&self.schema],
+            )
+            .await?;
+        Ok(PgSnapshot {
+            commits: row.get(0),
+            wal_lsn: row.get(1),
+            inserted: row.get(2),
+            updated: row.get(3),
+            hot_updated: row.get(4),
+            deleted: row.get(5),
+            cpu: postgres_cpu(),
+        })
+    }
+
+    /// The cost of `jobs` jobs between `before` and now (see [`BenchDb::snapshot`]).
+    pub async fn cost_per_job(
+        &self,
+        before: &PgSnapshot,
+        jobs: u64,
+    ) -> anyhow::Result<serde_json::Value> {
+        let after = self.snapshot().await?;
+        let wal: f64 = self
+            .admin
+            .query_one(
+                "SELECT pg_wal_lsn_diff($1::text::pg_lsn, $2::text::pg_lsn)::float8",
+                &[&after.wal_lsn, &before.wal_lsn],
+            )
+            .await?
+            .get(0);
+        let n = jobs.max(1) as f64;
+        let per = |x: i64| ((x as f64 / n) * 1000.0).round() / 1000.0;
+        let updates = after.updated - before.updated;
+        let hot = after.hot_updated - before.hot_updated;
+        Ok(serde_json::json!({
+            "commits_per_job": per(after.commits - before.commits),
+            "wal_bytes_per_job": (wal / n).round(),
+            "row_updates_per_job": per(updates),
+            "hot_update_share": if updates > 0 { ((hot as f64 / updates as f64) * 1000.0).round() / 1000.0 } else { 0.0 },
+            "row_inserts_per_job": per(after.inserted - before.inserted),
+            "row_deletes_per_job": per(after.deleted - before.deleted),
+            "postgres_cpu_us_per_job": match (before.cpu, after.cpu) {
+                (Some(a), Some(b)) => serde_json::json!(((b - a) / n * 1e6).round()),
+                _ => serde_json::Value::Null,
+            },
+        }))
     }
 
     /// Counts jobs in `status`.

@@ -75,6 +75,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "fair_share",
         sql: include_str!("../migrations/0009_fair_share.sql"),
     },
+    Migration {
+        version: 10,
+        name: "hot_claim",
+        sql: include_str!("../migrations/0010_hot_claim.sql"),
+    },
 ];
 
 /// Migrating failed.

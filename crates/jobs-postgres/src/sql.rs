@@ -17,7 +17,6 @@ macro_rules! us {
 
 const NOW: &str = "(SELECT coalesce($1::timestamptz, now()) AS now) t";
 const UNFINISHED: &str = "('pending', 'dispatched', 'running')";
-const IN_FLIGHT: &str = "('dispatched', 'running')";
 /// A claimed job (`j`) set to expire at its deadline that reached its worker after it.
 const LATE: &str = "(j.expire_at_deadline AND j.deadline_at < t.now)";
 /// The claim's columns but the lease's end: `running` and the attempt counted, or, for a late job
@@ -30,6 +29,21 @@ const CLAIM_OR_EXPIRE: &str = "status = CASE WHEN (j.expire_at_deadline AND j.de
      finished_at = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN t.now ELSE j.finished_at END, \
      last_error = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN 'expired: it would have started after its deadline' ELSE j.last_error END, \
      lease_token = CASE WHEN (j.expire_at_deadline AND j.deadline_at < t.now) THEN NULL ELSE j.lease_token END";
+
+/// When the reaper first looks at a job the pick leased: at the end of its dispatch lease or
+/// after this (10 s), whichever is first. The claim and heartbeats move the lease's end, which
+/// fences, but not the look (`reap_at`), so that they change no indexed column and are HOT
+/// updates; a look that finds the lease still running moves the next look to its end
+/// (`reap_later`). Jobs that finish within their first look (the many short ones) are never
+/// looked at. A lease shorter than the time to the look moves the look earlier
+/// ([`EARLIER_LOOK`]), so the reaper is never later than the lease's end.
+const REAP_FIRST_LOOK: &str = "interval '10 seconds'";
+
+/// `reap_at` of a claim or heartbeat taking a lease of `$4` µs: the look comes no later than the
+/// lease's end. Unchanged (a HOT update) while the look comes first.
+const EARLIER_LOOK: &str =
+    "reap_at = CASE WHEN j.reap_at > t.now + ($4::bigint * interval '1 microsecond') \
+     THEN t.now + ($4::bigint * interval '1 microsecond') ELSE j.reap_at END";
 
 /// The dashboard's recent activity (`ApiStore::activity`, rules in `jobs_core::activity`): $1 the
 /// clock, $2 the window in minutes, $3 the bound on rows examined, $4 the tenant or NULL.
@@ -60,7 +74,7 @@ fn activity_sql(jobs: &str) -> String {
          fin AS MATERIALIZED (SELECT * FROM (SELECT * FROM fin0 ORDER BY finished_at DESC LIMIT $3::bigint) x \
              WHERE x.status IN ('succeeded', 'dead', 'cancelled', 'expired')), \
          fly AS (SELECT * FROM (SELECT j.tenant_id, j.use_case, j.first_started_at, j.started_at, j.deadline_at \
-             FROM {jobs} j WHERE j.status IN {IN_FLIGHT} AND j.first_started_at >= (SELECT since FROM w) \
+             FROM {jobs} j WHERE j.queue = 3 AND j.first_started_at >= (SELECT since FROM w) \
              AND ($4::text IS NULL OR j.tenant_id = $4::text) LIMIT $3::bigint) y), \
          started AS (SELECT use_case, first_started_at, started_at, deadline_at FROM fin \
              UNION ALL SELECT use_case, first_started_at, started_at, deadline_at FROM fly), \
@@ -104,19 +118,19 @@ fn backlog(jobs: &str, pauses: &str, by_tenant: bool) -> String {
     let now = "coalesce($1::timestamptz, now())";
     format!(
         "WITH RECURSIVE sched AS ( \
-             (SELECT s.use_case FROM {jobs} s WHERE s.status = 'pending' AND NOT s.ready AND NOT s.held \
+             (SELECT s.use_case FROM {jobs} s WHERE s.queue = 1 AND NOT s.held \
                  ORDER BY s.use_case LIMIT 1) \
              UNION ALL \
-             SELECT (SELECT s.use_case FROM {jobs} s WHERE s.status = 'pending' AND NOT s.ready AND NOT s.held \
+             SELECT (SELECT s.use_case FROM {jobs} s WHERE s.queue = 1 AND NOT s.held \
                  AND s.use_case > u.use_case ORDER BY s.use_case LIMIT 1) \
              FROM sched u WHERE u.use_case IS NOT NULL), \
          due AS ( \
              SELECT j.use_case, {tenant} AS tenant_id, j.run_at FROM {jobs} j \
-                 WHERE j.status = 'pending' AND j.ready AND NOT j.held AND j.run_at <= {now} \
+                 WHERE j.queue = 2 AND NOT j.held AND j.run_at <= {now} \
              UNION ALL \
              SELECT x.use_case, x.tenant_id, x.run_at FROM sched u CROSS JOIN LATERAL ( \
                  SELECT j.use_case, {tenant} AS tenant_id, j.run_at FROM {jobs} j \
-                 WHERE j.use_case = u.use_case AND j.status = 'pending' AND NOT j.ready AND NOT j.held \
+                 WHERE j.use_case = u.use_case AND j.queue = 1 AND NOT j.held \
                  AND j.run_at <= {now} OFFSET 0) x WHERE u.use_case IS NOT NULL), \
          grouped AS ( \
              SELECT d.use_case, d.tenant_id, count(*) AS n, min(d.run_at) AS oldest FROM due d \
@@ -124,6 +138,27 @@ fn backlog(jobs: &str, pauses: &str, by_tenant: bool) -> String {
                  GROUP BY d.use_case, d.tenant_id) \
          SELECT {now} AS at, g.use_case, g.tenant_id, g.n, g.oldest FROM (SELECT 1) one LEFT JOIN grouped g ON true \
          ORDER BY g.use_case COLLATE \"C\", g.tenant_id COLLATE \"C\""
+    )
+}
+
+/// The reaper's candidates (`due`: ids, at most $2, earliest look first) among the in-flight jobs
+/// whose `reap_at` has come ($1 now) and that meet `cond` (on `d`): a loose scan of
+/// `jobs_in_flight_idx` finds the use cases with jobs in flight, then one range of that index per
+/// use case (it is keyed by use case first, as it also serves the pick's in-flight count).
+/// Starts a `WITH RECURSIVE` list.
+fn reap_due(jobs: &str, cond: &str) -> String {
+    format!(
+        "WITH RECURSIVE ucs AS ( \
+             (SELECT f.use_case FROM {jobs} f WHERE f.queue = 3 ORDER BY f.use_case LIMIT 1) \
+             UNION ALL \
+             SELECT (SELECT f.use_case FROM {jobs} f WHERE f.queue = 3 AND f.use_case > u.use_case \
+                 ORDER BY f.use_case LIMIT 1) FROM ucs u WHERE u.use_case IS NOT NULL), \
+         due AS MATERIALIZED ( \
+             SELECT c.id FROM ucs u CROSS JOIN LATERAL ( \
+                 SELECT d.id, d.reap_at FROM {jobs} d WHERE d.use_case = u.use_case AND d.queue = 3 \
+                 AND d.reap_at <= coalesce($1::timestamptz, now()) AND {cond} \
+                 ORDER BY d.reap_at LIMIT $2) c \
+             WHERE u.use_case IS NOT NULL ORDER BY c.reap_at LIMIT $2)"
     )
 }
 
@@ -157,6 +192,7 @@ pub(crate) struct Sql {
     pub(crate) reap_dispatched: String,
     pub(crate) return_dispatched: String,
     pub(crate) reap_running: String,
+    pub(crate) reap_later: String,
     pub(crate) counts: String,
     pub(crate) tenant_counts: String,
     pub(crate) activity: String,
@@ -191,7 +227,7 @@ impl Sql {
         // range in jobs_quota_idx).
         let fair_base = |tenant: &str, use_case: &str| {
             format!(
-                "greatest(coalesce((SELECT fc.vtime FROM {clock} fc WHERE fc.use_case = {use_case}), 0),                      coalesce((SELECT fq.fair_tag FROM {jobs} fq WHERE fq.tenant_id = {tenant} AND fq.use_case = {use_case}                          AND fq.status IN {UNFINISHED} ORDER BY fq.fair_tag DESC LIMIT 1), 0))"
+                "greatest(coalesce((SELECT fc.vtime FROM {clock} fc WHERE fc.use_case = {use_case}), 0),                      coalesce((SELECT fq.fair_tag FROM {jobs} fq WHERE fq.tenant_id = {tenant} AND fq.use_case = {use_case}                          AND fq.finished_at IS NULL ORDER BY fq.fair_tag DESC LIMIT 1), 0))"
             )
         };
         // The tenants of use case $2 with ready limited jobs, one index probe each (a loose scan
@@ -199,10 +235,10 @@ impl Sql {
         // more, take as many as the pick allows) and its limit. Paused tenants are left out.
         let allowances = format!(
             "lim_t AS ( \
-                 (SELECT p.tenant_id FROM {jobs} p WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready \
+                 (SELECT p.tenant_id FROM {jobs} p WHERE p.use_case = $2 AND p.queue = 2 \
                      AND NOT p.held AND p.limited ORDER BY p.tenant_id LIMIT 1) \
                  UNION ALL \
-                 SELECT (SELECT p.tenant_id FROM {jobs} p WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready \
+                 SELECT (SELECT p.tenant_id FROM {jobs} p WHERE p.use_case = $2 AND p.queue = 2 \
                      AND NOT p.held AND p.limited AND p.tenant_id > l.tenant_id ORDER BY p.tenant_id LIMIT 1) \
                  FROM lim_t l WHERE l.tenant_id IS NOT NULL), \
              allow AS MATERIALIZED ( \
@@ -253,36 +289,44 @@ impl Sql {
                             THEN {base} + $21::float8 ELSE 0 END, $21::float8 \
                  FROM {NOW} \
                  WHERE $17::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
-                     WHERE q.tenant_id = $3 AND q.use_case = $4 AND q.status IN {UNFINISHED} LIMIT $17) c) < $17 \
+                     WHERE q.tenant_id = $3 AND q.use_case = $4 AND q.finished_at IS NULL LIMIT $17) c) < $17 \
                  ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
                  RETURNING {plain_cols}",
                 tol = us!("$14::bigint"),
                 base = fair_base("$3", "$4"),
             ),
+            // One row per entry; what depends only on the entry's tenant and use case (its
+            // pause, its rate limit, the base of its turns) is read once per pair (`k`), not once
+            // per row.
             insert_many: format!(
-                "INSERT INTO {jobs} ({insert_columns}) \
-                 SELECT u.id, u.tenant_id, u.use_case, u.kind, u.payload, 'pending', u.priority, 0, u.max_attempts, \
-                        u.strategy, u.base_us, u.cap_us, u.jitter, coalesce(u.run_at, t.now), u.tolerance_us, \
-                        greatest(coalesce(u.run_at, t.now), t.now) + {tol}, u.timeout_us, u.key, false, t.now, t.now, \
-                        coalesce(u.run_at, t.now) <= t.now, u.traceparent, u.tracestate, \
-                        EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = u.use_case AND z.tenant_id = u.tenant_id), \
-                        EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = u.use_case AND r.tenant_id IN (u.tenant_id, '')), \
-                        u.expire_at_deadline, \
-                        CASE WHEN u.turn IS NULL THEN 0 ELSE {base} + u.turn * u.step END, u.step \
-                 FROM {NOW}, ( \
-                     SELECT v.*, CASE WHEN v.step > 0 AND coalesce(v.run_at, n.now) <= n.now \
-                             AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = v.use_case AND z.tenant_id = v.tenant_id) \
-                         THEN row_number() OVER (PARTITION BY v.tenant_id, v.use_case, v.step > 0 AND coalesce(v.run_at, n.now) <= n.now \
-                             ORDER BY v.ord) END AS turn \
-                     FROM (SELECT coalesce($1::timestamptz, now()) AS now) n, \
+                "WITH v AS MATERIALIZED ( \
+                     SELECT x.*, coalesce(x.run_at, n.now) <= n.now AS due, n.now FROM (SELECT coalesce($1::timestamptz, now()) AS now) n, \
                      unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::smallint[], \
                         $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], $13::timestamptz[], \
                         $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[], $19::boolean[], $20::float8[]) \
-                     WITH ORDINALITY AS v(id, tenant_id, use_case, kind, payload, priority, max_attempts, strategy, base_us, cap_us, \
-                          jitter, run_at, tolerance_us, timeout_us, key, traceparent, tracestate, expire_at_deadline, step, ord)) u \
+                     WITH ORDINALITY AS x(id, tenant_id, use_case, kind, payload, priority, max_attempts, strategy, base_us, cap_us, \
+                          jitter, run_at, tolerance_us, timeout_us, key, traceparent, tracestate, expire_at_deadline, step, ord)), \
+                 k AS MATERIALIZED ( \
+                     SELECT d.tenant_id, d.use_case, \
+                         EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = d.use_case AND z.tenant_id = d.tenant_id) AS held, \
+                         EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = d.use_case AND r.tenant_id IN (d.tenant_id, '')) AS limited, \
+                         {base} AS base \
+                     FROM (SELECT DISTINCT tenant_id, use_case FROM v) d), \
+                 u AS ( \
+                     SELECT v.*, k.held, k.limited, k.base, CASE WHEN v.step > 0 AND v.due AND NOT k.held \
+                         THEN row_number() OVER (PARTITION BY v.tenant_id, v.use_case, v.step > 0 AND v.due AND NOT k.held \
+                             ORDER BY v.ord) END AS turn \
+                     FROM v JOIN k ON k.tenant_id = v.tenant_id AND k.use_case = v.use_case) \
+                 INSERT INTO {jobs} ({insert_columns}) \
+                 SELECT u.id, u.tenant_id, u.use_case, u.kind, u.payload, 'pending', u.priority, 0, u.max_attempts, \
+                        u.strategy, u.base_us, u.cap_us, u.jitter, coalesce(u.run_at, u.now), u.tolerance_us, \
+                        greatest(coalesce(u.run_at, u.now), u.now) + {tol}, u.timeout_us, u.key, false, u.now, u.now, \
+                        u.due, u.traceparent, u.tracestate, u.held, u.limited, u.expire_at_deadline, \
+                        CASE WHEN u.turn IS NULL THEN 0 ELSE u.base + u.turn * u.step END, u.step \
+                 FROM u ORDER BY u.ord \
                  RETURNING {plain_cols}",
                 tol = us!("u.tolerance_us"),
-                base = fair_base("u.tenant_id", "u.use_case"),
+                base = fair_base("d.tenant_id", "d.use_case"),
             ),
             by_key: format!("SELECT {cols} FROM {jobs} j WHERE j.tenant_id = $1 AND j.idempotency_key = $2"),
             by_keys: format!(
@@ -291,7 +335,7 @@ impl Sql {
             ),
             quota_counts: format!(
                 "SELECT k.tenant_id, k.use_case, (SELECT count(*) FROM {jobs} q WHERE q.tenant_id = k.tenant_id \
-                     AND q.use_case = k.use_case AND q.status IN {UNFINISHED}) AS used \
+                     AND q.use_case = k.use_case AND q.finished_at IS NULL) AS used \
                  FROM unnest($1::text[], $2::text[]) AS k(tenant_id, use_case)"
             ),
             // Two-key advisory locks: the first key names the purpose, the second hashes the
@@ -310,9 +354,12 @@ impl Sql {
             // it holds the turn it used, not a later one). With every tag 0 (plain EDF) the
             // turns are the EDF prefix and nothing moves. The room under the cap is counted once;
             // a paused use case has none. Candidates are read without locks (picks of a use case
-            // are serialised by its advisory lock); only the rows leased are locked, re-checked
-            // (a cancel may have moved one on) and leased, and each leased limited job takes a
-            // token from its tenant's bucket in the same statement.
+            // are serialised by its advisory lock) and carry their row's address (`ctid`): the
+            // lease (`leased`) updates them by address, with no index descent and no separate
+            // locking pass, and re-checks each (`status`, `held`): a row changed meanwhile (a
+            // cancel) has a new address, so it fails the re-check on its new version and is not
+            // leased. Each leased limited job takes a token from its tenant's bucket in the same
+            // statement.
             //
             // A job set to expire whose deadline has passed is never a candidate, in either lane:
             // the expiry before the pick ends at most a batch of them, and any left over wait for
@@ -328,46 +375,53 @@ impl Sql {
             lease_due: format!(
                 "WITH RECURSIVE {allowances}, \
                  room AS MATERIALIZED (SELECT CASE WHEN EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = '') \
-                     THEN 0 ELSE greatest(0, least($3::bigint, $4::bigint - (SELECT count(*) FROM {jobs} f \
-                         WHERE f.use_case = $2 AND f.status IN {IN_FLIGHT}))) END AS n), \
+                     THEN 0 ELSE greatest(0, least($3::bigint, $4::bigint - (SELECT count(*) FROM (SELECT 1 FROM {jobs} f \
+                         WHERE f.use_case = $2 AND f.queue = 3 LIMIT $4::bigint) x))) END AS n), \
+                 held_t AS MATERIALIZED (SELECT coalesce(array_agg(z.tenant_id), '{{}}') AS tenants FROM {pauses} z WHERE z.use_case = $2), \
+                 limits AS MATERIALIZED (SELECT coalesce(bool_or(r.tenant_id = ''), false) AS every, \
+                     coalesce(array_agg(r.tenant_id), '{{}}') AS tenants FROM {rate_limits} r WHERE r.use_case = $2), \
                  main AS MATERIALIZED ( \
-                     SELECT p.id, p.tenant_id, p.fair_tag, p.deadline_at, p.priority, false AS lim, \
-                         EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = $2 AND r.tenant_id IN (p.tenant_id, '')) AS stale \
+                     SELECT p.id, p.ctid AS tid, p.tenant_id, p.fair_tag, p.deadline_at, p.priority, false AS lim, \
+                         (SELECT every FROM limits) OR p.tenant_id = ANY ((SELECT tenants FROM limits)::text[]) AS stale \
                      FROM {jobs} p, {NOW} \
-                     WHERE p.use_case = $2 AND p.status = 'pending' AND p.ready AND NOT p.held AND NOT p.limited \
+                     WHERE p.use_case = $2 AND p.queue = 2 AND NOT p.held AND NOT p.limited \
                      AND p.run_at <= t.now AND NOT (p.expire_at_deadline AND p.deadline_at < t.now) \
-                     AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = p.tenant_id) \
+                     AND p.tenant_id <> ALL ((SELECT tenants FROM held_t)::text[]) \
                      ORDER BY p.fair_tag, p.deadline_at, p.priority DESC, p.id \
                      LIMIT (SELECT n FROM room)), \
                  lane AS ( \
-                     SELECT c.id, a.tenant_id, c.fair_tag, c.deadline_at, c.priority, true AS lim \
+                     SELECT c.id, c.tid, a.tenant_id, c.fair_tag, c.deadline_at, c.priority, true AS lim \
                      FROM allow a CROSS JOIN room, LATERAL ( \
-                         SELECT p.id, p.fair_tag, p.deadline_at, p.priority FROM {jobs} p, {NOW} \
-                         WHERE p.use_case = $2 AND p.limited AND p.tenant_id = a.tenant_id AND p.status = 'pending' AND p.ready \
+                         SELECT p.id, p.ctid AS tid, p.fair_tag, p.deadline_at, p.priority FROM {jobs} p, {NOW} \
+                         WHERE p.use_case = $2 AND p.limited AND p.tenant_id = a.tenant_id AND p.queue = 2 \
                          AND NOT p.held AND p.run_at <= t.now \
                          AND NOT (p.expire_at_deadline AND p.deadline_at < t.now) \
                          ORDER BY p.deadline_at, p.priority DESC, p.id \
                          LIMIT least(room.n, coalesce(floor(a.tokens)::bigint, room.n))) c \
                      WHERE room.n > 0 AND (a.tokens IS NULL OR a.tokens >= 1)), \
                  picked AS MATERIALIZED ( \
-                     SELECT u.id, u.tenant_id, u.fair_tag, u.lim FROM ( \
-                         SELECT id, tenant_id, fair_tag, deadline_at, priority, lim FROM main WHERE NOT stale \
-                         UNION ALL SELECT id, tenant_id, fair_tag, deadline_at, priority, lim FROM lane) u \
+                     SELECT u.id, u.tid, u.tenant_id, u.fair_tag, u.lim FROM ( \
+                         SELECT id, tid, tenant_id, fair_tag, deadline_at, priority, lim FROM main WHERE NOT stale \
+                         UNION ALL SELECT id, tid, tenant_id, fair_tag, deadline_at, priority, lim FROM lane) u \
                      ORDER BY u.fair_tag, u.deadline_at, u.priority DESC, u.id LIMIT (SELECT n FROM room)), \
                  turns AS MATERIALIZED (SELECT tenant_id, count(*) AS n FROM picked WHERE NOT lim GROUP BY tenant_id), \
                  chosen AS MATERIALIZED ( \
-                     SELECT c.id, c.fair_tag, tu.tenant_id FROM turns tu, LATERAL ( \
-                         SELECT p.id, p.fair_tag FROM {jobs} p, {NOW} \
-                         WHERE p.use_case = $2 AND NOT p.limited AND p.tenant_id = tu.tenant_id AND p.status = 'pending' \
-                         AND p.ready AND NOT p.held AND p.run_at <= t.now \
+                     SELECT c.id, c.tid, c.fair_tag, tu.tenant_id FROM turns tu, LATERAL ( \
+                         SELECT p.id, p.ctid AS tid, p.fair_tag FROM {jobs} p, {NOW} \
+                         WHERE p.use_case = $2 AND NOT p.limited AND p.tenant_id = tu.tenant_id AND p.queue = 2 \
+                         AND NOT p.held AND p.run_at <= t.now \
                          AND NOT (p.expire_at_deadline AND p.deadline_at < t.now) \
                          ORDER BY p.deadline_at, p.priority DESC, p.id LIMIT tu.n) c), \
-                 leasing AS MATERIALIZED ( \
-                     SELECT id, false AS lim FROM chosen UNION ALL SELECT id, true FROM picked WHERE lim), \
-                 locked AS MATERIALIZED ( \
-                     SELECT j.id, j.tenant_id, leasing.lim FROM {jobs} j JOIN leasing ON leasing.id = j.id \
-                     WHERE j.id = ANY (ARRAY(SELECT id FROM leasing)) AND j.status = 'pending' AND NOT j.held \
-                     FOR UPDATE OF j SKIP LOCKED), \
+                 leased AS ( \
+                     UPDATE {jobs} j SET status = 'dispatched', lease_token = gen_random_uuid(), \
+                         lease_expires_at = t.now + {lease}, reap_at = t.now + least({lease}, {first_look}), \
+                         dispatched_at = t.now, updated_at = t.now, \
+                         fair_tag = least(j.fair_tag, (SELECT max(fair_tag) FROM picked)) \
+                     FROM {NOW} \
+                     WHERE j.ctid = ANY (ARRAY(SELECT tid FROM chosen UNION ALL SELECT tid FROM picked WHERE lim)) \
+                     AND j.status = 'pending' AND NOT j.held \
+                     RETURNING j.id, j.lease_token, j.tenant_id, j.use_case, j.kind, j.attempts, j.deadline_at, j.priority, \
+                         j.id = ANY (ARRAY(SELECT id FROM picked WHERE lim)) AS lim), \
                  displaced AS ( \
                      SELECT s.id, s.tenant_id, row_number() OVER (PARTITION BY s.tenant_id ORDER BY s.fair_tag, s.id) AS k \
                      FROM picked s WHERE NOT s.lim AND s.id NOT IN (SELECT id FROM chosen)), \
@@ -386,17 +440,14 @@ impl Sql {
                  spent AS ( \
                      INSERT INTO {buckets} AS b (use_case, tenant_id, tokens, updated_at) \
                      SELECT $2, a.tenant_id, a.tokens - k.n, t.now \
-                     FROM allow a JOIN (SELECT tenant_id, count(*) AS n FROM locked WHERE lim GROUP BY tenant_id) k \
+                     FROM allow a JOIN (SELECT tenant_id, count(*) AS n FROM leased WHERE lim GROUP BY tenant_id) k \
                          ON k.tenant_id = a.tenant_id CROSS JOIN {NOW} \
                      WHERE a.tokens IS NOT NULL \
                      ON CONFLICT (use_case, tenant_id) DO UPDATE SET tokens = excluded.tokens, \
                          updated_at = greatest(b.updated_at, excluded.updated_at)) \
-                 UPDATE {jobs} j SET status = 'dispatched', lease_token = gen_random_uuid(), \
-                     lease_expires_at = t.now + {lease}, dispatched_at = t.now, updated_at = t.now, \
-                     fair_tag = least(j.fair_tag, (SELECT max(fair_tag) FROM picked)) \
-                 FROM {NOW} WHERE j.id = ANY (ARRAY(SELECT id FROM locked)) \
-                 RETURNING j.id, j.lease_token, j.tenant_id, j.use_case, j.kind, j.attempts, j.deadline_at, j.priority",
+                 SELECT id, lease_token, tenant_id, use_case, kind, attempts, deadline_at, priority FROM leased",
                 lease = us!("$5::bigint"),
+                first_look = REAP_FIRST_LOOK,
             ),
             // The shortest wait for a token among the limited tenants of use case $2 with due
             // jobs and less than one token ($1 now).
@@ -404,7 +455,7 @@ impl Sql {
                 "WITH RECURSIVE {allowances} \
                  SELECT min((1 - a.tokens) / a.per_second) FROM allow a WHERE a.tokens < 1 \
                  AND EXISTS (SELECT 1 FROM {jobs} p, {NOW} WHERE p.use_case = $2 AND p.tenant_id = a.tenant_id \
-                     AND p.status = 'pending' AND p.ready AND NOT p.held AND p.limited AND p.run_at <= t.now) \
+                     AND p.queue = 2 AND NOT p.held AND p.limited AND p.run_at <= t.now) \
                  AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $2 AND z.tenant_id = '')"
             ),
             rate_limits_read: format!(
@@ -446,12 +497,12 @@ impl Sql {
             queue_position: format!(
                 "SELECT t.now AS at, z.paused, \
                      CASE WHEN m.ready AND NOT z.paused THEN (SELECT count(*) FROM (SELECT 1 FROM {jobs} p \
-                         WHERE p.use_case = m.use_case AND p.status = 'pending' AND p.ready AND NOT p.held AND NOT p.limited \
+                         WHERE p.use_case = m.use_case AND p.queue = 2 AND NOT p.held AND NOT p.limited \
                          AND (p.fair_tag, p.deadline_at) <= (m.fair_tag, m.deadline_at) \
                          AND (p.fair_tag < m.fair_tag OR p.deadline_at < m.deadline_at OR p.priority > m.priority \
                              OR (p.priority = m.priority AND p.id < m.id)) \
                          LIMIT $3) a) ELSE 0 END AS ahead, \
-                     (SELECT count(*) FROM {jobs} f WHERE f.use_case = m.use_case AND f.status IN {IN_FLIGHT}) AS in_flight, \
+                     (SELECT count(*) FROM {jobs} f WHERE f.use_case = m.use_case AND f.queue = 3) AS in_flight, \
                      fc.drain_rate, fc.drain_rate_at \
                  FROM {jobs} m CROSS JOIN {NOW} \
                  CROSS JOIN LATERAL (SELECT m.held OR EXISTS (SELECT 1 FROM {pauses} q \
@@ -471,7 +522,7 @@ impl Sql {
             expire: format!(
                 "WITH late AS ( \
                      SELECT e.id FROM {jobs} e, {NOW} \
-                     WHERE e.use_case = $2 AND e.status = 'pending' AND e.expire_at_deadline AND e.deadline_at < t.now \
+                     WHERE e.use_case = $2 AND e.queue IN (1, 2) AND e.expire_at_deadline AND e.deadline_at < t.now \
                      ORDER BY e.deadline_at LIMIT $3 FOR UPDATE OF e SKIP LOCKED) \
                  UPDATE {jobs} j SET status = 'expired', finished_at = t.now, updated_at = t.now, \
                      last_error = 'expired: it would have started after its deadline', {cleared} \
@@ -490,12 +541,12 @@ impl Sql {
                 "WITH clock AS MATERIALIZED (SELECT coalesce((SELECT fc.vtime FROM {clock} fc WHERE fc.use_case = $2), 0) AS v), \
                  sched AS ( \
                      SELECT s.id, s.tenant_id, s.fair_step, s.deadline_at, s.priority FROM {jobs} s, {NOW} \
-                     WHERE s.use_case = $2 AND s.status = 'pending' AND NOT s.ready AND NOT s.held AND s.run_at <= t.now \
+                     WHERE s.use_case = $2 AND s.queue = 1 AND NOT s.held AND s.run_at <= t.now \
                      ORDER BY s.run_at LIMIT $3 FOR UPDATE OF s SKIP LOCKED), \
                  stale AS ( \
-                     SELECT s.id, s.tenant_id, s.fair_step, s.deadline_at, s.priority FROM {jobs} s, clock \
-                     WHERE s.use_case = $2 AND s.status = 'pending' AND s.ready AND NOT s.held AND NOT s.limited \
-                     AND s.fair_tag < clock.v AND s.fair_step > 0 \
+                     SELECT s.id, s.tenant_id, s.fair_step, s.deadline_at, s.priority FROM {jobs} s \
+                     WHERE s.use_case = $2 AND s.queue = 2 AND NOT s.held AND NOT s.limited \
+                     AND s.fair_tag < (SELECT v FROM clock) AND s.fair_step > 0 \
                      ORDER BY s.fair_tag LIMIT $3 FOR UPDATE OF s SKIP LOCKED), \
                  due AS MATERIALIZED ( \
                      SELECT s.id, s.tenant_id, s.fair_step, row_number() OVER (PARTITION BY s.tenant_id \
@@ -516,7 +567,7 @@ impl Sql {
                      lease_token = CASE WHEN j.status IN ('pending', 'dispatched') THEN NULL ELSE j.lease_token END, \
                      lease_expires_at = CASE WHEN j.status IN ('pending', 'dispatched') THEN NULL ELSE j.lease_expires_at END, \
                      finished_at = CASE WHEN j.status IN ('pending', 'dispatched') THEN t.now ELSE j.finished_at END, \
-                     updated_at = CASE WHEN j.status IN {UNFINISHED} THEN t.now ELSE j.updated_at END \
+                     updated_at = CASE WHEN j.finished_at IS NULL THEN t.now ELSE j.updated_at END \
                  FROM {NOW} WHERE j.id = $2 RETURNING {cols}"
             ),
             // $3: the quota (NULL = none), counted in this statement: with a quota the caller
@@ -529,7 +580,7 @@ impl Sql {
                  FROM {NOW} WHERE j.id = $2 AND j.status IN ('dead', 'cancelled', 'expired') \
                      AND ($3::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
                          WHERE q.tenant_id = j.tenant_id AND q.use_case = j.use_case \
-                         AND q.status IN {UNFINISHED} LIMIT $3) c) < $3) \
+                         AND q.finished_at IS NULL LIMIT $3) c) < $3) \
                  RETURNING {cols}",
                 tol = us!("j.delay_tolerance_us"),
             ),
@@ -538,23 +589,27 @@ impl Sql {
             claim: fenced(
                 "dispatched",
                 &format!(
-                    "{CLAIM_OR_EXPIRE}, lease_expires_at = CASE WHEN {LATE} THEN NULL ELSE t.now + {} END",
-                    us!("$4::bigint")
+                    "{CLAIM_OR_EXPIRE}, lease_expires_at = CASE WHEN {LATE} THEN NULL ELSE t.now + {lease} END, {EARLIER_LOOK}",
+                    lease = us!("$4::bigint")
                 ),
                 "",
             ),
             claim_many: fenced_many(
                 "dispatched",
                 &format!(
-                    "{CLAIM_OR_EXPIRE}, lease_expires_at = CASE WHEN {LATE} THEN NULL ELSE t.now + {} END",
-                    us!("$4::bigint")
+                    "{CLAIM_OR_EXPIRE}, lease_expires_at = CASE WHEN {LATE} THEN NULL ELSE t.now + {lease} END, {EARLIER_LOOK}",
+                    lease = us!("$4::bigint")
                 ),
             ),
             complete_many: fenced_many(
                 "running",
                 &format!("status = 'succeeded', {cleared}, finished_at = t.now"),
             ),
-            heartbeat: fenced("running", &format!("lease_expires_at = t.now + {}", us!("$4::bigint")), ""),
+            heartbeat: fenced(
+                "running",
+                &format!("lease_expires_at = t.now + {}, {EARLIER_LOOK}", us!("$4::bigint")),
+                "",
+            ),
             complete: fenced("running", &format!("status = 'succeeded', {cleared}, finished_at = t.now"), ""),
             // $4: error text; $5: retry delay in µs or NULL for dead.
             fail: fenced(
@@ -591,12 +646,24 @@ impl Sql {
                 "",
             ),
             reap_dispatched: format!(
-                "WITH doomed AS ( \
+                "{due}, \
+                 doomed AS ( \
                      SELECT d.id FROM {jobs} d, {NOW} \
-                     WHERE d.status = 'dispatched' AND d.lease_expires_at <= t.now \
-                     ORDER BY d.lease_expires_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED) \
+                     WHERE d.id = ANY (ARRAY(SELECT id FROM due)) AND d.status = 'dispatched' AND d.lease_expires_at <= t.now \
+                     FOR UPDATE OF d SKIP LOCKED) \
                  UPDATE {jobs} j SET status = 'pending', ready = false, {cleared}, updated_at = t.now \
-                 FROM doomed, {NOW} WHERE j.id = doomed.id RETURNING j.status"
+                 FROM doomed, {NOW} WHERE j.id = doomed.id RETURNING j.status",
+                due = reap_due(&jobs, "d.status = 'dispatched' AND d.lease_expires_at <= coalesce($1::timestamptz, now())"),
+            ),
+            // In-flight jobs the reaper looked at before their lease ended (a running job that
+            // outlived its first look or renewed its lease, a dispatched job not claimed by then):
+            // the reaper's next look is the lease's end.
+            reap_later: format!(
+                "{due} \
+                 UPDATE {jobs} j SET reap_at = j.lease_expires_at FROM {NOW} \
+                 WHERE j.id = ANY (ARRAY(SELECT id FROM due)) AND j.queue = 3 AND j.lease_expires_at > t.now \
+                 AND j.reap_at < j.lease_expires_at",
+                due = reap_due(&jobs, "d.lease_expires_at > coalesce($1::timestamptz, now())"),
             ),
             // The reaper's dispatched → pending, early and fenced per entry by the token.
             return_dispatched: format!(
@@ -605,10 +672,11 @@ impl Sql {
                  WHERE j.id = k.id AND j.status = 'dispatched' AND j.lease_token = k.token"
             ),
             reap_running: format!(
-                "WITH doomed AS ( \
+                "{due}, \
+                 doomed AS ( \
                      SELECT d.id FROM {jobs} d, {NOW} \
-                     WHERE d.status = 'running' AND d.lease_expires_at <= t.now \
-                     ORDER BY d.lease_expires_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED) \
+                     WHERE d.id = ANY (ARRAY(SELECT id FROM due)) AND d.status = 'running' AND d.lease_expires_at <= t.now \
+                     FOR UPDATE OF d SKIP LOCKED) \
                  UPDATE {jobs} j SET {cleared}, updated_at = t.now, \
                      ready = j.cancel_requested OR j.attempts >= j.max_attempts, \
                      last_error = 'lease expired: the worker stopped heartbeating', \
@@ -622,6 +690,7 @@ impl Sql {
                                    THEN t.now ELSE j.finished_at END \
                  FROM doomed, {NOW} WHERE j.id = doomed.id RETURNING j.status",
                 tol = us!("j.delay_tolerance_us"),
+                due = reap_due(&jobs, "d.status = 'running' AND d.lease_expires_at <= coalesce($1::timestamptz, now())"),
             ),
             counts: format!("SELECT use_case, status, count(*) AS n FROM {jobs} GROUP BY use_case, status ORDER BY 1, 2"),
             // One tenant's counts: a walk of jobs_tenant_list_idx over its rows.
@@ -645,15 +714,15 @@ impl Sql {
             // the pause's transaction, under the use case's pick lock.
             hold: format!(
                 "UPDATE {jobs} SET held = true WHERE use_case = $1 AND tenant_id = $2 \
-                 AND status IN {UNFINISHED} AND NOT held"
+                 AND finished_at IS NULL AND NOT held"
             ),
             resume: format!("DELETE FROM {pauses} WHERE use_case = $1 AND tenant_id = $2"),
             // A resumed tenant's ready jobs take turns from the clock on, in deadline order (a
             // pause banks no turns); its scheduled ones are tagged when promoted.
             unhold: format!(
                 "WITH h AS MATERIALIZED ( \
-                     SELECT q.id, q.fair_step > 0 AND q.status = 'pending' AND q.ready AS tagged, q.status = 'pending' AS waiting, \
-                         q.fair_step, row_number() OVER (PARTITION BY q.fair_step > 0 AND q.status = 'pending' AND q.ready \
+                     SELECT q.id, q.fair_step > 0 AND q.queue = 2 AS tagged, q.status = 'pending' AS waiting, \
+                         q.fair_step, row_number() OVER (PARTITION BY q.fair_step > 0 AND q.queue = 2 \
                              ORDER BY q.deadline_at, q.priority DESC, q.id) AS turn \
                      FROM {jobs} q WHERE q.use_case = $1 AND q.tenant_id = $2 AND q.held), \
                  c AS (SELECT coalesce((SELECT fc.vtime FROM {clock} fc WHERE fc.use_case = $1), 0) AS base) \

@@ -110,6 +110,13 @@ fn illegal_retry(from: JobStatus) -> ChangeError {
     })
 }
 
+/// The lease transaction's start. Bitmap scans are off in it: the in-flight count walks
+/// `jobs_in_flight_idx`, whose entries of jobs that finished since the last vacuum stay until it
+/// runs; a plain index scan marks each dead entry killed the first time it meets it (and skips it
+/// after that), where a bitmap scan visits every such heap row again on every pick. Every other
+/// read of the transaction is an index or TID scan anyway.
+const LEASE_BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL enable_bitmapscan = off";
+
 /// Most scheduled jobs one pick promotes to ready (in `run_at` order). Jobs that fall due in a
 /// larger burst are promoted over the next picks; until then the pick orders by deadline among
 /// the promoted ones.
@@ -1000,7 +1007,7 @@ impl DispatchStore for PgStore {
             // leased.
             let client: &tokio_postgres::Client = &c;
             let (begin, locked, (expired, promoted), rows, commit) = futures_util::future::join5(
-                client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+                client.batch_execute(LEASE_BEGIN),
                 client.execute(&lock, &[&lock_key]),
                 futures_util::future::join(
                     client.execute(&expire, &[&now, &use_case, &EXPIRE_BATCH]),
@@ -1287,13 +1294,17 @@ impl MaintenanceStore for PgStore {
             let mut report = ReapReport::default();
             let dispatched = c.prepare_cached(&self.sql.reap_dispatched).await?;
             let running = c.prepare_cached(&self.sql.reap_running).await?;
-            // Two independent statements, pipelined: one round trip.
+            let later = c.prepare_cached(&self.sql.reap_later).await?;
+            // Three independent statements, pipelined: one round trip. The looks moved by the
+            // last are at leases that have not ended, which the first two leave alone.
             let client: &tokio_postgres::Client = &c;
-            let (dispatched, running) = futures_util::future::join(
+            let (dispatched, running, later) = futures_util::future::join3(
                 client.query(&dispatched, &[&now, &limit]),
                 client.query(&running, &[&now, &limit]),
+                client.execute(&later, &[&now, &limit]),
             )
             .await;
+            later?;
             report.dispatch_expired = dispatched?.len() as u64;
             for r in running? {
                 match row::status(r.get(0))? {

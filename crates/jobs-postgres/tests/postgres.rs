@@ -772,10 +772,10 @@ async fn the_list_window_walks_the_index_in_order() {
         .batch_execute(&format!(
             "INSERT INTO {s}.jobs (id, tenant_id, use_case, kind, payload, status, priority, attempts, max_attempts,
                  backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, delay_tolerance_us,
-                 deadline_at, timeout_us, cancel_requested, created_at, updated_at, ready)
+                 deadline_at, timeout_us, cancel_requested, created_at, updated_at, ready, finished_at)
              SELECT gen_random_uuid(), 't_' || (g % 20), 'u', CASE WHEN g % 200 = 3 THEN 'rare' ELSE 'common' END,
                  '{{}}'::jsonb, 'succeeded', 0, 1, 5, 'exponential', 1000000, 3600000000, 'full', now(),
-                 0, now(), 1000000, false, now(), now(), true
+                 0, now(), 1000000, false, now(), now(), true, now()
              FROM generate_series(1, 20000) g;
              ANALYZE {s}.jobs;"
         ))
@@ -1290,4 +1290,142 @@ async fn routes_enqueue_in_only_the_transactions_own_store() {
     drop(client);
     a.drop().await;
     b.drop().await;
+}
+
+/// Whether job `id`'s current row version is heap-only: written by a HOT update, with no new
+/// index entry (pageinspect's view of the tuple header, `HEAP_ONLY_TUPLE`).
+async fn heap_only(client: &tokio_postgres::Client, schema: &str, id: uuid::Uuid) -> bool {
+    client
+        .query_one(
+            &format!(
+                "SELECT (h.t_infomask2 & 32768) <> 0 FROM {schema}.jobs j, \
+                 LATERAL heap_page_items(get_raw_page('{schema}.jobs', (j.ctid::text::point)[0]::int)) h \
+                 WHERE j.id = $1 AND h.lp = (j.ctid::text::point)[1]::int"
+            ),
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Migration 10: the claim and heartbeats change no indexed column, so they are HOT updates; and
+/// the reaper, which looks at an in-flight job at `reap_at` (not at the lease's end, which the
+/// claim and heartbeats move), is never later than the lease: a look that finds the lease running
+/// moves the next look to its end, and a lease shorter than the time to the look moves the look
+/// earlier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_and_heartbeats_are_hot_and_the_reaper_is_never_late() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let s = db.schema.clone();
+    if let Err(e) = client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        .await
+    {
+        // Another run created it at the same moment.
+        assert!(
+            client
+                .query_opt(
+                    "SELECT 1 FROM pg_extension WHERE extname = 'pageinspect'",
+                    &[]
+                )
+                .await
+                .unwrap()
+                .is_some(),
+            "pageinspect: {e}"
+        );
+    }
+    let clock = Arc::new(ManualClock::default());
+    let store = db.with_clock(clock.clone());
+    let jobs: Vec<_> = (0..3).map(|_| new_job("t", "u")).collect();
+    store.enqueue_many(jobs.clone()).await.unwrap();
+    let pick = PickRequest {
+        cap: 10,
+        limit: 10,
+        lease: LEASE,
+    };
+    let leased = store.lease_due("u", pick).await.unwrap();
+    assert_eq!(leased.len(), 3);
+    let token = |id: jobs_core::JobId| {
+        leased
+            .iter()
+            .find(|d| d.job_id == id)
+            .map(|d| d.lease_token)
+            .unwrap()
+    };
+    let (long, short, unclaimed) = (jobs[0].id, jobs[1].id, jobs[2].id);
+    let reap_at = |id: jobs_core::JobId| {
+        let (client, s) = (&client, &s);
+        async move {
+            let row = client
+                .query_one(
+                    &format!(
+                        "SELECT reap_at = lease_expires_at, reap_at FROM {s}.jobs WHERE id = $1"
+                    ),
+                    &[&id],
+                )
+                .await
+                .unwrap();
+            (
+                row.get::<_, bool>(0),
+                row.get::<_, chrono::DateTime<chrono::Utc>>(1),
+            )
+        }
+    };
+    // The first look is 10 s after the lease (its 300 s are longer).
+    assert_eq!(
+        reap_at(long).await.1,
+        clock.now_utc() + chrono::Duration::seconds(10)
+    );
+    // A claim with a 30 s lease: the look stays first, nothing indexed changes.
+    store
+        .claim(long, token(long), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        heap_only(&client, &s, long).await,
+        "the claim is a HOT update"
+    );
+    store
+        .heartbeat(long, token(long), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        heap_only(&client, &s, long).await,
+        "the heartbeat is a HOT update"
+    );
+    // A claim with a 2 s lease moves the look earlier (a regular update).
+    store
+        .claim(short, token(short), Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(reap_at(short).await.0, "the look is at the lease's end");
+    clock.advance(Duration::from_secs(2));
+    let report = store.reap_expired(10).await.unwrap();
+    assert_eq!(
+        report.run_expired_retry, 1,
+        "the short lease is reaped at its end"
+    );
+    // 10 s: the long job's lease (renewed to 30 s) and the unclaimed job's 300 s are running: not
+    // reaped, their next looks moved to their leases' ends.
+    clock.advance(Duration::from_secs(8));
+    assert_eq!(store.reap_expired(10).await.unwrap().total(), 0);
+    assert!(reap_at(long).await.0);
+    assert!(reap_at(unclaimed).await.0);
+    // Renewed again, then abandoned: reaped when the renewed lease ends, not before.
+    store
+        .heartbeat(long, token(long), Duration::from_secs(30))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(29));
+    assert_eq!(store.reap_expired(10).await.unwrap().total(), 0);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(store.reap_expired(10).await.unwrap().run_expired_retry, 1);
+    // The dispatched job: at the end of its 300 s dispatch lease.
+    clock.advance(Duration::from_secs(300 - 40 - 1));
+    assert_eq!(store.reap_expired(10).await.unwrap().total(), 0);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(store.reap_expired(10).await.unwrap().dispatch_expired, 1);
+    db.drop().await;
 }

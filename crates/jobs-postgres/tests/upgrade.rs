@@ -10,7 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{admin_client, database_url, fresh_schema};
 use jobs_core::{
-    ApiStore, Clock, DispatchStore, JobStatus, LeaseStore, LeaseToken, ManualClock, PickRequest,
+    ApiStore, Clock, DispatchStore, JobStatus, LeaseStore, LeaseToken, MaintenanceStore,
+    ManualClock, PickRequest,
 };
 use jobs_postgres::migrate::migrate_to;
 use jobs_postgres::PgStore;
@@ -796,7 +797,7 @@ async fn a_rate_limited_backlog_is_not_walked_by_the_pick() {
 
 /// An every-tenant limit over many tenants: the pick reads each limited tenant's head, but locks
 /// and writes only the rows it leases (the lane's candidates are read without locks), so a pick
-/// of 100 over 1,000 tenants with bursts of 10 locks 100 rows, not 10,000.
+/// of 100 over 1,000 tenants with bursts of 10 locks and updates 100 rows, not 10,000.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pick_over_many_limited_tenants_locks_only_what_it_leases() {
     let (admin, schema, store, clock) = migrated_at_db_now().await;
@@ -813,9 +814,13 @@ async fn a_pick_over_many_limited_tenants_locks_only_what_it_leases() {
         .await
         .unwrap();
     let (plan, _, hits) = explain_pick(&schema, clock.now()).await;
+    // Rows locked or updated: a LockRows node or an UPDATE of the jobs table (the lease
+    // updates its rows by address, with no separate locking pass).
     fn locked(node: &serde_json::Value) -> f64 {
-        let own = match node["Node Type"].as_str() {
-            Some("LockRows") => node["Actual Rows"].as_f64().unwrap_or(0.0),
+        let own = match (node["Node Type"].as_str(), node["Operation"].as_str()) {
+            (Some("LockRows"), _) | (Some("ModifyTable"), Some("Update")) => {
+                node["Actual Rows"].as_f64().unwrap_or(0.0)
+            }
             _ => 0.0,
         };
         own + node["Plans"]
@@ -1135,6 +1140,153 @@ async fn fair_share_upgrade_keeps_the_backlog_first_and_tags_new_jobs() {
     let next = store.lease_due("alpha", pick).await.unwrap();
     assert_eq!(next.len(), 3);
     assert!(next.iter().all(|d| new_ids.contains(&d.job_id)));
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+/// Migration 10 (the HOT claim) on a database populated at version 9 with jobs in every state:
+/// each job's `queue` follows its state, in-flight jobs are looked at by the reaper when their
+/// lease ends, a finished row written by hand without a finish time gets one (so the new check
+/// holds), and the store then leases, claims and reaps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hot_claim_upgrade_keeps_every_state_and_the_reaper() {
+    let admin = admin_client().await;
+    let schema = fresh_schema();
+    assert_eq!(
+        migrate_to(&admin, &schema, 9).await.unwrap().applied,
+        (1..=9).collect::<Vec<_>>()
+    );
+    let now: DateTime<Utc> = admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
+    let past = now - TimeDelta::seconds(10);
+    let (ready, later, dispatched, running, done) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    let (dispatch_token, run_token) = (Uuid::new_v4(), Uuid::new_v4());
+    insert_v2(&admin, &schema, ready, "pending", past, None, None, None, 0).await;
+    insert_v2(
+        &admin,
+        &schema,
+        later,
+        "pending",
+        now + TimeDelta::hours(1),
+        None,
+        None,
+        None,
+        0,
+    )
+    .await;
+    insert_v2(
+        &admin,
+        &schema,
+        dispatched,
+        "dispatched",
+        past,
+        Some(dispatch_token),
+        Some(now + TimeDelta::seconds(300)),
+        None,
+        0,
+    )
+    .await;
+    insert_v2(
+        &admin,
+        &schema,
+        running,
+        "running",
+        past,
+        Some(run_token),
+        Some(now + TimeDelta::seconds(5)),
+        Some(past),
+        1,
+    )
+    .await;
+    insert_v2(
+        &admin,
+        &schema,
+        done,
+        "succeeded",
+        past,
+        None,
+        None,
+        None,
+        1,
+    )
+    .await;
+    admin
+        .batch_execute(&format!(
+            "UPDATE {schema}.jobs SET ready = (run_at <= now()) WHERE status = 'pending'; \
+             UPDATE {schema}.jobs SET finished_at = NULL WHERE status = 'succeeded';"
+        ))
+        .await
+        .unwrap();
+    let store = PgStore::connect(&database_url(), &schema).unwrap();
+    assert_eq!(store.migrate().await.unwrap().applied, applied_from(10));
+    let rows = admin
+        .query(
+            &format!(
+                "SELECT id, queue, reap_at IS NOT DISTINCT FROM lease_expires_at, finished_at IS NOT NULL \
+                 FROM {schema}.jobs"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let of = |id: Uuid| {
+        rows.iter()
+            .find(|r| r.get::<_, Uuid>(0) == id)
+            .map(|r| (r.get::<_, i16>(1), r.get::<_, bool>(2), r.get::<_, bool>(3)))
+            .unwrap()
+    };
+    assert_eq!(of(ready), (2, true, false), "due pending: ready");
+    assert_eq!(of(later).0, 1, "future pending: waits for promotion");
+    assert_eq!(
+        of(dispatched),
+        (3, true, false),
+        "in flight, looked at when its lease ends"
+    );
+    assert_eq!(of(running), (3, true, false));
+    assert_eq!(
+        of(done),
+        (0, true, true),
+        "a finished row without a finish time gets one"
+    );
+    let clock = Arc::new(ManualClock::at(now));
+    let store = store.with_clock(clock.clone());
+    let pick = PickRequest {
+        cap: 10,
+        limit: 10,
+        lease: LEASE,
+    };
+    let leased = store.lease_due("alpha", pick).await.unwrap();
+    assert_eq!(
+        leased.iter().map(|d| d.job_id).collect::<Vec<_>>(),
+        vec![ready],
+        "the cap counts the two in flight; the ready job is leased"
+    );
+    store
+        .claim(
+            dispatched,
+            LeaseToken::from_uuid(dispatch_token),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(5));
+    let report = store.reap_expired(10).await.unwrap();
+    assert_eq!(
+        (report.run_expired_retry, report.dispatch_expired),
+        (1, 0),
+        "the running job whose lease ended is reaped, nothing else"
+    );
+    assert_eq!(
+        store.get(running).await.unwrap().unwrap().status,
+        JobStatus::Pending
+    );
     admin
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await

@@ -45,6 +45,10 @@ pub struct InprocArgs {
     /// (`MemoryTransport::with_receive_batch`; SQS's limit is 10).
     #[arg(long, default_value_t = jobs_core::memory::DEFAULT_RECEIVE_BATCH)]
     pub receive_batch: u32,
+    /// Sets the jobs table's fillfactor before the preload (an experiment: the migrations set
+    /// the platform's own).
+    #[arg(long)]
+    pub fillfactor: Option<u8>,
 }
 
 /// Enqueues `jobs` immediate jobs in batches of 1000 on a store of its own (closed afterwards
@@ -194,9 +198,20 @@ impl InProcess {
 /// Runs scenario 2a.
 pub async fn run_inproc(args: InprocArgs) -> anyhow::Result<serde_json::Value> {
     let bench = BenchDb::fresh(&db::database_url(), "e2e_inproc").await?;
+    if let Some(ff) = args.fillfactor {
+        anyhow::ensure!((10..=100).contains(&ff), "--fillfactor is 10 to 100");
+        bench
+            .admin
+            .batch_execute(&format!(
+                "ALTER TABLE {}.jobs SET (fillfactor = {ff})",
+                bench.schema
+            ))
+            .await?;
+    }
     preload(&bench, args.jobs).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let commits0 = bench.xact_commit().await?;
+    let before = bench.snapshot().await?;
     let start = Instant::now();
     let world = InProcess::start(
         &bench,
@@ -215,6 +230,7 @@ pub async fn run_inproc(args: InprocArgs) -> anyhow::Result<serde_json::Value> {
     world.stop().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let commits = bench.xact_commit().await? - commits0;
+    let postgres = bench.cost_per_job(&before, args.jobs).await?;
     let succeeded = bench.count_status("succeeded").await?;
     anyhow::ensure!(
         succeeded as u64 == args.jobs,
@@ -224,6 +240,7 @@ pub async fn run_inproc(args: InprocArgs) -> anyhow::Result<serde_json::Value> {
     bench.drop_schema().await?;
     Ok(json!({
         "scenario": "e2e-inproc",
+        "postgres": postgres,
         "jobs": args.jobs,
         "cap": args.cap,
         "concurrency": args.concurrency,
