@@ -78,6 +78,11 @@ pub struct CountingTransport<T> {
 }
 
 impl<T> CountingTransport<T> {
+    /// The wrapped transport.
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+
     /// Wraps `inner`.
     pub fn new(inner: T) -> Self {
         CountingTransport {

@@ -20,6 +20,8 @@ enum Command {
     Enqueue(enqueue::EnqueueArgs),
     /// 2a: end to end, Postgres + in-process transport.
     E2eInproc(e2e::InprocArgs),
+    /// 2a's scheduler alone: lease and send pre-loaded jobs into an in-process sink.
+    SchedulerOnly(e2e::SchedulerArgs),
     /// 2b: end to end, Postgres + SQS emulator, separate processes.
     E2eSqs(e2e::SqsArgs),
     /// 3: idle latency percentiles.
@@ -54,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Role { role, args } => return procs::run_role(role, args).await,
         Command::Enqueue(a) => enqueue::run(a).await?,
         Command::E2eInproc(a) => e2e::run_inproc(a).await?,
+        Command::SchedulerOnly(a) => e2e::run_scheduler_only(a).await?,
         Command::E2eSqs(a) => e2e::run_sqs(a, "e2e-sqs").await?,
         Command::Latency(a) => latency::run(a).await?,
         Command::Scale(a) => scale::run(a).await?,

@@ -85,6 +85,53 @@ fn e2e_inproc_smoke() {
 }
 
 #[test]
+fn e2e_inproc_with_history_and_pruning_smoke() {
+    let v = run(&[
+        "e2e-inproc",
+        "--jobs",
+        "300",
+        "--cap",
+        "100",
+        "--concurrency",
+        "20",
+        "--dispatch-batch",
+        "50",
+        "--history",
+        "2000",
+        "--prune-during",
+        "1000",
+        "--prune-batch",
+        "200",
+    ]);
+    positive(&v, "jobs_per_s");
+    assert_eq!(v["history"], 2000, "{v}");
+    assert_eq!(
+        v["pruning"]["pruned"], 1000,
+        "the pruner deleted its goal: {v}"
+    );
+    // Three row versions per job (lease, claim, complete), the claim a HOT update.
+    let updates = positive(&v, "postgres.row_updates_per_job");
+    assert!((2.9..=3.1).contains(&updates), "{v}");
+    positive(&v, "postgres.wal_bytes_per_job");
+    positive(&v, "postgres.commits_per_job");
+}
+
+#[test]
+fn scheduler_only_smoke() {
+    let v = run(&["scheduler-only", "--jobs", "500", "--dispatch-batch", "100"]);
+    positive(&v, "jobs_per_s");
+    let leases = positive(&v, "store_calls_per_job.lease_due");
+    assert!(
+        leases <= 0.02,
+        "one pick per batch at most, and then some: {v}"
+    );
+    assert!(
+        v["store_calls_per_job"]["claim_many"].is_null(),
+        "no worker: {v}"
+    );
+}
+
+#[test]
 fn e2e_sqs_and_memory_smoke() {
     let v = run(&[
         "e2e-sqs",

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use jobs_core::leader::SoleLeader;
 use jobs_core::memory::MemoryTransport;
+use jobs_core::MaintenanceStore as _;
 use jobs_core::{JobService, JobStore, Transport};
 use jobs_scheduler::{Dispatcher, Scheduler, SchedulerConfig};
 use jobs_worker::{Worker, WorkerConfig};
@@ -49,6 +50,51 @@ pub struct InprocArgs {
     /// the platform's own).
     #[arg(long)]
     pub fillfactor: Option<u8>,
+    /// Finished jobs already in the table before the preload (real history): `succeeded`, over
+    /// 100 tenants, finished 2 to 50 hours ago, written by one SQL statement and then vacuumed
+    /// and analysed once, as autovacuum would have by then.
+    #[arg(long, default_value_t = 0)]
+    pub history: u64,
+    /// Prunes up to this many finished jobs (older than an hour) while the measured part runs,
+    /// through the store's `prune` in batches of `--prune-batch`, one batch after another on a
+    /// connection of its own: the cost of pruning at full speed.
+    #[arg(long, default_value_t = 0)]
+    pub prune_during: u64,
+    /// Jobs deleted per prune call with `--prune-during`.
+    #[arg(long, default_value_t = 5_000)]
+    pub prune_batch: u32,
+}
+
+/// Writes `n` finished jobs (history) into the bench schema in one statement, then `VACUUM
+/// ANALYZE`s the table.
+pub async fn write_history(bench: &BenchDb, n: u64) -> anyhow::Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let s = &bench.schema;
+    let n = i64::try_from(n)?;
+    bench
+        .admin
+        .execute(
+            &format!(
+                "INSERT INTO {s}.jobs (id, tenant_id, use_case, kind, payload, status, priority, attempts, \
+                     max_attempts, backoff_strategy, backoff_base_us, backoff_cap_us, backoff_jitter, run_at, \
+                     delay_tolerance_us, deadline_at, timeout_us, cancel_requested, created_at, updated_at, \
+                     dispatched_at, started_at, first_started_at, finished_at, ready) \
+                 SELECT gen_random_uuid(), 'h' || (g % 100), '{USE_CASE}', 'noop', '{{\"n\": 1}}'::jsonb, 'succeeded', 0, 1, \
+                     3, 'exponential', 1000000, 60000000, 'full', f - interval '1 second', 60000000, \
+                     f + interval '1 minute', 30000000, false, f - interval '1 second', f, f, f, f, f, true \
+                 FROM generate_series(1, $1::bigint) g, \
+                     LATERAL (SELECT now() - interval '2 hours' - (g * interval '48 hours') / $1::bigint AS f) t"
+            ),
+            &[&n],
+        )
+        .await?;
+    bench
+        .admin
+        .batch_execute(&format!("VACUUM ANALYZE {s}.jobs"))
+        .await?;
+    Ok(())
 }
 
 /// Enqueues `jobs` immediate jobs in batches of 1000 on a store of its own (closed afterwards
@@ -208,10 +254,30 @@ pub async fn run_inproc(args: InprocArgs) -> anyhow::Result<serde_json::Value> {
             ))
             .await?;
     }
+    write_history(&bench, args.history).await?;
     preload(&bench, args.jobs).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let commits0 = bench.xact_commit().await?;
     let before = bench.snapshot().await?;
+    let pruner = (args.prune_during > 0).then(|| {
+        let store = bench.store(1);
+        let (goal, batch) = (args.prune_during, args.prune_batch);
+        tokio::spawn(async move {
+            let store = store?;
+            let start = Instant::now();
+            let mut pruned = 0u64;
+            while pruned < goal {
+                let n = store
+                    .prune(Duration::from_secs(3600), batch.min((goal - pruned) as u32))
+                    .await?;
+                if n == 0 {
+                    break;
+                }
+                pruned += n;
+            }
+            anyhow::Ok((pruned, start.elapsed().as_secs_f64()))
+        })
+    });
     let start = Instant::now();
     let world = InProcess::start(
         &bench,
@@ -228,18 +294,36 @@ pub async fn run_inproc(args: InprocArgs) -> anyhow::Result<serde_json::Value> {
     let secs = start.elapsed().as_secs_f64();
     let (calls, requests) = (Arc::clone(&world.calls), Arc::clone(&world.requests));
     world.stop().await;
+    let mut pruned_total = 0;
+    let pruning = match pruner {
+        Some(task) => {
+            let (pruned, prune_secs) = task.await??;
+            pruned_total = pruned;
+            json!({
+                "pruned": pruned,
+                "seconds": round3(prune_secs),
+                "rows_per_s": rate(pruned, prune_secs),
+                "pruned_during_run": (pruned as f64 * (secs / prune_secs).min(1.0)).round(),
+            })
+        }
+        None => serde_json::Value::Null,
+    };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let commits = bench.xact_commit().await? - commits0;
     let postgres = bench.cost_per_job(&before, args.jobs).await?;
     let succeeded = bench.count_status("succeeded").await?;
+    // The history's jobs are succeeded too, those the pruner left.
     anyhow::ensure!(
-        succeeded as u64 == args.jobs,
-        "{succeeded} of {} succeeded",
-        args.jobs
+        succeeded as u64 == args.jobs + args.history - pruned_total,
+        "{succeeded} of {} succeeded ({} of them history, {pruned_total} pruned)",
+        args.jobs + args.history - pruned_total,
+        args.history
     );
     bench.drop_schema().await?;
     Ok(json!({
         "scenario": "e2e-inproc",
+        "history": args.history,
+        "pruning": pruning,
         "postgres": postgres,
         "jobs": args.jobs,
         "cap": args.cap,
@@ -407,5 +491,77 @@ pub async fn run_sqs(args: SqsArgs, scenario: &str) -> anyhow::Result<serde_json
             "api": api_line["store_calls"], "scheduler": scheduler_line["store_calls"], "worker": worker_line["store_calls"],
         },
         "rss_mib": { "idle": idle, "peak": { "api": peak[0], "scheduler": peak[1], "worker": peak[2] } },
+    }))
+}
+
+/// The scheduler alone's sizes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SchedulerArgs {
+    /// Jobs to lease.
+    #[arg(long, default_value_t = 50_000)]
+    pub jobs: u64,
+    /// Jobs leased per use case per tick.
+    #[arg(long, default_value_t = 1000)]
+    pub dispatch_batch: u32,
+}
+
+/// The scheduler alone: `jobs` pre-loaded jobs leased and sent into an in-process transport that
+/// nobody reads (the cap is the number of jobs, so it never holds the scheduler back). Its rate
+/// is the most the platform could start if workers and their completions cost nothing.
+pub async fn run_scheduler_only(args: SchedulerArgs) -> anyhow::Result<serde_json::Value> {
+    let bench = BenchDb::fresh(&db::database_url(), "scheduler_only").await?;
+    preload(&bench, args.jobs).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = bench.snapshot().await?;
+    let cap = u32::try_from(args.jobs).unwrap_or(u32::MAX);
+    let store = Arc::new(counting(Arc::new(bench.store(4)?)));
+    let calls = Arc::clone(&store.interceptor().calls);
+    let transport = Arc::new(CountingTransport::new(MemoryTransport::new([USE_CASE])));
+    let requests = Arc::clone(&transport.requests);
+    let dispatcher = Dispatcher::new(
+        Arc::clone(&store) as Arc<dyn JobStore>,
+        Arc::clone(&transport) as Arc<dyn Transport>,
+        Arc::new(db::platform(cap)),
+        SchedulerConfig {
+            dispatch_batch: args.dispatch_batch,
+            ..SchedulerConfig::default()
+        },
+    );
+    let (stop, wait) = shutdown_pair();
+    let start = Instant::now();
+    let scheduler = tokio::spawn({
+        let w = wait();
+        async move {
+            Scheduler::new(dispatcher, Arc::new(SoleLeader))
+                .run(w)
+                .await;
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120 + args.jobs / 100);
+    while (transport.inner().depth(USE_CASE) as u64) < args.jobs {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "timed out: {} of {} jobs sent",
+            transport.inner().depth(USE_CASE),
+            args.jobs
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    stop.send_replace(true);
+    let _ = scheduler.await;
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let postgres = bench.cost_per_job(&before, args.jobs).await?;
+    bench.drop_schema().await?;
+    Ok(json!({
+        "scenario": "scheduler-only",
+        "jobs": args.jobs,
+        "dispatch_batch": args.dispatch_batch,
+        "seconds": round3(secs),
+        "jobs_per_s": rate(args.jobs, secs),
+        "postgres": postgres,
+        "store_calls_per_job": per_job(&calls, args.jobs),
+        "transport_calls_per_job": per_job(&requests, args.jobs),
     }))
 }
