@@ -394,6 +394,10 @@ impl<I: Interceptor> DispatchStore for InterceptedStore<I> {
 
 #[async_trait]
 impl<I: Interceptor> LeaseStore for InterceptedStore<I> {
+    fn hint_use_case(&self, id: JobId, use_case: &str) {
+        self.inner.hint_use_case(id, use_case);
+    }
+
     async fn claim(
         &self,
         id: JobId,

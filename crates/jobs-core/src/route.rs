@@ -220,7 +220,10 @@ impl RoutedStore {
     /// [`counts`](ApiStore::counts) per store; the scheduler logs them at start.
     pub async fn misplaced(&self) -> Result<Vec<Misplaced>, StoreError> {
         let mut out = Vec::new();
-        for (i, counts) in self.each(|s| async move { s.counts().await }).await? {
+        for (i, counts) in self
+            .each_tolerant_indexed("counts", |s| async move { s.counts().await })
+            .await?
+        {
             for count in counts {
                 let owner = self.owner(&count.use_case);
                 if owner != i && count.status.counts_against_quota() && count.count > 0 {
@@ -276,14 +279,32 @@ impl RoutedStore {
         F: Fn(Arc<dyn JobStore>) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
+        Ok(self
+            .each_tolerant_indexed(what, op)
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    /// [`each_tolerant`](Self::each_tolerant), each answer with the index of its store.
+    async fn each_tolerant_indexed<T, F, Fut>(
+        &self,
+        what: &str,
+        op: F,
+    ) -> Result<Vec<(usize, T)>, StoreError>
+    where
+        F: Fn(Arc<dyn JobStore>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
         let results = join_all(self.stores.iter().map(|s| op(Arc::clone(s)))).await;
         let (mut out, mut failure) = (Vec::with_capacity(results.len()), None);
         for (i, r) in results.into_iter().enumerate() {
             match r {
-                Ok(v) => out.push(v),
+                Ok(v) => out.push((i, v)),
                 Err(e) => {
                     let e = labelled(e, &self.label(i));
-                    tracing::warn!(error = %e, "{what} failed in one store; the others went ahead");
+                    tracing::warn!(error = %e, "{what} failed in one store; the answer leaves it out");
                     failure.get_or_insert(e);
                 }
             }
@@ -631,7 +652,10 @@ impl ApiStore for RoutedStore {
 
     async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
         let mut sum: BTreeMap<(String, JobStatus), u64> = BTreeMap::new();
-        for (_, counts) in self.each(|s| async move { s.counts().await }).await? {
+        for counts in self
+            .each_tolerant("counts", |s| async move { s.counts().await })
+            .await?
+        {
             for c in counts {
                 *sum.entry((c.use_case, c.status)).or_default() += c.count;
             }
@@ -649,8 +673,8 @@ impl ApiStore for RoutedStore {
     async fn backlog(&self, grouping: BacklogGrouping) -> Result<Backlog, StoreError> {
         let mut at: Option<DateTime<Utc>> = None;
         let mut rows: BTreeMap<(String, Option<String>), BacklogRow> = BTreeMap::new();
-        for (_, backlog) in self
-            .each(|s| async move { s.backlog(grouping).await })
+        for backlog in self
+            .each_tolerant("backlog", |s| async move { s.backlog(grouping).await })
             .await?
         {
             at = Some(at.map_or(backlog.at, |a| a.max(backlog.at)));
@@ -777,17 +801,29 @@ impl DispatchStore for RoutedStore {
                 None => batches.iter_mut().for_each(|b| b.push((id, token))),
             }
         }
-        let mut returned = 0;
+        // A store that fails does not keep the others from taking their jobs back (the failing
+        // one's are returned by its reaper when their dispatch lease expires).
+        let (mut returned, mut answered, mut failure) = (0, false, None);
         for (i, batch) in batches.into_iter().enumerate() {
             if batch.is_empty() {
                 continue;
             }
-            returned += self.stores[i]
-                .return_dispatched(batch)
-                .await
-                .map_err(|e| labelled(e, &self.label(i)))?;
+            match self.stores[i].return_dispatched(batch).await {
+                Ok(n) => {
+                    returned += n;
+                    answered = true;
+                }
+                Err(e) => {
+                    let e = labelled(e, &self.label(i));
+                    tracing::warn!(error = %e, "return_dispatched failed in one store; the others went ahead");
+                    failure.get_or_insert(e);
+                }
+            }
         }
-        Ok(returned)
+        match failure {
+            Some(e) if !answered => Err(e),
+            _ => Ok(returned),
+        }
     }
 
     async fn subscribe(&self) -> Result<Box<dyn WakeupStream>, StoreError> {
@@ -849,6 +885,15 @@ impl DispatchStore for RoutedStore {
 
 #[async_trait]
 impl LeaseStore for RoutedStore {
+    /// Remembers that job `id` lives in the store of `use_case` (unless its store is already
+    /// known): its claim, heartbeats and outcome go there without probing, so another store
+    /// that is down or slow neither delays them nor turns a stale message into a failure.
+    fn hint_use_case(&self, id: JobId, use_case: &str) {
+        if self.stores.len() > 1 && self.jobs.get(&id).is_none() {
+            self.jobs.put(id, self.owner(use_case));
+        }
+    }
+
     async fn claim(
         &self,
         id: JobId,
@@ -983,11 +1028,31 @@ impl ScheduleStore for RoutedStore {
     }
 
     async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .each(|s| async move { s.delete_schedule(name).await })
-            .await?
-            .into_iter()
-            .any(|(_, deleted)| deleted))
+        // Deleted in a store that answered is deleted (a name lives in one store); a failure is
+        // the answer only when no store that answered had the schedule.
+        let results = join_all(
+            self.stores
+                .iter()
+                .map(|s| async move { s.delete_schedule(name).await }),
+        )
+        .await;
+        let (mut deleted, mut failure) = (false, None);
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(d) => deleted |= d,
+                Err(e) => {
+                    failure.get_or_insert(labelled(e, &self.label(i)));
+                }
+            }
+        }
+        match failure {
+            Some(e) if !deleted => Err(e),
+            Some(e) => {
+                tracing::warn!(schedule = name, error = %e, "schedule deleted; another store did not answer");
+                Ok(true)
+            }
+            None => Ok(deleted),
+        }
     }
 
     async fn get_schedule(&self, name: &str) -> Result<Option<Schedule>, StoreError> {
@@ -999,7 +1064,10 @@ impl ScheduleStore for RoutedStore {
 
     async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
         let mut out = Vec::new();
-        for (i, schedules) in self.each(|s| async move { s.schedules().await }).await? {
+        for (i, schedules) in self
+            .each_tolerant_indexed("schedules", |s| async move { s.schedules().await })
+            .await?
+        {
             for s in schedules {
                 self.schedules.put(s.name.clone(), i);
                 out.push(s);

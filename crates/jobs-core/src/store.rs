@@ -537,6 +537,16 @@ pub trait DispatchStore: Send + Sync + std::fmt::Debug {
 /// outcome. Every method is fenced by the lease token (see the module docs).
 #[async_trait]
 pub trait LeaseStore: Send + Sync + std::fmt::Debug {
+    /// A hint from the caller, before its calls about job `id`: the job belongs to `use_case`
+    /// (the worker reads it from the dispatch message). A store that keeps use cases in stores
+    /// of their own ([`RoutedStore`](crate::RoutedStore)) then sends the job's calls straight
+    /// to that use case's store instead of looking for the job; any other store ignores it (the
+    /// default does nothing). The fenced writes stay the authority: a hint naming another use
+    /// case than the job's makes them answer [`LeaseError::LeaseLost`], as for a stale message.
+    fn hint_use_case(&self, id: JobId, use_case: &str) {
+        let _ = (id, use_case);
+    }
+
     /// `dispatched` with `token` → `running`: attempts + 1, `started_at = now`,
     /// `lease_expires_at = now + lease`. Returns the job (with payload).
     async fn claim(&self, id: JobId, token: LeaseToken, lease: Duration)
