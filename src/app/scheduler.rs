@@ -70,6 +70,6 @@ async fn warn_misplaced(routed: std::sync::Arc<jobs_core::RoutedStore>) {
                 );
             }
         }
-        Err(e) => tracing::debug!(error = %e, "could not look for jobs left in another store"),
+        Err(e) => tracing::warn!(error = %e, "could not look for jobs left in another store"),
     }
 }

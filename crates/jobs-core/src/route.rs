@@ -15,10 +15,11 @@
 //! | `enqueue`, `lease_due`, `rate_wait`, `record_drain_rate`, `pause`, `resume`, `create_schedule` | the store of the use case the call names |
 //! | `enqueue_many` | the store of its jobs' use cases; a batch whose jobs live in different stores is **refused** ([`ValidationError::BatchSpansStores`]) — all or nothing holds within one store only |
 //! | `list` | the use case's store when the filter names one; otherwise every store, merged by id (see below) |
-//! | `get`, `cancel`, `retry`, `queue_position`, `claim`, `heartbeat`, `complete`, `fail`, `finish_cancelled`, `release` and their batch forms, `return_dispatched` | the store that holds the job (see *Calls by job id*) |
-//! | `counts`, `backlog`, `activity`, `pauses`, `rate_limits`, `schedules` | every store, merged (counts summed; a store's pauses and limits only for the use cases routed to it, the ones its picks apply) |
+//! | `get`, `cancel`, `retry`, `queue_position`, `claim`, `heartbeat`, `complete`, `fail`, `finish_cancelled`, `release` and their batch forms, `return_dispatched` | the store that holds the job (see *Calls by job id*); `return_dispatched` goes on in the other stores when one fails |
+//! | `counts`, `backlog`, `schedules` | every store, merged (counts summed); a store that fails is logged and left out of the answer (it fails only when every store fails), so one store's outage does not stop the scheduler's cron and backlog for the others |
+//! | `activity`, `pauses`, `rate_limits` | every store, merged (a store's pauses and limits only for the use cases routed to it, the ones its picks apply) |
 //! | `ping`, `reap_expired`, `prune`, `subscribe` | every store (readiness needs all of them; maintenance goes on in the stores that answer; wake-ups of every store arrive on one stream) |
-//! | `delete_schedule` | every store |
+//! | `delete_schedule` | every store (deleted where a store answered is the answer; a failure only when no store that answered had it) |
 //! | `set_rate_limits`, `sync_config_schedules` | every store, each with the limits / schedules of its own use cases (an empty set clears the others; a configured schedule's name is freed in the other stores) |
 //! | `get_schedule`, `update_schedule`, `fire` | the store that holds the schedule, found by name (a schedule cannot be updated to a use case of another store) |
 //!
@@ -37,6 +38,11 @@
 //! retry after the read that resolves its quota — go straight to the right store. That map only
 //! saves probes: an answer never depends on it, and a job can be completed once only because the
 //! store holding it fences every write.
+//!
+//! //! The worker knows each job's use case from its dispatch message and says so first
+//! ([`LeaseStore::hint_use_case`]): its claim, heartbeats and outcome then go straight to that
+//! use case's store, without probing — a store that is down or slow elsewhere neither delays
+//! them nor turns a stale message into a store failure.
 //!
 //! A store that fails while probed does not hide a job another store holds: the probe goes on,
 //! and the failure is the answer only when no store has the job (it might be in the one that

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -330,11 +330,16 @@ async fn jobs_left_in_a_store_their_use_case_moved_from_are_reported() {
 #[derive(Debug, Default)]
 struct Outage {
     down: AtomicBool,
+    /// Calls that reached the interceptor (every call but `subscribe`).
+    calls: AtomicUsize,
 }
 
 #[async_trait]
 impl Interceptor for Outage {
     async fn before(&self, op: StoreOp, _entries: usize) -> Result<(), StoreError> {
+        if op != StoreOp::Subscribe {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+        }
         match self.down.load(Ordering::SeqCst) && op != StoreOp::Subscribe {
             true => Err(StoreError::Unavailable("injected outage".into())),
             false => Ok(()),
@@ -379,7 +384,10 @@ async fn a_failing_store_hides_no_job_of_another_and_is_named() {
     let err = routed.ping().await.unwrap_err();
     assert!(err.is_retryable());
     assert!(err.to_string().contains("the default store"), "{err}");
-    assert!(routed.counts().await.is_err());
+    // Merged reads answer from the stores that answer (the failing one is logged).
+    let counts = routed.counts().await.unwrap();
+    assert!(counts.iter().all(|c| c.use_case == "beta"), "{counts:?}");
+    assert!(routed.schedules().await.unwrap().is_empty());
     // Maintenance goes on in the stores that answer (the scheduler's tick reaps first).
     routed.enqueue(new_job("acme", "beta")).await.unwrap();
     let more = PickRequest {
@@ -398,6 +406,62 @@ async fn a_failing_store_hides_no_job_of_another_and_is_named() {
     assert_eq!(routed.prune(Duration::ZERO, 100).await.unwrap(), 0);
     outage.down.store(false, Ordering::SeqCst);
     assert!(routed.get(a.id).await.unwrap().is_some());
+}
+
+/// The worker's path with the use case of the message as a hint: straight to that use case's
+/// store, so another store that is down is never asked, and a stale message for a healthy store
+/// is a lease lost (dropped), not a store failure (left for redelivery).
+#[tokio::test]
+async fn the_use_case_hint_goes_straight_to_the_store_of_the_use_case() {
+    let clock = Arc::new(ManualClock::default());
+    let outage = Arc::new(Outage::default());
+    let default: Arc<dyn JobStore> = Arc::new(InterceptedStore::new(
+        Arc::new(MemoryStore::new(clock.clone())),
+        outage.clone(),
+    ));
+    let beta: Arc<dyn JobStore> = Arc::new(MemoryStore::new(clock.clone()));
+    let scheduler = RoutedStore::new(default.clone()).with_route("beta", beta.clone());
+    // The worker is another process: it has seen none of the jobs.
+    let worker = RoutedStore::new(default).with_route("beta", beta);
+    let b = scheduler
+        .enqueue(new_job("acme", "beta"))
+        .await
+        .unwrap()
+        .job;
+    let leased = scheduler.lease_due("beta", pick(1)).await.unwrap();
+    let token = leased[0].lease_token;
+    outage.down.store(true, Ordering::SeqCst);
+    let before = outage.calls.load(Ordering::SeqCst);
+
+    // Without the hint, a stale message's miss in beta loses to the default store's failure.
+    let stale = worker
+        .claim_many(vec![(b.id, jobs_core::LeaseToken::generate())], LEASE)
+        .await;
+    assert!(matches!(stale[0], Err(LeaseError::Store(_))), "{stale:?}");
+    let probed = outage.calls.load(Ordering::SeqCst);
+    assert!(probed > before, "the default store was probed");
+
+    // With the hint (a failed probe remembered nothing).
+    worker.hint_use_case(b.id, "beta");
+    let stale = worker
+        .claim_many(vec![(b.id, jobs_core::LeaseToken::generate())], LEASE)
+        .await;
+    assert!(
+        matches!(stale[0], Err(LeaseError::LeaseLost(_))),
+        "{stale:?}"
+    );
+    let claimed = worker.claim_many(vec![(b.id, token)], LEASE).await;
+    assert!(claimed[0].is_ok(), "{claimed:?}");
+    worker.heartbeat(b.id, token, LEASE).await.unwrap();
+    assert_eq!(
+        worker.complete(b.id, token).await.unwrap().status,
+        JobStatus::Succeeded
+    );
+    assert_eq!(
+        outage.calls.load(Ordering::SeqCst),
+        probed,
+        "the store that is down was never asked"
+    );
 }
 
 async fn next(w: &mut Box<dyn WakeupStream>) -> Option<Wakeup> {
