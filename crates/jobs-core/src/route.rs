@@ -36,10 +36,11 @@
 //! [`with_hint_capacity`](RoutedStore::with_hint_capacity)), so the calls that follow — the
 //! worker's heartbeats and outcome after its claim, the scheduler's returns after its pick, a
 //! retry after the read that resolves its quota — go straight to the right store. That map only
-//! saves probes: an answer never depends on it, and a job can be completed once only because the
+//! saves probes: an answer never depends on it (a wrong use-case hint aside: its writes answer
+//! *lease lost*), and a job can be completed once only because the
 //! store holding it fences every write.
 //!
-//! //! The worker knows each job's use case from its dispatch message and says so first
+//! The worker knows each job's use case from its dispatch message and says so first
 //! ([`LeaseStore::hint_use_case`]): its claim, heartbeats and outcome then go straight to that
 //! use case's store, without probing — a store that is down or slow elsewhere neither delays
 //! them nor turns a stale message into a store failure.
