@@ -369,3 +369,60 @@ async fn use_cases_in_their_own_databases_run_end_to_end() {
     w.cleanup().await;
     drop(dbs);
 }
+
+/// The settings of a migrate process with `notifications` in a store of its own at `own`.
+fn own_store_settings(own: &str) -> async_jobs::app::settings::Settings {
+    use async_jobs::app::settings::{Overrides, Process, Settings};
+    Settings::from_snapshot(
+        &jobs_core::Env::from_pairs([
+            ("ASYNC_JOBS_DB_DSN".to_owned(), database_url()),
+            ("ASYNC_JOBS_NOTIFICATIONS_DB_DSN".to_owned(), own.to_owned()),
+        ]),
+        Process::Migrate,
+        Overrides::default(),
+    )
+    .unwrap()
+}
+
+/// Nothing is served before every store has answered the check that no two are one database: a
+/// store that does not answer is waited for, then the start is refused naming its variable;
+/// one database under two names is refused naming both variables.
+#[tokio::test]
+async fn every_store_is_checked_before_anything_is_served() {
+    use async_jobs::app::store::{check_distinct, connect_all};
+    let check = |own: String| async move {
+        let settings = own_store_settings(&own);
+        let pg = settings.require_postgres().unwrap();
+        let routes = connect_all(pg, jobs_postgres::PoolOptions::default()).unwrap();
+        assert_eq!(routes.stores().len(), 2);
+        check_distinct(&routes, pg, Duration::from_millis(700))
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let started = Instant::now();
+    let e = check("postgres://postgres@127.0.0.1:1/nowhere".to_owned())
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "waited first"
+    );
+    assert!(
+        e.contains("ASYNC_JOBS_NOTIFICATIONS_DB_DSN") && !e.contains('\n') && !e.contains("  "),
+        "{e}"
+    );
+    // The test database under another host name: one database, two stores.
+    let url = reqwest::Url::parse(&database_url()).unwrap();
+    let alias = match url.host_str() {
+        Some("localhost") => database_url().replacen("localhost", "127.0.0.1", 1),
+        _ => database_url().replacen(url.host_str().unwrap(), "localhost", 1),
+    };
+    let e = check(alias).await.unwrap_err();
+    assert!(
+        e.contains("ASYNC_JOBS_NOTIFICATIONS_DB_DSN")
+            && e.contains("ASYNC_JOBS_DB_DSN")
+            && e.contains("same database")
+            && !e.contains("  "),
+        "{e}"
+    );
+}

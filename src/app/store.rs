@@ -203,6 +203,11 @@ pub async fn open(settings: &StoreSettings) -> Result<StoreChoice, AppError> {
         ..jobs_postgres::PoolOptions::default()
     };
     let routes = connect_all(pg, options)?;
+    if routes.stores().len() > 1 {
+        // Before anything is written: two stores that are one database would wipe each other's
+        // rate limits and configured schedules.
+        check_distinct(&routes, pg, STORE_VERIFY_TIMEOUT).await?;
+    }
     if pg.auto_migrate {
         migrate_all(&routes).await?;
     }
@@ -214,7 +219,6 @@ pub async fn open(settings: &StoreSettings) -> Result<StoreChoice, AppError> {
             routes: None,
         });
     }
-    check_distinct(&routes, pg).await?;
     let routed = Arc::new(routes.routed_store());
     for (i, target) in pg.targets().iter().enumerate() {
         tracing::info!(
@@ -268,36 +272,78 @@ pub async fn migrate_all(
     Ok(reports)
 }
 
+/// How long a process with stores per use case waits at start for every store to answer the
+/// check that no two of them are one database ([`check_distinct`]) before it refuses to start.
+pub const STORE_VERIFY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Refuses two connection strings that reach one database under different names (another host
-/// alias, a proxy): as two stores its jobs would be listed and counted twice. Each store's
-/// server start time and database name tell them apart; a store that does not answer now is
-/// not checked (it is checked at the next start).
-async fn check_distinct(routes: &PgRoutes, pg: &PostgresSettings) -> Result<(), AppError> {
+/// alias, a proxy): as two stores its jobs would be listed and counted twice, and each store's
+/// writes of its own rate limits and configured schedules would delete the other's. Each
+/// store's server start time and database name tell them apart. Every store must answer: one
+/// that does not is asked again (backing off from 100 ms to 5 s, a warning naming its variable
+/// each time) until `timeout`, then the process refuses to start naming the variables of the
+/// stores that did not answer. Nothing is served until every store is checked.
+pub async fn check_distinct(
+    routes: &PgRoutes,
+    pg: &PostgresSettings,
+    timeout: Duration,
+) -> Result<(), AppError> {
     let targets = pg.targets();
-    let mut seen: Vec<(String, usize)> = Vec::new();
-    for (i, store) in routes.stores().iter().enumerate() {
-        let identity = async {
-            let client = store.pool().get().await.map_err(|e| e.to_string())?;
-            let row = client
-                .query_one(
-                    "SELECT pg_postmaster_start_time()::text || '/' || current_database()",
-                    &[],
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            row.try_get::<_, String>(0).map_err(|e| e.to_string())
-        };
-        let identity = match identity.await {
-            Ok(identity) => identity,
-            Err(e) => {
-                tracing::debug!(store = %routes.label(i), error = %e, "store not reachable: not checked for a duplicate now");
+    let variable = |k: usize| targets.get(k).map_or("?", |t| t.variable.as_str());
+    let started = tokio::time::Instant::now();
+    let mut identities: Vec<Option<String>> = vec![None; routes.stores().len()];
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut failures = Vec::new();
+        for (i, store) in routes.stores().iter().enumerate() {
+            if identities[i].is_some() {
                 continue;
             }
+            match store_identity(store).await {
+                Ok(identity) => identities[i] = Some(identity),
+                Err(e) => failures.push((i, e)),
+            }
+        }
+        if failures.is_empty() {
+            break;
+        }
+        let elapsed = started.elapsed();
+        if elapsed >= timeout {
+            let names: Vec<String> = failures
+                .iter()
+                .map(|(i, e)| format!("{} ({e})", variable(*i)))
+                .collect();
+            return Err(Box::new(SettingsError::new(format!(
+                "cannot check that the stores are distinct databases: no answer within {} s \
+                 from {}; every store must answer at start (two connection strings reaching \
+                 one database would delete each other's rate limits and schedules)",
+                timeout.as_secs(),
+                names.join(", ")
+            ))));
+        }
+        for (i, e) in &failures {
+            tracing::warn!(
+                variable = variable(*i),
+                store = %routes.label(*i),
+                error = %e,
+                retry_in = ?backoff,
+                "store not reachable: waiting for it before starting (its identity must be checked)"
+            );
+        }
+        tokio::time::sleep(backoff.min(timeout - elapsed)).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for (i, identity) in identities.iter().enumerate() {
+        let Some(identity) = identity.as_deref() else {
+            continue;
         };
         if let Some((_, first)) = seen.iter().find(|(id, _)| *id == identity) {
-            let variable = |k: usize| targets.get(k).map_or("?", |t| t.variable.as_str());
             return Err(Box::new(SettingsError::new(format!(
-                "invalid {}: it reaches the same database and schema as {} under another                  connection string (host alias, proxy): give use cases that share a database the                  same host, port and database name, so they share one store (as two stores its                  jobs would be listed and counted twice)",
+                "invalid {}: it reaches the same database and schema as {} under another \
+                 connection string (host alias, proxy): give use cases that share a database \
+                 the same host, port and database name, so they share one store (as two \
+                 stores its jobs would be listed and counted twice)",
                 variable(i),
                 variable(*first)
             ))));
@@ -305,6 +351,19 @@ async fn check_distinct(routes: &PgRoutes, pg: &PostgresSettings) -> Result<(), 
         seen.push((identity, i));
     }
     Ok(())
+}
+
+/// A store's server start time and database name.
+async fn store_identity(store: &jobs_postgres::PgStore) -> Result<String, String> {
+    let client = store.pool().get().await.map_err(|e| e.to_string())?;
+    let row = client
+        .query_one(
+            "SELECT pg_postmaster_start_time()::text || '/' || current_database()",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    row.try_get::<_, String>(0).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
