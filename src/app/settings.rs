@@ -285,36 +285,68 @@ pub struct StoreTarget {
 /// The suffix of a use case's own connection string, `ASYNC_JOBS_<USE_CASE>_DB_DSN`.
 pub const USE_CASE_DSN_SUFFIX: &str = "_DB_DSN";
 
-/// The `ASYNC_JOBS_<USE_CASE>_DB_DSN` variables set: use case → (variable, DSN). A variable for a
-/// use case that is not configured is refused (its jobs would silently go to the default store).
+/// The variables naming a use case's queue (and, with it, the use case): never a DSN, even when
+/// the use case's name ends in `_db_dsn`.
+const QUEUE_VAR_PREFIX: &str = "ASYNC_JOBS_SQS_QUEUE_";
+
+/// The `ASYNC_JOBS_<USE_CASE>_DB_DSN` variables set: use case → (variable, DSN). The names are
+/// built from the configured use cases (as `ASYNC_JOBS_<USE_CASE>_MAX_CONCURRENT` is), upper
+/// case. Any other `ASYNC_JOBS_…_DB_DSN` that is not another known variable (the default
+/// store's DSN, a queue URL) is refused: a use case that is not configured (its jobs would
+/// silently go to the default store), or a configured one's variable spelled in another case
+/// (a duplicate, or a typo).
 fn use_case_dsns(
     env: &Env,
     platform: &PlatformConfig,
 ) -> Result<BTreeMap<String, (String, String)>, SettingsError> {
+    let expected: BTreeMap<String, &str> = platform
+        .use_cases
+        .keys()
+        .map(|uc| {
+            (
+                format!("ASYNC_JOBS_{}{USE_CASE_DSN_SUFFIX}", uc.to_uppercase()),
+                uc.as_str(),
+            )
+        })
+        .collect();
     let mut out = BTreeMap::new();
     for (name, value) in env.pairs() {
-        let Some(upper) = name
-            .strip_prefix("ASYNC_JOBS_")
-            .and_then(|rest| rest.strip_suffix(USE_CASE_DSN_SUFFIX))
-            .filter(|u| !u.is_empty())
-        else {
+        if let Some(use_case) = expected.get(name) {
+            out.insert((*use_case).to_owned(), (name.to_owned(), value.to_owned()));
             continue;
-        };
-        let use_case = upper.to_ascii_lowercase();
-        if platform.use_case(&use_case).is_none() {
-            let known: Vec<&str> = platform.use_cases.keys().map(String::as_str).collect();
+        }
+        if name == DSN_VAR
+            || !name.starts_with("ASYNC_JOBS_")
+            || !name.ends_with(USE_CASE_DSN_SUFFIX)
+            || name.starts_with(QUEUE_VAR_PREFIX)
+        {
+            continue;
+        }
+        let redacted = jobs_postgres::tls::redact_dsn(value);
+        if let Some((variable, _)) = expected.iter().find(|(e, _)| e.eq_ignore_ascii_case(name)) {
             return Err(ConfigError::new(
                 name,
-                format!(
-                    "the connection string of a configured use case ('{use_case}' is not one; \
-                     configured: {})",
-                    known.join(", ")
-                ),
-                &jobs_postgres::tls::redact_dsn(value),
+                format!("no such variable: variable names are case-sensitive, write {variable}"),
+                &redacted,
             )
             .into());
         }
-        out.insert(use_case, (name.to_owned(), value.to_owned()));
+        let use_case = name
+            .strip_prefix("ASYNC_JOBS_")
+            .and_then(|rest| rest.strip_suffix(USE_CASE_DSN_SUFFIX))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let known: Vec<&str> = platform.use_cases.keys().map(String::as_str).collect();
+        return Err(ConfigError::new(
+            name,
+            format!(
+                "the connection string of a configured use case ('{use_case}' is not one; \
+                 configured: {})",
+                known.join(", ")
+            ),
+            &redacted,
+        )
+        .into());
     }
     Ok(out)
 }
@@ -1457,6 +1489,63 @@ mod tests {
             &[("ASYNC_JOBS_STORE", "memory"), ("ASYNC_JOBS_DB_DSN", "")],
         );
         assert!(e.contains("in-memory"), "{e}");
+    }
+
+    /// The DSN variables are the configured use cases' names: a queue variable ending in
+    /// `_DB_DSN` is a queue (of a use case whose name ends in `_db_dsn`), and a use case's DSN
+    /// variable in another case is refused, not read as a second value.
+    #[test]
+    fn use_case_dsn_variables_are_built_from_the_use_cases() {
+        let queue = "https://sqs.eu-west-1.amazonaws.com/1/r";
+        let vars = with(&[], "ASYNC_JOBS_SQS_QUEUE_REPORTS_DB_DSN", queue);
+        let settings = |vars: &[(&'static str, &'static str)]| {
+            Settings::from_snapshot(
+                &Env::from_pairs(vars.to_vec()),
+                Process::Scheduler,
+                Overrides::default(),
+            )
+            .map_err(|e| e.to_string())
+        };
+        let ok = settings(&vars).unwrap();
+        assert_eq!(ok.require_postgres().unwrap().targets().len(), 1);
+        // That use case's own DSN.
+        let mut own = vars.clone();
+        own.push((
+            "ASYNC_JOBS_REPORTS_DB_DSN_DB_DSN",
+            "postgres://r:secretpw@db-r/jobs",
+        ));
+        let ok = settings(&own).unwrap();
+        let targets = ok.require_postgres().unwrap().targets();
+        assert_eq!(targets.len(), 2);
+        assert_eq!(targets[1].use_cases, vec!["reports_db_dsn"]);
+        // Mixed case: refused naming it, even next to the right one.
+        for extra in [
+            vec![(
+                "ASYNC_JOBS_Notifications_DB_DSN",
+                "postgres://n:secretpw@db-n/jobs",
+            )],
+            vec![
+                (
+                    "ASYNC_JOBS_NOTIFICATIONS_DB_DSN",
+                    "postgres://n:secretpw@db-n/jobs",
+                ),
+                (
+                    "ASYNC_JOBS_notifications_DB_DSN",
+                    "postgres://m:secretpw@db-m/jobs",
+                ),
+            ],
+        ] {
+            let mut vars = vars.clone();
+            vars.extend(extra);
+            let e = settings(&vars).unwrap_err();
+            assert!(
+                e.contains("ASYNC_JOBS_NOTIFICATIONS_DB_DSN")
+                    && e.contains("case-sensitive")
+                    && !e.contains("secretpw")
+                    && !e.contains('\n'),
+                "{e}"
+            );
+        }
     }
 
     #[test]
