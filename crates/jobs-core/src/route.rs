@@ -18,7 +18,7 @@
 //! | `get`, `cancel`, `retry`, `queue_position`, `claim`, `heartbeat`, `complete`, `fail`, `finish_cancelled`, `release` and their batch forms, `return_dispatched` | the store that holds the job (see *Calls by job id*); `return_dispatched` goes on in the other stores when one fails |
 //! | `counts`, `backlog`, `schedules` | every store, merged (counts summed); a store that fails is logged and left out of the answer (it fails only when every store fails), so one store's outage does not stop the scheduler's cron and backlog for the others |
 //! | `activity`, `pauses`, `rate_limits` | every store, merged (a store's pauses and limits only for the use cases routed to it, the ones its picks apply) |
-//! | `ping`, `reap_expired`, `prune`, `subscribe` | every store (readiness needs all of them; maintenance goes on in the stores that answer; wake-ups of every store arrive on one stream) |
+//! | `ping`, `ping_each`, `reap_expired`, `prune`, `subscribe` | every store (`ping` needs all of them; `ping_each`, which `/readyz` reads, answers store by store and readiness is the default store's; maintenance goes on in the stores that answer; wake-ups of every store arrive on one stream) |
 //! | `delete_schedule` | every store (deleted where a store answered is the answer; a failure only when no store that answered had it) |
 //! | `set_rate_limits`, `sync_config_schedules` | every store, each with the limits / schedules of its own use cases (an empty set clears the others; a configured schedule's name is freed in the other stores) |
 //! | `get_schedule`, `update_schedule`, `fire` | the store that holds the schedule, found by name (a schedule cannot be updated to a use case of another store) |
@@ -704,6 +704,20 @@ impl ApiStore for RoutedStore {
         self.each(|s| async move { s.ping().await })
             .await
             .map(|_| ())
+    }
+
+    /// Every store at once, each bounded by `timeout`, the default store first: readiness is
+    /// the default store's (the one that holds the scheduler's leader lock); a use case's store
+    /// that is down is reported without making the whole process unready.
+    async fn ping_each(&self, timeout: Duration) -> Vec<(String, Result<(), StoreError>)> {
+        join_all(self.stores.iter().enumerate().map(|(i, s)| async move {
+            let label = self.label(i);
+            let answer = crate::store::ping_within(s.ping(), timeout)
+                .await
+                .map_err(|e| labelled(e, &label));
+            (label, answer)
+        }))
+        .await
     }
 
     async fn pause(&self, scope: &PauseScope) -> Result<Pause, StoreError> {
