@@ -211,8 +211,9 @@ impl PostgresSettings {
     /// The distinct databases the process keeps jobs in, the default one first, each with the
     /// use cases routed to it by a DSN of their own (all in [`Self::schema`]). Two connection
     /// strings are one database when they name the same hosts, ports and database
-    /// ([`PgConnector::database`]; user, password and options aside): its use cases share one
-    /// pool and one store.
+    /// ([`PgConnector::database`]): its use cases share one pool and one store, so the settings
+    /// refuse two such strings that differ in anything else (user, password, `sslmode`,
+    /// `hostaddr`, options: [`PgConnector::same_connection`]).
     pub fn targets(&self) -> Vec<StoreTarget> {
         let mut targets = vec![StoreTarget {
             variable: DSN_VAR.to_owned(),
@@ -847,10 +848,31 @@ fn store(
                 .map_err(|e| ConfigError::new("ASYNC_JOBS_DB_SCHEMA", e.to_string(), &schema))?;
             let connector =
                 PgConnector::new(&dsn, ca_file.as_deref()).map_err(SettingsError::new)?;
-            let mut use_case_stores = BTreeMap::new();
+            let dsn_connector = connector.clone();
+            let mut use_case_stores: BTreeMap<String, UseCaseStore> = BTreeMap::new();
             for (use_case, (variable, dsn)) in own_dsns {
                 let connector = PgConnector::new(&dsn, ca_file.as_deref())
                     .map_err(|e| SettingsError::new(e.for_dsn_setting(&variable)))?;
+                // One database is one store with one pool: its connection strings must agree
+                // on everything, or all but the first would be silently ignored.
+                let first = std::iter::once((DSN_VAR, &dsn_connector))
+                    .chain(
+                        use_case_stores
+                            .values()
+                            .map(|s| (s.variable.as_str(), &s.connector)),
+                    )
+                    .find(|(_, c)| c.database() == connector.database());
+                if let Some((first, other)) = first {
+                    if !other.same_connection(&connector) {
+                        return Err(SettingsError::new(format!(
+                            "invalid {variable}: it names the same database as {first} ({}) with \
+                             other connection settings (user, password, sslmode, hostaddr or \
+                             options); use cases in one database share one store and one pool: \
+                             give them the same connection string",
+                            connector.database()
+                        )));
+                    }
+                }
                 use_case_stores.insert(
                     use_case,
                     UseCaseStore {
@@ -1410,7 +1432,7 @@ mod tests {
         let vars = with(
             &[(
                 "ASYNC_JOBS_MESSAGE_LABELING_DB_DSN",
-                "postgres://label:secretpw@DB.internal:5432/jobs?sslmode=disable",
+                "postgres://app:pw@DB.internal:5432/jobs?sslmode=disable",
             )],
             "ASYNC_JOBS_NOTIFICATIONS_DB_DSN",
             "postgres://notif:secretpw@db-n.internal/notif?sslmode=require",
@@ -1427,7 +1449,7 @@ mod tests {
                 stores["message_labeling"]["variable"],
                 "ASYNC_JOBS_MESSAGE_LABELING_DB_DSN"
             );
-            // message_labeling's database is the default one (host case, user aside).
+            // message_labeling's database is the default one (host names are case-blind).
             assert_eq!(report["store"]["stores"], 2, "{process:?}");
             assert!(!report.to_string().contains("secretpw"));
         }
@@ -1482,6 +1504,20 @@ mod tests {
             "postgres://n:secretpw@db-n/jobs?sslmode=sometimes",
             &[],
         );
+        // The default store's database with another user, password, sslmode or hostaddr: one
+        // pool cannot honour both, so it is refused (not silently dropped).
+        for other in [
+            "postgres://label:secretpw@db.internal:5432/jobs?sslmode=disable",
+            "postgres://app:secretpw@db.internal:5432/jobs?sslmode=disable",
+            "postgres://app:pw@db.internal:5432/jobs?sslmode=require",
+            "postgres://app:pw@db.internal:5432/jobs?sslmode=disable&hostaddr=10.0.0.9",
+        ] {
+            let e = refused("ASYNC_JOBS_MESSAGE_LABELING_DB_DSN", other, &[]);
+            assert!(
+                e.contains("ASYNC_JOBS_DB_DSN") && e.contains("same connection string"),
+                "{e}"
+            );
+        }
         // Without the default store (memory, or dev without a DSN) a use case store is refused.
         let e = refused(
             "ASYNC_JOBS_NOTIFICATIONS_DB_DSN",

@@ -365,6 +365,39 @@ impl PgConnector {
         format!("{}:{}/{dbname}", hosts.join(","), ports.join(","))
     }
 
+    /// Whether `other` connects exactly as this one does once [`database`](Self::database)
+    /// matches: the same user, password, options, application name, host addresses,
+    /// `sslmode`, timeouts and keepalives. Two connection strings of one database that differ
+    /// in any of these cannot share one pool without one of them being silently ignored.
+    pub fn same_connection(&self, other: &PgConnector) -> bool {
+        let key = |c: &PgConnector| {
+            let k = &c.config;
+            (
+                c.database(),
+                k.get_user().map(str::to_owned),
+                k.get_password().map(<[u8]>::to_vec),
+                k.get_options().map(str::to_owned),
+                k.get_application_name().map(str::to_owned),
+                k.get_hostaddrs().to_vec(),
+                (
+                    c.mode,
+                    k.get_connect_timeout().copied(),
+                    k.get_tcp_user_timeout().copied(),
+                    k.get_keepalives(),
+                    k.get_keepalives_idle(),
+                    k.get_keepalives_interval(),
+                    k.get_keepalives_retries(),
+                ),
+                (
+                    k.get_target_session_attrs(),
+                    k.get_channel_binding(),
+                    k.get_load_balance_hosts(),
+                ),
+            )
+        };
+        key(self) == key(other)
+    }
+
     /// The TLS connector to hand to tokio-postgres or deadpool.
     pub fn tls(&self) -> MakeRustlsConnect {
         self.tls.clone()
