@@ -16,7 +16,7 @@
 //! | `enqueue_many` | the store of its jobs' use cases; a batch whose jobs live in different stores is **refused** ([`ValidationError::BatchSpansStores`]) — all or nothing holds within one store only |
 //! | `list` | the use case's store when the filter names one; otherwise every store, merged by id (see below) |
 //! | `get`, `cancel`, `retry`, `queue_position`, `claim`, `heartbeat`, `complete`, `fail`, `finish_cancelled`, `release` and their batch forms, `return_dispatched` | the store that holds the job (see *Calls by job id*); `return_dispatched` goes on in the other stores when one fails |
-//! | `counts`, `backlog`, `schedules` | every store, merged (counts summed); a store that fails is logged and left out of the answer (it fails only when every store fails), so one store's outage does not stop the scheduler's cron and backlog for the others |
+//! | `counts`, `backlog`, `schedules` | every store, merged (counts summed; a store's backlog only for the use cases routed to it, the jobs its picks lease); a store that fails is logged and left out of the answer (it fails only when every store fails), so one store's outage does not stop the scheduler's cron and backlog for the others |
 //! | `activity`, `pauses`, `rate_limits` | every store, merged (a store's pauses and limits only for the use cases routed to it, the ones its picks apply) |
 //! | `ping`, `ping_each`, `reap_expired`, `prune`, `subscribe` | every store (`ping` needs all of them; `ping_each`, which `/readyz` reads, answers store by store and readiness is the default store's; maintenance goes on in the stores that answer; wake-ups of every store arrive on one stream) |
 //! | `delete_schedule` | every store (deleted where a store answered is the answer; a failure only when no store that answered had it) |
@@ -680,12 +680,18 @@ impl ApiStore for RoutedStore {
     async fn backlog(&self, grouping: BacklogGrouping) -> Result<Backlog, StoreError> {
         let mut at: Option<DateTime<Utc>> = None;
         let mut rows: BTreeMap<(String, Option<String>), BacklogRow> = BTreeMap::new();
-        for backlog in self
-            .each_tolerant("backlog", |s| async move { s.backlog(grouping).await })
+        for (i, backlog) in self
+            .each_tolerant_indexed("backlog", |s| async move { s.backlog(grouping).await })
             .await?
         {
             at = Some(at.map_or(backlog.at, |a| a.max(backlog.at)));
-            for row in backlog.rows {
+            // Jobs left in a store their use case no longer routes to are never picked there:
+            // not the use case's backlog (they would inflate its scaling signal for good).
+            for row in backlog
+                .rows
+                .into_iter()
+                .filter(|r| self.owner(&r.use_case) == i)
+            {
                 rows.entry((row.use_case.clone(), row.tenant_id.clone()))
                     .and_modify(|r| {
                         r.due = r.due.saturating_add(row.due);

@@ -324,6 +324,66 @@ async fn jobs_left_in_a_store_their_use_case_moved_from_are_reported() {
     );
     // Still found by id.
     assert!(routed.get(left.id).await.unwrap().is_some());
+    // Not in beta's backlog: no pick will lease it where it is.
+    let backlog = routed
+        .backlog(jobs_core::backlog::BacklogGrouping::UseCase)
+        .await
+        .unwrap();
+    assert!(backlog.rows.is_empty(), "{backlog:?}");
+}
+
+/// `return_dispatched` and `delete_schedule` go on past a store that fails: the jobs and the
+/// schedule of the store that answers are returned / deleted, and that is the answer.
+#[tokio::test]
+async fn writes_to_every_store_go_on_past_a_failing_one() {
+    let clock = Arc::new(ManualClock::default());
+    let outage = Arc::new(Outage::default());
+    let default: Arc<dyn JobStore> = Arc::new(InterceptedStore::new(
+        Arc::new(MemoryStore::new(clock.clone())),
+        outage.clone(),
+    ));
+    let beta: Arc<dyn JobStore> = Arc::new(MemoryStore::new(clock.clone()));
+    let routed = RoutedStore::new(default)
+        .with_route("beta", beta.clone())
+        .with_hint_capacity(0);
+    routed.enqueue(new_job("acme", "beta")).await.unwrap();
+    let leased = routed.lease_due("beta", pick(1)).await.unwrap();
+    let config = jobs_core::PlatformConfig::with_use_cases([jobs_core::UseCaseConfig::new(
+        "beta",
+        5,
+        Duration::from_secs(60),
+    )]);
+    let new = jobs_core::schedule::NewSchedule {
+        name: "nightly".into(),
+        cron: "* * * * *".into(),
+        timezone: "UTC".into(),
+        template: jobs_core::schedule::JobTemplate::new("acme", "beta", "k", serde_json::json!({})),
+        missed: Default::default(),
+    };
+    let draft = jobs_core::schedule::check(
+        new,
+        jobs_core::schedule::ScheduleSource::Api,
+        &config,
+        clock.now(),
+    )
+    .unwrap();
+    routed.create_schedule(draft).await.unwrap().unwrap();
+    outage.down.store(true, Ordering::SeqCst);
+    // Not remembered (no hints): sent to every store; the default one fails, beta returns it.
+    let returned = routed
+        .return_dispatched(vec![(leased[0].job_id, leased[0].lease_token)])
+        .await
+        .unwrap();
+    assert_eq!(returned, 1);
+    assert_eq!(
+        beta.get(leased[0].job_id).await.unwrap().unwrap().status,
+        JobStatus::Pending
+    );
+    // Deleted in beta while the default store fails: deleted is the answer.
+    assert!(routed.delete_schedule("nightly").await.unwrap());
+    assert!(beta.get_schedule("nightly").await.unwrap().is_none());
+    // Nothing deleted and a store failed: the failure is the answer.
+    assert!(routed.delete_schedule("nowhere").await.is_err());
 }
 
 /// Fails every call of the wrapped store while `down` is set.
