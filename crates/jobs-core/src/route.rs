@@ -16,7 +16,7 @@
 //! | `enqueue_many` | the store of its jobs' use cases; a batch whose jobs live in different stores is **refused** ([`ValidationError::BatchSpansStores`]) — all or nothing holds within one store only |
 //! | `list` | the use case's store when the filter names one; otherwise every store, merged by id (see below) |
 //! | `get`, `cancel`, `retry`, `queue_position`, `claim`, `heartbeat`, `complete`, `fail`, `finish_cancelled`, `release` and their batch forms, `return_dispatched` | the store that holds the job (see *Calls by job id*); `return_dispatched` goes on in the other stores when one fails |
-//! | `counts`, `backlog`, `schedules` | every store, merged (counts summed; a store's backlog only for the use cases routed to it, the jobs its picks lease); a store that fails is logged and left out of the answer (it fails only when every store fails), so one store's outage does not stop the scheduler's cron and backlog for the others |
+//! | `counts`, `backlog`, `schedules` | every store, merged (counts summed; a store's backlog only for the use cases routed to it, the jobs its picks lease; a schedule name found in two stores listed once, from its use case's store); a store that fails is logged and left out of the answer (it fails only when every store fails), so one store's outage does not stop the scheduler's cron and backlog for the others |
 //! | `activity`, `pauses`, `rate_limits` | every store, merged (a store's pauses and limits only for the use cases routed to it, the ones its picks apply) |
 //! | `ping`, `ping_each`, `reap_expired`, `prune`, `subscribe` | every store (`ping` needs all of them; `ping_each`, which `/readyz` reads, answers store by store and readiness is the default store's; maintenance goes on in the stores that answer; wake-ups of every store arrive on one stream) |
 //! | `delete_schedule` | every store (deleted where a store answered is the answer; a failure only when no store that answered had it) |
@@ -1090,18 +1090,40 @@ impl ScheduleStore for RoutedStore {
     }
 
     async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
-        let mut out = Vec::new();
+        // A name is one schedule: kept in two stores (created before its use case moved), the
+        // one in the store of its jobs' use case wins (else the first store's); the other is
+        // logged, not listed, and so not fired (its slot and its job could not be written in one
+        // transaction anyway).
+        let mut by_name: BTreeMap<String, (usize, Schedule)> = BTreeMap::new();
         for (i, schedules) in self
             .each_tolerant_indexed("schedules", |s| async move { s.schedules().await })
             .await?
         {
             for s in schedules {
-                self.schedules.put(s.name.clone(), i);
-                out.push(s);
+                let home = self.owner(&s.template.use_case) == i;
+                match by_name.get(&s.name) {
+                    Some((kept, other))
+                        if home && self.owner(&other.template.use_case) != *kept =>
+                    {
+                        tracing::warn!(schedule = %s.name, kept = %self.label(i), ignored = %self.label(*kept), "a schedule of this name is in two stores; the one in its use case's store is used");
+                        by_name.insert(s.name.clone(), (i, s));
+                    }
+                    Some((kept, _)) => {
+                        tracing::warn!(schedule = %s.name, kept = %self.label(*kept), ignored = %self.label(i), "a schedule of this name is in two stores; the one in its use case's store is used");
+                    }
+                    None => {
+                        by_name.insert(s.name.clone(), (i, s));
+                    }
+                }
             }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        Ok(by_name
+            .into_values()
+            .map(|(i, s)| {
+                self.schedules.put(s.name.clone(), i);
+                s
+            })
+            .collect())
     }
 
     async fn sync_config_schedules(&self, drafts: Vec<ScheduleDraft>) -> Result<(), StoreError> {

@@ -332,6 +332,34 @@ async fn jobs_left_in_a_store_their_use_case_moved_from_are_reported() {
     assert!(backlog.rows.is_empty(), "{backlog:?}");
 }
 
+/// One name kept in two stores (created before its use case moved) is one schedule: the one in
+/// the store of its use case is listed (and so fired), the other ignored.
+#[tokio::test]
+async fn a_schedule_name_in_two_stores_is_listed_once_from_its_use_cases_store() {
+    use jobs_core::schedule::{check, JobTemplate, NewSchedule, ScheduleSource};
+    let t = two(100);
+    let config = jobs_core::PlatformConfig::with_use_cases([
+        jobs_core::UseCaseConfig::new("alpha", 5, Duration::from_secs(60)),
+        jobs_core::UseCaseConfig::new("beta", 5, Duration::from_secs(60)),
+    ]);
+    let draft = |cron: &str| {
+        let new = NewSchedule {
+            name: "nightly".into(),
+            cron: cron.into(),
+            timezone: "UTC".into(),
+            template: JobTemplate::new("acme", "beta", "k", serde_json::json!({})),
+            missed: Default::default(),
+        };
+        check(new, ScheduleSource::Api, &config, t.clock.now()).unwrap()
+    };
+    // Left in the default store from before beta moved, and created again in beta's.
+    t.default.create_schedule(draft("0 * * * *")).await.unwrap();
+    t.beta.create_schedule(draft("30 * * * *")).await.unwrap();
+    let listed = t.routed.schedules().await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].cron, "30 * * * *");
+}
+
 /// `return_dispatched` and `delete_schedule` go on past a store that fails: the jobs and the
 /// schedule of the store that answers are returned / deleted, and that is the answer.
 #[tokio::test]
