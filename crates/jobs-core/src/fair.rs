@@ -1,7 +1,7 @@
 //! Weighted fair share between the tenants of a use case, inside earliest-deadline-first.
 //!
 //! The pick hands out **turns**. Each ready pending job carries a virtual tag, its tenant's turn:
-//! a job enqueued due is tagged at its enqueue (under its tenant's lock, so one tenant's
+//! a job enqueued due is tagged at its enqueue (from turns it reserves first, so one tenant's
 //! concurrent enqueues take distinct turns); a job becoming due later, back in `pending` (a
 //! failure, a release, a reap, a retry) or whose tag fell below the clock is tagged by the next
 //! pick; a paused tenant's jobs when it resumes. It is tagged
@@ -28,8 +28,8 @@
 //! - **EDF within a tenant**, and plain EDF across tenants when every tag is 0: a use case with
 //!   `fair_share = false` tags its jobs 0 ([`step`] of `None`).
 //! - **Cost.** The pick reads as many tags as it leases, whatever the number of tenants or jobs
-//!   waiting; an enqueue reads the clock and the tenant's highest tag (two index probes) under
-//!   its tenant's lock.
+//!   waiting; an enqueue reserves its turns from the clock and the tenant's highest tag (two
+//!   index probes and one short write of the tenant's reservation).
 //!
 //! Rate-limited tenants take their turns from their own lane (as many as their tokens allow, their
 //! earliest deadlines) merged with the others by tag. Two enqueues of one tenant in callers' own

@@ -142,7 +142,7 @@ job_schema!(
         /// it must wait and no recent start rate is known (no scheduler running).
         predicted_start_at: Option<DateTime<Utc>>,
         /// The predicted start falls after `deadline_at`. `null` exactly when
-        /// `predicted_start_at` is. With more than 10,000 jobs ahead the prediction is a lower
+        /// `predicted_start_at` is. With more than 1,000 jobs ahead the prediction is a lower
         /// bound, and `at_risk` is true only if even that bound is late.
         at_risk: Option<bool>,
     }

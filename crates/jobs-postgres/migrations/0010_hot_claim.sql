@@ -28,20 +28,44 @@
 -- So the claim and heartbeats write no index entry; a job's lease writes 4 (primary key, tenant
 -- listing, quota, in flight) instead of 5 and its claim none instead of 5.
 --
--- Locks: adding a stored generated column rewrites the table under its ACCESS EXCLUSIVE lock
--- (about 1-2 s per million rows on the bench machine), then the indexes are rebuilt under it.
--- The lock waits at most 10 s for running transactions; the rewrite itself is not bounded.
+-- Locks: adding a stored generated column rewrites the table under its ACCESS EXCLUSIVE lock,
+-- then the indexes are rebuilt under it: every enqueue, pick, claim and heartbeat waits until the
+-- migration commits (seconds per million rows; run it in a quiet minute, and keep it shorter
+-- than the workers' heartbeat lease or expect leases to be reaped and jobs run again, as after
+-- any outage). The lock waits at most 10 s for running transactions; the rewrite itself is not
+-- bounded.
+--
+-- During a rolling deploy, processes from before this migration keep working on the new schema:
+-- their leases leave `reap_at` due (see below), so the reaper still takes back what they lose;
+-- their claims do not move the look earlier, so a lease shorter than 10 s may be reaped up to
+-- 10 s late; and their queries name `status`, which no index predicate does any more, so they
+-- are slower until they are replaced.
 SET LOCAL lock_timeout = '10s';
 
+-- The old indexes go first, so that the updates below do not maintain them.
+DROP INDEX __SCHEMA__.jobs_pick_idx;
+DROP INDEX __SCHEMA__.jobs_tenant_pick_idx;
+DROP INDEX __SCHEMA__.jobs_scheduled_idx;
+DROP INDEX __SCHEMA__.jobs_expiry_idx;
+DROP INDEX __SCHEMA__.jobs_lease_idx;
+DROP INDEX __SCHEMA__.jobs_in_flight_idx;
+DROP INDEX __SCHEMA__.jobs_quota_idx;
+
+-- `reap_at` is never NULL: a job leased by a process from before this migration (a rolling
+-- deploy) keeps the default, -infinity, or the look of an earlier lease, both already due, so the
+-- reaper looks at it at once and moves its look to its lease's end. The fillfactor is set in the
+-- same statement, so the rewrite already leaves room on every page.
 ALTER TABLE __SCHEMA__.jobs
     ADD COLUMN queue smallint NOT NULL GENERATED ALWAYS AS (
         CASE WHEN status = 'pending' AND ready THEN 2
              WHEN status = 'pending' THEN 1
              WHEN status IN ('dispatched', 'running') THEN 3
              ELSE 0 END) STORED,
-    ADD COLUMN reap_at timestamptz;
+    ADD COLUMN reap_at timestamptz NOT NULL DEFAULT '-infinity',
+    SET (fillfactor = 60);
 
-UPDATE __SCHEMA__.jobs SET reap_at = lease_expires_at WHERE status IN ('dispatched', 'running');
+UPDATE __SCHEMA__.jobs SET reap_at = coalesce(lease_expires_at, '-infinity')
+    WHERE status IN ('dispatched', 'running');
 
 -- A job is unfinished exactly when it has no finish time. Every path of the store already keeps
 -- it so; rows written otherwise (by hand) are brought in line first, so that the check holds.
@@ -52,29 +76,36 @@ UPDATE __SCHEMA__.jobs SET finished_at = NULL
 ALTER TABLE __SCHEMA__.jobs ADD CONSTRAINT jobs_finished_at_check
     CHECK ((finished_at IS NULL) = (status IN ('pending', 'dispatched', 'running')));
 
-DROP INDEX __SCHEMA__.jobs_pick_idx;
 CREATE INDEX jobs_pick_idx ON __SCHEMA__.jobs (use_case, fair_tag, deadline_at, priority DESC, id)
     INCLUDE (run_at) WHERE queue = 2 AND NOT held AND NOT limited;
 
-DROP INDEX __SCHEMA__.jobs_tenant_pick_idx;
 CREATE INDEX jobs_tenant_pick_idx ON __SCHEMA__.jobs (use_case, limited, tenant_id, deadline_at, priority DESC, id)
     INCLUDE (run_at, fair_tag) WHERE queue = 2 AND NOT held;
 
-DROP INDEX __SCHEMA__.jobs_scheduled_idx;
 CREATE INDEX jobs_scheduled_idx ON __SCHEMA__.jobs (use_case, run_at)
     WHERE queue = 1 AND NOT held;
 
-DROP INDEX __SCHEMA__.jobs_expiry_idx;
 CREATE INDEX jobs_expiry_idx ON __SCHEMA__.jobs (use_case, deadline_at)
     WHERE queue IN (1, 2) AND expire_at_deadline;
 
-DROP INDEX __SCHEMA__.jobs_lease_idx;
-DROP INDEX __SCHEMA__.jobs_in_flight_idx;
 CREATE INDEX jobs_in_flight_idx ON __SCHEMA__.jobs (use_case, reap_at)
     WHERE queue = 3;
 
-DROP INDEX __SCHEMA__.jobs_quota_idx;
 CREATE INDEX jobs_quota_idx ON __SCHEMA__.jobs (tenant_id, use_case, fair_tag)
     WHERE finished_at IS NULL;
 
-ALTER TABLE __SCHEMA__.jobs SET (fillfactor = 60);
+-- Fair-share turns reserved by enqueues (`reserve_tags` in src/sql.rs): a tenant's concurrent
+-- enqueues into a fair use case take distinct turns by reserving them here, in a transaction of
+-- their own that commits at once (and asynchronously: a reservation lost in a crash can only
+-- make two later jobs share a turn), instead of holding the tenant's lock until their insert
+-- commits, which serialised every enqueue of a tenant behind the previous one's WAL flush. A
+-- reservation counts only while recent (`at`): reserved turns whose jobs never committed stop
+-- delaying the tenant after a few seconds. Old rows go with the prune.
+CREATE TABLE __SCHEMA__.fair_reserve (
+    use_case text NOT NULL,
+    tenant_id text NOT NULL,
+    last_tag double precision NOT NULL,
+    reserved double precision NOT NULL,
+    at timestamptz NOT NULL,
+    PRIMARY KEY (use_case, tenant_id)
+);

@@ -20,10 +20,6 @@ use crate::sql::Sql;
 pub(crate) struct Db<'a, C> {
     pub(crate) client: &'a C,
     pub(crate) cache: Option<&'a StatementCache>,
-    /// The caller's own transaction (`enqueue_in`): the tenant's lock is then taken for a quota
-    /// only, not for the fair-share tag, so a long transaction of the caller does not hold up
-    /// the tenant's other enqueues (a tag it reads stale is re-based by the pick).
-    pub(crate) caller_tx: bool,
 }
 
 impl<C: GenericClient + Sync> Db<'_, C> {
@@ -50,20 +46,56 @@ fn quota_exceeded(job: &NewJob, limit: u32) -> EnqueueError {
 }
 
 /// True when `job` takes its tenant's enqueue lock in its use case (in a transaction of the
-/// store's own): to count its quota, or to read its tenant's highest fair-share tag with every
-/// earlier enqueue of the tenant committed (concurrent enqueues of one tenant would otherwise
-/// read the same tag and share its turns).
+/// store's own or the caller's): to count its quota. Under that lock its fair-share tag is read
+/// with every earlier enqueue of the tenant committed, too.
 pub(crate) fn takes_tenant_lock(job: &NewJob) -> bool {
-    job.quota.is_some() || job.fair_weight.is_some()
+    job.quota.is_some()
 }
 
-/// [`takes_tenant_lock`] in `db`'s kind of transaction.
-fn locks<C>(db: &Db<'_, C>, job: &NewJob) -> bool {
-    if db.caller_tx {
-        job.quota.is_some()
-    } else {
-        takes_tenant_lock(job)
+/// Fair-share turns reserved before an insert: (use case, tenant) → the base of its jobs' turns.
+pub(crate) type Reserved = HashMap<(String, String), f64>;
+
+/// True when `job`, enqueued by the store itself, reserves its fair-share turn first
+/// ([`reserve`]): a job of a fair use case without a quota (with a quota, the tenant's lock
+/// already orders its enqueues).
+pub(crate) fn reserves_turn(job: &NewJob) -> bool {
+    job.quota.is_none() && job.fair_step() > 0.0
+}
+
+/// Reserves the fair-share turns of `jobs` ([`reserves_turn`]) in a transaction of its own on
+/// `client`, committed at once and without waiting for its WAL flush (`Sql::reserve_tags`,
+/// migration 10): concurrent enqueues of one tenant take distinct turns while holding the
+/// tenant's reservation row only for that moment, not until their own insert commits.
+pub(crate) async fn reserve(
+    client: &tokio_postgres::Client,
+    stmt: &Statement,
+    now: Option<DateTime<Utc>>,
+    jobs: &[&NewJob],
+) -> Result<Reserved, tokio_postgres::Error> {
+    let jobs: Vec<&NewJob> = jobs.iter().copied().filter(|j| reserves_turn(j)).collect();
+    if jobs.is_empty() {
+        return Ok(Reserved::new());
     }
+    let use_cases: Vec<&str> = jobs.iter().map(|j| j.use_case.as_str()).collect();
+    let tenants: Vec<&str> = jobs.iter().map(|j| j.tenant_id.as_str()).collect();
+    let run_ats: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|j| j.run_at).collect();
+    let steps: Vec<f64> = jobs.iter().map(|j| j.fair_step()).collect();
+    // Pipelined: one round trip. A failed reservation rolls back at the COMMIT.
+    let (begin, rows, commit) = futures_util::future::join3(
+        client.batch_execute(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off",
+        ),
+        client.query(stmt, &[&now, &use_cases, &tenants, &run_ats, &steps]),
+        client.batch_execute("COMMIT"),
+    )
+    .await;
+    begin?;
+    let rows = rows?;
+    commit?;
+    Ok(rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect())
 }
 
 /// True when enqueueing `jobs` needs a transaction (locks or look-ups before the insert).
@@ -71,15 +103,16 @@ pub(crate) fn needs_transaction(jobs: &[NewJob]) -> bool {
     jobs.iter().any(takes_tenant_lock)
 }
 
-/// Inserts one job. With a quota or a fair-share weight ([`takes_tenant_lock`]), `db` must be a
-/// transaction (the lock lasts until its end).
+/// Inserts one job. With a quota ([`takes_tenant_lock`]), `db` must be a transaction (the lock
+/// lasts until its end). `reserved`: the base of its fair-share turn, when [`reserve`] took it.
 pub(crate) async fn one<C: GenericClient + Sync>(
     db: &Db<'_, C>,
     sql: &Sql,
     now: Option<DateTime<Utc>>,
     job: &NewJob,
+    reserved: Option<f64>,
 ) -> Result<Enqueued, Op<EnqueueError>> {
-    if locks(db, job) {
+    if takes_tenant_lock(job) {
         let lock = db.stmt(&sql.quota_lock).await?;
         db.client
             .execute(
@@ -117,6 +150,7 @@ pub(crate) async fn one<C: GenericClient + Sync>(
                 &tracestate,
                 &job.expire_at_deadline,
                 &job.fair_step(),
+                &reserved,
             ],
         )
         .await?;
@@ -163,6 +197,7 @@ pub(crate) async fn many<C: GenericClient + Sync>(
     sql: &Sql,
     now: Option<DateTime<Utc>>,
     jobs: &[NewJob],
+    reserved: &Reserved,
 ) -> Result<Vec<Enqueued>, Op<EnqueueError>> {
     if jobs.is_empty() {
         return Ok(Vec::new());
@@ -171,7 +206,7 @@ pub(crate) async fn many<C: GenericClient + Sync>(
     // batches cannot deadlock.
     let locks: BTreeSet<String> = jobs
         .iter()
-        .filter(|j| locks(db, j))
+        .filter(|j| takes_tenant_lock(j))
         .map(|j| quota_key(sql, &j.tenant_id, &j.use_case))
         .collect();
     if !locks.is_empty() {
@@ -283,6 +318,14 @@ pub(crate) async fn many<C: GenericClient + Sync>(
         let tracestates: Vec<Option<&str>> = traces.iter().map(|t| t.1).collect();
         let expires: Vec<bool> = to_insert.iter().map(|j| j.expire_at_deadline).collect();
         let steps: Vec<f64> = to_insert.iter().map(|j| j.fair_step()).collect();
+        let pre: Vec<Option<f64>> = to_insert
+            .iter()
+            .map(|j| {
+                reserved
+                    .get(&(j.use_case.clone(), j.tenant_id.clone()))
+                    .copied()
+            })
+            .collect();
         let rows = db
             .client
             .query(
@@ -308,6 +351,7 @@ pub(crate) async fn many<C: GenericClient + Sync>(
                     &tracestates,
                     &expires,
                     &steps,
+                    &pre,
                 ],
             )
             .await

@@ -224,10 +224,9 @@ impl ScheduleStore for PgStore {
             let db = Db {
                 client: &*tx,
                 cache: Some(&tx.statement_cache),
-                caller_tx: false,
             };
             for job in &jobs {
-                match enqueue::one(&db, &self.sql, now, job).await {
+                match enqueue::one(&db, &self.sql, now, job, None).await {
                     Ok(e) if e.created => fired.created += 1,
                     Ok(_) => fired.duplicates += 1,
                     Err(Op::Fail(EnqueueError::QuotaExceeded { .. })) => fired.over_quota += 1,

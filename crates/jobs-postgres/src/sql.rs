@@ -168,6 +168,8 @@ pub(crate) struct Sql {
     pub(crate) schema: SchemaName,
     pub(crate) insert_one: String,
     pub(crate) insert_many: String,
+    pub(crate) reserve_tags: String,
+    pub(crate) prune_reserve: String,
     pub(crate) by_key: String,
     pub(crate) by_keys: String,
     pub(crate) quota_counts: String,
@@ -222,6 +224,7 @@ impl Sql {
         let rate_limits = format!("{s}.rate_limits");
         let buckets = format!("{s}.rate_buckets");
         let clock = format!("{s}.fair_clock");
+        let reserve = format!("{s}.fair_reserve");
         // The tag before the first of a tenant's jobs becoming ready now (`jobs_core::fair`): the
         // use case's clock, or the tenant's highest tag when further on (the last entry of its
         // range in jobs_quota_idx).
@@ -286,7 +289,7 @@ impl Sql {
                         $20::boolean, \
                         CASE WHEN $21::float8 > 0 AND coalesce($13::timestamptz, t.now) <= t.now \
                             AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $4 AND z.tenant_id = $3) \
-                            THEN {base} + $21::float8 ELSE 0 END, $21::float8 \
+                            THEN coalesce($22::float8, {base}) + $21::float8 ELSE 0 END, $21::float8 \
                  FROM {NOW} \
                  WHERE $17::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
                      WHERE q.tenant_id = $3 AND q.use_case = $4 AND q.finished_at IS NULL LIMIT $17) c) < $17 \
@@ -303,15 +306,15 @@ impl Sql {
                      SELECT x.*, coalesce(x.run_at, n.now) <= n.now AS due, n.now FROM (SELECT coalesce($1::timestamptz, now()) AS now) n, \
                      unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::smallint[], \
                         $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], $13::timestamptz[], \
-                        $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[], $19::boolean[], $20::float8[]) \
+                        $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[], $19::boolean[], $20::float8[], $21::float8[]) \
                      WITH ORDINALITY AS x(id, tenant_id, use_case, kind, payload, priority, max_attempts, strategy, base_us, cap_us, \
-                          jitter, run_at, tolerance_us, timeout_us, key, traceparent, tracestate, expire_at_deadline, step, ord)), \
+                          jitter, run_at, tolerance_us, timeout_us, key, traceparent, tracestate, expire_at_deadline, step, pre, ord)), \
                  k AS MATERIALIZED ( \
                      SELECT d.tenant_id, d.use_case, \
                          EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = d.use_case AND z.tenant_id = d.tenant_id) AS held, \
                          EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = d.use_case AND r.tenant_id IN (d.tenant_id, '')) AS limited, \
-                         {base} AS base \
-                     FROM (SELECT DISTINCT tenant_id, use_case FROM v) d), \
+                         coalesce(d.pre, {base}) AS base \
+                     FROM (SELECT tenant_id, use_case, max(pre) AS pre FROM v GROUP BY tenant_id, use_case) d), \
                  u AS ( \
                      SELECT v.*, k.held, k.limited, k.base, CASE WHEN v.step > 0 AND v.due AND NOT k.held \
                          THEN row_number() OVER (PARTITION BY v.tenant_id, v.use_case, v.step > 0 AND v.due AND NOT k.held \
@@ -327,6 +330,33 @@ impl Sql {
                  RETURNING {plain_cols}",
                 tol = us!("u.tolerance_us"),
                 base = fair_base("d.tenant_id", "d.use_case"),
+            ),
+            // Reserves fair-share turns for the due jobs of fair use cases ($2 use cases, $3
+            // tenants, $4 run_at, $5 steps, one entry per job; $1 now) that are not paused, and
+            // answers each (use case, tenant)'s base: its jobs take the turns base + k × step, k =
+            // 1..n in the order of the batch. The base is the tenant's next turn as the insert
+            // would read it (the clock, or its highest tag among committed jobs), or after the
+            // turns reserved in the last 10 s if those go further (enqueues not committed yet).
+            // Run in a transaction of its own (see migration 10).
+            reserve_tags: format!(
+                "WITH v AS (SELECT x.use_case, x.tenant_id, x.step FROM {NOW}, \
+                     unnest($2::text[], $3::text[], $4::timestamptz[], $5::float8[]) AS x(use_case, tenant_id, run_at, step) \
+                     WHERE x.step > 0 AND coalesce(x.run_at, t.now) <= t.now), \
+                 g AS (SELECT d.use_case, d.tenant_id, d.n * d.step AS span, {base} AS floor FROM \
+                     (SELECT use_case, tenant_id, max(step) AS step, count(*) AS n FROM v GROUP BY use_case, tenant_id) d \
+                     WHERE NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = d.use_case AND z.tenant_id = d.tenant_id)) \
+                 INSERT INTO {reserve} AS f (use_case, tenant_id, last_tag, reserved, at) \
+                 SELECT g.use_case, g.tenant_id, g.floor + g.span, g.span, t.now FROM g, {NOW} \
+                 ORDER BY g.use_case, g.tenant_id \
+                 ON CONFLICT (use_case, tenant_id) DO UPDATE SET \
+                     last_tag = greatest(excluded.last_tag - excluded.reserved, \
+                         CASE WHEN f.at > excluded.at - interval '10 seconds' THEN f.last_tag ELSE 0 END) + excluded.reserved, \
+                     reserved = excluded.reserved, at = excluded.at \
+                 RETURNING f.use_case, f.tenant_id, f.last_tag - f.reserved AS base",
+                base = fair_base("d.tenant_id", "d.use_case"),
+            ),
+            prune_reserve: format!(
+                "DELETE FROM {reserve} f USING {NOW} WHERE f.at < t.now - interval '1 hour'"
             ),
             by_key: format!("SELECT {cols} FROM {jobs} j WHERE j.tenant_id = $1 AND j.idempotency_key = $2"),
             by_keys: format!(
@@ -355,11 +385,12 @@ impl Sql {
             // turns are the EDF prefix and nothing moves. The room under the cap is counted once;
             // a paused use case has none. Candidates are read without locks (picks of a use case
             // are serialised by its advisory lock) and carry their row's address (`ctid`): the
-            // lease (`leased`) updates them by address, with no index descent and no separate
-            // locking pass, and re-checks each (`status`, `held`): a row changed meanwhile (a
-            // cancel) has a new address, so it fails the re-check on its new version and is not
-            // leased. Each leased limited job takes a token from its tenant's bucket in the same
-            // statement.
+            // rows to lease are locked by address (`locked`, no index descent), skipping any row
+            // another session holds (a cancel, a re-mark of rate limits: the pick never waits on
+            // a row lock while it holds the use case's pick lock), and re-checked on the version
+            // locked (`status`, `held`), so a job cancelled or held meanwhile is not leased; the
+            // lease (`leased`) updates exactly the locked rows, by address. Each leased limited
+            // job takes a token from its tenant's bucket in the same statement.
             //
             // A job set to expire whose deadline has passed is never a candidate, in either lane:
             // the expiry before the pick ends at most a batch of them, and any left over wait for
@@ -412,14 +443,18 @@ impl Sql {
                          AND NOT p.held AND p.run_at <= t.now \
                          AND NOT (p.expire_at_deadline AND p.deadline_at < t.now) \
                          ORDER BY p.deadline_at, p.priority DESC, p.id LIMIT tu.n) c), \
+                 locked AS MATERIALIZED ( \
+                     SELECT j.ctid AS tid FROM {jobs} j \
+                     WHERE j.ctid = ANY (ARRAY(SELECT tid FROM chosen UNION ALL SELECT tid FROM picked WHERE lim)) \
+                     AND j.status = 'pending' AND NOT j.held \
+                     FOR NO KEY UPDATE OF j SKIP LOCKED), \
                  leased AS ( \
                      UPDATE {jobs} j SET status = 'dispatched', lease_token = gen_random_uuid(), \
                          lease_expires_at = t.now + {lease}, reap_at = t.now + least({lease}, {first_look}), \
                          dispatched_at = t.now, updated_at = t.now, \
                          fair_tag = least(j.fair_tag, (SELECT max(fair_tag) FROM picked)) \
                      FROM {NOW} \
-                     WHERE j.ctid = ANY (ARRAY(SELECT tid FROM chosen UNION ALL SELECT tid FROM picked WHERE lim)) \
-                     AND j.status = 'pending' AND NOT j.held \
+                     WHERE j.ctid = ANY (ARRAY(SELECT tid FROM locked)) AND j.status = 'pending' AND NOT j.held \
                      RETURNING j.id, j.lease_token, j.tenant_id, j.use_case, j.kind, j.attempts, j.deadline_at, j.priority, \
                          j.id = ANY (ARRAY(SELECT id FROM picked WHERE lim)) AS lim), \
                  displaced AS ( \
@@ -659,10 +694,13 @@ impl Sql {
             // outlived its first look or renewed its lease, a dispatched job not claimed by then):
             // the reaper's next look is the lease's end.
             reap_later: format!(
-                "{due} \
-                 UPDATE {jobs} j SET reap_at = j.lease_expires_at FROM {NOW} \
-                 WHERE j.id = ANY (ARRAY(SELECT id FROM due)) AND j.queue = 3 AND j.lease_expires_at > t.now \
-                 AND j.reap_at < j.lease_expires_at",
+                "{due}, \
+                 live AS ( \
+                     SELECT d.id FROM {jobs} d, {NOW} \
+                     WHERE d.id = ANY (ARRAY(SELECT id FROM due)) AND d.queue = 3 AND d.lease_expires_at > t.now \
+                     AND d.reap_at < d.lease_expires_at \
+                     FOR UPDATE OF d SKIP LOCKED) \
+                 UPDATE {jobs} j SET reap_at = j.lease_expires_at FROM live WHERE j.id = live.id",
                 due = reap_due(&jobs, "d.lease_expires_at > coalesce($1::timestamptz, now())"),
             ),
             // The reaper's dispatched → pending, early and fenced per entry by the token.

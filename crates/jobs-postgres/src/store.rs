@@ -337,9 +337,8 @@ impl PgStore {
         let db = Db {
             client: tx,
             cache: None,
-            caller_tx: true,
         };
-        enqueue::one(&db, &self.sql, self.now(), &job)
+        enqueue::one(&db, &self.sql, self.now(), &job, None)
             .await
             .map_err(Op::into_error)
     }
@@ -354,9 +353,8 @@ impl PgStore {
         let db = Db {
             client: tx,
             cache: None,
-            caller_tx: true,
         };
-        enqueue::many(&db, &self.sql, self.now(), &jobs)
+        enqueue::many(&db, &self.sql, self.now(), &jobs, &enqueue::Reserved::new())
             .await
             .map_err(Op::into_error)
     }
@@ -475,23 +473,29 @@ impl PgStore {
         let now = self.now();
         let sql = &*self.sql;
         with_conn!(self, |c| async {
+            let mut reserved = None;
+            if enqueue::reserves_turn(&job) {
+                let stmt = c.prepare_cached(&sql.reserve_tags).await?;
+                reserved = enqueue::reserve(&c, &stmt, now, &[&job])
+                    .await?
+                    .get(&(job.use_case.clone(), job.tenant_id.clone()))
+                    .copied();
+            }
             if enqueue::takes_tenant_lock(&job) {
                 let tx = read_committed(&mut c).await?;
                 let db = Db {
                     client: &*tx,
                     cache: Some(&tx.statement_cache),
-                    caller_tx: false,
                 };
-                let out = enqueue::one(&db, sql, now, &job).await?;
+                let out = enqueue::one(&db, sql, now, &job, reserved).await?;
                 tx.commit().await?;
                 Ok(out)
             } else {
                 let db = Db {
                     client: &**c,
                     cache: Some(&c.statement_cache),
-                    caller_tx: false,
                 };
-                enqueue::one(&db, sql, now, &job).await
+                enqueue::one(&db, sql, now, &job, reserved).await
             }
         })
     }
@@ -503,23 +507,27 @@ impl PgStore {
         let now = self.now();
         let sql = &*self.sql;
         with_conn!(self, |c| async {
+            let mut reserved = enqueue::Reserved::new();
+            if jobs.iter().any(enqueue::reserves_turn) {
+                let stmt = c.prepare_cached(&sql.reserve_tags).await?;
+                let all: Vec<&NewJob> = jobs.iter().collect();
+                reserved = enqueue::reserve(&c, &stmt, now, &all).await?;
+            }
             if enqueue::needs_transaction(&jobs) {
                 let tx = read_committed(&mut c).await?;
                 let db = Db {
                     client: &*tx,
                     cache: Some(&tx.statement_cache),
-                    caller_tx: false,
                 };
-                let out = enqueue::many(&db, sql, now, &jobs).await?;
+                let out = enqueue::many(&db, sql, now, &jobs, &reserved).await?;
                 tx.commit().await?;
                 Ok(out)
             } else {
                 let db = Db {
                     client: &**c,
                     cache: Some(&c.statement_cache),
-                    caller_tx: false,
                 };
-                enqueue::many(&db, sql, now, &jobs).await
+                enqueue::many(&db, sql, now, &jobs, &reserved).await
             }
         })
     }
@@ -1304,7 +1312,6 @@ impl MaintenanceStore for PgStore {
                 client.execute(&later, &[&now, &limit]),
             )
             .await;
-            later?;
             report.dispatch_expired = dispatched?.len() as u64;
             for r in running? {
                 match row::status(r.get(0))? {
@@ -1312,6 +1319,11 @@ impl MaintenanceStore for PgStore {
                     JobStatus::Dead => report.run_expired_dead += 1,
                     _ => report.run_expired_cancelled += 1,
                 }
+            }
+            // The reaps above committed whatever this says: a failed move of the next looks
+            // is retried on the next pass.
+            if let Err(e) = later {
+                tracing::warn!(error = %e, "moving the reaper's next looks failed");
             }
             Ok::<_, Op<StoreError>>(report)
         })?;
@@ -1334,6 +1346,8 @@ impl MaintenanceStore for PgStore {
             let pruned = c.execute(&stmt, &[&now, &age, &limit]).await?;
             let buckets = c.prepare_cached(&self.sql.prune_buckets).await?;
             c.execute(&buckets, &[&now]).await?;
+            let reserve = c.prepare_cached(&self.sql.prune_reserve).await?;
+            c.execute(&reserve, &[&now]).await?;
             Ok::<_, Op<StoreError>>(pruned)
         })
     }

@@ -814,22 +814,22 @@ async fn a_pick_over_many_limited_tenants_locks_only_what_it_leases() {
         .await
         .unwrap();
     let (plan, _, hits) = explain_pick(&schema, clock.now()).await;
-    // Rows locked or updated: a LockRows node or an UPDATE of the jobs table (the lease
-    // updates its rows by address, with no separate locking pass).
-    fn locked(node: &serde_json::Value) -> f64 {
+    // Rows of a node kind (`LockRows`, or an UPDATE of the jobs table), over the whole plan.
+    fn rows_of(node: &serde_json::Value, update: bool) -> f64 {
         let own = match (node["Node Type"].as_str(), node["Operation"].as_str()) {
-            (Some("LockRows"), _) | (Some("ModifyTable"), Some("Update")) => {
+            (Some("LockRows"), _) if !update => node["Actual Rows"].as_f64().unwrap_or(0.0),
+            (Some("ModifyTable"), Some("Update")) if update => {
                 node["Actual Rows"].as_f64().unwrap_or(0.0)
             }
             _ => 0.0,
         };
         own + node["Plans"]
             .as_array()
-            .map(|p| p.iter().map(locked).sum())
+            .map(|p| p.iter().map(|n| rows_of(n, update)).sum())
             .unwrap_or(0.0)
     }
-    let rows_locked = locked(&plan[0]["Plan"]);
-    assert_eq!(rows_locked, 100.0, "{plan:#}");
+    assert_eq!(rows_of(&plan[0]["Plan"], false), 100.0, "locked: {plan:#}");
+    assert_eq!(rows_of(&plan[0]["Plan"], true), 100.0, "updated: {plan:#}");
     eprintln!("pick over 1,000 limited tenants: {hits} buffers");
     admin
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
@@ -1168,7 +1168,16 @@ async fn hot_claim_upgrade_keeps_every_state_and_the_reaper() {
         Uuid::now_v7(),
     );
     let (dispatch_token, run_token) = (Uuid::new_v4(), Uuid::new_v4());
+    let (ready2, old_lease) = (Uuid::now_v7(), Uuid::now_v7());
     insert_v2(&admin, &schema, ready, "pending", past, None, None, None, 0).await;
+    insert_v2(
+        &admin, &schema, ready2, "pending", past, None, None, None, 0,
+    )
+    .await;
+    insert_v2(
+        &admin, &schema, old_lease, "pending", past, None, None, None, 0,
+    )
+    .await;
     insert_v2(
         &admin,
         &schema,
@@ -1242,7 +1251,7 @@ async fn hot_claim_upgrade_keeps_every_state_and_the_reaper() {
             .map(|r| (r.get::<_, i16>(1), r.get::<_, bool>(2), r.get::<_, bool>(3)))
             .unwrap()
     };
-    assert_eq!(of(ready), (2, true, false), "due pending: ready");
+    assert_eq!(of(ready), (2, false, false), "due pending: ready");
     assert_eq!(of(later).0, 1, "future pending: waits for promotion");
     assert_eq!(
         of(dispatched),
@@ -1252,21 +1261,33 @@ async fn hot_claim_upgrade_keeps_every_state_and_the_reaper() {
     assert_eq!(of(running), (3, true, false));
     assert_eq!(
         of(done),
-        (0, true, true),
+        (0, false, true),
         "a finished row without a finish time gets one"
     );
+    // A scheduler from before the upgrade (a rolling deploy) leases a job its way: `reap_at`
+    // keeps its default, due at once.
+    admin
+        .execute(
+            &format!(
+                "UPDATE {schema}.jobs SET status = 'dispatched', lease_token = gen_random_uuid(), \
+                 lease_expires_at = $2, dispatched_at = $2 WHERE id = $1"
+            ),
+            &[&old_lease, &(now + TimeDelta::seconds(5))],
+        )
+        .await
+        .unwrap();
     let clock = Arc::new(ManualClock::at(now));
     let store = store.with_clock(clock.clone());
     let pick = PickRequest {
-        cap: 10,
+        cap: 4,
         limit: 10,
         lease: LEASE,
     };
     let leased = store.lease_due("alpha", pick).await.unwrap();
     assert_eq!(
-        leased.iter().map(|d| d.job_id).collect::<Vec<_>>(),
-        vec![ready],
-        "the cap counts the two in flight; the ready job is leased"
+        leased.len(),
+        1,
+        "the cap of 4 counts the three in flight (one leased the old way): one of the two ready jobs"
     );
     store
         .claim(
@@ -1280,8 +1301,8 @@ async fn hot_claim_upgrade_keeps_every_state_and_the_reaper() {
     let report = store.reap_expired(10).await.unwrap();
     assert_eq!(
         (report.run_expired_retry, report.dispatch_expired),
-        (1, 0),
-        "the running job whose lease ended is reaped, nothing else"
+        (1, 1),
+        "the running job and the job leased the old way, whose leases ended, are reaped, nothing else"
     );
     assert_eq!(
         store.get(running).await.unwrap().unwrap().status,
