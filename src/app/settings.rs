@@ -1557,7 +1557,7 @@ mod tests {
         // Mixed case: refused naming it, even next to the right one.
         for extra in [
             vec![(
-                "ASYNC_JOBS_Notifications_DB_DSN",
+                concat!("ASYNC_JOBS_", "Notifications_DB_DSN"),
                 "postgres://n:secretpw@db-n/jobs",
             )],
             vec![
