@@ -41,6 +41,22 @@ impl Settings {
                 "tls_roots": pg.connector.roots().map(ToString::to_string),
                 "statement_timeout_seconds": pg.statement_timeout.map(secs),
                 "auto_migrate": pg.auto_migrate,
+                // ASYNC_JOBS_<USE_CASE>_DB_DSN: the use cases kept in a store of their own.
+                "use_case_stores": pg
+                    .use_case_stores
+                    .iter()
+                    .map(|(uc, own)| {
+                        (
+                            uc.clone(),
+                            json!({
+                                "variable": own.variable,
+                                "dsn": own.redacted_dsn(),
+                                "sslmode": own.connector.ssl_mode().as_str(),
+                            }),
+                        )
+                    })
+                    .collect::<serde_json::Map<String, Value>>(),
+                "stores": pg.targets().len(),
             }),
         };
         let transport = match &self.transport {

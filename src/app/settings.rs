@@ -26,7 +26,7 @@ use jobs_scheduler::{BacklogConfig, SchedulerConfig};
 use jobs_sqs::SqsOptions;
 use jobs_worker::WorkerConfig;
 
-use super::store::{StoreKind, StoreRole};
+use super::store::{StoreKind, StoreRole, DSN_VAR};
 
 /// The API's listen address (default `127.0.0.1:8080`; `--addr` wins).
 pub const API_ADDR_VAR: &str = "ASYNC_JOBS_API_ADDR";
@@ -71,7 +71,7 @@ const DEFAULT_HEALTH_ADDR: &str = "0.0.0.0:9090";
 pub struct SettingsError(String);
 
 impl SettingsError {
-    fn new(message: impl std::fmt::Display) -> Self {
+    pub(crate) fn new(message: impl std::fmt::Display) -> Self {
         SettingsError(message.to_string().replace('\n', " "))
     }
 }
@@ -197,6 +197,9 @@ pub struct PostgresSettings {
     pub statement_timeout: Option<Duration>,
     /// Whether the process applies the migrations at start (`ASYNC_JOBS_AUTO_MIGRATE`).
     pub auto_migrate: bool,
+    /// Use cases with a store of their own (`ASYNC_JOBS_<USE_CASE>_DB_DSN`), by use case; the
+    /// others are kept in the default store ([`dsn`](Self::dsn)). See [`Self::targets`].
+    pub use_case_stores: BTreeMap<String, UseCaseStore>,
 }
 
 impl PostgresSettings {
@@ -204,6 +207,149 @@ impl PostgresSettings {
     pub fn redacted_dsn(&self) -> String {
         jobs_postgres::tls::redact_dsn(&self.dsn)
     }
+
+    /// The distinct databases the process keeps jobs in, the default one first, each with the
+    /// use cases routed to it by a DSN of their own (all in [`Self::schema`]). Two connection
+    /// strings are one database when they name the same hosts, ports and database
+    /// ([`PgConnector::database`]): its use cases share one pool and one store, so the settings
+    /// refuse two such strings that differ in anything else (user, password, `sslmode`,
+    /// `hostaddr`, options: [`PgConnector::same_connection`]).
+    pub fn targets(&self) -> Vec<StoreTarget> {
+        let mut targets = vec![StoreTarget {
+            variable: DSN_VAR.to_owned(),
+            redacted_dsn: self.redacted_dsn(),
+            connector: self.connector.clone(),
+            use_cases: Vec::new(),
+        }];
+        let mut keys = vec![self.connector.database()];
+        for (use_case, own) in &self.use_case_stores {
+            let key = own.connector.database();
+            let i = match keys.iter().position(|k| *k == key) {
+                Some(i) => i,
+                None => {
+                    keys.push(key);
+                    targets.push(StoreTarget {
+                        variable: own.variable.clone(),
+                        redacted_dsn: own.redacted_dsn(),
+                        connector: own.connector.clone(),
+                        use_cases: Vec::new(),
+                    });
+                    targets.len() - 1
+                }
+            };
+            targets[i].use_cases.push(use_case.clone());
+        }
+        targets
+    }
+}
+
+/// A use case's own store: `ASYNC_JOBS_<USE_CASE>_DB_DSN`.
+#[derive(Clone)]
+pub struct UseCaseStore {
+    /// The variable it was read from.
+    pub variable: String,
+    /// The connection string (holds the password: never print it, see [`Self::redacted_dsn`]).
+    pub dsn: String,
+    /// Its connection settings and TLS (`sslmode` of its DSN, `ASYNC_JOBS_DB_CA_FILE`).
+    pub connector: PgConnector,
+}
+
+impl UseCaseStore {
+    /// The DSN with every password replaced by `***`.
+    pub fn redacted_dsn(&self) -> String {
+        jobs_postgres::tls::redact_dsn(&self.dsn)
+    }
+}
+
+impl std::fmt::Debug for UseCaseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UseCaseStore")
+            .field("variable", &self.variable)
+            .field("dsn", &self.redacted_dsn())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One distinct database a process keeps jobs in ([`PostgresSettings::targets`]).
+#[derive(Debug, Clone)]
+pub struct StoreTarget {
+    /// The variable of its (first) connection string: `ASYNC_JOBS_DB_DSN` for the default store.
+    pub variable: String,
+    /// Its connection string, passwords `***` (for logs).
+    pub redacted_dsn: String,
+    /// How to connect.
+    pub connector: PgConnector,
+    /// The use cases routed to it by a DSN of their own.
+    pub use_cases: Vec<String>,
+}
+
+/// The suffix of a use case's own connection string, `ASYNC_JOBS_<USE_CASE>_DB_DSN`.
+pub const USE_CASE_DSN_SUFFIX: &str = "_DB_DSN";
+
+/// The variables naming a use case's queue (and, with it, the use case): never a DSN, even when
+/// the use case's name ends in `_db_dsn`.
+const QUEUE_VAR_PREFIX: &str = "ASYNC_JOBS_SQS_QUEUE_";
+
+/// The `ASYNC_JOBS_<USE_CASE>_DB_DSN` variables set: use case → (variable, DSN). The names are
+/// built from the configured use cases (as `ASYNC_JOBS_<USE_CASE>_MAX_CONCURRENT` is), upper
+/// case. Any other `ASYNC_JOBS_…_DB_DSN` that is not another known variable (the default
+/// store's DSN, a queue URL) is refused: a use case that is not configured (its jobs would
+/// silently go to the default store), or a configured one's variable spelled in another case
+/// (a duplicate, or a typo).
+fn use_case_dsns(
+    env: &Env,
+    platform: &PlatformConfig,
+) -> Result<BTreeMap<String, (String, String)>, SettingsError> {
+    let expected: BTreeMap<String, &str> = platform
+        .use_cases
+        .keys()
+        .map(|uc| {
+            (
+                format!("ASYNC_JOBS_{}{USE_CASE_DSN_SUFFIX}", uc.to_uppercase()),
+                uc.as_str(),
+            )
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for (name, value) in env.pairs() {
+        if let Some(use_case) = expected.get(name) {
+            out.insert((*use_case).to_owned(), (name.to_owned(), value.to_owned()));
+            continue;
+        }
+        if name == DSN_VAR
+            || !name.starts_with("ASYNC_JOBS_")
+            || !name.ends_with(USE_CASE_DSN_SUFFIX)
+            || name.starts_with(QUEUE_VAR_PREFIX)
+        {
+            continue;
+        }
+        let redacted = jobs_postgres::tls::redact_dsn(value);
+        if let Some((variable, _)) = expected.iter().find(|(e, _)| e.eq_ignore_ascii_case(name)) {
+            return Err(ConfigError::new(
+                name,
+                format!("no such variable: variable names are case-sensitive, write {variable}"),
+                &redacted,
+            )
+            .into());
+        }
+        let use_case = name
+            .strip_prefix("ASYNC_JOBS_")
+            .and_then(|rest| rest.strip_suffix(USE_CASE_DSN_SUFFIX))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let known: Vec<&str> = platform.use_cases.keys().map(String::as_str).collect();
+        return Err(ConfigError::new(
+            name,
+            format!(
+                "the connection string of a configured use case ('{use_case}' is not one; \
+                 configured: {})",
+                known.join(", ")
+            ),
+            &redacted,
+        )
+        .into());
+    }
+    Ok(out)
 }
 
 impl std::fmt::Debug for PostgresSettings {
@@ -214,6 +360,7 @@ impl std::fmt::Debug for PostgresSettings {
             .field("ca_file", &self.ca_file)
             .field("statement_timeout", &self.statement_timeout)
             .field("auto_migrate", &self.auto_migrate)
+            .field("use_case_stores", &self.use_case_stores)
             .finish_non_exhaustive()
     }
 }
@@ -374,7 +521,7 @@ impl Settings {
         let platform = PlatformConfig::from_vars(env.pairs())?;
         let telemetry =
             TelemetrySettings::from_snapshot(env, &format!("async-jobs-{}", process.name()))?;
-        let store = store(env, process)?;
+        let store = store(env, process, &platform)?;
         let transport = match process {
             Process::Api | Process::Migrate => TransportSettings::None,
             Process::Dev if platform.use_cases.values().all(|uc| uc.queue_url.is_none()) => {
@@ -664,10 +811,25 @@ fn flag(env: &Env, var: &str, default: bool) -> Result<bool, SettingsError> {
     }
 }
 
-fn store(env: &Env, process: Process) -> Result<StoreSettings, SettingsError> {
+fn store(
+    env: &Env,
+    process: Process,
+    platform: &PlatformConfig,
+) -> Result<StoreSettings, SettingsError> {
     let role = process.store_role();
     let statement_timeout = role.statement_timeout(env)?;
+    let own_dsns = use_case_dsns(env, platform)?;
     match StoreKind::from_vars(env.pairs(), role)? {
+        StoreKind::Memory if !own_dsns.is_empty() => {
+            let variable = own_dsns.values().map(|(v, _)| v.as_str()).next();
+            Err(ConfigError::new(
+                variable.unwrap_or(DSN_VAR),
+                "it unset with the in-memory store (a use case's own store needs the Postgres \
+                 store, ASYNC_JOBS_DB_DSN, as the default)",
+                "<set>",
+            )
+            .into())
+        }
         StoreKind::Memory => match process {
             Process::Dev | Process::Api => Ok(StoreSettings::Memory),
             _ => Err(SettingsError::new(format!(
@@ -686,6 +848,40 @@ fn store(env: &Env, process: Process) -> Result<StoreSettings, SettingsError> {
                 .map_err(|e| ConfigError::new("ASYNC_JOBS_DB_SCHEMA", e.to_string(), &schema))?;
             let connector =
                 PgConnector::new(&dsn, ca_file.as_deref()).map_err(SettingsError::new)?;
+            let dsn_connector = connector.clone();
+            let mut use_case_stores: BTreeMap<String, UseCaseStore> = BTreeMap::new();
+            for (use_case, (variable, dsn)) in own_dsns {
+                let connector = PgConnector::new(&dsn, ca_file.as_deref())
+                    .map_err(|e| SettingsError::new(e.for_dsn_setting(&variable)))?;
+                // One database is one store with one pool: its connection strings must agree
+                // on everything, or all but the first would be silently ignored.
+                let first = std::iter::once((DSN_VAR, &dsn_connector))
+                    .chain(
+                        use_case_stores
+                            .values()
+                            .map(|s| (s.variable.as_str(), &s.connector)),
+                    )
+                    .find(|(_, c)| c.database() == connector.database());
+                if let Some((first, other)) = first {
+                    if !other.same_connection(&connector) {
+                        return Err(SettingsError::new(format!(
+                            "invalid {variable}: it names the same database as {first} ({}) with \
+                             other connection settings (user, password, sslmode, hostaddr or \
+                             options); use cases in one database share one store and one pool: \
+                             give them the same connection string",
+                            connector.database()
+                        )));
+                    }
+                }
+                use_case_stores.insert(
+                    use_case,
+                    UseCaseStore {
+                        variable,
+                        dsn,
+                        connector,
+                    },
+                );
+            }
             Ok(StoreSettings::Postgres(Box::new(PostgresSettings {
                 dsn,
                 schema,
@@ -693,6 +889,7 @@ fn store(env: &Env, process: Process) -> Result<StoreSettings, SettingsError> {
                 connector,
                 statement_timeout,
                 auto_migrate: flag(env, AUTO_MIGRATE_VAR, true)?,
+                use_case_stores,
             })))
         }
     }
@@ -863,6 +1060,14 @@ mod tests {
         ),
         ("ASYNC_JOBS_DB_CA_FILE", "/etc/ssl/rds-global-bundle.pem"),
         ("ASYNC_JOBS_DB_SCHEMA", "jobs_two"),
+        (
+            "ASYNC_JOBS_NOTIFICATIONS_DB_DSN",
+            "postgres://notif:pw@db-n.internal:5432/jobs?sslmode=disable",
+        ),
+        (
+            "ASYNC_JOBS_MESSAGE_LABELING_DB_DSN",
+            "postgres://label:pw@db-l.internal:5432/jobs?sslmode=disable",
+        ),
         ("ASYNC_JOBS_AUTO_MIGRATE", "false"),
         ("ASYNC_JOBS_STORE", "memory"),
         ("ASYNC_JOBS_API_STATEMENT_TIMEOUT", "9"),
@@ -1215,6 +1420,167 @@ mod tests {
                 .collect();
             let e = outcome(p, &vars).unwrap_err();
             assert!(e.contains("ASYNC_JOBS_STORE"), "{e}");
+        }
+    }
+
+    /// `ASYNC_JOBS_<USE_CASE>_DB_DSN` gives a use case a store of its own; use cases on one
+    /// database (whatever the user or options) share one store; every process reads them; a
+    /// variable for an unknown use case, a bad DSN or a use case store without the default one
+    /// is refused naming the variable, never printing a password.
+    #[test]
+    fn use_cases_may_have_stores_of_their_own() {
+        let vars = with(
+            &[(
+                "ASYNC_JOBS_MESSAGE_LABELING_DB_DSN",
+                "postgres://app:pw@DB.internal:5432/jobs?sslmode=disable",
+            )],
+            "ASYNC_JOBS_NOTIFICATIONS_DB_DSN",
+            "postgres://notif:secretpw@db-n.internal/notif?sslmode=require",
+        );
+        for process in PROCESSES {
+            let report = outcome(process, &vars).unwrap();
+            let stores = &report["store"]["use_case_stores"];
+            assert_eq!(
+                stores["notifications"]["dsn"],
+                "postgres://notif:***@db-n.internal/notif?sslmode=require"
+            );
+            assert_eq!(stores["notifications"]["sslmode"], "require");
+            assert_eq!(
+                stores["message_labeling"]["variable"],
+                "ASYNC_JOBS_MESSAGE_LABELING_DB_DSN"
+            );
+            // message_labeling's database is the default one (host names are case-blind).
+            assert_eq!(report["store"]["stores"], 2, "{process:?}");
+            assert!(!report.to_string().contains("secretpw"));
+        }
+        let settings = Settings::from_snapshot(
+            &Env::from_pairs(vars.clone()),
+            Process::Scheduler,
+            Overrides::default(),
+        )
+        .unwrap();
+        let pg = settings.require_postgres().unwrap();
+        let targets = pg.targets();
+        assert_eq!(targets.len(), 2);
+        assert_eq!(targets[0].use_cases, vec!["message_labeling"]);
+        assert_eq!(targets[1].use_cases, vec!["notifications"]);
+        assert_eq!(targets[1].variable, "ASYNC_JOBS_NOTIFICATIONS_DB_DSN");
+        assert!(!format!("{settings:?}").contains("secretpw"));
+
+        let refused =
+            |name: &'static str, value: &'static str, extra: &[(&'static str, &'static str)]| {
+                // An empty value in `extra` removes the variable.
+                let removed: Vec<&str> = extra
+                    .iter()
+                    .filter(|(_, v)| v.is_empty())
+                    .map(|(k, _)| *k)
+                    .collect();
+                let vars: Vec<_> = with(extra, name, value)
+                    .into_iter()
+                    .filter(|(k, _)| !removed.contains(k))
+                    .collect();
+                let errors: Vec<String> = PROCESSES
+                    .iter()
+                    .filter_map(|p| outcome(*p, &vars).err())
+                    .collect();
+                assert_eq!(errors.len(), PROCESSES.len(), "{name}={value} accepted");
+                for e in &errors {
+                    assert!(e.contains(name) && !e.contains('\n'), "{e}");
+                    assert!(!e.contains("secretpw"), "{e}");
+                }
+                errors[0].clone()
+            };
+        let e = refused(
+            "ASYNC_JOBS_BILLING_DB_DSN",
+            "postgres://b:secretpw@db-b/jobs",
+            &[],
+        );
+        assert!(
+            e.contains("'billing' is not one") && e.contains("notifications"),
+            "{e}"
+        );
+        refused(
+            "ASYNC_JOBS_NOTIFICATIONS_DB_DSN",
+            "postgres://n:secretpw@db-n/jobs?sslmode=sometimes",
+            &[],
+        );
+        // The default store's database with another user, password, sslmode or hostaddr: one
+        // pool cannot honour both, so it is refused (not silently dropped).
+        for other in [
+            "postgres://label:secretpw@db.internal:5432/jobs?sslmode=disable",
+            "postgres://app:secretpw@db.internal:5432/jobs?sslmode=disable",
+            "postgres://app:pw@db.internal:5432/jobs?sslmode=require",
+            "postgres://app:pw@db.internal:5432/jobs?sslmode=disable&hostaddr=10.0.0.9",
+        ] {
+            let e = refused("ASYNC_JOBS_MESSAGE_LABELING_DB_DSN", other, &[]);
+            assert!(
+                e.contains("ASYNC_JOBS_DB_DSN") && e.contains("same connection string"),
+                "{e}"
+            );
+        }
+        // Without the default store (memory, or dev without a DSN) a use case store is refused.
+        let e = refused(
+            "ASYNC_JOBS_NOTIFICATIONS_DB_DSN",
+            "postgres://n:secretpw@db-n/jobs",
+            &[("ASYNC_JOBS_STORE", "memory"), ("ASYNC_JOBS_DB_DSN", "")],
+        );
+        assert!(e.contains("in-memory"), "{e}");
+    }
+
+    /// The DSN variables are the configured use cases' names: a queue variable ending in
+    /// `_DB_DSN` is a queue (of a use case whose name ends in `_db_dsn`), and a use case's DSN
+    /// variable in another case is refused, not read as a second value.
+    #[test]
+    fn use_case_dsn_variables_are_built_from_the_use_cases() {
+        let queue = "https://sqs.eu-west-1.amazonaws.com/1/r";
+        let vars = with(&[], "ASYNC_JOBS_SQS_QUEUE_REPORTS_DB_DSN", queue);
+        let settings = |vars: &[(&'static str, &'static str)]| {
+            Settings::from_snapshot(
+                &Env::from_pairs(vars.to_vec()),
+                Process::Scheduler,
+                Overrides::default(),
+            )
+            .map_err(|e| e.to_string())
+        };
+        let ok = settings(&vars).unwrap();
+        assert_eq!(ok.require_postgres().unwrap().targets().len(), 1);
+        // That use case's own DSN.
+        let mut own = vars.clone();
+        own.push((
+            "ASYNC_JOBS_REPORTS_DB_DSN_DB_DSN",
+            "postgres://r:secretpw@db-r/jobs",
+        ));
+        let ok = settings(&own).unwrap();
+        let targets = ok.require_postgres().unwrap().targets();
+        assert_eq!(targets.len(), 2);
+        assert_eq!(targets[1].use_cases, vec!["reports_db_dsn"]);
+        // Mixed case: refused naming it, even next to the right one.
+        for extra in [
+            vec![(
+                concat!("ASYNC_JOBS_", "Notifications_DB_DSN"),
+                "postgres://n:secretpw@db-n/jobs",
+            )],
+            vec![
+                (
+                    "ASYNC_JOBS_NOTIFICATIONS_DB_DSN",
+                    "postgres://n:secretpw@db-n/jobs",
+                ),
+                (
+                    "ASYNC_JOBS_notifications_DB_DSN",
+                    "postgres://m:secretpw@db-m/jobs",
+                ),
+            ],
+        ] {
+            let mut vars = vars.clone();
+            vars.extend(extra);
+            let e = settings(&vars).unwrap_err();
+            assert!(
+                e.contains("ASYNC_JOBS_NOTIFICATIONS_DB_DSN")
+                    && e.contains("case-sensitive")
+                    && !e.contains("secretpw")
+                    && !e.contains('\n'),
+                "{e}"
+            );
         }
     }
 

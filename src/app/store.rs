@@ -6,27 +6,32 @@ use std::time::Duration;
 
 use jobs_core::clock::SystemClock;
 use jobs_core::memory::MemoryStore;
-use jobs_core::{ConfigError, Env, JobStore};
+use jobs_core::{ConfigError, Env, JobStore, RoutedStore};
+use jobs_postgres::PgRoutes;
 
-use super::settings::StoreSettings;
+use super::settings::{PostgresSettings, SettingsError, StoreSettings};
 use super::AppError;
 
 /// The store a process runs on.
 #[derive(Debug, Clone)]
 pub struct StoreChoice {
-    /// The store.
+    /// The store: with use cases of their own stores (`ASYNC_JOBS_<USE_CASE>_DB_DSN`), a
+    /// [`RoutedStore`] over them ([`jobs_core::route`]).
     pub store: Arc<dyn JobStore>,
-    /// `(connector, schema)` when it is Postgres: the connection settings and TLS every other
-    /// connection of the process (leader lock, …) uses too.
+    /// `(connector, schema)` of the default store when it is Postgres: the connection settings
+    /// and TLS the scheduler's leader lock uses (one leader, on the default store).
     pub postgres: Option<(jobs_postgres::PgConnector, String)>,
+    /// The Postgres stores by use case, when they are more than one.
+    pub routes: Option<Arc<RoutedStore>>,
 }
 
 impl StoreChoice {
     /// `postgres` or a warning that the store is not durable.
     pub fn describe(&self) -> &'static str {
-        match self.postgres {
-            Some(_) => "postgres",
-            None => "in-memory (NOT durable: jobs are lost when the process exits)",
+        match (&self.postgres, &self.routes) {
+            (Some(_), Some(_)) => "postgres (a store per use case where configured)",
+            (Some(_), None) => "postgres",
+            (None, _) => "in-memory (NOT durable: jobs are lost when the process exits)",
         }
     }
 }
@@ -179,35 +184,186 @@ impl StoreKind {
 
 /// Opens the store `settings` describe: Postgres (TLS as `sslmode` in the DSN and
 /// `ASYNC_JOBS_DB_CA_FILE` say, see [`jobs_postgres::tls`]; migrated unless
-/// `ASYNC_JOBS_AUTO_MIGRATE=false`; the role's statement timeout) or the in-memory store.
+/// `ASYNC_JOBS_AUTO_MIGRATE=false`; the role's statement timeout) or the in-memory store. With
+/// use cases of their own stores, every distinct store is opened (and migrated) and the process
+/// runs on a [`RoutedStore`] over them.
 pub async fn open(settings: &StoreSettings) -> Result<StoreChoice, AppError> {
     let pg = match settings {
         StoreSettings::Memory => {
             return Ok(StoreChoice {
                 store: Arc::new(MemoryStore::new(Arc::new(SystemClock))),
                 postgres: None,
+                routes: None,
             })
         }
         StoreSettings::Postgres(pg) => pg,
     };
-    let store = jobs_postgres::PgStore::connect_using(
-        &pg.connector,
-        &pg.schema,
-        jobs_postgres::PoolOptions {
-            statement_timeout: pg.statement_timeout,
-            ..jobs_postgres::PoolOptions::default()
-        },
-    )?;
+    let options = jobs_postgres::PoolOptions {
+        statement_timeout: pg.statement_timeout,
+        ..jobs_postgres::PoolOptions::default()
+    };
+    let routes = connect_all(pg, options)?;
+    if routes.stores().len() > 1 {
+        // Before anything is written: two stores that are one database would wipe each other's
+        // rate limits and configured schedules.
+        check_distinct(&routes, pg, STORE_VERIFY_TIMEOUT).await?;
+    }
     if pg.auto_migrate {
-        store
-            .migrate()
-            .await
-            .map_err(|e| format!("applying migrations: {e}"))?;
+        migrate_all(&routes).await?;
+    }
+    let postgres = Some((pg.connector.clone(), pg.schema.clone()));
+    if routes.stores().len() == 1 {
+        return Ok(StoreChoice {
+            store: routes.routed(),
+            postgres,
+            routes: None,
+        });
+    }
+    let routed = Arc::new(routes.routed_store());
+    for (i, target) in pg.targets().iter().enumerate() {
+        tracing::info!(
+            store = %routed.label(i),
+            database = %target.connector.database(),
+            schema = %pg.schema,
+            "job store"
+        );
     }
     Ok(StoreChoice {
-        store: Arc::new(store),
-        postgres: Some((pg.connector.clone(), pg.schema.clone())),
+        store: routed.clone(),
+        postgres,
+        routes: Some(routed),
     })
+}
+
+/// Every distinct store of `pg` ([`PostgresSettings::targets`]), connected (not yet: pools
+/// connect on first use) with `options`, and the use cases routed to each.
+pub fn connect_all(
+    pg: &PostgresSettings,
+    options: jobs_postgres::PoolOptions,
+) -> Result<PgRoutes, AppError> {
+    let mut routes: Option<PgRoutes> = None;
+    for target in pg.targets() {
+        let store = jobs_postgres::PgStore::connect_using(&target.connector, &pg.schema, options)
+            .map_err(|e| format!("{}: {e}", target.variable))?;
+        let mut next = match routes.take() {
+            None => PgRoutes::new(store.clone()),
+            Some(r) => r,
+        };
+        for use_case in &target.use_cases {
+            next = next.with_route(use_case.clone(), store.clone());
+        }
+        routes = Some(next);
+    }
+    routes.ok_or_else(|| "no store is configured".into())
+}
+
+/// Applies the migrations to every store (each under its own advisory lock); what each applied.
+pub async fn migrate_all(
+    routes: &PgRoutes,
+) -> Result<Vec<(String, jobs_postgres::MigrationReport)>, AppError> {
+    let mut reports = Vec::new();
+    for (i, store) in routes.stores().iter().enumerate() {
+        let report = store
+            .migrate()
+            .await
+            .map_err(|e| format!("applying migrations to {}: {e}", routes.label(i)))?;
+        reports.push((routes.label(i), report));
+    }
+    Ok(reports)
+}
+
+/// How long a process with stores per use case waits at start for every store to answer the
+/// check that no two of them are one database ([`check_distinct`]) before it refuses to start.
+pub const STORE_VERIFY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Refuses two connection strings that reach one database under different names (another host
+/// alias, a proxy): as two stores its jobs would be listed and counted twice, and each store's
+/// writes of its own rate limits and configured schedules would delete the other's. Each
+/// store's server start time and database name tell them apart. Every store must answer: one
+/// that does not is asked again (backing off from 100 ms to 5 s, a warning naming its variable
+/// each time) until `timeout`, then the process refuses to start naming the variables of the
+/// stores that did not answer. Nothing is served until every store is checked.
+pub async fn check_distinct(
+    routes: &PgRoutes,
+    pg: &PostgresSettings,
+    timeout: Duration,
+) -> Result<(), AppError> {
+    let targets = pg.targets();
+    let variable = |k: usize| targets.get(k).map_or("?", |t| t.variable.as_str());
+    let started = tokio::time::Instant::now();
+    let mut identities: Vec<Option<String>> = vec![None; routes.stores().len()];
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut failures = Vec::new();
+        for (i, store) in routes.stores().iter().enumerate() {
+            if identities[i].is_some() {
+                continue;
+            }
+            match store_identity(store).await {
+                Ok(identity) => identities[i] = Some(identity),
+                Err(e) => failures.push((i, e)),
+            }
+        }
+        if failures.is_empty() {
+            break;
+        }
+        let elapsed = started.elapsed();
+        if elapsed >= timeout {
+            let names: Vec<String> = failures
+                .iter()
+                .map(|(i, e)| format!("{} ({e})", variable(*i)))
+                .collect();
+            return Err(Box::new(SettingsError::new(format!(
+                "cannot check that the stores are distinct databases: no answer within {} s \
+                 from {}; every store must answer at start (two connection strings reaching \
+                 one database would delete each other's rate limits and schedules)",
+                timeout.as_secs(),
+                names.join(", ")
+            ))));
+        }
+        for (i, e) in &failures {
+            tracing::warn!(
+                variable = variable(*i),
+                store = %routes.label(*i),
+                error = %e,
+                retry_in = ?backoff,
+                "store not reachable: waiting for it before starting (its identity must be checked)"
+            );
+        }
+        tokio::time::sleep(backoff.min(timeout - elapsed)).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for (i, identity) in identities.iter().enumerate() {
+        let Some(identity) = identity.as_deref() else {
+            continue;
+        };
+        if let Some((_, first)) = seen.iter().find(|(id, _)| *id == identity) {
+            return Err(Box::new(SettingsError::new(format!(
+                "invalid {}: it reaches the same database and schema as {} under another \
+                 connection string (host alias, proxy): give use cases that share a database \
+                 the same host, port and database name, so they share one store (as two \
+                 stores its jobs would be listed and counted twice)",
+                variable(i),
+                variable(*first)
+            ))));
+        }
+        seen.push((identity, i));
+    }
+    Ok(())
+}
+
+/// A store's server start time and database name.
+async fn store_identity(store: &jobs_postgres::PgStore) -> Result<String, String> {
+    let client = store.pool().get().await.map_err(|e| e.to_string())?;
+    let row = client
+        .query_one(
+            "SELECT pg_postmaster_start_time()::text || '/' || current_database()",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    row.try_get::<_, String>(0).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -43,7 +43,8 @@ enum Command {
     /// The reference worker running the sample handlers (send_email, send_sms, label_message).
     /// Needs ASYNC_JOBS_DB_DSN and the queue URLs.
     Worker,
-    /// Applies the database migrations to ASYNC_JOBS_DB_SCHEMA (safe to run concurrently).
+    /// Applies the database migrations to ASYNC_JOBS_DB_SCHEMA in every store (ASYNC_JOBS_DB_DSN
+    /// and each ASYNC_JOBS_<USE_CASE>_DB_DSN; safe to run concurrently).
     Migrate,
     /// Operator commands over the HTTP API: list, get, retry, cancel, enqueue. Exit status: 0 done,
     /// 1 API unreachable or failing, 2 usage, 3 not found, 4 credentials refused, 5 request

@@ -12,6 +12,9 @@
 //! | `ASYNC_JOBS_PER_TENANT_WEIGHTS` | JSON fair-share weights, see [`WeightConfig`] |
 //! | `ASYNC_JOBS_<USE_CASE>_FAIR_SHARE` | `false`: the use case's pick is plain EDF across tenants (default `true`: weighted fair share, EDF within each tenant) |
 //!
+//! A use case's own store, `ASYNC_JOBS_<USE_CASE>_DB_DSN`, is read by the composition root
+//! (`async_jobs::app::settings`), which opens it; the routing itself is [`crate::route`].
+//!
 //! With no queue variable at all, the two use cases of the original are configured:
 //! `notifications` (cap 10, tolerance 300 s) and `message_labeling` (cap 5, tolerance 600 s).
 //! Use case names are the variable suffix in lower case.

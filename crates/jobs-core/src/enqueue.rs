@@ -300,6 +300,15 @@ pub enum ValidationError {
         /// The serializer's error.
         message: String,
     },
+    /// A batch holds jobs of use cases kept in different stores ([`crate::route`]): a batch is
+    /// all or nothing within one store only, so it is refused as a whole.
+    #[error("the batch holds jobs of use cases '{first}' and '{second}', which are kept in different stores: a batch is all or nothing within one store only; send one batch per store")]
+    BatchSpansStores {
+        /// The use case of the batch's first job.
+        first: String,
+        /// A use case of another store.
+        second: String,
+    },
     /// [`EnqueueRequest::of`] was used for a job type that declares no use case.
     #[error("job type '{kind}' declares no use case (JobType::USE_CASE); name one with EnqueueRequest::typed")]
     NoDefaultUseCase {
@@ -331,6 +340,7 @@ impl ValidationError {
             ValidationError::BatchSize { .. } => "invalid_batch_size",
             ValidationError::PayloadNotSerializable { .. } => "payload_not_serializable",
             ValidationError::NoDefaultUseCase { .. } => "no_default_use_case",
+            ValidationError::BatchSpansStores { .. } => "batch_spans_stores",
         }
     }
 }

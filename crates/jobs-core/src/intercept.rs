@@ -309,6 +309,19 @@ impl<I: Interceptor> ApiStore for InterceptedStore<I> {
         self.around(StoreOp::Ping, 1, self.inner.ping()).await
     }
 
+    /// Asks the interceptor as for a [`StoreOp::Ping`] (a refusal is the answer, named
+    /// `"store"`), then the inner store store by store.
+    async fn ping_each(&self, timeout: Duration) -> Vec<(String, Result<(), StoreError>)> {
+        if let Err(e) = self.interceptor.before(StoreOp::Ping, 1).await {
+            return vec![("store".to_owned(), Err(e))];
+        }
+        let mut out = self.inner.ping_each(timeout).await;
+        if let Err(e) = self.interceptor.after(StoreOp::Ping, 1).await {
+            out.insert(0, ("store".to_owned(), Err(e)));
+        }
+        out
+    }
+
     async fn pause(&self, scope: &PauseScope) -> Result<Pause, StoreError> {
         self.around(StoreOp::Pause, 1, self.inner.pause(scope))
             .await
@@ -394,6 +407,10 @@ impl<I: Interceptor> DispatchStore for InterceptedStore<I> {
 
 #[async_trait]
 impl<I: Interceptor> LeaseStore for InterceptedStore<I> {
+    fn hint_use_case(&self, id: JobId, use_case: &str) {
+        self.inner.hint_use_case(id, use_case);
+    }
+
     async fn claim(
         &self,
         id: JobId,

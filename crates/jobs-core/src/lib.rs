@@ -27,6 +27,8 @@
 //! - [`handler`]: typed handlers, their registry, context and outcomes.
 //! - [`job_type`]: [`JobType`], a payload type that declares its job type's name once, for typed
 //!   enqueue requests and handlers.
+//! - [`route`]: [`RoutedStore`], one store over a default store and per-use-case stores (each
+//!   use case's invariants live in one store; calls by job id find the job's store).
 //! - [`memory`]: in-memory store and transport with the real adapters' semantics, for unit tests
 //!   and the embedded quick start.
 //! - `testkit` (feature `testkit`): the conformance suites every store and transport must pass,
@@ -89,6 +91,7 @@ pub mod pause;
 pub mod predict;
 pub mod rate;
 pub mod rfc3339;
+pub mod route;
 pub mod scaling;
 pub mod schedule;
 pub mod schedule_store;
@@ -121,6 +124,7 @@ pub use job_type::JobType;
 pub use pause::{Pause, PauseError, PauseScope};
 pub use predict::{JobView, Prediction, QueuePosition, RecordedRate};
 pub use rate::{RateLimit, RateLimitConfig};
+pub use route::RoutedStore;
 pub use schedule::{
     JobTemplate, MissedPolicy, NewSchedule, Schedule, ScheduleDefinition, ScheduleDraft,
     ScheduleError, ScheduleSource, ScheduleValidationError,

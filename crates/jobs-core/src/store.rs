@@ -402,6 +402,15 @@ pub trait ApiStore: Send + Sync + std::fmt::Debug {
     /// Checks the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Readiness store by store (`GET /readyz`): the name and answer of each store this one is
+    /// made of, the one that decides readiness first (the default store of a
+    /// [`RoutedStore`](crate::RoutedStore)), each bounded by `timeout` (then
+    /// [`StoreError::Timeout`]). The default is this store's [`ping`](ApiStore::ping), named
+    /// `"store"`.
+    async fn ping_each(&self, timeout: Duration) -> Vec<(String, Result<(), StoreError>)> {
+        vec![("store".to_owned(), ping_within(self.ping(), timeout).await)]
+    }
+
     /// Pauses `scope`: from the next pick on, [`lease_due`](DispatchStore::lease_due) passes
     /// over its pending jobs (dispatched and running ones finish). Idempotent: pausing a paused
     /// scope changes nothing and returns the pause in force, with its first `paused_at` (the
@@ -533,10 +542,35 @@ pub trait DispatchStore: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// `ping` bounded by `timeout` ([`StoreError::Timeout`] when it is not answered in time).
+pub async fn ping_within(
+    ping: impl std::future::Future<Output = Result<(), StoreError>>,
+    timeout: Duration,
+) -> Result<(), StoreError> {
+    tokio::time::timeout(timeout, ping)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Timeout(format!(
+                "no answer within {} ms",
+                timeout.as_millis()
+            )))
+        })
+}
+
 /// The worker's role: claim dispatched jobs, keep their leases alive and record each attempt's
 /// outcome. Every method is fenced by the lease token (see the module docs).
 #[async_trait]
 pub trait LeaseStore: Send + Sync + std::fmt::Debug {
+    /// A hint from the caller, before its calls about job `id`: the job belongs to `use_case`
+    /// (the worker reads it from the dispatch message). A store that keeps use cases in stores
+    /// of their own ([`RoutedStore`](crate::RoutedStore)) then sends the job's calls straight
+    /// to that use case's store instead of looking for the job; any other store ignores it (the
+    /// default does nothing). The fenced writes stay the authority: a hint naming another use
+    /// case than the job's makes them answer [`LeaseError::LeaseLost`], as for a stale message.
+    fn hint_use_case(&self, id: JobId, use_case: &str) {
+        let _ = (id, use_case);
+    }
+
     /// `dispatched` with `token` → `running`: attempts + 1, `started_at = now`,
     /// `lease_expires_at = now + lease`. Returns the job (with payload).
     async fn claim(&self, id: JobId, token: LeaseToken, lease: Duration)

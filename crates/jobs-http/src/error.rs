@@ -59,6 +59,9 @@ pub mod codes {
     pub const STORE_TIMEOUT: &str = "store_timeout";
     /// 500: a non-retryable store failure.
     pub const INTERNAL: &str = "internal";
+    /// 400: the store cannot do what was asked the way it was asked (for example a schedule
+    /// moved to a use case kept in another store); the same request fails the same way.
+    pub const UNSUPPORTED_BY_STORE: &str = "unsupported_by_store";
     /// 400: a path segment is not valid UTF-8 text.
     pub const INVALID_PATH: &str = "invalid_path";
     /// 404: no route has this path (a wrong base URL or prefix, not a missing job).
@@ -154,8 +157,13 @@ impl ApiError {
     }
 
     /// The error for a store failure: 503 `store_timeout` for a query cut by the statement
-    /// timeout, 503 `store_unavailable` when retryable, 500 otherwise (details logged, not sent).
+    /// timeout, 503 `store_unavailable` when retryable, 400 `unsupported_by_store` for a request
+    /// the store refuses as asked (its message says what to do instead), 500 otherwise (details
+    /// logged, not sent).
     pub fn from_store(err: &StoreError) -> Self {
+        if let StoreError::Unsupported(message) = err {
+            return Self::bad_request(codes::UNSUPPORTED_BY_STORE, message.clone());
+        }
         if let StoreError::Timeout(_) = err {
             tracing::warn!(error = %err, "store query timed out");
             Self::new(
@@ -268,5 +276,27 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_what_the_caller_does_next() {
+        let unsupported = ApiError::from_store(&StoreError::Unsupported(
+            "delete it and create it again".into(),
+        ));
+        assert_eq!(
+            (unsupported.status, unsupported.code.as_ref()),
+            (StatusCode::BAD_REQUEST, codes::UNSUPPORTED_BY_STORE)
+        );
+        assert_eq!(unsupported.message, "delete it and create it again");
+        let internal = ApiError::from_store(&StoreError::Internal("secret detail".into()));
+        assert_eq!(internal.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!internal.message.contains("secret"));
+        let unavailable = ApiError::from_store(&StoreError::Unavailable("down".into()));
+        assert_eq!(unavailable.code, codes::STORE_UNAVAILABLE);
     }
 }

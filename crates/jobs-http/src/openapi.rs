@@ -194,6 +194,19 @@ pub(crate) struct BatchResponseSchema {
 #[schema(as = Health)]
 pub(crate) struct HealthSchema {
     status: String,
+    /// `/readyz` with use cases in stores of their own: each store (the default one first,
+    /// which decides readiness) and whether it answers (`ready` or `unavailable`).
+    stores: Option<Vec<StoreHealthSchema>>,
+}
+
+/// One store's readiness.
+#[derive(ToSchema)]
+#[schema(as = StoreHealth)]
+pub(crate) struct StoreHealthSchema {
+    /// "the default store", "the store of use case 'x'"
+    store: String,
+    /// `ready` or `unavailable`.
+    status: String,
 }
 
 struct BearerAuth;

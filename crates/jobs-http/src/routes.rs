@@ -6,7 +6,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jobs_core::{
-    EnqueueRequest, Enqueued, Job, JobStatus, JobView, PageRequest, TenantScope, TraceContext,
+    EnqueueRequest, Enqueued, Job, JobStatus, JobView, PageRequest, StoreError, TenantScope,
+    TraceContext,
 };
 use serde_json::json;
 use utoipa::OpenApi as _;
@@ -362,32 +363,56 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the store answers.
+/// Readiness: the store answers. With use cases in stores of their own, readiness is the
+/// default store's, and the body reports each store (`stores`): one use case's store being down
+/// does not take every process out of service.
 #[utoipa::path(
     get, path = "/readyz", tag = "ops",
     responses(
-        (status = 200, description = "Ready", body = HealthSchema),
-        (status = 503, description = "The store does not answer (`store_unavailable`)", body = ErrorBody),
+        (status = 200, description = "Ready (with stores per use case: each store's status in `stores`)", body = HealthSchema),
+        (status = 503, description = "The (default) store does not answer (`store_unavailable`)", body = ErrorBody),
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let timeout = state.settings().store_probe_timeout;
-    match tokio::time::timeout(timeout, state.service().store().ping()).await {
-        Ok(Ok(())) => Ok(Json(json!({ "status": "ready" }))),
-        Ok(Err(err)) => {
-            tracing::warn!(error = %err, "readiness check failed");
-            Err(ApiError::new(
+    let parts = state.service().store().ping_each(timeout).await;
+    for (store, answer) in &parts {
+        if let Err(err) = answer {
+            tracing::warn!(store = %store, error = %err, "readiness check failed");
+        }
+    }
+    match parts.first().map(|(_, answer)| answer) {
+        Some(Ok(())) | None => {}
+        Some(Err(StoreError::Timeout(_))) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::STORE_UNAVAILABLE,
+                "the job store did not answer in time",
+            ))
+        }
+        Some(Err(_)) => {
+            return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 codes::STORE_UNAVAILABLE,
                 "the job store does not answer",
             ))
         }
-        Err(_) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            codes::STORE_UNAVAILABLE,
-            "the job store did not answer in time",
-        )),
     }
+    let mut body = json!({ "status": "ready" });
+    if parts.len() > 1 {
+        body["stores"] = parts
+            .iter()
+            .map(|(store, answer)| {
+                let status = if answer.is_ok() {
+                    "ready"
+                } else {
+                    "unavailable"
+                };
+                json!({ "store": store, "status": status })
+            })
+            .collect();
+    }
+    Ok(Json(body))
 }
 
 /// Prometheus metrics (text exposition format).

@@ -41,6 +41,9 @@
 //! - Cron schedules: the `schedules` table (migration 7) and
 //!   [`ScheduleStore::fire`](jobs_core::ScheduleStore::fire) — the advance of `next_run_at`
 //!   (fenced on the value the leader read) and the slot's jobs in one transaction.
+//! - [`PgRoutes`]: stores by use case (`ASYNC_JOBS_<USE_CASE>_DB_DSN`) as one routed
+//!   [`JobStore`](jobs_core::JobStore), and enqueue in a caller's transaction only for the use
+//!   cases kept in that transaction's store.
 //! - [`tls`]: every connection (pool, LISTEN, leader lock, migrations) goes through a
 //!   [`PgConnector`]: libpq's `sslmode` (`disable` … `verify-full`) and `sslrootcert` from the
 //!   connection string, an optional CA file, rustls underneath.
@@ -55,6 +58,7 @@ mod error;
 mod leader;
 pub mod migrate;
 mod notify;
+pub mod route;
 mod row;
 mod schedule;
 pub mod schema;
@@ -66,6 +70,7 @@ mod wake;
 
 pub use leader::PgLeaderElection;
 pub use migrate::{migrate, MigrateError, Migration, MigrationReport, MigrationTarget, MIGRATIONS};
+pub use route::PgRoutes;
 pub use schema::{InvalidSchemaName, SchemaName, DEFAULT_SCHEMA};
 pub use store::{PgStore, PoolOptions};
 pub use tls::{DbConfigError, PgConnector, SslMode};

@@ -300,6 +300,12 @@ impl PgStore {
         &self.pool
     }
 
+    /// True when `other` is this store: one was cloned from the other (same pool). Two stores
+    /// connected separately are not the same store, even to the same database.
+    pub fn is_same_store(&self, other: &PgStore) -> bool {
+        Arc::ptr_eq(&self.sql, &other.sql)
+    }
+
     /// Applies pending migrations to the store's schema.
     pub async fn migrate(&self) -> Result<MigrationReport, MigrateError> {
         migrate(&self.pool, self.schema()).await

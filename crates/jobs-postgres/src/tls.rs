@@ -338,6 +338,66 @@ impl PgConnector {
         &mut self.config
     }
 
+    /// Which database the connection string names, as `host[,host…]:port[,port…]/dbname`
+    /// (hosts in lower case, port 5432 when none is given, the user's name as the database when
+    /// none is given, as in libpq): no user, password or option, so it may be logged, and two
+    /// connection strings with the same one reach the same database.
+    pub fn database(&self) -> String {
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.to_ascii_lowercase(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let ports: Vec<String> = match self.config.get_ports() {
+            [] => vec!["5432".to_owned()],
+            ports => ports.iter().map(u16::to_string).collect(),
+        };
+        let dbname = self
+            .config
+            .get_dbname()
+            .or(self.config.get_user())
+            .unwrap_or_default();
+        format!("{}:{}/{dbname}", hosts.join(","), ports.join(","))
+    }
+
+    /// Whether `other` connects exactly as this one does once [`database`](Self::database)
+    /// matches: the same user, password, options, application name, host addresses,
+    /// `sslmode`, timeouts and keepalives. Two connection strings of one database that differ
+    /// in any of these cannot share one pool without one of them being silently ignored.
+    pub fn same_connection(&self, other: &PgConnector) -> bool {
+        let key = |c: &PgConnector| {
+            let k = &c.config;
+            (
+                c.database(),
+                k.get_user().map(str::to_owned),
+                k.get_password().map(<[u8]>::to_vec),
+                k.get_options().map(str::to_owned),
+                k.get_application_name().map(str::to_owned),
+                k.get_hostaddrs().to_vec(),
+                (
+                    c.mode,
+                    k.get_connect_timeout().copied(),
+                    k.get_tcp_user_timeout().copied(),
+                    k.get_keepalives(),
+                    k.get_keepalives_idle(),
+                    k.get_keepalives_interval(),
+                    k.get_keepalives_retries(),
+                ),
+                (
+                    k.get_target_session_attrs(),
+                    k.get_channel_binding(),
+                    k.get_load_balance_hosts(),
+                ),
+            )
+        };
+        key(self) == key(other)
+    }
+
     /// The TLS connector to hand to tokio-postgres or deadpool.
     pub fn tls(&self) -> MakeRustlsConnect {
         self.tls.clone()

@@ -1235,6 +1235,63 @@ async fn a_long_caller_transaction_banks_no_turns() {
     );
 }
 
+/// `PgRoutes`: a job is enqueued in a caller's transaction only when its use case is kept in the
+/// transaction's store; otherwise nothing is written and the error names both stores. The routed
+/// store finds either store's jobs by id and keeps each use case in its store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn routes_enqueue_in_only_the_transactions_own_store() {
+    let a = TestDb::new().await;
+    let b = TestDb::new().await;
+    let routes = jobs_postgres::PgRoutes::new(a.store.clone())
+        .with_route("alpha", a.store.clone())
+        .with_route("beta", b.store.clone());
+    assert_eq!(routes.stores().len(), 2, "a store given twice is one store");
+    assert_eq!(routes.use_cases_of(1), vec!["beta"]);
+    let store = routes.store_for("beta");
+    let mut client = store.pool().get().await.unwrap();
+
+    let tx = client.transaction().await.unwrap();
+    let elsewhere = new_job("t", "alpha");
+    let err = routes
+        .enqueue_in(store, &tx, elsewhere.clone())
+        .await
+        .unwrap_err();
+    let EnqueueError::Store(StoreError::Unsupported(message)) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        message.contains("'alpha' is kept in the default store")
+            && message.contains("the store of use case 'beta'"),
+        "{message}"
+    );
+    let err = routes
+        .enqueue_many_in(store, &tx, vec![new_job("t", "beta"), elsewhere.clone()])
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        EnqueueError::Store(StoreError::Unsupported(_))
+    ));
+    let own = new_job("t", "beta");
+    routes.enqueue_in(store, &tx, own.clone()).await.unwrap();
+    tx.commit().await.unwrap();
+
+    assert!(b.store.get(own.id).await.unwrap().is_some());
+    assert!(a.store.get(own.id).await.unwrap().is_none());
+    assert!(
+        a.store.get(elsewhere.id).await.unwrap().is_none(),
+        "nothing written"
+    );
+    let routed = routes.routed();
+    assert_eq!(routed.get(own.id).await.unwrap().unwrap().use_case, "beta");
+    let alpha = routed.enqueue(new_job("t", "alpha")).await.unwrap().job;
+    assert!(a.store.get(alpha.id).await.unwrap().is_some());
+    assert!(b.store.get(alpha.id).await.unwrap().is_none());
+    drop(client);
+    a.drop().await;
+    b.drop().await;
+}
+
 /// Whether job `id`'s current row version is heap-only: written by a HOT update, with no new
 /// index entry (pageinspect's view of the tuple header, `HEAP_ONLY_TUPLE`).
 async fn heap_only(client: &tokio_postgres::Client, schema: &str, id: uuid::Uuid) -> bool {

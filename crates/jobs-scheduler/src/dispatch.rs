@@ -1,8 +1,9 @@
 //! One scheduler tick: reap expired leases, lease due jobs earliest-deadline-first under each use
 //! case's cap, and send them to the transport.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use jobs_core::store::{PickRequest, ReapReport};
 use jobs_core::transport::OutgoingMessage;
@@ -59,6 +60,26 @@ pub struct TickReport {
     /// ([`DispatchStore::rate_wait`](jobs_core::DispatchStore::rate_wait)), over the use cases
     /// with rate limits: tick again no later than this.
     pub rate_wait: Option<std::time::Duration>,
+    /// Use cases whose dispatch failed in this tick (their store, or the transport refused
+    /// some or all of their messages), with the error: each backs off on its own (from
+    /// [`SchedulerConfig::min_backoff`], doubling up to [`SchedulerConfig::max_backoff`]) while
+    /// the others go on. A use case whose messages were refused in part has no error of its own
+    /// ([`TickReport::send_failed`] counts them) and is listed in
+    /// [`TickReport::backing_off`] at the next tick.
+    pub failed: BTreeMap<String, SchedulerError>,
+    /// Use cases skipped in this tick because they are still backing off from a failure.
+    pub backing_off: Vec<String>,
+    /// The shortest wait until a failed or backing-off use case may be tried again: tick again
+    /// no later than this.
+    pub retry_in: Option<Duration>,
+}
+
+/// A use case backing off after a failure: the wait after its last failure and when it may be
+/// tried again.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    wait: Duration,
+    until: Instant,
 }
 
 /// Reaps, leases and sends: the scheduler's unit of work.
@@ -71,6 +92,8 @@ pub struct Dispatcher {
     transport: Arc<dyn Transport>,
     platform: Arc<PlatformConfig>,
     config: SchedulerConfig,
+    /// Use cases backing off after a failure (shared by the clones of this dispatcher).
+    failing: Arc<Mutex<BTreeMap<String, Backoff>>>,
 }
 
 impl Dispatcher {
@@ -86,7 +109,37 @@ impl Dispatcher {
             transport,
             platform,
             config,
+            failing: Arc::new(Mutex::new(BTreeMap::new())),
         }
+    }
+
+    fn failing(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Backoff>> {
+        // Single inserts and removes: a panic while holding the lock leaves the map consistent.
+        self.failing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long `use_case` still backs off, if it does.
+    fn backing_off(&self, use_case: &str, now: Instant) -> Option<Duration> {
+        self.failing()
+            .get(use_case)
+            .and_then(|b| b.until.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Notes a failure of `use_case`: its next wait (doubled from the last one), returned.
+    fn note_failure(&self, use_case: &str) -> Duration {
+        let mut failing = self.failing();
+        let wait = failing.get(use_case).map_or(self.config.min_backoff, |b| {
+            (b.wait * 2).min(self.config.max_backoff)
+        });
+        failing.insert(
+            use_case.to_owned(),
+            Backoff {
+                wait,
+                until: Instant::now() + wait,
+            },
+        );
+        wait
     }
 
     /// The settings.
@@ -99,8 +152,11 @@ impl Dispatcher {
         &self.store
     }
 
-    /// One tick. A failing use case does not stop the others; the first error is returned after
-    /// every use case had its turn.
+    /// One tick. A failing use case does not hold the others back: its error is reported in
+    /// [`TickReport::failed`] and it backs off on its own (skipped by the ticks until its wait is
+    /// over, [`TickReport::backing_off`]), while the other use cases dispatch as usual. The tick
+    /// fails (`Err`, the first error) only when the reap fails or every use case it tried
+    /// failed: then the whole loop backs off.
     pub async fn tick(&self) -> Result<TickReport, SchedulerError> {
         let started = Instant::now();
         let reaped = self
@@ -116,24 +172,45 @@ impl Dispatcher {
             tracing::info!(?report.reaped, "returned expired leases");
             metrics::counter!("async_jobs_reaped_total").increment(report.reaped.total());
         }
-        let mut first_error = None;
+        let (mut first_error, mut tried) = (None, 0usize);
         for uc in self.platform.use_cases.values() {
             metrics::gauge!("async_jobs_use_case_cap", "use_case" => uc.name.clone())
                 .set(f64::from(uc.max_concurrent));
-            if let Err(e) = self
+            if let Some(wait) = self.backing_off(&uc.name, Instant::now()) {
+                report.backing_off.push(uc.name.clone());
+                report.retry_in = Some(report.retry_in.map_or(wait, |w| w.min(wait)));
+                continue;
+            }
+            tried += 1;
+            let refused_before = report.send_failed;
+            match self
                 .dispatch_use_case(&uc.name, uc.max_concurrent, &mut report)
                 .await
             {
-                let e = count_error(e);
-                tracing::warn!(use_case = %uc.name, error = %e, "dispatch failed");
-                first_error.get_or_insert(e);
+                Ok(()) if report.send_failed == refused_before => {
+                    self.failing().remove(&uc.name);
+                }
+                // Messages refused: the jobs are pending again, and their wake-up would start
+                // the next tick at once; the use case backs off instead of spinning.
+                Ok(()) => {
+                    let wait = self.note_failure(&uc.name);
+                    report.retry_in = Some(report.retry_in.map_or(wait, |w| w.min(wait)));
+                }
+                Err(e) => {
+                    let e = count_error(e);
+                    let wait = self.note_failure(&uc.name);
+                    tracing::warn!(use_case = %uc.name, error = %e, retry_in = ?wait, "dispatch failed; this use case backs off, the others go on");
+                    report.retry_in = Some(report.retry_in.map_or(wait, |w| w.min(wait)));
+                    report.failed.insert(uc.name.clone(), e.clone());
+                    first_error.get_or_insert(e);
+                }
             }
         }
         metrics::histogram!("async_jobs_scheduler_tick_seconds")
             .record(started.elapsed().as_secs_f64());
         match first_error {
-            Some(e) => Err(e),
-            None => Ok(report),
+            Some(e) if report.failed.len() == tried => Err(e),
+            _ => Ok(report),
         }
     }
 

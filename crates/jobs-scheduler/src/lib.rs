@@ -22,9 +22,13 @@
 //! capacity freed), so an idle system starts a job within milliseconds. Only the leader ticks
 //! ([`jobs_core::leader`]); standbys poll for leadership and take over when the leader's session
 //! ends. Jobs whose message the transport refused go back to `pending` at once
-//! ([`DispatchStore::return_dispatched`](jobs_core::DispatchStore::return_dispatched)) and the loop backs
-//! off; if the store fails too, the reaper returns them when their dispatch lease expires, so
-//! nothing is lost either way.
+//! ([`DispatchStore::return_dispatched`](jobs_core::DispatchStore::return_dispatched)) and that
+//! use case backs off; if the store fails too, the reaper returns them when their dispatch lease
+//! expires, so nothing is lost either way. A use case whose pick or send fails backs off on its
+//! own ([`TickReport::failed`], [`TickReport::backing_off`]) while the others go on — with use
+//! cases in stores of their own, one store's outage holds back only its use cases; the whole
+//! loop backs off only when every use case fails. Pruning runs on its interval whatever the
+//! tick did.
 //!
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<dyn jobs_core::JobStore>, transport: std::sync::Arc<dyn jobs_core::Transport>) {

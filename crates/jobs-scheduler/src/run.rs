@@ -204,30 +204,36 @@ impl Scheduler {
             }
             let ticked = self.dispatcher.tick().await;
             self.backlog_pass(ticked.as_ref().ok()).await;
+            // Pruning goes on whatever the tick did (a routed store prunes the stores that
+            // answer).
+            if last_prune.is_none_or(|t| t.elapsed() >= config.prune_interval) {
+                last_prune = Some(Instant::now());
+                if let Err(e) = self.dispatcher.prune().await {
+                    tracing::warn!(error = %e, "prune failed");
+                }
+            }
             let delay = match ticked {
-                Ok(report) if report.send_failed == 0 => {
+                Ok(report) => {
                     backoff = config.min_backoff;
                     if report.saturated {
                         Duration::ZERO
                     } else {
-                        // Not before a rate-limited job's next token, and never a busy loop.
-                        report.rate_wait.map_or(config.tick_interval, |w| {
-                            w.max(MIN_RATE_WAIT).min(config.tick_interval)
-                        })
+                        // Not before a rate-limited job's next token, nor after a use case that
+                        // backs off may be tried again; and never a busy loop.
+                        [report.rate_wait, report.retry_in]
+                            .into_iter()
+                            .flatten()
+                            .min()
+                            .map_or(config.tick_interval, |w| {
+                                w.max(MIN_RATE_WAIT).min(config.tick_interval)
+                            })
                     }
                 }
-                outcome => {
-                    // A failed tick, or messages the transport refused: the unsent jobs are
-                    // pending again and their wake-up would start the next tick at once, so
-                    // back off as from any failure.
-                    match outcome {
-                        Err(e) => {
-                            tracing::warn!(error = %e, retry_in = ?backoff, "tick failed; backing off");
-                        }
-                        Ok(report) => {
-                            tracing::warn!(send_failed = report.send_failed, retry_in = ?backoff, "the transport refused messages; backing off");
-                        }
-                    }
+                Err(e) => {
+                    // The reap failed, or every use case did (the store is down): back off
+                    // as a whole. A use case failing alone backs off on its own
+                    // (`TickReport::failed`) while the others go on.
+                    tracing::warn!(error = %e, retry_in = ?backoff, "tick failed; backing off");
                     let delay = backoff;
                     backoff = (backoff * 2).min(config.max_backoff);
                     // Wake-ups must not cut an error backoff short.
@@ -240,12 +246,6 @@ impl Scheduler {
                     }
                 }
             };
-            if last_prune.is_none_or(|t| t.elapsed() >= config.prune_interval) {
-                last_prune = Some(Instant::now());
-                if let Err(e) = self.dispatcher.prune().await {
-                    tracing::warn!(error = %e, "prune failed");
-                }
-            }
             // Wake in time for the next slot.
             let delay = cron_wait.map_or(delay, |w| delay.min(w));
             if delay.is_zero() {

@@ -192,6 +192,11 @@ impl ReceiveLoop {
         let results = if candidates.is_empty() {
             Vec::new()
         } else {
+            // The message names the job's use case: a store per use case goes straight to its
+            // store instead of looking for the job in each.
+            for (_, msg, _) in &candidates {
+                self.store().hint_use_case(msg.job_id, &msg.use_case);
+            }
             let claims = candidates
                 .iter()
                 .map(|(_, msg, _)| (msg.job_id, msg.lease_token))
