@@ -194,12 +194,13 @@ impl Dispatcher {
                 // the next tick at once; the use case backs off instead of spinning.
                 Ok(()) => {
                     let wait = self.note_failure(&uc.name);
+                    tracing::warn!(use_case = %uc.name, refused = report.send_failed - refused_before, retry_in = ?wait, "the transport refused messages; backing off this use case");
                     report.retry_in = Some(report.retry_in.map_or(wait, |w| w.min(wait)));
                 }
                 Err(e) => {
                     let e = count_error(e);
                     let wait = self.note_failure(&uc.name);
-                    tracing::warn!(use_case = %uc.name, error = %e, retry_in = ?wait, "dispatch failed; this use case backs off, the others go on");
+                    tracing::warn!(use_case = %uc.name, error = %e, retry_in = ?wait, "dispatch failed; backing off this use case, the others go on");
                     report.retry_in = Some(report.retry_in.map_or(wait, |w| w.min(wait)));
                     report.failed.insert(uc.name.clone(), e.clone());
                     first_error.get_or_insert(e);
