@@ -21,6 +21,41 @@ pub fn new_job_id() -> JobId {
     Uuid::now_v7()
 }
 
+/// A pending job of tenant `t` in use case `u` created at `now`, with every optional field empty:
+/// the base of the unit tests' job fixtures (`Job { status, ..job::fixture(now) }`).
+#[cfg(test)]
+pub(crate) fn fixture(now: chrono::DateTime<chrono::Utc>) -> Job {
+    Job {
+        id: new_job_id(),
+        tenant_id: "t".into(),
+        use_case: "u".into(),
+        kind: "k".into(),
+        payload: serde_json::Value::Null,
+        status: crate::status::JobStatus::Pending,
+        priority: 0,
+        attempts: 0,
+        max_attempts: 1,
+        backoff: crate::backoff::Backoff::default(),
+        run_at: now,
+        delay_tolerance: std::time::Duration::ZERO,
+        deadline_at: now,
+        expire_at_deadline: false,
+        timeout: std::time::Duration::from_secs(1),
+        idempotency_key: None,
+        lease_token: None,
+        lease_expires_at: None,
+        cancel_requested: false,
+        last_error: None,
+        created_at: now,
+        updated_at: now,
+        dispatched_at: None,
+        started_at: None,
+        finished_at: None,
+        first_started_at: None,
+        trace_context: None,
+    }
+}
+
 /// The fencing token of a lease. Every write that follows a dispatch or a claim must present the
 /// current token; a store refuses a stale one with "lease lost".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

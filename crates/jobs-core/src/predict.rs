@@ -259,35 +259,12 @@ mod tests {
     }
 
     fn job(status: JobStatus) -> Job {
-        let now = t(0);
         Job {
-            id: crate::job::new_job_id(),
             tenant_id: "a".into(),
-            use_case: "u".into(),
-            kind: "k".into(),
-            payload: serde_json::Value::Null,
             status,
-            priority: 0,
-            attempts: 0,
-            max_attempts: 1,
-            backoff: crate::Backoff::default(),
-            run_at: now,
             delay_tolerance: Duration::from_secs(60),
             deadline_at: t(60),
-            expire_at_deadline: false,
-            timeout: Duration::from_secs(1),
-            idempotency_key: None,
-            lease_token: None,
-            lease_expires_at: None,
-            cancel_requested: false,
-            last_error: None,
-            created_at: now,
-            updated_at: now,
-            dispatched_at: None,
-            started_at: None,
-            finished_at: None,
-            first_started_at: None,
-            trace_context: None,
+            ..crate::job::fixture(t(0))
         }
     }
 

@@ -1303,35 +1303,10 @@ mod tests {
     use crate::job::new_job_id;
 
     fn job(id: u128) -> Job {
-        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         Job {
             id: uuid::Uuid::from_u128(id),
-            tenant_id: "t".into(),
-            use_case: "u".into(),
-            kind: "k".into(),
             payload: serde_json::json!("xxxxxxxx"), // 10 bytes
-            status: JobStatus::Pending,
-            priority: 0,
-            attempts: 0,
-            max_attempts: 1,
-            backoff: crate::backoff::Backoff::default(),
-            run_at: now,
-            delay_tolerance: Duration::ZERO,
-            deadline_at: now,
-            expire_at_deadline: false,
-            timeout: Duration::from_secs(1),
-            idempotency_key: None,
-            lease_token: None,
-            lease_expires_at: None,
-            cancel_requested: false,
-            last_error: None,
-            created_at: now,
-            updated_at: now,
-            dispatched_at: None,
-            started_at: None,
-            finished_at: None,
-            first_started_at: None,
-            trace_context: None,
+            ..crate::job::fixture(DateTime::from_timestamp(1_700_000_000, 0).unwrap())
         }
     }
 

@@ -343,15 +343,10 @@ mod tests {
     use std::time::Duration;
 
     fn job(attempts: u32, max_attempts: u32) -> Job {
-        let now = ManualClock::default().now();
         Job {
-            id: crate::job::new_job_id(),
-            tenant_id: "t".into(),
             use_case: "notifications".into(),
-            kind: "k".into(),
             payload: serde_json::json!({}),
             status: JobStatus::Running,
-            priority: 0,
             attempts,
             max_attempts,
             backoff: Backoff {
@@ -360,23 +355,7 @@ mod tests {
                 cap: Duration::from_secs(60),
                 jitter: Jitter::None,
             },
-            run_at: now,
-            delay_tolerance: Duration::ZERO,
-            deadline_at: now,
-            expire_at_deadline: false,
-            timeout: Duration::from_secs(1),
-            idempotency_key: None,
-            lease_token: None,
-            lease_expires_at: None,
-            cancel_requested: false,
-            last_error: None,
-            created_at: now,
-            updated_at: now,
-            dispatched_at: None,
-            started_at: None,
-            finished_at: None,
-            first_started_at: None,
-            trace_context: None,
+            ..crate::job::fixture(ManualClock::default().now())
         }
     }
 
