@@ -5,7 +5,7 @@
 //! process dies or its connection drops, Postgres ends the session and frees the lock, and a
 //! standby's next [`LeaderElection::try_acquire`] takes over.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use jobs_core::leader::{LeaderElection, LeaderLease};
@@ -17,6 +17,14 @@ use crate::tls::PgConnector;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a successful check of the lock's session stands. The scheduler asks before every
+/// tick, and a busy one ticks every few milliseconds: asking the server each time put a round
+/// trip before every pick (and on the path from an idle enqueue to its dispatch). A session the
+/// server ends is seen at once (its connection closes); only a connection that goes silent without
+/// closing is found up to this much later. Two leaders for that long are harmless: picks of one
+/// use case are serialised by the store's own lock (see `lease_due`), so caps and order hold.
+const VERIFIED_FOR: Duration = Duration::from_millis(500);
 
 /// Leader election for the schedulers of one schema.
 #[derive(Debug, Clone)]
@@ -56,6 +64,8 @@ struct PgLeaderLease {
     client: Client,
     connection: JoinHandle<()>,
     lock_name: String,
+    /// When the session last answered.
+    verified_at: Instant,
 }
 
 #[async_trait]
@@ -90,6 +100,7 @@ impl LeaderElection for PgLeaderElection {
                 client,
                 connection,
                 lock_name: self.lock_name.clone(),
+                verified_at: Instant::now(),
             })))
         } else {
             connection.abort();
@@ -104,10 +115,17 @@ impl LeaderLease for PgLeaderLease {
         if self.client.is_closed() {
             return false;
         }
-        matches!(
+        if self.verified_at.elapsed() < VERIFIED_FOR {
+            return true;
+        }
+        let held = matches!(
             tokio::time::timeout(CHECK_TIMEOUT, self.client.simple_query("SELECT 1")).await,
             Ok(Ok(_))
-        )
+        );
+        if held {
+            self.verified_at = Instant::now();
+        }
+        held
     }
 
     async fn release(self: Box<Self>) {

@@ -115,7 +115,18 @@ fn illegal_retry(from: JobStatus) -> ChangeError {
 /// runs; a plain index scan marks each dead entry killed the first time it meets it (and skips it
 /// after that), where a bitmap scan visits every such heap row again on every pick. Every other
 /// read of the transaction is an index or TID scan anyway.
-const LEASE_BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL enable_bitmapscan = off";
+///
+/// The lease commits without waiting for its WAL flush (`synchronous_commit = off`): it is
+/// visible to every other session at once, and the flush of any later synchronous commit (the
+/// worker's claim, which reads the lease) covers it. A crash can lose only the last few
+/// milliseconds of leases, never a claim that saw one: such a job is pending again, its message
+/// carries a token the store no longer has (the claim is refused and the message dropped), and
+/// the next pick dispatches it anew. The same holds for what the pick writes beside it (expired
+/// deadlines, promoted jobs, rate-limit tokens, the fair-share clock): each is redone by the next
+/// pick. Waiting for the flush cost every pick a disk sync, on the path from an idle enqueue to its
+/// start and in the loop of a busy scheduler.
+const LEASE_BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; \
+     SET LOCAL enable_bitmapscan = off; SET LOCAL synchronous_commit = off";
 
 /// Most scheduled jobs one pick promotes to ready (in `run_at` order). Jobs that fall due in a
 /// larger burst are promoted over the next picks; until then the pick orders by deadline among

@@ -18,6 +18,12 @@ use crate::dispatch::Dispatcher;
 /// and the rate reached is at most `burst /` this (a burst of 1 at 1,000/s gives 200/s).
 const MIN_RATE_WAIT: Duration = Duration::from_millis(5);
 
+/// Most often the loop reaps (at least every tick interval, when that is shorter). Ticks come on
+/// every wake-up, often milliseconds apart; reaping on each put a round trip between an enqueue's
+/// wake-up and its pick, while a lease's reaper look is due seconds after its lease (the reaper is
+/// at most this much later).
+pub(crate) const REAP_EVERY: Duration = Duration::from_millis(100);
+
 /// Why [`Scheduler::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -184,6 +190,8 @@ impl Scheduler {
         let mut wakeups = self.subscribe().await;
         let mut backoff = config.min_backoff;
         let mut last_prune: Option<Instant> = None;
+        let mut last_reap: Option<Instant> = None;
+        let reap_every = REAP_EVERY.min(config.tick_interval);
         let (mut synced, mut cron_due) = (false, Instant::now());
         let mut limits_synced = false;
         loop {
@@ -202,7 +210,11 @@ impl Scheduler {
                     }
                 }
             }
-            let ticked = self.dispatcher.tick().await;
+            let reap = last_reap.is_none_or(|t| t.elapsed() >= reap_every);
+            let ticked = self.dispatcher.tick_with(reap).await;
+            if reap && ticked.is_ok() {
+                last_reap = Some(Instant::now());
+            }
             self.backlog_pass(ticked.as_ref().ok()).await;
             // Pruning goes on whatever the tick did (a routed store prunes the stores that
             // answer).
