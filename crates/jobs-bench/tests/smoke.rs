@@ -230,6 +230,33 @@ fn scale_smoke_with_earlier_deadlines_ahead() {
 }
 
 #[test]
+fn scale_smoke_with_finished_history() {
+    let v = run(&[
+        "scale",
+        "--shape",
+        "finished",
+        "--sizes",
+        "0,3000",
+        "--rounds",
+        "3",
+        "--due-per-round",
+        "10",
+        "--enqueue-samples",
+        "10",
+        "--idle-samples",
+        "5",
+    ]);
+    assert_eq!(v["shape"], "finished");
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    positive(&steps[1], "tick.p50_ms");
+    positive(&steps[1], "idle_start.p50_ms");
+    // The history, and the jobs the rounds finished (every one settled: none pending).
+    assert!(steps[1]["finished_jobs"].as_i64().unwrap() >= 3000);
+    assert_eq!(steps[1]["pending_jobs"].as_i64().unwrap(), 0);
+}
+
+#[test]
 fn scale_smoke_with_a_backlog_over_many_tenants() {
     for (plain, shuffled) in [(false, false), (true, false), (false, true)] {
         let mut args = vec![

@@ -7,7 +7,10 @@
 //! `tenants`, is a real due backlog: every pending job ready now, spread over 10,000 tenants with
 //! their fair-share tags (100 per tenant at 1,000,000), so each tick leases from the backlog in
 //! turn order; `--plain-edf` runs it with the use case's fair share off (every tag 0) to compare
-//! the two picks in the same run.
+//! the two picks in the same run. A fourth, `finished`, is history: the table holds that many
+//! finished (`succeeded`) jobs over 100 tenants and no pending ones, as a system that keeps its
+//! history for days (`--sizes 0,1000000,5000000`); `pending_jobs` then counts only the due jobs
+//! left between rounds (none), and `finished_jobs` the history.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +34,8 @@ pub enum Shape {
     /// Due now, spread over 10,000 tenants, tagged as each tenant's turns: the pick leases from
     /// this backlog (no idle-start samples: the system is never idle).
     Tenants,
+    /// No backlog: finished jobs (history), as `e2e-inproc --history` writes them.
+    Finished,
 }
 
 impl Shape {
@@ -39,6 +44,7 @@ impl Shape {
             Shape::Later => "later",
             Shape::Earlier => "earlier",
             Shape::Tenants => "tenants",
+            Shape::Finished => "finished",
         }
     }
 }
@@ -82,15 +88,19 @@ const BACKLOG_TENANTS: u64 = 10_000;
 /// would write them (scheduled: not `ready` until the pick promotes them).
 async fn fill(bench: &BenchDb, args: &ScaleArgs, from: u64, to: u64) -> anyhow::Result<()> {
     let shape = args.shape;
-    if shape == Shape::Tenants {
-        return fill_tenants(bench, args.plain_edf, args.shuffled_deadlines, from, to).await;
+    match shape {
+        Shape::Tenants => {
+            return fill_tenants(bench, args.plain_edf, args.shuffled_deadlines, from, to).await
+        }
+        Shape::Finished => return crate::scenarios::e2e::write_history(bench, to - from).await,
+        Shape::Later | Shape::Earlier => {}
     }
     let (run_at, tolerance_s) = match shape {
         Shape::Later => (
             "now() + interval '1 hour' + random() * interval '30 days'",
             "300",
         ),
-        Shape::Earlier | Shape::Tenants => (
+        Shape::Earlier | Shape::Tenants | Shape::Finished => (
             "now() + interval '20 minutes' + random() * interval '10 minutes'",
             "floor(random() * 61)",
         ),
@@ -247,8 +257,14 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<serde_json::Value> {
             bench.admin.execute(&settle, &[]).await?;
         }
         let pending = bench.count_status("pending").await?;
+        let finished = if args.shape == Shape::Finished {
+            bench.count_status("succeeded").await?
+        } else {
+            0
+        };
         steps.push(json!({
             "pending_jobs": pending,
+            "finished_jobs": finished,
             "fill_seconds": round3(fill_s),
             "tick": percentiles(ticks),
             "enqueue": percentiles(enqueues),
@@ -284,7 +300,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<serde_json::Value> {
 fn due(shape: Shape) -> jobs_core::EnqueueRequest {
     let req = db::request("due");
     match shape {
-        Shape::Later | Shape::Tenants => req,
+        Shape::Later | Shape::Tenants | Shape::Finished => req,
         Shape::Earlier => req.delay_tolerance(Duration::from_secs(3600)),
     }
 }
