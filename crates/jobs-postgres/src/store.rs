@@ -140,6 +140,25 @@ const LEASE_BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; \
 const GENERIC_BEGIN: &str =
     "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan";
 
+/// Runs `run` in a transaction of its own on `client` whose statements use their generic plans
+/// ([`GENERIC_BEGIN`]), pipelined with the BEGIN and the COMMIT: one round trip, as the statement
+/// alone. `run` must send its statement when first polled: prepare the statement before.
+async fn on_generic_plan<T, E, F>(client: &tokio_postgres::Client, run: F) -> Result<T, Op<E>>
+where
+    F: std::future::Future<Output = Result<T, Op<E>>>,
+{
+    let (begin, out, commit) = futures_util::future::join3(
+        client.batch_execute(GENERIC_BEGIN),
+        run,
+        client.batch_execute("COMMIT"),
+    )
+    .await;
+    begin?;
+    let out = out?;
+    commit?;
+    Ok(out)
+}
+
 /// Most scheduled jobs one pick promotes to ready (in `run_at` order). Jobs that fall due in a
 /// larger burst are promoted over the next picks; until then the pick orders by deadline among
 /// the promoted ones.
@@ -522,17 +541,11 @@ impl PgStore {
                     client: &**c,
                     cache: Some(&c.statement_cache),
                 };
-                let client: &tokio_postgres::Client = &c;
-                let (begin, out, commit) = futures_util::future::join3(
-                    client.batch_execute(GENERIC_BEGIN),
+                on_generic_plan::<_, EnqueueError, _>(
+                    &c,
                     enqueue::one(&db, sql, now, &job, reserved),
-                    client.batch_execute("COMMIT"),
                 )
-                .await;
-                begin?;
-                let out = out?;
-                commit?;
-                Ok::<_, Op<EnqueueError>>(out)
+                .await
             }
         })
     }
@@ -976,8 +989,14 @@ impl ApiStore for PgStore {
         let now = self.now();
         let bound = i64::from(bound);
         with_conn!(self, |c| async {
+            // On its generic plan: PostgreSQL chose a custom plan for every call, and planning
+            // it cost more than running it (every single enqueue over HTTP reads this).
             let stmt = c.prepare_cached(&self.sql.queue_position).await?;
-            let Some(r) = c.query_opt(&stmt, &[&now, &id, &bound]).await? else {
+            let row = on_generic_plan::<_, StoreError, _>(&c, async {
+                Ok(c.query_opt(&stmt, &[&now, &id, &bound]).await?)
+            })
+            .await?;
+            let Some(r) = row else {
                 return Ok::<_, Op<StoreError>>(None);
             };
             let ahead: i64 = r.get("ahead");
