@@ -5,6 +5,16 @@
 //! database clock and tests with their manual clock through the same text. Durations are bigint
 //! microseconds, turned into intervals with `* interval '1 microsecond'`.
 
+/// The lease transaction's `SET LOCAL`s, as a literal (for `concat!`); why each is there is at
+/// `LEASE_BEGIN` in store.rs.
+macro_rules! lease_settings {
+    () => {
+        "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off; \
+         SET LOCAL synchronous_commit = off"
+    };
+}
+pub(crate) use lease_settings;
+
 use crate::row::{job_columns, JOB_COLUMNS};
 use crate::schema::SchemaName;
 
@@ -945,6 +955,9 @@ pub fn list_statement(schema: SchemaName, shape: ListShape) -> String {
 pub struct HotStatements {
     /// `lease_due`: $1 now, $2 use case, $3 limit, $4 cap, $5 lease µs.
     pub lease_due: String,
+    /// What the lease's transaction sets before its statements (`SET LOCAL …`; see
+    /// `LEASE_BEGIN` in store.rs), for plans that match production's.
+    pub lease_settings: &'static str,
     /// Promotion of scheduled jobs whose run_at has come (before each pick): $1 now, $2 use
     /// case, $3 limit.
     pub promote: String,
@@ -970,6 +983,9 @@ pub struct HotStatements {
     pub queue_position: String,
 }
 
+/// The lease transaction's settings, after its BEGIN (see `LEASE_BEGIN` in store.rs).
+pub(crate) const LEASE_SETTINGS: &str = lease_settings!();
+
 /// The hot statements of `schema`.
 #[doc(hidden)]
 pub fn hot_statements(schema: SchemaName) -> HotStatements {
@@ -982,6 +998,7 @@ pub fn hot_statements(schema: SchemaName) -> HotStatements {
             bounded: true,
         }),
         lease_due: sql.lease_due,
+        lease_settings: LEASE_SETTINGS,
         promote: sql.promote,
         expire: sql.expire,
         reap_dispatched: sql.reap_dispatched,

@@ -121,16 +121,20 @@ fn illegal_retry(from: JobStatus) -> ChangeError {
 ///
 /// The lease commits without waiting for its WAL flush (`synchronous_commit = off`): it is
 /// visible to every other session at once, and the flush of any later synchronous commit (the
-/// worker's claim, which reads the lease) covers it. A crash can lose only the last few
-/// milliseconds of leases, never a claim that saw one: such a job is pending again, its message
-/// carries a token the store no longer has (the claim is refused and the message dropped), and
-/// the next pick dispatches it anew. The same holds for what the pick writes beside it (expired
+/// worker's claim, which reads the lease) covers it. A crash of the server (or of any backend,
+/// which restarts the server) can lose the leases of the last `3 × wal_writer_delay` (600 ms at
+/// the default) that no synchronous commit followed, never a claim that saw one: such a job is
+/// pending again, its message carries a token the store no longer has (the claim is refused and
+/// the message dropped), and the next pick dispatches it anew. Until the crash, readers (the API)
+/// may have seen such a job `dispatched` or `expired`; the crash undoes that, as it undoes the
+/// pick's other writes. The same holds for what the pick writes beside it (expired
 /// deadlines, promoted jobs, rate-limit tokens, the fair-share clock): each is redone by the next
 /// pick. Waiting for the flush cost every pick a disk sync, on the path from an idle enqueue to its
 /// start and in the loop of a busy scheduler.
-const LEASE_BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; \
-     SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off; \
-     SET LOCAL synchronous_commit = off";
+const LEASE_BEGIN: &str = concat!(
+    "BEGIN ISOLATION LEVEL READ COMMITTED; ",
+    crate::sql::lease_settings!()
+);
 
 /// The start of a single enqueue's transaction. Its insert reads the tenant's pause, rate limit,
 /// quota and fair-share base with subqueries that depend on its parameters, so PostgreSQL keeps

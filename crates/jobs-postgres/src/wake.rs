@@ -68,7 +68,7 @@ impl Coalescer {
             for _ in 0..3 {
                 match pool.get().await {
                     // A statement from the connection's cache: one round trip. Executing the text
-                    // prepared, ran and closed an unnamed statement each time: three.
+                    // prepared an unnamed statement first each time: two.
                     Ok(c) => match c.prepare_cached(sql).await {
                         Ok(stmt) => match c.execute(&stmt, &[&channel]).await {
                             Ok(_) => {

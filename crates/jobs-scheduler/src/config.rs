@@ -14,7 +14,8 @@ pub struct SchedulerConfig {
     pub dispatch_lease: Duration,
     /// Most jobs leased per use case per tick (`ASYNC_JOBS_DISPATCH_BATCH`, default 100).
     pub dispatch_batch: u32,
-    /// Most jobs reaped per state per tick (`ASYNC_JOBS_REAP_BATCH`, default 500).
+    /// Most jobs reaped per state per reap (`ASYNC_JOBS_REAP_BATCH`, default 500). The loop
+    /// reaps again at once while a reap returns leases.
     pub reap_batch: u32,
     /// Terminal jobs older than this are pruned (`ASYNC_JOBS_RETENTION_HOURS`, default 168).
     pub retention: Duration,

@@ -152,36 +152,41 @@ impl Dispatcher {
         &self.store
     }
 
-    /// One tick. A failing use case does not hold the others back: its error is reported in
+    /// One tick: the reap, then the dispatch ([`reap`](Self::reap), [`dispatch`](Self::dispatch)).
+    /// A failing use case does not hold the others back: its error is reported in
     /// [`TickReport::failed`] and it backs off on its own (skipped by the ticks until its wait is
     /// over, [`TickReport::backing_off`]), while the other use cases dispatch as usual. The tick
     /// fails (`Err`, the first error) only when the reap fails or every use case it tried
     /// failed: then the whole loop backs off.
     pub async fn tick(&self) -> Result<TickReport, SchedulerError> {
-        self.tick_with(true).await
+        let reaped = self.reap().await?;
+        let mut report = self.dispatch().await?;
+        report.reaped = reaped;
+        Ok(report)
     }
 
-    /// One tick, with or without the reap. The run loop reaps at most every 100 ms (and at least
-    /// every tick interval) so that a tick started by a wake-up goes straight to the pick: leases
-    /// expire on a scale of seconds, an idle enqueue waits for its pick.
-    pub async fn tick_with(&self, reap: bool) -> Result<TickReport, SchedulerError> {
-        let started = Instant::now();
-        let reaped = if reap {
-            self.store
-                .reap_expired(self.config.reap_batch)
-                .await
-                .map_err(|e| count_error(e.into()))?
-        } else {
-            ReapReport::default()
-        };
-        let mut report = TickReport {
-            reaped,
-            ..TickReport::default()
-        };
-        if report.reaped.total() > 0 {
-            tracing::info!(?report.reaped, "returned expired leases");
-            metrics::counter!("async_jobs_reaped_total").increment(report.reaped.total());
+    /// Returns expired leases to their next state (at most the configured batch per state).
+    /// The run loop calls it after the dispatch of a tick, at most every 100 ms while ticks come
+    /// faster, and again at once while it finds expired leases: a tick started by an enqueue's
+    /// wake-up goes straight to the pick, while leases expire on a scale of seconds.
+    pub async fn reap(&self) -> Result<ReapReport, SchedulerError> {
+        let reaped = self
+            .store
+            .reap_expired(self.config.reap_batch)
+            .await
+            .map_err(|e| count_error(e.into()))?;
+        if reaped.total() > 0 {
+            tracing::info!(?reaped, "returned expired leases");
+            metrics::counter!("async_jobs_reaped_total").increment(reaped.total());
         }
+        Ok(reaped)
+    }
+
+    /// Dispatches each use case's due jobs: [`tick`](Self::tick) without the reap (the report's
+    /// `reaped` is empty). Fails only when every use case it tried failed.
+    pub async fn dispatch(&self) -> Result<TickReport, SchedulerError> {
+        let started = Instant::now();
+        let mut report = TickReport::default();
         let (mut first_error, mut tried) = (None, 0usize);
         for uc in self.platform.use_cases.values() {
             metrics::gauge!("async_jobs_use_case_cap", "use_case" => uc.name.clone())

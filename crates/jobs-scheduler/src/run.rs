@@ -18,11 +18,12 @@ use crate::dispatch::Dispatcher;
 /// and the rate reached is at most `burst /` this (a burst of 1 at 1,000/s gives 200/s).
 const MIN_RATE_WAIT: Duration = Duration::from_millis(5);
 
-/// Most often the loop reaps (at least every tick interval, when that is shorter). Ticks come on
-/// every wake-up, often milliseconds apart; reaping on each put a round trip between an enqueue's
-/// wake-up and its pick, while a lease's reaper look is due seconds after its lease (the reaper is
-/// at most this much later).
-pub(crate) const REAP_EVERY: Duration = Duration::from_millis(100);
+/// Most often the loop reaps while ticks come faster (the tick interval, when that is shorter).
+/// The reap runs after a tick's dispatch, never between a wake-up and its pick; a tick that skips
+/// it sleeps no longer than until the next reap is due, and one that returned expired leases is
+/// followed at once by another tick (which dispatches them and reaps again): a fleet's worth of
+/// expired leases drains a batch per state per round trip, not per tick interval.
+const REAP_EVERY: Duration = Duration::from_millis(100);
 
 /// Why [`Scheduler::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,9 +196,6 @@ impl Scheduler {
         let (mut synced, mut cron_due) = (false, Instant::now());
         let mut limits_synced = false;
         loop {
-            if !lease.is_held().await {
-                return None;
-            }
             // Cron first: a slot's job is then dispatched by this same tick.
             let cron_wait = self.cron_pass(&mut synced, &mut cron_due).await;
             if !limits_synced {
@@ -210,10 +208,24 @@ impl Scheduler {
                     }
                 }
             }
-            let reap = last_reap.is_none_or(|t| t.elapsed() >= reap_every);
-            let ticked = self.dispatcher.tick_with(reap).await;
-            if reap && ticked.is_ok() {
-                last_reap = Some(Instant::now());
+            // The pick first: a tick started by an enqueue's wake-up goes straight to it. Then
+            // the reap, when due (see REAP_EVERY).
+            let mut ticked = self.dispatcher.dispatch().await;
+            let reap_due = last_reap.is_none_or(|t| t.elapsed() >= reap_every);
+            let mut reaped_any = false;
+            if reap_due {
+                match self.dispatcher.reap().await {
+                    Ok(reaped) => {
+                        reaped_any = reaped.total() > 0;
+                        // While leases keep expiring in batches, reap again on the next tick.
+                        last_reap = (!reaped_any).then(Instant::now);
+                        if let Ok(report) = &mut ticked {
+                            report.reaped = reaped;
+                        }
+                    }
+                    // The reap failed (the store is down): the loop backs off as a whole.
+                    Err(e) => ticked = Err(e),
+                }
             }
             self.backlog_pass(ticked.as_ref().ok()).await;
             // Pruning goes on whatever the tick did (a routed store prunes the stores that
@@ -224,10 +236,16 @@ impl Scheduler {
                     tracing::warn!(error = %e, "prune failed");
                 }
             }
+            // Leadership is checked after the tick, not between a wake-up and its pick (the check
+            // is a round trip at most every 500 ms). A tick run after leadership was lost is
+            // harmless: the store serialises the picks of a use case.
+            if !lease.is_held().await {
+                return None;
+            }
             let delay = match ticked {
                 Ok(report) => {
                     backoff = config.min_backoff;
-                    if report.saturated {
+                    if report.saturated || reaped_any {
                         Duration::ZERO
                     } else {
                         // Not before a rate-limited job's next token, nor after a use case that
@@ -258,8 +276,12 @@ impl Scheduler {
                     }
                 }
             };
-            // Wake in time for the next slot.
+            // Wake in time for the next slot, and for the reap this tick skipped.
             let delay = cron_wait.map_or(delay, |w| delay.min(w));
+            let delay = match last_reap {
+                Some(at) if !reap_due => delay.min(reap_every.saturating_sub(at.elapsed())),
+                _ => delay,
+            };
             if delay.is_zero() {
                 continue;
             }

@@ -348,3 +348,75 @@ async fn the_loop_starts_a_rate_limited_tenant_at_its_rate_not_at_the_tick() {
         .unwrap()
         .unwrap();
 }
+
+/// A fleet's worth of expired leases (more than one reap batch) is returned and dispatched again
+/// batch after batch, without waiting for the tick interval between batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_reaps_batch_after_batch_without_waiting_for_the_interval() {
+    let clock = Arc::new(ManualClock::default());
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    let transport = Arc::new(MemoryTransport::new(["alpha"]));
+    let platform = Arc::new(PlatformConfig::with_use_cases([UseCaseConfig::new(
+        "alpha",
+        100,
+        Duration::from_secs(600),
+    )]));
+    let service = JobService::new(store.clone(), platform.clone()).with_clock(clock.clone());
+    for _ in 0..60 {
+        enqueue(&service, "alpha", 600).await;
+    }
+    let config = SchedulerConfig {
+        tick_interval: Duration::from_secs(3600),
+        dispatch_lease: Duration::from_secs(30),
+        reap_batch: 2,
+        ..SchedulerConfig::default()
+    };
+    // Lease all 50, lose their messages (a dead worker fleet), and let the leases expire.
+    let d = Dispatcher::new(
+        store.clone(),
+        transport.clone(),
+        platform.clone(),
+        config.clone(),
+    );
+    assert_eq!(d.dispatch().await.unwrap().dispatched, 60);
+    let mut lost = 0;
+    while lost < 60 {
+        let batch = transport
+            .receive("alpha", 10, Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert!(!batch.is_empty(), "the first dispatch's messages are there");
+        lost += batch.len();
+        let receipts = batch.into_iter().map(|m| m.receipt).collect();
+        transport.delete_batch("alpha", receipts).await.unwrap();
+    }
+    clock.advance(Duration::from_secs(31));
+
+    let d = Dispatcher::new(store.clone(), transport.clone(), platform, config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let handle = tokio::spawn(Scheduler::new(d, Arc::new(SoleLeader)).run(async {
+        let _ = stopped.await;
+    }));
+    let mut received = 0;
+    while received < 60 && started.elapsed() < Duration::from_secs(20) {
+        received += transport
+            .receive("alpha", 10, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .len();
+    }
+    let took = started.elapsed();
+    assert_eq!(
+        received, 60,
+        "every expired job dispatched again (took {took:?})"
+    );
+    // Thirty reaps of 2: back to back they take milliseconds; one per reap interval (100 ms)
+    // would take 3 s, one per tick interval an hour.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .unwrap()
+        .unwrap();
+}
