@@ -215,6 +215,47 @@ impl NewJob {
     pub fn fair_step(&self) -> f64 {
         crate::fair::step(self.fair_weight)
     }
+
+    /// The job a store writes for this request: pending, never attempted, no lease, with the
+    /// times the store decided (`created_at`, also its `updated_at`; when it is due; its
+    /// deadline). A store that computes those times itself builds the rest from here instead of
+    /// reading every column back.
+    pub fn into_pending(
+        self,
+        created_at: DateTime<Utc>,
+        run_at: DateTime<Utc>,
+        deadline_at: DateTime<Utc>,
+    ) -> Job {
+        Job {
+            id: self.id,
+            tenant_id: self.tenant_id,
+            use_case: self.use_case,
+            kind: self.kind,
+            payload: self.payload,
+            status: JobStatus::Pending,
+            priority: self.priority,
+            attempts: 0,
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            run_at,
+            delay_tolerance: self.delay_tolerance,
+            deadline_at,
+            expire_at_deadline: self.expire_at_deadline,
+            timeout: self.timeout,
+            idempotency_key: self.idempotency_key,
+            lease_token: None,
+            lease_expires_at: None,
+            cancel_requested: false,
+            last_error: None,
+            created_at,
+            updated_at: created_at,
+            dispatched_at: None,
+            started_at: None,
+            finished_at: None,
+            first_started_at: None,
+            trace_context: self.trace_context,
+        }
+    }
 }
 
 /// What the scheduler leased: everything the transport message needs, nothing more.

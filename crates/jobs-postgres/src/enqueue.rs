@@ -182,6 +182,16 @@ pub(crate) async fn one<C: GenericClient + Sync>(
     }
 }
 
+/// `job` as its row reads back: the durations the columns hold in whole microseconds.
+fn stored(mut job: Job) -> Job {
+    let us = |d| std::time::Duration::from_micros(u64::try_from(micros(d)).unwrap_or(0));
+    job.backoff.base = us(job.backoff.base);
+    job.backoff.cap = us(job.backoff.cap);
+    job.delay_tolerance = us(job.delay_tolerance);
+    job.timeout = us(job.timeout);
+    job
+}
+
 /// Where one batch entry's result comes from.
 enum Slot {
     Existing(Box<Job>),
@@ -282,7 +292,8 @@ pub(crate) async fn many<C: GenericClient + Sync>(
         to_insert.push(job);
     }
 
-    let mut inserted: HashMap<uuid::Uuid, Job> = HashMap::with_capacity(to_insert.len());
+    let mut inserted: HashMap<uuid::Uuid, (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)> =
+        HashMap::with_capacity(to_insert.len());
     if !to_insert.is_empty() {
         let insert = db.stmt(&sql.insert_many).await?;
         let col = |f: &dyn Fn(&NewJob) -> i64| to_insert.iter().map(|j| f(j)).collect::<Vec<i64>>();
@@ -363,25 +374,31 @@ pub(crate) async fn many<C: GenericClient + Sync>(
                 }
                 _ => Op::Pg(e),
             })?;
+        // The insert answers only what it decided (the clock's now, when each job is due, its
+        // deadline); the rest is the request as stored (`stored`).
         for r in &rows {
-            let job = row::job(r)?;
-            inserted.insert(job.id, job);
+            let id: uuid::Uuid = r.try_get(0)?;
+            inserted.insert(id, (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
         }
     }
 
     let mut results: Vec<Enqueued> = Vec::with_capacity(slots.len());
-    for slot in slots {
+    for (slot, job) in slots.into_iter().zip(jobs) {
         let enqueued = match slot {
             Slot::Existing(job) => Enqueued {
                 job: *job,
                 created: false,
             },
-            Slot::Inserted(id) => Enqueued {
-                job: inserted.get(&id).cloned().ok_or_else(|| {
-                    StoreError::Internal(format!("inserted job {id} was not returned"))
-                })?,
-                created: true,
-            },
+            Slot::Inserted(id) => {
+                let (created_at, run_at, deadline_at) =
+                    inserted.get(&id).copied().ok_or_else(|| {
+                        StoreError::Internal(format!("inserted job {id} was not returned"))
+                    })?;
+                Enqueued {
+                    job: stored(job.clone().into_pending(created_at, run_at, deadline_at)),
+                    created: true,
+                }
+            }
             Slot::SameAs(first) => Enqueued {
                 job: results
                     .get(first)

@@ -336,8 +336,8 @@ impl Sql {
                         greatest(coalesce(u.run_at, u.now), u.now) + {tol}, u.timeout_us, u.key, false, u.now, u.now, \
                         u.due, u.traceparent, u.tracestate, u.held, u.limited, u.expire_at_deadline, \
                         CASE WHEN u.turn IS NULL THEN 0 ELSE u.base + u.turn * u.step END, u.step \
-                 FROM u ORDER BY u.ord \
-                 RETURNING {plain_cols}",
+                 FROM u \
+                 RETURNING id, created_at, run_at, deadline_at",
                 tol = us!("u.tolerance_us"),
                 base = fair_base("d.tenant_id", "d.use_case"),
             ),

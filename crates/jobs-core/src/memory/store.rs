@@ -253,35 +253,7 @@ pub(super) fn insert(
     let deadline = deadline_at(run_at.max(now), new.delay_tolerance)
         .map_err(|e| EnqueueError::Store(StoreError::Internal(e.to_string())))?;
     let step = new.fair_step();
-    let job = Job {
-        id: new.id,
-        tenant_id: new.tenant_id,
-        use_case: new.use_case,
-        kind: new.kind,
-        payload: new.payload,
-        status: JobStatus::Pending,
-        priority: new.priority,
-        attempts: 0,
-        max_attempts: new.max_attempts,
-        backoff: new.backoff,
-        run_at,
-        delay_tolerance: new.delay_tolerance,
-        deadline_at: deadline,
-        expire_at_deadline: new.expire_at_deadline,
-        timeout: new.timeout,
-        idempotency_key: new.idempotency_key,
-        lease_token: None,
-        lease_expires_at: None,
-        cancel_requested: false,
-        last_error: None,
-        created_at: now,
-        updated_at: now,
-        dispatched_at: None,
-        started_at: None,
-        finished_at: None,
-        first_started_at: None,
-        trace_context: new.trace_context,
-    };
+    let job = new.into_pending(now, run_at, deadline);
     if let Some(key) = &job.idempotency_key {
         inner
             .idempotency

@@ -156,6 +156,71 @@ pub async fn enqueue_many_is_all_or_nothing(make: impl MakeStore) {
     assert!(again[1].created);
 }
 
+/// A batch answers each job exactly as the store then reads it back, whatever its fields: times
+/// and durations finer than the store keeps, past and future `run_at`, keys, trace contexts,
+/// payloads of every JSON shape, every backoff, weights and priorities; also the entries answered
+/// by an existing key.
+pub async fn enqueue_many_returns_the_stored_jobs(make: impl MakeStore) {
+    let f = Fixture::new(make).await;
+    let mut existing = new_job("acme", "alpha");
+    existing.idempotency_key = Some("old".into());
+    f.add(existing.clone()).await;
+    f.clock.advance(Duration::from_millis(1234));
+    let payloads = [
+        serde_json::json!(null),
+        serde_json::json!({"b": 1, "a": [1.5, -2, "x", {"z": null}], "u": "héllo ✓"}),
+        serde_json::json!([
+            18_446_744_073_709_551_615u64,
+            -9_223_372_036_854_775_808i64,
+            0.1
+        ]),
+        serde_json::json!("text"),
+        serde_json::json!(true),
+    ];
+    let mut batch = Vec::new();
+    for (i, payload) in payloads.into_iter().enumerate() {
+        let mut j = new_job(if i % 2 == 0 { "acme" } else { "globex" }, "alpha");
+        j.payload = payload;
+        j.kind = format!("kind_{i}");
+        j.priority = i16::try_from(i).unwrap() * 3 - 5;
+        j.max_attempts = 1 + u32::try_from(i).unwrap();
+        j.backoff.base = Duration::from_nanos(1_500_000_789);
+        j.backoff.cap = Duration::from_nanos(600_000_000_001);
+        j.delay_tolerance = Duration::from_nanos(2_500_000_007 * (i as u64 + 1));
+        j.timeout = Duration::from_nanos(30_000_000_999);
+        j.expire_at_deadline = i % 2 == 1;
+        j.fair_weight = [None, Some(1), Some(3), None, Some(7)][i];
+        j.run_at = match i {
+            0 => None,
+            1 => Some(f.now() + chrono::TimeDelta::nanoseconds(90_000_000_123)),
+            2 => Some(f.now() - chrono::TimeDelta::seconds(30)),
+            _ => Some(f.now() + chrono::TimeDelta::microseconds(1)),
+        };
+        if i % 2 == 0 {
+            j.idempotency_key = Some(format!("key-{i}"));
+        }
+        if i != 3 {
+            j.trace_context = Some(trace_context(u8::try_from(i).unwrap() + 1));
+        }
+        batch.push(j);
+    }
+    let mut again = existing.clone();
+    again.id = new_job_id();
+    batch.push(again);
+    let out = f.store.enqueue_many(batch.clone()).await.unwrap();
+    assert_eq!(out.len(), batch.len());
+    for (input, got) in batch.iter().zip(&out) {
+        let stored = f.get(got.job.id).await;
+        assert_eq!(
+            got.job, stored,
+            "batch entry {} answers the stored job",
+            input.kind
+        );
+    }
+    assert!(out[..5].iter().all(|e| e.created));
+    assert_eq!((out[5].created, out[5].job.id), (false, existing.id));
+}
+
 /// The enqueuer's trace context is stored with the job, single and batch, and read back by every
 /// read (get, list, claim, batch claim); it survives an automatic retry, the reaper and a manual
 /// retry. A job without one reads back without one.

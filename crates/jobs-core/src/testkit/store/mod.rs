@@ -94,6 +94,7 @@ macro_rules! store_conformance_tests {
             enqueue_without_run_at_uses_store_clock,
             idempotent_enqueue_returns_the_same_job,
             enqueue_many_is_all_or_nothing,
+            enqueue_many_returns_the_stored_jobs,
             trace_context_round_trips_and_survives_retries,
             // quota.rs
             quota_is_exact_under_concurrent_enqueues,
