@@ -629,7 +629,7 @@ pub trait LeaseStore: Send + Sync + std::fmt::Debug {
 }
 
 /// The maintenance role: take back expired leases and delete old finished jobs (the scheduler
-/// runs both, the reaper every tick).
+/// runs both: the reaper after its picks, at most every 100 ms while they come faster).
 #[async_trait]
 pub trait MaintenanceStore: Send + Sync + std::fmt::Debug {
     /// Returns expired leases, at most `limit` jobs per state: dispatched → pending (no attempt);

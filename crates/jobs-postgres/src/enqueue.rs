@@ -182,6 +182,25 @@ pub(crate) async fn one<C: GenericClient + Sync>(
     }
 }
 
+/// What the batch insert decided for one job.
+struct Decided {
+    created_at: DateTime<Utc>,
+    run_at: DateTime<Utc>,
+    deadline_at: DateTime<Utc>,
+    /// The stored payload, when the batch asked for it back.
+    payload: Option<serde_json::Value>,
+}
+
+/// True when `v` holds a floating-point number anywhere (jsonb may spell it differently).
+fn has_float(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Number(n) => n.is_f64(),
+        serde_json::Value::Array(items) => items.iter().any(has_float),
+        serde_json::Value::Object(map) => map.values().any(has_float),
+        _ => false,
+    }
+}
+
 /// `job` as its row reads back: the durations the columns hold in whole microseconds.
 fn stored(mut job: Job) -> Job {
     let us = |d| std::time::Duration::from_micros(u64::try_from(micros(d)).unwrap_or(0));
@@ -292,10 +311,18 @@ pub(crate) async fn many<C: GenericClient + Sync>(
         to_insert.push(job);
     }
 
-    let mut inserted: HashMap<uuid::Uuid, (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)> =
-        HashMap::with_capacity(to_insert.len());
+    let mut inserted: HashMap<uuid::Uuid, Decided> = HashMap::with_capacity(to_insert.len());
     if !to_insert.is_empty() {
-        let insert = db.stmt(&sql.insert_many).await?;
+        // jsonb keeps a number's value, not its spelling: a float like 1e16 reads back as the
+        // integer 10000000000000000. A batch with floats in its payloads takes them back.
+        let floats = to_insert.iter().any(|j| has_float(&j.payload));
+        let insert = db
+            .stmt(if floats {
+                &sql.insert_many_payload
+            } else {
+                &sql.insert_many
+            })
+            .await?;
         let col = |f: &dyn Fn(&NewJob) -> i64| to_insert.iter().map(|j| f(j)).collect::<Vec<i64>>();
         let ids: Vec<uuid::Uuid> = to_insert.iter().map(|j| j.id).collect();
         let tenants: Vec<&str> = to_insert.iter().map(|j| j.tenant_id.as_str()).collect();
@@ -378,7 +405,23 @@ pub(crate) async fn many<C: GenericClient + Sync>(
         // deadline); the rest is the request as stored (`stored`).
         for r in &rows {
             let id: uuid::Uuid = r.try_get(0)?;
-            inserted.insert(id, (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
+            let payload = if floats {
+                Some(
+                    r.try_get::<_, Option<serde_json::Value>>(4)?
+                        .unwrap_or(serde_json::Value::Null),
+                )
+            } else {
+                None
+            };
+            inserted.insert(
+                id,
+                Decided {
+                    created_at: r.try_get(1)?,
+                    run_at: r.try_get(2)?,
+                    deadline_at: r.try_get(3)?,
+                    payload,
+                },
+            );
         }
     }
 
@@ -390,12 +433,19 @@ pub(crate) async fn many<C: GenericClient + Sync>(
                 created: false,
             },
             Slot::Inserted(id) => {
-                let (created_at, run_at, deadline_at) =
-                    inserted.get(&id).copied().ok_or_else(|| {
-                        StoreError::Internal(format!("inserted job {id} was not returned"))
-                    })?;
+                let decided = inserted.remove(&id).ok_or_else(|| {
+                    StoreError::Internal(format!("inserted job {id} was not returned"))
+                })?;
+                let mut job = job.clone().into_pending(
+                    decided.created_at,
+                    decided.run_at,
+                    decided.deadline_at,
+                );
+                if let Some(payload) = decided.payload {
+                    job.payload = payload;
+                }
                 Enqueued {
-                    job: stored(job.clone().into_pending(created_at, run_at, deadline_at)),
+                    job: stored(job),
                     created: true,
                 }
             }

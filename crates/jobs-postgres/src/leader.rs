@@ -18,9 +18,9 @@ use crate::tls::PgConnector;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long a successful check of the lock's session stands. The scheduler asks before every
-/// tick, and a busy one ticks every few milliseconds: asking the server each time put a round
-/// trip before every pick (and on the path from an idle enqueue to its dispatch). A session the
+/// How long a successful check of the lock's session stands. The scheduler asks after every tick,
+/// and a busy one ticks every few milliseconds: asking the server each time cost a round trip per
+/// pick. A session the
 /// server ends is seen as soon as its connection reports closing; a connection that goes silent
 /// without closing is found up to this much later (plus the check's own timeout). Two leaders
 /// for that long are harmless: picks of one use case are serialised by the store's own lock (see

@@ -178,6 +178,7 @@ pub(crate) struct Sql {
     pub(crate) schema: SchemaName,
     pub(crate) insert_one: String,
     pub(crate) insert_many: String,
+    pub(crate) insert_many_payload: String,
     pub(crate) reserve_tags: String,
     pub(crate) prune_reserve: String,
     pub(crate) by_key: String,
@@ -287,31 +288,7 @@ impl Sql {
             )
         };
         let cleared = "lease_token = NULL, lease_expires_at = NULL";
-        Sql {
-            insert_one: format!(
-                "INSERT INTO {jobs} ({insert_columns}) \
-                 SELECT $2::uuid, $3::text, $4::text, $5::text, $6::jsonb, 'pending', $7::smallint, 0, $8::bigint, \
-                        $9::text, $10::bigint, $11::bigint, $12::text, coalesce($13::timestamptz, t.now), $14::bigint, \
-                        greatest(coalesce($13::timestamptz, t.now), t.now) + {tol}, $15::bigint, $16::text, false, t.now, t.now, \
-                        coalesce($13::timestamptz, t.now) <= t.now, $18::text, $19::text, \
-                        EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $4 AND z.tenant_id = $3), \
-                        EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = $4 AND r.tenant_id IN ($3, '')), \
-                        $20::boolean, \
-                        CASE WHEN $21::float8 > 0 AND coalesce($13::timestamptz, t.now) <= t.now \
-                            AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $4 AND z.tenant_id = $3) \
-                            THEN coalesce($22::float8, {base}) + $21::float8 ELSE 0 END, $21::float8 \
-                 FROM {NOW} \
-                 WHERE $17::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
-                     WHERE q.tenant_id = $3 AND q.use_case = $4 AND q.finished_at IS NULL LIMIT $17) c) < $17 \
-                 ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-                 RETURNING {plain_cols}",
-                tol = us!("$14::bigint"),
-                base = fair_base("$3", "$4"),
-            ),
-            // One row per entry; what depends only on the entry's tenant and use case (its
-            // pause, its rate limit, the base of its turns) is read once per pair (`k`), not once
-            // per row.
-            insert_many: format!(
+        let insert_many = format!(
                 "WITH v AS MATERIALIZED ( \
                      SELECT x.*, coalesce(x.run_at, n.now) <= n.now AS due, n.now FROM (SELECT coalesce($1::timestamptz, now()) AS now) n, \
                      unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::smallint[], \
@@ -337,10 +314,38 @@ impl Sql {
                         u.due, u.traceparent, u.tracestate, u.held, u.limited, u.expire_at_deadline, \
                         CASE WHEN u.turn IS NULL THEN 0 ELSE u.base + u.turn * u.step END, u.step \
                  FROM u \
-                 RETURNING id, created_at, run_at, deadline_at",
+                 RETURNING id, created_at, run_at, deadline_at{{returning}}",
                 tol = us!("u.tolerance_us"),
                 base = fair_base("d.tenant_id", "d.use_case"),
+            );
+        Sql {
+            insert_one: format!(
+                "INSERT INTO {jobs} ({insert_columns}) \
+                 SELECT $2::uuid, $3::text, $4::text, $5::text, $6::jsonb, 'pending', $7::smallint, 0, $8::bigint, \
+                        $9::text, $10::bigint, $11::bigint, $12::text, coalesce($13::timestamptz, t.now), $14::bigint, \
+                        greatest(coalesce($13::timestamptz, t.now), t.now) + {tol}, $15::bigint, $16::text, false, t.now, t.now, \
+                        coalesce($13::timestamptz, t.now) <= t.now, $18::text, $19::text, \
+                        EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $4 AND z.tenant_id = $3), \
+                        EXISTS (SELECT 1 FROM {rate_limits} r WHERE r.use_case = $4 AND r.tenant_id IN ($3, '')), \
+                        $20::boolean, \
+                        CASE WHEN $21::float8 > 0 AND coalesce($13::timestamptz, t.now) <= t.now \
+                            AND NOT EXISTS (SELECT 1 FROM {pauses} z WHERE z.use_case = $4 AND z.tenant_id = $3) \
+                            THEN coalesce($22::float8, {base}) + $21::float8 ELSE 0 END, $21::float8 \
+                 FROM {NOW} \
+                 WHERE $17::bigint IS NULL OR (SELECT count(*) FROM (SELECT 1 FROM {jobs} q \
+                     WHERE q.tenant_id = $3 AND q.use_case = $4 AND q.finished_at IS NULL LIMIT $17) c) < $17 \
+                 ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+                 RETURNING {plain_cols}",
+                tol = us!("$14::bigint"),
+                base = fair_base("$3", "$4"),
             ),
+            // One row per entry; what depends only on the entry's tenant and use case (its
+            // pause, its rate limit, the base of its turns) is read once per pair (`k`), not once
+            // per row.
+            // The insert answers only what it decided (the request is the rest of each job);
+            // `insert_many_payload` also its stored payload, for payloads jsonb may rewrite.
+            insert_many: insert_many.replace("{returning}", ""),
+            insert_many_payload: insert_many.replace("{returning}", ", payload"),
             // Reserves fair-share turns for the due jobs of fair use cases ($2 use cases, $3
             // tenants, $4 run_at, $5 steps, one entry per job; $1 now) that are not paused, and
             // answers each (use case, tenant)'s base: its jobs take the turns base + k × step, k =

@@ -1,12 +1,14 @@
 //! # jobs-scheduler — dispatch due jobs earliest-deadline-first under each use case's cap
 //!
 //! The scheduler is the only component that moves jobs from `pending` to `dispatched`. Each tick
-//! it:
+//! of its loop:
 //!
-//! 1. reaps expired leases (dispatched jobs no worker claimed, running jobs whose worker died);
-//! 2. for each use case, leases up to `cap − in_flight` due jobs, earliest deadline first — the
+//! 1. for each use case, leases up to `cap − in_flight` due jobs, earliest deadline first — the
 //!    store does the pick atomically, so the cap holds even with two schedulers;
-//! 3. sends one wake-up message per job to the use case's queue, in batches;
+//! 2. sends one wake-up message per job to the use case's queue, in batches;
+//! 3. reaps expired leases (dispatched jobs no worker claimed, running jobs whose worker died),
+//!    after the pick and at most every 100 ms while ticks come faster (back to back while a reap
+//!    fills its batch);
 //! 4. now and then prunes terminal jobs past the retention.
 //!
 //! With [`Scheduler::with_cron`] the leader also fires cron schedules ([`Cron`]): it writes the

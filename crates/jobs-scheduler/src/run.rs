@@ -20,9 +20,11 @@ const MIN_RATE_WAIT: Duration = Duration::from_millis(5);
 
 /// Most often the loop reaps while ticks come faster (the tick interval, when that is shorter).
 /// The reap runs after a tick's dispatch, never between a wake-up and its pick; a tick that skips
-/// it sleeps no longer than until the next reap is due, and one that returned expired leases is
-/// followed at once by another tick (which dispatches them and reaps again): a fleet's worth of
-/// expired leases drains a batch per state per round trip, not per tick interval.
+/// it sleeps no longer than until the next reap is due. A reap that returned expired leases is
+/// followed at once by a tick that dispatches them, and one that filled its batch in some state
+/// by another reap right after: a fleet's worth of expired leases drains a batch per state per
+/// round trip, not per tick interval. A failing reap backs off on its own (doubling up to the
+/// loop's `max_backoff`) while the picks go on.
 const REAP_EVERY: Duration = Duration::from_millis(100);
 
 /// Why [`Scheduler::run`] returned.
@@ -193,6 +195,7 @@ impl Scheduler {
         let mut last_prune: Option<Instant> = None;
         let mut last_reap: Option<Instant> = None;
         let reap_every = REAP_EVERY.min(config.tick_interval);
+        let mut reap_wait = reap_every;
         let (mut synced, mut cron_due) = (false, Instant::now());
         let mut limits_synced = false;
         loop {
@@ -211,20 +214,28 @@ impl Scheduler {
             // The pick first: a tick started by an enqueue's wake-up goes straight to it. Then
             // the reap, when due (see REAP_EVERY).
             let mut ticked = self.dispatcher.dispatch().await;
-            let reap_due = last_reap.is_none_or(|t| t.elapsed() >= reap_every);
+            let reap_due = last_reap.is_none_or(|t| t.elapsed() >= reap_wait);
             let mut reaped_any = false;
             if reap_due {
+                last_reap = Some(Instant::now());
                 match self.dispatcher.reap().await {
                     Ok(reaped) => {
+                        reap_wait = reap_every;
                         reaped_any = reaped.total() > 0;
-                        // While leases keep expiring in batches, reap again on the next tick.
-                        last_reap = (!reaped_any).then(Instant::now);
+                        // A state that filled its batch may hold more: reap again next tick.
+                        if full_batch(&reaped, config.reap_batch) {
+                            last_reap = None;
+                        }
                         if let Ok(report) = &mut ticked {
                             report.reaped = reaped;
                         }
                     }
-                    // The reap failed (the store is down): the loop backs off as a whole.
-                    Err(e) => ticked = Err(e),
+                    // The reap failed on its own (the pick's failures back the whole loop off):
+                    // it backs off alone, and the pick goes on meanwhile.
+                    Err(e) => {
+                        reap_wait = (reap_wait * 2).min(config.max_backoff.max(reap_every));
+                        tracing::warn!(error = %e, retry_in = ?reap_wait, "reap failed; retrying it later");
+                    }
                 }
             }
             self.backlog_pass(ticked.as_ref().ok()).await;
@@ -245,6 +256,7 @@ impl Scheduler {
             let delay = match ticked {
                 Ok(report) => {
                     backoff = config.min_backoff;
+                    // Reaped jobs are pending again: dispatch them now.
                     if report.saturated || reaped_any {
                         Duration::ZERO
                     } else {
@@ -279,10 +291,21 @@ impl Scheduler {
             // Wake in time for the next slot, and for the reap this tick skipped.
             let delay = cron_wait.map_or(delay, |w| delay.min(w));
             let delay = match last_reap {
-                Some(at) if !reap_due => delay.min(reap_every.saturating_sub(at.elapsed())),
+                Some(at) if !reap_due => delay.min(reap_wait.saturating_sub(at.elapsed())),
+                None => Duration::ZERO,
                 _ => delay,
             };
             if delay.is_zero() {
+                // No wait, but a shutdown asked meanwhile is honoured before the next tick.
+                let stop = tokio::select! {
+                    biased;
+                    _ = shutdown.as_mut() => true,
+                    _ = std::future::ready(()) => false,
+                };
+                if stop {
+                    lease.release().await;
+                    return Some(Stopped::Shutdown);
+                }
                 continue;
             }
             tokio::select! {
@@ -310,6 +333,19 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// True when a state of `reaped` filled its batch of `limit` (there may be more).
+fn full_batch(reaped: &jobs_core::store::ReapReport, limit: u32) -> bool {
+    let limit = u64::from(limit.max(1));
+    [
+        reaped.dispatch_expired,
+        reaped.run_expired_retry,
+        reaped.run_expired_dead,
+        reaped.run_expired_cancelled,
+    ]
+    .into_iter()
+    .any(|n| n >= limit)
 }
 
 async fn sleep_or_shutdown(

@@ -371,7 +371,7 @@ async fn the_loop_reaps_batch_after_batch_without_waiting_for_the_interval() {
         reap_batch: 2,
         ..SchedulerConfig::default()
     };
-    // Lease all 50, lose their messages (a dead worker fleet), and let the leases expire.
+    // Lease all 60, lose their messages (a dead worker fleet), and let the leases expire.
     let d = Dispatcher::new(
         store.clone(),
         transport.clone(),
