@@ -94,6 +94,9 @@ pub struct Dispatcher {
     config: SchedulerConfig,
     /// Use cases backing off after a failure (shared by the clones of this dispatcher).
     failing: Arc<Mutex<BTreeMap<String, Backoff>>>,
+    /// Rate-limited use cases whose empty pick was looked at again (see `dispatch_use_case`),
+    /// until a pick leases something.
+    rate_rechecked: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl Dispatcher {
@@ -110,7 +113,14 @@ impl Dispatcher {
             platform,
             config,
             failing: Arc::new(Mutex::new(BTreeMap::new())),
+            rate_rechecked: Arc::new(Mutex::new(std::collections::BTreeSet::new())),
         }
+    }
+
+    fn rate_rechecked(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.rate_rechecked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn failing(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Backoff>> {
@@ -258,11 +268,25 @@ impl Dispatcher {
                     gauge.set(wait.as_secs_f64());
                     report.rate_wait = Some(report.rate_wait.map_or(wait, |w| w.min(wait)));
                 }
-                Ok(None) => gauge.set(0.0),
+                Ok(None) => {
+                    gauge.set(0.0);
+                    // The pick and this read see the buckets at two instants: a token that came
+                    // in between makes this say "nothing waits" although the pick left a job for
+                    // want of it, and the loop would sleep a whole tick interval. So the use case
+                    // is picked again at once, once: the pick takes the job, or (the cap or a
+                    // pause held it, or nothing is due) finds nothing, says nothing waits again,
+                    // and the loop sleeps as usual until a pick leases something.
+                    if self.rate_rechecked().insert(use_case.to_owned()) {
+                        report.rate_wait = Some(Duration::ZERO);
+                    }
+                }
                 Err(e) => {
                     count_error(e.clone().into());
                     tracing::warn!(use_case, error = %e, "could not read the rate-limit wait");
                 }
+            }
+            if !leased.is_empty() {
+                self.rate_rechecked().remove(use_case);
             }
         }
         if leased.is_empty() {

@@ -161,6 +161,25 @@ async fn a_partial_batch_failure_is_counted_per_entry() {
     assert_eq!((n(JobStatus::Pending), n(JobStatus::Dispatched)), (1, 2));
 }
 
+/// Receives (without deleting) up to `n` messages of `use_case`, for at most 20 s from `started`;
+/// answers how many came.
+async fn receive_up_to(
+    transport: &MemoryTransport,
+    use_case: &str,
+    n: usize,
+    started: Instant,
+) -> usize {
+    let mut received = 0;
+    while received < n && started.elapsed() < Duration::from_secs(20) {
+        received += transport
+            .receive(use_case, 10, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .len();
+    }
+    received
+}
+
 async fn wait_for_message(
     transport: &MemoryTransport,
     use_case: &str,
@@ -323,14 +342,7 @@ async fn the_loop_starts_a_rate_limited_tenant_at_its_rate_not_at_the_tick() {
     let handle = tokio::spawn(Scheduler::new(d, Arc::new(SoleLeader)).run(async {
         let _ = stopped.await;
     }));
-    let mut received = 0;
-    while received < 30 && started.elapsed() < Duration::from_secs(20) {
-        received += transport
-            .receive("alpha", 10, Duration::from_millis(50))
-            .await
-            .unwrap()
-            .len();
-    }
+    let received = receive_up_to(&transport, "alpha", 30, started).await;
     let took = started.elapsed();
     assert_eq!(
         received, 30,
@@ -398,14 +410,7 @@ async fn the_loop_reaps_batch_after_batch_without_waiting_for_the_interval() {
     let handle = tokio::spawn(Scheduler::new(d, Arc::new(SoleLeader)).run(async {
         let _ = stopped.await;
     }));
-    let mut received = 0;
-    while received < 60 && started.elapsed() < Duration::from_secs(20) {
-        received += transport
-            .receive("alpha", 10, Duration::from_millis(50))
-            .await
-            .unwrap()
-            .len();
-    }
+    let received = receive_up_to(&transport, "alpha", 60, started).await;
     let took = started.elapsed();
     assert_eq!(
         received, 60,
@@ -414,6 +419,70 @@ async fn the_loop_reaps_batch_after_batch_without_waiting_for_the_interval() {
     // Thirty reaps of 2: back to back they take milliseconds; one per reap interval (100 ms)
     // would take 3 s, one per tick interval an hour.
     assert!(took < Duration::from_millis(1500), "took {took:?}");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Moves the store's clock on by one token's time before every rate-wait read: the read then sees
+/// a token that the pick just before it did not (the two statements run at two instants).
+#[derive(Debug)]
+struct TokenArrivesBetween(Arc<ManualClock>);
+
+#[async_trait]
+impl jobs_core::intercept::Interceptor for TokenArrivesBetween {
+    async fn before(
+        &self,
+        op: jobs_core::intercept::StoreOp,
+        _entries: usize,
+    ) -> Result<(), StoreError> {
+        if op == jobs_core::intercept::StoreOp::RateWait {
+            self.0.advance(Duration::from_secs(1));
+        }
+        Ok(())
+    }
+}
+
+/// A token that arrives between a pick and the rate-wait read must not leave the limited jobs
+/// waiting for the tick interval (an hour here): the use case is picked again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_arrives_between_the_pick_and_the_wait_is_not_missed() {
+    let clock = Arc::new(ManualClock::default());
+    let inner: Arc<dyn jobs_core::JobStore> = Arc::new(MemoryStore::new(clock.clone()));
+    let store = Arc::new(jobs_core::intercept::InterceptedStore::new(
+        inner,
+        TokenArrivesBetween(clock.clone()),
+    ));
+    let transport = Arc::new(MemoryTransport::new(["alpha"]));
+    let limit = jobs_core::RateLimit::new("alpha", Some("acme".into()), 1.0, 1).unwrap();
+    let platform = Arc::new(
+        PlatformConfig::with_use_cases([UseCaseConfig::new(
+            "alpha",
+            100,
+            Duration::from_secs(600),
+        )])
+        .with_rate_limits(jobs_core::RateLimitConfig::none().with(limit)),
+    );
+    let service = JobService::new(store.clone(), platform.clone()).with_clock(clock.clone());
+    for _ in 0..8 {
+        enqueue(&service, "alpha", 600).await;
+    }
+    let config = SchedulerConfig {
+        tick_interval: Duration::from_secs(3600),
+        ..SchedulerConfig::default()
+    };
+    let d = Dispatcher::new(store.clone(), transport.clone(), platform, config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let handle = tokio::spawn(Scheduler::new(d, Arc::new(SoleLeader)).run(async {
+        let _ = stopped.await;
+    }));
+    let received = receive_up_to(&transport, "alpha", 8, started).await;
+    let took = started.elapsed();
+    assert_eq!(received, 8, "every job started (took {took:?})");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), handle)
         .await
