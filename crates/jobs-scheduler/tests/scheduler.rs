@@ -161,6 +161,31 @@ async fn a_partial_batch_failure_is_counted_per_entry() {
     assert_eq!((n(JobStatus::Pending), n(JobStatus::Dispatched)), (1, 2));
 }
 
+/// A scheduler loop running on its own task, until [`Running::stop`].
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<jobs_scheduler::Stopped>,
+}
+
+impl Running {
+    fn start(d: Dispatcher, election: Arc<dyn LeaderElection>) -> Running {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(Scheduler::new(d, election).run(async {
+            let _ = stopped.await;
+        }));
+        Running { stop, handle }
+    }
+
+    /// Asks the loop to stop and waits (at most 5 s) for it to end.
+    async fn stop(self) -> jobs_scheduler::Stopped {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), self.handle)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
+
 /// Receives (without deleting) up to `n` messages of `use_case`, for at most 20 s from `started`;
 /// answers how many came.
 async fn receive_up_to(
@@ -210,10 +235,7 @@ async fn the_loop_wakes_on_enqueue_without_waiting_for_the_interval() {
         ..SchedulerConfig::default()
     };
     let d = Dispatcher::new(store.clone(), transport.clone(), platform(), config);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(Scheduler::new(d, Arc::new(SoleLeader)).run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(d, Arc::new(SoleLeader));
     // Let the first (empty) tick pass, then enqueue: only a wake-up can dispatch it in time.
     tokio::time::sleep(Duration::from_millis(100)).await;
     enqueue(&service, "alpha", 60).await;
@@ -222,11 +244,7 @@ async fn the_loop_wakes_on_enqueue_without_waiting_for_the_interval() {
         took.is_some(),
         "dispatched after a wake-up, not after the hour-long interval"
     );
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), handle)
-        .await
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,16 +274,9 @@ async fn refused_messages_back_the_loop_off_instead_of_spinning() {
         platform(),
         SchedulerConfig::default(),
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(Scheduler::new(d, Arc::new(SoleLeader)).run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(d, Arc::new(SoleLeader));
     tokio::time::sleep(Duration::from_millis(700)).await;
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), handle)
-        .await
-        .unwrap()
-        .unwrap();
+    running.stop().await;
     let sends = sends.load(std::sync::atomic::Ordering::SeqCst);
     // Ticks at ~0, 200 and 600 ms: 3 sends (4 on a slow machine), not hundreds.
     assert!((2..=5).contains(&sends), "{sends} sends in 700 ms");
@@ -295,10 +306,7 @@ async fn a_standby_dispatches_nothing_and_stops_on_shutdown() {
         ..SchedulerConfig::default()
     };
     let d = Dispatcher::new(store.clone(), transport.clone(), platform(), config);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(Scheduler::new(d, Arc::new(NeverLeader)).run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(d, Arc::new(NeverLeader));
     assert!(
         wait_for_message(&transport, "alpha", Duration::from_millis(500))
             .await
@@ -308,11 +316,7 @@ async fn a_standby_dispatches_nothing_and_stops_on_shutdown() {
         store.get(job.id).await.unwrap().unwrap().status,
         JobStatus::Pending
     );
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), handle)
-        .await
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }
 
 /// A rate-limited tenant's jobs start at its rate, not at the tick's: the leader writes the
@@ -337,11 +341,8 @@ async fn the_loop_starts_a_rate_limited_tenant_at_its_rate_not_at_the_tick() {
         ..SchedulerConfig::default()
     };
     let d = Dispatcher::new(store.clone(), transport.clone(), platform, config);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
-    let handle = tokio::spawn(Scheduler::new(d, Arc::new(SoleLeader)).run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(d, Arc::new(SoleLeader));
     let received = receive_up_to(&transport, "alpha", 30, started).await;
     let took = started.elapsed();
     assert_eq!(
@@ -354,11 +355,7 @@ async fn the_loop_starts_a_rate_limited_tenant_at_its_rate_not_at_the_tick() {
         "faster than the limit: {took:?}"
     );
     assert_eq!(store.rate_limits().await.unwrap(), vec![limit]);
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), handle)
-        .await
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }
 
 /// A fleet's worth of expired leases (more than one reap batch) is returned and dispatched again
@@ -405,11 +402,8 @@ async fn the_loop_reaps_batch_after_batch_without_waiting_for_the_interval() {
     clock.advance(Duration::from_secs(31));
 
     let d = Dispatcher::new(store.clone(), transport.clone(), platform, config);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
-    let handle = tokio::spawn(Scheduler::new(d, Arc::new(SoleLeader)).run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(d, Arc::new(SoleLeader));
     let received = receive_up_to(&transport, "alpha", 60, started).await;
     let took = started.elapsed();
     assert_eq!(
@@ -419,11 +413,7 @@ async fn the_loop_reaps_batch_after_batch_without_waiting_for_the_interval() {
     // Thirty reaps of 2: back to back they take milliseconds; one per reap interval (100 ms)
     // would take 3 s, one per tick interval an hour.
     assert!(took < Duration::from_millis(1500), "took {took:?}");
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), handle)
-        .await
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }
 
 /// Moves the store's clock on by one token's time before every rate-wait read: the read then sees
@@ -474,18 +464,11 @@ async fn a_token_that_arrives_between_the_pick_and_the_wait_is_not_missed() {
         ..SchedulerConfig::default()
     };
     let d = Dispatcher::new(store.clone(), transport.clone(), platform, config);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
-    let handle = tokio::spawn(Scheduler::new(d, Arc::new(SoleLeader)).run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(d, Arc::new(SoleLeader));
     let received = receive_up_to(&transport, "alpha", 8, started).await;
     let took = started.elapsed();
     assert_eq!(received, 8, "every job started (took {took:?})");
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), handle)
-        .await
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }
