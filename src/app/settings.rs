@@ -1132,6 +1132,7 @@ mod tests {
         ("ASYNC_JOBS_REAP_BATCH", "501"),
         ("ASYNC_JOBS_RETENTION_HOURS", "169"),
         ("ASYNC_JOBS_PRUNE_INTERVAL_SECONDS", "61"),
+        ("ASYNC_JOBS_PRUNE_BATCH", "1001"),
         ("ASYNC_JOBS_LEADER_POLL_MS", "1001"),
         ("ASYNC_JOBS_WORKER_CONCURRENCY", "11"),
         ("ASYNC_JOBS_WORKER_USE_CASES", "notifications"),

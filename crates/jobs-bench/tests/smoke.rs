@@ -117,6 +117,31 @@ fn e2e_inproc_with_history_and_pruning_smoke() {
 }
 
 #[test]
+fn e2e_inproc_with_the_scheduler_pruning_smoke() {
+    let v = run(&[
+        "e2e-inproc",
+        "--jobs",
+        "300",
+        "--cap",
+        "100",
+        "--concurrency",
+        "20",
+        "--dispatch-batch",
+        "50",
+        "--history",
+        "2000",
+        "--scheduler-prunes",
+        "--prune-batch",
+        "100",
+    ]);
+    positive(&v, "jobs_per_s");
+    assert_eq!(v["pruning"]["by"], "scheduler", "{v}");
+    // The scheduler's first prune batch comes at once, while the jobs run.
+    let pruned = positive(&v, "pruning.pruned_during_run");
+    assert!((100.0..=2000.0).contains(&pruned), "{v}");
+}
+
+#[test]
 fn scheduler_only_smoke() {
     let v = run(&["scheduler-only", "--jobs", "500", "--dispatch-batch", "100"]);
     positive(&v, "jobs_per_s");

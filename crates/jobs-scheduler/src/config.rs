@@ -19,9 +19,13 @@ pub struct SchedulerConfig {
     pub reap_batch: u32,
     /// Terminal jobs older than this are pruned (`ASYNC_JOBS_RETENTION_HOURS`, default 168).
     pub retention: Duration,
-    /// How often to prune (`ASYNC_JOBS_PRUNE_INTERVAL_SECONDS`, default 60).
+    /// How often to look for jobs to prune when the last look found fewer than a batch
+    /// (`ASYNC_JOBS_PRUNE_INTERVAL_SECONDS`, default 60). While batches come back full, the next
+    /// follows after a pause three times as long as the batch took, so pruning keeps up with any
+    /// completion rate while taking at most a quarter of one connection's time.
     pub prune_interval: Duration,
-    /// Most jobs deleted per prune (default 1000).
+    /// Most jobs deleted per prune statement (`ASYNC_JOBS_PRUNE_BATCH`, default 1000): one
+    /// short transaction each.
     pub prune_batch: u32,
     /// How often a standby tries to become leader (`ASYNC_JOBS_LEADER_POLL_MS`, default 1000).
     pub leader_poll: Duration,
@@ -106,7 +110,13 @@ impl SchedulerConfig {
             retention: number::<u64>(get, "ASYNC_JOBS_RETENTION_HOURS", 1, 168, "hours ≥ 1")
                 .map(|h| Duration::from_secs(h.saturating_mul(3600)))?,
             prune_interval: secs("ASYNC_JOBS_PRUNE_INTERVAL_SECONDS", d.prune_interval)?,
-            prune_batch: d.prune_batch,
+            prune_batch: number(
+                get,
+                "ASYNC_JOBS_PRUNE_BATCH",
+                1,
+                d.prune_batch,
+                "a whole number ≥ 1",
+            )?,
             leader_poll: ms("ASYNC_JOBS_LEADER_POLL_MS", d.leader_poll)?,
             min_backoff: d.min_backoff,
             max_backoff: d.max_backoff,

@@ -383,14 +383,17 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Deletes terminal jobs past the retention; returns how many.
+    /// Deletes one batch ([`SchedulerConfig::prune_batch`]) of terminal jobs past the
+    /// retention; returns how many. The scheduler's loop calls it while batches come back full
+    /// (see `prune_loop` in run.rs).
     pub async fn prune(&self) -> Result<u64, StoreError> {
         let pruned = self
             .store
             .prune(self.config.retention, self.config.prune_batch)
             .await?;
         if pruned > 0 {
-            tracing::info!(pruned, "pruned old terminal jobs");
+            tracing::debug!(pruned, "pruned old terminal jobs");
+            metrics::counter!("async_jobs_pruned_total").increment(pruned);
         }
         Ok(pruned)
     }

@@ -27,6 +27,71 @@ const MIN_RATE_WAIT: Duration = Duration::from_millis(5);
 /// loop's `max_backoff`) while the picks go on.
 const REAP_EVERY: Duration = Duration::from_millis(100);
 
+/// How long, as a multiple of its own duration, a dispatch that leased jobs but filled no whole
+/// batch keeps the next wake-up's tick waiting (the pacing of a use case at its cap).
+///
+/// Such a pick was cut short by the cap (or took every due job). At the cap, every completion's
+/// wake-up would otherwise start a pick at once, and picks ran back to back, each leasing the few
+/// places freed while the last one ran: most of a pick's cost (counting the jobs in flight,
+/// planning, the transaction) is paid per pick, not per job, so under load the scheduler spent
+/// about a third of the database's time picking ~150 jobs at a time, while the transport already
+/// held more than a second's worth of dispatched jobs (scenario 2a, BENCHMARKS.md). Waiting as long
+/// as the pick took lets the freed places add up (picks ~twice the size, half as many), and costs
+/// a wake-up at most one pick's duration (a fraction of a millisecond when idle: a lone job's
+/// wake-up finds the wait long over). A full batch is never paced: the next tick comes at once.
+const PACE: u32 = 1;
+
+/// How long, as a multiple of its own duration, a prune batch that came back full waits before
+/// the next: pruning takes at most a quarter of one connection's time while a backlog of
+/// history drains (deleting at full speed cost a third of scenario 2a's throughput on two cores),
+/// and still deletes far faster than jobs finish (a batch of 1,000 takes ~10 ms: ~25,000 jobs/s).
+const PRUNE_PACE: u32 = 3;
+
+/// The longest pause between two full prune batches, whatever the last one took.
+const PRUNE_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// Prunes while the process leads: a batch, then, while batches come back full, the next after a
+/// pause of [`PRUNE_PACE`] times the batch's duration; once a batch is not full (nothing more is
+/// past the retention), the next look comes after the prune interval. The first look is at
+/// once. Before, the loop deleted one batch (1,000) per interval (60 s): under 17 jobs a second,
+/// so any busier system's history grew without bound. A failed prune is retried after the
+/// interval; pruning never holds up a pick (its own task, its own connection from the pool).
+async fn prune_loop(dispatcher: Dispatcher) {
+    let config = dispatcher.config().clone();
+    let full = u64::from(config.prune_batch.max(1));
+    let mut draining = 0u64;
+    loop {
+        let started = Instant::now();
+        let wait = match dispatcher.prune().await {
+            Ok(n) if n >= full => {
+                draining += n;
+                (started.elapsed() * PRUNE_PACE).min(PRUNE_PAUSE_MAX)
+            }
+            Ok(n) => {
+                if draining + n > 0 {
+                    tracing::info!(pruned = draining + n, "pruned old terminal jobs");
+                }
+                draining = 0;
+                config.prune_interval
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?config.prune_interval, "prune failed");
+                config.prune_interval
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Why [`Scheduler::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -192,7 +257,9 @@ impl Scheduler {
         let config = self.dispatcher.config().clone();
         let mut wakeups = self.subscribe().await;
         let mut backoff = config.min_backoff;
-        let mut last_prune: Option<Instant> = None;
+        // Pruning runs beside the loop while this process leads (see prune_loop); dropping the
+        // guard when leadership ends stops it.
+        let _pruning = AbortOnDrop(tokio::spawn(prune_loop(self.dispatcher.clone())));
         let mut last_reap: Option<Instant> = None;
         let reap_every = REAP_EVERY.min(config.tick_interval);
         let mut reap_wait = reap_every;
@@ -213,7 +280,15 @@ impl Scheduler {
             }
             // The pick first: a tick started by an enqueue's wake-up goes straight to it. Then
             // the reap, when due (see REAP_EVERY).
+            let picking = Instant::now();
             let mut ticked = self.dispatcher.dispatch().await;
+            // See PACE.
+            let paced_until = match &ticked {
+                Ok(r) if r.dispatched > 0 && !r.saturated => {
+                    Some(Instant::now() + picking.elapsed() * PACE)
+                }
+                _ => None,
+            };
             let reap_due = last_reap.is_none_or(|t| t.elapsed() >= reap_wait);
             let mut reaped_any = false;
             if reap_due {
@@ -239,14 +314,6 @@ impl Scheduler {
                 }
             }
             self.backlog_pass(ticked.as_ref().ok()).await;
-            // Pruning goes on whatever the tick did (a routed store prunes the stores that
-            // answer).
-            if last_prune.is_none_or(|t| t.elapsed() >= config.prune_interval) {
-                last_prune = Some(Instant::now());
-                if let Err(e) = self.dispatcher.prune().await {
-                    tracing::warn!(error = %e, "prune failed");
-                }
-            }
             // Leadership is checked after the tick, not between a wake-up and its pick (the check
             // is a round trip at most every 500 ms). A tick run after leadership was lost is
             // harmless: the store serialises the picks of a use case.
@@ -318,6 +385,14 @@ impl Scheduler {
                     if woke.is_none() {
                         tracing::warn!("wake-up stream ended; resubscribing");
                         wakeups = self.subscribe().await;
+                    }
+                    // A wake-up soon after a pick cut short by the cap waits out the pace.
+                    let rest = paced_until.map_or(Duration::ZERO, |t| t.saturating_duration_since(Instant::now()));
+                    if !rest.is_zero() {
+                        if let Next::Shutdown = sleep_or_shutdown(rest, shutdown).await {
+                            lease.release().await;
+                            return Some(Stopped::Shutdown);
+                        }
                     }
                 }
             }

@@ -60,9 +60,16 @@ pub struct InprocArgs {
     /// connection of its own: the cost of pruning at full speed.
     #[arg(long, default_value_t = 0)]
     pub prune_during: u64,
-    /// Jobs deleted per prune call with `--prune-during`.
-    #[arg(long, default_value_t = 5_000)]
-    pub prune_batch: u32,
+    /// Jobs deleted per prune call: with `--prune-during` (default 5,000), or the scheduler's
+    /// batch with `--scheduler-prunes` (default its own, 1,000).
+    #[arg(long)]
+    pub prune_batch: Option<u32>,
+    /// The scheduler itself prunes while the measured part runs, as in production (its paced
+    /// prune loop, `SchedulerConfig::prune_batch` of 1,000 unless `--prune-batch` is given), with
+    /// a retention of one hour so that the whole `--history` is due: the cost of the platform's
+    /// own pruning, where `--prune-during` measures pruning at full speed.
+    #[arg(long, conflicts_with = "prune_during")]
+    pub scheduler_prunes: bool,
 }
 
 /// Writes `n` finished jobs (history) into the bench schema in one statement, then `VACUUM
@@ -163,7 +170,7 @@ impl InProcess {
         bench: &BenchDb,
         cap: u32,
         concurrency: usize,
-        dispatch_batch: u32,
+        scheduler: SchedulerConfig,
         pool: usize,
         loops: usize,
         receive_batch: u32,
@@ -179,10 +186,7 @@ impl InProcess {
             Arc::clone(&store) as Arc<dyn JobStore>,
             Arc::clone(&transport) as Arc<dyn Transport>,
             Arc::clone(&platform),
-            SchedulerConfig {
-                dispatch_batch,
-                ..SchedulerConfig::default()
-            },
+            scheduler,
         );
         let (stop, wait) = shutdown_pair();
         let scheduler = tokio::spawn({
@@ -266,7 +270,7 @@ pub async fn run_inproc(args: InprocArgs) -> anyhow::Result<serde_json::Value> {
     let before = bench.snapshot().await?;
     let pruner = (args.prune_during > 0).then(|| {
         let store = bench.store(1);
-        let (goal, batch) = (args.prune_during, args.prune_batch);
+        let (goal, batch) = (args.prune_during, args.prune_batch.unwrap_or(5_000));
         tokio::spawn(async move {
             let store = store?;
             let start = Instant::now();
@@ -283,12 +287,21 @@ pub async fn run_inproc(args: InprocArgs) -> anyhow::Result<serde_json::Value> {
             anyhow::Ok((pruned, start.elapsed().as_secs_f64()))
         })
     });
+    let mut scheduler = SchedulerConfig {
+        dispatch_batch: args.dispatch_batch,
+        ..SchedulerConfig::default()
+    };
+    if args.scheduler_prunes {
+        // The whole history (finished 2 to 50 hours ago) is past this retention.
+        scheduler.retention = Duration::from_secs(3600);
+        scheduler.prune_batch = args.prune_batch.unwrap_or(scheduler.prune_batch);
+    }
     let start = Instant::now();
     let world = InProcess::start(
         &bench,
         args.cap,
         args.concurrency,
-        args.dispatch_batch,
+        scheduler,
         args.pool,
         args.loops,
         args.receive_batch,
@@ -317,6 +330,14 @@ pub async fn run_inproc(args: InprocArgs) -> anyhow::Result<serde_json::Value> {
     let commits = bench.xact_commit().await? - commits0;
     let postgres = bench.cost_per_job(&before, args.jobs).await?;
     let succeeded = bench.count_status("succeeded").await?;
+    // The scheduler's pruning: only history is old enough, so what is missing was pruned.
+    let pruning = if args.scheduler_prunes {
+        pruned_total = (args.jobs + args.history).saturating_sub(succeeded as u64);
+        json!({ "by": "scheduler", "pruned_during_run": pruned_total,
+                "rows_per_s": rate(pruned_total, secs) })
+    } else {
+        pruning
+    };
     // The history's jobs are succeeded too, those the pruner left.
     anyhow::ensure!(
         succeeded as u64 == args.jobs + args.history - pruned_total,

@@ -114,7 +114,18 @@ pub async fn run(args: LatencyArgs) -> anyhow::Result<serde_json::Value> {
     let wait_all = Duration::from_secs(60 + args.jobs * args.interval_ms / 1000);
     let out = match args.mode {
         Mode::Inproc => {
-            let world = InProcess::start(&bench, 10, 10, 100, 4, 1, DEFAULT_RECEIVE_BATCH)?;
+            let world = InProcess::start(
+                &bench,
+                10,
+                10,
+                jobs_scheduler::SchedulerConfig {
+                    dispatch_batch: 100,
+                    ..jobs_scheduler::SchedulerConfig::default()
+                },
+                4,
+                1,
+                DEFAULT_RECEIVE_BATCH,
+            )?;
             // Warm up the pools and the LISTEN connection.
             trickle(&service, 5, interval).await?;
             world.wait_succeeded(5, Duration::from_secs(30)).await?;
