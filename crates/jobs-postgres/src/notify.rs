@@ -37,12 +37,18 @@ impl Drop for PgWakeups {
 #[async_trait]
 impl WakeupStream for PgWakeups {
     /// Waits for a wake-up, then folds every wake-up already queued behind it into it (a
-    /// `Resync` among them wins), so a burst costs the scheduler one tick, not one per event.
+    /// `Resync` among them wins, then a `JobDue`: the scheduler paces freed places but never a
+    /// due job), so a burst costs the scheduler one tick, not one per event.
     async fn next(&mut self) -> Option<Wakeup> {
+        let rank = |w: Wakeup| match w {
+            Wakeup::Resync => 2,
+            Wakeup::JobDue => 1,
+            Wakeup::CapacityFreed => 0,
+        };
         let mut wakeup = self.rx.recv().await?;
         while let Ok(more) = self.rx.try_recv() {
-            if more == Wakeup::Resync {
-                wakeup = Wakeup::Resync;
+            if rank(more) > rank(wakeup) {
+                wakeup = more;
             }
         }
         Some(wakeup)

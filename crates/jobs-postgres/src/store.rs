@@ -1400,14 +1400,19 @@ impl MaintenanceStore for PgStore {
             return Ok(0);
         }
         let now = self.now();
+        let full = u64::from(limit);
         let (age, limit) = (micros(older_than), i64::from(limit));
         with_conn!(self, |c| async {
             let stmt = c.prepare_cached(&self.sql.prune).await?;
             let pruned = c.execute(&stmt, &[&now, &age, &limit]).await?;
-            let buckets = c.prepare_cached(&self.sql.prune_buckets).await?;
-            c.execute(&buckets, &[&now]).await?;
-            let reserve = c.prepare_cached(&self.sql.prune_reserve).await?;
-            c.execute(&reserve, &[&now]).await?;
+            // The refilled rate buckets and old fair-share reservations go once per look, with
+            // the batch that ends it (not full), not with every batch of a long drain.
+            if pruned < full {
+                let buckets = c.prepare_cached(&self.sql.prune_buckets).await?;
+                c.execute(&buckets, &[&now]).await?;
+                let reserve = c.prepare_cached(&self.sql.prune_reserve).await?;
+                c.execute(&reserve, &[&now]).await?;
+            }
             Ok::<_, Op<StoreError>>(pruned)
         })
     }

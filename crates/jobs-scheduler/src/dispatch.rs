@@ -56,6 +56,9 @@ pub struct TickReport {
     pub send_failed: u64,
     /// True if some use case filled a whole batch: more due jobs may be waiting, tick again now.
     pub saturated: bool,
+    /// The store's time in this tick's picks that leased jobs but filled no batch: what paces
+    /// the loop's next tick after a freed place (`PACE` in run.rs).
+    pub partial_pick_time: Duration,
     /// The shortest wait until a due job held back only by its tenant's rate limit may start
     /// ([`DispatchStore::rate_wait`](jobs_core::DispatchStore::rate_wait)), over the use cases
     /// with rate limits: tick again no later than this.
@@ -247,6 +250,7 @@ impl Dispatcher {
         report: &mut TickReport,
     ) -> Result<(), SchedulerError> {
         let batch = self.config.dispatch_batch;
+        let picking = Instant::now();
         let leased = self
             .store
             .lease_due(
@@ -259,6 +263,9 @@ impl Dispatcher {
             )
             .await?;
         let saturated = leased.len() as u32 >= batch;
+        if !saturated && !leased.is_empty() {
+            report.partial_pick_time += picking.elapsed();
+        }
         if !saturated && self.platform.rate_limits.limits_use_case(use_case) {
             // Jobs held back by a rate limit raise no wake-up when their token comes: ask when
             // that is. A failure only costs promptness (the next tick comes anyway).

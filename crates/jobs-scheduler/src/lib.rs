@@ -9,7 +9,10 @@
 //! 3. reaps expired leases (dispatched jobs no worker claimed, running jobs whose worker died),
 //!    after the pick and at most every 100 ms while ticks come faster (back to back while a reap
 //!    fills its batch);
-//! 4. now and then prunes terminal jobs past the retention.
+//!
+//! While it leads, a task of its own prunes terminal jobs past the retention: batch after batch
+//! while batches come back full (at most a quarter of one connection's time), then one look per
+//! prune interval.
 //!
 //! With [`Scheduler::with_cron`] the leader also fires cron schedules ([`Cron`]): it writes the
 //! configured schedules when it wins leadership, fires each due slot before the tick's pick (one
@@ -29,8 +32,10 @@
 //! expires, so nothing is lost either way. A use case whose pick or send fails backs off on its
 //! own ([`TickReport::failed`], [`TickReport::backing_off`]) while the others go on — with use
 //! cases in stores of their own, one store's outage holds back only its use cases; the whole
-//! loop backs off only when every use case fails. Pruning runs on its interval whatever the
-//! tick did.
+//! loop backs off only when every use case fails. Pruning goes on whatever the ticks do.
+//! A freed place (a job that finished) right after picks that leased jobs but filled no batch
+//! (a use case at its cap) waits as long as those picks took, so that picks at the cap gather
+//! the places freed meanwhile; a job that became due never waits.
 //!
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<dyn jobs_core::JobStore>, transport: std::sync::Arc<dyn jobs_core::Transport>) {

@@ -1,12 +1,13 @@
 //! The scheduler's main loop: become leader, then tick on an interval and on every wake-up from
-//! the store, back off on errors, prune now and then, and give leadership up on shutdown.
+//! the store (pacing freed places at a cap), back off on errors, prune in a task of its own while
+//! leading, and give leadership up on shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jobs_core::leader::{LeaderElection, LeaderLease};
-use jobs_core::store::{NeverWake, WakeupStream};
+use jobs_core::store::{NeverWake, Wakeup, WakeupStream};
 
 use crate::backlog::BacklogMonitor;
 use crate::cron::Cron;
@@ -27,55 +28,62 @@ const MIN_RATE_WAIT: Duration = Duration::from_millis(5);
 /// loop's `max_backoff`) while the picks go on.
 const REAP_EVERY: Duration = Duration::from_millis(100);
 
-/// How long, as a multiple of its own duration, a dispatch that leased jobs but filled no whole
-/// batch keeps the next wake-up's tick waiting (the pacing of a use case at its cap).
+/// How long, as a multiple of the store's time in the tick's partial picks, a wake-up for a
+/// freed place keeps the next tick waiting.
 ///
-/// Such a pick was cut short by the cap (or took every due job). At the cap, every completion's
-/// wake-up would otherwise start a pick at once, and picks ran back to back, each leasing the few
-/// places freed while the last one ran: most of a pick's cost (counting the jobs in flight,
-/// planning, the transaction) is paid per pick, not per job, so under load the scheduler spent
-/// about a third of the database's time picking ~150 jobs at a time, while the transport already
-/// held more than a second's worth of dispatched jobs (scenario 2a, BENCHMARKS.md). Waiting as long
-/// as the pick took lets the freed places add up (picks ~twice the size, half as many), and costs
-/// a wake-up at most one pick's duration (a fraction of a millisecond when idle: a lone job's
-/// wake-up finds the wait long over). A full batch is never paced: the next tick comes at once.
+/// A pick that leased jobs but filled no batch was cut short by the cap (or took every due job).
+/// At the cap, every completion's wake-up started a pick at once, and picks ran back to back,
+/// each leasing the few places freed while the last one ran, although a pick's fixed cost
+/// (counting the jobs in flight, planning, its transaction) is paid per pick, not per job: in
+/// scenario 2a, 4 picks per 1,000 jobs of ~150 each (BENCHMARKS.md, "Issue 16, third session").
+/// Waiting as long as those picks took lets the freed places add up. Only
+/// [`Wakeup::CapacityFreed`] waits, and never past the tick the loop would have started anyway
+/// (the interval, a rate limit's token, a backoff's retry, a cron slot, a due reap): a job that
+/// became due ([`Wakeup::JobDue`], [`Wakeup::Resync`]) ends the wait, and an idle system, whose
+/// picks fill no batch either, is not slowed (its wake-ups are enqueues).
 const PACE: u32 = 1;
 
 /// How long, as a multiple of its own duration, a prune batch that came back full waits before
-/// the next: pruning takes at most a quarter of one connection's time while a backlog of
-/// history drains (deleting at full speed cost a third of scenario 2a's throughput on two cores),
-/// and still deletes far faster than jobs finish (a batch of 1,000 takes ~10 ms: ~25,000 jobs/s).
+/// the next: pruning takes at most a quarter of one connection's time while a backlog of history
+/// drains (deleting at full speed cost a third of scenario 2a's throughput on two cores). The
+/// pause is never longer than the prune interval.
 const PRUNE_PACE: u32 = 3;
-
-/// The longest pause between two full prune batches, whatever the last one took.
-const PRUNE_PAUSE_MAX: Duration = Duration::from_secs(1);
 
 /// Prunes while the process leads: a batch, then, while batches come back full, the next after a
 /// pause of [`PRUNE_PACE`] times the batch's duration; once a batch is not full (nothing more is
 /// past the retention), the next look comes after the prune interval. The first look is at
 /// once. Before, the loop deleted one batch (1,000) per interval (60 s): under 17 jobs a second,
 /// so any busier system's history grew without bound. A failed prune is retried after the
-/// interval; pruning never holds up a pick (its own task, its own connection from the pool).
+/// interval. Pruning never holds up a pick: its own task, its own connection from the pool. A
+/// drain is logged when it ends and, while it lasts, once per interval.
 async fn prune_loop(dispatcher: Dispatcher) {
     let config = dispatcher.config().clone();
     let full = u64::from(config.prune_batch.max(1));
     let mut draining = 0u64;
+    let mut reported = Instant::now();
     loop {
         let started = Instant::now();
         let wait = match dispatcher.prune().await {
             Ok(n) if n >= full => {
                 draining += n;
-                (started.elapsed() * PRUNE_PACE).min(PRUNE_PAUSE_MAX)
+                if reported.elapsed() >= config.prune_interval {
+                    reported = Instant::now();
+                    tracing::info!(pruned = draining, "pruning old terminal jobs: more are due");
+                }
+                (started.elapsed() * PRUNE_PACE).min(config.prune_interval)
             }
             Ok(n) => {
                 if draining + n > 0 {
                     tracing::info!(pruned = draining + n, "pruned old terminal jobs");
                 }
                 draining = 0;
+                reported = Instant::now();
                 config.prune_interval
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?config.prune_interval, "prune failed");
+                tracing::warn!(error = %e, pruned = draining, retry_in = ?config.prune_interval, "prune failed");
+                draining = 0;
+                reported = Instant::now();
                 config.prune_interval
             }
         };
@@ -280,12 +288,11 @@ impl Scheduler {
             }
             // The pick first: a tick started by an enqueue's wake-up goes straight to it. Then
             // the reap, when due (see REAP_EVERY).
-            let picking = Instant::now();
             let mut ticked = self.dispatcher.dispatch().await;
             // See PACE.
             let paced_until = match &ticked {
-                Ok(r) if r.dispatched > 0 && !r.saturated => {
-                    Some(Instant::now() + picking.elapsed() * PACE)
+                Ok(r) if !r.partial_pick_time.is_zero() => {
+                    Some(Instant::now() + r.partial_pick_time * PACE)
                 }
                 _ => None,
             };
@@ -375,26 +382,30 @@ impl Scheduler {
                 }
                 continue;
             }
+            let next_tick = Instant::now() + delay;
             tokio::select! {
                 _ = shutdown.as_mut() => {
                     lease.release().await;
                     return Some(Stopped::Shutdown);
                 }
                 _ = tokio::time::sleep(delay) => {}
-                woke = wakeups.next() => {
-                    if woke.is_none() {
+                woke = wakeups.next() => match woke {
+                    None => {
                         tracing::warn!("wake-up stream ended; resubscribing");
                         wakeups = self.subscribe().await;
                     }
-                    // A wake-up soon after a pick cut short by the cap waits out the pace.
-                    let rest = paced_until.map_or(Duration::ZERO, |t| t.saturating_duration_since(Instant::now()));
-                    if !rest.is_zero() {
-                        if let Next::Shutdown = sleep_or_shutdown(rest, shutdown).await {
-                            lease.release().await;
-                            return Some(Stopped::Shutdown);
+                    // A freed place soon after partial picks waits out the pace (see PACE), but
+                    // not past the tick the loop would have started anyway.
+                    Some(Wakeup::CapacityFreed) => {
+                        if let Some(until) = paced_until.map(|t| t.min(next_tick)) {
+                            if let Next::Shutdown = pace(until, &mut wakeups, shutdown).await {
+                                lease.release().await;
+                                return Some(Stopped::Shutdown);
+                            }
                         }
                     }
-                }
+                    Some(_) => {}
+                },
             }
         }
     }
@@ -421,6 +432,28 @@ fn full_batch(reaped: &jobs_core::store::ReapReport, limit: u32) -> bool {
     ]
     .into_iter()
     .any(|n| n >= limit)
+}
+
+/// Waits until `until` (see [`PACE`]): further freed places wait with it, a job that became due
+/// or a stream to resync ends it at once (the stream's end too: the tick then runs and the loop
+/// resubscribes when it next finds it ended).
+async fn pace(
+    until: Instant,
+    wakeups: &mut Box<dyn WakeupStream>,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Next {
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.as_mut() => return Next::Shutdown,
+            _ = tokio::time::sleep_until(until.into()) => return Next::Tick,
+            woke = wakeups.next() => {
+                if woke != Some(Wakeup::CapacityFreed) {
+                    return Next::Tick;
+                }
+            }
+        }
+    }
 }
 
 async fn sleep_or_shutdown(

@@ -11,7 +11,8 @@ use jobs_core::memory::{MemoryStore, MemoryTransport};
 use jobs_core::transport::MockTransport;
 use jobs_core::{
     ApiStore, Clock, DispatchMessage, DispatchStore, EnqueueRequest, JobService, JobStatus,
-    ManualClock, PlatformConfig, StoreError, SystemClock, Transport, TransportError, UseCaseConfig,
+    LeaseStore, ManualClock, PlatformConfig, StoreError, SystemClock, Transport, TransportError,
+    UseCaseConfig,
 };
 use jobs_scheduler::{Dispatcher, Scheduler, SchedulerConfig, SchedulerError};
 
@@ -503,12 +504,11 @@ impl jobs_core::intercept::Interceptor for SlowPicks {
     }
 }
 
-/// Jobs arriving one at a time, each with its wake-up, while every pick takes 40 ms: a pick that
-/// leased some jobs but no whole batch keeps the next wake-up waiting as long as it took, so picks
-/// gather what came meanwhile instead of running back to back (about one per 80 ms, not one per
-/// 40 ms), and every job is still dispatched.
+/// A use case at its cap: every completion wakes the scheduler (a freed place), and every pick
+/// takes 40 ms. A freed place waits as long as the last partial pick took, so picks gather the
+/// places freed meanwhile (about one per 80 ms, not one per 40 ms), and jobs keep running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wake_ups_after_a_partial_pick_wait_as_long_as_the_pick_took() {
+async fn freed_places_after_a_partial_pick_wait_as_long_as_the_pick_took() {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let inner: Arc<dyn jobs_core::JobStore> = Arc::new(MemoryStore::new(clock.clone()));
     let counts = Arc::new(SlowPicks {
@@ -522,34 +522,52 @@ async fn wake_ups_after_a_partial_pick_wait_as_long_as_the_pick_took() {
     let transport = Arc::new(MemoryTransport::new(["alpha"]));
     let platform = Arc::new(PlatformConfig::with_use_cases([UseCaseConfig::new(
         "alpha",
-        10_000,
+        20,
         Duration::from_secs(600),
     )]));
     let service = JobService::new(store.clone(), platform.clone()).with_clock(clock);
+    for _ in 0..2000 {
+        enqueue(&service, "alpha", 600).await;
+    }
     let config = SchedulerConfig {
         tick_interval: Duration::from_secs(3600),
-        dispatch_batch: 10_000,
+        dispatch_batch: 1000,
         ..SchedulerConfig::default()
     };
     let d = Dispatcher::new(store.clone(), transport.clone(), platform, config);
     let running = Running::start(d, Arc::new(SoleLeader));
+    // A worker: claims and completes each job it receives, one every 2 ms.
     let started = Instant::now();
-    let mut enqueued = 0;
+    let mut done = 0u32;
     while started.elapsed() < Duration::from_millis(1200) {
-        enqueue(&service, "alpha", 600).await;
-        enqueued += 1;
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        let batch = transport
+            .receive("alpha", 10, Duration::from_millis(20))
+            .await
+            .unwrap();
+        for m in batch {
+            let msg = DispatchMessage::decode(&m.body).unwrap();
+            store
+                .claim(msg.job_id, msg.lease_token, Duration::from_secs(60))
+                .await
+                .unwrap();
+            store.complete(msg.job_id, msg.lease_token).await.unwrap();
+            transport
+                .delete_batch("alpha", vec![m.receipt])
+                .await
+                .unwrap();
+            done += 1;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
     let picks = counts.picks.load(std::sync::atomic::Ordering::SeqCst);
-    let received = receive_up_to(&transport, "alpha", enqueued, Instant::now()).await;
-    assert_eq!(received, enqueued, "every job dispatched");
     running.stop().await;
+    assert!(done >= 100, "jobs keep running at the cap: {done} in 1.2 s");
     // Back to back: ~30 picks in 1.2 s. Paced: ~15 (a slower machine only makes fewer).
     assert!(picks <= 21, "{picks} picks in 1.2 s");
 }
 
 /// A history larger than one prune batch is pruned batch after batch, not one batch per prune
-/// interval (an hour here): pruning keeps up with any completion rate.
+/// interval (an hour here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loop_prunes_batch_after_batch_until_no_history_is_due() {
     let clock = Arc::new(ManualClock::default());
