@@ -35,7 +35,7 @@ const REAP_EVERY: Duration = Duration::from_millis(100);
 /// At the cap, every completion's wake-up started a pick at once, and picks ran back to back,
 /// each leasing the few places freed while the last one ran, although a pick's fixed cost
 /// (counting the jobs in flight, planning, its transaction) is paid per pick, not per job: in
-/// scenario 2a, 4 picks per 1,000 jobs of ~150 each (BENCHMARKS.md, "Issue 16, third session").
+/// scenario 2a, 320 picks for 50,000 jobs, ~156 each (BENCHMARKS.md, "Issue 16, third session").
 /// Waiting as long as those picks took lets the freed places add up. Only
 /// [`Wakeup::CapacityFreed`] waits, and never past the tick the loop would have started anyway
 /// (the interval, a rate limit's token, a backoff's retry, a cron slot, a due reap): a job that
