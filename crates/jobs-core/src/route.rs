@@ -1195,14 +1195,12 @@ impl Drop for MergedWakeups {
 
 #[async_trait]
 impl WakeupStream for MergedWakeups {
-    /// The next wake-up of any store, with those already queued behind it folded in (a
-    /// `Resync` among them wins).
+    /// The next wake-up of any store, with those already queued behind it folded in
+    /// ([`Wakeup::fold`]: a `Resync` among them wins, then a `JobDue`).
     async fn next(&mut self) -> Option<Wakeup> {
         let mut wakeup = self.rx.recv().await?;
         while let Ok(more) = self.rx.try_recv() {
-            if more == Wakeup::Resync {
-                wakeup = Wakeup::Resync;
-            }
+            wakeup = wakeup.fold(more);
         }
         Some(wakeup)
     }
@@ -1247,8 +1245,7 @@ async fn forward_wakeups(
         };
         while let Some(w) = current.next().await {
             backoff = Duration::from_millis(100);
-            // A full channel already holds a wake-up the scheduler will see.
-            if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(w) {
+            if !w.queue_into(&tx).await {
                 return;
             }
         }

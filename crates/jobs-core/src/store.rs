@@ -312,6 +312,38 @@ pub enum Wakeup {
     Resync,
 }
 
+impl Wakeup {
+    /// The more pressing of two wake-ups, for streams that fold a burst into one: `Resync` (look
+    /// at everything), then `JobDue` (a job may start now), then `CapacityFreed` (which the
+    /// scheduler paces at a cap, so it must never hide a `JobDue` behind it).
+    pub fn fold(self, other: Wakeup) -> Wakeup {
+        let rank = |w: Wakeup| match w {
+            Wakeup::CapacityFreed => 0,
+            Wakeup::JobDue => 1,
+            Wakeup::Resync => 2,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// Queues `self` on a bounded channel of a folding stream; false once the receiver is gone.
+    /// A full channel already holds a wake-up the reader will see, which is enough for a freed
+    /// place; a due job or a resync waits for room instead of being dropped, as the reader folds
+    /// the queue into its next wake-up and would otherwise see only freed places.
+    pub async fn queue_into(self, tx: &tokio::sync::mpsc::Sender<Wakeup>) -> bool {
+        use tokio::sync::mpsc::error::TrySendError;
+        match tx.try_send(self) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) if self == Wakeup::CapacityFreed => true,
+            Err(TrySendError::Full(_)) => tx.send(self).await.is_ok(),
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
 /// A stream of [`Wakeup`]s. `None` means the stream ended for good.
 #[async_trait]
 pub trait WakeupStream: Send {
@@ -737,5 +769,35 @@ mockall::mock! {
 impl std::fmt::Debug for MockJobStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MockJobStore")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Wakeup::{CapacityFreed, JobDue, Resync};
+
+    #[test]
+    fn a_fold_keeps_the_most_pressing_wake_up() {
+        assert_eq!(CapacityFreed.fold(JobDue), JobDue);
+        assert_eq!(JobDue.fold(CapacityFreed), JobDue);
+        assert_eq!(JobDue.fold(Resync), Resync);
+        assert_eq!(Resync.fold(CapacityFreed), Resync);
+        assert_eq!(CapacityFreed.fold(CapacityFreed), CapacityFreed);
+    }
+
+    /// A full channel drops a freed place (one is queued already) but waits for room for a due
+    /// job, so that the reader's fold sees it.
+    #[tokio::test]
+    async fn a_full_channel_drops_freed_places_but_not_due_jobs() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        assert!(CapacityFreed.queue_into(&tx).await);
+        assert!(CapacityFreed.queue_into(&tx).await, "dropped, not an error");
+        let due = tokio::spawn(async move { JobDue.queue_into(&tx).await });
+        tokio::task::yield_now().await;
+        assert!(!due.is_finished(), "waits for room");
+        assert_eq!(rx.recv().await, Some(CapacityFreed));
+        assert!(due.await.unwrap());
+        assert_eq!(rx.recv().await, Some(JobDue));
+        assert_eq!(rx.recv().await, None, "the sender is gone");
     }
 }

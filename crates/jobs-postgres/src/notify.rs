@@ -36,20 +36,14 @@ impl Drop for PgWakeups {
 
 #[async_trait]
 impl WakeupStream for PgWakeups {
-    /// Waits for a wake-up, then folds every wake-up already queued behind it into it (a
-    /// `Resync` among them wins, then a `JobDue`: the scheduler paces freed places but never a
-    /// due job), so a burst costs the scheduler one tick, not one per event.
+    /// Waits for a wake-up, then folds every wake-up already queued behind it into it
+    /// ([`Wakeup::fold`]: a `Resync` among them wins, then a `JobDue`, as the scheduler paces
+    /// freed places but never a due job), so a burst costs the scheduler one tick, not one per
+    /// event.
     async fn next(&mut self) -> Option<Wakeup> {
-        let rank = |w: Wakeup| match w {
-            Wakeup::Resync => 2,
-            Wakeup::JobDue => 1,
-            Wakeup::CapacityFreed => 0,
-        };
         let mut wakeup = self.rx.recv().await?;
         while let Ok(more) = self.rx.try_recv() {
-            if rank(more) > rank(wakeup) {
-                wakeup = more;
-            }
+            wakeup = wakeup.fold(more);
         }
         Some(wakeup)
     }
@@ -111,10 +105,8 @@ async fn forward(
                             "freed" => Wakeup::CapacityFreed,
                             _ => Wakeup::JobDue,
                         };
-                        // A full channel already holds a wake-up; dropping this one loses nothing.
-                        match tx.try_send(wakeup) {
-                            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
-                            Err(mpsc::error::TrySendError::Closed(_)) => return,
+                        if !wakeup.queue_into(&tx).await {
+                            return;
                         }
                     }
                     Some(Ok(_)) => {}

@@ -11,8 +11,7 @@ use jobs_core::memory::{MemoryStore, MemoryTransport};
 use jobs_core::transport::MockTransport;
 use jobs_core::{
     ApiStore, Clock, DispatchMessage, DispatchStore, EnqueueRequest, JobService, JobStatus,
-    LeaseStore, ManualClock, PlatformConfig, StoreError, SystemClock, Transport, TransportError,
-    UseCaseConfig,
+    ManualClock, PlatformConfig, StoreError, SystemClock, Transport, TransportError, UseCaseConfig,
 };
 use jobs_scheduler::{Dispatcher, Scheduler, SchedulerConfig, SchedulerError};
 
@@ -474,12 +473,25 @@ async fn a_token_that_arrives_between_the_pick_and_the_wait_is_not_missed() {
     running.stop().await;
 }
 
-/// Counts the store's picks and prunes, and makes every pick take `pick_takes`.
+/// Counts the store's picks and prunes, records when each pick started, and makes the first
+/// `slow` picks take `pick_takes`.
 #[derive(Debug, Default)]
 struct SlowPicks {
     pick_takes: Duration,
+    slow: std::sync::atomic::AtomicU32,
     picks: std::sync::atomic::AtomicU32,
     prunes: std::sync::atomic::AtomicU32,
+    started: std::sync::Mutex<Vec<Instant>>,
+}
+
+impl SlowPicks {
+    fn new(pick_takes: Duration, slow: u32) -> Arc<SlowPicks> {
+        Arc::new(SlowPicks {
+            pick_takes,
+            slow: slow.into(),
+            ..SlowPicks::default()
+        })
+    }
 }
 
 #[async_trait]
@@ -493,7 +505,14 @@ impl jobs_core::intercept::Interceptor for SlowPicks {
         match op {
             jobs_core::intercept::StoreOp::LeaseDue => {
                 self.picks.fetch_add(1, SeqCst);
-                tokio::time::sleep(self.pick_takes).await;
+                self.started.lock().unwrap().push(Instant::now());
+                let slow = self
+                    .slow
+                    .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if slow {
+                    tokio::time::sleep(self.pick_takes).await;
+                }
             }
             jobs_core::intercept::StoreOp::Prune => {
                 self.prunes.fetch_add(1, SeqCst);
@@ -504,28 +523,49 @@ impl jobs_core::intercept::Interceptor for SlowPicks {
     }
 }
 
+/// What the pacing tests run on: a store whose picks `SlowPicks` slows, a memory transport, the
+/// platform and a service.
+type PacedWorld = (
+    Arc<jobs_core::intercept::InterceptedStore<Arc<SlowPicks>>>,
+    Arc<MemoryTransport>,
+    Arc<PlatformConfig>,
+    JobService,
+);
+
+/// A [`PacedWorld`] with `use_cases` (name, cap).
+fn paced_world(counts: &Arc<SlowPicks>, use_cases: &[(&str, u32)]) -> PacedWorld {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let inner: Arc<dyn jobs_core::JobStore> = Arc::new(MemoryStore::new(clock.clone()));
+    let store = Arc::new(jobs_core::intercept::InterceptedStore::new(
+        inner,
+        Arc::clone(counts),
+    ));
+    let transport = Arc::new(MemoryTransport::new(use_cases.iter().map(|(n, _)| *n)));
+    let platform =
+        Arc::new(PlatformConfig::with_use_cases(use_cases.iter().map(
+            |(name, cap)| UseCaseConfig::new(*name, *cap, Duration::from_secs(600)),
+        )));
+    let service = JobService::new(store.clone(), platform.clone()).with_clock(clock);
+    (store, transport, platform, service)
+}
+
+/// Claims and completes the job of `m` (a worker's success), which frees its place.
+async fn run_job(store: &dyn jobs_core::JobStore, m: &jobs_core::transport::ReceivedMessage) {
+    let msg = DispatchMessage::decode(&m.body).unwrap();
+    store
+        .claim(msg.job_id, msg.lease_token, Duration::from_secs(60))
+        .await
+        .unwrap();
+    store.complete(msg.job_id, msg.lease_token).await.unwrap();
+}
+
 /// A use case at its cap: every completion wakes the scheduler (a freed place), and every pick
 /// takes 40 ms. A freed place waits as long as the last partial pick took, so picks gather the
 /// places freed meanwhile (about one per 80 ms, not one per 40 ms), and jobs keep running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn freed_places_after_a_partial_pick_wait_as_long_as_the_pick_took() {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let inner: Arc<dyn jobs_core::JobStore> = Arc::new(MemoryStore::new(clock.clone()));
-    let counts = Arc::new(SlowPicks {
-        pick_takes: Duration::from_millis(40),
-        ..SlowPicks::default()
-    });
-    let store = Arc::new(jobs_core::intercept::InterceptedStore::new(
-        inner,
-        Arc::clone(&counts),
-    ));
-    let transport = Arc::new(MemoryTransport::new(["alpha"]));
-    let platform = Arc::new(PlatformConfig::with_use_cases([UseCaseConfig::new(
-        "alpha",
-        20,
-        Duration::from_secs(600),
-    )]));
-    let service = JobService::new(store.clone(), platform.clone()).with_clock(clock);
+    let counts = SlowPicks::new(Duration::from_millis(40), u32::MAX);
+    let (store, transport, platform, service) = paced_world(&counts, &[("alpha", 20)]);
     for _ in 0..2000 {
         enqueue(&service, "alpha", 600).await;
     }
@@ -545,12 +585,7 @@ async fn freed_places_after_a_partial_pick_wait_as_long_as_the_pick_took() {
             .await
             .unwrap();
         for m in batch {
-            let msg = DispatchMessage::decode(&m.body).unwrap();
-            store
-                .claim(msg.job_id, msg.lease_token, Duration::from_secs(60))
-                .await
-                .unwrap();
-            store.complete(msg.job_id, msg.lease_token).await.unwrap();
+            run_job(store.as_ref(), &m).await;
             transport
                 .delete_batch("alpha", vec![m.receipt])
                 .await
@@ -564,6 +599,82 @@ async fn freed_places_after_a_partial_pick_wait_as_long_as_the_pick_took() {
     assert!(done >= 100, "jobs keep running at the cap: {done} in 1.2 s");
     // Back to back: ~30 picks in 1.2 s. Paced: ~15 (a slower machine only makes fewer).
     assert!(picks <= 21, "{picks} picks in 1.2 s");
+}
+
+/// A job that became due is never held by the pace: after a 300 ms partial pick (alpha at its
+/// cap of 1), a freed place starts a pace of ~300 ms, and a job of another use case enqueued at
+/// once is dispatched in a fraction of that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_became_due_ends_the_pace() {
+    let counts = SlowPicks::new(Duration::from_millis(300), 1);
+    let (store, transport, platform, service) = paced_world(&counts, &[("alpha", 1), ("beta", 10)]);
+    enqueue(&service, "alpha", 600).await;
+    enqueue(&service, "alpha", 600).await;
+    let config = SchedulerConfig {
+        tick_interval: Duration::from_secs(3600),
+        ..SchedulerConfig::default()
+    };
+    let d = Dispatcher::new(store.clone(), transport.clone(), platform, config);
+    let running = Running::start(d, Arc::new(SoleLeader));
+    // The first tick: alpha's slow pick leases one of its two jobs (its cap), beta's finds none.
+    let first = transport
+        .receive("alpha", 1, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    run_job(store.as_ref(), &first[0]).await;
+    let enqueued = Instant::now();
+    enqueue(&service, "beta", 600).await;
+    let got = wait_for_message(&transport, "beta", Duration::from_secs(5)).await;
+    let took = enqueued.elapsed();
+    running.stop().await;
+    assert!(got.is_some(), "beta's job dispatched");
+    assert!(
+        took < Duration::from_millis(150),
+        "beta's job started {took:?} after its enqueue; the pace would hold it ~300 ms"
+    );
+}
+
+/// The pace never holds the loop past the tick it would start anyway: with a tick interval of
+/// 50 ms and picks of 300 ms at a cap, the next pick starts ~50 ms after the last one ends, not
+/// 300 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pace_ends_at_the_next_tick() {
+    let counts = SlowPicks::new(Duration::from_millis(300), u32::MAX);
+    let (store, transport, platform, service) = paced_world(&counts, &[("alpha", 1)]);
+    for _ in 0..20 {
+        enqueue(&service, "alpha", 600).await;
+    }
+    let config = SchedulerConfig {
+        tick_interval: Duration::from_millis(50),
+        ..SchedulerConfig::default()
+    };
+    let d = Dispatcher::new(store.clone(), transport.clone(), platform, config);
+    let running = Running::start(d, Arc::new(SoleLeader));
+    // A worker finishing each job as soon as it comes: a freed place right after every pick.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(2000) {
+        for m in transport
+            .receive("alpha", 1, Duration::from_millis(20))
+            .await
+            .unwrap()
+        {
+            run_job(store.as_ref(), &m).await;
+            transport
+                .delete_batch("alpha", vec![m.receipt])
+                .await
+                .unwrap();
+        }
+    }
+    running.stop().await;
+    let starts = counts.started.lock().unwrap().clone();
+    assert!(starts.len() >= 4, "{} picks in 2 s", starts.len());
+    // Each gap: the 300 ms pick, then ~50 ms to the next tick (a pace to its end: ~300 ms).
+    let widest = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        widest < Duration::from_millis(500),
+        "picks {widest:?} apart; the pace went past the tick"
+    );
 }
 
 /// A history larger than one prune batch is pruned batch after batch, not one batch per prune
