@@ -56,9 +56,10 @@ pub struct TickReport {
     pub send_failed: u64,
     /// True if some use case filled a whole batch: more due jobs may be waiting, tick again now.
     pub saturated: bool,
-    /// The store's time in this tick's picks that leased jobs but filled no batch: what paces
-    /// the loop's next tick after a freed place (`PACE` in run.rs).
-    pub partial_pick_time: Duration,
+    /// The time this tick spent on the use cases whose pick leased jobs but filled no batch
+    /// (their pick and the sending of its messages): what paces the loop's next tick after a
+    /// freed place (`PACE` in run.rs).
+    pub partial_dispatch_time: Duration,
     /// The shortest wait until a due job held back only by its tenant's rate limit may start
     /// ([`DispatchStore::rate_wait`](jobs_core::DispatchStore::rate_wait)), over the use cases
     /// with rate limits: tick again no later than this.
@@ -263,9 +264,6 @@ impl Dispatcher {
             )
             .await?;
         let saturated = leased.len() as u32 >= batch;
-        if !saturated && !leased.is_empty() {
-            report.partial_pick_time += picking.elapsed();
-        }
         if !saturated && self.platform.rate_limits.limits_use_case(use_case) {
             // Jobs held back by a rate limit raise no wake-up when their token comes: ask when
             // that is. A failure only costs promptness (the next tick comes anyway).
@@ -314,6 +312,9 @@ impl Dispatcher {
             .collect();
         let count = leased.len() as u64;
         let sent = self.transport.send_batch(use_case, messages).await;
+        if !saturated {
+            report.partial_dispatch_time += picking.elapsed();
+        }
         // Entries the transport did not take: by index (the entry ids), or all of them.
         let unsent: Vec<usize> = match &sent {
             Ok(failures) => {

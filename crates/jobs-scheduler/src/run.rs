@@ -28,15 +28,17 @@ const MIN_RATE_WAIT: Duration = Duration::from_millis(5);
 /// loop's `max_backoff`) while the picks go on.
 const REAP_EVERY: Duration = Duration::from_millis(100);
 
-/// How long, as a multiple of the store's time in the tick's partial picks, a wake-up for a
-/// freed place keeps the next tick waiting.
+/// How long, as a multiple of the time the tick spent on partial dispatches (a pick that leased
+/// jobs but filled no batch, and the sending of its messages), a wake-up for a freed place keeps
+/// the next tick waiting.
 ///
 /// A pick that leased jobs but filled no batch was cut short by the cap (or took every due job).
 /// At the cap, every completion's wake-up started a pick at once, and picks ran back to back,
-/// each leasing the few places freed while the last one ran, although a pick's fixed cost
-/// (counting the jobs in flight, planning, its transaction) is paid per pick, not per job: in
-/// scenario 2a, 320 picks for 50,000 jobs, ~156 each (BENCHMARKS.md, "Issue 16, third session").
-/// Waiting as long as those picks took lets the freed places add up. Only
+/// each leasing the few places freed while the last one ran, although much of a dispatch's cost
+/// is paid per pick, not per job: the pick's (counting the jobs in flight, planning, its
+/// transaction; in scenario 2a, 320 picks for 50,000 jobs, ~156 each: BENCHMARKS.md, "Issue 16,
+/// third session") and, over SQS, a partly filled batch of 10 per send (a request, which is
+/// billed). Waiting as long as the dispatch took lets the freed places add up. Only
 /// [`Wakeup::CapacityFreed`] waits, and never past the tick the loop would have started anyway
 /// (the interval, a rate limit's token, a backoff's retry, a cron slot, a due reap): a job that
 /// became due ([`Wakeup::JobDue`], [`Wakeup::Resync`]) ends the wait, and an idle system, whose
@@ -297,8 +299,8 @@ impl Scheduler {
             let mut ticked = self.dispatcher.dispatch().await;
             // See PACE.
             let paced_until = match &ticked {
-                Ok(r) if !r.partial_pick_time.is_zero() => {
-                    Instant::now().checked_add(r.partial_pick_time.saturating_mul(PACE))
+                Ok(r) if !r.partial_dispatch_time.is_zero() => {
+                    Instant::now().checked_add(r.partial_dispatch_time.saturating_mul(PACE))
                 }
                 _ => None,
             };
