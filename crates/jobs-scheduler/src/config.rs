@@ -23,7 +23,7 @@ pub struct SchedulerConfig {
     /// (`ASYNC_JOBS_PRUNE_INTERVAL_SECONDS`, default 60). While batches come back full, the next
     /// follows after a pause three times as long as the batch took (never longer than this), so
     /// pruning takes at most a quarter of one connection's time (while a batch takes less than a
-    /// third of this): on the bench machine ~16,600–19,900 jobs a second while scenario 2a ran
+    /// third of this): on the bench machine ~16,600–20,300 jobs a second while scenario 2a ran
     /// (BENCHMARKS.md).
     pub prune_interval: Duration,
     /// Most jobs deleted per prune statement (`ASYNC_JOBS_PRUNE_BATCH`, default 1000): one

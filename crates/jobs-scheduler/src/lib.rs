@@ -34,7 +34,7 @@
 //! cases in stores of their own, one store's outage holds back only its use cases; the whole
 //! loop backs off only when every use case fails. Pruning goes on whatever the ticks do.
 //! A freed place (a job that finished) right after picks that leased jobs but filled no batch
-//! (a use case at its cap) waits as long as the store took for those picks, never past the tick
+//! (a use case at its cap) waits as long as those dispatches took (pick and send), never past the tick
 //! the loop would start anyway, so that picks at the cap gather the places freed meanwhile; a
 //! job that became due ends the wait.
 //!
