@@ -559,6 +559,36 @@ async fn run_job(store: &dyn jobs_core::JobStore, m: &jobs_core::transport::Rece
     store.complete(msg.job_id, msg.lease_token).await.unwrap();
 }
 
+/// A worker on use case `alpha` for `how_long`: receives, runs (claim, complete) and deletes each
+/// job's message, pausing `between` jobs; answers how many it ran.
+async fn work_for(
+    store: &dyn jobs_core::JobStore,
+    transport: &MemoryTransport,
+    how_long: Duration,
+    between: Duration,
+) -> u32 {
+    let started = Instant::now();
+    let mut done = 0u32;
+    while started.elapsed() < how_long {
+        for m in transport
+            .receive("alpha", 10, Duration::from_millis(20))
+            .await
+            .unwrap()
+        {
+            run_job(store, &m).await;
+            transport
+                .delete_batch("alpha", vec![m.receipt])
+                .await
+                .unwrap();
+            done += 1;
+            if !between.is_zero() {
+                tokio::time::sleep(between).await;
+            }
+        }
+    }
+    done
+}
+
 /// A use case at its cap: every completion wakes the scheduler (a freed place), and every pick
 /// takes 40 ms. A freed place waits as long as the last partial pick took, so picks gather the
 /// places freed meanwhile (about one per 80 ms, not one per 40 ms), and jobs keep running.
@@ -577,23 +607,13 @@ async fn freed_places_after_a_partial_pick_wait_as_long_as_the_pick_took() {
     let d = Dispatcher::new(store.clone(), transport.clone(), platform, config);
     let running = Running::start(d, Arc::new(SoleLeader));
     // A worker: claims and completes each job it receives, one every 2 ms.
-    let started = Instant::now();
-    let mut done = 0u32;
-    while started.elapsed() < Duration::from_millis(1200) {
-        let batch = transport
-            .receive("alpha", 10, Duration::from_millis(20))
-            .await
-            .unwrap();
-        for m in batch {
-            run_job(store.as_ref(), &m).await;
-            transport
-                .delete_batch("alpha", vec![m.receipt])
-                .await
-                .unwrap();
-            done += 1;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
+    let done = work_for(
+        store.as_ref(),
+        &transport,
+        Duration::from_millis(1200),
+        Duration::from_millis(2),
+    )
+    .await;
     let picks = counts.picks.load(std::sync::atomic::Ordering::SeqCst);
     running.stop().await;
     assert!(done >= 100, "jobs keep running at the cap: {done} in 1.2 s");
@@ -652,20 +672,13 @@ async fn the_pace_ends_at_the_next_tick() {
     let d = Dispatcher::new(store.clone(), transport.clone(), platform, config);
     let running = Running::start(d, Arc::new(SoleLeader));
     // A worker finishing each job as soon as it comes: a freed place right after every pick.
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_millis(2000) {
-        for m in transport
-            .receive("alpha", 1, Duration::from_millis(20))
-            .await
-            .unwrap()
-        {
-            run_job(store.as_ref(), &m).await;
-            transport
-                .delete_batch("alpha", vec![m.receipt])
-                .await
-                .unwrap();
-        }
-    }
+    work_for(
+        store.as_ref(),
+        &transport,
+        Duration::from_millis(2000),
+        Duration::ZERO,
+    )
+    .await;
     running.stop().await;
     let starts = counts.started.lock().unwrap().clone();
     assert!(starts.len() >= 4, "{} picks in 2 s", starts.len());
