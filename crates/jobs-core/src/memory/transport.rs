@@ -1,13 +1,13 @@
 //! The in-memory transport: one queue per use case with SQS-like visibility timeouts.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use uuid::Uuid;
 
 use crate::transport::{
     EntryFailure, OutgoingMessage, Receipt, ReceivedMessage, Transport, TransportError,
@@ -32,6 +32,9 @@ struct Queue {
 pub struct MemoryTransport {
     queues: Arc<Mutex<BTreeMap<String, Queue>>>,
     arrived: Arc<Notify>,
+    /// Numbers message ids and receipts: unique within the transport (and its clones), which is
+    /// all they need to be, without a random number (a system call each) per message.
+    next_id: Arc<AtomicU64>,
     visibility_timeout: Duration,
     receive_batch: u32,
 }
@@ -59,6 +62,7 @@ impl MemoryTransport {
                     .collect(),
             )),
             arrived: Arc::new(Notify::new()),
+            next_id: Arc::new(AtomicU64::new(1)),
             visibility_timeout: DEFAULT_VISIBILITY_TIMEOUT,
             receive_batch: DEFAULT_RECEIVE_BATCH,
         }
@@ -83,6 +87,11 @@ impl MemoryTransport {
         self.lock().get(use_case).map_or(0, |q| q.messages.len())
     }
 
+    /// A fresh id, `prefix` and a number no other id of this transport has.
+    fn fresh_id(&self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Queue>> {
         self.queues.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -105,7 +114,7 @@ impl MemoryTransport {
             .filter(|m| m.visible_at <= now)
             .take(max)
         {
-            let receipt = Uuid::new_v4().to_string();
+            let receipt = self.fresh_id("receipt");
             m.receipt = Some(receipt.clone());
             m.receive_count += 1;
             m.visible_at = now + self.visibility_timeout;
@@ -135,7 +144,7 @@ impl Transport for MemoryTransport {
                 .ok_or_else(|| TransportError::UnknownQueue(use_case.to_owned()))?;
             let now = Instant::now();
             queue.messages.extend(messages.into_iter().map(|m| Stored {
-                message_id: Uuid::new_v4().to_string(),
+                message_id: self.fresh_id("message"),
                 body: m.body,
                 visible_at: now,
                 receive_count: 0,
