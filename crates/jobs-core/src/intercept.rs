@@ -431,7 +431,7 @@ impl<I: Interceptor> LeaseStore for InterceptedStore<I> {
         self.around_each(StoreOp::ClaimMany, entries, call).await
     }
 
-    async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<Job, LeaseError>> {
+    async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<(), LeaseError>> {
         let entries = done.len();
         let call = self.inner.complete_many(done);
         self.around_each(StoreOp::CompleteMany, entries, call).await

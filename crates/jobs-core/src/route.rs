@@ -388,16 +388,16 @@ impl RoutedStore {
 
     /// A fenced batch (claims, completions): each entry goes to the store that holds its job
     /// (remembered, else probed in order), one call per store and round; results in input order.
-    async fn lease_many<F, Fut>(
+    async fn lease_many<T, F, Fut>(
         &self,
         entries: Vec<(JobId, LeaseToken)>,
         op: F,
-    ) -> Vec<Result<Job, LeaseError>>
+    ) -> Vec<Result<T, LeaseError>>
     where
         F: Fn(Arc<dyn JobStore>, Vec<(JobId, LeaseToken)>) -> Fut,
-        Fut: Future<Output = Vec<Result<Job, LeaseError>>>,
+        Fut: Future<Output = Vec<Result<T, LeaseError>>>,
     {
-        let mut results: Vec<Option<Result<Job, LeaseError>>> =
+        let mut results: Vec<Option<Result<T, LeaseError>>> =
             entries.iter().map(|_| None).collect();
         let mut hinted: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut remaining = Vec::new();
@@ -428,9 +428,9 @@ impl RoutedStore {
             let mut out = out.into_iter();
             for k in remaining {
                 match out.next() {
-                    Some(Ok(job)) => {
-                        self.found(job.id, i);
-                        results[k] = Some(Ok(job));
+                    Some(Ok(written)) => {
+                        self.found(entries[k].0, i);
+                        results[k] = Some(Ok(written));
                     }
                     Some(Err(LeaseError::LeaseLost(_))) => missing.push(k),
                     Some(Err(e)) => {
@@ -944,7 +944,7 @@ impl LeaseStore for RoutedStore {
         .await
     }
 
-    async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<Job, LeaseError>> {
+    async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<(), LeaseError>> {
         self.lease_many(done, |s, batch| async move { s.complete_many(batch).await })
             .await
     }

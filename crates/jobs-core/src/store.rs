@@ -625,12 +625,15 @@ pub trait LeaseStore: Send + Sync + std::fmt::Debug {
     }
 
     /// Completes several running jobs at once: for each `(id, token)`, exactly what
-    /// [`complete`](LeaseStore::complete) would do, with one result per entry in input order. The
-    /// default completes one by one; stores override it to write the batch in one round trip.
-    async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<Job, LeaseError>> {
+    /// [`complete`](LeaseStore::complete) would do, with one result per entry in input order. A
+    /// success carries nothing: the job is `succeeded` (read it back with
+    /// [`get`](ReadStore::get) if needed), so a store need not send every finished job, payload
+    /// included, back to the worker, which only counts the outcome. The default completes one by
+    /// one; stores override it to write the batch in one round trip.
+    async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<(), LeaseError>> {
         let mut out = Vec::with_capacity(done.len());
         for (id, token) in done {
-            out.push(self.complete(id, token).await);
+            out.push(self.complete(id, token).await.map(|_| ()));
         }
         out
     }
@@ -736,7 +739,7 @@ mockall::mock! {
         async fn claim_many(&self, claims: Vec<(JobId, LeaseToken)>, lease: Duration)
             -> Vec<Result<Job, LeaseError>>;
         async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>)
-            -> Vec<Result<Job, LeaseError>>;
+            -> Vec<Result<(), LeaseError>>;
         async fn heartbeat(&self, id: JobId, token: LeaseToken, lease: Duration)
             -> Result<Heartbeat, LeaseError>;
         async fn complete(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError>;

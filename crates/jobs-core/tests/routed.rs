@@ -95,7 +95,11 @@ async fn each_use_case_lives_in_its_store_and_calls_by_id_find_it() {
         );
         t.routed.heartbeat(b.id, token, LEASE).await.unwrap();
         let done = t.routed.complete_many(vec![(b.id, token)]).await;
-        assert_eq!(done[0].as_ref().unwrap().status, JobStatus::Succeeded);
+        assert_eq!(done, vec![Ok(())]);
+        assert_eq!(
+            t.routed.get(b.id).await.unwrap().unwrap().status,
+            JobStatus::Succeeded
+        );
         assert!(matches!(
             t.routed.complete(b.id, token).await,
             Err(LeaseError::LeaseLost(_))

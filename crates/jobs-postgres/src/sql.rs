@@ -279,12 +279,13 @@ impl Sql {
                  WHERE j.id = $2 AND j.status = '{status}' AND j.lease_token = $3{extra} RETURNING {cols}"
             )
         };
-        // The same for many jobs: $2 ids and $3 tokens as parallel arrays.
-        let fenced_many = |status: &str, set: &str| {
+        // The same for many jobs: $2 ids and $3 tokens as parallel arrays; each row written
+        // returns `returning` and the token it matched.
+        let fenced_many = |status: &str, set: &str, returning: &str| {
             format!(
                 "UPDATE {jobs} j SET {set}, updated_at = t.now \
                  FROM {NOW}, unnest($2::uuid[], $3::uuid[]) AS k(id, token) \
-                 WHERE j.id = k.id AND j.status = '{status}' AND j.lease_token = k.token RETURNING {cols}, k.token AS matched_token"
+                 WHERE j.id = k.id AND j.status = '{status}' AND j.lease_token = k.token RETURNING {returning}, k.token AS matched_token"
             )
         };
         let cleared = "lease_token = NULL, lease_expires_at = NULL";
@@ -650,10 +651,13 @@ impl Sql {
                     "{CLAIM_OR_EXPIRE}, lease_expires_at = CASE WHEN {LATE} THEN NULL ELSE t.now + {lease} END, {EARLIER_LOOK}",
                     lease = us!("$4::bigint")
                 ),
+                &cols,
             ),
+            // Only the ids: the worker needs no more than which completions were written.
             complete_many: fenced_many(
                 "running",
                 &format!("status = 'succeeded', {cleared}, finished_at = t.now"),
+                "j.id",
             ),
             heartbeat: fenced(
                 "running",

@@ -430,15 +430,17 @@ impl PgStore {
         self.pool.get().await.map_err(error::pool)
     }
 
-    /// The rows a fenced many-job update wrote, keyed by the (id, token) each matched.
-    async fn fenced_many_rows(
+    /// The rows a fenced many-job update wrote, each read by `read`, keyed by the (id, token)
+    /// each matched.
+    async fn fenced_many_rows<T: Send>(
         &self,
         sql: &str,
         now: &Option<DateTime<Utc>>,
         ids: &Vec<uuid::Uuid>,
         tokens: &Vec<uuid::Uuid>,
         extra: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<((JobId, uuid::Uuid), Job)>, StoreError> {
+        read: fn(&tokio_postgres::Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<((JobId, uuid::Uuid), T)>, StoreError> {
         with_conn!(self, |c| async {
             let stmt = c.prepare_cached(sql).await?;
             let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
@@ -448,37 +450,41 @@ impl PgStore {
             let mut written = Vec::with_capacity(rows.len());
             for r in &rows {
                 let token: uuid::Uuid = r.try_get("matched_token")?;
-                written.push(((r.try_get::<_, uuid::Uuid>("id")?, token), row::job(r)?));
+                written.push(((r.try_get::<_, uuid::Uuid>("id")?, token), read(r)?));
             }
             Ok::<_, Op<StoreError>>(written)
         })
     }
 
     /// Runs a fenced update of many jobs (`sql` takes now, ids, tokens and `extra`) and returns
-    /// one result per entry, in input order; each job is matched once.
-    async fn fenced_many(
+    /// one result per entry, in input order, each written row read by `read`; each job is
+    /// matched once.
+    async fn fenced_many<T: Send>(
         &self,
         sql: &str,
         entries: Vec<(JobId, LeaseToken)>,
         extra: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Vec<Result<Job, LeaseError>> {
+        read: fn(&tokio_postgres::Row) -> Result<T, StoreError>,
+    ) -> Vec<Result<T, LeaseError>> {
         if entries.is_empty() {
             return Vec::new();
         }
         let now = self.now();
         let ids: Vec<uuid::Uuid> = entries.iter().map(|(id, _)| *id).collect();
         let tokens: Vec<uuid::Uuid> = entries.iter().map(|(_, t)| t.as_uuid()).collect();
-        let written = self.fenced_many_rows(sql, &now, &ids, &tokens, extra).await;
+        let written = self
+            .fenced_many_rows(sql, &now, &ids, &tokens, extra, read)
+            .await;
         match written {
             Err(e) => entries
                 .iter()
                 .map(|_| Err(LeaseError::Store(e.clone())))
                 .collect(),
-            Ok(jobs) => {
+            Ok(rows) => {
                 // Each row was written under exactly one (id, token); the first entry with that
                 // pair gets it, any other entry is refused.
-                let mut by_key: std::collections::HashMap<(JobId, uuid::Uuid), Job> =
-                    jobs.into_iter().collect();
+                let mut by_key: std::collections::HashMap<(JobId, uuid::Uuid), T> =
+                    rows.into_iter().collect();
                 entries
                     .into_iter()
                     .map(|(id, token)| {
@@ -1277,7 +1283,7 @@ impl LeaseStore for PgStore {
     ) -> Vec<Result<Job, LeaseError>> {
         let lease = interval_us(lease);
         let out = self
-            .fenced_many(&self.sql.claim_many, claims, &[&lease])
+            .fenced_many(&self.sql.claim_many, claims, &[&lease], row::job)
             .await;
         if out
             .iter()
@@ -1289,8 +1295,10 @@ impl LeaseStore for PgStore {
         out.into_iter().map(claimed_or_expired).collect()
     }
 
-    async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<Job, LeaseError>> {
-        let out = self.fenced_many(&self.sql.complete_many, done, &[]).await;
+    async fn complete_many(&self, done: Vec<(JobId, LeaseToken)>) -> Vec<Result<(), LeaseError>> {
+        let out = self
+            .fenced_many(&self.sql.complete_many, done, &[], |_| Ok(()))
+            .await;
         if out.iter().any(Result::is_ok) {
             self.wake(false, true);
         }

@@ -12,13 +12,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobs_core::{Job, JobId, LeaseError, LeaseStore, LeaseToken, StoreError};
+use jobs_core::{JobId, LeaseError, LeaseStore, LeaseToken, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most completions per store call.
 pub(crate) const MAX_BATCH: usize = 256;
 
-type Request = (JobId, LeaseToken, oneshot::Sender<Result<Job, LeaseError>>);
+type Request = (JobId, LeaseToken, oneshot::Sender<Result<(), LeaseError>>);
 
 /// A handle to the batching task; cheap to clone. The task ends when every handle is dropped.
 #[derive(Debug, Clone)]
@@ -38,8 +38,9 @@ impl Completer {
         Completer { tx }
     }
 
-    /// Completes `id` under `token`, exactly as [`LeaseStore::complete`] would.
-    pub(crate) async fn complete(&self, id: JobId, token: LeaseToken) -> Result<Job, LeaseError> {
+    /// Completes `id` under `token`, exactly as [`LeaseStore::complete`] would (the job is then
+    /// `succeeded`).
+    pub(crate) async fn complete(&self, id: JobId, token: LeaseToken) -> Result<(), LeaseError> {
         let (reply, answer) = oneshot::channel();
         // Only a bug (a panic in the batching task) stops the task while handles remain, and it
         // does not come back: not retryable, so the execution gives up and the reaper retries.

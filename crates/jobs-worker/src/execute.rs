@@ -258,14 +258,23 @@ impl Executor {
         let mut attempt: u32 = 0;
         loop {
             attempt = attempt.saturating_add(1);
+            // What the job became, and when it runs again if it was sent back to pending.
             let recorded = match outcome {
-                Ok(()) => self.completer.complete(job.id, token).await,
-                Err(_) => self.service.record_outcome(job, token, outcome).await,
+                Ok(()) => self
+                    .completer
+                    .complete(job.id, token)
+                    .await
+                    .map(|()| (JobStatus::Succeeded, job.run_at)),
+                Err(_) => self
+                    .service
+                    .record_outcome(job, token, outcome)
+                    .await
+                    .map(|done| (done.status, done.run_at)),
             };
             match recorded {
-                Ok(done) => {
-                    log_recorded(&done, outcome, elapsed_ms);
-                    self.counters.recorded(&job.use_case, done.status);
+                Ok((status, run_at)) => {
+                    log_recorded(status, run_at, outcome, elapsed_ms);
+                    self.counters.recorded(&job.use_case, status);
                     return;
                 }
                 Err(LeaseError::LeaseLost(_)) => {
@@ -373,16 +382,21 @@ async fn hold_lease(
     }
 }
 
-fn log_recorded(done: &Job, outcome: &HandlerResult, elapsed_ms: u64) {
+fn log_recorded(
+    status: JobStatus,
+    run_at: impl std::fmt::Display,
+    outcome: &HandlerResult,
+    elapsed_ms: u64,
+) {
     let error = outcome.as_ref().err().map(ToString::to_string);
-    match done.status {
+    match status {
         JobStatus::Succeeded => tracing::info!(elapsed_ms, "job succeeded"),
         JobStatus::Cancelled => tracing::info!(elapsed_ms, error, "job cancelled"),
         JobStatus::Dead => tracing::error!(elapsed_ms, error, "job failed for good (dead)"),
         _ => tracing::warn!(
             elapsed_ms,
             error,
-            retry_at = %done.run_at,
+            retry_at = %run_at,
             "job failed; will retry"
         ),
     }
