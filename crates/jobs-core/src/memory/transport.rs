@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use crate::transport::{
     EntryFailure, OutgoingMessage, Receipt, ReceivedMessage, Transport, TransportError,
@@ -32,9 +33,11 @@ struct Queue {
 pub struct MemoryTransport {
     queues: Arc<Mutex<BTreeMap<String, Queue>>>,
     arrived: Arc<Notify>,
-    /// Numbers message ids and receipts: unique within the transport (and its clones), which is
-    /// all they need to be, without a random number (a system call each) per message.
+    /// Numbers message ids and receipts, after a random prefix drawn once per transport: unique
+    /// within the transport and its clones by the number, and in logs across processes by the
+    /// prefix, without a random number (a system call each) per message.
     next_id: Arc<AtomicU64>,
+    id_prefix: Arc<str>,
     visibility_timeout: Duration,
     receive_batch: u32,
 }
@@ -63,6 +66,7 @@ impl MemoryTransport {
             )),
             arrived: Arc::new(Notify::new()),
             next_id: Arc::new(AtomicU64::new(1)),
+            id_prefix: Uuid::new_v4().simple().to_string()[..8].into(),
             visibility_timeout: DEFAULT_VISIBILITY_TIMEOUT,
             receive_batch: DEFAULT_RECEIVE_BATCH,
         }
@@ -87,9 +91,10 @@ impl MemoryTransport {
         self.lock().get(use_case).map_or(0, |q| q.messages.len())
     }
 
-    /// A fresh id, `prefix` and a number no other id of this transport has.
-    fn fresh_id(&self, prefix: &str) -> String {
-        format!("{prefix}-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    /// A fresh id: `kind`, the transport's prefix and a number no other id of it has.
+    fn fresh_id(&self, kind: &str) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{kind}-{}-{n}", self.id_prefix)
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Queue>> {
@@ -197,8 +202,8 @@ impl Transport for MemoryTransport {
         let queue = queues
             .get_mut(use_case)
             .ok_or_else(|| TransportError::UnknownQueue(use_case.to_owned()))?;
-        // Like SQS, a stale receipt of a message that still exists deletes it; an unknown one is
-        // ignored.
+        // Only a message's latest receipt deletes it (SQS asks for the latest too, and may ignore
+        // an older one); a stale or unknown receipt is ignored.
         let receipts: HashSet<&str> = receipts.iter().map(|r| r.0.as_str()).collect();
         queue
             .messages
