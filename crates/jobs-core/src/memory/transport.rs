@@ -20,7 +20,10 @@ struct Stored {
     body: String,
     visible_at: Instant,
     receive_count: u32,
+    /// The receipt of the latest delivery, the one that changes visibility.
     receipt: Option<String>,
+    /// Receipts of earlier deliveries: still good for deleting the message, as on SQS.
+    superseded: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -120,7 +123,9 @@ impl MemoryTransport {
             .take(max)
         {
             let receipt = self.fresh_id("receipt");
-            m.receipt = Some(receipt.clone());
+            if let Some(old) = m.receipt.replace(receipt.clone()) {
+                m.superseded.push(old);
+            }
             m.receive_count += 1;
             m.visible_at = now + self.visibility_timeout;
             out.push(ReceivedMessage {
@@ -154,6 +159,7 @@ impl Transport for MemoryTransport {
                 visible_at: now,
                 receive_count: 0,
                 receipt: None,
+                superseded: Vec::new(),
             }));
         }
         self.arrived.notify_waiters();
@@ -202,12 +208,13 @@ impl Transport for MemoryTransport {
         let queue = queues
             .get_mut(use_case)
             .ok_or_else(|| TransportError::UnknownQueue(use_case.to_owned()))?;
-        // Only a message's latest receipt deletes it (SQS asks for the latest too, and may ignore
-        // an older one); a stale or unknown receipt is ignored.
+        // As on SQS (docs/sqs.md), any receipt the message was delivered with deletes it, a
+        // superseded one too; a receipt of a deleted message, or an unknown one, is ignored.
         let receipts: HashSet<&str> = receipts.iter().map(|r| r.0.as_str()).collect();
-        queue
-            .messages
-            .retain(|m| !m.receipt.as_deref().is_some_and(|r| receipts.contains(r)));
+        queue.messages.retain(|m| {
+            let named = |r: &str| receipts.contains(r);
+            !(m.receipt.as_deref().is_some_and(named) || m.superseded.iter().any(|r| named(r)))
+        });
         Ok(Vec::new())
     }
 
@@ -232,5 +239,82 @@ impl Transport for MemoryTransport {
         }
         self.arrived.notify_waiters();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UC: &str = "alpha";
+
+    async fn receive_one(t: &MemoryTransport) -> ReceivedMessage {
+        let mut got = t.receive(UC, 1, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(got.len(), 1);
+        got.remove(0)
+    }
+
+    #[tokio::test]
+    async fn a_superseded_receipt_still_deletes_its_message_as_on_sqs() {
+        let t = MemoryTransport::new([UC]);
+        t.send_batch(
+            UC,
+            vec![OutgoingMessage {
+                id: "0".into(),
+                body: "b".into(),
+            }],
+        )
+        .await
+        .unwrap();
+        let first = receive_one(&t).await;
+        t.change_visibility(UC, first.receipt.clone(), Duration::ZERO)
+            .await
+            .unwrap();
+        let second = receive_one(&t).await;
+        assert_eq!(second.message_id, first.message_id);
+        assert_ne!(second.receipt, first.receipt);
+        // The superseded receipt no longer changes visibility …
+        t.change_visibility(UC, first.receipt.clone(), Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(t
+            .receive(UC, 1, Duration::from_millis(10))
+            .await
+            .unwrap()
+            .is_empty());
+        // … but deletes the message, and deleting again is fine.
+        t.delete_batch(UC, vec![first.receipt.clone()])
+            .await
+            .unwrap();
+        assert_eq!(t.depth(UC), 0);
+        t.delete_batch(UC, vec![second.receipt, first.receipt])
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn ids_and_receipts_are_unique_and_differ_between_transports() {
+        let (a, b) = (MemoryTransport::new([UC]), MemoryTransport::new([UC]));
+        for t in [&a, &b] {
+            t.send_batch(
+                UC,
+                (0..3)
+                    .map(|i| OutgoingMessage {
+                        id: i.to_string(),
+                        body: "b".into(),
+                    })
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        }
+        let ra = a.receive(UC, 10, Duration::from_secs(1)).await.unwrap();
+        let rb = b.receive(UC, 10, Duration::from_secs(1)).await.unwrap();
+        let ids: HashSet<String> = ra
+            .iter()
+            .chain(&rb)
+            .flat_map(|m| [m.message_id.clone(), m.receipt.0.clone()])
+            .collect();
+        assert_eq!(ids.len(), 12, "{ids:?}");
     }
 }
