@@ -279,13 +279,47 @@ mod tests {
         AuthConfig::operator_token("root").with_tenant_key("ka", "a")
     }
 
+    /// Whether `cookie` shows `secret` or its SHA-256, as text or in any of its base64 parts.
+    /// The secret is long enough that random base64 cannot spell it by chance (a two-letter
+    /// key did, once in a few dozen runs).
+    fn shows(cookie: &str, secret: &str) -> bool {
+        let digest = crate::auth::digest(secret);
+        let hex = crate::auth::hash_key(secret);
+        let holds = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        cookie.contains(secret)
+            || cookie.contains(&hex[..16])
+            || cookie.split('.').any(|part| {
+                URL_SAFE_NO_PAD.decode(part).is_ok_and(|bytes| {
+                    holds(&bytes, secret.as_bytes()) || holds(&bytes, &digest[..8])
+                })
+            })
+    }
+
     #[test]
     fn a_session_carries_its_credential_scope_and_nothing_secret() {
+        let secret = "tenant-a-session-test-key";
+        let keyed = AuthConfig::operator_token("root").with_tenant_key(secret, "a");
+        // The check sees a leak in each form it looks for.
+        let d = crate::auth::digest(secret);
+        for leaky in [
+            format!("v1.1.{secret}.x"),
+            format!("v1.1.{}.x", &crate::auth::hash_key(secret)[..16]),
+            format!("v1.1.{}.x", URL_SAFE_NO_PAD.encode(secret)),
+            format!("v1.1.{}.x", URL_SAFE_NO_PAD.encode(d)),
+        ] {
+            assert!(shows(&leaky, secret), "{leaky}");
+        }
         let key = SessionKey::random().unwrap();
-        let (cookie, scope) = key.login(&auth(), " ka ", 1000).unwrap();
-        assert_eq!(scope, TenantScope::Tenant("a".into()));
-        assert!(!cookie.contains("ka"));
-        assert!(!cookie.contains(&crate::auth::hash_key("ka")[..8]));
+        for _ in 0..64 {
+            let (cookie, scope) = key.login(&keyed, &format!(" {secret} "), 1000).unwrap();
+            assert_eq!(scope, TenantScope::Tenant("a".into()));
+            assert!(!shows(&cookie, secret), "{cookie}");
+            assert_eq!(
+                key.open(&keyed, &cookie, 1001).unwrap().scope,
+                TenantScope::Tenant("a".into())
+            );
+        }
+        let (cookie, _) = key.login(&auth(), " ka ", 1000).unwrap();
         let s = key.open(&auth(), &cookie, 1001).unwrap();
         assert_eq!(s.scope, TenantScope::Tenant("a".into()));
         assert!(s.csrf_matches(&s.csrf) && !s.csrf_matches("x"));
