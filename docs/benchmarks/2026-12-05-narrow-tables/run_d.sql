@@ -1,4 +1,4 @@
--- Prototype for issue 16 (BENCHMARKS.md, "Issue 16, sixth session"): shape D, after setup_d.sql.
+-- Prototype for issue 16 (BENCHMARKS.md, "Issue 16, fifth session"): shape D, after setup_d.sql.
 SELECT set_config('synchronous_commit','off',false);
 DO $$
 DECLARE ids uuid[]; toks uuid[]; t0 timestamptz; tl float8 := 0; tc float8 := 0; tf float8 := 0; i int;

@@ -1,4 +1,4 @@
--- Prototype for issue 16 (BENCHMARKS.md, "Issue 16, sixth session"): shape D. psql -f setup_d.sql, then -f run_d.sql.
+-- Prototype for issue 16 (BENCHMARKS.md, "Issue 16, fifth session"): shape D. psql -f setup_d.sql, then -f run_d.sql.
 -- D: as C, ready and in-flight jobs are narrow tables and finished jobs are appended to an
 -- unindexed log, but the jobs row keeps the job's whole state (status, token, lease, attempts):
 -- each transition updates it, and since no index of `jobs` names a column that a transition

@@ -1,4 +1,4 @@
--- Prototype for issue 16 (BENCHMARKS.md, "Issue 16, sixth session"): shape E. psql -f setup_e.sql, then -f run_e.sql.
+-- Prototype for issue 16 (BENCHMARKS.md, "Issue 16, fifth session"): shape E. psql -f setup_e.sql, then -f run_e.sql.
 -- E: D kept by statement triggers with transition tables: every statement that writes jobs keeps
 -- ready, flight and the finished log in step, in the same statement.
 DROP SCHEMA IF EXISTS pe CASCADE; CREATE SCHEMA pe;
