@@ -279,15 +279,22 @@ mod tests {
         AuthConfig::operator_token("root").with_tenant_key("ka", "a")
     }
 
-    /// Whether `cookie` shows `secret` or its SHA-256, as text or in any of its base64 parts.
-    /// The secret is long enough that random base64 cannot spell it by chance (a two-letter
-    /// key did, once in a few dozen runs).
+    /// Whether `cookie` shows `secret` or its SHA-256: as text; the digest's first 8 hex digits
+    /// (what logs print of a key) in either case; either of them base64-encoded (URL-safe or
+    /// standard alphabet) anywhere in the text; or either of them inside the bytes of any
+    /// base64 part. The secret is long enough that random base64 cannot spell any of these by
+    /// chance (a two-letter key did, once in a few dozen runs).
     fn shows(cookie: &str, secret: &str) -> bool {
+        use base64::engine::general_purpose::STANDARD_NO_PAD;
         let digest = crate::auth::digest(secret);
         let hex = crate::auth::hash_key(secret);
         let holds = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        let mut encoded = [secret.as_bytes(), &digest[..]]
+            .into_iter()
+            .flat_map(|bytes| [URL_SAFE_NO_PAD.encode(bytes), STANDARD_NO_PAD.encode(bytes)]);
         cookie.contains(secret)
-            || cookie.contains(&hex[..16])
+            || cookie.to_ascii_lowercase().contains(&hex[..8])
+            || encoded.any(|e| cookie.contains(&e))
             || cookie.split('.').any(|part| {
                 URL_SAFE_NO_PAD.decode(part).is_ok_and(|bytes| {
                     holds(&bytes, secret.as_bytes()) || holds(&bytes, &digest[..8])
@@ -301,11 +308,20 @@ mod tests {
         let keyed = AuthConfig::operator_token("root").with_tenant_key(secret, "a");
         // The check sees a leak in each form it looks for.
         let d = crate::auth::digest(secret);
+        let hex = crate::auth::hash_key(secret);
+        let std = base64::engine::general_purpose::STANDARD;
+        let mut blob = b"nonce-".to_vec();
+        blob.extend_from_slice(&d);
         for leaky in [
             format!("v1.1.{secret}.x"),
-            format!("v1.1.{}.x", &crate::auth::hash_key(secret)[..16]),
+            format!("v1.1.{}.x", &hex[..8]),
+            format!("v1.1.{}.x", hex[..8].to_ascii_uppercase()),
             format!("v1.1.{}.x", URL_SAFE_NO_PAD.encode(secret)),
+            format!("v1.1.{}.x", std.encode(secret)),
             format!("v1.1.{}.x", URL_SAFE_NO_PAD.encode(d)),
+            format!("v1.1.{}.x", std.encode(d)),
+            format!("v1.1.AAAAAA{}.x", URL_SAFE_NO_PAD.encode(d)),
+            format!("v1.1.{}.x", URL_SAFE_NO_PAD.encode(&blob)),
         ] {
             assert!(shows(&leaky, secret), "{leaky}");
         }
